@@ -1,0 +1,118 @@
+# Postern build. `make` builds bin/ and libexec/; `make check` runs every test;
+# `make run` starts the dev suite; `make bench` runs the benchmarks.
+# SAN=1 builds with ASan+UBSan into san/ (objects obj-san/) so both trees coexist.
+
+PREFIX  ?= /usr/local
+SAN     ?= 0
+CC      ?= cc
+PKGS     = libevent openssl libcrypt
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(SAN),1)
+OUT     = san
+OBJ     = obj-san
+SANFL   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     = -O1 -g
+else
+OUT     = .
+OBJ     = obj
+SANFL   =
+OPT     = -O2 -g
+endif
+
+CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
+           -fstack-protector-strong -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
+LDFLAGS += $(SANFL)
+LIBS     = $(PKG_LIBS) -lpthread
+
+LIB_SRC  = $(wildcard lib/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
+LIBA     = $(OBJ)/libpostern.a
+
+DAEMONS  = master smtpd cleanup pickup qmgr delivery filter
+# a daemon is built only once its folder has sources
+BUILT_DAEMONS = $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/*.c),$(d)))
+DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
+CLI_BINS    = $(OUT)/bin/postern
+CLI_LINKS   = $(OUT)/bin/mailq $(OUT)/bin/newaliases
+
+.PHONY: all deps check unit integ run bench install clean fuzz fuzz-run check-asan
+all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@; ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(OUT)/libexec/%: $$(patsubst %.c,$(OBJ)/%.o,$$(wildcard $$*/*.c)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
+
+$(OUT)/bin/postern: $$(patsubst %.c,$(OBJ)/%.o,$$(wildcard cli/*.c)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
+
+$(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
+	ln -sf postern $@
+
+# ---- tests ---------------------------------------------------------------
+UNIT_SRC  = $(wildcard t/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRC:t/unit/%.c=$(OBJ)/t/%)
+$(OBJ)/t/%: t/unit/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS) $(shell pkg-config --libs cmocka)
+
+deps:
+	@./mk/deps.sh
+
+unit: $(UNIT_BINS)
+	@./t/run-unit.sh $(UNIT_BINS)
+
+integ: all
+	@POSTERN_ROOT=$(abspath $(OUT)) ./t/run-integ.sh
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integ
+
+check-asan: deps
+	$(MAKE) SAN=1 all
+	$(MAKE) SAN=1 unit
+	$(MAKE) SAN=1 integ
+
+# ---- fuzzing (clang + libFuzzer) -----------------------------------------
+FUZZ_SRC  = $(wildcard t/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRC:t/fuzz/%.c=obj-fuzz/%)
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=obj-fuzz/%.o)
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
+obj-fuzz/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+obj-fuzz/fuzz_%: t/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS)
+fuzz: $(FUZZ_BINS)
+fuzz-run: fuzz
+	@./t/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# ---- running -------------------------------------------------------------
+run: deps all
+	@./conf/dev-setup.sh
+	$(OUT)/bin/postern -c conf/dev.conf run
+
+bench: deps all
+	@./bench/run.sh
+
+install: all
+	./mk/install.sh "$(DESTDIR)" "$(PREFIX)"
+
+clean:
+	rm -rf obj obj-san obj-fuzz bin libexec san
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

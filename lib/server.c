@@ -1,0 +1,188 @@
+/*
+ * server.c - the daemon start-up ritual (see server.h): arguments, config,
+ * logging, chdir to the spool, privilege drop with verification, parent
+ * death signal, signal handling inside the event loop.
+ * Must never leave a daemon running as root.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+
+#include <event2/event.h>
+
+#include "server.h"
+#include "log.h"
+
+static struct event *ev_term, *ev_int, *ev_hup;
+
+int fd_set_nonblock(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, fl);
+}
+
+void spool_path(const struct config *cfg, const char *rel, char *out, size_t size)
+{
+    if (str_format(out, size, "%s/%s", cfg->spool, rel) < 0)
+        log_fatal("path too long: %s/%s", cfg->spool, rel);
+}
+
+void server_drop_privileges(const struct config *cfg)
+{
+    if (geteuid() != 0 && getuid() != 0)
+        return;   /* started unprivileged: nothing to drop, nothing to keep */
+    struct passwd *pw = getpwnam(cfg->user);
+    if (pw == NULL)
+        log_fatal("user \"%s\" does not exist (config key user)", cfg->user);
+    gid_t gid = pw->pw_gid;
+    if (cfg->group && *cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        if (gr == NULL)
+            log_fatal("group \"%s\" does not exist", cfg->group);
+        gid = gr->gr_gid;
+    }
+    if (pw->pw_uid == 0)
+        log_fatal("user \"%s\" is root: refusing to run children as root", cfg->user);
+    if (setgroups(1, &gid) < 0)
+        log_fatal("setgroups: %m");
+    if (setresgid(gid, gid, gid) < 0)
+        log_fatal("setresgid(%u): %m", (unsigned)gid);
+    if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+        log_fatal("setresuid(%u): %m", (unsigned)pw->pw_uid);
+    uid_t r, e, s;
+    if (getresuid(&r, &e, &s) < 0 || r == 0 || e == 0 || s == 0)
+        log_fatal("privilege drop did not take: still root");
+    if (setuid(0) == 0)
+        log_fatal("privilege drop did not take: could regain root");
+}
+
+static void parse_fds(struct server *s)
+{
+    const char *env = getenv("POSTERN_FDS");
+    if (env == NULL || *env == '\0')
+        return;
+    char *copy = xstrdup(env), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (colon == NULL)
+            log_fatal("bad POSTERN_FDS entry \"%s\"", tok);
+        *colon = '\0';
+        char *end;
+        long fd = strtol(tok, &end, 10);
+        if (*end || fd < 3 || fd > 65535)
+            log_fatal("bad POSTERN_FDS fd \"%s\"", tok);
+        s->fds = xrealloc(s->fds, sizeof(*s->fds) * (size_t)(s->nfds + 1));
+        s->fds[s->nfds].fd = (int)fd;
+        str_copy(s->fds[s->nfds].name, sizeof(s->fds[0].name), colon + 1);
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+        s->nfds++;
+    }
+    free(copy);
+}
+
+int server_fd_named(const struct server *s, const char *name)
+{
+    for (int i = 0; i < s->nfds; i++)
+        if (strcmp(s->fds[i].name, name) == 0)
+            return s->fds[i].fd;
+    return -1;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    if (sig == SIGHUP)
+        return;   /* master restarts us on reload; nothing to do in place */
+    if (s->stopping) {
+        if (sig == SIGINT)
+            return;   /* Ctrl-C reaches the whole group: master drives the drain */
+        log_info("second stop signal: exiting now");
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = 1;
+    log_debug("stop signal: draining");
+    if (s->on_stop)
+        s->on_stop(s);
+    else
+        event_base_loopbreak(s->base);
+}
+
+struct server *server_init(const char *name, int argc, char **argv, unsigned flags)
+{
+    struct server *s = xcalloc(1, sizeof(*s));
+    s->name = name;
+    int to_stderr = getenv("POSTERN_LOG_STDERR") && strcmp(getenv("POSTERN_LOG_STDERR"), "1") == 0;
+    log_init(name, to_stderr, 0, LOG_L_INFO);
+    int opt;
+    while ((opt = getopt(argc, argv, "c:")) != -1) {
+        if (opt == 'c')
+            s->config_path = optarg;
+        else
+            log_fatal("usage: %s -c CONFIG", name);
+    }
+    if (s->config_path == NULL)
+        s->config_path = config_default_path(NULL);
+    struct config_errors errs = { 0 };
+    s->cfg = config_load(s->config_path, &errs);
+    if (s->cfg == NULL) {
+        for (int i = 0; i < errs.n; i++) {
+            buf_t b;
+            buf_init(&b, 128);
+            config_error_format(&b, &errs.v[i]);
+            log_error("%s", b.data);
+            buf_free(&b);
+        }
+        log_fatal("cannot load configuration %s", s->config_path);
+    }
+    config_errors_free(&errs);
+    log_set_format(to_stderr, s->cfg->log_json);
+    log_set_level(s->cfg->log_level);
+    const char *tr = getenv("POSTERN_TRACE");
+    if (tr)
+        log_set_trace((unsigned)strtoul(tr, NULL, 0));
+    parse_fds(s);
+    pid_t master = getppid();
+    if (chdir(s->cfg->spool) < 0)
+        log_fatal("chdir %s: %m", s->cfg->spool);
+    server_drop_privileges(s->cfg);
+    if (geteuid() == 0 || getuid() == 0)
+        log_fatal("running as root after start-up: refusing");
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        log_fatal("master went away during start-up");
+    signal(SIGPIPE, SIG_IGN);
+    if (!(flags & SERVER_F_NO_EVENT)) {
+        s->base = event_base_new();
+        if (s->base == NULL)
+            log_fatal("event_base_new failed");
+        ev_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+        ev_int = evsignal_new(s->base, SIGINT, on_signal, s);
+        ev_hup = evsignal_new(s->base, SIGHUP, on_signal, s);
+        evsignal_add(ev_term, NULL);
+        evsignal_add(ev_int, NULL);
+        evsignal_add(ev_hup, NULL);
+    }
+    return s;
+}
+
+void server_run(struct server *s)
+{
+    if (event_base_dispatch(s->base) < 0)
+        log_fatal("event loop failed");
+}
+
+void server_stop_loop(struct server *s)
+{
+    event_base_loopbreak(s->base);
+}

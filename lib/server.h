@@ -1,0 +1,54 @@
+/*
+ * server.h - the one start-up ritual every daemon child of master runs.
+ *
+ * master binds every listening socket (TCP listeners and the Unix sockets
+ * under private/) and execs each daemon with them open; POSTERN_FDS names
+ * them ("3:smtp,4:submission" or "3:cleanup"). server_init() then: parses
+ * -c CONFIG, loads the config, sets up logging (stderr when
+ * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, drops to the
+ * configured user (setgroups/setresgid/setresuid, verified; fatal if still
+ * root), asks for SIGTERM when master dies, and creates the event base.
+ * SIGTERM/SIGINT call the daemon's on_stop (drain) callback; SIGPIPE is
+ * ignored. Nothing a daemon does after server_init runs as root.
+ */
+#ifndef POSTERN_SERVER_H
+#define POSTERN_SERVER_H
+
+#include "config.h"
+
+struct event_base;
+
+struct server_fd {
+    int fd;
+    char name[64];      /* listener name (smtp, submission) or socket name */
+};
+
+struct server {
+    const char *name;            /* daemon name: smtpd, cleanup, ... */
+    const char *config_path;
+    struct config *cfg;
+    struct server_fd *fds; int nfds;
+    struct event_base *base;     /* NULL with SERVER_F_NO_EVENT */
+    int stopping;                /* set once SIGTERM arrived */
+    void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
+    void *ctx;                   /* daemon's own state */
+};
+
+enum { SERVER_F_NO_EVENT = 1 };
+
+struct server *server_init(const char *name, int argc, char **argv, unsigned flags);
+/* Drop root to cfg->user/group; fatal if that fails or root remains.
+ * A no-op check when not started as root (then we must not be root). */
+void server_drop_privileges(const struct config *cfg);
+/* Dispatch the event loop until server_stop_loop(). */
+void server_run(struct server *s);
+void server_stop_loop(struct server *s);
+/* Find an inherited fd by name; -1 if none. */
+int  server_fd_named(const struct server *s, const char *name);
+/* Set O_NONBLOCK (1) or clear it (0). */
+int  fd_set_nonblock(int fd, int on);
+/* Absolute path of a spool-relative name ("private/filter"): daemons chdir
+ * to the spool, so relative names work; this is for messages and the CLI. */
+void spool_path(const struct config *cfg, const char *rel, char *out, size_t size);
+
+#endif
