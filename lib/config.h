@@ -114,6 +114,10 @@ struct config_errors {
 /* Load and validate; on any problem returns NULL and fills errs (all of them).
  * errs may be NULL (problems are then only logged). */
 struct config *config_load(const char *path, struct config_errors *errs);
+/* Same, from memory: name is used in messages and as the base for relative
+ * paths and includes (the fuzz target and tests use it). */
+struct config *config_load_buffer(const char *name, const char *data, size_t len,
+                                  struct config_errors *errs);
 void config_free(struct config *c);
 void config_errors_free(struct config_errors *e);
 /* "file:line:col: key: message" */
@@ -123,12 +127,20 @@ void config_error_format(buf_t *out, const struct config_error *e);
 int config_parse_size(const char *s, int64_t *r);        /* 50M, 1024, 2G, 10k */
 int config_parse_duration(const char *s, int64_t *secs); /* 300s, 5m, 4h, 5d */
 int cidr_parse(const char *s, struct cidr *r);           /* "10.0.0.0/8", "[::1]/128", "::1" */
+/* A listen address "a.b.c.d:port" or "[v6]:port" (literals only) into a
+ * sockaddr; ss and len_r may be NULL (validation only). */
+struct sockaddr_storage;
+int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r);
 /* Does a sockaddr (v4 or v6) fall in any of the networks? */
 int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 /* Is d (case-insensitive) one of the local domains or a domain block? */
 int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
-/* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default. */
+/* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
+ * POSTERN_PREFIX "/etc/postern/postern.conf" (build with -DPOSTERN_PREFIX=...). */
+#ifndef POSTERN_PREFIX
+#define POSTERN_PREFIX "/usr/local"
+#endif
 const char *config_default_path(const char *opt_c);
 
 #endif

@@ -72,8 +72,11 @@ struct qf_env {
     uint64_t content_len;
 };
 
+/* String fields are owned by the env: either malloc'd (xstrdup) or the
+ * shared empty string set by qf_env_init (never freed); never assign a
+ * literal. qf_env_init allocates nothing, so calling it twice leaks nothing. */
 void qf_env_init(struct qf_env *e);     /* zero + empty strings */
-void qf_env_free(struct qf_env *e);
+void qf_env_free(struct qf_env *e);     /* frees, then leaves e as qf_env_init */
 /* Append a recipient (strings copied); returns it. */
 struct qf_rcpt *qf_env_add_rcpt(struct qf_env *e, const char *addr, const char *orig,
                                 uint32_t notify);
@@ -81,7 +84,9 @@ struct qf_rcpt *qf_env_add_rcpt(struct qf_env *e, const char *addr, const char *
 /* ---- writer (cleanup) ------------------------------------------------ */
 struct qf_writer;
 /* Start a file on fd (already open, empty): writes VERSION + envelope +
- * recipients from env, then opens the CONTENT record. */
+ * recipients from env, then opens the CONTENT record. NULL with errno EINVAL
+ * when env would make a file the reader refuses (no recipient, bad queue id,
+ * CR/LF in a text field, field too long...). */
 struct qf_writer *qf_write_begin(int fd, const struct qf_env *env);
 /* Append content bytes (buffered; write errors are reported by _end). */
 int  qf_write_content(struct qf_writer *w, const void *p, size_t n);
@@ -94,7 +99,8 @@ uint64_t qf_write_size(const struct qf_writer *w);   /* content bytes so far */
 
 /* ---- reader ------------------------------------------------------------ */
 /* Read and validate a whole queue file (envelope parsed, content located but
- * not loaded). 0 ok; -1 with err set (corrupt/incomplete/io). */
+ * not loaded). 0 ok; -1 with err set (corrupt/incomplete/io). env needs no
+ * qf_env_init first; on failure it is left empty (qf_env_free is harmless). */
 int  qf_read(int fd, struct qf_env *env, char *err, size_t errlen);
 /* Same from memory (the fuzz target and tests). */
 int  qf_parse(const unsigned char *p, size_t len, struct qf_env *env, char *err, size_t errlen);

@@ -1,0 +1,70 @@
+/*
+ * config_private.h - internals shared by config.c, config_parse.c and
+ * config_value.c. Nobody outside lib/config*.c includes this.
+ *
+ * config_parse.c turns the text (plus includes) into a tree of cnodes that
+ * remember file/line/col; config.c walks that tree against the parameter
+ * table. The parser never interprets values: it only knows the syntax.
+ */
+#ifndef POSTERN_CONFIG_PRIVATE_H
+#define POSTERN_CONFIG_PRIVATE_H
+
+#include <stddef.h>
+#include "config.h"
+
+/* Input bounds: every one is checked and reported, never assumed. */
+#define CFG_FILE_MAX      (4 * 1024 * 1024)  /* bytes per file */
+#define CFG_TOKEN_MAX     4096               /* bytes per string or word */
+#define CFG_DEPTH_MAX     16                 /* nested blocks and lists */
+#define CFG_LIST_MAX      1024               /* items per list */
+#define CFG_ENTRIES_MAX   4096               /* entries per block */
+#define CFG_INCLUDE_DEPTH 8                  /* nested includes */
+#define CFG_FILES_MAX     128                /* files per load, main included */
+#define CFG_GLOB_MAX      64                 /* files matched by one include */
+#define CFG_ERRORS_MAX    200                /* stop collecting after this */
+
+enum cnode_kind { CN_VALUE, CN_LIST, CN_BLOCK };
+
+struct cnode {
+    enum cnode_kind kind;
+    int quoted;                 /* CN_VALUE written as "string" */
+    char *key;                  /* entry name inside a block (NULL for list items) */
+    char *label;                /* domain "x" { } */
+    char *text;                 /* CN_VALUE */
+    struct cnode **kids;        /* list items or block entries */
+    int nkids, capkids;
+    const char *file, *dir;     /* interned in the tree's source list */
+    int line, col;              /* first token of the value */
+    int kline, kcol;            /* the key (== line/col for list items) */
+};
+
+struct cfg_source {
+    char *path;                 /* as reported in messages */
+    char *dir;                  /* absolute directory, for relative paths */
+    char *real;                 /* realpath, for cycle detection */
+    struct cfg_source *next;
+};
+
+struct cfg_tree {
+    struct cnode *root;         /* CN_BLOCK */
+    struct cfg_source *sources;
+    int nsources;
+};
+
+/* Parse a file (data == NULL: read path) into *t. Syntax problems go to errs;
+ * the tree then holds every entry that did parse. */
+void cfg_tree_parse(struct cfg_tree *t, const char *path, const char *data, size_t len,
+                    struct config_errors *errs);
+void cfg_tree_free(struct cfg_tree *t);
+
+/* Append one error (copies everything); silently stops at CFG_ERRORS_MAX. */
+void cfg_error_add(struct config_errors *e, const char *file, int line, int col,
+                   const char *key, const char *fmt, ...) PRINTF_LIKE(6, 7);
+
+/* "dir/rel" made absolute and lexically normalised (".", ".." and "//"). */
+char *cfg_path_resolve(const char *dir, const char *rel);
+
+/* Levenshtein distance, capped (returns cap+1 when larger). */
+int cfg_edit_distance(const char *a, const char *b, int cap);
+
+#endif

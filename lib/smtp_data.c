@@ -1,0 +1,94 @@
+/*
+ * smtp_data.c - DATA decoder (see smtp_data.h for the rules).
+ *
+ * States: BOL (at the start of a line: after CRLF or at the start of
+ * data), TEXT (inside a line), CR (CR seen inside a line), DOT (a "." at
+ * BOL), DOTCR (".\r" at BOL). Only DOTCR + LF ends the data, and DOT is only
+ * entered from BOL, which only CRLF (or the start) reaches: a bare LF or
+ * bare CR goes to TEXT, so "\n.\r\n" and "\r.\r\n" never end the message.
+ */
+#include "smtp_data.h"
+
+enum { ST_BOL = 0, ST_TEXT, ST_CR, ST_DOT, ST_DOTCR };
+
+void smtp_data_init(struct smtp_data *d, uint64_t max_size)
+{
+    d->state = ST_BOL;
+    d->linelen = 0;
+    d->size = 0;
+    d->max_size = max_size;
+    d->errors = 0;
+    d->done = 0;
+}
+
+static void emit(struct smtp_data *d, buf_t *out, char c)
+{
+    d->size++;
+    if (d->max_size && d->size > d->max_size)
+        d->errors |= SMTP_DATA_E_SIZE;
+    if (d->errors == 0)
+        buf_append_char(out, c);
+}
+
+/* A byte inside a line (state TEXT). */
+static void text_byte(struct smtp_data *d, buf_t *out, unsigned char c)
+{
+    if (c == '\r') {
+        d->state = ST_CR;
+        return;
+    }
+    d->state = ST_TEXT;
+    if (c == '\n')
+        d->errors |= SMTP_DATA_E_BARE;
+    else if (c == '\0')
+        d->errors |= SMTP_DATA_E_NUL;
+    emit(d, out, (char)c);
+}
+
+size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    size_t i;
+    for (i = 0; i < n && !d->done; i++) {
+        unsigned char c = p[i];
+        if (++d->linelen > SMTP_DATA_LINE_MAX)
+            d->errors |= SMTP_DATA_E_LINE;
+        switch (d->state) {
+        case ST_BOL:
+            if (c == '.')
+                d->state = ST_DOT;      /* removed: stuffing or terminator */
+            else
+                text_byte(d, out, c);
+            break;
+        case ST_TEXT:
+            text_byte(d, out, c);
+            break;
+        case ST_CR:
+            if (c == '\n') {
+                emit(d, out, '\n');
+                d->state = ST_BOL;
+                d->linelen = 0;
+            } else {
+                d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
+                emit(d, out, '\r');
+                text_byte(d, out, c);
+            }
+            break;
+        case ST_DOT:
+            if (c == '\r')
+                d->state = ST_DOTCR;
+            else
+                text_byte(d, out, c);   /* "..x" -> ".x", ".x" -> "x" */
+            break;
+        case ST_DOTCR:
+            if (c == '\n') {
+                d->done = 1;
+            } else {
+                d->errors |= SMTP_DATA_E_BARE;
+                emit(d, out, '\r');
+                text_byte(d, out, c);
+            }
+            break;
+        }
+    }
+    return i;
+}

@@ -1,0 +1,48 @@
+/*
+ * smtp_data.h - the DATA phase decoder: a byte-at-a-time state machine,
+ * pure (no I/O), used by smtpd and unit-tested/fuzzed on its own.
+ *
+ * Rules (RFC 5321 4.1.1.4, 4.5.2; TESTING.md checklist items 1 and 4):
+ *  - only <CRLF>.<CRLF> ends the data (the start of DATA counts as after a
+ *    CRLF); a bare CR or bare LF never ends it, "\n.\n" and "\r\n.\n" are
+ *    content;
+ *  - a leading dot on a line is removed (dot-unstuffing);
+ *  - CRLF becomes LF in the output;
+ *  - a bare CR or bare LF, a NUL, a line over 1000 octets (CRLF included)
+ *    or a decoded size over max_size marks the message refused
+ *    (SMTP_DATA_E_*); output stops at the first problem but the input is
+ *    still consumed up to the terminator so the session stays in sync.
+ * Input may be split at any byte boundary between calls.
+ */
+#ifndef POSTERN_SMTP_DATA_H
+#define POSTERN_SMTP_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+
+#define SMTP_DATA_LINE_MAX 1000     /* octets per text line, CRLF included */
+
+enum {
+    SMTP_DATA_E_BARE    = 1,    /* bare CR or bare LF */
+    SMTP_DATA_E_NUL     = 2,
+    SMTP_DATA_E_LINE    = 4,    /* line over SMTP_DATA_LINE_MAX */
+    SMTP_DATA_E_SIZE    = 8,    /* decoded size over max_size */
+};
+
+struct smtp_data {
+    int      state;
+    size_t   linelen;       /* raw octets on the current line */
+    uint64_t size;          /* decoded octets (LF line ends), counted even after errors */
+    uint64_t max_size;      /* 0 = unlimited */
+    unsigned errors;        /* SMTP_DATA_E_* bits */
+    int      done;          /* terminator seen */
+};
+
+void smtp_data_init(struct smtp_data *d, uint64_t max_size);
+/* Decode up to n input bytes, appending content to out while no error is
+ * flagged. Returns the bytes consumed: all n, or fewer when the terminator
+ * ended inside them (d->done set; the rest belongs to the next command). */
+size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out);
+
+#endif

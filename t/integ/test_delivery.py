@@ -1,0 +1,192 @@
+"""Whole-suite delivery tests: many concurrent messages arrive byte-identical,
+children run unprivileged, crashes of any process lose and duplicate nothing."""
+import collections
+import os
+import random
+import re
+import signal
+import smtplib
+import threading
+import time
+
+from suite import Suite, make_message, strip_delivery_headers, wait_for
+
+USERS = ["alice", "bob", "carol", "dave"]
+
+
+def _send_many(s, nconn, per_conn, results, errors, pick_rcpts, pause=0.0):
+    def worker(k):
+        try:
+            c = s.smtp()
+            c.ehlo("load.example.test")
+            for j in range(per_conn):
+                i = k * per_conn + j
+                rcpts = pick_rcpts(i)
+                msg = make_message(i)
+                try:
+                    c.sendmail("sender@example.test", [f"{u}@example.test" for u in rcpts], msg)
+                    results[i] = (rcpts, msg, True)
+                except (smtplib.SMTPException, OSError) as e:
+                    results[i] = (rcpts, msg, False)
+                    errors.append(repr(e))
+                    try:
+                        c.close()
+                    except Exception:
+                        pass
+                    c = s.smtp()
+                    c.ehlo("load.example.test")
+                if pause:
+                    time.sleep(pause)
+            c.quit()
+        except Exception as e:  # connection-level failure
+            errors.append(f"worker {k}: {e!r}")
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(nconn)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def _mailbox_contents(s):
+    got = collections.defaultdict(list)
+    for u in USERS:
+        for path in s.delivered(u):
+            with open(path, "rb") as f:
+                got[u].append(f.read())
+    return got
+
+
+def test_200_messages_10_connections_arrive_byte_identical():
+    with Suite() as s:
+        results, errors = {}, []
+        rnd = random.Random(7)
+        picks = {i: sorted(rnd.sample(USERS, rnd.choice([1, 1, 2, 3]))) for i in range(200)}
+        threads = _send_many(s, 10, 20, results, errors, lambda i: picks[i])
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(results) == 200 and all(ok for _, _, ok in results.values())
+        expected = collections.defaultdict(list)
+        for i, (rcpts, msg, _) in results.items():
+            for u in rcpts:
+                expected[u].append(msg.replace(b"\r\n", b"\n"))
+        for u in USERS:
+            s.wait_delivered(u, len(expected[u]), timeout=60)
+        got = _mailbox_contents(s)
+        for u in USERS:
+            bodies = sorted(strip_delivery_headers(m) for m in got[u])
+            assert bodies == sorted(expected[u]), f"{u}: content differs"
+            for m in got[u]:
+                assert m.startswith(b"Return-Path: <sender@example.test>\n")
+                assert f"Delivered-To: {u}@example.test\n".encode() in m
+        s.wait_queue_empty()
+
+
+def test_every_child_runs_as_the_unprivileged_user():
+    with Suite() as s:
+        kids = s.children()
+        names = {c for _, _, c in kids}
+        for need in ("smtpd", "cleanup", "qmgr", "delivery", "filter"):
+            assert need in names, f"{need} not running: {kids}"
+        uid = s.uid
+        for pid, user, comm in kids:
+            with open(f"/proc/{pid}/status") as f:
+                st = f.read()
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", st, re.M).groups()
+            gids = re.search(r"^Gid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", st, re.M).groups()
+            assert all(int(x) == uid for x in uids), f"{comm} uids {uids}"
+            assert all(int(x) == s.gid for x in gids), f"{comm} gids {gids}"
+            groups = re.search(r"^Groups:(.*)$", st, re.M).group(1).split()
+            assert all(int(g) == s.gid for g in groups), f"{comm} groups {groups}"
+        with open(f"/proc/{s.master_pid()}/status") as f:
+            assert re.search(r"^Uid:\s+0\s", f.read(), re.M), "master should keep root"
+
+
+def _crash_run(victim, kills=3):
+    with Suite() as s:
+        results, errors = {}, []
+        threads = _send_many(s, 4, 40, results, errors, lambda i: [USERS[i % 4]], pause=0.01)
+        killed = 0
+        deadline = time.time() + 60
+        while any(t.is_alive() for t in threads) and killed < kills and time.time() < deadline:
+            time.sleep(0.4)
+            pids = s.child_pids(victim)
+            if pids:
+                os.kill(random.choice(pids), signal.SIGKILL)
+                killed += 1
+        for t in threads:
+            t.join()
+        assert killed >= 1, "never managed to kill " + victim
+        wait_for(lambda: s.child_pids(victim), 20, f"{victim} to be restarted")
+        assert f"{victim}" in s.log() and "signal 9" in s.log(), "death not logged"
+        # everything that got a 250 must arrive exactly once; nothing twice
+        acked = [(rcpts, msg) for rcpts, msg, ok in results.values() if ok]
+        assert len(acked) >= 40, f"too few messages acknowledged ({len(acked)}): {errors[:3]}"
+        s.wait_queue_empty(timeout=90)
+        got = _mailbox_contents(s)
+        seen = collections.Counter()
+        for u in USERS:
+            for m in got[u]:
+                mid = re.search(rb"^Message-ID: (<[^>]+>)", m, re.M).group(1)
+                seen[(u, mid)] += 1
+        dup = [k for k, n in seen.items() if n > 1]
+        assert not dup, f"delivered twice: {dup[:5]}"
+        for rcpts, msg in acked:
+            mid = re.search(rb"^Message-ID: (<[^>]+>)", msg, re.M).group(1)
+            for u in rcpts:
+                assert seen[(u, mid)] == 1, f"acknowledged message {mid} lost for {u}"
+
+
+def test_kill9_cleanup_loses_and_duplicates_nothing():
+    _crash_run("cleanup")
+
+
+def test_kill9_qmgr_loses_and_duplicates_nothing():
+    _crash_run("qmgr")
+
+
+def test_kill9_delivery_loses_and_duplicates_nothing():
+    _crash_run("delivery")
+
+
+def test_kill9_smtpd_and_filter_restart():
+    with Suite() as s:
+        for victim in ("smtpd", "filter"):
+            old = s.child_pids(victim)
+            for p in old:
+                os.kill(p, signal.SIGKILL)
+            wait_for(lambda: s.child_pids(victim) and s.child_pids(victim) != old, 20,
+                     f"{victim} restart")
+        wait_for(s.banner_ok, 20, "banner after restarts")
+        # after the filter restarted, smtpd must reconnect and work again
+        def try_send():
+            try:
+                s.send("a@example.test", ["alice@example.test"], make_message(1))
+                return True
+            except smtplib.SMTPException:
+                return False
+        wait_for(try_send, 20, "a message accepted after restarts", interval=0.5)
+        s.wait_delivered("alice", 1)
+
+
+def test_mbox_delivery():
+    s = Suite(start=False)
+    try:
+        s.write_conf(s.conf_text.replace(
+            f'local {{ mailbox = "maildir"; maildir = "{s.mail}/%u/Maildir"; }}',
+            f'local {{ mailbox = "mbox"; mbox = "{s.mail}/%u.mbox"; }}'))
+        s.start()
+        body = "From the start\r\n>From quoted\r\nplain\r\n"
+        s.send("a@example.test", ["bob@example.test"], make_message(5, body=body))
+        s.send("a@example.test", ["bob@example.test"], make_message(6, body=body))
+        path = os.path.join(s.mail, "bob.mbox")
+        wait_for(lambda: os.path.exists(path) and open(path, "rb").read().count(b"\nFrom ") >= 1,
+                 30, "mbox delivery")
+        s.wait_queue_empty()
+        data = open(path, "rb").read()
+        assert data.startswith(b"From a@example.test ")
+        assert data.count(b"\n\nFrom a@example.test ") == 1, data[:400]
+        assert b"\n>From the start\n" in data
+        assert b"\n>>From quoted\n" in data
+        assert b"Delivered-To: bob@example.test\n" in data
+    finally:
+        s.__exit__(None, None, None)
