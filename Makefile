@@ -23,7 +23,7 @@ endif
 
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
-           -fstack-protector-strong -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
+           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
 LDFLAGS += $(SANFL)
 LIBS     = $(PKG_LIBS) -lpthread
 
@@ -49,12 +49,14 @@ $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@; ar rcs $@ $^
 
+.SECONDARY:
 .SECONDEXPANSION:
-$(OUT)/libexec/%: $$(patsubst %.c,$(OBJ)/%.o,$$(wildcard $$*/*.c)) $(LIBA)
+objs = $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c))
+$(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
 
-$(OUT)/bin/postern: $$(patsubst %.c,$(OBJ)/%.o,$$(wildcard cli/*.c)) $(LIBA)
+$(OUT)/bin/postern: $$(call objs,cli) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
 
@@ -110,7 +112,7 @@ bench: deps all
 	@./bench/run.sh
 
 install: all
-	./mk/install.sh "$(DESTDIR)" "$(PREFIX)"
+	./mk/install.sh "$(DESTDIR)" "$(PREFIX)" "$(OUT)"
 
 clean:
 	rm -rf obj obj-san obj-fuzz bin libexec san

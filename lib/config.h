@@ -129,7 +129,6 @@ int config_parse_duration(const char *s, int64_t *secs); /* 300s, 5m, 4h, 5d */
 int cidr_parse(const char *s, struct cidr *r);           /* "10.0.0.0/8", "[::1]/128", "::1" */
 /* A listen address "a.b.c.d:port" or "[v6]:port" (literals only) into a
  * sockaddr; ss and len_r may be NULL (validation only). */
-struct sockaddr_storage;
 int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r);
 /* Does a sockaddr (v4 or v6) fall in any of the networks? */
 int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);

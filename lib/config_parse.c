@@ -135,7 +135,9 @@ char *cfg_path_resolve(const char *dir, const char *rel)
     if (out.len == 0)
         buf_append_char(&out, '/');
     buf_free(&in);
-    return buf_steal(&out);
+    char *r = buf_steal(&out);
+    buf_free(&out);
+    return r;
 }
 
 static struct cnode *node_new(enum cnode_kind kind, const struct cfg_source *src, int line, int col)
@@ -610,7 +612,7 @@ static void parse_include(struct parser *ps, struct lexer *lx, struct cnode *blo
     else
         cfg_error_add(ps->errs, from->path, el, ec, "include", "expected ';' after include");
     glob_t g;
-    int r = glob(pattern, GLOB_ERR, NULL, &g);
+    int r = glob(pattern, 0, NULL, &g);
     if (r == GLOB_NOMATCH) {
         if (!has_magic)
             cfg_error_add(ps->errs, from->path, pl, pc, "include", "cannot include %s: %s",

@@ -21,6 +21,8 @@
 #define CFG_INCLUDE_DEPTH 8                  /* nested includes */
 #define CFG_FILES_MAX     128                /* files per load, main included */
 #define CFG_GLOB_MAX      64                 /* files matched by one include */
+#define CFG_LISTENERS_MAX 64                 /* listen { NAME { } } blocks */
+#define CFG_DOMAINS_MAX   10000              /* domain "x" { } blocks */
 #define CFG_ERRORS_MAX    200                /* stop collecting after this */
 
 enum cnode_kind { CN_VALUE, CN_LIST, CN_BLOCK };

@@ -115,7 +115,7 @@ void ipc_encode(buf_t *out, enum ipc_type t, const void *msg)
         }
         case FT_BYTES: {
             const struct ipc_bytes *bb = (const struct ipc_bytes *)(const void *)base;
-            if (bb->len > IPC_MAX_FRAME - 64)
+            if (bb->len > IPC_MAX_FRAME)    /* the whole frame is checked below */
                 log_panic("ipc_encode: %s.%s too long (%zu)", d->name, f->name, bb->len);
             put_u32(out, (uint32_t)bb->len);
             buf_append(out, bb->p, bb->len);

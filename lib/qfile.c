@@ -507,11 +507,15 @@ struct qf_src {
 static int src_get(struct qf_src *s, uint64_t off, size_t len, const unsigned char **p_r,
                    char *err, size_t errlen)
 {
+    if (len == 0) {
+        *p_r = (const unsigned char *)"";
+        return 0;
+    }
     if (s->mem != NULL) {
         *p_r = s->mem + off;
         return 0;
     }
-    if (off >= s->win_off && off - s->win_off <= s->win_len &&
+    if (s->win != NULL && off >= s->win_off && off - s->win_off <= s->win_len &&
         len <= s->win_len - (off - s->win_off)) {
         *p_r = s->win + (off - s->win_off);
         return 0;
@@ -519,6 +523,8 @@ static int src_get(struct qf_src *s, uint64_t off, size_t len, const unsigned ch
     size_t want = len > RBUF_SIZE ? len : RBUF_SIZE;
     if (want > s->size - off)
         want = (size_t)(s->size - off);
+    if (want < len)                   /* callers check bounds first: never */
+        FAIL("read past end of file at offset %" PRIu64, off);
     if (want > s->win_cap) {
         s->win = xrealloc(s->win, want);
         s->win_cap = want;
@@ -557,7 +563,7 @@ static int dec_rcpt(struct qf_env *e, const unsigned char *p, uint32_t len, uint
     if (e->nrcpts >= QF_MAX_RCPTS)
         FAIL("more than %d RCPT records (offset %" PRIu64 ")", QF_MAX_RCPTS, off);
     if (p[0] >= DS__COUNT || p[1] != 0)
-        FAIL("RCPT record at offset %" PRIu64 ": bad status %u", off, p[0]);
+        FAIL("RCPT record at offset %" PRIu64 ": bad status %u/pad %u", off, p[0], p[1]);
     uint32_t notify = (uint32_t)be_get(p + 4, 4);
     if (notify & ~(uint32_t)NOTIFY_ALL)
         FAIL("RCPT record at offset %" PRIu64 ": bad notify 0x%x", off, notify);

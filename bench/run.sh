@@ -1,0 +1,248 @@
+#!/bin/bash
+# bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
+#
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|idle]...
+#
+# Scenarios (default: all three):
+#   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
+#   maildir  accept + queue + delivery to one Maildir (accepted/s, delivered/s)
+#   idle     Pss growth of the MTA's processes per idle SMTP session (KB)
+# Load: smtp-source -s CONC -m N -l 2048, one message per connection (its
+# default; BENCH_SMTP_SOURCE_OPTS=-d keeps one connection per session).
+#
+# Environment: BENCH_N (3000, messages at conc >= 10), BENCH_N1 (500, at
+# conc 1), BENCH_CONC ("1 10 50"), BENCH_REPS (3, median reported),
+# BENCH_IDLE (200 sessions), BENCH_TIMEOUT (120 s per delivery wait),
+# BENCH_TMP (/var/tmp: must be a real disk, fsync matters), BENCH_KEEP=1
+# (keep the work folder), POSTERN_ROOT (tree with bin/ and libexec/),
+# PF_PORT (10025), PT_PORT (10026).
+# Results: a table on stdout and in run/bench-results.txt; every single
+# measurement in run/bench-raw.txt.
+set -u
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_DIR/lib.sh"
+. "$BENCH_DIR/postfix.sh"
+. "$BENCH_DIR/postern.sh"
+
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+BENCH_N=${BENCH_N:-3000}
+BENCH_N1=${BENCH_N1:-500}
+BENCH_CONC=${BENCH_CONC:-1 10 50}
+BENCH_REPS=${BENCH_REPS:-3}
+BENCH_IDLE=${BENCH_IDLE:-200}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
+BENCH_TMP=${BENCH_TMP:-/var/tmp}
+BENCH_SMTP_SOURCE_OPTS=${BENCH_SMTP_SOURCE_OPTS:-}
+SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
+
+DO_PF=1 DO_PT=1 SCENARIOS=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --postfix-only) DO_PT=0;;
+        --postern-only) DO_PF=0;;
+        --scenario) shift; case "${1:-}" in
+                        discard|maildir|idle) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|idle";; esac;;
+        --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
+        -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
+        *) die "unknown argument $1 (see --help)";;
+    esac
+    shift
+done
+SCENARIOS=${SCENARIOS:-discard maildir idle}
+
+[ "$(id -u)" = 0 ] || die "run as root (private Postfix/Postern instances need it)"
+
+# ---- preparation -----------------------------------------------------------
+pf_install      # smtp-source comes with the postfix package: needed either way
+[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing"
+if [ $DO_PT = 1 ] && ! pt_available; then
+    say "no Postern build in $POSTERN_ROOT (bin/postern + libexec/master): Postern columns will be n/a"
+    DO_PT=0
+fi
+[ $DO_PF = 1 ] || [ $DO_PT = 1 ] || die "nothing to benchmark"
+
+mkdir -p "$BENCH_TMP" "$REPO/run"
+WORK=$(mktemp -d "$BENCH_TMP/postern-bench.XXXXXX") || die "mktemp failed"
+chmod 755 "$WORK"
+RAW=$REPO/run/bench-raw.txt
+RESULTS=$REPO/run/bench-results.txt
+: > "$RAW"
+
+STARTED_PF="" STARTED_PT=""
+cleanup() {
+    local r
+    for r in $STARTED_PF; do pf_stop "$r"; done
+    for r in $STARTED_PT; do pt_stop "$r"; done
+    STARTED_PF="" STARTED_PT=""
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'say interrupted; exit 130' INT TERM
+
+start_mta() {  # start_mta pf|pt SCEN [DIR]: instance in DIR (default $WORK/M-SCEN)
+    local m=$1 scen=$2 d=${3:-$WORK/$1-$2}
+    if [ "$m" = pf ]; then
+        pf_setup "$d" "$scen" && pf_start "$d" || exit 1
+        STARTED_PF="$STARTED_PF $d"
+    else
+        mkdir -p "$d"
+        pt_setup "$d" "$scen" && pt_start "$d" || exit 1
+        STARTED_PT="$STARTED_PT $d"
+    fi
+}
+stop_mta() {  # stop_mta pf|pt DIR
+    if [ "$1" = pf ]; then pf_stop "$2"; STARTED_PF=${STARTED_PF/ $2/}
+    else pt_stop "$2"; STARTED_PT=${STARTED_PT/ $2/}; fi
+}
+port_of()      { [ "$1" = pf ] && echo "$PF_PORT" || echo "$PT_PORT"; }
+queue_dirs()   { [ "$1" = pf ] && pf_queue_dirs "$2" || pt_queue_dirs "$2"; }
+maildir_new()  { [ "$1" = pf ] && pf_maildir_new "$2" || pt_maildir_new "$2"; }
+master_pid()   { [ "$1" = pf ] && pf_master_pid "$2" || pt_master_pid "$2"; }
+mta_name()     { [ "$1" = pf ] && echo postfix || echo postern; }
+
+# Remove what a failed run left queued so that the next one starts clean.
+purge_queue() {
+    local m=$1 d=$2
+    if [ "$m" = pf ]; then
+        /usr/sbin/postsuper -c "$d/etc" -d ALL >/dev/null 2>&1
+    else
+        find $(pt_queue_dirs "$d") -type f -delete 2>/dev/null
+    fi
+}
+
+declare -A RES
+add_res() { RES[$1]="${RES[$1]:-} $2"; }
+
+# one_run M DIR SCEN CONC N: one smtp-source load; records accepted/s and
+# delivered/s. Clock starts right before smtp-source; accepted = when it
+# exits; delivered = when the queue is empty (discard) or Maildir/new holds
+# N files (maildir), as seen by waitq.py polling every 5 ms.
+one_run() {
+    local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new
+    gate=$WORK/gate; out=$WORK/waitq.out; rm -f "$gate" "$out"
+    new=$(maildir_new "$m" "$d")
+    if [ "$scen" = maildir ]; then
+        wait_done --after "$gate" count "$BENCH_TIMEOUT" "$new" "$n" > "$out" &
+    else
+        wait_done --after "$gate" empty "$BENCH_TIMEOUT" $(queue_dirs "$m" "$d") > "$out" &
+    fi
+    wpid=$!
+    t0=$(now)
+    "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
+        -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
+    rc=$?
+    t1=$(now)
+    touch "$gate"
+    wait "$wpid"
+    t2=$(cat "$out")
+    acc=$(calc "$n / ($t1 - $t0)")
+    if [ $rc != 0 ] || [ -s "$WORK/ss.err" ]; then
+        say "$(mta_name "$m") $scen c=$conc: smtp-source exit $rc: $(head -c 300 "$WORK/ss.err")"
+        [ $rc != 0 ] && acc=n/a
+    fi
+    case "$t2" in
+        [0-9]*) del=$(calc "$n / ($t2 - $t0)");;
+        *) say "$(mta_name "$m") $scen c=$conc: delivery wait: $t2"; del=n/a; purge_queue "$m" "$d";;
+    esac
+    # clean up for the next run: Maildir emptied, queue drained (not timed)
+    [ "$scen" = maildir ] && { wait_done empty 30 $(queue_dirs "$m" "$d") >/dev/null || purge_queue "$m" "$d"; }
+    find "$new" -type f -delete 2>/dev/null
+    if [ -n "$rep" ]; then
+        printf '%s %s conc=%s n=%s rep=%s accepted/s=%s delivered/s=%s smtp-source=%.3fs\n' \
+            "$(mta_name "$m")" "$scen" "$conc" "$n" "$rep" "$acc" "$del" "$(calc "$t1 - $t0")" >> "$RAW"
+        add_res "$m,$scen,$conc,acc" "$acc"
+        add_res "$m,$scen,$conc,del" "$del"
+    fi
+    printf '  %-7s %-7s c=%-3s rep %s: accepted %s/s, delivered %s/s\n' "$(mta_name "$m")" "$scen" \
+        "$conc" "${rep:-warm-up}" "$(fmt_num "$acc")" "$(fmt_num "$del")" >&2
+}
+
+MTAS=""
+[ $DO_PF = 1 ] && MTAS="$MTAS pf"
+[ $DO_PT = 1 ] && MTAS="$MTAS pt"
+
+T_START=$(now)
+for scen in $SCENARIOS; do
+    [ "$scen" = idle ] && continue
+    say "scenario $scen: starting instances"
+    declare -A DIR=()
+    for m in $MTAS; do start_mta "$m" "$scen"; DIR[$m]=$WORK/$m-$scen; done
+    # warm-up (untimed): Postfix spawns its smtpd/cleanup/delivery processes,
+    # both fill their caches
+    for m in $MTAS; do one_run "$m" "${DIR[$m]}" "$scen" 10 200; done
+    for conc in $BENCH_CONC; do
+        n=$BENCH_N; [ "$conc" = 1 ] && n=$BENCH_N1
+        for rep in $(seq 1 "$BENCH_REPS"); do
+            # interleaved, so that drift over the sitting hits both alike
+            for m in $MTAS; do one_run "$m" "${DIR[$m]}" "$scen" "$conc" "$n" "$rep"; done
+        done
+    done
+    for m in $MTAS; do stop_mta "$m" "${DIR[$m]}"; done
+done
+
+# ---- idle sessions: Pss of all the MTA's processes, before and after --------
+if [[ " $SCENARIOS " == *" idle "* ]]; then
+    for m in $MTAS; do
+        # a fresh instance: no processes left over from the load runs
+        d=$WORK/$m-idle
+        start_mta "$m" discard "$d"
+        sleep 2
+        mp=$(master_pid "$m" "$d")
+        before=$(tree_pss_kb "$mp"); nb=$(descendants "$mp" | wc -l)
+        : > "$WORK/idle.out"
+        "$PY" "$BENCH_DIR/idle.py" 127.0.0.1 "$(port_of "$m")" "$BENCH_IDLE" > "$WORK/idle.out" 2>&1 &
+        ipid=$!
+        i=0
+        while ! grep -q '^ready' "$WORK/idle.out" && kill -0 "$ipid" 2>/dev/null && [ $i -lt 1200 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        read -r _ ok failed why < <(grep '^ready' "$WORK/idle.out") || { ok=0; failed=$BENCH_IDLE; why=$(cat "$WORK/idle.out"); }
+        sleep 2
+        after=$(tree_pss_kb "$mp"); na=$(descendants "$mp" | wc -l)
+        kill -TERM "$ipid" 2>/dev/null; wait "$ipid" 2>/dev/null
+        [ "${failed:-0}" != 0 ] && say "$(mta_name "$m") idle: $failed of $BENCH_IDLE sessions failed: $why"
+        if [ "${ok:-0}" -gt 0 ]; then kb=$(calc "($after - $before) / $ok"); else kb=n/a; fi
+        printf '%s idle sessions=%s failed=%s pss_before=%sKB (%s procs) pss_after=%sKB (%s procs) KB/session=%s\n' \
+            "$(mta_name "$m")" "$ok" "$failed" "$before" "$nb" "$after" "$na" "$kb" >> "$RAW"
+        printf '  %-7s idle: %s sessions, Pss %s KB (%s procs) -> %s KB (%s procs): %s KB/session\n' \
+            "$(mta_name "$m")" "$ok" "$before" "$nb" "$after" "$na" "$(fmt_num "$kb")" >&2
+        RES[$m,idle]=$kb
+        stop_mta "$m" "$d"
+    done
+fi
+
+# ---- report ------------------------------------------------------------------
+{
+    pfv=$(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
+    mode="one message per connection (smtp-source default, no -d)"
+    [ -n "$BENCH_SMTP_SOURCE_OPTS" ] && mode="smtp-source $BENCH_SMTP_SOURCE_OPTS"
+    echo "# Postern vs Postfix ${pfv:-?} -- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, spool on $(df -P "$BENCH_TMP" | awk 'NR==2 { print $1 }')"
+    echo "# smtp-source -l 2048, N=$BENCH_N (N=$BENCH_N1 at conc 1), $mode; median of $BENCH_REPS"
+    echo "# accept = N / smtp-source wall time; e2e = N / time until queue empty (discard) or N files in Maildir/new"
+    echo "# ratio = postern / postfix (throughput: higher is better; idle KB/session: lower is better)"
+    printf '%-18s %5s %10s %10s %8s\n' scenario conc postfix/s postern/s ratio
+    for scen in discard maildir; do
+        [[ " $SCENARIOS " == *" $scen "* ]] || continue
+        for metric in acc del; do
+            case "$scen,$metric" in
+                discard,acc) label="accept+queue";;
+                discard,del) label="discard e2e";;
+                maildir,acc) label="maildir accept";;
+                maildir,del) label="maildir e2e";;
+            esac
+            for conc in $BENCH_CONC; do
+                a=$(median ${RES[pf,$scen,$conc,$metric]:-n/a})
+                b=$(median ${RES[pt,$scen,$conc,$metric]:-n/a})
+                printf '%-18s %5s %10s %10s %8s\n' "$label" "$conc" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
+            done
+        done
+    done
+    if [[ " $SCENARIOS " == *" idle "* ]]; then
+        a=${RES[pf,idle]:-n/a}; b=${RES[pt,idle]:-n/a}
+        printf '%-18s %5s %10s %10s %8s\n' "idle KB/session" "$BENCH_IDLE" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
+    fi
+    echo "# total bench time $(calc "$(now) - $T_START" | cut -d. -f1) s; raw runs: run/bench-raw.txt"
+} > "$RESULTS.tmp"
+mv "$RESULTS.tmp" "$RESULTS"
+cat "$RESULTS"

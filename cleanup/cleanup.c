@@ -1,0 +1,142 @@
+/*
+ * cleanup.c - the cleanup daemon: builds queue files from what smtpd
+ * streams to it and makes them durable before anyone hears "queued".
+ *
+ * One process: a libevent loop serving every smtpd connection on
+ * private/cleanup (cleanup_conn.c), the asynchronous filter client
+ * (cleanup_filter.c), the qmgr wakeup client (cleanup_qmgr.c), and a pool of
+ * cfg->cleanup_threads fsync workers with a group-committing directory
+ * fsync (cleanup_commit.c). At start it removes what an earlier run left in
+ * tmp/: those files were never acknowledged to anyone. SIGTERM: stop
+ * accepting, let in-flight transactions finish (bounded), exit.
+ * Never talks to the outside network.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+/* Remove files a previous run left half-written in tmp/. */
+static void purge_tmp(void)
+{
+    DIR *d = opendir(SPOOL_TMP);
+    if (d == NULL) {
+        log_error("opendir %s: %m", SPOOL_TMP);
+        return;
+    }
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            n++;
+        else if (errno != ENOENT)
+            log_warn("unlink %s/%s: %m", SPOOL_TMP, de->d_name);
+    }
+    closedir(d);
+    if (n)
+        log_info("removed %d unfinished file%s from %s/", n, n == 1 ? "" : "s", SPOOL_TMP);
+}
+
+/* The host name as it may appear in Received and Message-ID. */
+static void set_hostname(struct cl_ctx *ctx)
+{
+    const char *h = ctx->cfg->hostname && *ctx->cfg->hostname ? ctx->cfg->hostname : "localhost";
+    size_t j = 0;
+    for (size_t i = 0; h[i] && j + 1 < sizeof(ctx->hostname); i++) {
+        char c = h[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || c == '_';
+        ctx->hostname[j++] = ok ? c : '-';
+    }
+    ctx->hostname[j] = '\0';
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    cl_accept(arg, fd);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    log_warn("accept on %s: %s", SOCK_CLEANUP, strerror(e));
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    ctx->drain_ticks++;
+    if (ctx->ntxn == 0 && clc_inflight(ctx->pool) == 0) {
+        log_debug("drained: exiting");
+        server_stop_loop(ctx->srv);
+    } else if (ctx->drain_ticks >= CL_DRAIN_SECS * 5) {
+        log_warn("stopping with %d transaction%s unfinished", ctx->ntxn,
+                 ctx->ntxn == 1 ? "" : "s");
+        server_stop_loop(ctx->srv);
+    }
+}
+
+static void on_stop(struct server *s)
+{
+    struct cl_ctx *ctx = s->ctx;
+    if (ctx->lis) {
+        evconnlistener_free(ctx->lis);
+        ctx->lis = NULL;
+    }
+    struct timeval tv = { 0, 200 * 1000 };
+    ctx->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_tick, ctx);
+    event_add(ctx->drain_timer, &tv);
+    ctx->drain_ticks = 0;
+    drain_tick(-1, 0, ctx);
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = server_init("cleanup", argc, argv, 0);
+    struct cl_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->srv = s;
+    ctx->cfg = s->cfg;
+    s->ctx = ctx;
+    s->on_stop = on_stop;
+    set_hostname(ctx);
+
+    int lfd = server_fd_named(s, "cleanup");
+    if (lfd < 0)
+        log_fatal("no socket named \"cleanup\" in POSTERN_FDS");
+    fd_set_nonblock(lfd, 1);
+    purge_tmp();
+    ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
+                          cl_txn_commit_done, ctx);
+    ctx->lis = evconnlistener_new(s->base, on_accept, ctx,
+                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
+    if (ctx->lis == NULL)
+        log_fatal("cannot listen on %s", SOCK_CLEANUP);
+    evconnlistener_set_error_cb(ctx->lis, on_accept_error);
+    log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
+
+    server_run(s);
+
+    /* the drain timer counts 200 ms ticks */
+    cl_conn_close_all(ctx);
+    clf_close(ctx);
+    clq_close(ctx);
+    if (clc_inflight(ctx->pool) == 0)
+        clc_stop(ctx->pool);
+    if (ctx->drain_timer)
+        event_free(ctx->drain_timer);
+    if (ctx->lis)
+        evconnlistener_free(ctx->lis);
+    log_debug("exiting");
+    return 0;
+}

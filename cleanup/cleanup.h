@@ -1,0 +1,145 @@
+/*
+ * cleanup.h - cleanup's internal interfaces, shared by the cleanup sources only.
+ *
+ * One event loop (connections from smtpd, the filter and qmgr clients, the
+ * completion pipe of the commit pool) plus a pool of fsync worker threads.
+ * A transaction (struct cl_txn) belongs to the event loop except while it
+ * sits in the commit pool: then only the commit fields (c*) are touched, by
+ * the pool, and the loop gets it back through the completion queue.
+ */
+#ifndef POSTERN_CLEANUP_H
+#define POSTERN_CLEANUP_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "hdr.h"
+#include "ipc.h"
+#include "qfile.h"
+#include "server.h"
+#include "spool.h"
+#include "stage.h"
+
+#define CL_HDR_MAX      (256 * 1024)   /* buffered header section */
+#define CL_HOP_LIMIT    50             /* Received: fields before 554 5.4.6 */
+#define CL_TEXT_MAX     256            /* reply text we keep */
+#define CL_FILTER_TIMEOUT 120          /* seconds a data verdict may take */
+#define CL_DRAIN_SECS   30             /* bounded wait at SIGTERM */
+
+struct bufferevent;
+struct evconnlistener;
+struct event;
+struct cl_conn;
+struct cl_pool;
+
+enum cl_state {
+    T_ENVELOPE = 0,     /* BEGIN seen, collecting recipients */
+    T_CONTENT,          /* DATA chunks arriving */
+    T_FILTER,           /* END seen, waiting for the data verdict */
+    T_COMMIT,           /* in the commit pool */
+};
+
+/* A reply we owe smtpd (sticky failure or verdict). */
+struct cl_reply {
+    int status;                 /* enum verdict */
+    int code;
+    char enhanced[16];
+    char text[CL_TEXT_MAX];
+};
+
+struct cl_txn {
+    struct cl_conn *conn;       /* NULL once the smtpd connection is gone */
+    enum cl_state state;
+    char qid[QUEUE_ID_MAX];
+    char path[64];              /* tmp/ID */
+    int fd;
+    int64_t arrival_us;
+    uint64_t session;           /* smtpd's session id (filter requests) */
+    struct qf_env env;          /* envelope; recipients collected until content */
+    struct qf_writer *w;        /* open once the first content (or END) arrives */
+    uint64_t size;              /* content bytes from smtpd */
+    int failed;                 /* fail holds the reply; content is discarded */
+    struct cl_reply fail;
+    /* header section */
+    int in_headers;
+    struct hdr_scan hs;
+    buf_t hbuf;
+    /* filter request */
+    uint64_t freq_id;
+    struct cl_txn *fnext;
+    int quarantine;
+    /* commit pool (touched by worker threads while state == T_COMMIT) */
+    struct cl_txn *cnext;
+    int cerr;                   /* errno of the failed step, 0 = committed */
+    const char *cwhere;         /* which step failed */
+    int cbatch;                 /* entries in its directory fsync (trace) */
+};
+
+struct cl_conn {
+    struct cl_ctx *ctx;
+    struct bufferevent *bev;
+    int hello;
+    struct cl_txn *txn;
+    uint64_t serial;
+    char peer[32];
+    struct cl_conn *next, *prev;
+};
+
+struct cl_ctx {
+    struct server *srv;
+    const struct config *cfg;
+    struct evconnlistener *lis;
+    char hostname[256];         /* sanitised, for Received / Message-ID */
+    struct cl_conn *conns;
+    uint64_t conn_serial;
+    int ntxn;                   /* live transactions */
+    struct event *drain_timer;
+    int drain_ticks;
+    /* filter client */
+    struct bufferevent *fbev;
+    int f_hello;
+    uint64_t f_next_id;
+    struct cl_txn *f_pending;
+    /* qmgr client */
+    struct bufferevent *qbev;
+    int64_t q_last_fail;
+    /* commit pool */
+    struct cl_pool *pool;
+};
+
+/* cleanup_conn.c */
+void cl_accept(struct cl_ctx *ctx, int fd);
+void cl_conn_close_all(struct cl_ctx *ctx);
+void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
+void cl_txn_commit_done(struct cl_txn *t, void *arg);
+void cl_txn_fail(struct cl_txn *t, int status, int code, const char *enh, const char *text);
+
+/* cleanup_headers.c */
+void clh_start(struct cl_txn *t);
+/* Feed content (already size-checked); failures become t->failed. */
+void clh_content(struct cl_ctx *ctx, struct cl_txn *t, const unsigned char *p, size_t n);
+/* End of content: flush a still-buffered header section. */
+void clh_finish(struct cl_ctx *ctx, struct cl_txn *t);
+/* Received / Message-ID / Date text (exposed for tests). */
+void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now);
+void clh_date(buf_t *out, time_t now);
+void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
+
+/* cleanup_filter.c: the asynchronous data-stage client */
+int  clf_ask(struct cl_ctx *ctx, struct cl_txn *t);
+void clf_cancel(struct cl_ctx *ctx, struct cl_txn *t);
+void clf_close(struct cl_ctx *ctx);
+
+/* cleanup_qmgr.c */
+void clq_wakeup(struct cl_ctx *ctx, const char *qid);
+void clq_close(struct cl_ctx *ctx);
+
+/* cleanup_commit.c */
+struct cl_pool *clc_start(struct event_base *base, int nthreads,
+                          void (*done)(struct cl_txn *t, void *arg), void *arg);
+void clc_submit(struct cl_pool *p, struct cl_txn *t);
+int  clc_inflight(struct cl_pool *p);
+void clc_stop(struct cl_pool *p);
+
+#endif

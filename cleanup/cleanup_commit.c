@@ -1,0 +1,275 @@
+/*
+ * cleanup_commit.c - making queue files durable: the fsync worker pool and
+ * the group commit of incoming/.
+ *
+ * N worker threads take finished files from the submit queue and each does
+ * fsync(file), close, rename(tmp/ID -> incoming/ID) - several fsyncs run in
+ * parallel, so no message waits behind a single writer. Renamed entries
+ * then wait for the committer thread, which fsyncs incoming/ ONCE for every
+ * entry renamed so far; entries renamed while that fsync runs form the next
+ * batch. Only after that directory fsync is an entry complete: it goes to
+ * the completion list and the event loop is woken through an eventfd, and
+ * only then may smtpd hear "queued" (TESTING.md item 9).
+ *
+ * Worker threads never log (the log module's queue-id slot belongs to the
+ * loop) and touch only the commit fields of a transaction; errors are
+ * recorded in t->cerr / t->cwhere and reported by the loop. A failed entry
+ * has its file removed (tmp/ or incoming/) before it completes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include <event2/event.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+struct tq { struct cl_txn *head, *tail; };
+
+struct cl_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;       /* submit queue non-empty or quitting */
+    pthread_cond_t commit_cv;     /* renamed list non-empty or quitting */
+    struct tq submit, renamed, done;
+    int quit;
+    int inflight;                 /* submitted, not yet handed back (loop thread only) */
+    int nthreads;
+    int workers_alive;            /* the committer outlives every worker */
+    pthread_t *workers;
+    pthread_t committer;
+    int dirfd;                    /* incoming/ */
+    int efd;                      /* eventfd: completions pending */
+    struct event *ev;
+    void (*done_fn)(struct cl_txn *t, void *arg);
+    void *arg;
+};
+
+static void tq_push(struct tq *q, struct cl_txn *t)
+{
+    t->cnext = NULL;
+    if (q->tail)
+        q->tail->cnext = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+static struct cl_txn *tq_take_all(struct tq *q)
+{
+    struct cl_txn *h = q->head;
+    q->head = q->tail = NULL;
+    return h;
+}
+
+static void incoming_path(const struct cl_txn *t, char *out, size_t size)
+{
+    str_format(out, size, "%s/%s", SPOOL_INCOMING, t->qid);
+}
+
+/* Append a chain to the completion list and wake the loop. Locked. */
+static void complete_locked(struct cl_pool *p, struct cl_txn *chain)
+{
+    while (chain) {
+        struct cl_txn *next = chain->cnext;
+        tq_push(&p->done, chain);
+        chain = next;
+    }
+    uint64_t one = 1;
+    ssize_t r = write(p->efd, &one, sizeof(one));
+    (void)r;   /* EAGAIN: the counter is already non-zero, the loop will look */
+}
+
+/* fsync + close + rename one file. 0 = renamed, -1 = failed (cleaned up). */
+static int commit_file(struct cl_txn *t)
+{
+    char dst[64];
+    incoming_path(t, dst, sizeof(dst));
+    t->cerr = 0;
+    if (fsync(t->fd) < 0) {
+        t->cerr = errno;
+        t->cwhere = "fsync";
+    }
+    if (close(t->fd) < 0 && t->cerr == 0) {
+        t->cerr = errno;
+        t->cwhere = "close";
+    }
+    t->fd = -1;
+    if (t->cerr == 0 && rename(t->path, dst) < 0) {
+        t->cerr = errno;
+        t->cwhere = "rename";
+    }
+    if (t->cerr) {
+        unlink(t->path);
+        return -1;
+    }
+    return 0;
+}
+
+static void block_signals(void)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct cl_pool *p = arg;
+    block_signals();
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->submit.head == NULL && !p->quit)
+            pthread_cond_wait(&p->work_cv, &p->mu);
+        if (p->submit.head == NULL)
+            break;
+        struct cl_txn *t = p->submit.head;
+        p->submit.head = t->cnext;
+        if (p->submit.head == NULL)
+            p->submit.tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        int r = commit_file(t);
+        pthread_mutex_lock(&p->mu);
+        if (r == 0) {
+            tq_push(&p->renamed, t);
+            pthread_cond_signal(&p->commit_cv);
+        } else {
+            t->cnext = NULL;
+            complete_locked(p, t);
+        }
+    }
+    p->workers_alive--;
+    pthread_cond_signal(&p->commit_cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Group commit: one fsync(incoming/) per batch of renamed entries. */
+static void *committer_main(void *arg)
+{
+    struct cl_pool *p = arg;
+    block_signals();
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->renamed.head == NULL && !(p->quit && p->workers_alive == 0))
+            pthread_cond_wait(&p->commit_cv, &p->mu);
+        if (p->renamed.head == NULL)
+            break;
+        struct cl_txn *batch = tq_take_all(&p->renamed);
+        pthread_mutex_unlock(&p->mu);
+        int err = fsync(p->dirfd) < 0 ? errno : 0;
+        int n = 0;
+        for (struct cl_txn *t = batch; t; t = t->cnext)
+            n++;
+        for (struct cl_txn *t = batch; t; t = t->cnext)
+            t->cbatch = n;
+        if (err) {
+            /* the names may not be durable: take them back, 4xx to the client */
+            for (struct cl_txn *t = batch; t; t = t->cnext) {
+                char dst[64];
+                incoming_path(t, dst, sizeof(dst));
+                unlink(dst);
+                t->cerr = err;
+                t->cwhere = "fsync(incoming/)";
+            }
+        }
+        pthread_mutex_lock(&p->mu);
+        complete_locked(p, batch);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Event loop side: hand completed entries back, in completion order. */
+static void on_complete(evutil_socket_t fd, short what, void *arg)
+{
+    struct cl_pool *p = arg;
+    uint64_t n;
+    ssize_t r = read(p->efd, &n, sizeof(n));
+    (void)r;
+    pthread_mutex_lock(&p->mu);
+    struct cl_txn *chain = tq_take_all(&p->done);
+    pthread_mutex_unlock(&p->mu);
+    while (chain) {
+        struct cl_txn *next = chain->cnext;
+        p->inflight--;
+        p->done_fn(chain, p->arg);
+        chain = next;
+    }
+}
+
+struct cl_pool *clc_start(struct event_base *base, int nthreads,
+                          void (*done)(struct cl_txn *t, void *arg), void *arg)
+{
+    struct cl_pool *p = xcalloc(1, sizeof(*p));
+    if (nthreads < 1)
+        nthreads = 1;
+    if (nthreads > 256)
+        nthreads = 256;
+    p->nthreads = nthreads;
+    p->done_fn = done;
+    p->arg = arg;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
+    pthread_cond_init(&p->commit_cv, NULL);
+    p->dirfd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (p->dirfd < 0)
+        log_fatal("open %s: %m", SPOOL_INCOMING);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0)
+        log_fatal("eventfd: %m");
+    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_complete, p);
+    event_add(p->ev, NULL);
+    p->workers = xcalloc((size_t)nthreads, sizeof(*p->workers));
+    p->workers_alive = nthreads;
+    for (int i = 0; i < nthreads; i++) {
+        int e = pthread_create(&p->workers[i], NULL, worker_main, p);
+        if (e)
+            log_fatal("pthread_create: %s", strerror(e));
+    }
+    int e = pthread_create(&p->committer, NULL, committer_main, p);
+    if (e)
+        log_fatal("pthread_create: %s", strerror(e));
+    return p;
+}
+
+void clc_submit(struct cl_pool *p, struct cl_txn *t)
+{
+    p->inflight++;
+    pthread_mutex_lock(&p->mu);
+    tq_push(&p->submit, t);
+    pthread_cond_signal(&p->work_cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int clc_inflight(struct cl_pool *p)
+{
+    return p->inflight;
+}
+
+/* Stop the threads once the queues are empty (they finish what is queued). */
+void clc_stop(struct cl_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_cond_broadcast(&p->commit_cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->workers[i], NULL);
+    pthread_join(p->committer, NULL);
+    event_free(p->ev);
+    close(p->efd);
+    close(p->dirfd);
+    free(p->workers);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work_cv);
+    pthread_cond_destroy(&p->commit_cv);
+    free(p);
+}

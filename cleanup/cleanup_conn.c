@@ -1,0 +1,486 @@
+/*
+ * cleanup_conn.c - one smtpd connection and the transactions on it.
+ *
+ * Protocol (lib/ipc_msgs.def): HELLO(cleanup), then per transaction BEGIN,
+ * RCPT x n, DATA x k, END{abort} -> REPLY. Exactly one transaction at a time
+ * per connection; anything out of order is a protocol error and drops the
+ * connection (and with it the transaction's tmp file). smtpd is not
+ * trusted: sizes, counts and every text field are checked again here.
+ * A REPLY with status ACCEPT is sent only after the commit pool reported
+ * fsync(file), rename and fsync(incoming/) - never before.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#define RCPT_LIMIT_HARD 100000   /* QF_MAX_RCPTS, whatever the config says */
+
+static void conn_free(struct cl_conn *c);
+
+static int64_t now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static char *dupfield(const char *s)
+{
+    return xstrdup(s ? s : "");
+}
+
+/* Informational envelope text (HELO, PTR, TLS...): control bytes become '?'
+ * so a bad peer cannot make the queue file unwritable or unsafe to print.
+ * Addresses are not touched: the queue file writer refuses bad ones. */
+static char *dupinfo(const char *s)
+{
+    char *d = dupfield(s);
+    for (char *p = d; *p; p++)
+        if ((unsigned char)*p < 32 || *p == 127)
+            *p = '?';
+    return d;
+}
+
+/* Record a failure; the first one wins and the rest of the content is
+ * discarded. The reply goes out at END. */
+void cl_txn_fail(struct cl_txn *t, int status, int code, const char *enh, const char *text)
+{
+    if (t->failed)
+        return;
+    t->failed = 1;
+    t->fail.status = status;
+    t->fail.code = code;
+    str_copy(t->fail.enhanced, sizeof(t->fail.enhanced), enh);
+    str_copy(t->fail.text, sizeof(t->fail.text), text);
+    if (t->w) {
+        qf_write_abort(t->w);
+        t->w = NULL;
+    }
+}
+
+static void send_reply(struct cl_conn *c, int status, const char *qid, int code,
+                       const char *enh, const char *text)
+{
+    struct ipc_cleanup_reply r = { (uint32_t)status, qid ? qid : "", (uint32_t)code,
+                                   enh ? enh : "", text ? text : "" };
+    buf_t out;
+    buf_init(&out, 256);
+    ipc_put_cleanup_reply(&out, &r);
+    bufferevent_write(c->bev, out.data, out.len);
+    buf_free(&out);
+}
+
+/* Forget a transaction that will not be queued: file gone, memory freed. */
+static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
+{
+    if (t->w)
+        qf_write_abort(t->w);
+    if (t->fd >= 0)
+        close(t->fd);
+    if (t->path[0] && unlink(t->path) < 0 && errno != ENOENT) {
+        log_set_qid(t->qid);
+        log_warn("unlink %s: %m", t->path);
+        log_set_qid(NULL);
+    }
+    qf_env_free(&t->env);
+    buf_free(&t->hbuf);
+    if (t->conn && t->conn->txn == t)
+        t->conn->txn = NULL;
+    free(t);
+    ctx->ntxn--;
+}
+
+static void txn_drop_reply(struct cl_ctx *ctx, struct cl_txn *t, const struct cl_reply *r)
+{
+    struct cl_conn *c = t->conn;
+    log_set_qid(t->qid);
+    if (r->status != V_TEMPFAIL || r->code != 451 || strcmp(r->text, "Transaction aborted"))
+        log_info("reject: %d %s %s; from=<%s> nrcpt=%d", r->code, r->enhanced,
+                 r->text, t->env.sender, t->env.nrcpts);
+    log_set_qid(NULL);
+    if (c)
+        send_reply(c, r->status, "", r->code, r->enhanced, r->text);
+    txn_drop(ctx, t);
+}
+
+static void fail_and_drop(struct cl_ctx *ctx, struct cl_txn *t, int status, int code,
+                          const char *enh, const char *text)
+{
+    cl_txn_fail(t, status, code, enh, text);
+    txn_drop_reply(ctx, t, &t->fail);
+}
+
+static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
+{
+    struct cl_ctx *ctx = c->ctx;
+    struct cl_txn *t = xcalloc(1, sizeof(*t));
+    t->conn = c;
+    t->fd = -1;
+    t->arrival_us = now_us();
+    t->session = b->session;
+    qf_env_init(&t->env);
+    clh_start(t);
+    ctx->ntxn++;
+    c->txn = t;
+    queue_id_new(t->qid, sizeof(t->qid));
+    log_set_qid(t->qid);
+    struct qf_env *e = &t->env;
+    e->queue_id = xstrdup(t->qid);
+    e->arrival = t->arrival_us;
+    e->sender = dupfield(b->sender);
+    e->client_ip = dupinfo(b->client_ip);
+    e->client_port = b->client_port <= 65535 ? b->client_port : 0;
+    e->client_ptr = dupinfo(b->client_ptr);
+    e->helo = dupinfo(b->helo);
+    e->protocol = dupinfo(b->protocol);
+    e->auth_user = dupinfo(b->auth_user);
+    e->tls = dupinfo(b->tls);
+    e->listener = dupinfo(b->listener);
+    e->envid = dupinfo(b->envid);
+    e->ret = b->ret <= 2 ? b->ret : 0;
+    e->flags = b->flags & (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME);
+
+    if (ctx->cfg->message_size > 0 && b->size_hint > (uint64_t)ctx->cfg->message_size) {
+        cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
+        return;
+    }
+    str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, t->qid);
+    t->fd = open(t->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (t->fd < 0) {
+        int err = errno;
+        log_error("create %s: %m", t->path);
+        t->path[0] = '\0';
+        if (err == ENOSPC || err == EDQUOT)
+            cl_txn_fail(t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
+        else
+            cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+    }
+}
+
+static void txn_rcpt(struct cl_conn *c, struct cl_txn *t, const struct ipc_cleanup_rcpt *r)
+{
+    if (t->failed)
+        return;
+    int limit = c->ctx->cfg->recipients > 0 ? c->ctx->cfg->recipients : RCPT_LIMIT_HARD;
+    if (limit > RCPT_LIMIT_HARD)
+        limit = RCPT_LIMIT_HARD;
+    if (t->env.nrcpts >= limit) {
+        cl_txn_fail(t, V_TEMPFAIL, 452, "4.5.3", "Too many recipients");
+        return;
+    }
+    if (*r->addr == '\0') {
+        cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Empty recipient from smtpd");
+        return;
+    }
+    qf_env_add_rcpt(&t->env, r->addr, r->orig, r->notify & 15u);
+}
+
+/* First content (or END): the envelope is complete, write it out. */
+static void txn_open_writer(struct cl_txn *t)
+{
+    t->state = T_CONTENT;
+    if (t->failed)
+        return;
+    if (t->env.nrcpts == 0) {
+        cl_txn_fail(t, V_REJECT, 554, "5.5.1", "No valid recipients");
+        return;
+    }
+    t->w = qf_write_begin(t->fd, &t->env);
+    if (t->w == NULL) {
+        int err = errno;
+        log_warn("cannot start queue file: %s", strerror(err));
+        if (err == ENOSPC || err == EDQUOT)
+            cl_txn_fail(t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
+        else
+            cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+    }
+}
+
+static void txn_data(struct cl_conn *c, struct cl_txn *t, const struct ipc_bytes *d)
+{
+    struct cl_ctx *ctx = c->ctx;
+    if (t->state == T_ENVELOPE)
+        txn_open_writer(t);
+    t->size += d->len;
+    if (ctx->cfg->message_size > 0 && t->size > (uint64_t)ctx->cfg->message_size)
+        cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
+    if (t->failed)
+        return;
+    clh_content(ctx, t, d->p, d->len);
+}
+
+static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
+{
+    struct cl_ctx *ctx = c->ctx;
+    if (abort_) {
+        log_set_qid(t->qid);
+        log_debug("transaction aborted by smtpd");
+        log_set_qid(NULL);
+        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Transaction aborted");
+        return;
+    }
+    if (t->state == T_ENVELOPE)
+        txn_open_writer(t);
+    clh_finish(ctx, t);
+    if (t->failed) {
+        txn_drop_reply(ctx, t, &t->fail);
+        return;
+    }
+    struct qf_writer *w = t->w;
+    t->w = NULL;
+    if (qf_write_end(w) < 0) {
+        int err = errno;
+        log_error("write %s: %s", t->path, strerror(err));
+        if (err == ENOSPC || err == EDQUOT)
+            fail_and_drop(ctx, t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
+        else
+            fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Queue file write error");
+        return;
+    }
+    t->state = T_FILTER;
+    if (clf_ask(ctx, t) < 0)
+        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+}
+
+/* Copy filter text into a reply, without control bytes. */
+static void reply_text(char *dst, size_t size, const char *src, const char *dflt)
+{
+    if (src == NULL || *src == '\0')
+        src = dflt;
+    size_t i = 0;
+    for (; src[i] && i + 1 < size; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (ch < 32 || ch == 127) ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+}
+
+/* The data-stage verdict arrived (r == NULL: the filter failed). */
+void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r)
+{
+    if (r == NULL) {
+        log_set_qid(t->qid);
+        log_warn("no data verdict from filter: deferring");
+        log_set_qid(NULL);
+        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+        return;
+    }
+    enum verdict v = r->status < V__COUNT ? (enum verdict)r->status : V_TEMPFAIL;
+    if (v == V_REJECT || v == V_DENY || v == V_DEFER || v == V_TEMPFAIL) {
+        const struct verdict_reply *d = verdict_default(v, STAGE_DATA);
+        int code = (int)r->code;
+        int want = d->code / 100;               /* 4 or 5: the class must match */
+        if (code < 400 || code > 599 || code / 100 != want)
+            code = d->code;
+        struct cl_reply rep = { v, code, "", "" };
+        const char *enh = r->enhanced[0] && r->enhanced[0] == '0' + want ? r->enhanced : d->enhanced;
+        reply_text(rep.enhanced, sizeof(rep.enhanced), enh, d->enhanced);
+        reply_text(rep.text, sizeof(rep.text), r->text, d->text);
+        t->failed = 1;
+        t->fail = rep;
+        txn_drop_reply(ctx, t, &rep);
+        return;
+    }
+    if (v == V_QUARANTINE) {
+        log_set_qid(t->qid);
+        log_info("quarantine: rule=%s (held in queue: not yet supported, queued normally)", r->rule);
+        log_set_qid(NULL);
+        t->quarantine = 1;
+    }
+    t->state = T_COMMIT;
+    clc_submit(ctx->pool, t);
+}
+
+/* The commit pool is done with t (runs in the event loop). */
+void cl_txn_commit_done(struct cl_txn *t, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_conn *c = t->conn;
+    log_set_qid(t->qid);
+    if (t->cerr) {
+        log_error("commit failed at %s: %s", t->cwhere, strerror(t->cerr));
+        t->fd = -1;                     /* closed (or failed closing) by the worker */
+        t->path[0] = '\0';              /* the worker unlinked what was left */
+        int nospace = t->cerr == ENOSPC || t->cerr == EDQUOT;
+        log_set_qid(NULL);
+        fail_and_drop(ctx, t, V_TEMPFAIL, nospace ? 452 : 451, nospace ? "4.3.1" : "4.3.0",
+                      nospace ? "Insufficient system storage" : "Queue file write error");
+        return;
+    }
+    log_trace(TRACE_QUEUE, "committed: incoming/%s (directory fsync batch of %d)", t->qid,
+              t->cbatch);
+    log_info("from=<%s>, size=%llu, nrcpt=%d (queued)", t->env.sender,
+             (unsigned long long)t->size, t->env.nrcpts);
+    if (c)
+        send_reply(c, V_ACCEPT, t->qid, 250, "2.0.0", "Ok");
+    else
+        log_warn("smtpd went away before the reply (message is queued)");
+    clq_wakeup(ctx, t->qid);
+    log_set_qid(NULL);
+    t->fd = -1;
+    t->path[0] = '\0';
+    txn_drop(ctx, t);
+}
+
+/* One decoded frame; -1 = drop the connection. */
+static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg *m)
+{
+    if (!c->hello) {
+        if (type != IPC_HELLO || ipc_hello_ok(&m->hello, IPC_PROTO_CLEANUP) < 0)
+            return -1;
+        struct ipc_hello h = { IPC_PROTO_CLEANUP, IPC_VERSION };
+        buf_t out;
+        buf_init(&out, 64);
+        ipc_put_hello(&out, &h);
+        bufferevent_write(c->bev, out.data, out.len);
+        buf_free(&out);
+        c->hello = 1;
+        return 0;
+    }
+    struct cl_txn *t = c->txn;
+    if (t)
+        log_set_qid(t->qid);
+    if (type == IPC_CLEANUP_BEGIN && t == NULL) {
+        if (c->ctx->srv->stopping) {
+            /* still answer: the transaction gets a clean 4xx at END */
+            txn_begin(c, &m->cleanup_begin);
+            cl_txn_fail(c->txn, V_TEMPFAIL, 421, "4.3.2", "Service shutting down");
+            return 0;
+        }
+        txn_begin(c, &m->cleanup_begin);
+        return 0;
+    }
+    if (t == NULL || t->state >= T_FILTER)
+        goto bad;
+    switch (type) {
+    case IPC_CLEANUP_RCPT:
+        if (t->state != T_ENVELOPE)
+            goto bad;
+        txn_rcpt(c, t, &m->cleanup_rcpt);
+        return 0;
+    case IPC_CLEANUP_DATA:
+        txn_data(c, t, &m->cleanup_data.data);
+        return 0;
+    case IPC_CLEANUP_END:
+        txn_end(c, t, m->cleanup_end.abort);
+        return 0;
+    default:
+        break;
+    }
+bad:
+    log_warn("protocol error from %s: unexpected %s", c->peer, ipc_type_name(type));
+    return -1;
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    struct cl_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        unsigned char h[4];
+        if (avail < 4)
+            return;
+        evbuffer_copyout(in, h, 4);
+        if (ipc_frame_len(h, 4) < 0) {
+            log_warn("ipc: bad frame header from %s: dropping connection", c->peer);
+            conn_free(c);
+            return;
+        }
+        size_t flen = 4 + (((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3]);
+        if (avail < flen)
+            return;
+        const unsigned char *p = evbuffer_pullup(in, (ssize_t)flen);
+        enum ipc_type type;
+        union ipc_msg m;
+        size_t used = 0;
+        if (p == NULL || ipc_next(p, flen, &type, &m, &used, c->peer) != 1 ||
+            conn_frame(c, type, &m) < 0) {
+            conn_free(c);
+            log_set_qid(NULL);
+            return;
+        }
+        log_set_qid(NULL);
+        evbuffer_drain(in, used);
+    }
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct cl_conn *c = arg;
+    if (what & BEV_EVENT_ERROR)
+        log_debug("connection from %s: %s", c->peer, strerror(EVUTIL_SOCKET_ERROR()));
+    conn_free(c);
+}
+
+void cl_accept(struct cl_ctx *ctx, int fd)
+{
+    struct cl_conn *c = xcalloc(1, sizeof(*c));
+    c->ctx = ctx;
+    c->serial = ++ctx->conn_serial;
+    snprintf(c->peer, sizeof(c->peer), "smtpd#%llu", (unsigned long long)c->serial);
+    fd_set_nonblock(fd, 1);
+    c->bev = bufferevent_socket_new(ctx->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        close(fd);
+        free(c);
+        log_error("bufferevent_socket_new failed");
+        return;
+    }
+    bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = ctx->conns;
+    if (ctx->conns)
+        ctx->conns->prev = c;
+    ctx->conns = c;
+}
+
+static void conn_free(struct cl_conn *c)
+{
+    struct cl_ctx *ctx = c->ctx;
+    struct cl_txn *t = c->txn;
+    if (t) {
+        t->conn = NULL;
+        c->txn = NULL;
+        switch (t->state) {
+        case T_ENVELOPE:
+        case T_CONTENT:
+            log_set_qid(t->qid);
+            log_info("lost connection with %s during the transaction", c->peer);
+            log_set_qid(NULL);
+            txn_drop(ctx, t);
+            break;
+        case T_FILTER:
+            clf_cancel(ctx, t);
+            txn_drop(ctx, t);
+            break;
+        case T_COMMIT:
+            break;          /* the pool finishes it; cl_txn_commit_done frees it */
+        }
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ctx->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+void cl_conn_close_all(struct cl_ctx *ctx)
+{
+    while (ctx->conns)
+        conn_free(ctx->conns);
+}

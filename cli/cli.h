@@ -1,0 +1,39 @@
+/*
+ * cli.h - bin/postern: the administrator's command (also run as mailq and
+ * newaliases). postern.c dispatches; cli_ctl.c controls master
+ * (run/start/stop/reload/status); cli_check.c validates the configuration;
+ * cli_queue.c reads and changes the queue. Exit status: 0 ok, 1 failure
+ * (message on stderr), 2 usage. The CLI never trusts a path from the user
+ * inside the spool: queue ids are validated with queue_id_valid().
+ */
+#ifndef POSTERN_CLI_H
+#define POSTERN_CLI_H
+
+#include "config.h"
+
+enum { EX_OK_ = 0, EX_FAIL = 1, EX_USAGE_ = 2 };
+
+struct cli {
+    const char *config_path;   /* resolved with config_default_path */
+};
+
+/* "postern: " + message on stderr. */
+void cli_err(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* Load the configuration, printing every error; NULL on failure. */
+struct config *cli_load_config(const char *path);
+void cli_usage_hint(void);
+
+/* Is master running? 1 = yes (*pid_r set), 0 = no (no or stale pid file),
+ * -1 = cannot tell (message printed). */
+int cli_master_running(const struct config *cfg, long *pid_r);
+
+int cli_run(struct cli *c, int argc, char **argv);
+int cli_start(struct cli *c, int argc, char **argv);
+int cli_stop(struct cli *c, int argc, char **argv);
+int cli_reload(struct cli *c, int argc, char **argv);
+int cli_status(struct cli *c, int argc, char **argv);
+int cli_check(struct cli *c, int argc, char **argv);
+int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
+int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
+
+#endif

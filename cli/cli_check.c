@@ -1,0 +1,183 @@
+/*
+ * cli_check.c - postern check: load the configuration (every syntax and
+ * value error as file:line:col: key: message), then check what the file
+ * points at: the user and group exist, the spool's parent directory exists,
+ * TLS certificates and keys, DKIM keys and the users file are readable, the
+ * rules file exists. A missing local.aliases file is not an error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct checker {
+    const char *path;    /* config file, the prefix of every message */
+    int problems;
+    const char *as_user;   /* set while checking as the daemons' user */
+};
+
+static void problem(struct checker *k, const char *key, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+static void problem(struct checker *k, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: %s: ", k->path, key);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    k->problems++;
+}
+
+/* A file the daemons must be able to read (checked as the invoking user). */
+static void readable(struct checker *k, const char *key, const char *file)
+{
+    if (file == NULL || *file == '\0')
+        return;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        problem(k, key, "cannot read %s%s%s: %s", file, k->as_user ? " as user " : "",
+                k->as_user ? k->as_user : "", strerror(errno));
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+        problem(k, key, "%s is not a regular file", file);
+    close(fd);
+}
+
+static void check_user(struct checker *k, const struct config *cfg)
+{
+    struct passwd *pw = getpwnam(cfg->user);
+    if (pw == NULL)
+        problem(k, "user", "user \"%s\" does not exist (create it with: useradd --system "
+                "--no-create-home --shell /usr/sbin/nologin %s)", cfg->user, cfg->user);
+    else if (pw->pw_uid == 0)
+        problem(k, "user", "\"%s\" is root: the daemons must run unprivileged", cfg->user);
+    if (cfg->group && *cfg->group && getgrnam(cfg->group) == NULL)
+        problem(k, "group", "group \"%s\" does not exist", cfg->group);
+}
+
+static void check_spool(struct checker *k, const struct config *cfg)
+{
+    char *copy = xstrdup(cfg->spool);
+    const char *parent = dirname(copy);
+    struct stat st;
+    if (stat(parent, &st) < 0)
+        problem(k, "spool", "parent directory %s of the spool: %s", parent, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        problem(k, "spool", "%s (parent of the spool) is not a directory", parent);
+    else if (lstat(cfg->spool, &st) == 0 && !S_ISDIR(st.st_mode))
+        problem(k, "spool", "%s exists and is not a directory", cfg->spool);
+    free(copy);
+}
+
+static void check_files(struct checker *k, const struct config *cfg)
+{
+    if ((cfg->tls_certificate && *cfg->tls_certificate) != (cfg->tls_key && *cfg->tls_key))
+        problem(k, "tls", "certificate and key must be set together");
+    readable(k, "tls.certificate", cfg->tls_certificate);
+    readable(k, "tls.key", cfg->tls_key);
+    readable(k, "auth.users", cfg->auth_users);
+    if (cfg->dns_unbound_config && *cfg->dns_unbound_config)
+        readable(k, "dns.unbound_config", cfg->dns_unbound_config);
+    if (cfg->rules && *cfg->rules) {
+        struct stat st;
+        if (stat(cfg->rules, &st) < 0)
+            problem(k, "rules", "%s: %s", cfg->rules, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            problem(k, "rules", "%s is not a regular file", cfg->rules);
+    }
+    for (int i = 0; i < cfg->ndomains; i++) {
+        const struct domain_conf *d = &cfg->domains[i];
+        buf_t key;
+        buf_init(&key, 64);
+        buf_printf(&key, "domain \"%s\".tls.certificate", d->name);
+        readable(k, key.data, d->tls_certificate);
+        buf_reset(&key);
+        buf_printf(&key, "domain \"%s\".tls.key", d->name);
+        readable(k, key.data, d->tls_key);
+        buf_reset(&key);
+        buf_printf(&key, "domain \"%s\".dkim.key", d->name);
+        readable(k, key.data, d->dkim_key);
+        buf_reset(&key);
+        buf_printf(&key, "domain \"%s\".users", d->name);
+        readable(k, key.data, d->users);
+        buf_free(&key);
+    }
+}
+
+/* The daemons read these files after dropping to the user: when we are
+ * root, check them as that user (in a child, so we keep root here). */
+static void check_files_as_user(struct checker *k, const struct config *cfg)
+{
+    struct passwd *pw = geteuid() == 0 ? getpwnam(cfg->user) : NULL;
+    if (pw == NULL || pw->pw_uid == 0) {
+        check_files(k, cfg);
+        return;
+    }
+    gid_t gid = pw->pw_gid;
+    struct group *gr = cfg->group && *cfg->group ? getgrnam(cfg->group) : NULL;
+    if (gr)
+        gid = gr->gr_gid;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        check_files(k, cfg);
+        return;
+    }
+    if (pid == 0) {
+        if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+            fprintf(stderr, "%s: user: cannot switch to user %s: %s\n", k->path, cfg->user,
+                    strerror(errno));
+            _exit(1);
+        }
+        k->problems = 0;
+        k->as_user = cfg->user;
+        check_files(k, cfg);
+        fflush(stderr);
+        _exit(k->problems > 255 ? 255 : k->problems);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status))
+        k->problems += WEXITSTATUS(status);
+    else
+        k->problems++;
+}
+
+int cli_check(struct cli *c, int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr, "postern: check takes no arguments\nusage: postern [-c FILE] check\n");
+        return EX_USAGE_;
+    }
+    struct config *cfg = cli_load_config(c->config_path);
+    if (cfg == NULL)
+        return EX_FAIL;
+    struct checker k = { c->config_path, 0, NULL };
+    check_user(&k, cfg);
+    check_spool(&k, cfg);
+    check_files_as_user(&k, cfg);
+    config_free(cfg);
+    if (k.problems > 0) {
+        fprintf(stderr, "%s: %d problem%s\n", c->config_path, k.problems,
+                k.problems == 1 ? "" : "s");
+        return EX_FAIL;
+    }
+    printf("%s: ok\n", c->config_path);
+    return 0;
+}

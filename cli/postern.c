@@ -1,0 +1,141 @@
+/*
+ * postern.c - bin/postern: option parsing and subcommand dispatch; also
+ * behaves as mailq and newaliases when called by those names.
+ */
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+static const char usage_text[] =
+    "usage: postern [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  run                      run in the foreground, log to stderr (Ctrl-C stops)\n"
+    "  start | stop | reload    control the background daemon\n"
+    "  status                   exit 0 when running\n"
+    "  check                    validate the configuration and the files it names\n"
+    "  queue list [--json]      list queued messages (also: mailq)\n"
+    "  queue show ID [--json|--raw]\n"
+    "  queue hold|release|delete|requeue ID...|ALL\n"
+    "  queue flush              retry deferred mail now\n"
+    "  rules check [FILE] | rules test FILE ...\n"
+    "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]\n"
+    "\n"
+    "The configuration is -c FILE, else $POSTERN_CONFIG, else " POSTERN_PREFIX
+    "/etc/postern/postern.conf.\n";
+
+void cli_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("postern: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_usage_hint(void)
+{
+    fputs("try 'postern help'\n", stderr);
+}
+
+struct config *cli_load_config(const char *path)
+{
+    struct config_errors errs = { 0 };
+    struct config *cfg = config_load(path, &errs);
+    if (cfg == NULL) {
+        for (int i = 0; i < errs.n; i++) {
+            buf_t b;
+            buf_init(&b, 128);
+            config_error_format(&b, &errs.v[i]);
+            fprintf(stderr, "%s\n", b.data);
+            buf_free(&b);
+        }
+        if (errs.n == 0)
+            cli_err("cannot load configuration %s", path);
+    }
+    config_errors_free(&errs);
+    return cfg;
+}
+
+static int not_yet(const char *what)
+{
+    cli_err("%s: not implemented yet", what);
+    return EX_FAIL;
+}
+
+static const struct command {
+    const char *name;
+    int (*fn)(struct cli *c, int argc, char **argv);
+} commands[] = {
+    { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
+    { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
+    { "queue", cli_queue },
+};
+
+int main(int argc, char **argv)
+{
+    const char *prog = basename(argv[0]);
+    log_init("postern", 1, 0, LOG_L_WARN);
+    struct cli c = { NULL };
+    if (strcmp(prog, "newaliases") == 0) {
+        printf("newaliases: postern reads the aliases file directly (local.aliases); "
+               "there is no database to rebuild\n");
+        return 0;
+    }
+    if (strcmp(prog, "sendmail") == 0)
+        return not_yet("sendmail");
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            c.config_path = argv[++i];
+        } else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2]) {
+            c.config_path = argv[i] + 2;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (strcmp(prog, "mailq") == 0 && strcmp(argv[i], "--json") == 0) {
+            break;
+        } else {
+            fprintf(stderr, "postern: unknown option %s\n%s", argv[i], usage_text);
+            return EX_USAGE_;
+        }
+    }
+    c.config_path = config_default_path(c.config_path);
+    if (strcmp(prog, "mailq") == 0)
+        return cli_mailq(&c, argc - i, argv + i);
+    if (i >= argc) {
+        fputs(usage_text, stderr);
+        return EX_USAGE_;
+    }
+    const char *cmd = argv[i];
+    if (strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+        if (strcmp(cmd, commands[k].name) == 0)
+            return commands[k].fn(&c, argc - i, argv + i);
+    if (strcmp(cmd, "rules") == 0 || strcmp(cmd, "dkim") == 0 || strcmp(cmd, "sendmail") == 0) {
+        if (i + 1 < argc && strcmp(cmd, "sendmail") != 0) {
+            buf_t b;
+            buf_init(&b, 32);
+            buf_printf(&b, "%s %s", cmd, argv[i + 1]);
+            int rc = not_yet(b.data);
+            buf_free(&b);
+            return rc;
+        }
+        return not_yet(cmd);
+    }
+    fprintf(stderr, "postern: unknown command \"%s\"\n%s", cmd, usage_text);
+    return EX_USAGE_;
+}

@@ -1,0 +1,313 @@
+/*
+ * delivery.c - the local delivery agent: accept a connection from qmgr on
+ * the shared listening socket "local", then serve DELIVER_REQ +
+ * DELIVER_RCPT x n -> DELIVER_STATUS x n + DELIVER_DONE until EOF.
+ *
+ * Several agent processes accept() on the same socket; each serves one
+ * connection at a time and blocks while it delivers. SIGTERM sets a flag:
+ * the current request is finished, then the process exits. Must never
+ * trust the request: the path must be active/<valid queue id> and the
+ * recipients are taken from the queue file by index, not from the wire.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "delivery.h"
+#include "ipc.h"
+#include "log.h"
+#include "server.h"
+#include "spool.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+/* ---- helpers shared by the mailbox writers ------------------------------ */
+
+void dlv_result_set(struct dlv_result *r, enum dstatus s, const char *dsn, const char *fmt, ...)
+{
+    va_list ap;
+    r->status = s;
+    str_copy(r->dsn, sizeof(r->dsn), dsn);
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+    va_end(ap);
+}
+
+void dlv_result_errno(struct dlv_result *r, int err, const char *what)
+{
+    int full = err == ENOSPC || err == EDQUOT;
+    dlv_result_set(r, DS_DEFERRED, full ? "4.2.2" : "4.3.0", "%s: %s", what, strerror(err));
+}
+
+void dlv_headers(buf_t *out, const char *sender, const char *rcpt)
+{
+    buf_append_str(out, "Return-Path: <");
+    buf_append_printable(out, sender, strlen(sender));
+    buf_append_str(out, ">\nDelivered-To: ");
+    buf_append_printable(out, rcpt, strlen(rcpt));
+    buf_append_char(out, '\n');
+}
+
+int dlv_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Fallback copy with pread/write. */
+static int copy_rw(int in, off_t off, uint64_t len, int out)
+{
+    char b[65536];
+    while (len > 0) {
+        size_t want = len < sizeof(b) ? (size_t)len : sizeof(b);
+        ssize_t n = pread(in, b, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        if (dlv_write_all(out, b, (size_t)n) < 0)
+            return -1;
+        off += n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+int dlv_copy_content(const struct dlv_msg *m, int out_fd)
+{
+    off_t off = m->env->content_off;
+    uint64_t len = m->env->content_len;
+    while (len > 0) {
+        size_t want = len > (1u << 30) ? (1u << 30) : (size_t)len;
+        ssize_t n = copy_file_range(m->fd, &off, out_fd, NULL, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                      errno == EOPNOTSUPP || errno == EBADF))
+            return copy_rw(m->fd, off, len, out_fd);
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;   /* queue file shorter than its content record */
+            return -1;
+        }
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* ---- one request --------------------------------------------------------- */
+
+struct req_rcpt {
+    uint32_t index;
+    struct dlv_result res;
+};
+
+/* Deliver to recipient rr of an opened message (transport "local"). */
+static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
+{
+    const struct qf_rcpt *q = &m->env->rcpts[rr->index];
+    enum mailbox_kind kind;
+    buf_t path;
+    buf_init(&path, 128);
+    if (delivery_path_resolve(m->cfg, q->addr, &kind, &path, &rr->res) == 0) {
+        if (kind == MBOX_DISCARD)
+            dlv_result_set(&rr->res, DS_DISCARDED, "2.0.0", "discarded");
+        else if (kind == MBOX_MBOX)
+            delivery_mbox(m, q->addr, path.data, &rr->res);
+        else
+            delivery_maildir(m, rr->index, q->addr, path.data, &rr->res);
+    }
+    buf_free(&path);
+}
+
+/* Open and parse the queue file named by the request; -1 with every
+ * recipient's result set (deferred) on failure. */
+static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, int *fd_r,
+                        struct req_rcpt *rr, uint32_t n)
+{
+    char want[QUEUE_ID_MAX + 16], err[256] = "";
+    const char *dsn = "4.3.0";
+    *fd_r = -1;
+    qf_env_init(env);
+    if (!queue_id_valid(req->queue_id) ||
+        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
+        strcmp(want, req->path) != 0) {
+        snprintf(err, sizeof(err), "bad queue file path \"%s\"", req->path);
+        dsn = "4.3.5";
+    } else if (strcmp(req->transport, "local") != 0) {
+        snprintf(err, sizeof(err), "transport \"%s\" not served by this agent", req->transport);
+        dsn = "4.3.5";
+    } else if ((*fd_r = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        snprintf(err, sizeof(err), "open %s: %s", want, strerror(errno));
+    } else if (qf_read(*fd_r, env, err, sizeof(err)) < 0) {
+        char e2[300];
+        snprintf(e2, sizeof(e2), "queue file %s: %s", want, err);
+        str_copy(err, sizeof(err), e2);
+    } else if (strcmp(env->queue_id, req->queue_id) != 0) {
+        snprintf(err, sizeof(err), "queue file %s holds id %s", want, env->queue_id);
+    } else {
+        return 0;
+    }
+    log_warn("%s", err);
+    for (uint32_t i = 0; i < n; i++)
+        dlv_result_set(&rr[i].res, DS_DEFERRED, dsn, "%s", err);
+    return -1;
+}
+
+/* Read the recipients of a request; -1 on a protocol error. */
+static int read_rcpts(struct ipc_conn *c, struct req_rcpt *rr, uint32_t n)
+{
+    union ipc_msg m;
+    for (uint32_t i = 0; i < n; i++) {
+        if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
+            return -1;
+        rr[i].index = m.deliver_rcpt.index;
+        dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.0", "not attempted");
+    }
+    return 0;
+}
+
+/* Serve one DELIVER_REQ (already received in m). -1 = drop the connection. */
+static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
+{
+    struct ipc_deliver_req req = m->deliver_req;
+    uint32_t n = req.nrcpt;
+    if (n == 0 || n > QF_MAX_RCPTS) {
+        log_warn("request with %u recipients: dropping connection", n);
+        return -1;
+    }
+    /* copy the strings: they point into the frame buffer */
+    char *qid = xstrdup(req.queue_id), *path = xstrdup(req.path);
+    char *transport = xstrdup(req.transport);
+    req.queue_id = qid;
+    req.path = path;
+    req.transport = transport;
+    struct req_rcpt *rr = xcalloc(n, sizeof(*rr));
+    int rc = read_rcpts(c, rr, n);
+    if (rc == 0) {
+        log_set_qid(qid);
+        struct qf_env env;
+        int fd;
+        if (open_message(&req, &env, &fd, rr, n) == 0) {
+            struct dlv_msg msg = { s->cfg, qid, fd, &env, s->cfg->hostname };
+            for (uint32_t i = 0; i < n; i++) {
+                if (rr[i].index >= (uint32_t)env.nrcpts)
+                    dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5", "no recipient %u", rr[i].index);
+                else
+                    deliver_one(&msg, &rr[i]);
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        qf_env_free(&env);
+        log_set_qid(NULL);
+        for (uint32_t i = 0; i < n; i++) {
+            struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
+                                             rr[i].res.dsn, rr[i].res.reason };
+            ipc_queue(c, IPC_DELIVER_STATUS, &st);
+        }
+        struct ipc_deliver_done done = { n };
+        ipc_queue(c, IPC_DELIVER_DONE, &done);
+        rc = ipc_flush(c);
+    }
+    free(rr);
+    free(qid);
+    free(path);
+    free(transport);
+    return rc;
+}
+
+/* Wait until fd is readable or a stop was asked: 1 readable, 0 stop. */
+static int wait_readable(int fd)
+{
+    while (!stop_flag) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, 1000);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            log_fatal("poll: %m");
+    }
+    return 0;
+}
+
+/* Serve one qmgr connection until EOF, an error or a stop request. */
+static void serve_conn(struct server *s, int fd)
+{
+    struct ipc_conn c;
+    ipc_conn_init(&c, fd, "qmgr");
+    if (wait_readable(fd) && ipc_hello_server(&c, IPC_PROTO_DELIVER) == 0) {
+        for (;;) {
+            /* a frame may already be buffered; else wait (noticing SIGTERM) */
+            size_t left = c.in.len - c.used;
+            if (ipc_frame_len((const unsigned char *)c.in.data + c.used, left) <= 0 &&
+                !wait_readable(fd))
+                break;
+            union ipc_msg m;
+            int r = ipc_expect(&c, IPC_DELIVER_REQ, &m);
+            if (r <= 0 || serve_request(s, &c, &m) < 0)
+                break;
+        }
+    }
+    ipc_conn_close(&c);
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = server_init("delivery", argc, argv, SERVER_F_NO_EVENT);
+    int lfd = server_fd_named(s, "local");
+    if (lfd < 0)
+        log_fatal("no listening socket named \"local\" (POSTERN_FDS)");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;   /* no SA_RESTART: blocking calls return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (fd_set_nonblock(lfd, 1) < 0)
+        log_fatal("listening socket: %m");
+    if (s->cfg->hostname == NULL || s->cfg->hostname[0] == '\0')
+        log_fatal("hostname not set");
+    log_debug("local delivery agent ready");
+    while (!stop_flag) {
+        if (!wait_readable(lfd))
+            break;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                log_error("accept: %m");
+            continue;
+        }
+        serve_conn(s, fd);
+    }
+    log_debug("stopping");
+    return 0;
+}

@@ -1,0 +1,76 @@
+/*
+ * delivery_path.c - which mailbox a local recipient gets: local.mailbox
+ * (maildir | mbox | discard) and the template expanded by lib/mbox_path.c,
+ * with "~" looked up in the password database.
+ * Must never build a path from a local part that mbox_path refused.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <string.h>
+
+#include "delivery.h"
+#include "mbox_path.h"
+
+/* Home directory of the user named by local (already checked safe). */
+static int home_of(const char *local, buf_t *home, struct dlv_result *r)
+{
+    struct passwd pw, *res = NULL;
+    char tmp[4096];
+    int e = getpwnam_r(local, &pw, tmp, sizeof(tmp), &res);
+    if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM) {
+        dlv_result_set(r, DS_DEFERRED, "4.3.0", "user lookup %s: %s", local, strerror(e));
+        return -1;
+    }
+    if (res == NULL || res->pw_dir == NULL || res->pw_dir[0] != '/') {
+        dlv_result_set(r, DS_BOUNCED, "5.1.1", "unknown user: \"%s\"", local);
+        return -1;
+    }
+    buf_set(home, res->pw_dir, strlen(res->pw_dir));
+    return 0;
+}
+
+int delivery_path_resolve(const struct config *cfg, const char *addr,
+                          enum mailbox_kind *kind_r, buf_t *path_r, struct dlv_result *r)
+{
+    *kind_r = cfg->local_mailbox;
+    if (cfg->local_mailbox == MBOX_DISCARD)
+        return 0;
+    const char *tmpl = cfg->local_mailbox == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir;
+    if (tmpl == NULL || tmpl[0] == '\0') {
+        dlv_result_set(r, DS_DEFERRED, "4.3.5", "no mailbox template configured");
+        return -1;
+    }
+    buf_t local, domain, home;
+    buf_init(&local, 64);
+    buf_init(&domain, 64);
+    buf_init(&home, 64);
+    mbox_addr_split(addr, &local, &domain);
+    int rc = -1;
+    if (!mbox_local_ok(local.data)) {
+        dlv_result_set(r, DS_BOUNCED, "5.1.3", "bad address syntax for a local mailbox");
+        goto out;
+    }
+    if (mbox_template_wants_home(tmpl) && home_of(local.data, &home, r) < 0)
+        goto out;
+    if (domain.len == 0 && cfg->hostname)
+        buf_set(&domain, cfg->hostname, strlen(cfg->hostname));
+    switch (mbox_path_expand(tmpl, local.data, domain.data, home.len ? home.data : NULL, path_r)) {
+    case MBP_OK:
+        rc = 0;
+        break;
+    case MBP_BAD_ADDR:
+        dlv_result_set(r, DS_BOUNCED, "5.1.3", "bad address syntax for a local mailbox");
+        break;
+    case MBP_NO_USER:
+        dlv_result_set(r, DS_BOUNCED, "5.1.1", "unknown user: \"%s\"", local.data);
+        break;
+    case MBP_BAD_TEMPLATE:
+        dlv_result_set(r, DS_DEFERRED, "4.3.5", "bad mailbox template \"%s\"", tmpl);
+        break;
+    }
+out:
+    buf_free(&local);
+    buf_free(&domain);
+    buf_free(&home);
+    return rc;
+}

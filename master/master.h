@@ -1,0 +1,75 @@
+/*
+ * master.h - the master process (root): state shared by master.c (main,
+ * start-up, reload, stop), master_listen.c (TCP and Unix listening
+ * sockets), master_spawn.c (service table, child table, restarts) and
+ * master_signal.c (signals as bytes on a self-pipe).
+ * master never parses SMTP and never touches message content.
+ */
+#ifndef POSTERN_MASTER_H
+#define POSTERN_MASTER_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include "config.h"
+
+/* One bound TCP address of one listen block. */
+struct mlisten {
+    char *name;                 /* listen block: smtp, submission, ... */
+    char *addr;                 /* as written in the config */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int fd;                     /* -1 = not open */
+};
+
+/* The Unix sockets under private/, in this order. */
+enum { MU_CLEANUP, MU_FILTER, MU_QMGR, MU_LOCAL, MU__COUNT };
+
+struct master {
+    struct config *cfg;
+    char *config_path;          /* absolute */
+    char exe_dir[4096];         /* where the daemons live */
+    int foreground;
+    uid_t uid; gid_t gid;       /* children's user (ownership of spool and sockets) */
+    int as_root;
+    struct mlisten *ls; int nls;
+    int unix_fd[MU__COUNT];
+    int stopping;
+};
+
+extern struct master M;
+
+/* master_listen.c */
+/* Resolve every listener address of cfg into *ls_r (fds -1). 0, or -1 with err. */
+int  mlisten_resolve(const struct config *cfg, struct mlisten **ls_r, int *n_r, buf_t *err);
+/* Open nw: reuse an identical open socket from old (moved out of old), bind the
+ * rest. All or nothing: on failure nothing changes in old and nw is closed.
+ * On success the old entries not reused are closed. */
+int  mlisten_open(struct mlisten *old, int nold, struct mlisten *nw, int nnew, buf_t *err);
+void mlisten_free(struct mlisten *ls, int n);      /* close and free */
+/* Create every Unix socket under <spool>/private/ into M.unix_fd. */
+int  munix_open(buf_t *err);
+void munix_close(int unlink_files);
+extern const char *const munix_names[MU__COUNT];   /* "cleanup", ... */
+
+/* master_spawn.c */
+void spawn_init(void);                     /* slots for M.cfg, all due now */
+/* Start every due child; returns ms until the next scheduled start, or -1. */
+int64_t spawn_due(int64_t now);
+void spawn_reap(int64_t now);              /* waitpid loop: log, schedule restarts */
+void spawn_reload(void);                   /* retire every child, slots for new M.cfg */
+void spawn_signal_all(int sig);
+int  spawn_count(void);                    /* live children */
+int  spawn_total(const struct config *cfg);/* processes the config asks for */
+void spawn_kill_wait(void);                /* SIGKILL and reap every child */
+int64_t now_ms(void);
+
+/* master_signal.c */
+int  msignal_init(void);                   /* returns the read end of the self-pipe */
+int  msignal_next(void);                   /* next pending signal number or 0 */
+void msignal_block(sigset_t *old);         /* block our signals (around fork) */
+void msignal_restore(const sigset_t *old);
+void msignal_child_reset(void);            /* in a forked child: defaults, unblocked */
+
+#endif

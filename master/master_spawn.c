@@ -1,0 +1,370 @@
+/*
+ * master_spawn.c - the service table, the child table, and restarts with
+ * backoff (the first death of a slot restarts at once; a slot that keeps
+ * dying within RESET_MS waits 1 s, 2 s, 4 s ... up to 60 s).
+ * Children get their sockets at fd 3, 4, ... named in POSTERN_FDS and drop
+ * privileges themselves (lib/server.c); master only forks and execs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "master.h"
+#include "log.h"
+#include "server.h"
+
+#define RESET_MS   60000     /* a child that ran this long resets its backoff */
+#define BACKOFF_MAX_MS 60000
+
+enum fd_kind { FDS_TCP, FDS_UNIX };
+
+/* The service table: one row per daemon. */
+static const struct service {
+    const char *name;        /* daemon binary next to master */
+    enum fd_kind fds;
+    int unix_sock;           /* MU_* for FDS_UNIX */
+    int singleton;           /* a replacement starts only after the old one exited */
+} services[] = {
+    { "smtpd",    FDS_TCP,  -1,         0 },
+    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0 },
+    { "filter",   FDS_UNIX, MU_FILTER,  0 },
+    { "qmgr",     FDS_UNIX, MU_QMGR,    1 },
+    { "delivery", FDS_UNIX, MU_LOCAL,   0 },
+};
+#define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
+
+struct slot {
+    pid_t pid;               /* 0 = not running */
+    int64_t started;         /* ms */
+    int fails;               /* quick deaths in a row */
+    int64_t next;            /* ms: earliest (re)start */
+};
+
+static struct svc_state { struct slot *slots; int n; } state[NSERVICES];
+
+/* Children of a previous configuration, draining after SIGTERM. */
+static struct retired { pid_t pid; int svc; } *retired;
+static int nretired;
+
+extern char **environ;
+
+int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int svc_count(const struct config *cfg, int i)
+{
+    if (strcmp(services[i].name, "smtpd") == 0)
+        return cfg->smtpd_processes > 0 ? cfg->smtpd_processes : 1;
+    if (strcmp(services[i].name, "delivery") == 0)
+        return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
+    return 1;
+}
+
+int spawn_total(const struct config *cfg)
+{
+    int n = 0;
+    for (int i = 0; i < NSERVICES; i++)
+        n += svc_count(cfg, i);
+    return n;
+}
+
+void spawn_init(void)
+{
+    int64_t now = now_ms();
+    for (int i = 0; i < NSERVICES; i++) {
+        state[i].n = svc_count(M.cfg, i);
+        state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
+        for (int k = 0; k < state[i].n; k++)
+            state[i].slots[k].next = now;
+    }
+}
+
+static int retired_of(int svc)
+{
+    int n = 0;
+    for (int i = 0; i < nretired; i++)
+        n += retired[i].svc == svc;
+    return n;
+}
+
+/* Everything the child needs, prepared before fork (no allocation after). */
+struct launch {
+    int src[64]; int nfd;
+    char path[4096 + 64];
+    char *argv[4];
+    char **envp;
+};
+
+static void launch_prepare(struct launch *L, int svc, buf_t *fdenv)
+{
+    const struct service *s = &services[svc];
+    L->nfd = 0;
+    buf_append_str(fdenv, "POSTERN_FDS=");
+    if (s->fds == FDS_TCP) {
+        for (int i = 0; i < M.nls && L->nfd < 64; i++) {
+            if (M.ls[i].fd < 0)
+                continue;
+            buf_printf(fdenv, "%s%d:%s", L->nfd ? "," : "", 3 + L->nfd, M.ls[i].name);
+            L->src[L->nfd++] = M.ls[i].fd;
+        }
+    } else {
+        buf_printf(fdenv, "3:%s", munix_names[s->unix_sock]);
+        L->src[L->nfd++] = M.unix_fd[s->unix_sock];
+    }
+    str_format(L->path, sizeof(L->path), "%s/%s", M.exe_dir, s->name);
+    L->argv[0] = L->path;
+    L->argv[1] = "-c";
+    L->argv[2] = M.config_path;
+    L->argv[3] = NULL;
+    int n = 0;
+    while (environ[n])
+        n++;
+    L->envp = xcalloc((size_t)n + 3, sizeof(char *));
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (strncmp(environ[i], "POSTERN_FDS=", 12) != 0 &&
+            strncmp(environ[i], "POSTERN_LOG_STDERR=", 19) != 0)
+            L->envp[k++] = environ[i];
+    L->envp[k++] = fdenv->data;
+    if (M.foreground)
+        L->envp[k++] = "POSTERN_LOG_STDERR=1";
+    L->envp[k] = NULL;
+}
+
+/* In the child: sockets to 3.., everything else closed, exec. Never returns. */
+static void __attribute__((noreturn)) launch_exec(struct launch *L, int devnull)
+{
+    msignal_child_reset();
+    if (devnull >= 0)
+        dup2(devnull, STDIN_FILENO);
+    int tmp[64];
+    for (int i = 0; i < L->nfd; i++) {
+        tmp[i] = fcntl(L->src[i], F_DUPFD, 3 + L->nfd);
+        if (tmp[i] < 0)
+            _exit(126);
+    }
+    for (int i = 0; i < L->nfd; i++) {
+        if (dup2(tmp[i], 3 + i) < 0)
+            _exit(126);
+    }
+    /* O_NONBLOCK stays as master set it: it is shared by every holder */
+    close_range((unsigned)(3 + L->nfd), ~0U, 0);
+    execve(L->path, L->argv, L->envp);
+    log_error("cannot execute %s: %m", L->path);   /* stderr or syslog, as master */
+    _exit(127);
+}
+
+static pid_t start_child(int svc)
+{
+    struct launch L;
+    buf_t fdenv;
+    buf_init(&fdenv, 64);
+    launch_prepare(&L, svc, &fdenv);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    sigset_t old;
+    msignal_block(&old);
+    pid_t pid = fork();
+    if (pid == 0)
+        launch_exec(&L, devnull);
+    int saved = errno;
+    msignal_restore(&old);
+    if (devnull >= 0)
+        close(devnull);
+    free(L.envp);
+    buf_free(&fdenv);
+    if (pid < 0)
+        log_error("cannot fork %s: %s", services[svc].name, strerror(saved));
+    return pid;
+}
+
+int64_t spawn_due(int64_t now)
+{
+    int64_t wait = -1;
+    if (M.stopping)
+        return -1;
+    for (int i = 0; i < NSERVICES; i++) {
+        if (services[i].singleton && retired_of(i) > 0)
+            continue;   /* started when the old instance exits (spawn_reap) */
+        for (int k = 0; k < state[i].n; k++) {
+            struct slot *sl = &state[i].slots[k];
+            if (sl->pid != 0)
+                continue;
+            if (sl->next > now) {
+                if (wait < 0 || sl->next - now < wait)
+                    wait = sl->next - now;
+                continue;
+            }
+            pid_t pid = start_child(i);
+            if (pid < 0) {
+                sl->next = now + 1000;
+                if (wait < 0 || wait > 1000)
+                    wait = 1000;
+                continue;
+            }
+            sl->pid = pid;
+            sl->started = now;
+            if (sl->fails > 0)
+                log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
+            else
+                log_debug("process %s started (pid %ld)", services[i].name, (long)pid);
+        }
+    }
+    return wait;
+}
+
+static void describe(buf_t *b, int status)
+{
+    if (WIFSIGNALED(status))
+        buf_printf(b, "killed by signal %d%s", WTERMSIG(status),
+                   WCOREDUMP(status) ? " (core dumped)" : "");
+    else if (WIFEXITED(status))
+        buf_printf(b, "exit status %d", WEXITSTATUS(status));
+    else
+        buf_printf(b, "status 0x%x", status);
+}
+
+static int reap_retired(pid_t pid, int status)
+{
+    for (int i = 0; i < nretired; i++) {
+        if (retired[i].pid != pid)
+            continue;
+        buf_t b;
+        buf_init(&b, 64);
+        describe(&b, status);
+        int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (clean)
+            log_debug("process %s pid %ld exited (replaced)", services[retired[i].svc].name,
+                      (long)pid);
+        else
+            log_warn("process %s pid %ld %s (while draining)", services[retired[i].svc].name,
+                     (long)pid, b.data);
+        buf_free(&b);
+        retired[i] = retired[--nretired];
+        return 1;
+    }
+    return 0;
+}
+
+static void reap_slot(pid_t pid, int status, int64_t now)
+{
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++) {
+            struct slot *sl = &state[i].slots[k];
+            if (sl->pid != pid)
+                continue;
+            sl->pid = 0;
+            buf_t b;
+            buf_init(&b, 64);
+            describe(&b, status);
+            if (M.stopping) {
+                if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                    log_debug("process %s pid %ld exited", services[i].name, (long)pid);
+                else
+                    log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+                buf_free(&b);
+                return;
+            }
+            log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+            buf_free(&b);
+            if (now - sl->started >= RESET_MS)
+                sl->fails = 0;
+            sl->fails++;
+            int64_t delay = 0;
+            if (sl->fails > 1) {
+                delay = 1000;
+                for (int f = 2; f < sl->fails && delay < BACKOFF_MAX_MS; f++)
+                    delay *= 2;
+                if (delay > BACKOFF_MAX_MS)
+                    delay = BACKOFF_MAX_MS;
+                log_warn("process %s keeps dying: next start in %lld s", services[i].name,
+                         (long long)(delay / 1000));
+            }
+            sl->next = now + delay;
+            return;
+        }
+    log_debug("reaped unknown child pid %ld", (long)pid);
+}
+
+void spawn_reap(int64_t now)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        if (!reap_retired(pid, status))
+            reap_slot(pid, status, now);
+}
+
+void spawn_reload(void)
+{
+    int64_t now = now_ms();
+    for (int i = 0; i < NSERVICES; i++) {
+        for (int k = 0; k < state[i].n; k++) {
+            struct slot *sl = &state[i].slots[k];
+            if (sl->pid == 0)
+                continue;
+            kill(sl->pid, SIGTERM);
+            retired = xrealloc(retired, sizeof(*retired) * (size_t)(nretired + 1));
+            retired[nretired].pid = sl->pid;
+            retired[nretired].svc = i;
+            nretired++;
+        }
+        free(state[i].slots);
+        state[i].n = svc_count(M.cfg, i);
+        state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
+        for (int k = 0; k < state[i].n; k++)
+            state[i].slots[k].next = now;
+    }
+}
+
+void spawn_signal_all(int sig)
+{
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++)
+            if (state[i].slots[k].pid > 0)
+                kill(state[i].slots[k].pid, sig);
+    for (int i = 0; i < nretired; i++)
+        kill(retired[i].pid, sig);
+}
+
+int spawn_count(void)
+{
+    int n = nretired;
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++)
+            n += state[i].slots[k].pid > 0;
+    return n;
+}
+
+void spawn_kill_wait(void)
+{
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++)
+            if (state[i].slots[k].pid > 0)
+                log_warn("process %s pid %ld did not stop: killing it", services[i].name,
+                         (long)state[i].slots[k].pid);
+    for (int i = 0; i < nretired; i++)
+        log_warn("process %s pid %ld did not stop: killing it", services[retired[i].svc].name,
+                 (long)retired[i].pid);
+    spawn_signal_all(SIGKILL);
+    while (spawn_count() > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (!reap_retired(pid, status))
+            reap_slot(pid, status, now_ms());
+    }
+}

@@ -1,0 +1,68 @@
+#!/bin/sh
+# install.sh DESTDIR PREFIX [BUILDDIR] - installs a built Postern tree.
+#   bin/postern (+ mailq, newaliases links)   -> $DESTDIR$PREFIX/bin/
+#   libexec/<daemon>                           -> $DESTDIR$PREFIX/libexec/postern/
+#   man/*.[158]                                -> $DESTDIR$PREFIX/share/man/manN/
+#   conf/postern.conf                          -> $DESTDIR$PREFIX/etc/postern/ (never replaced)
+# Creates the `postern` system user and group when missing, but only for a
+# real install (empty DESTDIR) run as root. The binaries find the config at
+# PREFIX/etc/postern/postern.conf only if built with the same PREFIX
+# (make passes -DPOSTERN_PREFIX); -c FILE or $POSTERN_CONFIG always work.
+set -eu
+
+DESTDIR=${1-}
+PREFIX=${2:-/usr/local}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${3:-$SRC}
+USER_NAME=postern
+
+case "$PREFIX" in
+  /*) ;;
+  *) echo "install.sh: PREFIX must be an absolute path (got '$PREFIX')" >&2; exit 2 ;;
+esac
+[ -x "$BUILD/bin/postern" ] || { echo "install.sh: $BUILD/bin/postern not built (run make)" >&2; exit 1; }
+
+root="$DESTDIR$PREFIX"
+install -d -m 0755 "$root/bin" "$root/libexec/postern" "$root/etc/postern"
+
+install -m 0755 "$BUILD/bin/postern" "$root/bin/postern"
+for l in mailq newaliases; do
+  ln -sf postern "$root/bin/$l"
+done
+echo "installed $root/bin/postern (+ mailq, newaliases)"
+
+n=0
+for f in "$BUILD"/libexec/*; do
+  [ -f "$f" ] && [ -x "$f" ] || continue
+  install -m 0755 "$f" "$root/libexec/postern/$(basename "$f")"
+  n=$((n + 1))
+done
+echo "installed $n daemons in $root/libexec/postern/"
+
+for f in "$SRC"/man/*.[158]; do
+  [ -f "$f" ] || continue
+  sec=${f##*.}
+  install -d -m 0755 "$root/share/man/man$sec"
+  install -m 0644 "$f" "$root/share/man/man$sec/$(basename "$f")"
+done
+
+conf="$root/etc/postern/postern.conf"
+if [ -e "$conf" ]; then
+  echo "kept existing $conf"
+else
+  install -m 0644 "$SRC/conf/postern.conf" "$conf"
+  echo "installed $conf"
+fi
+
+if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ]; then
+  if ! getent group "$USER_NAME" >/dev/null; then
+    groupadd --system "$USER_NAME"
+    echo "created group $USER_NAME"
+  fi
+  if ! getent passwd "$USER_NAME" >/dev/null; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin \
+      --home-dir /var/spool/postern --gid "$USER_NAME" "$USER_NAME"
+    echo "created user $USER_NAME"
+  fi
+fi
+echo "check the configuration with: $PREFIX/bin/postern -c $PREFIX/etc/postern/postern.conf check"

@@ -1,0 +1,222 @@
+/*
+ * qmgr.c - the queue manager: main, the private/qmgr listener (cleanup
+ * and the CLI send HELLO + QMGR_WAKEUP one-way messages), the scan timers
+ * and the drain on SIGTERM.
+ *
+ * Wakeups are hints: a lost one is caught by the periodic rescan, so a
+ * wakeup is never required for a message to be delivered. Must never
+ * deliver mail itself (that is the agents' job) and never run as root.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "qmgr.h"
+#include "server.h"
+
+#define QMGR_WAKE_FLUSH 1
+
+static struct qmgr qmgr_state;
+struct qmgr *qmgr_g = &qmgr_state;
+
+static struct event *tick_ev, *wake_ev, *drain_ev;
+static struct evconnlistener *listener;
+static int64_t wake_pending;    /* time wake_ev is set for, 0 = none */
+
+struct client {
+    struct bufferevent *bev;
+    int hello_ok;
+};
+
+int64_t qmgr_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec;
+}
+
+/* Scan incoming/ always, deferred/ when something there is due. */
+static void scan(int flush)
+{
+    if (qmgr_g->stopping)
+        return;
+    int64_t now = qmgr_now();
+    qmgr_scan_incoming();
+    if (flush || (qmgr_g->deferred_due && qmgr_g->deferred_due <= now) ||
+        now - qmgr_g->last_fullscan >= QMGR_FULLSCAN_SECS)
+        qmgr_scan_deferred(flush);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    scan(0);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    wake_pending = 0;
+    scan(0);
+}
+
+void qmgr_wake_at(int64_t when)
+{
+    if (qmgr_g->stopping)
+        return;
+    if (qmgr_g->deferred_due == 0 || when < qmgr_g->deferred_due)
+        qmgr_g->deferred_due = when;
+    if (wake_pending && wake_pending <= when)
+        return;
+    int64_t now = qmgr_now();
+    struct timeval tv = { when > now ? (time_t)(when - now) : 0, 0 };
+    evtimer_add(wake_ev, &tv);
+    wake_pending = when;
+}
+
+/* ---- wakeup connections ------------------------------------------------ */
+
+static void client_free(struct client *c)
+{
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+/* One frame from a client; -1 = drop it. */
+static int client_frame(struct client *c, enum ipc_type t, union ipc_msg *u)
+{
+    if (!c->hello_ok) {
+        if (t != IPC_HELLO || ipc_hello_ok(&u->hello, IPC_PROTO_QMGR) < 0)
+            return -1;
+        c->hello_ok = 1;
+        buf_t out;
+        buf_init(&out, 64);
+        struct ipc_hello h = { IPC_PROTO_QMGR, IPC_VERSION };
+        ipc_put_hello(&out, &h);
+        bufferevent_write(c->bev, out.data, out.len);
+        buf_free(&out);
+        return 0;
+    }
+    if (t != IPC_QMGR_WAKEUP)
+        return -1;
+    const char *id = u->qmgr_wakeup.queue_id;
+    if (id[0] != '\0' && !queue_id_valid(id))
+        return -1;
+    if (qmgr_g->stopping)
+        return 0;
+    if (u->qmgr_wakeup.flags & QMGR_WAKE_FLUSH) {
+        log_info("flush requested: every deferred message is due now");
+        scan(1);
+    } else if (id[0] == '\0') {
+        scan(0);
+    } else {
+        qmgr_active_start(SPOOL_INCOMING, id);
+    }
+    return 0;
+}
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 4)
+            return;
+        long flen = ipc_frame_len(evbuffer_pullup(in, 4), avail);
+        if (flen == 0)
+            return;
+        enum ipc_type t;
+        union ipc_msg u;
+        size_t used;
+        if (flen < 0 ||
+            ipc_next(evbuffer_pullup(in, flen), (size_t)flen, &t, &u, &used, "qmgr client") <= 0 ||
+            client_frame(c, t, &u) < 0) {
+            if (flen >= 0)
+                log_warn("qmgr client: unexpected message: dropping connection");
+            client_free(c);
+            return;
+        }
+        evbuffer_drain(in, used);
+    }
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    client_free(arg);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct client *c = xcalloc(1, sizeof(*c));
+    c->bev = bufferevent_socket_new(qmgr_g->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL)
+        log_fatal("bufferevent_socket_new failed");
+    bufferevent_setcb(c->bev, on_client_read, NULL, on_client_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- stop ------------------------------------------------------------------ */
+
+void qmgr_drained(void)
+{
+    log_info("stopped");
+    server_stop_loop(qmgr_g->srv);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    log_warn("%d deliver%s still in flight after %d s: exiting (recovered at next start)",
+             qmgr_deliver_busy(), qmgr_deliver_busy() == 1 ? "y" : "ies", QMGR_DRAIN_SECS);
+    server_stop_loop(qmgr_g->srv);
+}
+
+static void on_stop(struct server *s)
+{
+    qmgr_g->stopping = 1;
+    evtimer_del(tick_ev);
+    evtimer_del(wake_ev);
+    if (listener)
+        evconnlistener_disable(listener);
+    qmgr_deliver_stop();
+    if (qmgr_deliver_busy() == 0) {
+        qmgr_drained();
+        return;
+    }
+    log_info("stopping: waiting for %d delivery request%s", qmgr_deliver_busy(),
+             qmgr_deliver_busy() == 1 ? "" : "s");
+    struct timeval tv = { QMGR_DRAIN_SECS, 0 };
+    drain_ev = evtimer_new(s->base, on_drain_timeout, NULL);
+    evtimer_add(drain_ev, &tv);
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = server_init("qmgr", argc, argv, 0);
+    qmgr_g->srv = s;
+    qmgr_g->cfg = s->cfg;
+    qmgr_g->base = s->base;
+    s->on_stop = on_stop;
+    int lfd = server_fd_named(s, "qmgr");
+    if (lfd < 0)
+        log_fatal("no listening socket named \"qmgr\" (POSTERN_FDS)");
+    fd_set_nonblock(lfd, 1);
+    listener = evconnlistener_new(s->base, on_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
+    if (listener == NULL)
+        log_fatal("evconnlistener_new failed");
+    tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, NULL);
+    wake_ev = evtimer_new(s->base, on_wake, NULL);
+    struct timeval tv = { QMGR_SCAN_SECS, 0 };
+    evtimer_add(tick_ev, &tv);
+    qmgr_scan_recover();
+    qmgr_scan_incoming();
+    qmgr_scan_deferred(0);
+    server_run(s);
+    return 0;
+}

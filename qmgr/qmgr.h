@@ -1,0 +1,87 @@
+/*
+ * qmgr.h - internals of the queue manager shared by its files:
+ *   qmgr.c         main, wakeup listener, timers, drain on stop
+ *   qmgr_scan.c    start-up recovery of active/, scans of incoming/, deferred/
+ *   qmgr_active.c  messages in memory: load, outcomes, durable finish
+ *   qmgr_deliver.c delivery agent connection pool and dispatch
+ *   qmgr_defer.c   retry schedule, lifetime, move to deferred/
+ *
+ * One process, one libevent loop, a singleton (master starts a replacement
+ * only after the old one exited). qmgr never delivers mail itself and
+ * never forgets an outcome before it is on disk.
+ */
+#ifndef POSTERN_QMGR_H
+#define POSTERN_QMGR_H
+
+#include <stdint.h>
+#include "config.h"
+#include "qfile.h"
+#include "spool.h"
+
+#define QMGR_ACTIVE_MAX    500   /* messages in memory (each holds an fd) */
+#define QMGR_SCAN_SECS     5     /* periodic rescan of incoming/ */
+#define QMGR_FULLSCAN_SECS 60    /* deferred/ rescanned at least this often */
+#define QMGR_AGENT_BACKOFF 2     /* seconds before retrying after an agent died */
+#define QMGR_AGENT_TIMEOUT 900   /* seconds one request may take */
+#define QMGR_DRAIN_SECS    10    /* wait for in-flight replies on stop */
+
+struct qmsg {
+    char id[QUEUE_ID_MAX];
+    int fd;                     /* active/ID, read-write */
+    struct qf_env env;
+    uint32_t *idx; int nidx;    /* recipients handed to the agent */
+    unsigned char *got;         /* per idx entry: outcome received */
+    unsigned char *dirty;       /* per recipient: to write back */
+    int64_t retry_at;           /* 0, or the earliest next try (agent died) */
+    struct qmsg *hnext;         /* hash chain */
+    struct qmsg *qnext;         /* dispatch queue */
+};
+
+struct qmgr {
+    struct server *srv;
+    const struct config *cfg;
+    struct event_base *base;
+    int stopping;
+    int more;                   /* a scan stopped at QMGR_ACTIVE_MAX */
+    int64_t deferred_due;       /* earliest known next try in deferred/ (0 = unknown) */
+    int64_t last_fullscan;
+};
+
+extern struct qmgr *qmgr_g;
+
+/* qmgr.c */
+void qmgr_wake_at(int64_t when);     /* rescan deferred/ at (or after) when */
+void qmgr_drained(void);             /* called when nothing is in flight any more */
+int64_t qmgr_now(void);
+
+/* qmgr_scan.c */
+void qmgr_scan_recover(void);
+void qmgr_scan_incoming(void);
+void qmgr_scan_deferred(int flush);
+
+/* qmgr_active.c: 1 started or nothing to do, 0 = memory full (try later). */
+int  qmgr_active_start(const char *dir, const char *id);
+int  qmgr_active_has(const char *id);
+int  qmgr_active_count(void);
+/* Record one recipient's outcome in memory and log it. attempt = count it
+ * as a delivery attempt (not when an agent died under us). */
+void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const char *dsn,
+                         const char *reason, const char *relay, int attempt);
+/* Write outcomes to the queue file, then unlink or move to deferred/; frees m. */
+void qmgr_active_finish(struct qmsg *m);
+/* Position of rcpt index in m->idx, or -1. */
+int  qmgr_active_idx(const struct qmsg *m, uint32_t index);
+
+/* qmgr_deliver.c */
+void qmgr_deliver_submit(struct qmsg *m);
+int  qmgr_deliver_busy(void);        /* requests in flight */
+void qmgr_deliver_stop(void);        /* close idle connections, dispatch no more */
+
+/* qmgr_defer.c */
+int64_t qmgr_defer_next(const struct config *cfg, const struct qf_env *env, int64_t now);
+int  qmgr_defer_expired(const struct config *cfg, const struct qf_env *env, int64_t now);
+/* fsync'ed fd: set mtime = when and rename active/ID -> deferred/ID. 0 or -1. */
+int  qmgr_defer_move(const char *id, int fd, int64_t when);
+int  qmgr_rcpt_done(unsigned status);
+
+#endif

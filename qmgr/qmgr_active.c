@@ -1,0 +1,262 @@
+/*
+ * qmgr_active.c - messages in memory. A message is taken by renaming it
+ * into active/, parsed, its pending recipients routed (local -> the local
+ * agent; remote -> deferred until an smtp agent exists), and finished by
+ * writing every outcome into the queue file before the message is
+ * forgotten: all done -> unlink; otherwise one fsync, mtime = next try,
+ * rename to deferred/.
+ * Must never drop a recipient that was not recorded done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "qmgr.h"
+
+#define HASH_SIZE 1024
+
+static struct qmsg *table[HASH_SIZE];
+static int nactive;
+
+static unsigned hash_id(const char *id)
+{
+    unsigned h = 5381;
+    for (; *id; id++)
+        h = h * 33 + (unsigned char)*id;
+    return h % HASH_SIZE;
+}
+
+int qmgr_active_has(const char *id)
+{
+    for (struct qmsg *m = table[hash_id(id)]; m; m = m->hnext)
+        if (strcmp(m->id, id) == 0)
+            return 1;
+    return 0;
+}
+
+int qmgr_active_count(void)
+{
+    return nactive;
+}
+
+int qmgr_active_idx(const struct qmsg *m, uint32_t index)
+{
+    for (int i = 0; i < m->nidx; i++)
+        if (m->idx[i] == index)
+            return i;
+    return -1;
+}
+
+static void forget(struct qmsg *m)
+{
+    struct qmsg **pp = &table[hash_id(m->id)];
+    while (*pp && *pp != m)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = m->hnext;
+    nactive--;
+    if (m->fd >= 0)
+        close(m->fd);
+    qf_env_free(&m->env);
+    free(m->idx);
+    free(m->got);
+    free(m->dirty);
+    free(m);
+}
+
+static const char *status_word(unsigned st)
+{
+    switch (st) {
+    case DS_DELIVERED: return "sent";
+    case DS_BOUNCED:   return "bounced";
+    case DS_DISCARDED: return "discarded";
+    default:           return "deferred";
+    }
+}
+
+static void log_outcome(const struct qmsg *m, const struct qf_rcpt *r, const char *relay,
+                        const char *word)
+{
+    double delay = (double)qmgr_now() - (double)m->env.arrival / 1e6;
+    if (delay < 0)
+        delay = 0;
+    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr, relay, delay,
+             r->dsn, word, r->reason);
+}
+
+void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const char *dsn,
+                         const char *reason, const char *relay, int attempt)
+{
+    if (index >= (uint32_t)m->env.nrcpts)
+        return;
+    struct qf_rcpt *r = &m->env.rcpts[index];
+    if (status >= DS__COUNT || status == DS_PENDING) {
+        status = DS_DEFERRED;   /* an agent may not leave a recipient unanswered */
+        dsn = "4.3.0";
+    }
+    r->status = (uint8_t)status;
+    if (attempt) {
+        if (r->attempts < UINT16_MAX)
+            r->attempts++;
+        r->last_try = qmgr_now();
+    }
+    str_copy(r->dsn, sizeof(r->dsn), dsn && *dsn ? dsn : (status == DS_DEFERRED ? "4.0.0" : "2.0.0"));
+    str_copy(r->reason, sizeof(r->reason), reason ? reason : "");
+    m->dirty[index] = 1;
+    log_set_qid(m->id);
+    log_outcome(m, r, relay, status_word(status));
+    log_set_qid(NULL);
+}
+
+/* Is this recipient's domain one of ours (no domain: local too)? */
+static int rcpt_is_local(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1);
+}
+
+/* Past the lifetime: bounce every recipient still pending. */
+static void expire(struct qmsg *m)
+{
+    for (int i = 0; i < m->env.nrcpts; i++) {
+        struct qf_rcpt *r = &m->env.rcpts[i];
+        if (qmgr_rcpt_done(r->status))
+            continue;
+        r->status = DS_BOUNCED;
+        str_copy(r->dsn, sizeof(r->dsn), "5.4.7");
+        str_copy(r->reason, sizeof(r->reason), "delivery time expired");
+        m->dirty[i] = 1;
+        log_outcome(m, r, "none", "expired");
+    }
+}
+
+void qmgr_active_finish(struct qmsg *m)
+{
+    int64_t now = qmgr_now();
+    char path[QUEUE_ID_MAX + 16];
+    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
+    log_set_qid(m->id);
+    int pending = 0;
+    for (int i = 0; i < m->env.nrcpts; i++)
+        pending += !qmgr_rcpt_done(m->env.rcpts[i].status);
+    if (pending && qmgr_defer_expired(qmgr_g->cfg, &m->env, now)) {
+        expire(m);
+        pending = 0;
+    }
+    if (pending == 0) {
+        /* every recipient is done: the file itself is the only record left */
+        if (unlink(path) < 0)
+            log_error("unlink %s: %m", path);
+        else
+            log_info("removed");
+    } else {
+        int ioerr = 0;
+        for (int i = 0; i < m->env.nrcpts; i++)
+            if (m->dirty[i] && qf_update_rcpt(m->fd, &m->env.rcpts[i]) < 0) {
+                log_error("cannot record the outcome for <%s>: %m", m->env.rcpts[i].addr);
+                ioerr = 1;
+            }
+        if (fsync(m->fd) < 0) {
+            log_error("fsync %s: %m", path);
+            ioerr = 1;
+        }
+        int64_t next = qmgr_defer_next(qmgr_g->cfg, &m->env, now);
+        if (m->retry_at && m->retry_at < next)
+            next = m->retry_at;
+        if (ioerr && next > now + 60)
+            next = now + 60;   /* outcomes may be lost: try again soon (idempotent) */
+        if (qmgr_defer_move(m->id, m->fd, next) == 0)
+            qmgr_wake_at(next);
+    }
+    log_set_qid(NULL);
+    forget(m);
+    if (qmgr_g->more && !qmgr_g->stopping)
+        qmgr_wake_at(now);
+}
+
+/* Parse an opened queue file; on corruption move it to corrupt/. */
+static int load(struct qmsg *m, const char *path)
+{
+    char err[256] = "";
+    if (qf_read(m->fd, &m->env, err, sizeof(err)) == 0) {
+        if (strcmp(m->env.queue_id, m->id) == 0)
+            return 0;
+        snprintf(err, sizeof(err), "queue id %s in the file does not match its name",
+                 m->env.queue_id);
+    }
+    char to[QUEUE_ID_MAX + 16];
+    snprintf(to, sizeof(to), SPOOL_CORRUPT "/%s", m->id);
+    if (rename(path, to) < 0)
+        log_error("%s: corrupt queue file (%s), and rename to %s failed: %m", m->id, err, to);
+    else
+        log_error("%s: corrupt queue file moved to %s: %s", m->id, to, err);
+    return -1;
+}
+
+/* Route the pending recipients; 1 if any goes to the local agent. */
+static int route(struct qmsg *m)
+{
+    m->idx = xcalloc((size_t)m->env.nrcpts, sizeof(*m->idx));
+    m->got = xcalloc((size_t)m->env.nrcpts, 1);
+    m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
+    for (int i = 0; i < m->env.nrcpts; i++) {
+        struct qf_rcpt *r = &m->env.rcpts[i];
+        if (r->status != DS_PENDING && r->status != DS_DEFERRED)
+            continue;
+        if (rcpt_is_local(r->addr))
+            m->idx[m->nidx++] = (uint32_t)i;
+        else
+            qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1",
+                                "remote delivery not available yet", "none", 1);
+    }
+    return m->nidx > 0;
+}
+
+int qmgr_active_start(const char *dir, const char *id)
+{
+    if (!queue_id_valid(id) || qmgr_active_has(id))
+        return 1;
+    if (nactive >= QMGR_ACTIVE_MAX) {
+        qmgr_g->more = 1;
+        return 0;
+    }
+    char from[QUEUE_ID_MAX + 16], path[QUEUE_ID_MAX + 16];
+    snprintf(from, sizeof(from), "%s/%s", dir, id);
+    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", id);
+    if (rename(from, path) < 0) {
+        if (errno != ENOENT)
+            log_error("rename %s -> %s: %m", from, path);
+        return 1;
+    }
+    struct qmsg *m = xcalloc(1, sizeof(*m));
+    str_copy(m->id, sizeof(m->id), id);
+    qf_env_init(&m->env);
+    m->hnext = table[hash_id(id)];
+    table[hash_id(id)] = m;
+    nactive++;
+    m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (m->fd < 0) {
+        log_error("open %s: %m", path);
+        if (rename(path, from) < 0)
+            log_error("rename %s -> %s: %m", path, from);
+        forget(m);
+        return 1;
+    }
+    if (load(m, path) < 0) {
+        forget(m);
+        return 1;
+    }
+    log_set_qid(id);
+    log_info("from=<%s>, size=%llu, nrcpt=%d (queue active)", m->env.sender,
+             (unsigned long long)m->env.content_len, m->env.nrcpts);
+    log_set_qid(NULL);
+    if (route(m))
+        qmgr_deliver_submit(m);
+    else
+        qmgr_active_finish(m);
+    return 1;
+}

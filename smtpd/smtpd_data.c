@@ -1,0 +1,158 @@
+/*
+ * smtpd_data.c - the DATA phase: decode the client's bytes with the
+ * lib/smtp_data.c state machine and stream the content to cleanup as it
+ * arrives (CLEANUP_DATA <= SMTPD_CHUNK); never holds a whole message.
+ *
+ * Refusals found by the decoder are answered at the end of the data (the
+ * client is not listening before), with the transaction aborted at cleanup:
+ *   size over limits.message_size   552 5.3.4 Message too big
+ *   NUL                             550 5.6.0 NUL not allowed
+ *   bare CR or bare LF              550 5.6.0 bare CR or LF not allowed
+ *   text line over 1000 octets      500 5.5.2 Line too long   (RFC 5321 4.5.3.1.6)
+ * in that order of precedence. 250 is only said after cleanup's
+ * CLEANUP_REPLY says the file is durable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include "smtpd.h"
+#include "spool.h"
+#include "log.h"
+
+void smtpd_data_start(struct smtpd_session *s)
+{
+    struct smtpd_txn *t = s->txn;
+    if (smtpd_cleanup_begin(s) < 0) {
+        smtpd_reply(s, 451, "4.3.0", "Temporary local problem, try again later");
+        return;
+    }
+    smtp_data_init(&t->dec, smtpd_cfg->message_size > 0 ? (uint64_t)smtpd_cfg->message_size : 0);
+    buf_init(&t->out, 0);
+    t->in_data = 1;
+    smtpd_reply_raw(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->state = SS_DATA;
+}
+
+/* Send whole chunks (all=1: everything) of decoded content to cleanup. */
+static void flush_out(struct smtpd_session *s, int all)
+{
+    buf_t *out = &s->txn->out;
+    size_t off = 0;
+    while (out->len - off >= SMTPD_CHUNK || (all && out->len > off)) {
+        size_t n = out->len - off < SMTPD_CHUNK ? out->len - off : SMTPD_CHUNK;
+        smtpd_cleanup_data(s, out->data + off, n);
+        off += n;
+    }
+    if (off)
+        buf_consume(out, off);
+}
+
+static void refuse(struct smtpd_session *s, unsigned code, const char *enh, const char *text)
+{
+    smtpd_reply(s, code, enh, "%s", text);
+    smtpd_log_reject(s, "DATA", code, enh, text, "");
+}
+
+/* The terminator was seen: answer now or wait for cleanup. */
+static void finish(struct smtpd_session *s)
+{
+    struct smtpd_txn *t = s->txn;
+    unsigned e = t->dec.errors;
+    if (e) {
+        smtpd_cleanup_end(s, 1);
+        if (e & SMTP_DATA_E_SIZE)
+            refuse(s, 552, "5.3.4", "Message too big");
+        else if (e & SMTP_DATA_E_NUL)
+            refuse(s, 550, "5.6.0", "NUL not allowed");
+        else if (e & SMTP_DATA_E_BARE)
+            refuse(s, 550, "5.6.0", "bare CR or LF not allowed");
+        else
+            refuse(s, 500, "5.5.2", "Line too long");
+        smtpd_session_reset(s);
+        s->state = SS_CMD;
+        return;
+    }
+    if (s->cleanup == NULL || s->cleanup_broken || !s->cleanup_busy) {
+        smtpd_cleanup_close(s);
+        refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+        smtpd_session_reset(s);
+        s->state = SS_CMD;
+        return;
+    }
+    flush_out(s, 1);
+    buf_free(&t->out);
+    smtpd_cleanup_end(s, 0);
+    s->state = SS_WAIT_DATA;
+    s->wait = W_CLEANUP;
+}
+
+int smtpd_data_input(struct smtpd_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct smtpd_txn *t = s->txn;
+    while (!t->dec.done && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = smtp_data_feed(&t->dec, v.iov_base, v.iov_len, &t->out);
+        evbuffer_drain(in, used);
+        if (t->dec.errors || s->cleanup_broken)
+            buf_reset(&t->out);             /* refused anyway: stop sending */
+        else
+            flush_out(s, 0);
+        if (!t->dec.done && smtpd_cleanup_backlog(s) > SMTPD_CLEANUP_HIGH) {
+            s->wait = W_THROTTLE;           /* cleanup is slower than the client */
+            bufferevent_disable(s->bev, EV_READ);
+            return 0;
+        }
+    }
+    if (!t->dec.done)
+        return 0;
+    finish(s);
+    return 1;
+}
+
+void smtpd_data_unthrottle(struct smtpd_session *s)
+{
+    s->wait = W_NONE;
+    bufferevent_enable(s->bev, EV_READ);
+    smtpd_session_resume(s);
+}
+
+/* cleanup answered (ok=1) or the connection broke (ok=0). May free s. */
+void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
+                              const char *qid, unsigned code, const char *enh, const char *text)
+{
+    struct smtpd_txn *t = s->txn;
+    s->wait = W_NONE;
+    s->state = SS_CMD;
+    int queued = ok && (status == V_ACCEPT || status == V_NEXT || status == V_FACCEPT ||
+                        status == V_QUARANTINE);
+    if (queued && queue_id_valid(qid)) {
+        smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+        buf_t b;
+        buf_init(&b, 128);
+        buf_printf(&b, "client=[%s]:%u, helo=<", s->ip, s->port);
+        if (s->helo)
+            buf_append_printable(&b, s->helo, strlen(s->helo));
+        buf_append_str(&b, ">, from=<");
+        buf_append_printable(&b, t->sender, strlen(t->sender));
+        buf_printf(&b, ">, nrcpt=%d, size=%llu", t->nrcpts, (unsigned long long)t->dec.size);
+        log_set_qid(qid);
+        log_info("%s", b.data);
+        log_set_qid(NULL);
+        buf_free(&b);
+    } else if (ok && !queued && status < V__COUNT) {
+        struct smtpd_verdict v = { (enum verdict)status, code, enh, text, "" };
+        smtpd_reply_verdict(s, "DATA", STAGE_DATA, &v);
+    } else {
+        if (ok)
+            log_warn("cleanup: bad reply (status %u, queue id \"%s\")", status, qid);
+        refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+    }
+    smtpd_session_reset(s);
+    smtpd_session_resume(s);
+}

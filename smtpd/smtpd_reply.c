@@ -1,0 +1,129 @@
+/*
+ * smtpd_reply.c - writing SMTP replies and logging refusals.
+ *
+ * Every reply goes through smtpd_reply(): "code enhanced text" (RFC 2034;
+ * the 220 greeting and the EHLO/HELO 250 lines are written raw, as RFC
+ * 2034 exempts them). Text from filter or cleanup is never copied to the
+ * wire unchecked: control bytes become spaces and the length is bounded,
+ * so a peer process cannot inject reply lines. 4xx/5xx replies count as
+ * session errors (limits.max_errors).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include "smtpd.h"
+#include "log.h"
+
+#define REPLY_TEXT_MAX 400
+
+void smtpd_reply_raw(struct smtpd_session *s, const char *line)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add(out, line, strlen(line));
+    evbuffer_add(out, "\r\n", 2);
+    if (log_trace_on(TRACE_SMTP))
+        log_trace(TRACE_SMTP, "[%s]:%u < %s", s->ip, s->port, line);
+}
+
+void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const char *fmt, ...)
+{
+    char text[REPLY_TEXT_MAX + 1], line[REPLY_TEXT_MAX + 32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    snprintf(line, sizeof(line), "%03u %s %s", code, enh, text);
+    smtpd_reply_raw(s, line);
+    if (code >= 400 && code != 421)
+        s->errors++;
+}
+
+/* "d.d{1,3}.d{1,3}" with the class digit matching the reply code */
+static int enhanced_ok(const char *e, unsigned code)
+{
+    if (e == NULL || e[0] != (char)('0' + code / 100) || e[1] != '.')
+        return 0;
+    const char *p = e + 2;
+    for (int part = 0; part < 2; part++) {
+        int d = 0;
+        while (isdigit((unsigned char)*p) && d < 4) {
+            p++;
+            d++;
+        }
+        if (d == 0 || d > 3)
+            return 0;
+        if (part == 0 && *p++ != '.')
+            return 0;
+    }
+    return *p == '\0';
+}
+
+void smtpd_verdict_reply(const struct smtpd_verdict *v, enum stage st, unsigned *code_r,
+                         const char **enh_r, buf_t *text)
+{
+    const struct verdict_reply *def = verdict_default(v->status, st);
+    unsigned code = (unsigned)def->code;
+    /* a refusal keeps its class: 5xx for reject/deny, 4xx for defer/tempfail */
+    if (v->code >= 200 && v->code <= 599 && v->code / 100 == code / 100)
+        code = v->code;
+    *code_r = code;
+    *enh_r = enhanced_ok(v->enhanced, code) ? v->enhanced : def->enhanced;
+    if (!enhanced_ok(*enh_r, code))
+        *enh_r = code >= 500 ? "5.0.0" : code >= 400 ? "4.0.0" : "2.0.0";
+    buf_reset(text);
+    const char *t = v->text && v->text[0] ? v->text : def->text;
+    size_t n = strlen(t);
+    buf_append(text, t, n > REPLY_TEXT_MAX ? REPLY_TEXT_MAX : n);
+}
+
+void smtpd_log_reject(struct smtpd_session *s, const char *verb, unsigned code,
+                      const char *enh, const char *text, const char *rule)
+{
+    buf_t b;
+    buf_init(&b, 256);
+    buf_printf(&b, "reject: %s from [%s]:%u: %u %s ", verb, s->ip, s->port, code, enh);
+    buf_append_printable(&b, text, strlen(text));
+    if (s->txn || s->wait_txn) {
+        const char *from = s->txn ? s->txn->sender : s->wait_txn->sender;
+        buf_append_str(&b, "; from=<");
+        buf_append_printable(&b, from, strlen(from));
+        buf_append_char(&b, '>');
+    }
+    if (s->wait_arg && strcmp(verb, "RCPT") == 0) {
+        buf_append_str(&b, " to=<");
+        buf_append_printable(&b, s->wait_arg, strlen(s->wait_arg));
+        buf_append_char(&b, '>');
+    }
+    if (s->helo) {
+        buf_append_str(&b, " helo=<");
+        buf_append_printable(&b, s->helo, strlen(s->helo));
+        buf_append_char(&b, '>');
+    }
+    if (rule && rule[0]) {
+        buf_append_str(&b, " rule=\"");
+        buf_append_printable(&b, rule, strlen(rule));
+        buf_append_char(&b, '"');
+    }
+    log_info("%s", b.data);
+    buf_free(&b);
+}
+
+/* Answer a refusing verdict and log it. */
+void smtpd_reply_verdict(struct smtpd_session *s, const char *verb, enum stage st,
+                         const struct smtpd_verdict *v)
+{
+    unsigned code;
+    const char *enh;
+    buf_t text;
+    buf_init(&text, 128);
+    smtpd_verdict_reply(v, st, &code, &enh, &text);
+    smtpd_reply(s, code, enh, "%s", text.data);
+    smtpd_log_reject(s, verb, code, enh, text.data, v->rule);
+    buf_free(&text);
+}

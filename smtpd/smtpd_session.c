@@ -1,0 +1,309 @@
+/*
+ * smtpd_session.c - one SMTP session: its bufferevent, command-line
+ * framing, pipelining, timeouts and life cycle.
+ *
+ * Pipelining (RFC 2920): every complete line in the input buffer is
+ * handled in order and the replies collect in the output evbuffer, which
+ * libevent writes once the callback returns - so one group of pipelined
+ * commands gets one write. When a command needs a round trip (filter,
+ * cleanup) the session stops taking lines (wait != W_NONE) and later lines
+ * stay queued in the input buffer until the answer arrives.
+ *
+ * A session is never freed inside smtpd_session_process(): handlers only
+ * mark it SS_CLOSING; the top-level callbacks free it once its replies
+ * are written. Memory per idle session: this struct, the bufferevent and
+ * its (empty) evbuffers; transaction state is freed when it ends.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include "smtpd.h"
+#include "smtp_cmd.h"
+#include "log.h"
+
+struct smtpd_session *smtpd_sessions;
+int smtpd_nsessions;
+static uint32_t session_counter;
+
+static void set_tv(struct timeval *tv, int secs)
+{
+    tv->tv_sec = secs;
+    tv->tv_usec = 0;
+}
+
+void smtpd_session_update_timeout(struct smtpd_session *s)
+{
+    struct timeval rd, wr;
+    int rsecs, wsecs = smtpd_cfg->command_timeout > 0 ? smtpd_cfg->command_timeout : 300;
+    if (s->state == SS_CLOSING || s->wait != W_NONE)
+        rsecs = 0;
+    else if (s->state == SS_DATA)
+        rsecs = smtpd_cfg->data_timeout;
+    else if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        rsecs = smtpd_cfg->command_timeout;
+    else
+        rsecs = smtpd_cfg->idle_timeout;
+    set_tv(&rd, rsecs);
+    set_tv(&wr, wsecs);
+    bufferevent_set_timeouts(s->bev, rsecs > 0 ? &rd : NULL, &wr);
+}
+
+void smtpd_txn_free(struct smtpd_txn *t)
+{
+    if (t == NULL)
+        return;
+    free(t->sender);
+    for (int i = 0; i < t->nrcpts; i++)
+        free(t->rcpts[i]);
+    free(t->rcpts);
+    if (t->out.data)
+        buf_free(&t->out);
+    free(t);
+}
+
+/* End the current transaction (RSET, EHLO, DENY, after DATA). */
+void smtpd_session_reset(struct smtpd_session *s)
+{
+    smtpd_txn_free(s->txn);
+    s->txn = NULL;
+}
+
+int smtpd_session_idle(const struct smtpd_session *s)
+{
+    return s->state == SS_CMD && s->wait == W_NONE && s->txn == NULL &&
+           evbuffer_get_length(bufferevent_get_input(s->bev)) == 0;
+}
+
+static void log_disconnect(struct smtpd_session *s)
+{
+    buf_t b;
+    buf_init(&b, 128);
+    int n = smtpd_cmd_count();
+    for (int i = 0; i < n && i < SMTPD_NCMD_COUNT; i++)
+        if (s->counts[i])
+            buf_printf(&b, " %s=%u", smtpd_cmd_name(i), s->counts[i]);
+    log_info("disconnect from [%s]:%u%s commands=%u errors=%d", s->ip, s->port, b.data,
+             s->ncommands, s->errors);
+    buf_free(&b);
+}
+
+void smtpd_session_free(struct smtpd_session *s)
+{
+    smtpd_filter_cancel(s);
+    smtpd_cleanup_close(s);
+    smtpd_txn_free(s->txn);
+    smtpd_txn_free(s->wait_txn);
+    free(s->helo);
+    free(s->wait_arg);
+    log_disconnect(s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        smtpd_sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    smtpd_nsessions--;
+    bufferevent_free(s->bev);
+    smtpd_session_gone(s);
+    free(s);
+}
+
+void smtpd_session_close(struct smtpd_session *s)
+{
+    s->state = SS_CLOSING;
+    bufferevent_disable(s->bev, EV_READ);
+    smtpd_session_update_timeout(s);
+}
+
+/* Free a closing session once its last replies are on the wire.
+ * Returns 1 when s was freed. */
+static int session_check(struct smtpd_session *s)
+{
+    if (s->state == SS_CLOSING &&
+        evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        smtpd_session_free(s);
+        return 1;
+    }
+    return 0;
+}
+
+/* Take one command line from the input, if complete. 1 = handled one (or
+ * swallowed bytes), 0 = need more input. */
+static int next_line(struct smtpd_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0)
+        return 0;
+    size_t look = len < SMTP_LINE_MAX ? len : SMTP_LINE_MAX;
+    const char *p = (const char *)evbuffer_pullup(in, (ssize_t)look);
+    const char *lf = memchr(p, '\n', look);
+    if (s->skip_line) {
+        /* the rest of an overlong line: discard through its LF */
+        if (lf) {
+            evbuffer_drain(in, (size_t)(lf - p) + 1);
+            s->skip_line = 0;
+        } else {
+            evbuffer_drain(in, look);
+        }
+        return 1;
+    }
+    if (lf == NULL) {
+        if (len < SMTP_LINE_MAX)
+            return 0;
+        evbuffer_drain(in, look);
+        s->skip_line = 1;
+        s->ncommands++;
+        smtpd_reply(s, 500, "5.5.2", "Line too long");
+        return 1;
+    }
+    char line[SMTP_LINE_MAX];
+    size_t n = (size_t)(lf - p);
+    memcpy(line, p, n);
+    evbuffer_drain(in, n + 1);
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    smtpd_cmd_line(s, line, n);
+    return 1;
+}
+
+void smtpd_session_process(struct smtpd_session *s)
+{
+    if (s->in_process)
+        return;
+    s->in_process = 1;
+    for (;;) {
+        if (s->wait != W_NONE)
+            break;
+        if (s->state == SS_DATA) {
+            if (!smtpd_data_input(s))
+                break;
+            continue;
+        }
+        if (s->state != SS_CMD)
+            break;
+        if (!next_line(s))
+            break;
+        if (smtpd_cfg->max_errors > 0 && s->errors >= smtpd_cfg->max_errors &&
+            s->state != SS_CLOSING) {
+            log_warn("too many errors from [%s]:%u", s->ip, s->port);
+            smtpd_reply(s, 421, "4.7.0", "Too many errors");
+            smtpd_session_close(s);
+        }
+    }
+    s->in_process = 0;
+    if (s->state != SS_CLOSING)
+        smtpd_session_update_timeout(s);
+}
+
+/* A wait (filter verdict, cleanup reply, backlog) ended: take more input.
+ * May free s. */
+void smtpd_session_resume(struct smtpd_session *s)
+{
+    if (s->state != SS_CLOSING && s->eof && s->wait == W_NONE &&
+        evbuffer_get_length(bufferevent_get_input(s->bev)) == 0) {
+        smtpd_session_close(s);
+    }
+    smtpd_session_process(s);
+    session_check(s);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = arg;
+    smtpd_session_process(s);
+    session_check(s);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    session_check(arg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+    if (what & BEV_EVENT_EOF) {
+        s->eof = 1;
+        if (s->state != SS_CLOSING)
+            smtpd_session_process(s);       /* lines sent before the close */
+        if (s->state == SS_CLOSING) {
+            session_check(s);
+            return;
+        }
+        if (s->state == SS_DATA || s->wait != W_NONE)
+            log_info("lost connection from [%s]:%u in %s", s->ip, s->port,
+                     s->state == SS_DATA ? "DATA" : "a command");
+        smtpd_session_free(s);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if ((what & BEV_EVENT_WRITING) || s->state == SS_CLOSING) {
+            smtpd_session_free(s);
+            return;
+        }
+        log_info("timeout after %s from [%s]:%u",
+                 s->state == SS_DATA ? "DATA" : s->txn ? "a command" : "idle", s->ip, s->port);
+        smtpd_reply(s, 421, "4.4.2", "Timeout");
+        smtpd_session_close(s);
+        session_check(s);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        log_info("lost connection from [%s]:%u: %s", s->ip, s->port,
+                 strerror(EVUTIL_SOCKET_ERROR()));
+        smtpd_session_free(s);
+    }
+}
+
+/* SIGTERM: idle sessions hear 421 now; the others at their next command
+ * once their transaction is over. */
+void smtpd_session_drain(struct smtpd_session *s)
+{
+    if (!smtpd_session_idle(s))
+        return;
+    smtpd_reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+    smtpd_session_close(s);
+    session_check(s);
+}
+
+void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsigned port)
+{
+    struct smtpd_session *s = xcalloc(1, sizeof(*s));
+    s->id = ((uint64_t)(uint32_t)getpid() << 32) | ++session_counter;
+    s->lis = l;
+    str_copy(s->ip, sizeof(s->ip), ip);
+    s->port = port;
+    s->state = SS_CONNECT;
+    evutil_make_socket_nonblocking(fd);
+    s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->bev == NULL)
+        log_fatal("bufferevent_socket_new failed");
+    /* stop reading while a full buffer waits for a verdict */
+    bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    s->next = smtpd_sessions;
+    if (smtpd_sessions)
+        smtpd_sessions->prev = s;
+    smtpd_sessions = s;
+    smtpd_nsessions++;
+    log_info("connect from [%s]:%u to %s", s->ip, s->port, l->name);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    smtpd_cmd_connect(s);
+    smtpd_session_update_timeout(s);
+}
+
+/* Early talker: did the client send anything before the greeting? */
+int smtpd_session_early_talker(struct smtpd_session *s)
+{
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        return 1;
+    char c;
+    ssize_t n = recv(bufferevent_getfd(s->bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}

@@ -1,0 +1,205 @@
+/*
+ * test_smtp_data.c - lib/smtp_data.c, the DATA decoder: end detection
+ * (also split at every chunk boundary), SMTP smuggling sequences,
+ * dot-unstuffing, CRLF -> LF, NUL, line and size limits.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+#include "smtp_data.h"
+
+struct result {
+    buf_t out;
+    unsigned errors;
+    int done;
+    size_t consumed;
+};
+
+/* Feed in with chunks of at most step bytes (0 = at split, then rest). */
+static void run(const char *in, size_t n, size_t step, size_t split, uint64_t max, struct result *r)
+{
+    struct smtp_data d;
+    smtp_data_init(&d, max);
+    buf_init(&r->out, 64);
+    size_t off = 0;
+    while (off < n && !d.done) {
+        size_t len;
+        if (step)
+            len = n - off < step ? n - off : step;
+        else
+            len = off < split ? split - off : n - off;
+        off += smtp_data_feed(&d, (const unsigned char *)in + off, len, &r->out);
+    }
+    r->errors = d.errors;
+    r->done = d.done;
+    r->consumed = off;
+}
+
+struct dcase {
+    const char *in;
+    const char *out;        /* expected content when errors == 0 */
+    unsigned errors;
+    int done;
+    size_t rest;            /* bytes left after the terminator */
+};
+
+static const struct dcase cases[] = {
+    { ".\r\n", "", 0, 1, 0 },
+    { "a\r\n.\r\n", "a\n", 0, 1, 0 },
+    { "a\r\nb\r\n.\r\nQUIT\r\n", "a\nb\n", 0, 1, 6 },
+    { "..\r\n.\r\n", ".\n", 0, 1, 0 },
+    { "..x\r\n...\r\n.\r\n", ".x\n..\n", 0, 1, 0 },
+    { ".x\r\n.\r\n", "x\n", 0, 1, 0 },
+    { "\r\n\r\n.\r\n", "\n\n", 0, 1, 0 },
+    { "a.\r\n.\r\n", "a.\n", 0, 1, 0 },
+    { "a\r\n. \r\n.\r\n", "a\n \n", 0, 1, 0 },
+    /* not terminators */
+    { "a\n.\n", NULL, SMTP_DATA_E_BARE, 0, 0 },
+    { "a\r\n.\n", NULL, SMTP_DATA_E_BARE, 0, 0 },
+    { "a\n.\r\n", NULL, SMTP_DATA_E_BARE, 0, 0 },
+    { "a\r.\r\n", NULL, SMTP_DATA_E_BARE, 0, 0 },
+    { "a\r\n.\r", NULL, 0, 0, 0 },
+    { "a\r\n.\rx\r\n", NULL, SMTP_DATA_E_BARE, 0, 0 },
+    /* smuggling: bare LF/CR variants followed later by the real end */
+    { "a\n.\nMAIL FROM:<x>\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\r\n.\nRCPT TO:<x>\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\n.\r\nDATA\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\r.\r\nx\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\r\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\rb\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+    { "a\x00" "b\r\n.\r\n", NULL, SMTP_DATA_E_NUL, 1, 0 },
+    { "\n.\r\n.\r\n", NULL, SMTP_DATA_E_BARE, 1, 0 },
+};
+
+static void check_case(const struct dcase *c, size_t n, size_t step, size_t split)
+{
+    struct result r;
+    run(c->in, n, step, split, 0, &r);
+    if (r.errors != c->errors || r.done != c->done)
+        fail_msg("\"%s\" step %zu split %zu: errors %u done %d", c->in, step, split,
+                 r.errors, r.done);
+    if (c->done)
+        assert_int_equal(n - r.consumed, c->rest);
+    if (c->done && c->errors == 0)
+        assert_string_equal(r.out.data, c->out);
+    buf_free(&r.out);
+}
+
+static size_t case_len(const struct dcase *c)
+{
+    /* the NUL case holds an embedded NUL: measure up to the terminator */
+    size_t n = strlen(c->in);
+    if (c->errors & SMTP_DATA_E_NUL)
+        n = 2 + strlen(c->in + 2);
+    return n;
+}
+
+static void test_cases_whole(void **state)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_case(&cases[i], case_len(&cases[i]), 0, 0);
+}
+
+static void test_cases_byte_by_byte(void **state)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_case(&cases[i], case_len(&cases[i]), 1, 0);
+}
+
+static void test_cases_every_split(void **state)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = case_len(&cases[i]);
+        for (size_t split = 1; split < n; split++)
+            check_case(&cases[i], n, 0, split);
+    }
+}
+
+static void test_line_limit(void **state)
+{
+    buf_t in;
+    struct result r;
+    buf_init(&in, 2100);
+    for (int i = 0; i < 998; i++)
+        buf_append_char(&in, 'x');
+    buf_append_str(&in, "\r\n.\r\n");          /* 1000 octets with CRLF: ok */
+    run(in.data, in.len, 7, 0, 0, &r);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.out.len, 999);
+    buf_free(&r.out);
+    buf_reset(&in);
+    for (int i = 0; i < 999; i++)
+        buf_append_char(&in, 'x');
+    buf_append_str(&in, "\r\n.\r\n");          /* 1001: too long */
+    run(in.data, in.len, 0, 0, 0, &r);
+    assert_int_equal(r.errors, SMTP_DATA_E_LINE);
+    assert_true(r.done);
+    buf_free(&r.out);
+    /* a stuffed dot counts in the wire line length */
+    buf_reset(&in);
+    buf_append_char(&in, '.');
+    for (int i = 0; i < 998; i++)
+        buf_append_char(&in, 'x');
+    buf_append_str(&in, "\r\n.\r\n");
+    run(in.data, in.len, 0, 0, 0, &r);
+    assert_int_equal(r.errors, SMTP_DATA_E_LINE);
+    buf_free(&r.out);
+    buf_free(&in);
+}
+
+static void test_size_limit(void **state)
+{
+    struct result r;
+    const char *m = "0123456789\r\n.\r\n";    /* 11 decoded bytes */
+    run(m, strlen(m), 0, 0, 11, &r);
+    assert_int_equal(r.errors, 0);
+    buf_free(&r.out);
+    run(m, strlen(m), 3, 0, 10, &r);
+    assert_int_equal(r.errors, SMTP_DATA_E_SIZE);
+    assert_true(r.done);
+    assert_true(r.out.len <= 10);
+    buf_free(&r.out);
+}
+
+static void test_stops_after_end(void **state)
+{
+    struct smtp_data d;
+    buf_t out;
+    buf_init(&out, 16);
+    smtp_data_init(&d, 0);
+    const char *m = "x\r\n.\r\nMAIL FROM:<a@b>\r\n";
+    size_t used = smtp_data_feed(&d, (const unsigned char *)m, strlen(m), &out);
+    assert_true(d.done);
+    assert_int_equal(used, 6);
+    /* feeding after done consumes nothing */
+    assert_int_equal(smtp_data_feed(&d, (const unsigned char *)m, strlen(m), &out), 0);
+    assert_string_equal(out.data, "x\n");
+    buf_free(&out);
+}
+
+static void test_output_stops_on_error(void **state)
+{
+    struct result r;
+    const char *m = "a\nbbbbbbbb\r\n.\r\n";
+    run(m, strlen(m), 0, 0, 0, &r);
+    assert_int_equal(r.errors, SMTP_DATA_E_BARE);
+    assert_true(r.out.len <= 1);     /* nothing after the bare LF reaches the output */
+    buf_free(&r.out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        { "cases, whole", test_cases_whole, NULL, NULL, NULL },
+        { "cases, byte by byte", test_cases_byte_by_byte, NULL, NULL, NULL },
+        { "cases, every split point", test_cases_every_split, NULL, NULL, NULL },
+        { "line limit 1000", test_line_limit, NULL, NULL, NULL },
+        { "size limit", test_size_limit, NULL, NULL, NULL },
+        { "stops at the terminator", test_stops_after_end, NULL, NULL, NULL },
+        { "no output after an error", test_output_stops_on_error, NULL, NULL, NULL },
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
