@@ -166,9 +166,11 @@ static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, i
     } else if ((*fd_r = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
         snprintf(err, sizeof(err), "open %s: %s", want, strerror(errno));
     } else if (qf_read(*fd_r, env, err, sizeof(err)) < 0) {
-        char e2[300];
-        snprintf(e2, sizeof(e2), "queue file %s: %s", want, err);
-        str_copy(err, sizeof(err), e2);
+        buf_t e2;
+        buf_init(&e2, 256);
+        buf_printf(&e2, "queue file %s: %s", want, err);
+        str_copy(err, sizeof(err), e2.data);
+        buf_free(&e2);
     } else if (strcmp(env->queue_id, req->queue_id) != 0) {
         snprintf(err, sizeof(err), "queue file %s holds id %s", want, env->queue_id);
     } else {
@@ -309,5 +311,8 @@ int main(int argc, char **argv)
         serve_conn(s, fd);
     }
     log_debug("stopping");
+    config_free(s->cfg);
+    free(s->fds);
+    free(s);
     return 0;
 }

@@ -218,5 +218,10 @@ int main(int argc, char **argv)
     qmgr_scan_incoming();
     qmgr_scan_deferred(0);
     server_run(s);
+    /* what is still in active/ is recovered at the next start */
+    evconnlistener_free(listener);
+    config_free(s->cfg);
+    free(s->fds);
+    free(s);
     return 0;
 }

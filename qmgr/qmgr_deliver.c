@@ -170,6 +170,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 static struct agent *agent_new(void)
 {
+    if (retry_ev && evtimer_pending(retry_ev, NULL))
+        return NULL;   /* the last connect failed: wait for the retry timer */
     int fd = ipc_connect_unix(SOCK_LOCAL);
     if (fd < 0) {
         log_warn("connect %s: %m (retrying)", SOCK_LOCAL);
