@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -118,7 +119,33 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(s->base);
 }
 
+/* Enough descriptors for limits.sessions concurrent sessions (smtpd holds
+ * one per session) plus spool files and IPC; raised while still root. */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)cfg->sessions * 2 + 1024;
+    if (want > 1048576)
+        want = 1048576;
+    if (rl.rlim_max < want && geteuid() == 0) {
+        struct rlimit up = { want, want };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("setrlimit(RLIMIT_NOFILE, %llu): %m", (unsigned long long)rl.rlim_cur);
+}
+
 struct server *server_init(const char *name, int argc, char **argv, unsigned flags)
+{
+    return server_init_ex(name, argc, argv, flags, NULL, NULL);
+}
+
+struct server *server_init_ex(const char *name, int argc, char **argv, unsigned flags,
+                              server_pre_drop_fn *fn, void *arg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
     s->name = name;
@@ -155,6 +182,9 @@ struct server *server_init(const char *name, int argc, char **argv, unsigned fla
     pid_t master = getppid();
     if (chdir(s->cfg->spool) < 0)
         log_fatal("chdir %s: %m", s->cfg->spool);
+    if (fn)
+        fn(s, arg);     /* still root: open keys and root-only files */
+    raise_fd_limit(s->cfg);
     server_drop_privileges(s->cfg);
     if (geteuid() == 0 || getuid() == 0)
         log_fatal("running as root after start-up: refusing");
