@@ -36,7 +36,16 @@ struct server {
 
 enum { SERVER_F_NO_EVENT = 1 };
 
+/* Runs inside server_init_ex() while still root: after the config is loaded,
+ * the inherited fds are parsed and the cwd is the spool, before the
+ * privilege drop. For what only root may open (TLS keys, 0600 files); it
+ * must not start threads or keep anything that grants root later. */
+typedef void server_pre_drop_fn(struct server *s, void *arg);
+
 struct server *server_init(const char *name, int argc, char **argv, unsigned flags);
+/* server_init with a pre-drop hook (fn may be NULL). */
+struct server *server_init_ex(const char *name, int argc, char **argv, unsigned flags,
+                              server_pre_drop_fn *fn, void *arg);
 /* Drop root to cfg->user/group; fatal if that fails or root remains.
  * A no-op check when not started as root (then we must not be root). */
 void server_drop_privileges(const struct config *cfg);
