@@ -228,22 +228,12 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
     if (fbev == NULL)
         return -1;
     const struct smtpd_txn *t = s->txn ? s->txn : s->wait_txn;
-    char tlsv[32] = "";                 /* s->tls_info is "VERSION CIPHER" */
-    const char *cipher = "";
-    if (s->tls_info) {
-        const char *sp = strchr(s->tls_info, ' ');
-        str_copy(tlsv, sizeof(tlsv), s->tls_info);
-        if (sp) {
-            tlsv[sp - s->tls_info < (long)sizeof(tlsv) ? sp - s->tls_info : 0] = '\0';
-            cipher = sp + 1;
-        }
-    }
     const char *helo = st == STAGE_HELO && s->wait_arg ? s->wait_arg : s->helo ? s->helo : "";
     struct ipc_filter_req q = {
         .id = ++next_id, .stage = (uint32_t)st, .session = s->id,
         .listener = s->lis->name, .client_ip = s->ip, .client_port = s->port,
-        .client_ptr = "unknown", .helo = helo, .auth_user = s->auth_user ? s->auth_user : "",
-        .tls_version = tlsv, .tls_cipher = cipher,
+        .client_ptr = "unknown", .helo = helo, .auth_user = "",
+        .tls_version = "", .tls_cipher = "",
         .mail_from = t ? t->sender : "", .rcpt = rcpt ? rcpt : "",
         .nrcpt = s->txn ? (uint32_t)s->txn->nrcpts : 0, .queue_id = "",
         .size = t ? t->size_hint : 0, .path = "",
