@@ -161,6 +161,8 @@ delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h; }}
     def __exit__(self, *exc):
         try:
             self.stop()
+            if exc[0] is None:
+                self.assert_clean_log()
         finally:
             if self.proc and self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -175,6 +177,16 @@ delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h; }}
             elif not os.environ.get("POSTERN_KEEP"):
                 shutil.rmtree(self.dir, ignore_errors=True)
         return False
+
+    def assert_clean_log(self):
+        """A sanitizer report or a panic in any daemon fails the test, even
+        when master restarted the process and the test itself went on."""
+        text = self.log()
+        for bad in ("AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:",
+                    "LeakSanitizer", "panic:", "signal 6", "signal 11"):
+            if bad in text:
+                at = text.index(bad)
+                raise AssertionError(f"daemon log contains {bad!r}:\n{text[max(0, at - 2000):at + 3000]}")
 
     def log(self):
         try:
