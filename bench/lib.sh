@@ -22,7 +22,8 @@ fmt_num() {
 # ratio A B: B/A formatted "1.23x" (n/a when either is missing or A is 0).
 ratio() {
     case "$1$2" in *n/a*|'') printf 'n/a'; return;; esac
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == 0) printf "n/a"; else printf "%.2fx", b / a }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == 0) { printf "n/a"; exit }
+        r = b / a; if (r < 0.1) printf "%.2gx", r; else printf "%.2fx", r }'
 }
 
 # median V...: the median of the numeric arguments ("n/a" ones are ignored;

@@ -12,7 +12,8 @@
 #
 # Environment: BENCH_N (3000, messages at conc >= 10), BENCH_N1 (500, at
 # conc 1), BENCH_CONC ("1 10 50"), BENCH_REPS (3, median reported),
-# BENCH_IDLE (200 sessions), BENCH_TIMEOUT (120 s per delivery wait),
+# BENCH_IDLE (200 sessions), BENCH_TIMEOUT (60 s: limit for one smtp-source
+# run, and again for the delivery wait after it),
 # BENCH_TMP (/var/tmp: must be a real disk, fsync matters), BENCH_KEEP=1
 # (keep the work folder), POSTERN_ROOT (tree with bin/ and libexec/),
 # PF_PORT (10025), PT_PORT (10026).
@@ -30,7 +31,7 @@ BENCH_N1=${BENCH_N1:-500}
 BENCH_CONC=${BENCH_CONC:-1 10 50}
 BENCH_REPS=${BENCH_REPS:-3}
 BENCH_IDLE=${BENCH_IDLE:-200}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-60}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 BENCH_SMTP_SOURCE_OPTS=${BENCH_SMTP_SOURCE_OPTS:-}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
@@ -65,8 +66,10 @@ fi
 mkdir -p "$BENCH_TMP" "$REPO/run"
 WORK=$(mktemp -d "$BENCH_TMP/postern-bench.XXXXXX") || die "mktemp failed"
 chmod 755 "$WORK"
-RAW=$REPO/run/bench-raw.txt
-RESULTS=$REPO/run/bench-results.txt
+# written to $WORK while running, copied to run/ at the end (run/ may be
+# cleaned by others meanwhile)
+RAW=$WORK/bench-raw.txt
+RESULTS=$WORK/bench-results.txt
 : > "$RAW"
 
 STARTED_PF="" STARTED_PT=""
@@ -114,37 +117,45 @@ purge_queue() {
 declare -A RES
 add_res() { RES[$1]="${RES[$1]:-} $2"; }
 
-# one_run M DIR SCEN CONC N: one smtp-source load; records accepted/s and
-# delivered/s. Clock starts right before smtp-source; accepted = when it
+# one_run M DIR SCEN CONC N [REP]: one smtp-source load; records accepted/s
+# and delivered/s (both n/a and status 1 when smtp-source or the delivery
+# wait fails). Clock starts right before smtp-source; accepted = when it
 # exits; delivered = when the queue is empty (discard) or Maildir/new holds
 # N files (maildir), as seen by waitq.py polling every 5 ms.
 one_run() {
-    local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new
+    local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new st
     gate=$WORK/gate; out=$WORK/waitq.out; rm -f "$gate" "$out"
     new=$(maildir_new "$m" "$d")
     if [ "$scen" = maildir ]; then
-        wait_done --after "$gate" count "$BENCH_TIMEOUT" "$new" "$n" > "$out" &
+        "$PY" "$BENCH_DIR/waitq.py" --after "$gate" count "$BENCH_TIMEOUT" "$new" "$n" > "$out" &
     else
-        wait_done --after "$gate" empty "$BENCH_TIMEOUT" $(queue_dirs "$m" "$d") > "$out" &
+        "$PY" "$BENCH_DIR/waitq.py" --after "$gate" empty "$BENCH_TIMEOUT" $(queue_dirs "$m" "$d") > "$out" &
     fi
     wpid=$!
     t0=$(now)
-    "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
+    timeout "$BENCH_TIMEOUT" "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
         -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
     rc=$?
     t1=$(now)
     touch "$gate"
-    wait "$wpid"
-    t2=$(cat "$out")
-    acc=$(calc "$n / ($t1 - $t0)")
+    acc=$(calc "$n / ($t1 - $t0)") del=n/a st=0
     if [ $rc != 0 ] || [ -s "$WORK/ss.err" ]; then
-        say "$(mta_name "$m") $scen c=$conc: smtp-source exit $rc: $(head -c 300 "$WORK/ss.err")"
-        [ $rc != 0 ] && acc=n/a
+        [ $rc = 124 ] && echo "timed out after $BENCH_TIMEOUT s" >> "$WORK/ss.err"
+        say "$(mta_name "$m") $scen c=$conc: smtp-source exit $rc after $(calc "$t1 - $t0" | cut -d. -f1) s: $(head -c 300 "$WORK/ss.err")"
+        if [ $rc != 0 ]; then
+            acc=n/a st=1
+            kill "$wpid" 2>/dev/null
+        fi
     fi
-    case "$t2" in
-        [0-9]*) del=$(calc "$n / ($t2 - $t0)");;
-        *) say "$(mta_name "$m") $scen c=$conc: delivery wait: $t2"; del=n/a; purge_queue "$m" "$d";;
-    esac
+    wait "$wpid" 2>/dev/null
+    t2=$(cat "$out" 2>/dev/null)
+    if [ $st = 0 ]; then
+        case "$t2" in
+            [0-9]*) del=$(calc "$n / ($t2 - $t0)");;
+            *) say "$(mta_name "$m") $scen c=$conc: delivery wait: $t2"; st=1;;
+        esac
+    fi
+    [ $st = 0 ] || purge_queue "$m" "$d"
     # clean up for the next run: Maildir emptied, queue drained (not timed)
     [ "$scen" = maildir ] && { wait_done empty 30 $(queue_dirs "$m" "$d") >/dev/null || purge_queue "$m" "$d"; }
     find "$new" -type f -delete 2>/dev/null
@@ -156,6 +167,45 @@ one_run() {
     fi
     printf '  %-7s %-7s c=%-3s rep %s: accepted %s/s, delivered %s/s\n' "$(mta_name "$m")" "$scen" \
         "$conc" "${rep:-warm-up}" "$(fmt_num "$acc")" "$(fmt_num "$del")" >&2
+    return $st
+}
+
+# measure M SCEN CONC N [REP]: one_run on the scenario's instance of M; after
+# a failure the instance is restarted on a fresh folder, after a second one
+# in the same scenario M is given up for the rest of it (keeps the sitting
+# short when an MTA wedges).
+declare -A FAILS GAVE_UP
+measure() {
+    local m=$1 scen=$2 conc=$3 n=$4 rep=${5:-}
+    if [ -n "${GAVE_UP[$m,$scen]:-}" ]; then
+        [ -n "$rep" ] && { add_res "$m,$scen,$conc,acc" n/a; add_res "$m,$scen,$conc,del" n/a; }
+        return 1
+    fi
+    one_run "$m" "${DIR[$m]}" "$scen" "$conc" "$n" "$rep" && return 0
+    FAILS[$m,$scen]=$(( ${FAILS[$m,$scen]:-0} + 1 ))
+    NOTES="$NOTES
+# $(mta_name "$m") $scen c=$conc rep ${rep:-warm-up}: failed (see stderr; its log is kept in run/bench-$(mta_name "$m")-$scen.log)"
+    save_log "$m" "$scen"
+    if [ "${FAILS[$m,$scen]}" -ge 2 ]; then
+        say "$(mta_name "$m") $scen: second failure, giving up on this scenario"
+        GAVE_UP[$m,$scen]=1
+        NOTES="$NOTES
+# $(mta_name "$m") $scen: gave up after the second failure: later runs are n/a"
+        return 1
+    fi
+    say "$(mta_name "$m") $scen: restarting the instance after a failure"
+    stop_mta "$m" "${DIR[$m]}"
+    DIR[$m]=${DIR[$m]}.r${FAILS[$m,$scen]}
+    start_mta "$m" "$scen" "${DIR[$m]}"
+    return 1
+}
+NOTES=""
+
+# save_log M SCEN: keep the instance's log (Postern's stderr, Postfix's maillog)
+save_log() {
+    local f
+    if [ "$1" = pf ]; then f=${DIR[$1]}/maillog; else f=${DIR[$1]}/postern.log; fi
+    cat "$f" >> "$WORK/bench-$(mta_name "$1")-$2.log" 2>/dev/null
 }
 
 MTAS=""
@@ -167,15 +217,15 @@ for scen in $SCENARIOS; do
     [ "$scen" = idle ] && continue
     say "scenario $scen: starting instances"
     declare -A DIR=()
-    for m in $MTAS; do start_mta "$m" "$scen"; DIR[$m]=$WORK/$m-$scen; done
+    for m in $MTAS; do DIR[$m]=$WORK/$m-$scen; start_mta "$m" "$scen" "${DIR[$m]}"; done
     # warm-up (untimed): Postfix spawns its smtpd/cleanup/delivery processes,
     # both fill their caches
-    for m in $MTAS; do one_run "$m" "${DIR[$m]}" "$scen" 10 200; done
+    for m in $MTAS; do measure "$m" "$scen" 10 200; done
     for conc in $BENCH_CONC; do
         n=$BENCH_N; [ "$conc" = 1 ] && n=$BENCH_N1
         for rep in $(seq 1 "$BENCH_REPS"); do
             # interleaved, so that drift over the sitting hits both alike
-            for m in $MTAS; do one_run "$m" "${DIR[$m]}" "$scen" "$conc" "$n" "$rep"; done
+            for m in $MTAS; do measure "$m" "$scen" "$conc" "$n" "$rep"; done
         done
     done
     for m in $MTAS; do stop_mta "$m" "${DIR[$m]}"; done
@@ -242,7 +292,12 @@ fi
         a=${RES[pf,idle]:-n/a}; b=${RES[pt,idle]:-n/a}
         printf '%-18s %5s %10s %10s %8s\n' "idle KB/session" "$BENCH_IDLE" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
     fi
+    [ -n "$NOTES" ] && echo "# problems:$NOTES"
     echo "# total bench time $(calc "$(now) - $T_START" | cut -d. -f1) s; raw runs: run/bench-raw.txt"
-} > "$RESULTS.tmp"
-mv "$RESULTS.tmp" "$RESULTS"
+} > "$RESULTS"
+mkdir -p "$REPO/run"
+cp "$RESULTS" "$REPO/run/bench-results.txt"
+cp "$RAW" "$REPO/run/bench-raw.txt"
+rm -f "$REPO"/run/bench-postfix-*.log "$REPO"/run/bench-postern-*.log
+for f in "$WORK"/bench-*-*.log; do [ -f "$f" ] && cp "$f" "$REPO/run/"; done
 cat "$RESULTS"
