@@ -5,6 +5,7 @@ Each session: connect, read the 220 banner, send EHLO, read the whole 250
 reply; then nothing. Prints "ready OK FAILED" once every session is set up
 (or has failed), then sleeps until killed (SIGTERM closes everything).
 """
+import resource
 import signal
 import socket
 import sys
@@ -26,6 +27,9 @@ def read_reply(s):
 def main():
     host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
     socks, failed, why = [], 0, ""
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

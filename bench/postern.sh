@@ -34,6 +34,7 @@ pt_setup() {
     esac
     # limits: like Postfix's process limit raised to 300 in bench-peers, so
     # that 50-way load and 200 idle sessions from 127.0.0.1 are all served.
+    local limits=${PT_LIMITS:-'limits { sessions = 10000; sessions_per_ip = 1000; }'}
     cat > "$T/postern.conf" <<EOF
 # written by bench/postern.sh ($scen scenario)
 hostname = "mta.bench.test";
@@ -44,7 +45,7 @@ listen { smtp { address = ["127.0.0.1:$PT_PORT"]; } }
 local_domains = ["bench.test"];
 mynetworks    = ["127.0.0.0/8"];
 $local_block
-limits { sessions = 10000; sessions_per_ip = 1000; }
+$limits
 EOF
 }
 

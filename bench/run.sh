@@ -42,15 +42,16 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|idle) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|idle";; esac;;
+                        discard|maildir|idle|hold) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|idle|hold";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir idle}
+SCENARIOS=${SCENARIOS:-discard maildir idle hold}
+BENCH_HOLD=${BENCH_HOLD:-10000}
 
 [ "$(id -u)" = 0 ] || die "run as root (private Postfix/Postern instances need it)"
 
@@ -214,7 +215,7 @@ MTAS=""
 
 T_START=$(now)
 for scen in $SCENARIOS; do
-    [ "$scen" = idle ] && continue
+    case $scen in idle|hold) continue;; esac
     say "scenario $scen: starting instances"
     declare -A DIR=()
     for m in $MTAS; do DIR[$m]=$WORK/$m-$scen; start_mta "$m" "$scen" "${DIR[$m]}"; done
@@ -262,6 +263,35 @@ if [[ " $SCENARIOS " == *" idle "* ]]; then
     done
 fi
 
+# ---- hold: BENCH_HOLD (10,000) concurrent idle sessions on Postern alone ------
+# (a Postfix with one smtpd process per session cannot be run that wide here)
+if [[ " $SCENARIOS " == *" hold "* ]] && [[ " $MTAS " == *" pt "* ]]; then
+    d=$WORK/pt-hold
+    PT_LIMITS="limits { sessions = $((BENCH_HOLD + 2000)); sessions_per_ip = $((BENCH_HOLD + 2000)); }" \
+        start_mta pt discard "$d"
+    sleep 2
+    mp=$(master_pid pt "$d")
+    before=$(tree_pss_kb "$mp")
+    : > "$WORK/hold.out"
+    "$PY" "$BENCH_DIR/idle.py" 127.0.0.1 "$(port_of pt)" "$BENCH_HOLD" > "$WORK/hold.out" 2>&1 &
+    ipid=$!
+    i=0
+    while ! grep -q '^ready' "$WORK/hold.out" && kill -0 "$ipid" 2>/dev/null && [ $i -lt 3000 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    read -r _ ok failed why < <(grep '^ready' "$WORK/hold.out") || { ok=0; failed=$BENCH_HOLD; why=$(cat "$WORK/hold.out"); }
+    sleep 5
+    held=$(ss -Htn state established "( sport = :$(port_of pt) )" | wc -l)
+    after=$(tree_pss_kb "$mp")
+    kill -TERM "$ipid" 2>/dev/null; wait "$ipid" 2>/dev/null
+    if [ "${ok:-0}" -gt 0 ]; then kb=$(calc "($after - $before) / $ok"); else kb=n/a; fi
+    printf 'Postern hold sessions=%s failed=%s held_after_5s=%s pss_before=%sKB pss_after=%sKB KB/session=%s %s\n' \
+        "$ok" "$failed" "$held" "$before" "$after" "$kb" "$why" >> "$RAW"
+    say "Postern hold: $ok of $BENCH_HOLD sessions up, $held still established after 5 s, $(fmt_num "$kb") KB/session"
+    RES[pt,hold]="$held/$BENCH_HOLD held, $(fmt_num "$kb") KB/session"
+    stop_mta pt "$d"
+fi
+
 # ---- report ------------------------------------------------------------------
 {
     pfv=$(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
@@ -292,6 +322,7 @@ fi
         a=${RES[pf,idle]:-n/a}; b=${RES[pt,idle]:-n/a}
         printf '%-18s %5s %10s %10s %8s\n' "idle KB/session" "$BENCH_IDLE" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
     fi
+    [ -n "${RES[pt,hold]:-}" ] && printf '%-18s %5s %10s %21s\n' "sessions held" "$BENCH_HOLD" "n/a" "${RES[pt,hold]}"
     [ -n "$NOTES" ] && echo "# problems:$NOTES"
     echo "# total bench time $(calc "$(now) - $T_START" | cut -d. -f1) s; raw runs: run/bench-raw.txt"
 } > "$RESULTS"
