@@ -40,6 +40,19 @@ enum cl_state {
     T_COMMIT,           /* in the commit pool */
 };
 
+#define CL_MAX_MUTS     256            /* mutations kept per transaction */
+
+/* A mutation to apply: from smtpd (CLEANUP_MUT, decided before DATA) or
+ * from the data verdict (FILTER_MUT). kind = enum rl_mut_kind. */
+struct cl_mut {
+    uint32_t kind;
+    char *rcpt, *arg, *arg2, *rule;
+};
+struct cl_muts {
+    struct cl_mut *v;
+    int n, cap;
+};
+
 /* A reply we owe smtpd (sticky failure or verdict). */
 struct cl_reply {
     int status;                 /* enum verdict */
@@ -69,6 +82,13 @@ struct cl_txn {
     uint64_t freq_id;
     struct cl_txn *fnext;
     int quarantine;
+    /* rules (cleanup_rules.c) */
+    int faccept;                /* CLEANUP_BEGIN flag: no data stage */
+    struct cl_muts muts;        /* CLEANUP_MUT: header mutations, quarantine */
+    struct cl_muts dmuts;       /* the data verdict's mutations */
+    char qname[65];             /* quarantine/<qname>/ instead of incoming/ */
+    char qrule[64];             /* rule that quarantined */
+    int rewrite;                /* the pool rewrites the file first (data mutations) */
     /* commit pool (touched by worker threads while state == T_COMMIT) */
     struct cl_txn *cnext;
     int cerr;                   /* errno of the failed step, 0 = committed */
@@ -101,6 +121,8 @@ struct cl_ctx {
     int f_hello;
     uint64_t f_next_id;
     struct cl_txn *f_pending;
+    uint32_t f_mask;            /* FILTER_STAGES */
+    int f_have_mask;
     /* qmgr client */
     struct bufferevent *qbev;
     int64_t q_last_fail;
@@ -126,7 +148,28 @@ void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, ti
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 
+/* cleanup_rules.c */
+void cl_muts_add(struct cl_muts *l, uint32_t kind, const char *rcpt, const char *arg,
+                 const char *arg2, const char *rule);
+void cl_muts_free(struct cl_muts *l);
+/* CLEANUP_MUT from smtpd (before content): remembered, noted; 0 or -1 (bad). */
+int  clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m);
+int  clr_has_header_muts(const struct cl_muts *l);
+/* Header section hdr (our Received first) with the header mutations of l
+ * applied, into out. Pure (the commit pool calls it too). */
+void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct cl_muts *l);
+/* The data verdict's mutations: envelope changed in memory, notes added;
+ * sets t->rewrite when the file must be rewritten, t->qname for quarantine.
+ * Returns 0, or -1 when no recipient is left (message dropped). */
+int  clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule);
+/* Commit pool: rewrite t's file with t->env and t->dmuts' header mutations
+ * (new tmp file replaces t->path / t->fd). 0, or -1 with t->cerr/cwhere. */
+int  clr_rewrite(struct cl_txn *t);
+/* Is name a valid quarantine name ([A-Za-z0-9_-]{1,64})? */
+int  clr_qname_ok(const char *name);
+
 /* cleanup_filter.c: the asynchronous data-stage client */
+int  clf_data_wanted(struct cl_ctx *ctx);   /* data stage has rules (or unknown) */
 int  clf_ask(struct cl_ctx *ctx, struct cl_txn *t);
 void clf_cancel(struct cl_ctx *ctx, struct cl_txn *t);
 void clf_close(struct cl_ctx *ctx);

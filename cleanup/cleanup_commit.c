@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -70,7 +71,31 @@ static struct cl_txn *tq_take_all(struct tq *q)
 
 static void incoming_path(const struct cl_txn *t, char *out, size_t size)
 {
-    str_format(out, size, "%s/%s", SPOOL_INCOMING, t->qid);
+    if (t->qname[0])
+        str_format(out, size, "%s/%s/%s", SPOOL_QUARANTINE, t->qname, t->qid);
+    else
+        str_format(out, size, "%s/%s", SPOOL_INCOMING, t->qid);
+}
+
+/* fsync a directory; 0 or errno */
+static int fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
+/* quarantine/<name>/ exists (created, and quarantine/ synced, if not): 0 or errno */
+static int quarantine_dir(const struct cl_txn *t)
+{
+    char dir[128];
+    str_format(dir, sizeof(dir), "%s/%s", SPOOL_QUARANTINE, t->qname);
+    if (mkdir(dir, 0700) == 0)
+        return fsync_dir(SPOOL_QUARANTINE);
+    return errno == EEXIST ? 0 : errno;
 }
 
 /* Append a chain to the completion list and wake the loop. Locked. */
@@ -86,13 +111,28 @@ static void complete_locked(struct cl_pool *p, struct cl_txn *chain)
     (void)r;   /* EAGAIN: the counter is already non-zero, the loop will look */
 }
 
-/* fsync + close + rename one file. 0 = renamed, -1 = failed (cleaned up). */
+/* [rewrite +] fsync + close + rename one file. 0 = renamed into incoming/,
+ * 1 = committed into quarantine/<name>/ (directory synced), -1 = failed
+ * (cleaned up). */
 static int commit_file(struct cl_txn *t)
 {
-    char dst[64];
+    char dst[160];
     incoming_path(t, dst, sizeof(dst));
     t->cerr = 0;
-    if (fsync(t->fd) < 0) {
+    if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
+        close(t->fd);
+        t->fd = -1;
+        unlink(t->path);
+        return -1;
+    }
+    if (t->qname[0]) {
+        int e = quarantine_dir(t);
+        if (e) {
+            t->cerr = e;
+            t->cwhere = "mkdir quarantine";
+        }
+    }
+    if (t->cerr == 0 && fsync(t->fd) < 0) {
         t->cerr = errno;
         t->cwhere = "fsync";
     }
@@ -108,6 +148,20 @@ static int commit_file(struct cl_txn *t)
     if (t->cerr) {
         unlink(t->path);
         return -1;
+    }
+    if (t->qname[0]) {
+        /* quarantine: its own directory fsync here, no group commit */
+        char dir[128];
+        str_format(dir, sizeof(dir), "%s/%s", SPOOL_QUARANTINE, t->qname);
+        int e = fsync_dir(dir);
+        if (e) {
+            unlink(dst);
+            t->cerr = e;
+            t->cwhere = "fsync(quarantine/)";
+            return -1;
+        }
+        t->cbatch = 1;
+        return 1;
     }
     return 0;
 }
@@ -139,7 +193,7 @@ static void *worker_main(void *arg)
         if (r == 0) {
             tq_push(&p->renamed, t);
             pthread_cond_signal(&p->commit_cv);
-        } else {
+        } else {            /* failed, or quarantined (complete already) */
             t->cnext = NULL;
             complete_locked(p, t);
         }
@@ -172,7 +226,7 @@ static void *committer_main(void *arg)
         if (err) {
             /* the names may not be durable: take them back, 4xx to the client */
             for (struct cl_txn *t = batch; t; t = t->cnext) {
-                char dst[64];
+                char dst[160];
                 incoming_path(t, dst, sizeof(dst));
                 unlink(dst);
                 t->cerr = err;

@@ -94,6 +94,8 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
         log_set_qid(NULL);
     }
     qf_env_free(&t->env);
+    cl_muts_free(&t->muts);
+    cl_muts_free(&t->dmuts);
     buf_free(&t->hbuf);
     if (t->conn && t->conn->txn == t)
         t->conn->txn = NULL;
@@ -150,6 +152,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     e->envid = dupinfo(b->envid);
     e->ret = b->ret <= 2 ? b->ret : 0;
     e->flags = b->flags & (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME);
+    t->faccept = (b->flags & QF_F_FACCEPT) != 0;     /* no data stage */
 
     if (ctx->cfg->message_size > 0 && b->size_hint > (uint64_t)ctx->cfg->message_size) {
         cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
@@ -249,6 +252,13 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         return;
     }
     t->state = T_FILTER;
+    if (t->faccept || !clf_data_wanted(ctx)) {
+        /* faccept before DATA, or no data rules: nothing to ask */
+        struct ipc_filter_reply next = { .status = V_NEXT, .enhanced = "", .text = "",
+                                         .rule = "" };
+        cl_txn_filter_done(ctx, t, &next);
+        return;
+    }
     if (clf_ask(ctx, t) < 0)
         fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
 }
@@ -292,12 +302,18 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         txn_drop_reply(ctx, t, &rep);
         return;
     }
-    if (v == V_QUARANTINE) {
-        log_set_qid(t->qid);
-        log_info("quarantine: rule=%s (held in queue: not yet supported, queued normally)", r->rule);
+    log_set_qid(t->qid);
+    if (clr_apply_data(t, v, r->rule) < 0) {
+        struct cl_conn *c = t->conn;
+        log_info("discarded: the rules removed every recipient");
         log_set_qid(NULL);
-        t->quarantine = 1;
+        if (c)
+            send_reply(c, V_ACCEPT, t->qid, 250, "2.0.0", "Ok");
+        txn_drop(ctx, t);
+        return;
     }
+    log_set_qid(NULL);
+    t->quarantine = t->qname[0] != '\0';
     t->state = T_COMMIT;
     clc_submit(ctx->pool, t);
 }
@@ -318,15 +334,18 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
                       nospace ? "Insufficient system storage" : "Queue file write error");
         return;
     }
-    log_trace(TRACE_QUEUE, "committed: incoming/%s (directory fsync batch of %d)", t->qid,
-              t->cbatch);
+    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d)",
+              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch);
     log_info("from=<%s>, size=%llu, nrcpt=%d (queued)", t->env.sender,
              (unsigned long long)t->size, t->env.nrcpts);
+    if (t->quarantine)
+        log_info("quarantined (%s) by rule \"%s\"", t->qname, t->qrule);
     if (c)
         send_reply(c, V_ACCEPT, t->qid, 250, "2.0.0", "Ok");
     else
         log_warn("smtpd went away before the reply (message is queued)");
-    clq_wakeup(ctx, t->qid);
+    if (!t->quarantine)
+        clq_wakeup(ctx, t->qid);
     log_set_qid(NULL);
     t->fd = -1;
     t->path[0] = '\0';
@@ -368,6 +387,10 @@ static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg
         if (t->state != T_ENVELOPE)
             goto bad;
         txn_rcpt(c, t, &m->cleanup_rcpt);
+        return 0;
+    case IPC_CLEANUP_MUT:
+        if (t->state != T_ENVELOPE || clr_smtpd_mut(t, &m->cleanup_mut) < 0)
+            goto bad;
         return 0;
     case IPC_CLEANUP_DATA:
         txn_data(c, t, &m->cleanup_data.data);

@@ -7,7 +7,11 @@
  * id arrives. If the connection fails (connect error, EOF, protocol error,
  * no answer within CL_FILTER_TIMEOUT) every pending transaction gets a
  * temporary failure; the next request reconnects. A reply for an unknown id
- * (its transaction went away) is ignored.
+ * (its transaction went away) is ignored. filter sends FILTER_STAGES after
+ * its HELLO and after each reload: without data rules the stage is not
+ * asked (clf_data_wanted). A FILTER_REPLY is followed at once by its nmut
+ * FILTER_MUTs; they are collected into the transaction's dmuts and the
+ * verdict is delivered with the last one.
  */
 #include <errno.h>
 #include <string.h>
@@ -19,6 +23,33 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "rules.h"
+
+#define MAX_REPLY_MUTS 10000
+
+/* The reply whose FILTER_MUTs are arriving (one connection: one at a time). */
+static struct {
+    int active;
+    struct cl_txn *t;           /* NULL: its transaction went away */
+    uint64_t id;
+    uint32_t status, code, want, got;
+    char enhanced[16], rule[64], text[CL_TEXT_MAX];
+} cur;
+
+int clf_data_wanted(struct cl_ctx *ctx)
+{
+    return !ctx->f_have_mask || (ctx->f_mask & (1u << STAGE_DATA)) != 0;
+}
+
+static void cur_deliver(struct cl_ctx *ctx)
+{
+    struct cl_txn *t = cur.t;
+    struct ipc_filter_reply r = { cur.id, cur.status, cur.code, cur.enhanced, cur.text,
+                                  cur.rule, cur.want };
+    memset(&cur, 0, sizeof(cur));
+    if (t)
+        cl_txn_filter_done(ctx, t, &r);
+}
 
 static void fail_all(struct cl_ctx *ctx)
 {
@@ -27,6 +58,8 @@ static void fail_all(struct cl_ctx *ctx)
         ctx->fbev = NULL;
     }
     ctx->f_hello = 0;
+    ctx->f_have_mask = 0;
+    memset(&cur, 0, sizeof(cur));
     struct cl_txn *t = ctx->f_pending;
     ctx->f_pending = NULL;
     while (t) {
@@ -52,7 +85,9 @@ static struct cl_txn *take_pending(struct cl_ctx *ctx, uint64_t id)
 
 static void set_timeout(struct cl_ctx *ctx)
 {
-    struct timeval tv = { CL_FILTER_TIMEOUT, 0 };
+    /* master holds the socket, so a connect succeeds while filter is down:
+     * its HELLO must come quickly */
+    struct timeval tv = { ctx->f_hello ? CL_FILTER_TIMEOUT : 5, 0 };
     bufferevent_set_timeouts(ctx->fbev, ctx->f_pending ? &tv : NULL, NULL);
 }
 
@@ -88,13 +123,47 @@ static void f_read(struct bufferevent *bev, void *arg)
                 return;
             }
             ctx->f_hello = 1;
+        } else if (cur.active) {
+            if (type != IPC_FILTER_MUT || m.filter_mut.kind >= RL_M__COUNT) {
+                log_warn("filter sent %s instead of FILTER_MUT: dropping the connection",
+                         ipc_type_name(type));
+                fail_all(ctx);
+                return;
+            }
+            const struct ipc_filter_mut *fm = &m.filter_mut;
+            if (cur.t)
+                cl_muts_add(&cur.t->dmuts, fm->kind, fm->rcpt, fm->arg, fm->arg2, fm->rule);
+            evbuffer_drain(in, used);
+            if (++cur.got == cur.want)
+                cur_deliver(ctx);
+            continue;
         } else if (type == IPC_FILTER_REPLY) {
-            struct cl_txn *t = take_pending(ctx, m.filter_reply.id);
-            if (t)
-                cl_txn_filter_done(ctx, t, &m.filter_reply);
-            else
-                log_debug("filter reply for unknown request %llu",
-                          (unsigned long long)m.filter_reply.id);
+            const struct ipc_filter_reply *fr = &m.filter_reply;
+            if (fr->nmut > MAX_REPLY_MUTS) {
+                log_warn("filter sent %u mutations: dropping the connection", fr->nmut);
+                fail_all(ctx);
+                return;
+            }
+            struct cl_txn *t = take_pending(ctx, fr->id);
+            if (t == NULL)
+                log_debug("filter reply for unknown request %llu", (unsigned long long)fr->id);
+            memset(&cur, 0, sizeof(cur));
+            cur.active = 1;
+            cur.t = t;
+            cur.id = fr->id;
+            cur.status = fr->status;
+            cur.code = fr->code;
+            cur.want = fr->nmut;
+            str_copy(cur.enhanced, sizeof(cur.enhanced), fr->enhanced);
+            str_copy(cur.rule, sizeof(cur.rule), fr->rule);
+            str_copy(cur.text, sizeof(cur.text), fr->text);
+            evbuffer_drain(in, used);
+            if (cur.want == 0)
+                cur_deliver(ctx);
+            continue;
+        } else if (type == IPC_FILTER_STAGES) {
+            ctx->f_mask = m.filter_stages.mask;
+            ctx->f_have_mask = 1;
         } else {
             log_warn("filter sent %s: dropping the connection", ipc_type_name(type));
             fail_all(ctx);
@@ -109,7 +178,8 @@ static void f_event(struct bufferevent *bev, short what, void *arg)
 {
     struct cl_ctx *ctx = arg;
     if (what & BEV_EVENT_TIMEOUT)
-        log_warn("filter did not answer within %d seconds: reconnecting", CL_FILTER_TIMEOUT);
+        log_warn("filter did not answer within %d seconds: reconnecting",
+                 ctx->f_hello ? CL_FILTER_TIMEOUT : 5);
     else if (what & BEV_EVENT_ERROR)
         log_warn("connection to filter: %s", strerror(EVUTIL_SOCKET_ERROR()));
     else if (ctx->f_pending)
@@ -193,6 +263,8 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
 
 void clf_cancel(struct cl_ctx *ctx, struct cl_txn *t)
 {
+    if (cur.t == t)
+        cur.t = NULL;
     take_pending(ctx, t->freq_id);
     if (ctx->fbev)
         set_timeout(ctx);

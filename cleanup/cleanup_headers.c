@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "addr.h"
 #include "log.h"
 
 #define FIELD_MAX 255   /* bytes of one wire-derived value in a field */
@@ -53,6 +54,22 @@ void clh_date(buf_t *out, time_t now)
                tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 60, off % 60);
 }
 
+/* The "for <addr>" path: as clh_sanitize, but an SMTPUTF8 message keeps its
+ * (parser-validated) UTF-8 address intact (RFC 6531 section 3.7). */
+static void received_for(buf_t *out, const char *addr, int utf8)
+{
+    size_t n = strlen(addr);
+    if (!utf8 || n > FIELD_MAX || !addr_utf8_valid(addr, n)) {
+        clh_sanitize(out, addr, FIELD_MAX, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)addr[i];
+        int ok = c >= 0x80 || (c > 32 && c < 127 && c != '<' && c != '>' && c != ';');
+        buf_append_char(out, ok ? (char)c : '?');
+    }
+}
+
 /* RFC 5321 section 4.4 trace field. */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now)
 {
@@ -84,12 +101,17 @@ void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, ti
     buf_append_str(out, "\tby ");
     buf_append_str(out, hostname);
     buf_append_str(out, " (Postern) with ");
-    clh_sanitize(out, env->protocol && *env->protocol ? env->protocol : "SMTP", 16, 0);
+    const char *proto = env->protocol && *env->protocol ? env->protocol : "SMTP";
+    if ((env->flags & QF_F_SMTPUTF8) && strncmp(proto, "ESMTP", 5) == 0) {
+        buf_append_str(out, "UTF8SMTP");        /* RFC 6531 3.7.3: UTF8SMTP[S][A] */
+        proto += 5;
+    }
+    clh_sanitize(out, proto, 16, 0);
     buf_append_str(out, " id ");
     buf_append_str(out, env->queue_id);
     if (env->nrcpts == 1) {
         buf_append_str(out, "\n\tfor <");
-        clh_sanitize(out, env->rcpts[0].addr, FIELD_MAX, 0);
+        received_for(out, env->rcpts[0].addr, (env->flags & QF_F_SMTPUTF8) != 0);
         buf_append_char(out, '>');
     }
     buf_append_str(out, "; ");
@@ -125,10 +147,16 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     buf_t add;
     buf_init(&add, 512);
     clh_received(&add, &t->env, ctx->hostname, now);
-    write_out(t, add.data, add.len);
-    buf_reset(&add);
-
-    write_out(t, t->hbuf.data, (size_t)hs->end_off);
+    /* header mutations decided before DATA (cleanup_rules.c) need the
+     * whole section in one piece */
+    int mut = clr_has_header_muts(&t->muts);
+    if (!mut) {
+        write_out(t, add.data, add.len);
+        buf_reset(&add);
+        write_out(t, t->hbuf.data, (size_t)hs->end_off);
+    } else {
+        buf_append(&add, t->hbuf.data, (size_t)hs->end_off);
+    }
     if (hs->end_off > 0 && t->hbuf.data[hs->end_off - 1] != '\n')
         buf_append_char(&add, '\n');   /* unterminated last field at end of content */
     if (!(hs->seen & HDR_SEEN_MESSAGE_ID))
@@ -137,6 +165,14 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
         buf_append_str(&add, "Date: ");
         clh_date(&add, now);
         buf_append_char(&add, '\n');
+    }
+    if (mut) {
+        buf_t m;
+        buf_init(&m, add.len + 512);
+        clr_apply_headers(&m, add.data, add.len, &t->muts);
+        write_out(t, m.data, m.len);
+        buf_free(&m);
+        buf_reset(&add);
     }
     /* the body starts with the empty line, or we add one before a body
      * whose first line was not a field (no separator in the message) */

@@ -82,13 +82,30 @@ static void check_spool(struct checker *k, const struct config *cfg)
     free(copy);
 }
 
-static void check_files(struct checker *k, const struct config *cfg)
+/* smtpd reads TLS certificates and keys and auth.users before it drops
+ * root (keys are often root-only): checked as the invoking user. */
+static void check_root_files(struct checker *k, const struct config *cfg)
 {
     if ((cfg->tls_certificate && *cfg->tls_certificate) != (cfg->tls_key && *cfg->tls_key))
         problem(k, "tls", "certificate and key must be set together");
     readable(k, "tls.certificate", cfg->tls_certificate);
     readable(k, "tls.key", cfg->tls_key);
     readable(k, "auth.users", cfg->auth_users);
+    for (int i = 0; i < cfg->ndomains; i++) {
+        const struct domain_conf *d = &cfg->domains[i];
+        buf_t key;
+        buf_init(&key, 64);
+        buf_printf(&key, "domain \"%s\".tls.certificate", d->name);
+        readable(k, key.data, d->tls_certificate);
+        buf_reset(&key);
+        buf_printf(&key, "domain \"%s\".tls.key", d->name);
+        readable(k, key.data, d->tls_key);
+        buf_free(&key);
+    }
+}
+
+static void check_files(struct checker *k, const struct config *cfg)
+{
     if (cfg->dns_unbound_config && *cfg->dns_unbound_config)
         readable(k, "dns.unbound_config", cfg->dns_unbound_config);
     if (cfg->rules && *cfg->rules) {
@@ -102,12 +119,6 @@ static void check_files(struct checker *k, const struct config *cfg)
         const struct domain_conf *d = &cfg->domains[i];
         buf_t key;
         buf_init(&key, 64);
-        buf_printf(&key, "domain \"%s\".tls.certificate", d->name);
-        readable(k, key.data, d->tls_certificate);
-        buf_reset(&key);
-        buf_printf(&key, "domain \"%s\".tls.key", d->name);
-        readable(k, key.data, d->tls_key);
-        buf_reset(&key);
         buf_printf(&key, "domain \"%s\".dkim.key", d->name);
         readable(k, key.data, d->dkim_key);
         buf_reset(&key);
@@ -171,6 +182,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     struct checker k = { c->config_path, 0, NULL };
     check_user(&k, cfg);
     check_spool(&k, cfg);
+    check_root_files(&k, cfg);
     check_files_as_user(&k, cfg);
     config_free(cfg);
     if (k.problems > 0) {

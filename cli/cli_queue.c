@@ -279,6 +279,16 @@ static void json_rcpts(buf_t *o, const struct qf_env *e)
             buf_append_char(o, ',');
             json_key_str(o, "orig", r->orig);
         }
+        if (r->notify) {        /* DSN NOTIFY: the keywords given at RCPT */
+            static const char *const nn[] = { "NEVER", "SUCCESS", "FAILURE", "DELAY" };
+            buf_append_str(o, ",\"notify\":[");
+            for (int k = 0, first = 1; k < 4; k++)
+                if (r->notify & (1u << k)) {
+                    buf_printf(o, "%s\"%s\"", first ? "" : ",", nn[k]);
+                    first = 0;
+                }
+            buf_append_char(o, ']');
+        }
         buf_append_char(o, '}');
     }
     buf_append_char(o, ']');
@@ -297,6 +307,11 @@ static void list_json(buf_t *o, const struct qent *q, const struct qf_env *e)
     buf_append_char(o, ',');
     json_key_str(o, "queue", q->dir);
     buf_append_char(o, ',');
+    if (strncmp(q->dir, SPOOL_QUARANTINE "/", sizeof(SPOOL_QUARANTINE)) == 0) {
+        /* the quarantine's name: its directory (the file records it too) */
+        json_key_str(o, "quarantine", q->dir + sizeof(SPOOL_QUARANTINE));
+        buf_append_char(o, ',');
+    }
     json_rcpts(o, e);
     buf_append_str(o, "}\n");
 }
@@ -406,6 +421,10 @@ static void show_text(buf_t *o, const struct qent *q, const struct qf_env *e)
         buf_append_str(o, "\nquarantine: ");
         text_str(o, e->quarantine);
     }
+    for (int i = 0; i < e->nnotes; i++) {    /* rule verdicts and applied mutations */
+        buf_append_str(o, "\nnote: ");
+        text_str(o, e->notes[i]);
+    }
     buf_append_str(o, "\n\n");
 }
 
@@ -439,9 +458,17 @@ static void show_json(buf_t *o, const struct qent *q, const struct qf_env *e, co
     json_key_str(o, "listener", e->listener);
     buf_append_char(o, ',');
     json_key_str(o, "envid", e->envid);
-    buf_printf(o, ",\"ret\":%u,", (unsigned)e->ret);
+    buf_printf(o, ",\"ret\":%u,\"smtputf8\":%s,\"8bitmime\":%s,", (unsigned)e->ret,
+               e->flags & QF_F_SMTPUTF8 ? "true" : "false",
+               e->flags & QF_F_8BITMIME ? "true" : "false");
     json_key_str(o, "quarantine", e->quarantine);
-    buf_append_str(o, "},\"content\":");
+    buf_append_str(o, ",\"notes\":[");
+    for (int i = 0; i < e->nnotes; i++) {
+        if (i)
+            buf_append_char(o, ',');
+        json_str(o, e->notes[i], strlen(e->notes[i]));
+    }
+    buf_append_str(o, "]},\"content\":");
     json_str(o, content->data, content->len);
     buf_append_str(o, "}\n");
 }

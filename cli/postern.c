@@ -69,13 +69,15 @@ static int not_yet(const char *what)
     return EX_FAIL;
 }
 
+int cli_rules(struct cli *c, int argc, char **argv);   /* cli_rules.c */
+
 static const struct command {
     const char *name;
     int (*fn)(struct cli *c, int argc, char **argv);
 } commands[] = {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
-    { "queue", cli_queue },
+    { "queue", cli_queue }, { "rules", cli_rules },
 };
 
 int main(int argc, char **argv)

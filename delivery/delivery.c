@@ -125,8 +125,24 @@ int dlv_copy_content(const struct dlv_msg *m, int out_fd)
 
 struct req_rcpt {
     uint32_t index;
+    int kind;                   /* DELIVER_RCPT.nexthop: -1 = local.mailbox, else enum mailbox_kind */
     struct dlv_result res;
 };
+
+/* DELIVER_RCPT.nexthop for the local transport: "" = local.mailbox, or
+ * the mailbox kind a rule chose. -2 = unknown. */
+static int nexthop_kind(const char *nh)
+{
+    if (nh[0] == '\0')
+        return -1;
+    if (strcmp(nh, "maildir") == 0)
+        return MBOX_MAILDIR;
+    if (strcmp(nh, "mbox") == 0)
+        return MBOX_MBOX;
+    if (strcmp(nh, "discard") == 0)
+        return MBOX_DISCARD;
+    return -2;
+}
 
 /* Deliver to recipient rr of an opened message (transport "local"). */
 static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
@@ -135,7 +151,7 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
     enum mailbox_kind kind;
     buf_t path;
     buf_init(&path, 128);
-    if (delivery_path_resolve(m->cfg, q->addr, &kind, &path, &rr->res) == 0) {
+    if (delivery_path_resolve(m->cfg, q->addr, rr->kind, &kind, &path, &rr->res) == 0) {
         if (kind == MBOX_DISCARD)
             dlv_result_set(&rr->res, DS_DISCARDED, "2.0.0", "discarded");
         else if (kind == MBOX_MBOX)
@@ -190,6 +206,7 @@ static int read_rcpts(struct ipc_conn *c, struct req_rcpt *rr, uint32_t n)
         if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
             return -1;
         rr[i].index = m.deliver_rcpt.index;
+        rr[i].kind = nexthop_kind(m.deliver_rcpt.nexthop);
         dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.0", "not attempted");
     }
     return 0;
@@ -221,6 +238,9 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
             for (uint32_t i = 0; i < n; i++) {
                 if (rr[i].index >= (uint32_t)env.nrcpts)
                     dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5", "no recipient %u", rr[i].index);
+                else if (rr[i].kind == -2)
+                    dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5",
+                                   "nexthop not served by the local transport");
                 else
                     deliver_one(&msg, &rr[i]);
             }

@@ -48,8 +48,9 @@ int  dlv_copy_content(const struct dlv_msg *m, int out_fd);
 int  dlv_write_all(int fd, const void *p, size_t n);
 
 /* delivery_path.c: the mailbox path for a recipient, or a bounce/defer in r
- * (returns -1). *kind_r tells maildir/mbox/discard. */
-int  delivery_path_resolve(const struct config *cfg, const char *addr,
+ * (returns -1). kind: the mailbox kind a rule chose (DELIVER_RCPT.nexthop),
+ * -1 = local.mailbox. *kind_r tells maildir/mbox/discard. */
+int  delivery_path_resolve(const struct config *cfg, const char *addr, int kind,
                            enum mailbox_kind *kind_r, buf_t *path_r, struct dlv_result *r);
 
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,

@@ -1,6 +1,7 @@
 /*
- * delivery_path.c - which mailbox a local recipient gets: local.mailbox
- * (maildir | mbox | discard) and the template expanded by lib/mbox_path.c,
+ * delivery_path.c - which mailbox a local recipient gets: the kind a rule
+ * chose at the deliver stage (DELIVER_RCPT.nexthop), else local.mailbox
+ * (maildir | mbox | discard), and the template expanded by lib/mbox_path.c,
  * with "~" looked up in the password database.
  * Must never build a path from a local part that mbox_path refused.
  */
@@ -29,13 +30,13 @@ static int home_of(const char *local, buf_t *home, struct dlv_result *r)
     return 0;
 }
 
-int delivery_path_resolve(const struct config *cfg, const char *addr,
+int delivery_path_resolve(const struct config *cfg, const char *addr, int kind,
                           enum mailbox_kind *kind_r, buf_t *path_r, struct dlv_result *r)
 {
-    *kind_r = cfg->local_mailbox;
-    if (cfg->local_mailbox == MBOX_DISCARD)
+    *kind_r = kind >= 0 ? (enum mailbox_kind)kind : cfg->local_mailbox;
+    if (*kind_r == MBOX_DISCARD)
         return 0;
-    const char *tmpl = cfg->local_mailbox == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir;
+    const char *tmpl = *kind_r == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir;
     if (tmpl == NULL || tmpl[0] == '\0') {
         dlv_result_set(r, DS_DEFERRED, "4.3.5", "no mailbox template configured");
         return -1;

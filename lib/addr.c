@@ -25,7 +25,9 @@ static int is_letdig(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Length of one well-formed UTF-8 sequence of 2..4 bytes at p, or 0. */
+/* Length of one well-formed UTF-8 sequence of 2..4 bytes at p, or 0.
+ * Refuses overlongs, surrogates, code points over U+10FFFF and the C1
+ * controls U+0080..U+009F (never wanted in an address or a log line). */
 static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0];
@@ -43,9 +45,38 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
             return 0;
         cp = (cp << 6) | (p[i] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
         return 0;
     return len;
+}
+
+size_t addr_utf8_seq(const unsigned char *p, size_t n)
+{
+    return n > 0 ? utf8_seq(p, p + n) : 0;
+}
+
+int addr_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t l = utf8_seq(p, end);
+        if (l == 0)
+            return 0;
+        p += l;
+    }
+    return 1;
+}
+
+int addr_is_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    return 1;
 }
 
 /* Local-part = Dot-string / Quoted-string */

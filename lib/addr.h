@@ -56,6 +56,15 @@ size_t addr_local_part_len(const char *addr);
 /* Copy the local part into out (replacing its content). */
 void addr_local_part(const char *addr, buf_t *out);
 
+/* ---- UTF-8 (RFC 6531) ------------------------------------------------------ */
+/* Length of the well-formed UTF-8 sequence of 2..4 bytes at p (n bytes
+ * available), or 0 (ASCII, broken, overlong, surrogate, C1 control). */
+size_t addr_utf8_seq(const unsigned char *p, size_t n);
+/* 1 when s is ASCII and well-formed multi-byte UTF-8 only. */
+int addr_utf8_valid(const char *s, size_t n);
+/* 1 when s holds no byte >= 0x80. */
+int addr_is_ascii(const char *s, size_t n);
+
 /* ---- ESMTP parameters: 1*( SP keyword [ "=" value ] ) ------------------ */
 #define ESMTP_MAX_PARAMS 16
 struct esmtp_param {

@@ -1,7 +1,8 @@
 /*
  * filter_clnt.c - blocking FILTER_REQ/FILTER_REPLY client (see filter_clnt.h).
- * Never trusts the reply: a wrong id or type kills the handle, the status is
- * range-checked and strings are copied with bounds and without controls.
+ * Never trusts the reply: a wrong id or type kills the handle, the status
+ * and mutation kinds are range-checked and strings are copied with bounds
+ * and without controls.
  */
 #include <string.h>
 #include <stdlib.h>
@@ -13,8 +14,24 @@
 struct filter_clnt {
     struct ipc_conn conn;
     uint64_t next_id;
+    uint32_t mask, generation;
     int dead;
 };
+
+/* Read the next message that is not FILTER_STAGES (those update the mask).
+ * 1 ok, 0 EOF, -1 error. */
+static int recv_skip_stages(struct filter_clnt *c, enum ipc_type *t, union ipc_msg *m)
+{
+    for (;;) {
+        int r = ipc_recv(&c->conn, t, m);
+        if (r != 1)
+            return r;
+        if (*t != IPC_FILTER_STAGES)
+            return 1;
+        c->mask = m->filter_stages.mask;
+        c->generation = m->filter_stages.generation;
+    }
+}
 
 struct filter_clnt *filter_clnt_open(const char *path)
 {
@@ -27,11 +44,15 @@ struct filter_clnt *filter_clnt_open(const char *path)
     }
     struct filter_clnt *c = xcalloc(1, sizeof(*c));
     ipc_conn_init(&c->conn, fd, "filter");
-    if (ipc_hello_client(&c->conn, IPC_PROTO_FILTER) < 0) {
+    union ipc_msg m;
+    if (ipc_hello_client(&c->conn, IPC_PROTO_FILTER) < 0 ||
+        ipc_expect(&c->conn, IPC_FILTER_STAGES, &m) != 1) {
         log_warn("filter at %s: handshake failed", path);
         filter_clnt_close(c);
         return NULL;
     }
+    c->mask = m.filter_stages.mask;
+    c->generation = m.filter_stages.generation;
     return c;
 }
 
@@ -54,6 +75,29 @@ static void copy_text(char *dst, size_t size, const char *src)
     dst[i] = '\0';
 }
 
+static char *dup_text(const char *src)
+{
+    size_t n = strlen(src);
+    if (n > 4096)
+        n = 4096;
+    char *d = xmalloc(n + 1);
+    copy_text(d, n + 1, src);
+    return d;
+}
+
+void filter_verdict_free(struct filter_verdict *v)
+{
+    for (int i = 0; i < v->nmuts; i++) {
+        free(v->muts[i].rcpt);
+        free(v->muts[i].arg);
+        free(v->muts[i].arg2);
+        free(v->muts[i].rule);
+    }
+    free(v->muts);
+    v->muts = NULL;
+    v->nmuts = 0;
+}
+
 int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct filter_verdict *v)
 {
     memset(v, 0, sizeof(*v));
@@ -62,8 +106,9 @@ int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct fi
         return -1;
     req->id = ++c->next_id;
     union ipc_msg m;
-    if (ipc_send(&c->conn, IPC_FILTER_REQ, req) < 0 ||
-        ipc_expect(&c->conn, IPC_FILTER_REPLY, &m) != 1) {
+    enum ipc_type t;
+    if (ipc_send(&c->conn, IPC_FILTER_REQ, req) < 0 || recv_skip_stages(c, &t, &m) != 1 ||
+        t != IPC_FILTER_REPLY) {
         c->dead = 1;
         return -1;
     }
@@ -73,12 +118,49 @@ int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct fi
         c->dead = 1;
         return -1;
     }
-    v->status = m.filter_reply.status < V__COUNT ? (enum verdict)m.filter_reply.status : V_TEMPFAIL;
-    v->code = m.filter_reply.code <= 599 ? (int)m.filter_reply.code : 0;
+    uint32_t nmut = m.filter_reply.nmut;
+    if (nmut > FILTER_CLNT_MAX_MUTS) {
+        log_warn("filter sent %u mutations: protocol error", nmut);
+        c->dead = 1;
+        return -1;
+    }
+    enum verdict st = m.filter_reply.status < V__COUNT ? (enum verdict)m.filter_reply.status
+                                                        : V_TEMPFAIL;
+    int code = m.filter_reply.code <= 599 ? (int)m.filter_reply.code : 0;
     copy_text(v->enhanced, sizeof(v->enhanced), m.filter_reply.enhanced);
     copy_text(v->text, sizeof(v->text), m.filter_reply.text);
     copy_text(v->rule, sizeof(v->rule), m.filter_reply.rule);
+    if (nmut)
+        v->muts = xcalloc(nmut, sizeof(*v->muts));
+    for (uint32_t i = 0; i < nmut; i++) {
+        /* the mutations follow the reply at once: nothing else in between */
+        if (ipc_expect(&c->conn, IPC_FILTER_MUT, &m) != 1 || m.filter_mut.kind >= RL_M__COUNT) {
+            log_warn("filter: bad or missing FILTER_MUT %u of %u", i + 1, nmut);
+            filter_verdict_free(v);
+            v->status = V_TEMPFAIL;
+            c->dead = 1;
+            return -1;
+        }
+        struct filter_mut *fm = &v->muts[v->nmuts++];
+        fm->kind = (enum rl_mut_kind)m.filter_mut.kind;
+        fm->rcpt = dup_text(m.filter_mut.rcpt);
+        fm->arg = dup_text(m.filter_mut.arg);
+        fm->arg2 = dup_text(m.filter_mut.arg2);
+        fm->rule = dup_text(m.filter_mut.rule);
+    }
+    v->status = st;
+    v->code = code;
     return 0;
+}
+
+int filter_clnt_stage_on(const struct filter_clnt *c, enum stage s)
+{
+    return c != NULL && (unsigned)s < 32 && (c->mask & (1u << s)) != 0;
+}
+
+uint32_t filter_clnt_generation(const struct filter_clnt *c)
+{
+    return c ? c->generation : 0;
 }
 
 void filter_clnt_close(struct filter_clnt *c)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mbox_path.h"
+#include "addr.h"
 
 static void append_lower(buf_t *b, const char *p, size_t n)
 {
@@ -35,7 +36,16 @@ int mbox_local_ok(const char *lp)
         return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)lp[i];
-        if (!(isascii(c) && isalnum(c)) && strchr("._+=-", c) == NULL)
+        if (c >= 0x80) {
+            /* SMTPUTF8 local part: whole well-formed sequences only (never
+             * '/', '.', NUL or a control inside one) */
+            size_t l = addr_utf8_seq((const unsigned char *)lp + i, n - i);
+            if (l == 0)
+                return 0;
+            i += l - 1;
+            continue;
+        }
+        if (!isalnum(c) && strchr("._+=-", c) == NULL)
             return 0;
     }
     return 1;

@@ -31,7 +31,8 @@ enum mbox_path_rc {
 void mbox_addr_split(const char *addr, buf_t *local_r, buf_t *domain_r);
 
 /* Is lp safe as one path component? Non-empty, <= MBOX_LOCAL_MAX, only
- * [A-Za-z0-9._+=-], not starting with '.', so never "." or "..". */
+ * [A-Za-z0-9._+=-] and well-formed UTF-8 (RFC 6531 local parts), not
+ * starting with '.', so never "." or "..". */
 int  mbox_local_ok(const char *lp);
 /* Is d safe in a path? Non-empty, <= MBOX_DOMAIN_MAX, [A-Za-z0-9.-], no
  * leading '.', no "..". */

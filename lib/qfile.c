@@ -39,7 +39,7 @@
 static char qf_empty[1];
 
 enum rec_seg { SEG_VERSION, SEG_ENVELOPE, SEG_CONTENT, SEG_END };
-enum rec_kind { K_VERSION, K_TEXT, K_U32, K_I64, K_RCPT, K_CONTENT, K_END };
+enum rec_kind { K_VERSION, K_TEXT, K_U32, K_I64, K_RCPT, K_CONTENT, K_END, K_NOTE };
 enum { RF_REQUIRED = 1, RF_MULTI = 2, RF_OPTIONAL = 4 /* text written only when non-NULL */ };
 
 struct rec_def {
@@ -72,6 +72,7 @@ static const struct rec_def rec_defs[] = {
     { 0x0e, "RET",         SEG_ENVELOPE, K_U32, 4, 4, 0, ENV(ret), 2 },
     { 0x0f, "FLAGS",       SEG_ENVELOPE, K_U32, 4, 4, 0, ENV(flags), FLAGS_ALL },
     { 0x10, "QUARANTINE",  SEG_ENVELOPE, K_TEXT, 1, QF_MAX_FIELD, RF_OPTIONAL, ENV(quarantine), 0 },
+    { 0x14, "NOTE",        SEG_ENVELOPE, K_NOTE, 0, QF_MAX_FIELD, RF_MULTI, 0, 0 },
     { 0x11, "RCPT",        SEG_ENVELOPE, K_RCPT, RCPT_MIN, RCPT_MAX, RF_REQUIRED | RF_MULTI, 0, 0 },
     { 0x12, "CONTENT",     SEG_CONTENT,  K_CONTENT, 8, 8, RF_REQUIRED, 0, 0 },
     { 0x13, "END",         SEG_END,      K_END, 0, 0, RF_REQUIRED, 0, 0 },
@@ -150,7 +151,28 @@ void qf_env_free(struct qf_env *e)
         str_release(e->rcpts[i].orig);
     }
     free(e->rcpts);
+    for (int i = 0; i < e->nnotes; i++)
+        free(e->notes[i]);
+    free(e->notes);
     qf_env_init(e);
+}
+
+void qf_env_add_note(struct qf_env *e, const char *text)
+{
+    if (e->nnotes >= QF_MAX_NOTES)
+        return;
+    int n = e->nnotes;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0))
+        e->notes = xrealloc(e->notes, sizeof(*e->notes) * (size_t)(n == 0 ? 4 : n * 2));
+    size_t len = strlen(text ? text : "");
+    if (len > QF_MAX_FIELD)
+        len = QF_MAX_FIELD;
+    char *d = xstrndup(text ? text : "", len);
+    for (char *p = d; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            *p = ' ';
+    e->notes[n] = d;
+    e->nnotes = n + 1;
 }
 
 struct qf_rcpt *qf_env_add_rcpt(struct qf_env *e, const char *addr, const char *orig,
@@ -334,8 +356,12 @@ static int env_valid(const struct qf_env *e)
                 return 0;
         }
     }
-    if (!queue_id_valid(e->queue_id) || e->nrcpts < 1 || e->nrcpts > QF_MAX_RCPTS)
+    if (!queue_id_valid(e->queue_id) || e->nrcpts < 1 || e->nrcpts > QF_MAX_RCPTS ||
+        e->nnotes < 0 || e->nnotes > QF_MAX_NOTES)
         return 0;
+    for (int i = 0; i < e->nnotes; i++)
+        if (e->notes[i] == NULL || !str_valid(e->notes[i], 0, QF_MAX_FIELD))
+            return 0;
     for (int i = 0; i < e->nrcpts; i++) {
         const struct qf_rcpt *r = &e->rcpts[i];
         if (r->addr == NULL || !str_valid(r->addr, 1, QF_MAX_FIELD) ||
@@ -369,6 +395,10 @@ static void write_envelope(struct qf_writer *w, const struct qf_env *e)
         }
         case K_U32: rec_u32(w, d->type, *(const uint32_t *)(const void *)base); break;
         case K_I64: rec_u64(w, d->type, (uint64_t)*(const int64_t *)(const void *)base); break;
+        case K_NOTE:
+            for (int k = 0; k < e->nnotes; k++)
+                rec_text(w, d->type, e->notes[k]);
+            break;
         case K_RCPT:
             for (int r = 0; r < e->nrcpts; r++) {
                 rec_rcpt(w, d->type, &e->rcpts[r]);
@@ -626,6 +656,16 @@ static int dec_field(const struct rec_def *d, struct qf_env *e, const unsigned c
         return 0;
     case K_RCPT:
         return dec_rcpt(e, p, len, off, err, errlen);
+    case K_NOTE: {
+        if (e->nnotes >= QF_MAX_NOTES)
+            FAIL("more than %d NOTE records (offset %" PRIu64 ")", QF_MAX_NOTES, off);
+        if (!text_ok(p, len))
+            FAIL("NOTE record at offset %" PRIu64 ": NUL, CR or LF in text", off);
+        char *s = xstrndup((const char *)p, len);
+        qf_env_add_note(e, s);
+        free(s);
+        return 0;
+    }
     case K_CONTENT: case K_END:
         break;
     }

@@ -26,6 +26,7 @@
 #define QF_REASON_MAX     240    /* bytes of last reason kept per recipient */
 #define QF_MAX_RCPTS      100000
 #define QF_MAX_FIELD      65536  /* longest text field */
+#define QF_MAX_NOTES      1000   /* NOTE records per file */
 
 /* Per-recipient delivery status (also the IPC DELIVER_STATUS status). */
 enum dstatus {
@@ -41,8 +42,10 @@ enum dstatus {
 enum { NOTIFY_NONE = 0, NOTIFY_NEVER = 1, NOTIFY_SUCCESS = 2, NOTIFY_FAILURE = 4,
        NOTIFY_DELAY = 8 };
 
-/* CLEANUP_BEGIN.flags and qf_env.flags */
-enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4 };
+/* CLEANUP_BEGIN.flags and qf_env.flags. QF_F_FACCEPT travels in
+ * CLEANUP_BEGIN only (a pre-queue stage said faccept: cleanup skips the data
+ * stage); it is never stored in a queue file. */
+enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4, QF_F_FACCEPT = 8 };
 
 struct qf_rcpt {
     char    *addr;
@@ -67,6 +70,8 @@ struct qf_env {
     uint32_t ret;                 /* DSN RET: 0 none, 1 FULL, 2 HDRS */
     uint32_t flags;               /* QF_F_* */
     char    *quarantine;          /* quarantine name or NULL */
+    char   **notes; int nnotes;   /* NOTE records: rule verdicts and applied mutations
+                                   * ("rule \"spam\": add_header X-Spam: yes") */
     struct qf_rcpt *rcpts; int nrcpts;
     off_t    content_off;         /* offset of the first content byte */
     uint64_t content_len;
@@ -80,6 +85,10 @@ void qf_env_free(struct qf_env *e);     /* frees, then leaves e as qf_env_init *
 /* Append a recipient (strings copied); returns it. */
 struct qf_rcpt *qf_env_add_rcpt(struct qf_env *e, const char *addr, const char *orig,
                                 uint32_t notify);
+
+/* Append a note (copied; CR/LF/NUL become spaces, bounded). Beyond
+ * QF_MAX_NOTES notes are dropped. */
+void qf_env_add_note(struct qf_env *e, const char *text);
 
 /* ---- writer (cleanup) ------------------------------------------------ */
 struct qf_writer;

@@ -102,8 +102,12 @@ int server_fd_named(const struct server *s, const char *name)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct server *s = arg;
-    if (sig == SIGHUP)
-        return;   /* master restarts us on reload; nothing to do in place */
+    if (sig == SIGHUP) {
+        /* master restarts most daemons on reload; filter reloads in place */
+        if (s->on_reload && !s->stopping)
+            s->on_reload(s);
+        return;
+    }
     if (s->stopping) {
         if (sig == SIGINT)
             return;   /* Ctrl-C reaches the whole group: master drives the drain */

@@ -31,6 +31,7 @@ struct server {
     struct event_base *base;     /* NULL with SERVER_F_NO_EVENT */
     int stopping;                /* set once SIGTERM arrived */
     void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
+    void (*on_reload)(struct server *s); /* SIGHUP, NULL = ignored (master restarts us) */
     void *ctx;                   /* daemon's own state */
 };
 

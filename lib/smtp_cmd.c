@@ -59,3 +59,29 @@ int smtp_cmd_mailrcpt(const char *arg, size_t len, const char *prefix, unsigned 
         return SMTP_MR_PARAM;
     return SMTP_MR_OK;
 }
+
+int smtp_cmd_bdat(const char *arg, size_t len, uint64_t *size_r, int *last_r)
+{
+    size_t i = 0;
+    uint64_t v = 0;
+    while (i < len && arg[i] >= '0' && arg[i] <= '9') {
+        if (i >= 19)
+            return -1;          /* over 10^19 - 1: cannot be a real chunk */
+        v = v * 10 + (uint64_t)(arg[i] - '0');
+        i++;
+    }
+    if (i == 0)
+        return -1;
+    *size_r = v;
+    *last_r = 0;
+    if (i == len)
+        return 0;
+    if (arg[i] != ' ')
+        return -1;
+    while (i < len && arg[i] == ' ')
+        i++;
+    if (len - i != 4 || strncasecmp(arg + i, "LAST", 4) != 0)
+        return -1;
+    *last_r = 1;
+    return 0;
+}

@@ -11,6 +11,7 @@
 #define POSTERN_SMTP_CMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "addr.h"
 #include "buf.h"
 
@@ -46,5 +47,10 @@ struct smtp_mailrcpt {
  * mailbox. Returns enum smtp_mr_err. */
 int smtp_cmd_mailrcpt(const char *arg, size_t len, const char *prefix, unsigned addr_flags,
                       buf_t *addr, struct smtp_mailrcpt *r);
+
+/* Parse the argument of BDAT (RFC 3030): chunk-size [SP "LAST"], the size
+ * 1..19 decimal digits. 0 ok (*size_r, *last_r set); -1 syntax error. A
+ * caller that cannot parse the size cannot tell where the chunk ends. */
+int smtp_cmd_bdat(const char *arg, size_t len, uint64_t *size_r, int *last_r);
 
 #endif

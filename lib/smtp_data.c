@@ -92,3 +92,43 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
     }
     return i;
 }
+
+/* ---- BDAT: states BOL (after LF or at the start), TEXT, CR ---------------- */
+
+void smtp_bdat_init(struct smtp_data *d, uint64_t max_size)
+{
+    smtp_data_init(d, max_size);
+}
+
+void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (++d->linelen > SMTP_DATA_LINE_MAX)
+            d->errors |= SMTP_DATA_E_LINE;
+        if (d->state == ST_CR) {
+            if (c == '\n') {
+                emit(d, out, '\n');
+                d->state = ST_BOL;
+                d->linelen = 0;
+                continue;
+            }
+            d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
+            emit(d, out, '\r');
+        }
+        text_byte(d, out, c);                   /* CR -> ST_CR, else ST_TEXT */
+    }
+}
+
+void smtp_bdat_end(struct smtp_data *d, buf_t *out)
+{
+    if (d->state == ST_CR) {
+        d->errors |= SMTP_DATA_E_BARE;
+        emit(d, out, '\r');
+        d->state = ST_TEXT;
+    }
+    if (d->state == ST_TEXT)
+        emit(d, out, '\n');
+    d->state = ST_BOL;
+    d->done = 1;
+}

@@ -45,4 +45,17 @@ void smtp_data_init(struct smtp_data *d, uint64_t max_size);
  * ended inside them (d->done set; the rest belongs to the next command). */
 size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out);
 
+/* ---- BDAT chunks (RFC 3030, without BINARYMIME) ---------------------------
+ * The same struct decodes the content of BDAT chunks: every byte counts, no
+ * dot-unstuffing and no terminator; CRLF becomes LF; a bare CR or LF, a NUL,
+ * a long line or a size over max_size set the same SMTP_DATA_E_* bits (the
+ * message is refused at BDAT LAST). A CRLF may be split across chunks. */
+void smtp_bdat_init(struct smtp_data *d, uint64_t max_size);
+/* Decode all n bytes of a chunk (or part of one). */
+void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out);
+/* End of the last chunk: a pending CR is bare; a last line without a line
+ * end gets "\n" (the queue file holds whole lines, like after DATA).
+ * Sets d->done. */
+void smtp_bdat_end(struct smtp_data *d, buf_t *out);
+
 #endif

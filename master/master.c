@@ -266,8 +266,8 @@ static void reload(void)
     log_set_level(M.cfg->log_level);
     log_set_format(M.foreground, M.cfg->log_json);
     spawn_reload();
-    log_info("reload: configuration reloaded, replacing processes (%d processes)",
-             spawn_total(M.cfg));
+    log_info("reload: configuration reloaded, replacing processes (%d processes; "
+             "filter reloads in place)", spawn_total(M.cfg));
 }
 
 static void begin_stop(int sig)

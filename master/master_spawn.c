@@ -30,12 +30,13 @@ static const struct service {
     enum fd_kind fds;
     int unix_sock;           /* MU_* for FDS_UNIX */
     int singleton;           /* a replacement starts only after the old one exited */
+    int reload_hup;          /* reload: SIGHUP (reloads in place), not a restart */
 } services[] = {
-    { "smtpd",    FDS_TCP,  -1,         0 },
-    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0 },
-    { "filter",   FDS_UNIX, MU_FILTER,  0 },
-    { "qmgr",     FDS_UNIX, MU_QMGR,    1 },
-    { "delivery", FDS_UNIX, MU_LOCAL,   0 },
+    { "smtpd",    FDS_TCP,  -1,         0, 0 },
+    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0, 0 },
+    { "filter",   FDS_UNIX, MU_FILTER,  0, 1 },
+    { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0 },
+    { "delivery", FDS_UNIX, MU_LOCAL,   0, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 
@@ -308,6 +309,14 @@ void spawn_reload(void)
 {
     int64_t now = now_ms();
     for (int i = 0; i < NSERVICES; i++) {
+        if (services[i].reload_hup && state[i].n == svc_count(M.cfg, i)) {
+            /* filter re-reads the configuration and recompiles its rules
+             * itself, keeping the running ones when that fails */
+            for (int k = 0; k < state[i].n; k++)
+                if (state[i].slots[k].pid > 0)
+                    kill(state[i].slots[k].pid, SIGHUP);
+            continue;
+        }
         for (int k = 0; k < state[i].n; k++) {
             struct slot *sl = &state[i].slots[k];
             if (sl->pid == 0)

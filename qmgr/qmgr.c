@@ -185,6 +185,7 @@ static void on_stop(struct server *s)
     if (listener)
         evconnlistener_disable(listener);
     qmgr_deliver_stop();
+    qmgr_filter_stop();     /* messages waiting for a verdict stay in active/ */
     if (qmgr_deliver_busy() == 0) {
         qmgr_drained();
         return;

@@ -5,6 +5,9 @@
  *   qmgr_active.c  messages in memory: load, outcomes, durable finish
  *   qmgr_deliver.c delivery agent connection pool and dispatch
  *   qmgr_defer.c   retry schedule, lifetime, move to deferred/
+ *   qmgr_filter.c  the connection to filter: postq/deliver verdicts (async)
+ *   qmgr_rules.c   applying verdicts and mutations: bounce, defer, quarantine,
+ *                  queue file rewrite, per-recipient delivery choices
  *
  * One process, one libevent loop, a singleton (master starts a replacement
  * only after the old one exited). qmgr never delivers mail itself and
@@ -17,6 +20,7 @@
 #include "config.h"
 #include "qfile.h"
 #include "spool.h"
+#include "stage.h"
 
 #define QMGR_ACTIVE_MAX    500   /* messages in memory (each holds an fd) */
 #define QMGR_SCAN_SECS     5     /* periodic rescan of incoming/ */
@@ -24,6 +28,39 @@
 #define QMGR_AGENT_BACKOFF 2     /* seconds before retrying after an agent died */
 #define QMGR_AGENT_TIMEOUT 900   /* seconds one request may take */
 #define QMGR_DRAIN_SECS    10    /* wait for in-flight replies on stop */
+#define QMGR_FILTER_TIMEOUT 120  /* seconds filter may take for one verdict */
+#define QMGR_FILTER_CONNECT 30   /* seconds to wait for filter's HELLO + stages */
+#define QMGR_FILTER_BACKOFF 5    /* retry a message this soon after filter failed */
+
+/* Where a message is in its activation. */
+enum qphase { QP_POSTQ = 0, QP_DELIVER, QP_ROUTE };
+
+/* A delivery choice made at the deliver stage for one recipient. */
+enum qroute_kind { QR_DEFAULT = 0, QR_MAILDIR, QR_MBOX, QR_DISCARD, QR_RELAY, QR_FORWARD,
+                   QR_LMTP };
+struct qroute {
+    uint8_t kind;               /* enum qroute_kind */
+    char rule[64];              /* rule/action that chose it */
+    char arg[256];              /* forward host / lmtp address */
+};
+
+/* One mutation as received from filter (strings owned). */
+struct qmut {
+    uint32_t kind;              /* enum rl_mut_kind (rules.h) */
+    char *rcpt, *arg, *arg2, *rule;
+};
+
+/* A verdict from filter for one stage of one message. */
+struct qverdict {
+    enum verdict status;
+    int code;
+    char enhanced[16];
+    char text[256];
+    char rule[64];
+    struct qmut *muts;
+    int nmuts;
+};
+void qverdict_free(struct qverdict *v);
 
 struct qmsg {
     char id[QUEUE_ID_MAX];
@@ -33,6 +70,8 @@ struct qmsg {
     unsigned char *got;         /* per idx entry: outcome received */
     unsigned char *dirty;       /* per recipient: to write back */
     int64_t retry_at;           /* 0, or the earliest next try (agent died) */
+    enum qphase phase;
+    struct qroute *routes;      /* per recipient, NULL = all default */
     struct qmsg *hnext;         /* hash chain */
     struct qmsg *qnext;         /* dispatch queue */
 };
@@ -71,6 +110,36 @@ void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const 
 void qmgr_active_finish(struct qmsg *m);
 /* Position of rcpt index in m->idx, or -1. */
 int  qmgr_active_idx(const struct qmsg *m, uint32_t index);
+
+/* Go on with m after its filter phase (or waiting for filter) ended. */
+void qmgr_active_advance(struct qmsg *m);
+/* Forget m without touching its file (it was moved away: quarantine). */
+void qmgr_active_drop(struct qmsg *m);
+/* Re-read active/ID after the file was replaced; -1 = m is gone (logged). */
+int  qmgr_active_reload(struct qmsg *m);
+/* Defer every pending recipient (dsn, reason) and finish the message.
+ * attempt: count it as a delivery attempt. retry: earliest next try, 0 = schedule. */
+void qmgr_active_defer_all(struct qmsg *m, const char *dsn, const char *reason,
+                           int attempt, int64_t retry);
+/* The relay label for a recipient's log line: "local", "local (maildir)". */
+const char *qmgr_active_relay(const struct qmsg *m, uint32_t index);
+/* Log one outcome line for recipient index with a reason other than the stored one. */
+void qmgr_active_log(const struct qmsg *m, uint32_t index, const char *relay, const char *word,
+                     const char *reason);
+
+/* qmgr_filter.c: 1 = stage s has rules, 0 = it has none, -1 = not known yet
+ * (not connected): call qmgr_filter_wait(m), qmgr_active_advance(m) follows. */
+int  qmgr_filter_need(enum stage s);
+void qmgr_filter_wait(struct qmsg *m);
+/* Ask filter about m at stage s; qmgr_rules_verdict(m, s, v or NULL) follows
+ * (NULL = filter failed: treat as a temporary failure). */
+void qmgr_filter_ask(struct qmsg *m, enum stage s);
+void qmgr_filter_stop(void);
+
+/* qmgr_rules.c */
+void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct qverdict *v);
+/* Should the postq stage run for m (not done before, not released from quarantine)? */
+int  qmgr_rules_postq_due(const struct qmsg *m);
 
 /* qmgr_deliver.c */
 void qmgr_deliver_submit(struct qmsg *m);

@@ -1,7 +1,9 @@
 /*
  * qmgr_active.c - messages in memory. A message is taken by renaming it
- * into active/, parsed, its pending recipients routed (local -> the local
- * agent; remote -> deferred until an smtp agent exists), and finished by
+ * into active/, parsed, passed through the postq and deliver stages when
+ * they have rules (qmgr_filter.c, qmgr_rules.c), its pending recipients
+ * routed (the deliver stage's choice; else local -> the local agent,
+ * remote -> deferred until an smtp agent exists), and finished by
  * writing every outcome into the queue file before the message is
  * forgotten: all done -> unlink; otherwise one fsync, mtime = next try,
  * rename to deferred/.
@@ -65,7 +67,15 @@ static void forget(struct qmsg *m)
     free(m->idx);
     free(m->got);
     free(m->dirty);
+    free(m->routes);
     free(m);
+}
+
+void qmgr_active_drop(struct qmsg *m)
+{
+    forget(m);
+    if (qmgr_g->more && !qmgr_g->stopping)
+        qmgr_wake_at(qmgr_now());
 }
 
 static const char *status_word(unsigned st)
@@ -86,6 +96,33 @@ static void log_outcome(const struct qmsg *m, const struct qf_rcpt *r, const cha
         delay = 0;
     log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr, relay, delay,
              r->dsn, word, r->reason);
+}
+
+void qmgr_active_log(const struct qmsg *m, uint32_t index, const char *relay, const char *word,
+                     const char *reason)
+{
+    if (index >= (uint32_t)m->env.nrcpts)
+        return;
+    const struct qf_rcpt *r = &m->env.rcpts[index];
+    double delay = (double)qmgr_now() - (double)m->env.arrival / 1e6;
+    if (delay < 0)
+        delay = 0;
+    log_set_qid(m->id);
+    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr, relay, delay,
+             r->dsn, word, reason);
+    log_set_qid(NULL);
+}
+
+const char *qmgr_active_relay(const struct qmsg *m, uint32_t index)
+{
+    if (m->routes == NULL || index >= (uint32_t)m->env.nrcpts)
+        return "local";
+    switch (m->routes[index].kind) {
+    case QR_MAILDIR: return "local (maildir)";
+    case QR_MBOX:    return "local (mbox)";
+    case QR_DISCARD: return "local (discard)";
+    default:         return "local";
+    }
 }
 
 void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const char *dsn,
@@ -197,23 +234,129 @@ static int load(struct qmsg *m, const char *path)
     return -1;
 }
 
-/* Route the pending recipients; 1 if any goes to the local agent. */
+/* Route the pending recipients; 1 if any goes to the local agent. A
+ * delivery choice from the deliver stage wins over the default (local
+ * domain -> local agent per local.mailbox; remote -> not available yet). */
 static int route(struct qmsg *m)
 {
+    free(m->idx);
+    free(m->got);
     m->idx = xcalloc((size_t)m->env.nrcpts, sizeof(*m->idx));
     m->got = xcalloc((size_t)m->env.nrcpts, 1);
-    m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
+    m->nidx = 0;
     for (int i = 0; i < m->env.nrcpts; i++) {
         struct qf_rcpt *r = &m->env.rcpts[i];
         if (r->status != DS_PENDING && r->status != DS_DEFERRED)
             continue;
-        if (rcpt_is_local(r->addr))
+        struct qroute *q = m->routes ? &m->routes[i] : NULL;
+        if (q && q->kind == QR_RELAY && rcpt_is_local(r->addr) &&
+            (qmgr_g->cfg->relayhost == NULL || qmgr_g->cfg->relayhost[0] == '\0')) {
+            /* relay by MX to one of our own domains would come back here */
+            log_set_qid(m->id);
+            log_info("to=<%s>: relay() chosen by rule \"%s\" for a local domain: "
+                     "delivered locally (would loop back to myself)", r->addr, q->rule);
+            log_set_qid(NULL);
+            q->kind = QR_DEFAULT;
+        }
+        char why[128];
+        switch (q ? q->kind : QR_DEFAULT) {
+        case QR_MAILDIR: case QR_MBOX: case QR_DISCARD:
             m->idx[m->nidx++] = (uint32_t)i;
-        else
-            qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1",
-                                "remote delivery not available yet", "none", 1);
+            break;
+        case QR_RELAY: case QR_FORWARD: case QR_LMTP:
+            str_format(why, sizeof(why), "transport %s not available yet",
+                       q->kind == QR_RELAY ? "relay" : q->kind == QR_FORWARD ? "forward" : "lmtp");
+            qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1", why, "none", 1);
+            break;
+        default:
+            if (rcpt_is_local(r->addr))
+                m->idx[m->nidx++] = (uint32_t)i;
+            else
+                qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1",
+                                    "remote delivery not available yet", "none", 1);
+            break;
+        }
     }
     return m->nidx > 0;
+}
+
+static int pending_count(const struct qmsg *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->env.nrcpts; i++)
+        n += !qmgr_rcpt_done(m->env.rcpts[i].status);
+    return n;
+}
+
+void qmgr_active_advance(struct qmsg *m)
+{
+    if (qmgr_g->stopping)
+        return;   /* stays in active/: recovered at the next start */
+    for (;;) {
+        if (m->phase == QP_ROUTE || pending_count(m) == 0) {
+            if (route(m))
+                qmgr_deliver_submit(m);
+            else
+                qmgr_active_finish(m);
+            return;
+        }
+        enum stage s = m->phase == QP_POSTQ ? STAGE_POSTQ : STAGE_DELIVER;
+        if (s == STAGE_POSTQ && !qmgr_rules_postq_due(m)) {
+            m->phase = QP_DELIVER;
+            continue;
+        }
+        switch (qmgr_filter_need(s)) {
+        case 0:
+            m->phase = s == STAGE_POSTQ ? QP_DELIVER : QP_ROUTE;
+            continue;
+        case 1:
+            qmgr_filter_ask(m, s);
+            return;
+        case -1:
+            qmgr_filter_wait(m);
+            return;
+        default:
+            qmgr_active_defer_all(m, "4.3.0", "rule filter not available", s == STAGE_DELIVER,
+                                  qmgr_now() + QMGR_FILTER_BACKOFF);
+            return;
+        }
+    }
+}
+
+void qmgr_active_defer_all(struct qmsg *m, const char *dsn, const char *reason, int attempt,
+                           int64_t retry)
+{
+    for (int i = 0; i < m->env.nrcpts; i++)
+        if (!qmgr_rcpt_done(m->env.rcpts[i].status))
+            qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, dsn, reason, "none", attempt);
+    if (retry && (m->retry_at == 0 || retry < m->retry_at))
+        m->retry_at = retry;
+    qmgr_active_finish(m);
+}
+
+int qmgr_active_reload(struct qmsg *m)
+{
+    char path[QUEUE_ID_MAX + 16];
+    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
+    if (m->fd >= 0)
+        close(m->fd);
+    qf_env_free(&m->env);
+    free(m->dirty);
+    m->dirty = NULL;
+    free(m->routes);
+    m->routes = NULL;
+    m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (m->fd < 0) {
+        log_error("%s: open %s: %m", m->id, path);
+        forget(m);
+        return -1;
+    }
+    if (load(m, path) < 0) {
+        forget(m);
+        return -1;
+    }
+    m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
+    return 0;
 }
 
 int qmgr_active_start(const char *dir, const char *id)
@@ -250,13 +393,12 @@ int qmgr_active_start(const char *dir, const char *id)
         forget(m);
         return 1;
     }
+    m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
     log_set_qid(id);
     log_info("from=<%s>, size=%llu, nrcpt=%d (queue active)", m->env.sender,
              (unsigned long long)m->env.content_len, m->env.nrcpts);
     log_set_qid(NULL);
-    if (route(m))
-        qmgr_deliver_submit(m);
-    else
-        qmgr_active_finish(m);
+    m->phase = QP_POSTQ;
+    qmgr_active_advance(m);
     return 1;
 }

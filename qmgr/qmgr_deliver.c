@@ -75,7 +75,7 @@ static void agent_fail(struct agent *a, const char *why)
         for (int i = 0; i < m->nidx; i++)
             if (!m->got[i])
                 qmgr_active_outcome(m, m->idx[i], DS_DEFERRED, "4.3.0",
-                                    "delivery agent died", "local", 0);
+                                    "delivery agent died", qmgr_active_relay(m, m->idx[i]), 0);
         m->retry_at = qmgr_now() + QMGR_AGENT_BACKOFF;
         request_end(a);
     }
@@ -104,8 +104,16 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
             return -1;
         m->got[i] = 1;
         a->nstatus++;
-        qmgr_active_outcome(m, u->deliver_status.index, u->deliver_status.status,
-                            u->deliver_status.dsn, u->deliver_status.reason, "local", 1);
+        uint32_t index = u->deliver_status.index;
+        const char *reason = u->deliver_status.reason;
+        char why[128];
+        if (m->routes && m->routes[index].kind == QR_DISCARD &&
+            u->deliver_status.status == DS_DISCARDED) {
+            str_format(why, sizeof(why), "discarded by rule \"%s\"", m->routes[index].rule);
+            reason = why;
+        }
+        qmgr_active_outcome(m, index, u->deliver_status.status, u->deliver_status.dsn, reason,
+                            qmgr_active_relay(m, index), 1);
         return 0;
     }
     if (t == IPC_DELIVER_DONE) {
@@ -213,7 +221,16 @@ static void agent_send(struct agent *a, struct qmsg *m)
     ipc_put_deliver_req(&out, &req);
     for (int i = 0; i < m->nidx; i++) {
         const struct qf_rcpt *r = &m->env.rcpts[m->idx[i]];
-        struct ipc_deliver_rcpt dr = { m->idx[i], r->addr, r->orig ? r->orig : "", "" };
+        const char *nexthop = "";
+        if (m->routes) {
+            switch (m->routes[m->idx[i]].kind) {
+            case QR_MAILDIR: nexthop = "maildir"; break;
+            case QR_MBOX:    nexthop = "mbox"; break;
+            case QR_DISCARD: nexthop = "discard"; break;
+            default: break;
+            }
+        }
+        struct ipc_deliver_rcpt dr = { m->idx[i], r->addr, r->orig ? r->orig : "", nexthop };
         ipc_put_deliver_rcpt(&out, &dr);
     }
     bufferevent_write(a->bev, out.data, out.len);

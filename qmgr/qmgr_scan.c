@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "qmgr.h"
@@ -23,8 +24,18 @@ void qmgr_scan_recover(void)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!queue_id_valid(e->d_name))
+        if (!queue_id_valid(e->d_name)) {
+            /* ID.tmp: a queue file rewrite (qmgr_rules.c) that never finished */
+            const char *dot = strrchr(e->d_name, '.');
+            char id[QUEUE_ID_MAX];
+            if (dot && strcmp(dot, ".tmp") == 0 && (size_t)(dot - e->d_name) < sizeof(id)) {
+                memcpy(id, e->d_name, (size_t)(dot - e->d_name));
+                id[dot - e->d_name] = '\0';
+                if (queue_id_valid(id) && unlinkat(dirfd(d), e->d_name, 0) < 0)
+                    log_error("unlink %s/%s: %m", SPOOL_ACTIVE, e->d_name);
+            }
             continue;
+        }
         char from[QUEUE_ID_MAX + 16], to[QUEUE_ID_MAX + 16];
         if (str_format(from, sizeof(from), SPOOL_ACTIVE "/%s", e->d_name) < 0 ||
             str_format(to, sizeof(to), SPOOL_INCOMING "/%s", e->d_name) < 0)

@@ -181,7 +181,8 @@ static const struct listener *find_listener(const char *name)
 
 int main(int argc, char **argv)
 {
-    struct server *s = server_init("smtpd", argc, argv, 0);
+    /* TLS keys and auth.users are read while still root (smtpd_tls.c) */
+    struct server *s = server_init_ex("smtpd", argc, argv, 0, smtpd_tls_pre_drop, NULL);
     smtpd_server = s;
     smtpd_cfg = s->cfg;
     s->on_stop = on_stop;
@@ -204,8 +205,10 @@ int main(int argc, char **argv)
     if (nlisteners == 0)
         log_warn("no listening sockets inherited (POSTERN_FDS): serving nothing");
     smtpd_filter_init(s->base);
+    smtpd_auth_init(s->base);
     log_info("started: %d listener%s", nlisteners, nlisteners == 1 ? "" : "s");
     server_run(s);
     smtpd_filter_shutdown();
+    smtpd_auth_shutdown();
     return 0;
 }

@@ -6,9 +6,12 @@
  * smtpd_txn) exists only between MAIL and the end of the transaction.
  * Files: smtpd.c (main, listeners, limits, drain), smtpd_session.c (I/O,
  * line framing, timeouts, life cycle), smtpd_cmd.c (verb table, handlers),
- * smtpd_data.c (DATA phase), smtpd_reply.c (replies, reject logs),
+ * smtpd_data.c (DATA phase), smtpd_bdat.c (BDAT chunks, RFC 3030),
+ * smtpd_esmtp.c (EHLO keywords and MAIL/RCPT parameters: SIZE, BODY,
+ * SMTPUTF8, DSN), smtpd_reply.c (replies, reject logs),
  * smtpd_filter.c (the shared filter connection), smtpd_cleanup.c (the
- * per-session cleanup connection).
+ * per-session cleanup connection), smtpd_tls.c (STARTTLS, implicit TLS),
+ * smtpd_auth.c (AUTH PLAIN/LOGIN, the password-check pool).
  */
 #ifndef POSTERN_SMTPD_H
 #define POSTERN_SMTPD_H
@@ -35,28 +38,61 @@ struct smtpd_listener {
     struct evconnlistener *evl;
 };
 
+/* Mutations from filter that cleanup applies (header mutations,
+ * quarantine): kept from the verdict until CLEANUP_BEGIN (smtpd_filter.c). */
+struct smtpd_mut {
+    uint32_t kind;          /* enum rl_mut_kind */
+    char *rcpt, *arg, *arg2, *rule;
+};
+struct smtpd_muts {
+    struct smtpd_mut *v;
+    int n, cap;
+};
+#define SMTPD_MAX_MUTS   256     /* remembered per session / transaction */
+#define SMTPD_MAX_EXTRA  100     /* recipients added by rules per transaction */
+
 /* One mail transaction: from MAIL to end of DATA / RSET / EHLO. */
 struct smtpd_txn {
     char    *sender;        /* "" = <> */
     char   **rcpts;
+    char   **orcpts;        /* per rcpt: DSN ORCPT "type;addr" (decoded) or NULL */
+    uint32_t *notify;       /* per rcpt: DSN NOTIFY_* bits */
     int      nrcpts, rcap;
     uint64_t size_hint;     /* SIZE= */
     unsigned flags;         /* QF_F_* */
+    char    *envid;         /* DSN ENVID= (decoded xtext) or NULL */
+    unsigned ret;           /* DSN RET=: 0 none, 1 FULL, 2 HDRS */
+    int      bdat;          /* BDAT chunks taken: DATA and RCPT now refused */
+    uint64_t bdat_octets;   /* octets received in BDAT chunks */
     int      faccept;       /* faccept at mail/rcpt: skip filter for the rest */
     struct smtp_data dec;   /* DATA decoder */
     buf_t    out;           /* decoded content not yet sent to cleanup */
     int      in_data;
+    struct smtpd_muts muts; /* from mail/rcpt verdicts, for cleanup */
+    int      nextra;        /* recipients added by rules (add_rcpt, bcc) */
+    int      nremoved;      /* recipients accepted but removed by rules */
 };
 
-enum smtpd_state { SS_CONNECT = 0, SS_CMD, SS_DATA, SS_WAIT_DATA, SS_CLOSING };
+enum smtpd_state { SS_CONNECT = 0, SS_CMD, SS_DATA, SS_WAIT_DATA, SS_CLOSING, SS_BDAT };
+
+/* The BDAT chunk being read (smtpd_bdat.c). */
+struct smtpd_chunk {
+    uint64_t left;          /* octets still to read */
+    uint64_t size;          /* as announced */
+    int      last;          /* BDAT ... LAST */
+    unsigned refuse;        /* 0: content kept; else the reply code, chunk discarded */
+    const char *enh, *text; /* the refusal (static strings) */
+};
 
 /* What the session waits for before it reads the next command. */
-enum smtpd_wait { W_NONE = 0, W_FILTER, W_CLEANUP, W_THROTTLE };
+enum smtpd_wait { W_NONE = 0, W_FILTER, W_CLEANUP, W_THROTTLE,
+                  W_TLS,        /* TLS handshake (smtpd_tls.c) */
+                  W_AUTH };     /* password check or failure delay (smtpd_auth.c) */
 
 struct smtpd_pending;   /* filter request (smtpd_filter.c) */
 struct smtpd_cmd;       /* verb table row (smtpd_cmd.c) */
 
-#define SMTPD_NCMD_COUNT 16
+#define SMTPD_NCMD_COUNT 24
 
 struct smtpd_session {
     struct smtpd_session *next, *prev;
@@ -80,11 +116,20 @@ struct smtpd_session {
     struct smtpd_pending *pend;          /* outstanding filter request */
     const struct smtpd_cmd *wait_cmd;    /* command whose verdict is awaited */
     char    *wait_arg;                   /* its argument (helo name, address) */
+    char    *wait_orcpt;                 /* RCPT: its DSN ORCPT (or NULL) */
+    uint32_t wait_notify;                /* RCPT: its DSN NOTIFY bits */
+    struct smtpd_chunk chunk;            /* BDAT chunk in progress (SS_BDAT) */
     struct smtpd_txn *wait_txn;          /* MAIL: the transaction to open on accept */
     struct bufferevent *cleanup;         /* lazily opened, reused */
     int      cleanup_hello;              /* peer HELLO received */
     int      cleanup_busy;               /* a transaction is open on it */
     int      cleanup_broken;             /* broke during this transaction */
+    /* TLS and AUTH (smtpd_tls.c, smtpd_auth.c) */
+    int      tls_on;                     /* TLS is up (STARTTLS or implicit) */
+    char    *tls_info;                   /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once up */
+    char    *auth_user;                  /* authenticated user, NULL before AUTH */
+    struct smtpd_auth *auth;             /* AUTH exchange in progress, else NULL */
+    struct smtpd_muts muts;              /* from connect/helo/auth verdicts, for cleanup */
 };
 
 /* A verdict from filter, strings valid during the callback only. */
@@ -131,6 +176,9 @@ void smtpd_verdict_reply(const struct smtpd_verdict *v, enum stage st, unsigned 
 void smtpd_cmd_line(struct smtpd_session *s, const char *line, size_t len);
 void smtpd_cmd_verdict(struct smtpd_session *s, const struct smtpd_verdict *v);
 void smtpd_cmd_connect(struct smtpd_session *s);
+/* Ask filter at the stage of the verb's row (AUTH after the password
+ * check); the verdict goes to the row's on_verdict. */
+void smtpd_cmd_ask_verb(struct smtpd_session *s, const char *verb);
 int  smtpd_cmd_index_unknown(void);
 const char *smtpd_cmd_name(int i);
 int  smtpd_cmd_count(void);
@@ -142,15 +190,85 @@ int  smtpd_data_input(struct smtpd_session *s);
 void smtpd_data_unthrottle(struct smtpd_session *s);   /* cleanup backlog drained */
 void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
                               const char *qid, unsigned code, const char *enh, const char *text);
+/* Send whole chunks (all=1: everything) of decoded content to cleanup. */
+void smtpd_data_flush(struct smtpd_session *s, int all);
+/* The content is complete (t->dec.done): refuse it or hand it to cleanup. */
+void smtpd_data_finish(struct smtpd_session *s);
+
+/* smtpd_bdat.c */
+void smtpd_bdat_cmd(struct smtpd_session *s, const char *arg, size_t len);   /* verb row */
+/* Read chunk bytes from the input; 1 when the chunk ended (state changed). */
+int  smtpd_bdat_input(struct smtpd_session *s);
+
+/* smtpd_esmtp.c */
+struct smtp_mailrcpt;
+struct esmtp_param;
+void smtpd_esmtp_keywords(struct smtpd_session *s);      /* EHLO lines we add */
+/* One MAIL parameter other than SIZE/BODY; 0 ok, -1 replied. */
+int  smtpd_esmtp_mail_param(struct smtpd_session *s, const struct esmtp_param *p,
+                            struct smtpd_txn *t);
+/* After MAIL parsed: a non-ASCII sender needs SMTPUTF8; 0 ok, -1 replied. */
+int  smtpd_esmtp_mail_check(struct smtpd_session *s, const char *sender, const struct smtpd_txn *t);
+/* RCPT parameters (NOTIFY, ORCPT) and the UTF-8 check: sets s->wait_orcpt,
+ * s->wait_notify; 0 ok, -1 replied. */
+int  smtpd_esmtp_rcpt(struct smtpd_session *s, const char *rcpt, const struct smtp_mailrcpt *r);
+
+/* smtpd_tls.c */
+struct server;
+void smtpd_tls_pre_drop(struct server *srv, void *arg);   /* server_init_ex hook: keys */
+void smtpd_tls_ehlo(struct smtpd_session *s);             /* 250-STARTTLS when offered */
+void smtpd_tls_cmd_starttls(struct smtpd_session *s, const char *arg, size_t len);
+/* Implicit TLS (listen.X.tls = "implicit"): the session's bufferevent,
+ * handshaking; the greeting follows the handshake. */
+int  smtpd_tls_implicit(const struct smtpd_listener *l);
+struct bufferevent *smtpd_tls_accept(struct smtpd_session *s, int fd);
+/* Events while s->wait == W_TLS (handshake done, failed, timed out). May free s. */
+void smtpd_tls_event(struct smtpd_session *s, short what);
+int  smtpd_tls_offered(const struct smtpd_session *s);   /* STARTTLS possible now */
+int  smtpd_tls_needed(const struct smtpd_session *s);    /* required on this listener */
+/* MAIL gate: TLS required (listener or tls.level) and not up -> 530; 0 ok. */
+int  smtpd_tls_mail_check(struct smtpd_session *s);
+/* RFC 3848 protocol name for Received: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA */
+const char *smtpd_tls_protocol(const struct smtpd_session *s);
+void smtpd_tls_session_free(struct smtpd_session *s);
+
+/* smtpd_auth.c */
+struct smtpd_auth;
+void smtpd_auth_init(struct event_base *base);            /* after the privilege drop */
+void smtpd_auth_load(const struct config *cfg);           /* pre-drop: read auth.users */
+void smtpd_auth_ehlo(struct smtpd_session *s);            /* 250-AUTH PLAIN LOGIN */
+void smtpd_auth_cmd(struct smtpd_session *s, const char *arg, size_t len);
+void smtpd_auth_line(struct smtpd_session *s, const char *line, size_t len);  /* s->auth */
+void smtpd_auth_verdict(struct smtpd_session *s, const struct smtpd_verdict *v);
+/* MAIL gate: listen.X.auth = "required" and not authenticated -> 530; 0 ok. */
+int  smtpd_auth_mail_check(struct smtpd_session *s);
+/* MAIL ... AUTH=xtext (RFC 4954 5): checked, then ignored; 0 ok, -1 replied. */
+int  smtpd_auth_mail_param(struct smtpd_session *s, const struct esmtp_param *p);
+void smtpd_auth_reset(struct smtpd_session *s);           /* STARTTLS: forget AUTH */
+void smtpd_auth_session_free(struct smtpd_session *s);
+void smtpd_auth_shutdown(void);
 
 /* smtpd_filter.c */
 void smtpd_filter_init(struct event_base *base);
 /* Ask filter at a stage; 0 = sent (the session waits for
  * smtpd_cmd_verdict), -1 = filter unavailable (answer 451 4.3.0). */
 int  smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt);
-void smtpd_filter_cancel(struct smtpd_session *s);
+void smtpd_filter_cancel(struct smtpd_session *s);    /* session gone: also FILTER_END */
+/* Should stage st be asked (FILTER_STAGES mask; rcpt also for every
+ * non-local recipient: relay control lives in filter)? */
+int  smtpd_filter_wanted(enum stage st, const char *rcpt);
+/* The mutations of the verdict being delivered (valid during
+ * smtpd_cmd_verdict only; none for skipped or failed requests). */
+const struct smtpd_mut *smtpd_filter_muts(int *n_r);
+void smtpd_muts_add(struct smtpd_muts *l, const struct smtpd_mut *m);   /* copies */
+void smtpd_muts_free(struct smtpd_muts *l);
 void smtpd_filter_shutdown(void);
 int  smtpd_unix_connect(const char *path);    /* non-blocking; fd or -1 */
+
+/* smtpd_rules.c: the verdict's mutations (smtpd_filter_muts) */
+void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smtpd_verdict *v);
+void smtpd_rules_after(struct smtpd_session *s, enum stage st, const char *rcpt,
+                       const struct smtpd_verdict *v);    /* MAIL, RCPT: recipients */
 
 /* smtpd_cleanup.c */
 int  smtpd_cleanup_begin(struct smtpd_session *s);     /* 0 or -1 (unreachable) */

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include "smtpd.h"
 #include "ipc.h"
+#include "qfile.h"
 #include "spool.h"
 #include "log.h"
 
@@ -140,15 +141,26 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
     struct ipc_cleanup_begin b = {
         .session = s->id, .listener = s->lis->name, .sender = t->sender,
         .client_ip = s->ip, .client_port = s->port, .client_ptr = "unknown",
-        .helo = s->helo ? s->helo : "", .protocol = s->esmtp ? "ESMTP" : "SMTP",
-        .auth_user = "", .tls = "", .envid = "", .ret = 0, .flags = t->flags,
+        .helo = s->helo ? s->helo : "", .protocol = smtpd_tls_protocol(s),
+        .auth_user = s->auth_user ? s->auth_user : "",
+        .tls = s->tls_info ? s->tls_info : "", .envid = t->envid ? t->envid : "", .ret = t->ret,
+        .flags = t->flags | (s->faccept || t->faccept ? QF_F_FACCEPT : 0),
         .size_hint = t->size_hint,
     };
     c_send(s, IPC_CLEANUP_BEGIN, &b);
     for (int i = 0; i < t->nrcpts; i++) {
-        struct ipc_cleanup_rcpt r = { t->rcpts[i], "", 0 };
+        struct ipc_cleanup_rcpt r = { t->rcpts[i], t->orcpts[i] ? t->orcpts[i] : "",
+                                      t->notify[i] };
         c_send(s, IPC_CLEANUP_RCPT, &r);
     }
+    /* header mutations and quarantine decided before DATA (smtpd_rules.c) */
+    const struct smtpd_muts *ml[2] = { &s->muts, &t->muts };
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < ml[k]->n; i++) {
+            const struct smtpd_mut *m = &ml[k]->v[i];
+            struct ipc_cleanup_mut cm = { m->kind, m->rcpt, m->arg, m->arg2, m->rule };
+            c_send(s, IPC_CLEANUP_MUT, &cm);
+        }
     s->cleanup_busy = 1;
     s->cleanup_broken = 0;
     return 0;

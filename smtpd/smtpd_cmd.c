@@ -60,6 +60,9 @@ static const struct smtpd_cmd cmds[] = {
     { "GET",  F_PRE_HELO | F_ABUSE,  STAGE__COUNT, cmd_abuse, NULL },
     { "POST", F_PRE_HELO | F_ABUSE,  STAGE__COUNT, cmd_abuse, NULL },
     { "CONNECT", F_PRE_HELO | F_ABUSE, STAGE__COUNT, cmd_abuse, NULL },
+    { "BDAT", F_PRE_HELO,            STAGE__COUNT, smtpd_bdat_cmd, NULL },  /* smtpd_bdat.c */
+    { "STARTTLS", F_LAST | F_NO_ARG, STAGE__COUNT, smtpd_tls_cmd_starttls, NULL }, /* smtpd_tls.c */
+    { "AUTH", 0,                     STAGE_AUTH, smtpd_auth_cmd, smtpd_auth_verdict }, /* smtpd_auth.c */
 };
 #define NCMDS ((int)(sizeof(cmds) / sizeof(cmds[0])))
 #define CMD_UNKNOWN NCMDS
@@ -99,7 +102,7 @@ static void ask(struct smtpd_session *s, const struct smtpd_cmd *c, const char *
 {
     struct smtpd_verdict v = { V_ACCEPT, 0, "", "", "" };
     s->wait_cmd = c;
-    if (!filter_skipped(s)) {
+    if (!filter_skipped(s) && smtpd_filter_wanted(c->stage, rcpt)) {
         if (smtpd_filter_ask(s, c->stage, rcpt) == 0) {
             s->wait = W_FILTER;
             return;
@@ -113,6 +116,17 @@ static void ask(struct smtpd_session *s, const struct smtpd_cmd *c, const char *
     s->wait_arg = NULL;
     smtpd_txn_free(s->wait_txn);
     s->wait_txn = NULL;
+}
+
+void smtpd_cmd_ask_verb(struct smtpd_session *s, const char *verb)
+{
+    for (int i = 0; i < NCMDS; i++) {
+        if (strcmp(cmds[i].verb, verb) == 0 && cmds[i].on_verdict) {
+            ask(s, &cmds[i], "");
+            return;
+        }
+    }
+    log_panic("no filter stage for verb %s", verb);
 }
 
 /* filter answered (called by smtpd_filter.c); may free s */
@@ -130,7 +144,12 @@ void smtpd_cmd_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
         else if (s->wait_txn)
             s->wait_txn->faccept = 1;
     }
+    char *rcpt = c->stage == STAGE_RCPT && s->wait_arg ? xstrdup(s->wait_arg) : NULL;
+    smtpd_rules_before(s, c->stage, v);     /* smtpd_rules.c: the reply's mutations */
     c->on_verdict(s, v);
+    if (c->stage == STAGE_MAIL || c->stage == STAGE_RCPT)
+        smtpd_rules_after(s, c->stage, rcpt, v);
+    free(rcpt);
     s->wait_cmd = NULL;
     free(s->wait_arg);
     s->wait_arg = NULL;
@@ -246,7 +265,7 @@ static int helo_name_ok(const char *arg, size_t len)
         if (c < 0x20 || c == 0x7f)
             return 0;
     }
-    return 1;
+    return addr_utf8_valid(arg, len);   /* 8-bit only as UTF-8: logs stay valid text */
 }
 
 static void helo_common(struct smtpd_session *s, const char *arg, size_t len, const char *verb)
@@ -302,6 +321,9 @@ static void v_helo(struct smtpd_session *s, const struct smtpd_verdict *v)
         smtpd_reply_raw(s, "250-SIZE");
     }
     smtpd_reply_raw(s, "250-8BITMIME");
+    smtpd_tls_ehlo(s);              /* STARTTLS (smtpd_tls.c) */
+    smtpd_auth_ehlo(s);             /* AUTH PLAIN LOGIN (smtpd_auth.c) */
+    smtpd_esmtp_keywords(s);        /* SMTPUTF8, DSN, CHUNKING (smtpd_esmtp.c) */
     smtpd_reply_raw(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -378,8 +400,10 @@ static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
                 smtpd_reply(s, 501, "5.5.4", "Bad BODY parameter");
                 return -1;
             }
-        } else {
-            reply_unsupported(s, p);
+        } else if (esmtp_param_is(p, "AUTH")) {         /* smtpd_auth.c */
+            if (smtpd_auth_mail_param(s, p) < 0)
+                return -1;
+        } else if (smtpd_esmtp_mail_param(s, p, t) < 0) {   /* SMTPUTF8, RET, ENVID */
             return -1;
         }
     }
@@ -392,17 +416,19 @@ static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
         smtpd_reply(s, 503, "5.5.1", "Error: nested MAIL command");
         return;
     }
+    if (smtpd_tls_mail_check(s) < 0 || smtpd_auth_mail_check(s) < 0)   /* 530 5.7.0 */
+        return;
     buf_t addr;
     struct smtp_mailrcpt r;
     buf_init(&addr, 64);
-    int rc = smtp_cmd_mailrcpt(arg, len, "FROM:", ADDR_F_NULL_OK, &addr, &r);
+    int rc = smtp_cmd_mailrcpt(arg, len, "FROM:", ADDR_F_NULL_OK | ADDR_F_UTF8, &addr, &r);
     if (rc != SMTP_MR_OK) {
         reply_addr_error(s, rc, &r, 1);
         buf_free(&addr);
         return;
     }
     struct smtpd_txn *t = xcalloc(1, sizeof(*t));
-    if (mail_params(s, &r, t) < 0) {
+    if (mail_params(s, &r, t) < 0 || smtpd_esmtp_mail_check(s, addr.data, t) < 0) {
         smtpd_txn_free(t);
         buf_free(&addr);
         return;
@@ -433,21 +459,25 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
         smtpd_reply(s, 503, "5.5.1", "Error: need MAIL command");
         return;
     }
+    if (s->txn->bdat) {
+        smtpd_reply(s, 503, "5.5.1", "Error: RCPT after BDAT");
+        return;
+    }
     buf_t addr;
     struct smtp_mailrcpt r;
     buf_init(&addr, 64);
-    int rc = smtp_cmd_mailrcpt(arg, len, "TO:", ADDR_F_POSTMASTER, &addr, &r);
+    int rc = smtp_cmd_mailrcpt(arg, len, "TO:", ADDR_F_POSTMASTER | ADDR_F_UTF8, &addr, &r);
     if (rc != SMTP_MR_OK) {
         reply_addr_error(s, rc, &r, 0);
         buf_free(&addr);
         return;
     }
-    if (r.nparams > 0) {
-        reply_unsupported(s, &r.params[0]);
+    if (smtpd_esmtp_rcpt(s, addr.data, &r) < 0) {     /* NOTIFY, ORCPT, SMTPUTF8 */
         buf_free(&addr);
         return;
     }
-    if (smtpd_cfg->recipients > 0 && s->txn->nrcpts >= smtpd_cfg->recipients) {
+    if (smtpd_cfg->recipients > 0 &&      /* rule-added recipients do not count */
+        s->txn->nrcpts - s->txn->nextra + s->txn->nremoved >= smtpd_cfg->recipients) {
         smtpd_reply(s, 452, "4.5.3", "Too many recipients");
         buf_free(&addr);
         return;
@@ -464,6 +494,8 @@ static void v_rcpt(struct smtpd_session *s, const struct smtpd_verdict *v)
         log_panic("RCPT verdict without a transaction");
     if (!verdict_goes_on(v->status)) {
         smtpd_reply_verdict(s, "RCPT", STAGE_RCPT, v);
+        free(s->wait_orcpt);
+        s->wait_orcpt = NULL;
         if (v->status == V_DENY)
             smtpd_session_reset(s);
         return;
@@ -472,7 +504,12 @@ static void v_rcpt(struct smtpd_session *s, const struct smtpd_verdict *v)
     if (t->nrcpts == t->rcap) {
         t->rcap = t->rcap ? t->rcap * 2 : 4;
         t->rcpts = xrealloc(t->rcpts, sizeof(*t->rcpts) * (size_t)t->rcap);
+        t->orcpts = xrealloc(t->orcpts, sizeof(*t->orcpts) * (size_t)t->rcap);
+        t->notify = xrealloc(t->notify, sizeof(*t->notify) * (size_t)t->rcap);
     }
+    t->orcpts[t->nrcpts] = s->wait_orcpt;
+    t->notify[t->nrcpts] = s->wait_notify;
+    s->wait_orcpt = NULL;
     t->rcpts[t->nrcpts++] = s->wait_arg;
     s->wait_arg = NULL;
     smtpd_reply(s, 250, "2.1.5", "Ok");
@@ -486,7 +523,11 @@ static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
         smtpd_reply(s, 503, "5.5.1", "Error: need MAIL command");
         return;
     }
-    if (s->txn->nrcpts == 0) {
+    if (s->txn->bdat) {
+        smtpd_reply(s, 503, "5.5.1", "Error: DATA after BDAT");
+        return;
+    }
+    if (s->txn->nrcpts == 0 || s->txn->nrcpts - s->txn->nextra + s->txn->nremoved == 0) {
         smtpd_reply(s, 554, "5.5.1", "Error: no valid recipients");
         return;
     }
@@ -512,7 +553,7 @@ static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len)
 
 static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
 {
-    smtpd_reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+    smtpd_reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
 }
 
 static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len)

@@ -36,8 +36,9 @@ void smtpd_data_start(struct smtpd_session *s)
     s->state = SS_DATA;
 }
 
-/* Send whole chunks (all=1: everything) of decoded content to cleanup. */
-static void flush_out(struct smtpd_session *s, int all)
+/* Send whole chunks (all=1: everything) of decoded content to cleanup.
+ * Also used by smtpd_bdat.c. */
+void smtpd_data_flush(struct smtpd_session *s, int all)
 {
     buf_t *out = &s->txn->out;
     size_t off = 0;
@@ -56,8 +57,8 @@ static void refuse(struct smtpd_session *s, unsigned code, const char *enh, cons
     smtpd_log_reject(s, "DATA", code, enh, text, "");
 }
 
-/* The terminator was seen: answer now or wait for cleanup. */
-static void finish(struct smtpd_session *s)
+/* The terminator (or BDAT LAST) was seen: answer now or wait for cleanup. */
+void smtpd_data_finish(struct smtpd_session *s)
 {
     struct smtpd_txn *t = s->txn;
     unsigned e = t->dec.errors;
@@ -82,7 +83,7 @@ static void finish(struct smtpd_session *s)
         s->state = SS_CMD;
         return;
     }
-    flush_out(s, 1);
+    smtpd_data_flush(s, 1);
     buf_free(&t->out);
     smtpd_cleanup_end(s, 0);
     s->state = SS_WAIT_DATA;
@@ -102,7 +103,7 @@ int smtpd_data_input(struct smtpd_session *s)
         if (t->dec.errors || s->cleanup_broken)
             buf_reset(&t->out);             /* refused anyway: stop sending */
         else
-            flush_out(s, 0);
+            smtpd_data_flush(s, 0);
         if (!t->dec.done && smtpd_cleanup_backlog(s) > SMTPD_CLEANUP_HIGH) {
             s->wait = W_THROTTLE;           /* cleanup is slower than the client */
             bufferevent_disable(s->bev, EV_READ);
@@ -111,7 +112,7 @@ int smtpd_data_input(struct smtpd_session *s)
     }
     if (!t->dec.done)
         return 0;
-    finish(s);
+    smtpd_data_finish(s);
     return 1;
 }
 

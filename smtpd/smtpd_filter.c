@@ -10,11 +10,19 @@
  * filter is trusted to speak the protocol but not to be well-behaved:
  * anything but HELLO then FILTER_REPLY drops the connection, and a filter
  * silent for FILTER_TIMEOUT with requests outstanding is dropped too.
+ * filter follows its HELLO with FILTER_STAGES (again after each reload):
+ * stages whose bit is clear are not asked (smtpd_filter_wanted), except
+ * rcpt for a non-local recipient (relay control is filter's default
+ * policy). A FILTER_REPLY is followed at once by its nmut FILTER_MUTs; the
+ * verdict is delivered when the last one arrived, the mutations readable
+ * through smtpd_filter_muts() during that call. A closing session sends
+ * FILTER_END so filter frees its rule context.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -22,13 +30,18 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "smtpd.h"
+#include "addr.h"
 #include "ipc.h"
+#include "rules.h"
 #include "spool.h"
 #include "log.h"
 
 #define FILTER_TIMEOUT     120      /* seconds without an answer while requests wait */
+#define HELLO_TIMEOUT      5        /* seconds for filter's HELLO (master holds the
+                                     * socket: connect succeeds while filter is down) */
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     10000
+#define MAX_REPLY_MUTS     10000    /* more in one reply: protocol error */
 
 struct smtpd_pending {
     struct smtpd_pending *next, *prev;
@@ -42,6 +55,81 @@ static struct event *retry_ev;
 static int f_hello, backoff_ms, down_logged;
 static struct smtpd_pending *phead, *ptail;
 static uint64_t next_id;
+static uint32_t stage_mask;         /* FILTER_STAGES; until it arrives: ask all */
+static int have_mask;
+
+/* The reply being assembled while its FILTER_MUTs arrive. */
+static struct {
+    int active;
+    uint64_t id;
+    uint32_t status, code, want, got;
+    char enhanced[16], rule[128];
+    char *text;
+    struct smtpd_muts muts;
+} cur;
+static const struct smtpd_mut *cur_muts;   /* during smtpd_cmd_verdict */
+static int cur_nmuts;
+
+void smtpd_muts_add(struct smtpd_muts *l, const struct smtpd_mut *m)
+{
+    if (l->n >= SMTPD_MAX_MUTS)
+        return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 4;
+        l->v = xrealloc(l->v, sizeof(*l->v) * (size_t)l->cap);
+    }
+    struct smtpd_mut *d = &l->v[l->n++];
+    d->kind = m->kind;
+    d->rcpt = xstrdup(m->rcpt ? m->rcpt : "");
+    d->arg = xstrdup(m->arg ? m->arg : "");
+    d->arg2 = xstrdup(m->arg2 ? m->arg2 : "");
+    d->rule = xstrdup(m->rule ? m->rule : "");
+}
+
+void smtpd_muts_free(struct smtpd_muts *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->v[i].rcpt);
+        free(l->v[i].arg);
+        free(l->v[i].arg2);
+        free(l->v[i].rule);
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+const struct smtpd_mut *smtpd_filter_muts(int *n_r)
+{
+    *n_r = cur_nmuts;
+    return cur_muts;
+}
+
+static void cur_reset(void)
+{
+    smtpd_muts_free(&cur.muts);
+    free(cur.text);
+    memset(&cur, 0, sizeof(cur));
+}
+
+/* Local recipient (as filter's default policy sees it): postmaster, or a
+ * local domain without sender routing ('%', '!') in the local part. */
+static int rcpt_local(const char *rcpt)
+{
+    size_t llen = addr_local_part_len(rcpt);
+    const char *dom = addr_domain(rcpt);
+    if (llen == 10 && strncasecmp(rcpt, "postmaster", 10) == 0 &&
+        (*dom == '\0' || config_is_local_domain(smtpd_cfg, dom)))
+        return 1;
+    return *dom != '\0' && memchr(rcpt, '%', llen) == NULL && memchr(rcpt, '!', llen) == NULL &&
+           config_is_local_domain(smtpd_cfg, dom);
+}
+
+int smtpd_filter_wanted(enum stage st, const char *rcpt)
+{
+    if (!have_mask || (stage_mask & (1u << st)))
+        return 1;
+    return st == STAGE_RCPT && !rcpt_local(rcpt ? rcpt : "");
+}
 
 static void f_connect(void);
 
@@ -106,6 +194,8 @@ static void f_fail(const char *why)
         fbev = NULL;
     }
     f_hello = 0;
+    have_mask = 0;
+    cur_reset();
     while (phead) {
         struct smtpd_pending *p = phead;
         struct smtpd_session *s = p->s;
@@ -121,26 +211,68 @@ static void f_fail(const char *why)
         schedule_retry();
 }
 
-static void on_reply(const struct ipc_filter_reply *r)
+/* The reply in cur is complete (mutations included): deliver it. */
+static void on_reply(void)
 {
     struct smtpd_pending *p;
     for (p = phead; p; p = p->next)
-        if (p->id == r->id)
+        if (p->id == cur.id)
             break;
     if (p == NULL) {
-        log_warn("filter: reply for unknown request %llu: ignored", (unsigned long long)r->id);
+        log_warn("filter: reply for unknown request %llu: ignored", (unsigned long long)cur.id);
+        cur_reset();
         return;
     }
     struct smtpd_session *s = p->s;
     unlink_pending(p);
     free(p);
-    if (s == NULL)
+    if (s == NULL) {
+        cur_reset();
         return;                     /* session went away meanwhile */
+    }
     s->pend = NULL;
-    struct smtpd_verdict v = { (enum verdict)r->status, r->code, r->enhanced, r->text, r->rule };
-    if (r->status >= V__COUNT)
+    struct smtpd_verdict v = { (enum verdict)cur.status, cur.code, cur.enhanced,
+                               cur.text ? cur.text : "", cur.rule };
+    if (cur.status >= V__COUNT)
         v.status = V_TEMPFAIL;
+    cur_muts = cur.muts.v;
+    cur_nmuts = cur.muts.n;
     smtpd_cmd_verdict(s, &v);
+    cur_muts = NULL;
+    cur_nmuts = 0;
+    cur_reset();
+}
+
+/* 0 ok, -1 protocol error */
+static int on_reply_head(const struct ipc_filter_reply *r)
+{
+    if (r->nmut > MAX_REPLY_MUTS)
+        return -1;
+    cur_reset();
+    cur.active = 1;
+    cur.id = r->id;
+    cur.status = r->status;
+    cur.code = r->code;
+    cur.want = r->nmut;
+    str_copy(cur.enhanced, sizeof(cur.enhanced), r->enhanced);
+    str_copy(cur.rule, sizeof(cur.rule), r->rule);
+    cur.text = xstrdup(r->text);
+    if (cur.want == 0)
+        on_reply();
+    return 0;
+}
+
+static int on_mut(const struct ipc_filter_mut *m)
+{
+    if (!cur.active || m->kind >= RL_M__COUNT)
+        return -1;
+    struct smtpd_mut x = { m->kind, (char *)m->rcpt, (char *)m->arg, (char *)m->arg2,
+                           (char *)m->rule };
+    if (cur.muts.n < SMTPD_MAX_MUTS)
+        smtpd_muts_add(&cur.muts, &x);
+    if (++cur.got == cur.want)
+        on_reply();
+    return 0;
 }
 
 static void f_read(struct bufferevent *bev, void *arg)
@@ -167,11 +299,24 @@ static void f_read(struct bufferevent *bev, void *arg)
             }
             f_hello = 1;
             backoff_ms = 0;
+            struct timeval tv = { FILTER_TIMEOUT, 0 };
+            bufferevent_set_timeouts(bev, &tv, NULL);
             if (down_logged)
                 log_info("filter connection is back");
             down_logged = 0;
+        } else if (cur.active) {
+            if (t != IPC_FILTER_MUT || on_mut(&m.filter_mut) < 0) {  /* may deliver */
+                f_fail("bad FILTER_MUT");
+                return;
+            }
         } else if (t == IPC_FILTER_REPLY) {
-            on_reply(&m.filter_reply);      /* sessions only write to fbev */
+            if (on_reply_head(&m.filter_reply) < 0) {   /* sessions only write to fbev */
+                f_fail("bad FILTER_REPLY");
+                return;
+            }
+        } else if (t == IPC_FILTER_STAGES) {
+            stage_mask = m.filter_stages.mask;
+            have_mask = 1;
         } else {
             f_fail("unexpected message");
             return;
@@ -182,6 +327,10 @@ static void f_read(struct bufferevent *bev, void *arg)
 
 static void f_event(struct bufferevent *bev, short what, void *arg)
 {
+    if ((what & BEV_EVENT_TIMEOUT) && !f_hello) {
+        f_fail("no HELLO from filter");
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && phead == NULL) {
         bufferevent_enable(bev, EV_READ);   /* idle: nothing is waiting */
         return;
@@ -206,7 +355,7 @@ static void f_connect(void)
     if (fbev == NULL)
         log_fatal("bufferevent_socket_new failed");
     bufferevent_setcb(fbev, f_read, NULL, f_event, NULL);
-    struct timeval tv = { FILTER_TIMEOUT, 0 };
+    struct timeval tv = { HELLO_TIMEOUT, 0 };
     bufferevent_set_timeouts(fbev, &tv, NULL);
     bufferevent_enable(fbev, EV_READ | EV_WRITE);
     struct ipc_hello h = { IPC_PROTO_FILTER, IPC_VERSION };
@@ -225,15 +374,23 @@ void smtpd_filter_init(struct event_base *base)
 
 int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
 {
-    if (fbev == NULL)
-        return -1;
+    if (fbev == NULL || !f_hello)
+        return -1;                  /* not up (yet): 451 */
     const struct smtpd_txn *t = s->txn ? s->txn : s->wait_txn;
+    char tlsv[32] = "";                 /* s->tls_info is "VERSION CIPHER" */
+    const char *cipher = "";
+    const char *sp = s->tls_info ? strchr(s->tls_info, ' ') : NULL;
+    if (sp && (size_t)(sp - s->tls_info) < sizeof(tlsv)) {
+        memcpy(tlsv, s->tls_info, (size_t)(sp - s->tls_info));
+        tlsv[sp - s->tls_info] = '\0';
+        cipher = sp + 1;
+    }
     const char *helo = st == STAGE_HELO && s->wait_arg ? s->wait_arg : s->helo ? s->helo : "";
     struct ipc_filter_req q = {
         .id = ++next_id, .stage = (uint32_t)st, .session = s->id,
         .listener = s->lis->name, .client_ip = s->ip, .client_port = s->port,
-        .client_ptr = "unknown", .helo = helo, .auth_user = "",
-        .tls_version = "", .tls_cipher = "",
+        .client_ptr = "unknown", .helo = helo, .auth_user = s->auth_user ? s->auth_user : "",
+        .tls_version = tlsv, .tls_cipher = cipher,
         .mail_from = t ? t->sender : "", .rcpt = rcpt ? rcpt : "",
         .nrcpt = s->txn ? (uint32_t)s->txn->nrcpts : 0, .queue_id = "",
         .size = t ? t->size_hint : 0, .path = "",
@@ -267,10 +424,20 @@ void smtpd_filter_cancel(struct smtpd_session *s)
         s->pend->s = NULL;
         s->pend = NULL;
     }
+    smtpd_muts_free(&s->muts);
+    if (fbev && f_hello) {
+        struct ipc_filter_end e = { s->id };
+        buf_t b;
+        buf_init(&b, 32);
+        ipc_put_filter_end(&b, &e);
+        bufferevent_write(fbev, b.data, b.len);
+        buf_free(&b);
+    }
 }
 
 void smtpd_filter_shutdown(void)
 {
+    cur_reset();
     if (fbev)
         bufferevent_free(fbev);
     fbev = NULL;

@@ -40,9 +40,11 @@ void smtpd_session_update_timeout(struct smtpd_session *s)
 {
     struct timeval rd, wr;
     int rsecs, wsecs = smtpd_cfg->command_timeout > 0 ? smtpd_cfg->command_timeout : 300;
-    if (s->state == SS_CLOSING || s->wait != W_NONE)
+    if (s->wait == W_TLS && s->state != SS_CLOSING)
+        rsecs = smtpd_cfg->tls_handshake_timeout;      /* smtpd_tls.c */
+    else if (s->state == SS_CLOSING || s->wait != W_NONE)
         rsecs = 0;
-    else if (s->state == SS_DATA)
+    else if (s->state == SS_DATA || s->state == SS_BDAT)
         rsecs = smtpd_cfg->data_timeout;
     else if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
         rsecs = smtpd_cfg->command_timeout;
@@ -61,14 +63,23 @@ void smtpd_txn_free(struct smtpd_txn *t)
     for (int i = 0; i < t->nrcpts; i++)
         free(t->rcpts[i]);
     free(t->rcpts);
+    for (int i = 0; i < t->nrcpts; i++)
+        free(t->orcpts[i]);
+    free(t->orcpts);
+    free(t->notify);
+    free(t->envid);
+    smtpd_muts_free(&t->muts);
     if (t->out.data)
         buf_free(&t->out);
     free(t);
 }
 
-/* End the current transaction (RSET, EHLO, DENY, after DATA). */
+/* End the current transaction (RSET, EHLO, DENY, after DATA). An open
+ * cleanup transaction (between BDAT chunks) is aborted. */
 void smtpd_session_reset(struct smtpd_session *s)
 {
+    if (s->cleanup_busy && s->state != SS_WAIT_DATA)
+        smtpd_cleanup_end(s, 1);
     smtpd_txn_free(s->txn);
     s->txn = NULL;
 }
@@ -100,6 +111,9 @@ void smtpd_session_free(struct smtpd_session *s)
     smtpd_txn_free(s->wait_txn);
     free(s->helo);
     free(s->wait_arg);
+    free(s->wait_orcpt);
+    smtpd_auth_session_free(s);
+    smtpd_tls_session_free(s);
     log_disconnect(s);
     if (s->prev)
         s->prev->next = s->next;
@@ -168,7 +182,11 @@ static int next_line(struct smtpd_session *s)
     evbuffer_drain(in, n + 1);
     if (n > 0 && line[n - 1] == '\r')
         n--;
-    smtpd_cmd_line(s, line, n);
+    if (s->auth)
+        smtpd_auth_line(s, line, n);        /* an AUTH response, not a command */
+    else
+        smtpd_cmd_line(s, line, n);
+    explicit_bzero(line, n);
     return 1;
 }
 
@@ -182,6 +200,11 @@ void smtpd_session_process(struct smtpd_session *s)
             break;
         if (s->state == SS_DATA) {
             if (!smtpd_data_input(s))
+                break;
+            continue;
+        }
+        if (s->state == SS_BDAT) {
+            if (!smtpd_bdat_input(s))
                 break;
             continue;
         }
@@ -228,6 +251,10 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
+    if (s->wait == W_TLS) {
+        smtpd_tls_event(s, what);           /* handshake done, failed or timed out */
+        return;
+    }
     if (what & BEV_EVENT_EOF) {
         s->eof = 1;
         if (s->state != SS_CLOSING)
@@ -236,9 +263,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             session_check(s);
             return;
         }
-        if (s->state == SS_DATA || s->wait != W_NONE)
+        if (s->state == SS_DATA || s->state == SS_BDAT || s->wait != W_NONE)
             log_info("lost connection from [%s]:%u in %s", s->ip, s->port,
-                     s->state == SS_DATA ? "DATA" : "a command");
+                     s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" : "a command");
         smtpd_session_free(s);
         return;
     }
@@ -248,7 +275,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         log_info("timeout after %s from [%s]:%u",
-                 s->state == SS_DATA ? "DATA" : s->txn ? "a command" : "idle", s->ip, s->port);
+                 s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" :
+                 s->txn ? "a command" : "idle", s->ip, s->port);
         smtpd_reply(s, 421, "4.4.2", "Timeout");
         smtpd_session_close(s);
         session_check(s);
@@ -281,7 +309,10 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     s->port = port;
     s->state = SS_CONNECT;
     evutil_make_socket_nonblocking(fd);
-    s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (smtpd_tls_implicit(l))
+        s->bev = smtpd_tls_accept(s, fd);   /* sets W_TLS: greeting after the handshake */
+    else
+        s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->bev == NULL)
         log_fatal("bufferevent_socket_new failed");
     /* stop reading while a full buffer waits for a verdict */
@@ -294,7 +325,8 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     smtpd_nsessions++;
     log_info("connect from [%s]:%u to %s", s->ip, s->port, l->name);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    smtpd_cmd_connect(s);
+    if (s->wait != W_TLS)
+        smtpd_cmd_connect(s);
     smtpd_session_update_timeout(s);
 }
 
@@ -303,6 +335,8 @@ int smtpd_session_early_talker(struct smtpd_session *s)
 {
     if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
         return 1;
+    if (s->tls_on)
+        return 0;       /* the socket carries TLS records, not commands */
     char c;
     ssize_t n = recv(bufferevent_getfd(s->bev), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n > 0;

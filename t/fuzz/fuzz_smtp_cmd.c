@@ -1,7 +1,7 @@
 /*
  * fuzz_smtp_cmd.c - libFuzzer target for one SMTP command line: verb split
  * (lib/smtp_cmd.c) and, for MAIL/RCPT, the path + parameter parser
- * (lib/addr.c) the way smtpd calls them.
+ * (lib/addr.c) the way smtpd calls them, and the BDAT size parser.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *        t/fuzz/fuzz_smtp_cmd.c lib/smtp_cmd.c lib/addr.c lib/buf.c lib/log.c
  * Seeds: t/fuzz/corpus/smtp_cmd/ (dictionary: ../shared/testdata/fuzz-dict/)
@@ -38,6 +38,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
         }
         buf_free(&a);
+        uint64_t n = 0;
+        int last = -1;
+        if (smtp_cmd_bdat(c.arg, c.arglen, &n, &last) == 0) {
+            /* a parsed BDAT size is all digits, at most 19 of them */
+            size_t d = 0;
+            while (d < c.arglen && c.arg[d] >= '0' && c.arg[d] <= '9')
+                d++;
+            if (d == 0 || d > 19 || (last != 0 && last != 1) || (last == 0 && d != c.arglen))
+                abort();
+            uint64_t v = 0;
+            for (size_t k = 0; k < d; k++)
+                v = v * 10 + (uint64_t)(c.arg[k] - '0');
+            if (v != n)
+                abort();
+        }
     }
     free(p);
     return 0;

@@ -23,6 +23,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "qfile.h"
+#include "rules.h"
 #include "stage.h"
 
 /* ---- generated fill / compare per message --------------------------------- */
@@ -126,7 +127,20 @@ static void s_filter_req(union ipc_msg *m)
 static void s_filter_reply(union ipc_msg *m)
 {
     m->filter_reply = (struct ipc_filter_reply){ 9, V_REJECT, 550, "5.7.1", "Relay access denied",
-                                                 "relay" };
+                                                 "relay", 2 };
+}
+static void s_filter_mut(union ipc_msg *m)
+{
+    m->filter_mut = (struct ipc_filter_mut){ RL_M_ADD_HEADER, "", "X-Spam", "yes", "spam" };
+}
+static void s_filter_stages(union ipc_msg *m)
+{
+    m->filter_stages = (struct ipc_filter_stages){ (1u << STAGE_MAIL) | (1u << STAGE_DATA), 3 };
+}
+static void s_filter_end(union ipc_msg *m) { m->filter_end = (struct ipc_filter_end){ 0x1234500000007ull }; }
+static void s_cleanup_mut(union ipc_msg *m)
+{
+    m->cleanup_mut = (struct ipc_cleanup_mut){ RL_M_QUARANTINE, "", "junk", "", "junk rule" };
 }
 static void s_cleanup_begin(union ipc_msg *m)
 {
@@ -183,6 +197,10 @@ static const struct sample {
     { IPC_DELIVER_RCPT, s_deliver_rcpt },
     { IPC_DELIVER_STATUS, s_deliver_status },
     { IPC_DELIVER_DONE, s_deliver_done },
+    { IPC_FILTER_MUT, s_filter_mut },
+    { IPC_FILTER_STAGES, s_filter_stages },
+    { IPC_FILTER_END, s_filter_end },
+    { IPC_CLEANUP_MUT, s_cleanup_mut },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -347,7 +365,7 @@ static void test_format(void **state)
     s_filter_reply(&m);
     ipc_format(&b, IPC_FILTER_REPLY, &m);
     assert_string_equal(b.data, "filter_reply id=9 status=3 code=550 enhanced=\"5.7.1\" "
-                                "text=\"Relay access denied\" rule=\"relay\"");
+                                "text=\"Relay access denied\" rule=\"relay\" nmut=2");
     for (int t = 0; t < IPC__COUNT; t++) {
         buf_reset(&b);
         gens[t].fill(&m, 1);

@@ -75,7 +75,7 @@ static void test_sanitise(void **st)
     static const char *bad[] = {
         "..@y", ".@y", ".hidden@y", "a/b@y", "../../etc/passwd@y", "a b@y",
         "a\tb@y", "a\nb@y", "a\x01@y", "a;rm -rf@y", "\"q\"@y", "a\\b@y",
-        "$(id)@y", "`id`@y", "@y", "a\xc3\xa9@y", "a*@y",
+        "$(id)@y", "`id`@y", "@y", "a\xc3@y", "a\xc0\xaf@y", "a\xc2\x85@y", "a\xed\xa0\x80@y", "a*@y",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@y",
     };
     buf_t o;
@@ -93,6 +93,9 @@ static void test_sanitise(void **st)
     assert_int_equal(expand("/v/%d/%u", "a", NULL, &o), MBP_BAD_ADDR);
     assert_int_equal(expand("/v/%u", "a@../x", NULL, &o), MBP_OK);
     assert_true(mbox_local_ok("a.b"));
+    assert_true(mbox_local_ok("j\xc3\xb6rg"));         /* SMTPUTF8: UTF-8 local part */
+    assert_int_equal(expand("/var/mail/%u", "J\xc3\xb6rg@y", NULL, &o), MBP_OK);
+    assert_string_equal(o.data, "/var/mail/j\xc3\xb6rg");
     assert_false(mbox_local_ok(""));
     assert_false(mbox_local_ok(".."));
     assert_true(mbox_domain_ok("ex-ample.test"));

@@ -21,7 +21,7 @@
 /* record type bytes (the table in qfile.c) */
 enum { T_VERSION = 0x01, T_QUEUE_ID, T_ARRIVAL, T_SENDER, T_CLIENT_IP, T_CLIENT_PORT,
        T_CLIENT_PTR, T_HELO, T_PROTOCOL, T_AUTH_USER, T_TLS, T_LISTENER, T_ENVID, T_RET,
-       T_FLAGS, T_QUARANTINE, T_RCPT, T_CONTENT, T_END, T__LAST = T_END };
+       T_FLAGS, T_QUARANTINE, T_RCPT, T_CONTENT, T_END, T_NOTE, T__LAST = T_NOTE };
 
 #define HDR 5
 
@@ -50,8 +50,11 @@ static void make_env(struct qf_env *e, int nrcpt, int quarantine)
     set_str(&e->envid, "envid-\xc3\xa9-1");
     e->ret = 2;
     e->flags = QF_F_SMTPUTF8 | QF_F_8BITMIME;
-    if (quarantine)
+    if (quarantine) {
         set_str(&e->quarantine, "spam-hold");
+        qf_env_add_note(e, "rule \"junk\": quarantine spam-hold");
+        qf_env_add_note(e, "rule \"tag\": add_header X-Spam: yes");
+    }
     for (int i = 0; i < nrcpt; i++) {
         char a[64], o[64];
         snprintf(a, sizeof(a), "rcpt%d@example.net", i);
@@ -209,6 +212,9 @@ static void assert_env_equal(const struct qf_env *a, const struct qf_env *b)
         assert_null(b->quarantine);
     else
         assert_string_equal(a->quarantine, b->quarantine);
+    assert_int_equal(a->nnotes, b->nnotes);
+    for (int i = 0; i < a->nnotes; i++)
+        assert_string_equal(a->notes[i], b->notes[i]);
     assert_int_equal(a->nrcpts, b->nrcpts);
     for (int i = 0; i < a->nrcpts; i++) {
         const struct qf_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
@@ -275,6 +281,34 @@ static void test_roundtrip_all_records(void **state)
         assert_int_equal(m.rcpts[i].rec_off, r.rcpts[i].rec_off);
     qf_env_free(&m);
     free(p);
+    qf_env_free(&r);
+    qf_env_free(&e);
+    close(fd);
+}
+
+/* NOTE records: repeated, in order, CR/LF flattened by qf_env_add_note,
+ * empty ones allowed, and bounded in number. */
+static void test_roundtrip_notes(void **state)
+{
+    (void)state;
+    struct qf_env e, r;
+    qf_env_init(&e);
+    set_str(&e.queue_id, "ABC124");
+    qf_env_add_rcpt(&e, "x@y", NULL, 0);
+    qf_env_add_note(&e, "rule \"a\": bcc <b@c>");
+    qf_env_add_note(&e, "");
+    qf_env_add_note(&e, "two\r\nlines");
+    for (int i = 0; i < QF_MAX_NOTES + 5; i++)
+        qf_env_add_note(&e, "n");
+    assert_int_equal(e.nnotes, QF_MAX_NOTES);
+    assert_string_equal(e.notes[2], "two  lines");
+    static const size_t one[] = { 3 };
+    int fd = write_file(&e, (const unsigned char *)"S: x\n\nb\n", 8, one, 1);
+    char err[256] = "";
+    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
+    assert_env_equal(&e, &r);
+    assert_string_equal(r.notes[0], "rule \"a\": bcc <b@c>");
+    assert_string_equal(r.notes[1], "");
     qf_env_free(&r);
     qf_env_free(&e);
     close(fd);
@@ -846,6 +880,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_all_records),
+        cmocka_unit_test(test_roundtrip_notes),
         cmocka_unit_test(test_roundtrip_defaults),
         cmocka_unit_test(test_content_chunks_large),
         cmocka_unit_test(test_content_empty_chunks),

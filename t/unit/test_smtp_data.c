@@ -1,7 +1,8 @@
 /*
  * test_smtp_data.c - lib/smtp_data.c, the DATA decoder: end detection
  * (also split at every chunk boundary), SMTP smuggling sequences,
- * dot-unstuffing, CRLF -> LF, NUL, line and size limits.
+ * dot-unstuffing, CRLF -> LF, NUL, line and size limits; and the BDAT
+ * chunk decoder (no unstuffing, no terminator, CRLF split across chunks).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +191,84 @@ static void test_output_stops_on_error(void **state)
     buf_free(&r.out);
 }
 
+/* ---- BDAT chunk decoding ---------------------------------------------- */
+
+struct bcase {
+    const char *in;
+    const char *out;        /* expected content when errors == 0 */
+    unsigned errors;
+};
+
+static const struct bcase bcases[] = {
+    { "", "", 0 },
+    { "a\r\n", "a\n", 0 },
+    { ".\r\n..x\r\n", ".\n..x\n", 0 },            /* no unstuffing */
+    { "a\r\n.\r\nQUIT\r\n", "a\n.\nQUIT\n", 0 },   /* no terminator */
+    { "no line end", "no line end\n", 0 },           /* a line end is added */
+    { "a\nb\r\n", NULL, SMTP_DATA_E_BARE },
+    { "a\rb\r\n", NULL, SMTP_DATA_E_BARE },
+    { "a\r", NULL, SMTP_DATA_E_BARE },                /* CR at the very end */
+    { "a\r\n.\n", NULL, SMTP_DATA_E_BARE },
+    { "a\r\r\n", NULL, SMTP_DATA_E_BARE },
+};
+
+static void test_bdat_every_split(void **state)
+{
+    for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++) {
+        const struct bcase *c = &bcases[i];
+        size_t n = strlen(c->in);
+        for (size_t split = 0; split <= n; split++) {
+            struct smtp_data d;
+            buf_t out;
+            buf_init(&out, 16);
+            smtp_bdat_init(&d, 0);
+            smtp_bdat_feed(&d, (const unsigned char *)c->in, split, &out);
+            smtp_bdat_feed(&d, (const unsigned char *)c->in + split, n - split, &out);
+            smtp_bdat_end(&d, &out);
+            if (d.errors != c->errors || !d.done)
+                fail_msg("case %zu split %zu: errors %u, want %u", i, split, d.errors, c->errors);
+            if (c->out && strcmp(out.data, c->out) != 0)
+                fail_msg("case %zu split %zu: got \"%s\"", i, split, out.data);
+            buf_free(&out);
+        }
+    }
+}
+
+static void test_bdat_nul_line_size(void **state)
+{
+    struct smtp_data d;
+    buf_t out;
+    buf_init(&out, 16);
+    smtp_bdat_init(&d, 0);
+    smtp_bdat_feed(&d, (const unsigned char *)"a\0b\r\n", 5, &out);
+    smtp_bdat_end(&d, &out);
+    assert_int_equal(d.errors, SMTP_DATA_E_NUL);
+    char line[1001];
+    memset(line, 'x', sizeof(line));
+    buf_reset(&out);
+    smtp_bdat_init(&d, 0);                  /* 998 + CRLF = 1000: fine */
+    smtp_bdat_feed(&d, (const unsigned char *)line, 998, &out);
+    smtp_bdat_feed(&d, (const unsigned char *)"\r\n", 2, &out);
+    smtp_bdat_end(&d, &out);
+    assert_int_equal(d.errors, 0);
+    smtp_bdat_init(&d, 0);                  /* 999 + CRLF = 1001: too long */
+    smtp_bdat_feed(&d, (const unsigned char *)line, 999, &out);
+    smtp_bdat_feed(&d, (const unsigned char *)"\r\n", 2, &out);
+    smtp_bdat_end(&d, &out);
+    assert_int_equal(d.errors, SMTP_DATA_E_LINE);
+    buf_reset(&out);
+    smtp_bdat_init(&d, 10);                 /* decoded size: LF line ends */
+    smtp_bdat_feed(&d, (const unsigned char *)"abcd\r\nefgh\r\n", 12, &out);
+    smtp_bdat_end(&d, &out);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(d.size, 10);
+    smtp_bdat_init(&d, 10);
+    smtp_bdat_feed(&d, (const unsigned char *)"abcdefghijk", 11, &out);
+    smtp_bdat_end(&d, &out);
+    assert_int_equal(d.errors, SMTP_DATA_E_SIZE);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +279,8 @@ int main(void)
         { "size limit", test_size_limit, NULL, NULL, NULL },
         { "stops at the terminator", test_stops_after_end, NULL, NULL, NULL },
         { "no output after an error", test_output_stops_on_error, NULL, NULL, NULL },
+        { "BDAT: cases, every split point", test_bdat_every_split, NULL, NULL, NULL },
+        { "BDAT: NUL, line and size limits", test_bdat_nul_line_size, NULL, NULL, NULL },
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

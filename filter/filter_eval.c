@@ -1,0 +1,599 @@
+/*
+ * filter_eval.c - rule contexts per session, evaluation jobs and the worker
+ * pool (see filter.h for who may touch what).
+ *
+ * A FILTER_REQ becomes a job: a copy of the request, the program it runs
+ * against (referenced, so a reload never frees a program in use), and the
+ * rl_txn it evaluates: the session's (smtpd stages, and cleanup's data
+ * request for a session still known), or a fresh one built from the request
+ * and the queue file (postq/deliver with session 0, data of an unknown
+ * session). A stage without rules is answered in the loop at once; the rest
+ * go to FILTER_WORKERS threads, because services (cmd, smtp) may take
+ * seconds. Results come back through an eventfd in any order: replies carry
+ * the request id. After the verdict, the session's context follows what the
+ * client will see: an accepted recipient joins rcpt_list (plus add_rcpt/bcc,
+ * minus remove_rcpt), a rewritten sender replaces mail_from.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include <event2/event.h>
+
+#include "filter.h"
+#include "filter_policy.h"
+#include "log.h"
+#include "qfile.h"
+
+#define HBITS 17
+#define HSIZE (1u << HBITS)
+
+struct fsess {
+    uint64_t id;
+    struct rl_txn txn;
+    struct fconn *owner;             /* NULL once its connection closed */
+    struct fsess *hnext;             /* hash chain */
+    struct fsess *older, *newer;     /* age list */
+    struct fsess *onext, *oprev;     /* owner's list */
+    struct fjob *busy;               /* the job evaluating on txn */
+    struct fjob *wait_head, *wait_tail;
+    int dead;                        /* unlinked: free when idle */
+};
+
+/* The request's strings, owned by the job. */
+#define REQ_STRS(X) X(listener) X(client_ip) X(client_ptr) X(helo) X(auth_user) \
+    X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path)
+
+struct fjob {
+    struct fjob *next;               /* pool queues, session wait queue */
+    struct fconn *c;
+    struct fsess *sess;              /* NULL: txn is own */
+    struct rl_txn own;
+    struct rl_txn *txn;
+    struct fprog *prog;
+    struct ipc_filter_req q;         /* strings point into the job's copies */
+    int load_file;                   /* worker: envelope from q.path first */
+    int load_client;                 /* ... including client info (no session) */
+    char load_err[160];
+    struct rl_result res;
+};
+
+struct fpool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fjob *head, *tail;        /* to evaluate */
+    struct fjob *done;               /* evaluated (LIFO; order is irrelevant) */
+    int quit;
+    pthread_t th[FILTER_WORKERS];
+    int efd;
+    struct event *ev;
+};
+
+static struct fctx *C;
+static struct fsess *htab[HSIZE];
+static struct fsess *oldest, *newest;
+static int nsess;
+
+/* ---- programs -------------------------------------------------------------------- */
+
+void fprog_unref(struct fprog *p)
+{
+    if (p && --p->refs == 0) {
+        rl_program_free(p->p);
+        free(p);
+    }
+}
+
+uint32_t fprog_mask(const struct fprog *p)
+{
+    uint32_t m = 0;
+    if (p && p->p)
+        for (int s = 0; s < STAGE__COUNT; s++)
+            if (rl_program_stage_rules(p->p, (enum stage)s) > 0)
+                m |= 1u << s;
+    return m;
+}
+
+/* ---- sessions ---------------------------------------------------------------------- */
+
+static unsigned hslot(uint64_t id)
+{
+    return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> (64 - HBITS));
+}
+
+static struct fsess *sess_find(uint64_t id)
+{
+    for (struct fsess *s = htab[hslot(id)]; s; s = s->hnext)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+/* Out of the table, the age list and the owner's list (memory stays). */
+static void sess_unlink(struct fsess *s)
+{
+    if (s->dead)
+        return;
+    s->dead = 1;
+    for (struct fsess **pp = &htab[hslot(s->id)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == s) {
+            *pp = s->hnext;
+            break;
+        }
+    if (s->older)
+        s->older->newer = s->newer;
+    else
+        oldest = s->newer;
+    if (s->newer)
+        s->newer->older = s->older;
+    else
+        newest = s->older;
+    if (s->owner) {
+        if (s->oprev)
+            s->oprev->onext = s->onext;
+        else
+            s->owner->sessions = s->onext;
+        if (s->onext)
+            s->onext->oprev = s->oprev;
+        s->owner = NULL;
+    }
+    nsess--;
+}
+
+static void sess_free(struct fsess *s)
+{
+    rl_txn_free(&s->txn);
+    free(s);
+}
+
+/* Unlink, and free now unless a job holds it. */
+static void sess_drop(struct fsess *s)
+{
+    sess_unlink(s);
+    if (s->busy == NULL && s->wait_head == NULL)
+        sess_free(s);
+}
+
+static struct fsess *sess_new(struct fconn *c, uint64_t id)
+{
+    if (nsess >= FILTER_MAX_SESSIONS) {
+        struct fsess *v = oldest;
+        while (v && v->busy)
+            v = v->newer;
+        if (v) {
+            log_debug("session table full: forgetting session %llx", (unsigned long long)v->id);
+            sess_drop(v);
+        }
+    }
+    struct fsess *s = xcalloc(1, sizeof(*s));
+    s->id = id;
+    rl_txn_init(&s->txn);
+    unsigned h = hslot(id);
+    s->hnext = htab[h];
+    htab[h] = s;
+    s->older = newest;
+    if (newest)
+        newest->newer = s;
+    else
+        oldest = s;
+    newest = s;
+    s->owner = c;
+    s->onext = c->sessions;
+    if (c->sessions)
+        c->sessions->oprev = s;
+    c->sessions = s;
+    nsess++;
+    return s;
+}
+
+void fe_session_end(struct fconn *c, uint64_t session)
+{
+    struct fsess *s = sess_find(session);
+    if (s)
+        sess_drop(s);
+}
+
+void fe_conn_closed(struct fconn *c)
+{
+    while (c->sessions)
+        sess_drop(c->sessions);
+}
+
+/* ---- jobs ------------------------------------------------------------------------ */
+
+static void job_free(struct fjob *j)
+{
+#define FREE_STR(f) free((char *)j->q.f);
+    REQ_STRS(FREE_STR)
+#undef FREE_STR
+    rl_result_free(&j->res);
+    rl_txn_free(&j->own);
+    fprog_unref(j->prog);
+    free(j);
+}
+
+static void set_tls(struct rl_txn *t, const char *tls)
+{
+    char v[64];
+    str_copy(v, sizeof(v), tls ? tls : "");
+    char *sp = strchr(v, ' ');
+    if (sp)
+        *sp = '\0';
+    rl_txn_set(t, RL_TLS_VERSION, v);
+    const char *c = tls ? strchr(tls, ' ') : NULL;
+    rl_txn_set(t, RL_TLS_CIPHER, c ? c + 1 : "");
+}
+
+static void clear_rcpts(struct rl_txn *t)
+{
+    for (int i = 0; i < t->nrcpts; i++)
+        free(t->rcpts[i]);
+    t->nrcpts = 0;
+}
+
+/* Worker (or loop for a stage without rules): the envelope from the queue
+ * file when asked, then the rules. */
+static void job_eval(struct fjob *j)
+{
+    struct rl_txn *t = j->txn;
+    if (j->load_file) {
+        struct qf_env e;
+        char err[128] = "";
+        int fd = open(j->q.path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || qf_read(fd, &e, err, sizeof(err)) < 0) {
+            snprintf(j->load_err, sizeof(j->load_err), "%s: %s", j->q.path,
+                     fd < 0 ? strerror(errno) : err);
+            if (fd >= 0)
+                close(fd);
+            rl_result_free(&j->res);
+            j->res.status = V_TEMPFAIL;
+            return;
+        }
+        close(fd);
+        rl_txn_set(t, RL_MAIL_FROM, e.sender);
+        clear_rcpts(t);
+        int postq = j->q.stage >= STAGE_POSTQ;
+        for (int i = 0; i < e.nrcpts; i++)
+            if (!postq || e.rcpts[i].status == DS_PENDING || e.rcpts[i].status == DS_DEFERRED)
+                rl_txn_add_rcpt(t, e.rcpts[i].addr);
+        if (j->load_client) {
+            rl_txn_set(t, RL_CLIENT_IP, e.client_ip);
+            rl_txn_set(t, RL_CLIENT_PTR, e.client_ptr);
+            rl_txn_set(t, RL_HELO, e.helo);
+            rl_txn_set(t, RL_AUTH_USER, e.auth_user);
+            set_tls(t, e.tls);
+            t->client_port = e.client_port;
+        }
+        if (t->f[RL_QUEUE_ID][0] == '\0')
+            rl_txn_set(t, RL_QUEUE_ID, e.queue_id);
+        if (t->msg_size == 0)
+            t->msg_size = e.content_len;
+        qf_env_free(&e);
+    }
+    if (j->prog->p)
+        rl_eval(j->prog->p, (enum stage)j->q.stage, t, &j->res);
+    else
+        j->res.status = V_NEXT;
+}
+
+static int addr_eq(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    if (na >= 2 && a[0] == '<' && a[na - 1] == '>') {
+        a++;
+        na -= 2;
+    }
+    if (nb >= 2 && b[0] == '<' && b[nb - 1] == '>') {
+        b++;
+        nb -= 2;
+    }
+    return na == nb && strncasecmp(a, b, na) == 0;
+}
+
+static int accepted(enum verdict v)
+{
+    return v == V_NEXT || v == V_ACCEPT || v == V_FACCEPT || v == V_QUARANTINE;
+}
+
+static void log_verdict(const struct fjob *j, enum verdict st, int code, const char *enh,
+                        const char *text, const char *rule, const char *qname)
+{
+    const struct ipc_filter_req *q = &j->q;
+    if (st != V_REJECT && st != V_DENY && st != V_DEFER && st != V_QUARANTINE &&
+        st != V_TEMPFAIL)
+        return;
+    if (st == V_TEMPFAIL && rule[0] == '\0' && j->load_err[0] == '\0')
+        return;
+    const struct verdict_reply *d = verdict_default(st, (enum stage)q->stage);
+    code = code ? code : d->code;
+    enh = enh[0] ? enh : d->enhanced;
+    text = text[0] ? text : d->text;
+    char rb[96] = "";
+    if (rule[0])
+        snprintf(rb, sizeof(rb), " rule=\"%s\"", rule);
+    if (q->queue_id[0])
+        log_set_qid(q->queue_id);
+    const char *pre = q->queue_id, *sep = q->queue_id[0] ? ": " : "";
+    if (j->load_err[0])
+        log_warn("%s%scannot read queue file %s: deferring", pre, sep, j->load_err);
+    else if (st == V_QUARANTINE)
+        log_info("%s%squarantine: %s from %s[%s]: %s; from=<%s> helo=<%s>%s", pre, sep,
+                 stage_name((enum stage)q->stage), q->client_ptr, q->client_ip, qname,
+                 q->mail_from, q->helo, rb);
+    else if (q->stage == STAGE_RCPT)
+        log_info("%s%s%s: RCPT from %s[%s]: %d %s <%s>: %s; from=<%s> to=<%s> helo=<%s>%s", pre,
+                 sep, st == V_REJECT || st == V_DENY ? "reject" : "defer", q->client_ptr,
+                 q->client_ip, code, enh, q->rcpt, text, q->mail_from, q->rcpt, q->helo, rb);
+    else
+        log_info("%s%s%s: %s from %s[%s]: %d %s %s; from=<%s> helo=<%s>%s", pre, sep,
+                 st == V_REJECT || st == V_DENY ? "reject" : "defer",
+                 stage_name((enum stage)q->stage), q->client_ptr, q->client_ip, code, enh, text,
+                 q->mail_from, q->helo, rb);
+    log_set_qid(NULL);
+}
+
+static void job_dispatch(struct fjob *j);
+
+/* Loop thread: the verdict is known. Default policy, context updates, the
+ * reply, then the next job of the session. */
+static void job_finish(struct fjob *j)
+{
+    struct rl_result *r = &j->res;
+    enum verdict st = r->status < V__COUNT ? r->status : V_TEMPFAIL;
+    int code = r->code;
+    const char *enh = r->enhanced, *text = r->text, *rule = r->rule;
+    struct verdict_out pv;
+    if (j->q.stage == STAGE_RCPT && st == V_NEXT) {
+        /* no rule decided: relay control (a rule's accept/faccept overrides it) */
+        policy_decide(&j->q, &pv);
+        st = pv.status;
+        code = pv.code;
+        enh = pv.enhanced;
+        text = pv.text;
+        rule = pv.rule;
+    }
+    const char *qname = r->quarantine[0] ? r->quarantine : "quarantine";
+    for (int i = 0; i < r->nmuts; i++)
+        if (r->muts[i].kind == RL_M_QUARANTINE && st != V_QUARANTINE)
+            qname = r->muts[i].arg;
+    log_verdict(j, st, code, enh, text, rule, qname);
+
+    struct rl_txn *t = j->txn;
+    if (j->sess && j->q.stage == STAGE_DATA)
+        rl_txn_set(t, RL_MSG_PATH, NULL);      /* drop the message cache */
+    if (j->sess && accepted(st)) {
+        if (j->q.stage == STAGE_RCPT) {
+            int keep = 1;
+            for (int i = 0; i < r->nmuts; i++) {
+                const struct rl_mutation *m = &r->muts[i];
+                if (m->kind == RL_M_REMOVE_RCPT && (m->rcpt[0] == '\0' || addr_eq(m->rcpt, j->q.rcpt)))
+                    keep = 0;
+            }
+            if (keep)
+                rl_txn_add_rcpt(t, j->q.rcpt);
+        }
+        if (j->q.stage < STAGE_DATA) {
+            for (int i = 0; i < r->nmuts; i++) {
+                const struct rl_mutation *m = &r->muts[i];
+                if (m->kind == RL_M_ADD_RCPT || m->kind == RL_M_BCC)
+                    rl_txn_add_rcpt(t, m->rcpt);
+                else if (m->kind == RL_M_REWRITE_MAIL_FROM)
+                    rl_txn_set(t, RL_MAIL_FROM, m->arg);
+            }
+        }
+    }
+    if (!j->c->closed)
+        filter_send_reply(j->c, j->q.id, st, code, enh, text, rule, r,
+                          st == V_QUARANTINE ? qname : NULL);
+    fconn_release(j->c);
+
+    struct fsess *s = j->sess;
+    job_free(j);
+    if (s) {
+        s->busy = NULL;
+        struct fjob *next = s->wait_head;
+        if (next) {
+            s->wait_head = next->next;
+            if (s->wait_head == NULL)
+                s->wait_tail = NULL;
+            next->next = NULL;
+            job_dispatch(next);
+        } else if (s->dead) {
+            sess_free(s);
+        }
+    }
+}
+
+/* ---- the pool ------------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    struct fpool *p = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->head == NULL && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->head == NULL)
+            break;
+        struct fjob *j = p->head;
+        p->head = j->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        job_eval(j);
+        pthread_mutex_lock(&p->mu);
+        j->next = p->done;
+        p->done = j;
+        uint64_t one = 1;
+        ssize_t w = write(p->efd, &one, sizeof(one));
+        (void)w;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct fpool *p = arg;
+    uint64_t n;
+    ssize_t r = read(p->efd, &n, sizeof(n));
+    (void)r;
+    pthread_mutex_lock(&p->mu);
+    struct fjob *j = p->done;
+    p->done = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (j) {
+        struct fjob *next = j->next;
+        j->next = NULL;
+        job_finish(j);
+        j = next;
+    }
+}
+
+static void pool_submit(struct fpool *p, struct fjob *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void fe_init(struct fctx *ctx)
+{
+    C = ctx;
+    struct fpool *p = xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0)
+        log_fatal("eventfd: %m");
+    p->ev = event_new(ctx->srv->base, p->efd, EV_READ | EV_PERSIST, on_done, p);
+    event_add(p->ev, NULL);
+    for (int i = 0; i < FILTER_WORKERS; i++) {
+        int e = pthread_create(&p->th[i], NULL, worker_main, p);
+        if (e)
+            log_fatal("pthread_create: %s", strerror(e));
+    }
+    ctx->pool = p;
+}
+
+void fe_shutdown(struct fctx *ctx)
+{
+    struct fpool *p = ctx->pool;
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < FILTER_WORKERS; i++)
+        pthread_join(p->th[i], NULL);
+    on_done(-1, 0, p);          /* finish what was evaluated (connections are gone) */
+    event_free(p->ev);
+    close(p->efd);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    ctx->pool = NULL;
+    for (unsigned h = 0; h < HSIZE; h++)
+        while (htab[h]) {
+            struct fsess *s = htab[h];
+            sess_unlink(s);
+            sess_free(s);
+        }
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+/* Loop thread, txn free: fill it from the request, then evaluate (inline
+ * when the stage has no rules and nothing must be read). */
+static void job_dispatch(struct fjob *j)
+{
+    const struct ipc_filter_req *q = &j->q;
+    struct rl_txn *t = j->txn;
+    enum stage st = (enum stage)q->stage;
+    if (j->sess)
+        j->sess->busy = j;
+    if (j->sess || st < STAGE_POSTQ) {
+        rl_txn_set(t, RL_CLIENT_IP, q->client_ip);
+        rl_txn_set(t, RL_CLIENT_PTR, q->client_ptr);
+        t->client_port = q->client_port;
+        if (q->helo[0] || st == STAGE_HELO)
+            rl_txn_set(t, RL_HELO, q->helo);
+        rl_txn_set(t, RL_AUTH_USER, q->auth_user);
+        rl_txn_set(t, RL_TLS_VERSION, q->tls_version);
+        rl_txn_set(t, RL_TLS_CIPHER, q->tls_cipher);
+    }
+    int mail_rules = j->prog->p && rl_program_stage_rules(j->prog->p, STAGE_MAIL) > 0;
+    if (st == STAGE_MAIL || (st == STAGE_RCPT && j->sess && !mail_rules && q->nrcpt == 0)) {
+        /* a new transaction (smtpd does not ask at mail without mail rules:
+         * its first recipient starts it) */
+        rl_txn_reset_mail(t);
+        rl_txn_set(t, RL_MAIL_FROM, q->mail_from);
+    } else if (st > STAGE_MAIL && j->sess == NULL && q->mail_from[0]) {
+        rl_txn_set(t, RL_MAIL_FROM, q->mail_from);
+    }
+    rl_txn_set(t, RL_RCPT, st == STAGE_RCPT ? q->rcpt : "");
+    if (st >= STAGE_DATA) {
+        rl_txn_set(t, RL_QUEUE_ID, q->queue_id);
+        rl_txn_set(t, RL_MSG_PATH, q->path);
+        t->msg_size = q->size;
+    }
+    int rules = j->prog->p && rl_program_stage_rules(j->prog->p, st) > 0;
+    j->load_file = rules && st >= STAGE_DATA && q->path[0];
+    j->load_client = j->load_file && j->sess == NULL && st >= STAGE_POSTQ;
+    if (!rules) {
+        job_eval(j);
+        job_finish(j);
+        return;
+    }
+    pool_submit(C->pool, j);
+}
+
+void fe_request(struct fconn *c, const struct ipc_filter_req *q)
+{
+    struct fjob *j = xcalloc(1, sizeof(*j));
+    j->q = *q;
+#define COPY_STR(f) j->q.f = xstrdup(q->f);
+    REQ_STRS(COPY_STR)
+#undef COPY_STR
+    rl_result_init(&j->res);
+    rl_txn_init(&j->own);
+    j->c = c;
+    c->njobs++;
+    j->prog = C->prog;
+    j->prog->refs++;
+    j->txn = &j->own;
+    if (q->session != 0 && q->stage < STAGE_POSTQ) {
+        struct fsess *s = sess_find(q->session);
+        if (s == NULL && q->stage < STAGE_DATA)
+            s = sess_new(c, q->session);
+        if (s) {
+            j->sess = s;
+            j->txn = &s->txn;
+            if (s->busy) {
+                if (s->wait_tail)
+                    s->wait_tail->next = j;
+                else
+                    s->wait_head = j;
+                s->wait_tail = j;
+                return;
+            }
+        }
+    }
+    job_dispatch(j);
+}

@@ -1,0 +1,420 @@
+/*
+ * auth.c - the auth.users table and password checks (see auth.h), plus a
+ * small thread pool so an event loop never waits for a slow hash.
+ *
+ * Used by smtpd's AUTH. Never logs a password or a hash; user names are
+ * logged escaped by the caller. The pool's workers only run crypt_rn() on
+ * private copies; all bookkeeping that touches callers happens in the loop
+ * thread (eventfd wake-up), so callers need no locks.
+ */
+#include <crypt.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "log.h"
+
+struct auth_entry { char *user, *hash; };
+
+struct auth_users {
+    char *path;
+    struct auth_entry *v;
+    int n;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+/* ---- the users file ------------------------------------------------------ */
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct auth_entry *)a)->user, ((const struct auth_entry *)b)->user);
+}
+
+static int hash_ok(const char *h)
+{
+    if (*h == '\0')
+        return 0;
+    for (; *h; h++)
+        if (*h <= ' ' || *h == 0x7f || *h == ':')
+            return 0;
+    return 1;
+}
+
+/* One line (no LF); adds to u or logs why not. */
+static void parse_line(struct auth_users *u, char *line, int lineno, int *cap)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        line[--n] = '\0';
+    char *p = line;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0' || *p == '#')
+        return;
+    char *colon = strchr(p, ':');
+    if (colon == NULL || colon == p || colon - p > AUTH_FIELD_MAX) {
+        log_warn("%s:%d: expected user:hash: line ignored", u->path, lineno);
+        return;
+    }
+    *colon = '\0';
+    char *hash = colon + 1, *end = strchr(hash, ':');
+    if (end)
+        *end = '\0';      /* passwd-style trailing fields are ignored */
+    if (!hash_ok(hash)) {
+        log_warn("%s:%d: bad hash for user: line ignored", u->path, lineno);
+        return;
+    }
+    if (u->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        u->v = xrealloc(u->v, sizeof(*u->v) * (size_t)*cap);
+    }
+    u->v[u->n].user = xstrdup(p);
+    u->v[u->n].hash = xstrdup(hash);
+    u->n++;
+}
+
+static void drop_duplicates(struct auth_users *u)
+{
+    int w = 0;
+    for (int i = 0; i < u->n; i++) {
+        if (w > 0 && strcmp(u->v[w - 1].user, u->v[i].user) == 0) {
+            log_warn("%s: user listed twice: the first line wins", u->path);
+            free(u->v[i].user);
+            free(u->v[i].hash);
+            continue;
+        }
+        u->v[w++] = u->v[i];
+    }
+    u->n = w;
+}
+
+struct auth_users *auth_users_load(const char *path, buf_t *err)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        buf_printf(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0) {
+        buf_printf(err, "%s: %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
+    }
+    struct auth_users *u = xcalloc(1, sizeof(*u));
+    u->path = xstrdup(path);
+    u->dev = st.st_dev;
+    u->ino = st.st_ino;
+    u->size = st.st_size;
+    u->mtime = st.st_mtim;
+    char *line = NULL;
+    size_t lcap = 0;
+    int lineno = 0, cap = 0;
+    /* stable sort keeps file order among equal names for drop_duplicates */
+    while (getline(&line, &lcap, f) >= 0) {
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        parse_line(u, line, lineno, &cap);
+    }
+    int rerr = ferror(f);
+    if (line) {
+        explicit_bzero(line, lcap);
+        free(line);
+    }
+    fclose(f);
+    if (rerr) {
+        buf_printf(err, "%s: read error", path);
+        auth_users_free(u);
+        return NULL;
+    }
+    for (int i = 1; i < u->n; i++) {     /* insertion sort: stable, files are small */
+        struct auth_entry e = u->v[i];
+        int j = i;
+        for (; j > 0 && entry_cmp(&u->v[j - 1], &e) > 0; j--)
+            u->v[j] = u->v[j - 1];
+        u->v[j] = e;
+    }
+    drop_duplicates(u);
+    return u;
+}
+
+void auth_users_free(struct auth_users *u)
+{
+    if (u == NULL)
+        return;
+    for (int i = 0; i < u->n; i++) {
+        free(u->v[i].user);
+        explicit_bzero(u->v[i].hash, strlen(u->v[i].hash));
+        free(u->v[i].hash);
+    }
+    free(u->v);
+    free(u->path);
+    free(u);
+}
+
+int auth_users_refresh(struct auth_users **up)
+{
+    struct auth_users *u = *up;
+    struct stat st;
+    if (stat(u->path, &st) < 0) {
+        log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
+                 strerror(errno), u->n);
+        return -1;
+    }
+    if (st.st_dev == u->dev && st.st_ino == u->ino && st.st_size == u->size &&
+        st.st_mtim.tv_sec == u->mtime.tv_sec && st.st_mtim.tv_nsec == u->mtime.tv_nsec)
+        return 0;
+    buf_t err;
+    buf_init(&err, 64);
+    struct auth_users *n = auth_users_load(u->path, &err);
+    if (n == NULL) {
+        log_warn("auth.users changed but cannot be read: %s: keeping the %d users loaded "
+                 "before", err.data, u->n);
+        buf_free(&err);
+        return -1;
+    }
+    buf_free(&err);
+    log_info("auth.users %s re-read: %d users", n->path, n->n);
+    auth_users_free(u);
+    *up = n;
+    return 1;
+}
+
+int auth_users_count(const struct auth_users *u)
+{
+    return u ? u->n : 0;
+}
+
+const char *auth_users_hash(const struct auth_users *u, const char *user)
+{
+    if (u == NULL || u->n == 0)
+        return NULL;
+    struct auth_entry key = { (char *)user, NULL };
+    const struct auth_entry *e = bsearch(&key, u->v, (size_t)u->n, sizeof(*u->v), entry_cmp);
+    return e ? e->hash : NULL;
+}
+
+/* ---- checking one password ---------------------------------------------- */
+
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char dummy_hash[CRYPT_OUTPUT_SIZE];
+
+/* A real hash of nothing anyone knows, for unknown users. */
+static void dummy_init(void)
+{
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+    if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)) == NULL ||
+        crypt_rn("postern-dummy-password", setting, cd, (int)sizeof(*cd)) == NULL ||
+        str_copy(dummy_hash, sizeof(dummy_hash), cd->output) < 0)
+        str_copy(dummy_hash, sizeof(dummy_hash), "*");   /* crypt_rn then fails fast */
+    free(cd);
+}
+
+static int check_with(struct crypt_data *cd, const char *hash, const char *pass, size_t passlen)
+{
+    pthread_once(&dummy_once, dummy_init);
+    int known = hash != NULL;
+    const char *h = known ? hash : dummy_hash;
+    char pw[AUTH_FIELD_MAX + 1];
+    if (passlen > AUTH_FIELD_MAX || memchr(pass, '\0', passlen) != NULL) {
+        known = 0;          /* cannot match: still spend the time */
+        passlen = 0;
+    }
+    memcpy(pw, pass, passlen);
+    pw[passlen] = '\0';
+    const char *out = crypt_rn(pw, h, cd, (int)sizeof(*cd));
+    explicit_bzero(pw, sizeof(pw));
+    int ok = 0;
+    size_t hl = strlen(h);
+    if (out != NULL && out[0] != '*' && strlen(out) == hl)
+        ok = CRYPTO_memcmp(out, h, hl) == 0;
+    explicit_bzero(cd, sizeof(*cd));
+    return ok && known;
+}
+
+int auth_check(const char *hash, const char *pass, size_t passlen)
+{
+    struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+    int ok = check_with(cd, hash, pass, passlen);
+    free(cd);
+    return ok;
+}
+
+/* ---- the worker pool ---------------------------------------------------- */
+
+struct auth_job {
+    struct auth_job *next;
+    struct auth_pool *pool;
+    char *hash;                 /* NULL = unknown user */
+    char *pass;
+    size_t passlen;
+    int ok, cancelled;
+    auth_done_fn *done;
+    void *arg;
+};
+
+struct auth_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct auth_job *qhead, *qtail;     /* waiting for a worker */
+    struct auth_job *dhead, *dtail;     /* finished, for the loop */
+    int efd;
+    struct event *ev;
+    pthread_t *th;
+    int nth, stop;
+};
+
+static void job_free(struct auth_job *j)
+{
+    if (j->pass) {
+        explicit_bzero(j->pass, j->passlen);
+        free(j->pass);
+    }
+    free(j->hash);
+    free(j);
+}
+
+static void *worker(void *arg)
+{
+    struct auth_pool *p = arg;
+    struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->qhead == NULL && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stop)
+            break;
+        struct auth_job *j = p->qhead;
+        p->qhead = j->next;
+        if (p->qhead == NULL)
+            p->qtail = NULL;
+        int skip = j->cancelled;
+        pthread_mutex_unlock(&p->mu);
+        j->ok = skip ? 0 : check_with(cd, j->hash, j->pass, j->passlen);
+        explicit_bzero(j->pass, j->passlen);
+        pthread_mutex_lock(&p->mu);
+        j->next = NULL;
+        if (p->dtail)
+            p->dtail->next = j;
+        else
+            p->dhead = j;
+        p->dtail = j;
+        uint64_t one = 1;
+        ssize_t w = write(p->efd, &one, sizeof(one));
+        (void)w;
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(cd);
+    return NULL;
+}
+
+/* eventfd readable: hand finished jobs to their requesters. */
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct auth_pool *p = arg;
+    uint64_t v;
+    ssize_t r = read(p->efd, &v, sizeof(v));
+    (void)r;
+    pthread_mutex_lock(&p->mu);
+    struct auth_job *list = p->dhead;
+    p->dhead = p->dtail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (list) {
+        struct auth_job *j = list;
+        list = j->next;
+        if (!j->cancelled)
+            j->done(j->arg, j->ok);
+        job_free(j);
+    }
+}
+
+struct auth_pool *auth_pool_new(struct event_base *base, int nthreads)
+{
+    struct auth_pool *p = xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0)
+        log_fatal("eventfd: %m");
+    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_done, p);
+    if (p->ev == NULL || event_add(p->ev, NULL) < 0)
+        log_fatal("auth pool: cannot watch its eventfd");
+    p->nth = nthreads < 1 ? 1 : nthreads;
+    p->th = xcalloc((size_t)p->nth, sizeof(*p->th));
+    for (int i = 0; i < p->nth; i++) {
+        int e = pthread_create(&p->th[i], NULL, worker, p);
+        if (e != 0)
+            log_fatal("auth pool: pthread_create: %s", strerror(e));
+    }
+    return p;
+}
+
+void auth_pool_free(struct auth_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nth; i++)
+        pthread_join(p->th[i], NULL);
+    for (struct auth_job *j = p->qhead, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    for (struct auth_job *j = p->dhead, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    event_free(p->ev);
+    close(p->efd);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->th);
+    free(p);
+}
+
+struct auth_job *auth_pool_submit(struct auth_pool *p, const char *hash, const char *pass,
+                                  size_t passlen, auth_done_fn *done, void *arg)
+{
+    struct auth_job *j = xcalloc(1, sizeof(*j));
+    j->hash = hash ? xstrdup(hash) : NULL;
+    j->pass = xmalloc(passlen + 1);
+    memcpy(j->pass, pass, passlen);
+    j->pass[passlen] = '\0';
+    j->passlen = passlen;
+    j->done = done;
+    j->arg = arg;
+    j->pool = p;
+    pthread_mutex_lock(&p->mu);
+    if (p->qtail)
+        p->qtail->next = j;
+    else
+        p->qhead = j;
+    p->qtail = j;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return j;
+}
+
+void auth_job_cancel(struct auth_job *j)
+{
+    /* only the loop thread (the caller) frees jobs: a flag will do; the
+     * worker reads it under the lock before it starts hashing */
+    pthread_mutex_lock(&j->pool->mu);
+    j->cancelled = 1;
+    pthread_mutex_unlock(&j->pool->mu);
+}

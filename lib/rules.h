@@ -1,0 +1,126 @@
+/*
+ * rules.h - the rule language (PRODUCT.md "The rule language"): compile a
+ * *.rules file into an immutable program, evaluate one stage of one
+ * transaction against it.
+ *
+ * Used by filter (every stage's verdict), the CLI (`postern rules check`,
+ * `postern rules test`) and the tests. Pipeline: rl_lex.c -> rl_parse.c
+ * (AST, rl_ast.c) -> rl_check.c -> rl_compile.c (bytecode, rl_opcodes.def,
+ * rl_disasm.c) -> rl_vm.c (with rl_builtins.c, rl_ctx.c, rl_objects.c,
+ * rl_services.c). There is no tree-walking at run time.
+ *
+ * A program never changes after compilation except for the contents of
+ * file:TYPE objects (reloaded under a lock when the file changes) and the
+ * services' own state (each locks itself), so several threads may call
+ * rl_eval() on one program at once, each with its own rl_txn and result.
+ * Never does: run a shell, loop over untrusted input other than a list,
+ * evaluate without an instruction budget.
+ */
+#ifndef POSTERN_RULES_H
+#define POSTERN_RULES_H
+
+#include <stdint.h>
+#include "buf.h"
+#include "stage.h"
+
+/* ---- diagnostics ------------------------------------------------------ */
+struct rl_diag_item {
+    char *file;
+    int line, col;
+    char *msg;
+};
+struct rl_diag {
+    struct rl_diag_item *v;
+    int n, cap;
+};
+void rl_diag_free(struct rl_diag *d);             /* leaves d empty, reusable */
+/* "file:line:col: message" */
+void rl_diag_format(buf_t *out, const struct rl_diag_item *e);
+
+/* ---- compilation ------------------------------------------------------ */
+struct rl_program;
+/* Compile a file and its imports. NULL when anything is wrong; every error
+ * is appended to diags (which may be NULL: errors are then logged). */
+struct rl_program *rl_compile_file(const char *path, struct rl_diag *diags);
+/* Same from memory; name appears in messages, relative imports and file
+ * objects resolve against its directory. */
+struct rl_program *rl_compile_buffer(const char *name, const char *src, size_t len,
+                                     struct rl_diag *diags);
+void rl_program_free(struct rl_program *p);
+/* Human-readable bytecode, constants and rule table. */
+void rl_disasm(const struct rl_program *p, buf_t *out);
+/* Instructions one evaluation may execute (default RL_BUDGET_DEFAULT). */
+#define RL_BUDGET_DEFAULT 100000
+void rl_program_set_budget(struct rl_program *p, long budget);
+/* Number of rules + actions attached to a stage. */
+int rl_program_stage_rules(const struct rl_program *p, enum stage s);
+
+/* ---- the transaction context ------------------------------------------ */
+enum rl_field {
+    RL_CLIENT_IP = 0, RL_CLIENT_PTR, RL_HELO, RL_AUTH_USER, RL_TLS_VERSION,
+    RL_TLS_CIPHER, RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
+    RL_SPF, RL_DKIM, RL_DMARC, RL_F__COUNT
+};
+
+struct rl_msgcache;   /* headers/body read from the queue file (rl_ctx.c) */
+
+/* One SMTP session/transaction as the rules see it. The filter keeps one per
+ * session across stages. Strings are owned (set with rl_txn_set). */
+struct rl_txn {
+    char    *f[RL_F__COUNT];  /* never NULL after rl_txn_init ("" = unknown) */
+    uint32_t client_port;
+    uint64_t msg_size;        /* 0 = take it from the queue file */
+    char   **rcpts;           /* accepted recipients (rcpt_list) */
+    int      nrcpts, caprcpts;
+    int      faccept;         /* a pre-queue stage returned faccept */
+    int      faccept_stage;   /* enum stage that returned it */
+    char     faccept_rule[64];
+    struct rl_msgcache *msg;  /* lazily loaded from f[RL_MSG_PATH] */
+};
+void rl_txn_init(struct rl_txn *t);
+void rl_txn_free(struct rl_txn *t);      /* leaves t as rl_txn_init */
+void rl_txn_set(struct rl_txn *t, enum rl_field f, const char *v);  /* NULL = "" */
+void rl_txn_add_rcpt(struct rl_txn *t, const char *addr);
+/* New transaction in the same session (RSET, next MAIL): clears mail_from,
+ * rcpt, rcpt_list, queue id, message and a faccept given at mail or later. */
+void rl_txn_reset_mail(struct rl_txn *t);
+
+/* ---- evaluation -------------------------------------------------------- */
+enum rl_mut_kind {
+#define RL_MUT(id, name) RL_M_##id,
+#include "rl_muts.def"
+#undef RL_MUT
+    RL_M__COUNT
+};
+const char *rl_mut_name(enum rl_mut_kind k);
+
+struct rl_mutation {
+    enum rl_mut_kind kind;
+    char *rcpt;           /* delivery choices / add / remove / bcc: the address ("" = all) */
+    char *arg;            /* header name, host, lmtp address, quarantine name, new sender */
+    char *arg2;           /* header value */
+    char *rule;           /* rule or action that made it */
+};
+
+struct rl_result {
+    enum verdict status;
+    int  code;            /* 0 = the status's default (verdict_default) */
+    char enhanced[16];    /* "" = default */
+    char text[256];       /* "" = default */
+    char rule[64];        /* rule that decided; "" = none */
+    char quarantine[64];  /* quarantine name for V_QUARANTINE */
+    struct rl_mutation *muts;
+    int nmuts, capmuts;
+    long steps;           /* instructions executed */
+};
+void rl_result_init(struct rl_result *r);
+void rl_result_free(struct rl_result *r);   /* leaves r as rl_result_init */
+
+/* Run the rules of stage s. Returns the status (also in out->status).
+ * Instruction budget or memory cap exceeded: logged, V_DEFER. A service
+ * that failed temporarily: logged, V_TEMPFAIL. A stage without rules, or
+ * whose rules all said next: V_NEXT. After faccept at a pre-queue stage,
+ * later pre-queue stages return V_ACCEPT without running rules. */
+int rl_eval(const struct rl_program *p, enum stage s, struct rl_txn *t, struct rl_result *out);
+
+#endif
