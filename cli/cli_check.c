@@ -3,7 +3,7 @@
  * value error as file:line:col: key: message), then check what the file
  * points at: the user and group exist, the spool's parent directory exists,
  * TLS certificates and keys, DKIM keys and the users file are readable, the
- * rules file exists. A missing local.aliases file is not an error.
+ * rules file compiles. A missing local.aliases file is not an error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "rules.h"
 
 struct checker {
     const char *path;    /* config file, the prefix of every message */
@@ -104,6 +105,25 @@ static void check_root_files(struct checker *k, const struct config *cfg)
     }
 }
 
+/* Compile the rules as filter will: every error as file:line:col: message. */
+static void check_rules(struct checker *k, const char *path)
+{
+    struct rl_diag d = { 0 };
+    struct rl_program *p = rl_compile_file(path, &d);
+    for (int i = 0; i < d.n; i++) {
+        buf_t b;
+        buf_init(&b, 128);
+        rl_diag_format(&b, &d.v[i]);
+        fprintf(stderr, "%s\n", b.data);
+        buf_free(&b);
+        k->problems++;
+    }
+    if (p == NULL && d.n == 0)
+        problem(k, "rules", "%s does not compile", path);
+    rl_program_free(p);
+    rl_diag_free(&d);
+}
+
 static void check_files(struct checker *k, const struct config *cfg)
 {
     if (cfg->dns_unbound_config && *cfg->dns_unbound_config)
@@ -114,6 +134,8 @@ static void check_files(struct checker *k, const struct config *cfg)
             problem(k, "rules", "%s: %s", cfg->rules, strerror(errno));
         else if (!S_ISREG(st.st_mode))
             problem(k, "rules", "%s is not a regular file", cfg->rules);
+        else
+            check_rules(k, cfg->rules);
     }
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];

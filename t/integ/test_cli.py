@@ -116,3 +116,22 @@ def test_status_and_stop():
         s.proc.wait(30)
         r = s.postern("status")
         assert r.returncode == 1 and b"not running" in r.stdout + r.stderr
+
+
+def test_check_compiles_the_rules_file():
+    s = Suite(start=False)
+    try:
+        rules = os.path.join(s.dir, "main.rules")
+        with open(rules, "w") as f:
+            f.write('stage rcpt {\n  rule "typo" { if rcpt.domian == "x.test" { return deny; } }\n}\n')
+        s.write_conf(s.conf_text + f'rules = "{rules}";\n')
+        r = s.postern("check")
+        err = r.stderr.decode()
+        assert r.returncode == 1, err
+        assert f"{rules}:2:" in err and "domian" in err and "did you mean 'domain'" in err, err
+        with open(rules, "w") as f:
+            f.write('stage rcpt {\n  rule "ok" { if rcpt.domain == "x.test" { return deny; } }\n}\n')
+        r = s.postern("check")
+        assert r.returncode == 0, r.stderr.decode()
+    finally:
+        s.__exit__(None, None, None)
