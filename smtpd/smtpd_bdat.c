@@ -56,8 +56,8 @@ static void chunk_check(struct smtpd_session *s, uint64_t n)
         chunk_refuse(s, 503, "5.5.1", "Error: send EHLO first");
     } else if (t == NULL) {
         chunk_refuse(s, 503, "5.5.1", "Error: need MAIL command");
-    } else if (t->nrcpts == 0) {
-        chunk_refuse(s, 503, "5.5.1", "Error: need RCPT command");
+    } else if (t->nrcpts == 0 || t->nrcpts - t->nextra + t->nremoved == 0) {
+        chunk_refuse(s, 503, "5.5.1", "Error: need RCPT command");   /* rule-added ones do not count */
     } else if (max && (n > max || t->bdat_octets > max - n)) {
         chunk_refuse(s, 552, "5.3.4", "Message too big");
         drop_txn(s);

@@ -123,7 +123,8 @@ def test_postq_quarantine_then_release_delivers():
         qid = os.path.basename(files[0])
         _logged(s, rf'{qid}: quarantined in quarantine/junk by rule "hold junk"')
         rows = _queue(s)
-        assert [(r["id"], r["queue"]) for r in rows] == [(qid, "quarantine/junk")], rows
+        assert [(r["id"], r["queue"], r.get("quarantine")) for r in rows] == \
+            [(qid, "quarantine/junk", "junk")], rows
         assert rows[0]["recipients"][0]["status"] == "pending", rows
         js = json.loads(s.postern("queue", "show", qid, "--json", check=True).stdout)
         assert js["metadata"]["quarantine"] == "junk", js["metadata"]
@@ -198,3 +199,23 @@ def test_no_rules_no_postq_round_trip():
         assert reqs, "no FILTER_REQ traced at all"
         for l in reqs:
             assert not re.search(r"\bstage=(6|7)\b", l), l
+
+
+def test_qmgr_reconnects_after_filter_restart():
+    import signal
+    with _suite(ROUTE) as s:
+        _send(s, ["bob"], "first")
+        mbox = os.path.join(s.mail, "bob.mbox")
+        wait_for(lambda: os.path.exists(mbox) and os.path.getsize(mbox) > 0, 20, "bob's mbox")
+        old = s.child_pids("filter")
+        assert len(old) == 1, old
+        os.kill(old[0], signal.SIGKILL)
+        wait_for(lambda: s.child_pids("filter") and s.child_pids("filter") != old, 20,
+                 "a new filter process")
+        wait_for(s.banner_ok, 20, "220 banner after the filter restart")
+        _send(s, ["bob", "alice"], "second")
+        s.wait_delivered("alice", 1)
+        wait_for(lambda: open(mbox, "rb").read().count(b"Subject: second") == 1, 20,
+                 "the second message in bob's mbox")
+        s.wait_queue_empty()
+        assert not os.path.exists(os.path.join(s.mail, "bob", "Maildir"))

@@ -319,3 +319,33 @@ def test_family_rules_end_to_end():
         s.wait_delivered("jenny", 1)
         s.wait_delivered("john", 1)
         s.wait_delivered("jane", 2)
+
+
+def test_data_stage_envelope_mutations_rewrite_queue_file():
+    with rules_suite('''
+stage data {
+  action "env" {
+    if msg.subject == "copy me" { bcc("jane@example.test"); rewrite_mail_from("bounce@ok.example"); }
+    if msg.subject == "drop bob" { remove_rcpt("bob@example.test"); }
+  }
+}
+stage mail { action "bcc at mail" { if mail_from.local_part == "jenny" { bcc("mum@example.test"); } } }
+''') as s:
+        c = session(s)
+        c.sendmail("a@ok.example", ["bob@example.test"], make_message(20, subject="copy me"))
+        c.sendmail("a@ok.example", ["bob@example.test", "carl@example.test"],
+                   make_message(21, subject="drop bob"))
+        # a recipient added by a rule does not stand in for the client's own
+        c.mail("jenny@ok.example")
+        code, _ = c.docmd("DATA")
+        assert code == 554, code
+        c.rset()
+        c.sendmail("jenny@ok.example", ["carl@example.test"], make_message(22))
+        c.quit()
+        bob = s.wait_delivered("bob", 1)
+        jane = s.wait_delivered("jane", 1)
+        s.wait_delivered("carl", 2)
+        s.wait_delivered("mum", 1)
+        assert read(bob[0]).startswith(b"Return-Path: <bounce@ok.example>")
+        assert read(jane[0]).startswith(b"Return-Path: <bounce@ok.example>")
+        assert b"Subject: copy me" in read(jane[0])
