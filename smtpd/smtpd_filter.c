@@ -374,8 +374,11 @@ void smtpd_filter_init(struct event_base *base)
 
 int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
 {
-    if (fbev == NULL || !f_hello)
-        return -1;                  /* not up (yet): 451 */
+    if (fbev == NULL)
+        return -1;                  /* down: 451 */
+    /* Connected but the handshake is still on its way (a fresh smtpd after
+     * a reload): queue behind it - filter answers in order after its HELLO,
+     * and a filter that never says HELLO fails these within HELLO_TIMEOUT. */
     const struct smtpd_txn *t = s->txn ? s->txn : s->wait_txn;
     char tlsv[32] = "";                 /* s->tls_info is "VERSION CIPHER" */
     const char *cipher = "";
@@ -400,7 +403,7 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
     ipc_put_filter_req(&b, &q);
     bufferevent_write(fbev, b.data, b.len);
     buf_free(&b);
-    if (phead == NULL) {
+    if (phead == NULL && f_hello) {
         /* the answer clock starts now, not at the last read of an idle link */
         struct timeval tv = { FILTER_TIMEOUT, 0 };
         bufferevent_set_timeouts(fbev, &tv, NULL);

@@ -156,7 +156,7 @@ def test_exchange_forms():
         r, _ = tls_session(s.ports["submission"])
         r.cmd("AUTH PLAIN " + b64("\0evil\r\nFAKE: line\0x"))
         r.close()
-        wait_for(lambda: "evil\\x0d\\x0aFAKE" in s.log(), 5, "escaped user in the log")
+        wait_for(lambda: "evil\\x0d\\x0aFAKE" in s.log(), 15, "escaped user in the log")
         assert "\nFAKE: line" not in s.log()
 
 
