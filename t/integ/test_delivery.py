@@ -1,6 +1,7 @@
 """Whole-suite delivery tests: many concurrent messages arrive byte-identical,
 children run unprivileged, crashes of any process lose and duplicate nothing."""
 import collections
+import json
 import os
 import random
 import re
@@ -188,5 +189,36 @@ def test_mbox_delivery():
         assert b"\n>From the start\n" in data
         assert b"\n>>From quoted\n" in data
         assert b"Delivered-To: bob@example.test\n" in data
+    finally:
+        s.__exit__(None, None, None)
+
+
+def test_json_logs_carry_the_queue_id():
+    s = Suite(start=False)
+    try:
+        s.write_conf(s.conf_text.replace('format = "text"', 'format = "json"'))
+        s.start()
+        with s.smtp() as c:
+            c.ehlo("json.example")
+            c.mail("sender@example.test")
+            c.rcpt("alice@example.test")
+            code, text = c.data(make_message(3))
+        assert code == 250, text
+        qid = text.decode().rsplit(" ", 1)[-1]
+        s.wait_delivered("alice", 1)
+        s.wait_queue_empty()
+        s.stop()
+        rows = []
+        for line in s.log().splitlines():
+            if not line.startswith("{"):
+                continue
+            rows.append(json.loads(line))          # every line is valid JSON
+        assert rows and all({"ts", "prog", "pid", "level", "msg"} <= set(r) for r in rows)
+        mine = [r for r in rows if qid in r["msg"] or r.get("qid") == qid]
+        progs = {r["prog"] for r in mine}
+        assert {"cleanup", "qmgr"} <= progs, progs
+        for r in mine:                             # once known, on every line
+            assert r.get("qid") == qid, r
+        assert any("status=sent" in r["msg"] for r in mine), mine
     finally:
         s.__exit__(None, None, None)
