@@ -37,7 +37,7 @@
 #include "log.h"
 
 #define FILTER_TIMEOUT     120      /* seconds without an answer while requests wait */
-#define HELLO_TIMEOUT      5        /* seconds for filter's HELLO (master holds the
+#define HELLO_TIMEOUT      2        /* seconds for filter's HELLO (master holds the
                                      * socket: connect succeeds while filter is down) */
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     10000
@@ -374,11 +374,13 @@ void smtpd_filter_init(struct event_base *base)
 
 int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
 {
-    if (fbev == NULL)
-        return -1;                  /* down: 451 */
     /* Connected but the handshake is still on its way (a fresh smtpd after
      * a reload): queue behind it - filter answers in order after its HELLO,
-     * and a filter that never says HELLO fails these within HELLO_TIMEOUT. */
+     * and a filter that never says HELLO fails these within HELLO_TIMEOUT.
+     * Once a handshake has failed (filter down or crash-looping), answer
+     * 451/421 at once until a HELLO arrives again. */
+    if (fbev == NULL || (!f_hello && down_logged))
+        return -1;
     const struct smtpd_txn *t = s->txn ? s->txn : s->wait_txn;
     char tlsv[32] = "";                 /* s->tls_info is "VERSION CIPHER" */
     const char *cipher = "";
