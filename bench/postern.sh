@@ -3,13 +3,17 @@
 # 127.0.0.1:$PT_PORT with everything under one folder T:
 #   T/postern.conf, T/spool, T/mail/%u/Maildir, T/postern.log (stderr of `run`)
 #
-#   postern.sh setup T discard|maildir  create T and its config
+#   postern.sh setup T discard|maildir|tls  create T and its config
+#                                       (tls: discard + STARTTLS with
+#                                       $BENCH_TLS_CERT / $BENCH_TLS_KEY)
 #   postern.sh start T                  `$POSTERN_ROOT/bin/postern -c T/postern.conf run &`
 #   postern.sh stop T                   SIGTERM the master, wait for every process
 #   postern.sh master-pid T             the master's pid
 #   postern.sh queue-dirs T / maildir-new T
 #
 # POSTERN_ROOT: the tree holding bin/postern and libexec/* (default: the repo).
+# PT_RULES: a rules file for the instance (rules = "..."; default: none).
+# PT_LIMITS: replaces the limits { } block.
 set -u
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -22,7 +26,7 @@ pt_available() {
 }
 
 pt_setup() {
-    local T=$1 scen=$2 local_block
+    local T=$1 scen=$2 local_block tls_block="" rules_line=""
     ensure_user "$PT_USER"
     mkdir -p "$T/mail"
     chmod 755 "$T"
@@ -30,11 +34,17 @@ pt_setup() {
     case "$scen" in
         discard) local_block='local { mailbox = "discard"; }';;
         maildir) local_block="local { mailbox = \"maildir\"; maildir = \"$T/mail/%u/Maildir\"; }";;
+        tls)     local_block='local { mailbox = "discard"; }'
+                 [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||
+                     die "postern.sh setup tls: BENCH_TLS_CERT / BENCH_TLS_KEY not set"
+                 # smtpd reads the key as root before dropping privileges
+                 tls_block="tls { level = \"may\"; certificate = \"$BENCH_TLS_CERT\"; key = \"$BENCH_TLS_KEY\"; }";;
         *) die "postern.sh setup: unknown scenario $scen";;
     esac
     # limits: like Postfix's process limit raised to 300 in bench-peers, so
     # that 50-way load and 200 idle sessions from 127.0.0.1 are all served.
     local limits=${PT_LIMITS:-'limits { sessions = 10000; sessions_per_ip = 1000; }'}
+    [ -n "${PT_RULES:-}" ] && rules_line="rules = \"$PT_RULES\";"
     cat > "$T/postern.conf" <<EOF
 # written by bench/postern.sh ($scen scenario)
 hostname = "mta.bench.test";
@@ -46,6 +56,8 @@ local_domains = ["bench.test"];
 mynetworks    = ["127.0.0.0/8"];
 $local_block
 $limits
+$tls_block
+$rules_line
 EOF
 }
 

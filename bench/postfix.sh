@@ -5,7 +5,9 @@
 #   R/etc (main.cf, master.cf), R/spool, R/data, R/mail (Maildir base), R/maillog
 #
 #   postfix.sh install                  install the package (unconfigured) if missing
-#   postfix.sh setup R discard|maildir  create R and its config
+#   postfix.sh setup R discard|maildir|tls  create R and its config
+#                                       (tls: discard + smtpd_tls_* with
+#                                       $BENCH_TLS_CERT / $BENCH_TLS_KEY)
 #   postfix.sh start R                  start it (127.0.0.1:$PF_PORT), wait for the port
 #   postfix.sh stop R                   stop it and wait for every process to exit
 #   postfix.sh master-pid R             the master's pid (root of all its processes)
@@ -48,6 +50,9 @@ pf_setup() {
     case "$scen" in
         discard) transport="discard:";;
         maildir) transport="virtual";;
+        tls)     transport="discard:"
+                 [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||
+                     die "postfix.sh setup tls: BENCH_TLS_CERT / BENCH_TLS_KEY not set";;
         *) die "postfix.sh setup: unknown scenario $scen";;
     esac
     [ -n "$PF_PEERS" ] && [ -f "$PF_PEERS/main.cf.in" ] ||
@@ -72,6 +77,18 @@ pf_setup() {
 # added by bench/postfix.sh
 maillog_file_prefixes = /var, /dev/stdout, $R
 EOF
+    if [ "$scen" = tls ]; then
+        # STARTTLS offered, same certificate as Postern's; tlsmgr (absent from
+        # the recipe's master.cf) as in Debian's stock master.cf: smtpd asks it
+        # for PRNG seed and session cache policy.
+        cat >> "$R/etc/main.cf" <<EOF
+smtpd_tls_cert_file = $BENCH_TLS_CERT
+smtpd_tls_key_file = $BENCH_TLS_KEY
+smtpd_tls_security_level = may
+EOF
+        grep -q '^tlsmgr' "$R/etc/master.cf" ||
+            echo 'tlsmgr    unix  -       -       n       1000?   1       tlsmgr' >> "$R/etc/master.cf"
+    fi
     # check runs post-install create-missing: it creates the queue
     # directories with Postfix's owners and modes. If anything is still off
     # (e.g. a reused root), set-permissions fixes the owners and modes.

@@ -1,12 +1,18 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
 #
-#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|idle]...
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|idle|hold|tls|rules]...
 #
-# Scenarios (default: all three):
+# Scenarios (default: all):
 #   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
 #   maildir  accept + queue + delivery to one Maildir (accepted/s, delivered/s)
 #   idle     Pss growth of the MTA's processes per idle SMTP session (KB)
+#   hold     BENCH_HOLD idle sessions on Postern alone
+#   tls      discard over STARTTLS, same self-signed certificate for both,
+#            load from bench/tls-source.c (accepted/s at BENCH_TLS_CONC)
+#   rules    Postern alone: `postern rules bench` (median ns per stage for
+#            100-rule sets) and the filter round trip per SMTP stage (µs,
+#            one trivial rule per stage vs no rules file)
 # Load: smtp-source -s CONC -m N -l 2048, one message per connection (its
 # default; BENCH_SMTP_SOURCE_OPTS=-d keeps one connection per session).
 #
@@ -16,7 +22,10 @@
 # run, and again for the delivery wait after it),
 # BENCH_TMP (/var/tmp: must be a real disk, fsync matters), BENCH_KEEP=1
 # (keep the work folder), POSTERN_ROOT (tree with bin/ and libexec/),
-# PF_PORT (10025), PT_PORT (10026).
+# PF_PORT (10025), PT_PORT (10026; the rules scenario also uses PT_PORT+1),
+# BENCH_TLS_N (1500), BENCH_TLS_CONC ("10 50"), BENCH_LAT_N (2000 sessions
+# per instance for the round-trip latency), CC (cc, builds tls-source),
+# BENCH_TLS_OPTS (extra tls-source options, e.g. -q: ACK at once, see tls-source.c).
 # Results: a table on stdout and in run/bench-results.txt; every single
 # measurement in run/bench-raw.txt.
 set -u
@@ -42,16 +51,19 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|idle|hold) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|idle|hold";; esac;;
+                        discard|maildir|idle|hold|tls|rules) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|idle|hold|tls|rules";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir idle hold}
+SCENARIOS=${SCENARIOS:-discard maildir idle hold tls rules}
 BENCH_HOLD=${BENCH_HOLD:-10000}
+BENCH_TLS_N=${BENCH_TLS_N:-1500}
+BENCH_TLS_CONC=${BENCH_TLS_CONC:-10 50}
+BENCH_LAT_N=${BENCH_LAT_N:-2000}
 
 [ "$(id -u)" = 0 ] || die "run as root (private Postfix/Postern instances need it)"
 
@@ -72,6 +84,19 @@ chmod 755 "$WORK"
 RAW=$WORK/bench-raw.txt
 RESULTS=$WORK/bench-results.txt
 : > "$RAW"
+
+# ---- tls: one self-signed certificate per run, and the load generator -------
+if [[ " $SCENARIOS " == *" tls "* ]]; then
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mta.bench.test \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" >"$WORK/tls/req.log" 2>&1 ||
+        { cat "$WORK/tls/req.log" >&2; die "openssl req failed"; }
+    chmod 600 "$WORK/tls/key.pem"   # root only: both smtpds read it before dropping privileges
+    export BENCH_TLS_CERT=$WORK/tls/cert.pem BENCH_TLS_KEY=$WORK/tls/key.pem
+    TLS_SOURCE=$WORK/tls-source
+    ${CC:-cc} -O2 -o "$TLS_SOURCE" "$BENCH_DIR/tls-source.c" -lssl -lcrypto -lpthread 2>"$WORK/tls/cc.log" ||
+        { cat "$WORK/tls/cc.log" >&2; die "cannot build bench/tls-source.c (needs cc and libssl-dev)"; }
+fi
 
 STARTED_PF="" STARTED_PT=""
 cleanup() {
@@ -134,8 +159,14 @@ one_run() {
     fi
     wpid=$!
     t0=$(now)
-    timeout "$BENCH_TIMEOUT" "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
-        -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
+    if [ "$scen" = tls ]; then
+        # stdout: "elapsed S cpu S ok N failed N"; errors on stderr
+        timeout "$BENCH_TIMEOUT" "$TLS_SOURCE" ${BENCH_TLS_OPTS:-} -s "$conc" -m "$n" -l 2048 \
+            -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ts.out" 2>"$WORK/ss.err"
+    else
+        timeout "$BENCH_TIMEOUT" "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
+            -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
+    fi
     rc=$?
     t1=$(now)
     touch "$gate"
@@ -161,8 +192,18 @@ one_run() {
     [ "$scen" = maildir ] && { wait_done empty 30 $(queue_dirs "$m" "$d") >/dev/null || purge_queue "$m" "$d"; }
     find "$new" -type f -delete 2>/dev/null
     if [ -n "$rep" ]; then
-        printf '%s %s conc=%s n=%s rep=%s accepted/s=%s delivered/s=%s smtp-source=%.3fs\n' \
-            "$(mta_name "$m")" "$scen" "$conc" "$n" "$rep" "$acc" "$del" "$(calc "$t1 - $t0")" >> "$RAW"
+        local gen=smtp-source
+        if [ "$scen" = tls ]; then
+            # the generator's own CPU share: cpu seconds / (wall seconds x cores)
+            local gcpu; gcpu=$(awk '{ print $4 }' "$WORK/ts.out" 2>/dev/null)
+            gen=tls-source
+            if [ -n "$gcpu" ]; then
+                add_res "$m,$scen,$conc,gcpu" "$(calc "100 * $gcpu / (($t1 - $t0) * $(nproc))")"
+                gen="tls-source cpu=${gcpu}s"
+            fi
+        fi
+        printf '%s %s conc=%s n=%s rep=%s accepted/s=%s delivered/s=%s %s=%.3fs\n' \
+            "$(mta_name "$m")" "$scen" "$conc" "$n" "$rep" "$acc" "$del" "$gen" "$(calc "$t1 - $t0")" >> "$RAW"
         add_res "$m,$scen,$conc,acc" "$acc"
         add_res "$m,$scen,$conc,del" "$del"
     fi
@@ -215,15 +256,17 @@ MTAS=""
 
 T_START=$(now)
 for scen in $SCENARIOS; do
-    case $scen in idle|hold) continue;; esac
+    case $scen in idle|hold|rules) continue;; esac
     say "scenario $scen: starting instances"
     declare -A DIR=()
     for m in $MTAS; do DIR[$m]=$WORK/$m-$scen; start_mta "$m" "$scen" "${DIR[$m]}"; done
     # warm-up (untimed): Postfix spawns its smtpd/cleanup/delivery processes,
     # both fill their caches
     for m in $MTAS; do measure "$m" "$scen" 10 200; done
-    for conc in $BENCH_CONC; do
+    concs=$BENCH_CONC; [ "$scen" = tls ] && concs=$BENCH_TLS_CONC
+    for conc in $concs; do
         n=$BENCH_N; [ "$conc" = 1 ] && n=$BENCH_N1
+        [ "$scen" = tls ] && n=$BENCH_TLS_N
         for rep in $(seq 1 "$BENCH_REPS"); do
             # interleaved, so that drift over the sitting hits both alike
             for m in $MTAS; do measure "$m" "$scen" "$conc" "$n" "$rep"; done
@@ -292,6 +335,63 @@ if [[ " $SCENARIOS " == *" hold "* ]] && [[ " $MTAS " == *" pt "* ]]; then
     stop_mta pt "$d"
 fi
 
+# ---- rules: rule evaluation cost and the filter round trip (Postern alone) -----
+if [[ " $SCENARIOS " == *" rules "* ]] && [[ " $MTAS " == *" pt "* ]]; then
+    rd=$WORK/rules; mkdir -p "$rd"; chmod 755 "$rd"
+    # (a) in-process: `postern rules bench [FILE]` evaluates the rcpt stage of
+    # the file (default: its built-in generated 100-rule policy) 31 x 2000
+    # times and prints the median ns per stage evaluation. gen-rules.py writes
+    # 100 rules of each stage's kind (put at rcpt, which sees every field of
+    # the earlier stages); the data stage cannot be run by it (no message).
+    "$PY" "$BENCH_DIR/gen-rules.py" policy > "$rd/policy.rules"
+    if ! "$POSTERN_ROOT/bin/postern" rules check "$rd/policy.rules" > "$rd/check.out" 2>&1; then
+        say "rules: the generated 100-rule policy does not compile: $(head -c 300 "$rd/check.out")"
+        NOTES="$NOTES
+# rules: generated policy (all five stages) does not compile"
+    fi
+    for k in builtin connect helo mail rcpt; do
+        f=""
+        if [ "$k" != builtin ]; then f=$rd/$k.rules; "$PY" "$BENCH_DIR/gen-rules.py" "$k" > "$f"; fi
+        out=$("$POSTERN_ROOT/bin/postern" rules bench $f 2>&1)
+        ns=$(printf '%s\n' "$out" | awk '/^median/ { print $2 }')
+        ins=$(printf '%s\n' "$out" | sed -n 's/.* \([0-9]*\) instructions per evaluation.*/\1/p')
+        printf 'Postern rules-bench set=%s ns/stage=%s instructions=%s | %s\n' "$k" "${ns:-n/a}" "${ins:-?}" \
+            "$(printf '%s' "$out" | tr '\n' ' ')" >> "$RAW"
+        say "rules bench $k: ${ns:-n/a} ns per stage evaluation (${ins:-?} instructions)"
+        [ -n "$ns" ] || NOTES="$NOTES
+# rules bench $k failed: $(printf '%s' "$out" | head -c 200)"
+        RES[pt,rules,$k]=${ns:-n/a}
+        RES[pt,rules,$k,ins]=${ins:-?}
+    done
+    # (b) the filter round trip: two instances side by side, no rules file
+    # (smtpd skips the stages) and one trivial rule at connect/helo/mail/rcpt;
+    # latency.py alternates between them (blocks of 50 sessions, conc 1) and
+    # prints the median latency per command; the difference is the round trip.
+    "$PY" "$BENCH_DIR/gen-rules.py" trivial > "$rd/trivial.rules"
+    chmod 644 "$rd"/*.rules
+    P0=$PT_PORT P1=$((PT_PORT + 1))
+    PT_PORT=$P0 start_mta pt discard "$WORK/pt-rules-none"
+    PT_PORT=$P1 PT_RULES=$rd/trivial.rules start_mta pt discard "$WORK/pt-rules-trivial"
+    sleep 1
+    for rep in $(seq 1 "$BENCH_REPS"); do
+        "$PY" "$BENCH_DIR/latency.py" 127.0.0.1 "$BENCH_LAT_N" "$P0" "$P1" > "$rd/lat.out" 2>&1
+        while read -r port rest; do
+            case "$port" in "$P0") v=none;; "$P1") v=trivial;; *) continue;; esac
+            printf 'Postern rules-latency rep=%s policy=%s sessions=%s %s\n' "$rep" "$v" "$BENCH_LAT_N" "$rest" >> "$RAW"
+            for kv in $rest; do
+                case "$kv" in banner=*|ehlo=*|mail=*|rcpt=*) add_res "pt,lat,$v,${kv%%=*}" "${kv#*=}";; esac
+                case "$kv" in failed=0) ;; failed=*) NOTES="$NOTES
+# rules latency rep $rep ($v policy): $kv $(printf '%s' "$rest" | sed 's/.*failed=[0-9]* *//')";; esac
+            done
+        done < "$rd/lat.out"
+        grep -qE "^$P1 " "$rd/lat.out" || { say "latency.py: $(head -c 300 "$rd/lat.out")"; NOTES="$NOTES
+# rules latency rep $rep: latency.py failed"; }
+    done
+    PT_PORT=$P0 stop_mta pt "$WORK/pt-rules-none"
+    PT_PORT=$P1 stop_mta pt "$WORK/pt-rules-trivial"
+    RES[pt,rules]=1
+fi
+
 # ---- report ------------------------------------------------------------------
 {
     pfv=$(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
@@ -318,11 +418,45 @@ fi
             done
         done
     done
+    if [[ " $SCENARIOS " == *" tls "* ]]; then
+        for conc in $BENCH_TLS_CONC; do
+            a=$(median ${RES[pf,tls,$conc,acc]:-n/a})
+            b=$(median ${RES[pt,tls,$conc,acc]:-n/a})
+            printf '%-18s %5s %10s %10s %8s\n' "STARTTLS accept" "$conc" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
+        done
+    fi
     if [[ " $SCENARIOS " == *" idle "* ]]; then
         a=${RES[pf,idle]:-n/a}; b=${RES[pt,idle]:-n/a}
         printf '%-18s %5s %10s %10s %8s\n' "idle KB/session" "$BENCH_IDLE" "$(fmt_num "$a")" "$(fmt_num "$b")" "$(ratio "$a" "$b")"
     fi
     [ -n "${RES[pt,hold]:-}" ] && printf '%-18s %5s %10s %21s\n' "sessions held" "$BENCH_HOLD" "n/a" "${RES[pt,hold]}"
+    if [[ " $SCENARIOS " == *" tls "* ]]; then
+        g=""
+        for m in pf pt; do for conc in $BENCH_TLS_CONC; do
+            v=$(median ${RES[$m,tls,$conc,gcpu]:-n/a}); g="$g $(mta_name "$m") c=$conc: $(fmt_num "$v")%"
+        done; done
+        echo "# STARTTLS: bench/tls-source (C, OpenSSL: full TLS handshake per message, one message per"
+        echo "#   connection, N=$BENCH_TLS_N, discard delivery, RSA-2048 self-signed certificate for both);"
+        echo "#   generator CPU share of the machine (median):$g"
+        [ -n "${BENCH_TLS_OPTS:-}" ] && echo "#   tls-source options: $BENCH_TLS_OPTS"
+    fi
+    if [ -n "${RES[pt,rules]:-}" ]; then
+        echo "# Postern rules: \`postern rules bench\` (in-process), median ns per stage evaluation, 100 rules, no rule decides"
+        printf '%-18s %10s %13s\n' "rule set" "ns/stage" "instructions"
+        for k in builtin connect helo mail rcpt; do
+            label="$k-kind rules"; [ "$k" = builtin ] && label="built-in policy"
+            printf '%-18s %10s %13s\n' "$label" "${RES[pt,rules,$k]:-n/a}" "${RES[pt,rules,$k,ins]:-?}"
+        done
+        echo "# Postern filter round trip: median latency (µs) per command at conc 1, $BENCH_LAT_N sessions x $BENCH_REPS reps,"
+        echo "#   no rules file vs one trivial rule at connect/helo/mail/rcpt; extra = difference (median of reps)"
+        printf '%-18s %10s %10s %10s\n' "stage" "no rules" "1 rule" "extra µs"
+        for st in banner ehlo mail rcpt; do
+            a=$(median ${RES[pt,lat,none,$st]:-n/a}); b=$(median ${RES[pt,lat,trivial,$st]:-n/a})
+            case "$a$b" in *n/a*) x=n/a;; *) x=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }');; esac
+            label=$st; [ "$st" = banner ] && label="connect (banner)"
+            printf '%-18s %10s %10s %10s\n' "$label" "$a" "$b" "$x"
+        done
+    fi
     [ -n "$NOTES" ] && echo "# problems:$NOTES"
     echo "# total bench time $(calc "$(now) - $T_START" | cut -d. -f1) s; raw runs: run/bench-raw.txt"
 } > "$RESULTS"
