@@ -178,6 +178,12 @@ void clf_close(struct cl_ctx *ctx);
 void clq_wakeup(struct cl_ctx *ctx, const char *qid);
 void clq_close(struct cl_ctx *ctx);
 
+/* cleanup_recycle.c: tmp/ID for a new transaction (path, size >= 64), on a
+ * recycled inode (tmp/.free-*, left by qmgr) when one is known; the fd
+ * (O_WRONLY, empty) or -1 with errno. */
+#define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
+int  cl_tmp_create(char *path, size_t size, const char *qid);
+
 /* cleanup_commit.c */
 struct cl_pool *clc_start(struct event_base *base, int nthreads,
                           void (*done)(struct cl_txn *t, void *arg), void *arg);

@@ -4,12 +4,36 @@
  *
  * N worker threads take finished files from the submit queue and each does
  * fsync(file), close, rename(tmp/ID -> incoming/ID) - several fsyncs run in
- * parallel, so no message waits behind a single writer. Renamed entries
- * then wait for the committer thread, which fsyncs incoming/ ONCE for every
- * entry renamed so far; entries renamed while that fsync runs form the next
- * batch. Only after that directory fsync is an entry complete: it goes to
- * the completion list and the event loop is woken through an eventfd, and
- * only then may smtpd hear "queued" (TESTING.md item 9).
+ * parallel, so no message waits behind a single writer. Then the entry must
+ * wait for an fsync(incoming/) that STARTED after its rename. Group commit,
+ * leader/follower style, with no extra thread: a worker whose rename is done
+ * appends the entry to the renamed list; if no directory fsync is running it
+ * becomes the leader: it takes every renamed entry so far, fsyncs incoming/
+ * once for all of them, completes them, and repeats while entries were
+ * renamed during its fsync (those need a fresh one). If a directory fsync is
+ * already running, the worker leaves its entry to that leader (who looks
+ * again before it steps down: both happen under the mutex, so no entry is
+ * stranded) and goes back to the submit queue at once - followers never
+ * block. A lone message thus costs loop -> worker -> loop (eventfd): no
+ * committer hop.
+ *
+ * Only after that directory fsync is an entry complete: it goes to the
+ * completion list and the event loop is woken through an eventfd, and only
+ * then may smtpd hear "queued" and qmgr get its QMGR_WAKEUP (TESTING.md
+ * item 9). A queue file reaches incoming/ only complete (END record written)
+ * and fsynced, so whatever qmgr finds there by scanning - even before the
+ * directory fsync - is whole; a crash before the directory fsync can only
+ * lose a name whose message was never acknowledged.
+ *
+ * Considered and rejected: rename before fsync(file), so that one journal
+ * commit covers data, inode and directory entry. It would let incoming/
+ * hold a name whose content is not on disk; after a crash qmgr could find a
+ * truncated or (for multi-block files on a non-journalled or data=writeback
+ * filesystem) partly zero-filled file with a valid END record - a corrupt
+ * message that was never acknowledged, delivered besides the client's
+ * retry. It would also gain nothing on the non-journalled ext4 the
+ * benchmarks run on (ext4_fsync_nojournal writes inode and directory blocks
+ * separately anyway).
  *
  * Worker threads never log (the log module's queue-id slot belongs to the
  * loop) and touch only the commit fields of a transaction; errors are
@@ -37,14 +61,12 @@ struct tq { struct cl_txn *head, *tail; };
 struct cl_pool {
     pthread_mutex_t mu;
     pthread_cond_t work_cv;       /* submit queue non-empty or quitting */
-    pthread_cond_t commit_cv;     /* renamed list non-empty or quitting */
     struct tq submit, renamed, done;
     int quit;
+    int syncing;                  /* a worker leads a directory fsync */
     int inflight;                 /* submitted, not yet handed back (loop thread only) */
     int nthreads;
-    int workers_alive;            /* the committer outlives every worker */
     pthread_t *workers;
-    pthread_t committer;
     int dirfd;                    /* incoming/ */
     int efd;                      /* eventfd: completions pending */
     struct event *ev;
@@ -173,6 +195,40 @@ static void block_signals(void)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
 
+/* Group commit, called locked with t just renamed: leave t to the running
+ * leader, or lead - one fsync(incoming/) per batch of renamed entries until
+ * none is left. Returns locked. */
+static void group_commit_locked(struct cl_pool *p, struct cl_txn *t)
+{
+    tq_push(&p->renamed, t);
+    if (p->syncing)
+        return;                 /* the leader looks again before it steps down */
+    p->syncing = 1;
+    while (p->renamed.head) {
+        struct cl_txn *batch = tq_take_all(&p->renamed);
+        pthread_mutex_unlock(&p->mu);
+        int err = fsync(p->dirfd) < 0 ? errno : 0;
+        int n = 0;
+        for (struct cl_txn *e = batch; e; e = e->cnext)
+            n++;
+        for (struct cl_txn *e = batch; e; e = e->cnext)
+            e->cbatch = n;
+        if (err) {
+            /* the names may not be durable: take them back, 4xx to the client */
+            for (struct cl_txn *e = batch; e; e = e->cnext) {
+                char dst[160];
+                incoming_path(e, dst, sizeof(dst));
+                unlink(dst);
+                e->cerr = err;
+                e->cwhere = "fsync(incoming/)";
+            }
+        }
+        pthread_mutex_lock(&p->mu);
+        complete_locked(p, batch);
+    }
+    p->syncing = 0;
+}
+
 static void *worker_main(void *arg)
 {
     struct cl_pool *p = arg;
@@ -191,50 +247,11 @@ static void *worker_main(void *arg)
         int r = commit_file(t);
         pthread_mutex_lock(&p->mu);
         if (r == 0) {
-            tq_push(&p->renamed, t);
-            pthread_cond_signal(&p->commit_cv);
+            group_commit_locked(p, t);
         } else {            /* failed, or quarantined (complete already) */
             t->cnext = NULL;
             complete_locked(p, t);
         }
-    }
-    p->workers_alive--;
-    pthread_cond_signal(&p->commit_cv);
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Group commit: one fsync(incoming/) per batch of renamed entries. */
-static void *committer_main(void *arg)
-{
-    struct cl_pool *p = arg;
-    block_signals();
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->renamed.head == NULL && !(p->quit && p->workers_alive == 0))
-            pthread_cond_wait(&p->commit_cv, &p->mu);
-        if (p->renamed.head == NULL)
-            break;
-        struct cl_txn *batch = tq_take_all(&p->renamed);
-        pthread_mutex_unlock(&p->mu);
-        int err = fsync(p->dirfd) < 0 ? errno : 0;
-        int n = 0;
-        for (struct cl_txn *t = batch; t; t = t->cnext)
-            n++;
-        for (struct cl_txn *t = batch; t; t = t->cnext)
-            t->cbatch = n;
-        if (err) {
-            /* the names may not be durable: take them back, 4xx to the client */
-            for (struct cl_txn *t = batch; t; t = t->cnext) {
-                char dst[160];
-                incoming_path(t, dst, sizeof(dst));
-                unlink(dst);
-                t->cerr = err;
-                t->cwhere = "fsync(incoming/)";
-            }
-        }
-        pthread_mutex_lock(&p->mu);
-        complete_locked(p, batch);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -271,7 +288,6 @@ struct cl_pool *clc_start(struct event_base *base, int nthreads,
     p->arg = arg;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
-    pthread_cond_init(&p->commit_cv, NULL);
     p->dirfd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (p->dirfd < 0)
         log_fatal("open %s: %m", SPOOL_INCOMING);
@@ -281,15 +297,11 @@ struct cl_pool *clc_start(struct event_base *base, int nthreads,
     p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_complete, p);
     event_add(p->ev, NULL);
     p->workers = xcalloc((size_t)nthreads, sizeof(*p->workers));
-    p->workers_alive = nthreads;
     for (int i = 0; i < nthreads; i++) {
         int e = pthread_create(&p->workers[i], NULL, worker_main, p);
         if (e)
             log_fatal("pthread_create: %s", strerror(e));
     }
-    int e = pthread_create(&p->committer, NULL, committer_main, p);
-    if (e)
-        log_fatal("pthread_create: %s", strerror(e));
     return p;
 }
 
@@ -313,17 +325,14 @@ void clc_stop(struct cl_pool *p)
     pthread_mutex_lock(&p->mu);
     p->quit = 1;
     pthread_cond_broadcast(&p->work_cv);
-    pthread_cond_broadcast(&p->commit_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->workers[i], NULL);
-    pthread_join(p->committer, NULL);
     event_free(p->ev);
     close(p->efd);
     close(p->dirfd);
     free(p->workers);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work_cv);
-    pthread_cond_destroy(&p->commit_cv);
     free(p);
 }

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 
+#include "bev_flush.h"
 #include "cleanup.h"
 #include "log.h"
 
@@ -79,6 +80,7 @@ static void send_reply(struct cl_conn *c, int status, const char *qid, int code,
     ipc_put_cleanup_reply(&out, &r);
     bufferevent_write(c->bev, out.data, out.len);
     buf_free(&out);
+    bev_flush_now(c->bev);      /* now, without an EPOLLOUT round (lib/bev_flush.h) */
 }
 
 /* Forget a transaction that will not be queued: file gone, memory freed. */
@@ -158,8 +160,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
         cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
         return;
     }
-    str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, t->qid);
-    t->fd = open(t->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid);
     if (t->fd < 0) {
         int err = errno;
         log_error("create %s: %m", t->path);

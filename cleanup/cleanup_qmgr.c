@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 
+#include "bev_flush.h"
 #include "cleanup.h"
 #include "log.h"
 
@@ -108,6 +109,19 @@ static int q_connect(struct cl_ctx *ctx)
     return 0;
 }
 
+/* Wakeups written in one loop round go out in one write at its end, in
+ * place (lib/bev_flush.h), not through an EPOLLOUT round. */
+static struct event *qflush_ev;
+static int qflush_armed;
+
+static void q_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    qflush_armed = 0;
+    if (ctx->qbev)
+        bev_flush_now(ctx->qbev);
+}
+
 void clq_wakeup(struct cl_ctx *ctx, const char *qid)
 {
     if (ctx->qbev == NULL && q_connect(ctx) < 0)
@@ -122,4 +136,10 @@ void clq_wakeup(struct cl_ctx *ctx, const char *qid)
     ipc_put_qmgr_wakeup(&out, &w);
     bufferevent_write(ctx->qbev, out.data, out.len);
     buf_free(&out);
+    if (qflush_ev == NULL)
+        qflush_ev = event_new(ctx->srv->base, -1, 0, q_flush, ctx);
+    if (qflush_ev && !qflush_armed) {
+        qflush_armed = 1;
+        event_active(qflush_ev, EV_TIMEOUT, 0);
+    }
 }

@@ -197,7 +197,16 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         log_fatal("master went away during start-up");
     signal(SIGPIPE, SIG_IGN);
     if (!(flags & SERVER_F_NO_EVENT)) {
-        s->base = event_base_new();
+        /* epoll changelist: event add/del pairs within one loop round (a
+         * reply written at once, read toggled off and on) cost no epoll_ctl;
+         * every change is applied once, at the next epoll_wait. No daemon
+         * dup()s a descriptor it watches (the changelist's one caveat). */
+        struct event_config *ec = event_config_new();
+        if (ec)
+            event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        s->base = ec ? event_base_new_with_config(ec) : event_base_new();
+        if (ec)
+            event_config_free(ec);
         if (s->base == NULL)
             log_fatal("event_base_new failed");
         ev_term = evsignal_new(s->base, SIGTERM, on_signal, s);

@@ -1,6 +1,7 @@
 /*
- * smtp_data.h - the DATA phase decoder: a byte-at-a-time state machine,
- * pure (no I/O), used by smtpd and unit-tested/fuzzed on its own.
+ * smtp_data.h - the DATA phase decoder: a byte-at-a-time state machine (runs
+ * of plain bytes are handled at once), pure (no I/O), used by smtpd and
+ * unit-tested/fuzzed on its own.
  *
  * Rules (RFC 5321 4.1.1.4, 4.5.2; TESTING.md checklist items 1 and 4):
  *  - only <CRLF>.<CRLF> ends the data (the start of DATA counts as after a

@@ -5,7 +5,8 @@
  * routed (the deliver stage's choice; else local -> the local agent,
  * remote -> deferred until an smtp agent exists), and finished by
  * writing every outcome into the queue file before the message is
- * forgotten: all done -> unlink; otherwise one fsync, mtime = next try,
+ * forgotten: all done -> removed (renamed to tmp/.free-ID for cleanup to
+ * reuse the inode); otherwise one fsync, mtime = next try,
  * rename to deferred/.
  * Must never drop a recipient that was not recorded done.
  */
@@ -185,8 +186,12 @@ void qmgr_active_finish(struct qmsg *m)
         pending = 0;
     }
     if (pending == 0) {
-        /* every recipient is done: the file itself is the only record left */
-        if (unlink(path) < 0)
+        /* every recipient is done: the file itself is the only record left.
+         * Its inode goes to cleanup for reuse (cleanup/cleanup_recycle.c:
+         * inode allocation is costly on ext4 without a journal). */
+        char fpath[QUEUE_ID_MAX + 16];
+        snprintf(fpath, sizeof(fpath), SPOOL_TMP "/.free-%s", m->id);
+        if (rename(path, fpath) < 0 && unlink(path) < 0)
             log_error("unlink %s: %m", path);
         else
             log_info("removed");

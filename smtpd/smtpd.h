@@ -10,7 +10,7 @@
  * smtpd_esmtp.c (EHLO keywords and MAIL/RCPT parameters: SIZE, BODY,
  * SMTPUTF8, DSN), smtpd_reply.c (replies, reject logs),
  * smtpd_filter.c (the shared filter connection), smtpd_cleanup.c (the
- * per-session cleanup connection), smtpd_tls.c (STARTTLS, implicit TLS),
+ * pool of cleanup connections), smtpd_tls.c (STARTTLS, implicit TLS),
  * smtpd_auth.c (AUTH PLAIN/LOGIN, the password-check pool).
  */
 #ifndef POSTERN_SMTPD_H
@@ -90,6 +90,7 @@ enum smtpd_wait { W_NONE = 0, W_FILTER, W_CLEANUP, W_THROTTLE,
                   W_AUTH };     /* password check or failure delay (smtpd_auth.c) */
 
 struct smtpd_pending;   /* filter request (smtpd_filter.c) */
+struct smtpd_cconn;     /* pooled cleanup connection (smtpd_cleanup.c) */
 struct smtpd_cmd;       /* verb table row (smtpd_cmd.c) */
 
 #define SMTPD_NCMD_COUNT 24
@@ -112,6 +113,8 @@ struct smtpd_session {
     unsigned eof : 1;        /* client closed its side */
     unsigned faccept : 1;    /* faccept at connect/helo: no more filter calls */
     unsigned in_process : 1; /* inside session_process (no re-entry) */
+    unsigned plain_bev : 1;  /* bev is a plain socket one (not TLS): bev_flush_now ok */
+    int      tmo_r, tmo_w;   /* timeouts last given to bev (-1: none yet) */
     struct smtpd_txn *txn;
     struct smtpd_pending *pend;          /* outstanding filter request */
     const struct smtpd_cmd *wait_cmd;    /* command whose verdict is awaited */
@@ -120,8 +123,7 @@ struct smtpd_session {
     uint32_t wait_notify;                /* RCPT: its DSN NOTIFY bits */
     struct smtpd_chunk chunk;            /* BDAT chunk in progress (SS_BDAT) */
     struct smtpd_txn *wait_txn;          /* MAIL: the transaction to open on accept */
-    struct bufferevent *cleanup;         /* lazily opened, reused */
-    int      cleanup_hello;              /* peer HELLO received */
+    struct smtpd_cconn *cleanup;         /* taken from the pool at DATA/BDAT */
     int      cleanup_busy;               /* a transaction is open on it */
     int      cleanup_broken;             /* broke during this transaction */
     /* TLS and AUTH (smtpd_tls.c, smtpd_auth.c) */
@@ -276,5 +278,6 @@ void smtpd_cleanup_data(struct smtpd_session *s, const void *p, size_t n);
 void smtpd_cleanup_end(struct smtpd_session *s, int abort);
 void smtpd_cleanup_close(struct smtpd_session *s);     /* drop the connection */
 size_t smtpd_cleanup_backlog(const struct smtpd_session *s);
+void smtpd_cleanup_shutdown(void);                      /* close idle connections */
 
 #endif

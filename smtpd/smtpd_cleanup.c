@@ -1,15 +1,27 @@
 /*
- * smtpd_cleanup.c - the session's connection to cleanup (private/cleanup).
+ * smtpd_cleanup.c - connections to cleanup (private/cleanup), pooled per
+ * smtpd process.
  *
- * Opened lazily at the first DATA of a session and kept for its later
- * transactions: HELLO, then per transaction CLEANUP_BEGIN, CLEANUP_RCPT×n,
- * CLEANUP_DATA×k (<= SMTPD_CHUNK each), CLEANUP_END, and one CLEANUP_REPLY
- * back. Only that reply lets smtpd say 250. An aborted transaction
- * (END abort=1) closes the connection, so a late answer can never be
- * taken for the next transaction's. A broken connection turns the open
- * transaction into "451 4.3.0"; the next DATA reconnects. When cleanup
- * reads slower than the client sends, the client is throttled
- * (SMTPD_CLEANUP_HIGH/LOW) so the backlog in memory stays bounded.
+ * A transaction takes a connection at DATA / first BDAT chunk: an idle one
+ * from the pool (most recently used first) or a new one (HELLO is sent at
+ * once and its answer read whenever it comes, so the BEGIN is pipelined
+ * behind it). Then CLEANUP_BEGIN, CLEANUP_RCPT×n, CLEANUP_DATA×k
+ * (<= SMTPD_CHUNK each), CLEANUP_END, and one CLEANUP_REPLY back; only that
+ * reply lets smtpd say 250, and with it the connection goes back to the pool
+ * (cleanup has forgotten the transaction by then, so the next BEGIN on it is
+ * clean). With one message per client connection this saves a
+ * connect/accept/HELLO/close per message in smtpd and cleanup.
+ *
+ * An aborted transaction (END abort=1) closes its connection instead, so a
+ * late answer can never be taken for another transaction's. A broken
+ * connection turns the open transaction into "451 4.3.0"; the next DATA
+ * takes another connection. An idle connection that hears anything (EOF:
+ * cleanup restarted) is dropped. The pool keeps at most CC_IDLE_MAX idle
+ * connections (extra ones are closed when returned); connections in use are
+ * at most one per session in DATA/BDAT, so the total is bounded by
+ * limits.sessions like before. When cleanup reads slower than the client
+ * sends, the client is throttled (SMTPD_CLEANUP_HIGH/LOW) so the backlog in
+ * memory stays bounded.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,26 +36,83 @@
 #include "log.h"
 
 #define CLEANUP_REPLY_TIMEOUT 600   /* seconds for cleanup to answer END */
+#define CC_IDLE_MAX           32    /* idle connections kept per smtpd process */
+
+struct smtpd_cconn {
+    struct bufferevent *bev;
+    struct smtpd_session *s;        /* NULL while idle in the pool */
+    int hello;                      /* peer HELLO received */
+    struct smtpd_cconn *next;       /* idle list */
+};
+
+static struct smtpd_cconn *cc_idle;
+static int cc_nidle;
+
+static void cc_free(struct smtpd_cconn *cc)
+{
+    bufferevent_free(cc->bev);
+    free(cc);
+}
+
+static void cc_unidle(struct smtpd_cconn *cc)
+{
+    for (struct smtpd_cconn **pp = &cc_idle; *pp; pp = &(*pp)->next)
+        if (*pp == cc) {
+            *pp = cc->next;
+            cc_nidle--;
+            return;
+        }
+}
+
+/* The transaction is over and its reply read: keep the connection. */
+static void cc_release(struct smtpd_session *s)
+{
+    struct smtpd_cconn *cc = s->cleanup;
+    s->cleanup = NULL;
+    s->cleanup_busy = 0;
+    cc->s = NULL;
+    if (!cc->hello) {               /* cannot happen (REPLY after HELLO) */
+        cc_free(cc);
+        return;
+    }
+    if (cc_nidle >= CC_IDLE_MAX || smtpd_server->stopping) {
+        cc_free(cc);
+        return;
+    }
+    bufferevent_set_timeouts(cc->bev, NULL, NULL);
+    cc->next = cc_idle;
+    cc_idle = cc;
+    cc_nidle++;
+}
 
 static void c_send(struct smtpd_session *s, enum ipc_type t, const void *m)
 {
-    buf_t b;
-    buf_init(&b, 256);
+    static buf_t b;                 /* reused: no malloc per frame */
+    if (b.data == NULL)
+        buf_init(&b, 1024);
+    buf_reset(&b);
     ipc_encode(&b, t, m);
-    bufferevent_write(s->cleanup, b.data, b.len);
-    buf_free(&b);
+    bufferevent_write(s->cleanup->bev, b.data, b.len);
+    if (b.cap > 256 * 1024)         /* a big DATA frame: don't keep it */
+        buf_free(&b);
 }
 
 /* The connection failed: drop it and fail the open transaction. May free s
  * (through the 451 reply path). */
-static void c_broken(struct smtpd_session *s, const char *why)
+static void c_broken(struct smtpd_cconn *cc, const char *why)
 {
+    struct smtpd_session *s = cc->s;
+    if (s == NULL) {                /* idle: cleanup went away (restart) */
+        log_debug("idle cleanup connection: %s", why);
+        cc_unidle(cc);
+        cc_free(cc);
+        return;
+    }
     log_warn("cleanup connection for [%s]:%u: %s", s->ip, s->port, why);
     int busy = s->cleanup_busy;
     s->cleanup_busy = 0;
-    bufferevent_free(s->cleanup);
     s->cleanup = NULL;
-    s->cleanup_hello = 0;
+    cc_free(cc);
     if (!busy)
         return;
     if (s->state == SS_WAIT_DATA) {
@@ -57,7 +126,7 @@ static void c_broken(struct smtpd_session *s, const char *why)
 
 static void c_read(struct bufferevent *bev, void *arg)
 {
-    struct smtpd_session *s = arg;
+    struct smtpd_cconn *cc = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     for (;;) {
         size_t len = evbuffer_get_length(in), used = 0;
@@ -70,41 +139,48 @@ static void c_read(struct bufferevent *bev, void *arg)
         if (r == 0)
             return;
         if (r < 0) {
-            c_broken(s, "protocol error");
+            c_broken(cc, "protocol error");
             return;
         }
-        if (!s->cleanup_hello) {
+        if (!cc->hello) {
             if (t != IPC_HELLO || ipc_hello_ok(&m.hello, IPC_PROTO_CLEANUP) != 0) {
-                c_broken(s, "bad HELLO");
+                c_broken(cc, "bad HELLO");
                 return;
             }
-            s->cleanup_hello = 1;
+            cc->hello = 1;
             evbuffer_drain(in, used);
             continue;
         }
-        if (t != IPC_CLEANUP_REPLY || !s->cleanup_busy || s->state != SS_WAIT_DATA) {
-            c_broken(s, "unexpected message");
+        struct smtpd_session *s = cc->s;
+        if (t != IPC_CLEANUP_REPLY || s == NULL || !s->cleanup_busy ||
+            s->state != SS_WAIT_DATA) {
+            c_broken(cc, "unexpected message");
             return;
         }
         const struct ipc_cleanup_reply *cr = &m.cleanup_reply;
-        char qid[QUEUE_ID_MAX + 1] = "", enh[16] = "";
+        char qid[QUEUE_ID_MAX + 1] = "", enh[16] = "", text[512];
         str_copy(qid, sizeof(qid), cr->queue_id);
         str_copy(enh, sizeof(enh), cr->enhanced);
-        char *text = xstrdup(cr->text);
+        str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
         unsigned status = cr->status, code = cr->code;
         evbuffer_drain(in, used);
-        s->cleanup_busy = 0;
-        bufferevent_set_timeouts(bev, NULL, NULL);
+        if (evbuffer_get_length(in) == 0) {
+            cc_release(s);
+        } else {                    /* nothing may follow a REPLY: don't reuse it */
+            log_warn("cleanup connection: unexpected data after the reply");
+            s->cleanup_busy = 0;
+            smtpd_cleanup_close(s); /* not busy: just closes */
+        }
         smtpd_data_cleanup_reply(s, 1, status, qid, code, enh, text);   /* may free s */
-        free(text);
         return;
     }
 }
 
 static void c_write(struct bufferevent *bev, void *arg)
 {
-    struct smtpd_session *s = arg;
-    if (s->wait == W_THROTTLE && smtpd_cleanup_backlog(s) <= SMTPD_CLEANUP_LOW)
+    struct smtpd_cconn *cc = arg;
+    struct smtpd_session *s = cc->s;
+    if (s && s->wait == W_THROTTLE && smtpd_cleanup_backlog(s) <= SMTPD_CLEANUP_LOW)
         smtpd_data_unthrottle(s);
 }
 
@@ -114,20 +190,32 @@ static void c_event(struct bufferevent *bev, short what, void *arg)
                   what & BEV_EVENT_TIMEOUT ? "no answer" : "I/O error");
 }
 
-static int c_open(struct smtpd_session *s)
+/* Take an idle connection or open one; 0 or -1. */
+static int c_take(struct smtpd_session *s)
 {
+    struct smtpd_cconn *cc = cc_idle;
+    if (cc) {
+        cc_idle = cc->next;
+        cc_nidle--;
+        cc->next = NULL;
+        cc->s = s;
+        s->cleanup = cc;
+        return 0;
+    }
     int fd = smtpd_unix_connect(SOCK_CLEANUP);
     if (fd < 0) {
         log_warn("cleanup: connect %s: %s", SOCK_CLEANUP, strerror(errno));
         return -1;
     }
-    s->cleanup = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (s->cleanup == NULL)
+    cc = xcalloc(1, sizeof(*cc));
+    cc->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (cc->bev == NULL)
         log_fatal("bufferevent_socket_new failed");
-    bufferevent_setcb(s->cleanup, c_read, c_write, c_event, s);
-    bufferevent_setwatermark(s->cleanup, EV_WRITE, SMTPD_CLEANUP_LOW, 0);
-    bufferevent_enable(s->cleanup, EV_READ | EV_WRITE);
-    s->cleanup_hello = 0;
+    cc->s = s;
+    s->cleanup = cc;
+    bufferevent_setcb(cc->bev, c_read, c_write, c_event, cc);
+    bufferevent_setwatermark(cc->bev, EV_WRITE, SMTPD_CLEANUP_LOW, 0);
+    bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
     struct ipc_hello h = { IPC_PROTO_CLEANUP, IPC_VERSION };
     c_send(s, IPC_HELLO, &h);
     return 0;
@@ -136,7 +224,7 @@ static int c_open(struct smtpd_session *s)
 int smtpd_cleanup_begin(struct smtpd_session *s)
 {
     const struct smtpd_txn *t = s->txn;
-    if (s->cleanup == NULL && c_open(s) < 0)
+    if (s->cleanup == NULL && c_take(s) < 0)
         return -1;
     struct ipc_cleanup_begin b = {
         .session = s->id, .listener = s->lis->name, .sender = t->sender,
@@ -185,30 +273,42 @@ void smtpd_cleanup_end(struct smtpd_session *s, int abort)
     struct ipc_cleanup_end e = { 0 };
     c_send(s, IPC_CLEANUP_END, &e);
     struct timeval tv = { CLEANUP_REPLY_TIMEOUT, 0 };
-    bufferevent_set_timeouts(s->cleanup, &tv, NULL);
+    bufferevent_set_timeouts(s->cleanup->bev, &tv, NULL);
 }
 
-/* Drop the connection; an open transaction is aborted first (best effort:
- * cleanup also treats EOF inside a transaction as an abort). */
+/* Drop the session's connection (never back to the pool: a reply may still
+ * come); an open transaction is aborted first (best effort: cleanup also
+ * treats EOF inside a transaction as an abort). */
 void smtpd_cleanup_close(struct smtpd_session *s)
 {
-    if (s->cleanup == NULL)
+    struct smtpd_cconn *cc = s->cleanup;
+    if (cc == NULL)
         return;
     if (s->cleanup_busy) {
         struct ipc_cleanup_end e = { 1 };
         c_send(s, IPC_CLEANUP_END, &e);
-        struct evbuffer *out = bufferevent_get_output(s->cleanup);
-        int fd = bufferevent_getfd(s->cleanup);
+        struct evbuffer *out = bufferevent_get_output(cc->bev);
+        int fd = bufferevent_getfd(cc->bev);
         while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
             ;
     }
-    bufferevent_free(s->cleanup);
     s->cleanup = NULL;
     s->cleanup_busy = 0;
-    s->cleanup_hello = 0;
+    cc_free(cc);
 }
 
 size_t smtpd_cleanup_backlog(const struct smtpd_session *s)
 {
-    return s->cleanup ? evbuffer_get_length(bufferevent_get_output(s->cleanup)) : 0;
+    return s->cleanup ? evbuffer_get_length(bufferevent_get_output(s->cleanup->bev)) : 0;
+}
+
+/* Stopping: close the idle connections. */
+void smtpd_cleanup_shutdown(void)
+{
+    while (cc_idle) {
+        struct smtpd_cconn *cc = cc_idle;
+        cc_idle = cc->next;
+        cc_free(cc);
+    }
+    cc_nidle = 0;
 }

@@ -19,10 +19,25 @@
 
 #define REPLY_TEXT_MAX 400
 
+static void reply_add(struct smtpd_session *s, const char *line, size_t n)
+{
+    evbuffer_add(bufferevent_get_output(s->bev), line, n);     /* CRLF included */
+    if (log_trace_on(TRACE_SMTP))
+        log_trace(TRACE_SMTP, "[%s]:%u < %.*s", s->ip, s->port, (int)(n - 2), line);
+}
+
 void smtpd_reply_raw(struct smtpd_session *s, const char *line)
 {
+    char l[REPLY_TEXT_MAX + 32];
+    size_t n = strlen(line);
+    if (n + 2 <= sizeof(l)) {
+        memcpy(l, line, n);
+        memcpy(l + n, "\r\n", 2);
+        reply_add(s, l, n + 2);
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_add(out, line, strlen(line));
+    evbuffer_add(out, line, n);
     evbuffer_add(out, "\r\n", 2);
     if (log_trace_on(TRACE_SMTP))
         log_trace(TRACE_SMTP, "[%s]:%u < %s", s->ip, s->port, line);
@@ -31,15 +46,33 @@ void smtpd_reply_raw(struct smtpd_session *s, const char *line)
 void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const char *fmt, ...)
 {
     char text[REPLY_TEXT_MAX + 1], line[REPLY_TEXT_MAX + 32];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    for (char *p = text; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
-    snprintf(line, sizeof(line), "%03u %s %s", code, enh, text);
-    smtpd_reply_raw(s, line);
+    const char *t = fmt;
+    if (strchr(fmt, '%')) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        t = text;
+    }
+    /* "code enh text\r\n" by hand: no printf for the constant replies */
+    size_t n = 0;
+    line[n++] = (char)('0' + code / 100 % 10);
+    line[n++] = (char)('0' + code / 10 % 10);
+    line[n++] = (char)('0' + code % 10);
+    line[n++] = ' ';
+    size_t el = strlen(enh);
+    if (el > 16)
+        el = 16;
+    memcpy(line + n, enh, el);
+    n += el;
+    line[n++] = ' ';
+    for (size_t i = 0; t[i] && i < REPLY_TEXT_MAX; i++) {
+        char c = t[i];
+        line[n++] = ((unsigned char)c < 0x20 || c == 0x7f) ? ' ' : c;
+    }
+    line[n++] = '\r';
+    line[n++] = '\n';
+    reply_add(s, line, n);
     if (code >= 400 && code != 421)
         s->errors++;
 }

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include "smtpd.h"
 #include "smtp_cmd.h"
+#include "bev_flush.h"
 #include "log.h"
 
 struct smtpd_session *smtpd_sessions;
@@ -50,6 +51,12 @@ void smtpd_session_update_timeout(struct smtpd_session *s)
         rsecs = smtpd_cfg->command_timeout;
     else
         rsecs = smtpd_cfg->idle_timeout;
+    /* unchanged: nothing to do (libevent re-arms a persistent event's
+     * timeout by itself each time it fires) */
+    if (rsecs == s->tmo_r && wsecs == s->tmo_w)
+        return;
+    s->tmo_r = rsecs;
+    s->tmo_w = wsecs;
     set_tv(&rd, rsecs);
     set_tv(&wr, wsecs);
     bufferevent_set_timeouts(s->bev, rsecs > 0 ? &rd : NULL, &wr);
@@ -222,6 +229,9 @@ void smtpd_session_process(struct smtpd_session *s)
     s->in_process = 0;
     if (s->state != SS_CLOSING)
         smtpd_session_update_timeout(s);
+    /* the replies to this batch of (pipelined) commands: one write, now */
+    if (s->plain_bev)
+        bev_flush_now(s->bev);
 }
 
 /* A wait (filter verdict, cleanup reply, backlog) ended: take more input.
@@ -308,11 +318,14 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     str_copy(s->ip, sizeof(s->ip), ip);
     s->port = port;
     s->state = SS_CONNECT;
+    s->tmo_r = s->tmo_w = -1;
     evutil_make_socket_nonblocking(fd);
-    if (smtpd_tls_implicit(l))
+    if (smtpd_tls_implicit(l)) {
         s->bev = smtpd_tls_accept(s, fd);   /* sets W_TLS: greeting after the handshake */
-    else
+    } else {
         s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        s->plain_bev = 1;
+    }
     if (s->bev == NULL)
         log_fatal("bufferevent_socket_new failed");
     /* stop reading while a full buffer waits for a verdict */
@@ -328,6 +341,8 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     if (s->wait != W_TLS)
         smtpd_cmd_connect(s);
     smtpd_session_update_timeout(s);
+    if (s->plain_bev && s->state != SS_CLOSING)
+        bev_flush_now(s->bev);          /* the greeting (or a refusal: on_write frees) */
 }
 
 /* Early talker: did the client send anything before the greeting? */

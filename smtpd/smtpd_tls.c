@@ -209,6 +209,8 @@ void smtpd_tls_cmd_starttls(struct smtpd_session *s, const char *arg, size_t len
     bufferevent_setwatermark(bev, EV_READ, 0, 65536);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     s->bev = bev;
+    s->plain_bev = 0;
+    s->tmo_r = s->tmo_w = -1;
     s->wait = W_TLS;
 }
 

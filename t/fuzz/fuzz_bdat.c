@@ -8,7 +8,8 @@
  * LF added to an unterminated last line; and for input that ends in CRLF,
  * the BDAT decoder agrees with the DATA decoder fed the same content
  * dot-stuffed and terminated (same content, same refusals but line length,
- * which the stuffed dot changes).
+ * which the stuffed dot changes); and the result equals the plain
+ * byte-at-a-time reference (smtp_data_ref.h).
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *        t/fuzz/fuzz_bdat.c lib/smtp_data.c lib/buf.c lib/log.c
  * Seeds: t/fuzz/corpus/bdat/
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "smtp_data.h"
+#include "smtp_data_ref.h"
 
 #define MAX_SIZE 4096
 
@@ -64,6 +66,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (a.errors != b.errors || a.size != b.size || !a.done || !b.done ||
         oa.len != ob.len || memcmp(oa.data, ob.data, oa.len) != 0)
         abort();            /* chunking changed the result */
+    {
+        struct smtp_data r;
+        buf_t orf;
+        buf_init(&orf, 64);
+        ref_bdat_init(&r, MAX_SIZE);
+        for (size_t off = 0; off < size; off += step)
+            ref_bdat_feed(&r, data + off, size - off < step ? size - off : step, &orf);
+        ref_bdat_end(&r, &orf);
+        if (r.errors != b.errors || r.size != b.size || r.linelen != b.linelen ||
+            r.state != b.state || orf.len != ob.len || memcmp(orf.data, ob.data, orf.len) != 0)
+            abort();        /* differs from the byte-at-a-time reference */
+        buf_free(&orf);
+    }
     if (oa.len > size + 1)
         abort();
     if (a.errors == 0) {

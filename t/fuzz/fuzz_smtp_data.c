@@ -3,7 +3,8 @@
  * (lib/smtp_data.c). The first byte picks a chunk size; the input is fed
  * in those chunks and checked against invariants: the result does not
  * depend on how the input is split; the terminator is a real CRLF.CRLF;
- * clean output never holds CR or NUL; output never exceeds the input.
+ * clean output never holds CR or NUL; output never exceeds the input; and the
+ * result equals the plain byte-at-a-time reference (smtp_data_ref.h).
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *        t/fuzz/fuzz_smtp_data.c lib/smtp_data.c lib/buf.c lib/log.c
  * Seeds: t/fuzz/corpus/smtp_data/
@@ -12,19 +13,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include "smtp_data.h"
+#include "smtp_data_ref.h"
 
-static size_t feed_all(const uint8_t *p, size_t n, size_t step, struct smtp_data *d, buf_t *out)
+static size_t feed_all_x(const uint8_t *p, size_t n, size_t step, struct smtp_data *d,
+                         buf_t *out, int ref)
 {
     size_t off = 0;
-    smtp_data_init(d, 4096);
+    if (ref)
+        ref_data_init(d, 4096);
+    else
+        smtp_data_init(d, 4096);
     while (off < n && !d->done) {
         size_t len = n - off < step ? n - off : step;
-        size_t used = smtp_data_feed(d, p + off, len, out);
+        size_t used = ref ? ref_data_feed(d, p + off, len, out)
+                          : smtp_data_feed(d, p + off, len, out);
         if (used > len)
             abort();
         off += used;
     }
     return off;
+}
+
+static size_t feed_all(const uint8_t *p, size_t n, size_t step, struct smtp_data *d, buf_t *out)
+{
+    return feed_all_x(p, n, step, d, out, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -43,6 +55,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ua != ub || a.done != b.done || a.errors != b.errors || a.size != b.size ||
         oa.len != ob.len || memcmp(oa.data, ob.data, oa.len) != 0)
         abort();            /* chunking changed the result */
+    {
+        struct smtp_data r;
+        buf_t orf;
+        buf_init(&orf, 64);
+        size_t ur = feed_all_x(data, size, step, &r, &orf, 1);
+        if (ur != ub || r.done != b.done || r.errors != b.errors || r.size != b.size ||
+            r.linelen != b.linelen || r.state != b.state ||
+            orf.len != ob.len || memcmp(orf.data, ob.data, orf.len) != 0)
+            abort();        /* differs from the byte-at-a-time reference */
+        buf_free(&orf);
+    }
     if (a.done) {
         if (ua < 3 || memcmp(data + ua - 3, ".\r\n", 3) != 0)
             abort();

@@ -1,0 +1,135 @@
+/*
+ * smtp_data_ref.h - the reference DATA/BDAT decoder for the fuzzers: the
+ * plain byte-at-a-time state machine lib/smtp_data.c started from, kept to
+ * check that its fast paths (runs of plain bytes at once) change nothing.
+ * Included by t/fuzz/fuzz_smtp_data.c and fuzz_bdat.c only.
+ */
+#ifndef POSTERN_SMTP_DATA_REF_H
+#define POSTERN_SMTP_DATA_REF_H
+#include "smtp_data.h"
+
+enum { R_BOL = 0, R_TEXT, R_CR, R_DOT, R_DOTCR };
+
+static void ref_data_init(struct smtp_data *d, uint64_t max_size)
+{
+    d->state = R_BOL;
+    d->linelen = 0;
+    d->size = 0;
+    d->max_size = max_size;
+    d->errors = 0;
+    d->done = 0;
+}
+
+static void ref_emit(struct smtp_data *d, buf_t *out, char c)
+{
+    d->size++;
+    if (d->max_size && d->size > d->max_size)
+        d->errors |= SMTP_DATA_E_SIZE;
+    if (d->errors == 0)
+        buf_append_char(out, c);
+}
+
+/* A byte inside a line (state TEXT). */
+static void ref_text_byte(struct smtp_data *d, buf_t *out, unsigned char c)
+{
+    if (c == '\r') {
+        d->state = R_CR;
+        return;
+    }
+    d->state = R_TEXT;
+    if (c == '\n')
+        d->errors |= SMTP_DATA_E_BARE;
+    else if (c == '\0')
+        d->errors |= SMTP_DATA_E_NUL;
+    ref_emit(d, out, (char)c);
+}
+
+static size_t ref_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    size_t i;
+    for (i = 0; i < n && !d->done; i++) {
+        unsigned char c = p[i];
+        if (++d->linelen > SMTP_DATA_LINE_MAX)
+            d->errors |= SMTP_DATA_E_LINE;
+        switch (d->state) {
+        case R_BOL:
+            if (c == '.')
+                d->state = R_DOT;      /* removed: stuffing or terminator */
+            else
+                ref_text_byte(d, out, c);
+            break;
+        case R_TEXT:
+            ref_text_byte(d, out, c);
+            break;
+        case R_CR:
+            if (c == '\n') {
+                ref_emit(d, out, '\n');
+                d->state = R_BOL;
+                d->linelen = 0;
+            } else {
+                d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
+                ref_emit(d, out, '\r');
+                ref_text_byte(d, out, c);
+            }
+            break;
+        case R_DOT:
+            if (c == '\r')
+                d->state = R_DOTCR;
+            else
+                ref_text_byte(d, out, c);   /* "..x" -> ".x", ".x" -> "x" */
+            break;
+        case R_DOTCR:
+            if (c == '\n') {
+                d->done = 1;
+            } else {
+                d->errors |= SMTP_DATA_E_BARE;
+                ref_emit(d, out, '\r');
+                ref_text_byte(d, out, c);
+            }
+            break;
+        }
+    }
+    return i;
+}
+
+/* ---- BDAT: states BOL (after LF or at the start), TEXT, CR ---------------- */
+
+static void ref_bdat_init(struct smtp_data *d, uint64_t max_size)
+{
+    ref_data_init(d, max_size);
+}
+
+static void ref_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (++d->linelen > SMTP_DATA_LINE_MAX)
+            d->errors |= SMTP_DATA_E_LINE;
+        if (d->state == R_CR) {
+            if (c == '\n') {
+                ref_emit(d, out, '\n');
+                d->state = R_BOL;
+                d->linelen = 0;
+                continue;
+            }
+            d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
+            ref_emit(d, out, '\r');
+        }
+        ref_text_byte(d, out, c);                   /* CR -> R_CR, else R_TEXT */
+    }
+}
+
+static void ref_bdat_end(struct smtp_data *d, buf_t *out)
+{
+    if (d->state == R_CR) {
+        d->errors |= SMTP_DATA_E_BARE;
+        ref_emit(d, out, '\r');
+        d->state = R_TEXT;
+    }
+    if (d->state == R_TEXT)
+        ref_emit(d, out, '\n');
+    d->state = R_BOL;
+    d->done = 1;
+}
+
+#endif
