@@ -67,12 +67,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     cl_accept(arg, fd);
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-    log_warn("accept on %s: %s", SOCK_CLEANUP, strerror(e));
-}
-
 static void drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct cl_ctx *ctx = arg;
@@ -111,18 +105,10 @@ int main(int argc, char **argv)
     s->on_stop = on_stop;
     set_hostname(ctx);
 
-    int lfd = server_fd_named(s, "cleanup");
-    if (lfd < 0)
-        log_fatal("no socket named \"cleanup\" in POSTERN_FDS");
-    fd_set_nonblock(lfd, 1);
     purge_tmp();
     ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
                           cl_txn_commit_done, ctx);
-    ctx->lis = evconnlistener_new(s->base, on_accept, ctx,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
-    if (ctx->lis == NULL)
-        log_fatal("cannot listen on %s", SOCK_CLEANUP);
-    evconnlistener_set_error_cb(ctx->lis, on_accept_error);
+    ctx->lis = server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
     log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
 
     server_run(s);

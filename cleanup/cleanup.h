@@ -14,12 +14,14 @@
 
 #include "buf.h"
 #include "config.h"
+#include "filter_mut.h"
 #include "hdr.h"
 #include "ipc.h"
 #include "qfile.h"
 #include "server.h"
 #include "spool.h"
 #include "stage.h"
+#include "workq.h"
 
 #define CL_HDR_MAX      (256 * 1024)   /* buffered header section */
 #define CL_HOP_LIMIT    50             /* Received: fields before 554 5.4.6 */
@@ -27,7 +29,7 @@
 #define CL_FILTER_TIMEOUT 120          /* seconds a data verdict may take */
 #define CL_DRAIN_SECS   30             /* bounded wait at SIGTERM */
 
-struct bufferevent;
+struct ipc_peer;
 struct evconnlistener;
 struct event;
 struct cl_conn;
@@ -42,16 +44,9 @@ enum cl_state {
 
 #define CL_MAX_MUTS     256            /* mutations kept per transaction */
 
-/* A mutation to apply: from smtpd (CLEANUP_MUT, decided before DATA) or
- * from the data verdict (FILTER_MUT). kind = enum rl_mut_kind. */
-struct cl_mut {
-    uint32_t kind;
-    char *rcpt, *arg, *arg2, *rule;
-};
-struct cl_muts {
-    struct cl_mut *v;
-    int n, cap;
-};
+/* Mutations to apply (struct filter_muts, lib/filter_mut.h, at most
+ * CL_MAX_MUTS): from smtpd (CLEANUP_MUT, decided before DATA) or from the
+ * data verdict (FILTER_MUT). kind = enum rl_mut_kind. */
 
 /* A reply we owe smtpd (sticky failure or verdict). */
 struct cl_reply {
@@ -84,12 +79,13 @@ struct cl_txn {
     int quarantine;
     /* rules (cleanup_rules.c) */
     int faccept;                /* CLEANUP_BEGIN flag: no data stage */
-    struct cl_muts muts;        /* CLEANUP_MUT: header mutations, quarantine */
-    struct cl_muts dmuts;       /* the data verdict's mutations */
+    struct filter_muts muts;    /* CLEANUP_MUT: header mutations, quarantine */
+    struct filter_muts dmuts;   /* the data verdict's mutations */
     char qname[65];             /* quarantine/<qname>/ instead of incoming/ */
     char qrule[64];             /* rule that quarantined */
     int rewrite;                /* the pool rewrites the file first (data mutations) */
     /* commit pool (touched by worker threads while state == T_COMMIT) */
+    struct workq_item witem;
     struct cl_txn *cnext;
     int cerr;                   /* errno of the failed step, 0 = committed */
     const char *cwhere;         /* which step failed */
@@ -98,8 +94,7 @@ struct cl_txn {
 
 struct cl_conn {
     struct cl_ctx *ctx;
-    struct bufferevent *bev;
-    int hello;
+    struct ipc_peer *ipc;
     struct cl_txn *txn;
     uint64_t serial;
     char peer[32];
@@ -117,14 +112,13 @@ struct cl_ctx {
     struct event *drain_timer;
     int drain_ticks;
     /* filter client */
-    struct bufferevent *fbev;
-    int f_hello;
+    struct ipc_peer *fpeer;
     uint64_t f_next_id;
     struct cl_txn *f_pending;
     uint32_t f_mask;            /* FILTER_STAGES */
     int f_have_mask;
     /* qmgr client */
-    struct bufferevent *qbev;
+    struct ipc_peer *qpeer;
     int64_t q_last_fail;
     /* commit pool */
     struct cl_pool *pool;
@@ -149,15 +143,12 @@ void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 
 /* cleanup_rules.c */
-void cl_muts_add(struct cl_muts *l, uint32_t kind, const char *rcpt, const char *arg,
-                 const char *arg2, const char *rule);
-void cl_muts_free(struct cl_muts *l);
 /* CLEANUP_MUT from smtpd (before content): remembered, noted; 0 or -1 (bad). */
 int  clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m);
-int  clr_has_header_muts(const struct cl_muts *l);
+int  clr_has_header_muts(const struct filter_muts *l);
 /* Header section hdr (our Received first) with the header mutations of l
  * applied, into out. Pure (the commit pool calls it too). */
-void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct cl_muts *l);
+void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct filter_muts *l);
 /* The data verdict's mutations: envelope changed in memory, notes added;
  * sets t->rewrite when the file must be rewritten, t->qname for quarantine.
  * Returns 0, or -1 when no recipient is left (message dropped). */

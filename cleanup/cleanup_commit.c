@@ -18,7 +18,8 @@
  * committer hop.
  *
  * Only after that directory fsync is an entry complete: it goes to the
- * completion list and the event loop is woken through an eventfd, and only
+ * completion list and the event loop is woken through an eventfd (threads,
+ * submit queue and completions: lib/workq.h), and only
  * then may smtpd hear "queued" and qmgr get its QMGR_WAKEUP (TESTING.md
  * item 9). A queue file reaches incoming/ only complete (END record written)
  * and fsynced, so whatever qmgr finds there by scanning - even before the
@@ -43,36 +44,34 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
-
-#include <event2/event.h>
 
 #include "cleanup.h"
 #include "log.h"
+#include "workq.h"
 
 struct tq { struct cl_txn *head, *tail; };
 
 struct cl_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t work_cv;       /* submit queue non-empty or quitting */
-    struct tq submit, renamed, done;
-    int quit;
+    struct workq *q;              /* the workers, submit queue, completions */
+    pthread_mutex_t mu;           /* renamed, syncing */
+    struct tq renamed;
     int syncing;                  /* a worker leads a directory fsync */
     int inflight;                 /* submitted, not yet handed back (loop thread only) */
-    int nthreads;
-    pthread_t *workers;
     int dirfd;                    /* incoming/ */
-    int efd;                      /* eventfd: completions pending */
-    struct event *ev;
     void (*done_fn)(struct cl_txn *t, void *arg);
     void *arg;
 };
+
+static struct cl_txn *txn_of(struct workq_item *it)
+{
+    return (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, witem));
+}
 
 static void tq_push(struct tq *q, struct cl_txn *t)
 {
@@ -120,17 +119,14 @@ static int quarantine_dir(const struct cl_txn *t)
     return errno == EEXIST ? 0 : errno;
 }
 
-/* Append a chain to the completion list and wake the loop. Locked. */
-static void complete_locked(struct cl_pool *p, struct cl_txn *chain)
+/* Hand a chain back to the loop (workq wakes it). */
+static void complete_chain(struct cl_pool *p, struct cl_txn *chain)
 {
     while (chain) {
         struct cl_txn *next = chain->cnext;
-        tq_push(&p->done, chain);
+        workq_complete(p->q, &chain->witem);
         chain = next;
     }
-    uint64_t one = 1;
-    ssize_t r = write(p->efd, &one, sizeof(one));
-    (void)r;   /* EAGAIN: the counter is already non-zero, the loop will look */
 }
 
 /* [rewrite +] fsync + close + rename one file. 0 = renamed into incoming/,
@@ -188,13 +184,6 @@ static int commit_file(struct cl_txn *t)
     return 0;
 }
 
-static void block_signals(void)
-{
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-}
-
 /* Group commit, called locked with t just renamed: leave t to the running
  * leader, or lead - one fsync(incoming/) per batch of renamed entries until
  * none is left. Returns locked. */
@@ -224,56 +213,36 @@ static void group_commit_locked(struct cl_pool *p, struct cl_txn *t)
             }
         }
         pthread_mutex_lock(&p->mu);
-        complete_locked(p, batch);
+        complete_chain(p, batch);
     }
     p->syncing = 0;
 }
 
-static void *worker_main(void *arg)
+/* Worker: commit one file; a renamed one waits for its directory fsync. */
+static int pool_run(struct workq_item *it, void *tstate, void *arg)
 {
     struct cl_pool *p = arg;
-    block_signals();
+    struct cl_txn *t = txn_of(it);
+    if (commit_file(t) != 0)
+        return WORKQ_DONE;  /* failed, or quarantined (complete already) */
     pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->submit.head == NULL && !p->quit)
-            pthread_cond_wait(&p->work_cv, &p->mu);
-        if (p->submit.head == NULL)
-            break;
-        struct cl_txn *t = p->submit.head;
-        p->submit.head = t->cnext;
-        if (p->submit.head == NULL)
-            p->submit.tail = NULL;
-        pthread_mutex_unlock(&p->mu);
-        int r = commit_file(t);
-        pthread_mutex_lock(&p->mu);
-        if (r == 0) {
-            group_commit_locked(p, t);
-        } else {            /* failed, or quarantined (complete already) */
-            t->cnext = NULL;
-            complete_locked(p, t);
-        }
-    }
+    group_commit_locked(p, t);
     pthread_mutex_unlock(&p->mu);
-    return NULL;
+    return WORKQ_KEPT;      /* completed with its batch */
 }
 
-/* Event loop side: hand completed entries back, in completion order. */
-static void on_complete(evutil_socket_t fd, short what, void *arg)
+/* Event loop side: hand completed entries back, in completion order
+ * (nothing is reported any more once the pool stops). */
+static void pool_done(struct workq_item *it, void *arg)
 {
     struct cl_pool *p = arg;
-    uint64_t n;
-    ssize_t r = read(p->efd, &n, sizeof(n));
-    (void)r;
-    pthread_mutex_lock(&p->mu);
-    struct cl_txn *chain = tq_take_all(&p->done);
-    pthread_mutex_unlock(&p->mu);
-    while (chain) {
-        struct cl_txn *next = chain->cnext;
-        p->inflight--;
-        p->done_fn(chain, p->arg);
-        chain = next;
-    }
+    if (it->wq_cancelled)
+        return;
+    p->inflight--;
+    p->done_fn(txn_of(it), p->arg);
 }
+
+static const struct workq_ops pool_ops = { .run = pool_run, .done = pool_done };
 
 struct cl_pool *clc_start(struct event_base *base, int nthreads,
                           void (*done)(struct cl_txn *t, void *arg), void *arg)
@@ -283,35 +252,20 @@ struct cl_pool *clc_start(struct event_base *base, int nthreads,
         nthreads = 1;
     if (nthreads > 256)
         nthreads = 256;
-    p->nthreads = nthreads;
     p->done_fn = done;
     p->arg = arg;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->work_cv, NULL);
     p->dirfd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (p->dirfd < 0)
         log_fatal("open %s: %m", SPOOL_INCOMING);
-    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (p->efd < 0)
-        log_fatal("eventfd: %m");
-    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_complete, p);
-    event_add(p->ev, NULL);
-    p->workers = xcalloc((size_t)nthreads, sizeof(*p->workers));
-    for (int i = 0; i < nthreads; i++) {
-        int e = pthread_create(&p->workers[i], NULL, worker_main, p);
-        if (e)
-            log_fatal("pthread_create: %s", strerror(e));
-    }
+    p->q = workq_new(base, nthreads, &pool_ops, p);
     return p;
 }
 
 void clc_submit(struct cl_pool *p, struct cl_txn *t)
 {
     p->inflight++;
-    pthread_mutex_lock(&p->mu);
-    tq_push(&p->submit, t);
-    pthread_cond_signal(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
+    workq_submit(p->q, &t->witem);
 }
 
 int clc_inflight(struct cl_pool *p)
@@ -322,17 +276,8 @@ int clc_inflight(struct cl_pool *p)
 /* Stop the threads once the queues are empty (they finish what is queued). */
 void clc_stop(struct cl_pool *p)
 {
-    pthread_mutex_lock(&p->mu);
-    p->quit = 1;
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->nthreads; i++)
-        pthread_join(p->workers[i], NULL);
-    event_free(p->ev);
-    close(p->efd);
+    workq_free(p->q, 1);
     close(p->dirfd);
-    free(p->workers);
     pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->work_cv);
     free(p);
 }

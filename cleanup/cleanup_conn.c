@@ -17,12 +17,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/bufferevent.h>
 
-#include "bev_flush.h"
 #include "cleanup.h"
+#include "ipc_bev.h"
 #include "log.h"
 
 #define RCPT_LIMIT_HARD 100000   /* QF_MAX_RCPTS, whatever the config says */
@@ -75,12 +73,8 @@ static void send_reply(struct cl_conn *c, int status, const char *qid, int code,
 {
     struct ipc_cleanup_reply r = { (uint32_t)status, qid ? qid : "", (uint32_t)code,
                                    enh ? enh : "", text ? text : "" };
-    buf_t out;
-    buf_init(&out, 256);
-    ipc_put_cleanup_reply(&out, &r);
-    bufferevent_write(c->bev, out.data, out.len);
-    buf_free(&out);
-    bev_flush_now(c->bev);      /* now, without an EPOLLOUT round (lib/bev_flush.h) */
+    ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &r);
+    ipc_peer_flush(c->ipc);     /* now, without an EPOLLOUT round */
 }
 
 /* Forget a transaction that will not be queued: file gone, memory freed. */
@@ -96,8 +90,8 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
         log_set_qid(NULL);
     }
     qf_env_free(&t->env);
-    cl_muts_free(&t->muts);
-    cl_muts_free(&t->dmuts);
+    filter_muts_free(&t->muts);
+    filter_muts_free(&t->dmuts);
     buf_free(&t->hbuf);
     if (t->conn && t->conn->txn == t)
         t->conn->txn = NULL;
@@ -353,21 +347,9 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
     txn_drop(ctx, t);
 }
 
-/* One decoded frame; -1 = drop the connection. */
+/* One decoded frame after smtpd's HELLO; -1 = drop the connection. */
 static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg *m)
 {
-    if (!c->hello) {
-        if (type != IPC_HELLO || ipc_hello_ok(&m->hello, IPC_PROTO_CLEANUP) < 0)
-            return -1;
-        struct ipc_hello h = { IPC_PROTO_CLEANUP, IPC_VERSION };
-        buf_t out;
-        buf_init(&out, 64);
-        ipc_put_hello(&out, &h);
-        bufferevent_write(c->bev, out.data, out.len);
-        buf_free(&out);
-        c->hello = 1;
-        return 0;
-    }
     struct cl_txn *t = c->txn;
     if (t)
         log_set_qid(t->qid);
@@ -407,46 +389,27 @@ bad:
     return -1;
 }
 
-static void conn_read(struct bufferevent *bev, void *arg)
+static int conn_on_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *arg)
 {
-    struct cl_conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        unsigned char h[4];
-        if (avail < 4)
-            return;
-        evbuffer_copyout(in, h, 4);
-        if (ipc_frame_len(h, 4) < 0) {
-            log_warn("ipc: bad frame header from %s: dropping connection", c->peer);
-            conn_free(c);
-            return;
-        }
-        size_t flen = 4 + (((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3]);
-        if (avail < flen)
-            return;
-        const unsigned char *p = evbuffer_pullup(in, (ssize_t)flen);
-        enum ipc_type type;
-        union ipc_msg m;
-        size_t used = 0;
-        if (p == NULL || ipc_next(p, flen, &type, &m, &used, c->peer) != 1 ||
-            conn_frame(c, type, &m) < 0) {
-            conn_free(c);
-            log_set_qid(NULL);
-            return;
-        }
-        log_set_qid(NULL);
-        evbuffer_drain(in, used);
-    }
+    int r = conn_frame(arg, t, m);
+    log_set_qid(NULL);
+    return r;
 }
 
-static void conn_event(struct bufferevent *bev, short what, void *arg)
+/* Broken, closed or misbehaving (already logged): drop it. */
+static void conn_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 {
     struct cl_conn *c = arg;
-    if (what & BEV_EVENT_ERROR)
+    if (why == IPC_PEER_IO)
         log_debug("connection from %s: %s", c->peer, strerror(EVUTIL_SOCKET_ERROR()));
     conn_free(c);
+    log_set_qid(NULL);
 }
+
+static const struct ipc_peer_ops conn_ops = {
+    .proto = IPC_PROTO_CLEANUP, .server = 1, .on_frame = conn_on_frame,
+    .on_error = conn_error,
+};
 
 void cl_accept(struct cl_ctx *ctx, int fd)
 {
@@ -454,16 +417,7 @@ void cl_accept(struct cl_ctx *ctx, int fd)
     c->ctx = ctx;
     c->serial = ++ctx->conn_serial;
     snprintf(c->peer, sizeof(c->peer), "smtpd#%llu", (unsigned long long)c->serial);
-    fd_set_nonblock(fd, 1);
-    c->bev = bufferevent_socket_new(ctx->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        close(fd);
-        free(c);
-        log_error("bufferevent_socket_new failed");
-        return;
-    }
-    bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->ipc = ipc_peer_accept(ctx->srv->base, fd, c->peer, &conn_ops, c);
     c->next = ctx->conns;
     if (ctx->conns)
         ctx->conns->prev = c;
@@ -499,7 +453,7 @@ static void conn_free(struct cl_conn *c)
         ctx->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    bufferevent_free(c->bev);
+    ipc_peer_free(c->ipc);
     free(c);
 }
 

@@ -10,56 +10,33 @@
  * (its transaction went away) is ignored. filter sends FILTER_STAGES after
  * its HELLO and after each reload: without data rules the stage is not
  * asked (clf_data_wanted). A FILTER_REPLY is followed at once by its nmut
- * FILTER_MUTs; they are collected into the transaction's dmuts and the
- * verdict is delivered with the last one.
+ * FILTER_MUTs (assembled by a filter_rx, lib/filter_mut.h); with the last
+ * one they join the transaction's dmuts and the verdict is delivered. The
+ * connection is a struct ipc_peer (lib/ipc_bev.h).
  */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/bufferevent.h>
 
 #include "cleanup.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "rules.h"
 
-#define MAX_REPLY_MUTS 10000
-
-/* The reply whose FILTER_MUTs are arriving (one connection: one at a time). */
-static struct {
-    int active;
-    struct cl_txn *t;           /* NULL: its transaction went away */
-    uint64_t id;
-    uint32_t status, code, want, got;
-    char enhanced[16], rule[64], text[CL_TEXT_MAX];
-} cur;
+static struct filter_rx rx;     /* the reply whose FILTER_MUTs are arriving */
 
 int clf_data_wanted(struct cl_ctx *ctx)
 {
     return !ctx->f_have_mask || (ctx->f_mask & (1u << STAGE_DATA)) != 0;
 }
 
-static void cur_deliver(struct cl_ctx *ctx)
-{
-    struct cl_txn *t = cur.t;
-    struct ipc_filter_reply r = { cur.id, cur.status, cur.code, cur.enhanced, cur.text,
-                                  cur.rule, cur.want };
-    memset(&cur, 0, sizeof(cur));
-    if (t)
-        cl_txn_filter_done(ctx, t, &r);
-}
-
 static void fail_all(struct cl_ctx *ctx)
 {
-    if (ctx->fbev) {
-        bufferevent_free(ctx->fbev);
-        ctx->fbev = NULL;
-    }
-    ctx->f_hello = 0;
+    ipc_peer_free(ctx->fpeer);
+    ctx->fpeer = NULL;
     ctx->f_have_mask = 0;
-    memset(&cur, 0, sizeof(cur));
+    filter_rx_reset(&rx);
     struct cl_txn *t = ctx->f_pending;
     ctx->f_pending = NULL;
     while (t) {
@@ -87,136 +64,103 @@ static void set_timeout(struct cl_ctx *ctx)
 {
     /* master holds the socket, so a connect succeeds while filter is down:
      * its HELLO must come quickly */
-    struct timeval tv = { ctx->f_hello ? CL_FILTER_TIMEOUT : 5, 0 };
-    bufferevent_set_timeouts(ctx->fbev, ctx->f_pending ? &tv : NULL, NULL);
+    int ready = ipc_peer_ready(ctx->fpeer);
+    ipc_peer_set_timeout(ctx->fpeer, ctx->f_pending ? (ready ? CL_FILTER_TIMEOUT : 5) : 0);
 }
 
-static void f_read(struct bufferevent *bev, void *arg)
+/* The verdict in rx is complete: its mutations join the transaction's
+ * dmuts and the verdict is delivered (a transaction gone meanwhile: dropped). */
+static void reply_done(struct cl_ctx *ctx)
 {
-    struct cl_ctx *ctx = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        unsigned char h[4];
-        if (avail < 4)
-            break;
-        evbuffer_copyout(in, h, 4);
-        if (ipc_frame_len(h, 4) < 0) {
-            log_warn("ipc: bad frame header from filter");
-            fail_all(ctx);
-            return;
-        }
-        size_t flen = 4 + (((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3]);
-        if (avail < flen)
-            break;
-        const unsigned char *p = evbuffer_pullup(in, (ssize_t)flen);
-        enum ipc_type type;
-        union ipc_msg m;
-        size_t used;
-        if (p == NULL || ipc_next(p, flen, &type, &m, &used, "filter") != 1) {
-            fail_all(ctx);
-            return;
-        }
-        if (!ctx->f_hello) {
-            if (type != IPC_HELLO || ipc_hello_ok(&m.hello, IPC_PROTO_FILTER) < 0) {
-                fail_all(ctx);
-                return;
-            }
-            ctx->f_hello = 1;
-        } else if (cur.active) {
-            if (type != IPC_FILTER_MUT || m.filter_mut.kind >= RL_M__COUNT) {
-                log_warn("filter sent %s instead of FILTER_MUT: dropping the connection",
-                         ipc_type_name(type));
-                fail_all(ctx);
-                return;
-            }
-            const struct ipc_filter_mut *fm = &m.filter_mut;
-            if (cur.t)
-                cl_muts_add(&cur.t->dmuts, fm->kind, fm->rcpt, fm->arg, fm->arg2, fm->rule);
-            evbuffer_drain(in, used);
-            if (++cur.got == cur.want)
-                cur_deliver(ctx);
-            continue;
-        } else if (type == IPC_FILTER_REPLY) {
-            const struct ipc_filter_reply *fr = &m.filter_reply;
-            if (fr->nmut > MAX_REPLY_MUTS) {
-                log_warn("filter sent %u mutations: dropping the connection", fr->nmut);
-                fail_all(ctx);
-                return;
-            }
-            struct cl_txn *t = take_pending(ctx, fr->id);
-            if (t == NULL)
-                log_debug("filter reply for unknown request %llu", (unsigned long long)fr->id);
-            memset(&cur, 0, sizeof(cur));
-            cur.active = 1;
-            cur.t = t;
-            cur.id = fr->id;
-            cur.status = fr->status;
-            cur.code = fr->code;
-            cur.want = fr->nmut;
-            str_copy(cur.enhanced, sizeof(cur.enhanced), fr->enhanced);
-            str_copy(cur.rule, sizeof(cur.rule), fr->rule);
-            str_copy(cur.text, sizeof(cur.text), fr->text);
-            evbuffer_drain(in, used);
-            if (cur.want == 0)
-                cur_deliver(ctx);
-            continue;
-        } else if (type == IPC_FILTER_STAGES) {
-            ctx->f_mask = m.filter_stages.mask;
-            ctx->f_have_mask = 1;
-        } else {
-            log_warn("filter sent %s: dropping the connection", ipc_type_name(type));
-            fail_all(ctx);
-            return;
-        }
-        evbuffer_drain(in, used);
+    uint64_t id = rx.id;
+    struct filter_verdict v;
+    filter_rx_take(&rx, &v);
+    struct cl_txn *t = take_pending(ctx, id);
+    if (t == NULL) {
+        log_debug("filter reply for unknown request %llu", (unsigned long long)id);
+        filter_verdict_free(&v);
+        return;
     }
-    set_timeout(ctx);
+    for (int i = 0; i < v.nmuts; i++) {
+        const struct filter_mut *m = &v.muts[i];
+        filter_muts_add(&t->dmuts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+    }
+    char rule[64];
+    str_copy(rule, sizeof(rule), v.rule);
+    struct ipc_filter_reply r = { id, v.status, (uint32_t)v.code, v.enhanced, v.text, rule,
+                                  (uint32_t)v.nmuts };
+    cl_txn_filter_done(ctx, t, &r);
+    filter_verdict_free(&v);
 }
 
-static void f_event(struct bufferevent *bev, short what, void *arg)
+/* One message from filter after its HELLO; -1 drops the connection. */
+static int f_frame(struct ipc_peer *p, enum ipc_type type, union ipc_msg *m, void *arg)
 {
     struct cl_ctx *ctx = arg;
-    if (what & BEV_EVENT_TIMEOUT)
+    int in_reply = rx.active;
+    switch (filter_rx_feed(&rx, type, m)) {
+    case FILTER_RX_MORE:
+        break;
+    case FILTER_RX_DONE:
+        reply_done(ctx);
+        break;
+    case FILTER_RX_STAGES:
+        ctx->f_mask = m->filter_stages.mask;
+        ctx->f_have_mask = 1;
+        break;
+    default:
+        if (in_reply)
+            log_warn("filter sent %s instead of FILTER_MUT: dropping the connection",
+                     ipc_type_name(type));
+        else if (type == IPC_FILTER_REPLY)
+            log_warn("filter sent %u mutations: dropping the connection",
+                     m->filter_reply.nmut);
+        else
+            log_warn("filter sent %s: dropping the connection", ipc_type_name(type));
+        return -1;
+    }
+    if (ctx->fpeer == p)
+        set_timeout(ctx);
+    return 0;
+}
+
+static void f_hello(struct ipc_peer *p, void *arg)
+{
+    set_timeout(arg);
+}
+
+static void f_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    if (why == IPC_PEER_TIMEOUT)
         log_warn("filter did not answer within %d seconds: reconnecting",
-                 ctx->f_hello ? CL_FILTER_TIMEOUT : 5);
-    else if (what & BEV_EVENT_ERROR)
+                 ipc_peer_ready(p) ? CL_FILTER_TIMEOUT : 5);
+    else if (why == IPC_PEER_IO)
         log_warn("connection to filter: %s", strerror(EVUTIL_SOCKET_ERROR()));
-    else if (ctx->f_pending)
+    else if (why == IPC_PEER_EOF && ctx->f_pending)
         log_warn("filter closed the connection");
-    else
+    else if (why == IPC_PEER_EOF)
         log_debug("filter closed the connection");
     fail_all(ctx);
 }
 
+static const struct ipc_peer_ops f_ops = {
+    .proto = IPC_PROTO_FILTER, .on_hello = f_hello, .on_frame = f_frame, .on_error = f_error,
+};
+
 static int f_connect(struct cl_ctx *ctx)
 {
-    int fd = ipc_connect_unix(SOCK_FILTER);
-    if (fd < 0) {
+    ctx->fpeer = ipc_peer_connect(ctx->srv->base, SOCK_FILTER, "filter", &f_ops, ctx);
+    if (ctx->fpeer == NULL) {
         log_warn("connect %s: %m", SOCK_FILTER);
         return -1;
     }
-    fd_set_nonblock(fd, 1);
-    ctx->fbev = bufferevent_socket_new(ctx->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (ctx->fbev == NULL) {
-        close(fd);
-        return -1;
-    }
-    bufferevent_setcb(ctx->fbev, f_read, NULL, f_event, ctx);
-    bufferevent_enable(ctx->fbev, EV_READ | EV_WRITE);
-    struct ipc_hello h = { IPC_PROTO_FILTER, IPC_VERSION };
-    buf_t out;
-    buf_init(&out, 64);
-    ipc_put_hello(&out, &h);
-    bufferevent_write(ctx->fbev, out.data, out.len);
-    buf_free(&out);
-    ctx->f_hello = 0;
     return 0;
 }
 
 int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    if (ctx->fbev == NULL && f_connect(ctx) < 0)
+    if (ctx->fpeer == NULL && f_connect(ctx) < 0)
         return -1;
     const struct qf_env *e = &t->env;
     /* tls is "VERSION CIPHER" */
@@ -247,12 +191,7 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         .size = t->size,
         .path = t->path,
     };
-    buf_t out;
-    buf_init(&out, 512);
-    ipc_put_filter_req(&out, &r);
-    int rc = bufferevent_write(ctx->fbev, out.data, out.len);
-    buf_free(&out);
-    if (rc < 0)
+    if (ipc_peer_send(ctx->fpeer, IPC_FILTER_REQ, &r) < 0)
         return -1;
     t->freq_id = r.id;
     t->fnext = ctx->f_pending;
@@ -263,10 +202,8 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
 
 void clf_cancel(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    if (cur.t == t)
-        cur.t = NULL;
     take_pending(ctx, t->freq_id);
-    if (ctx->fbev)
+    if (ctx->fpeer)
         set_timeout(ctx);
 }
 

@@ -22,40 +22,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cleanup.h"
 #include "log.h"
 #include "rules.h"
 
 #define VALUE_MAX 998           /* bytes of a header value we add */
-
-void cl_muts_add(struct cl_muts *l, uint32_t kind, const char *rcpt, const char *arg,
-                 const char *arg2, const char *rule)
-{
-    if (l->n >= CL_MAX_MUTS)
-        return;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 4;
-        l->v = xrealloc(l->v, sizeof(*l->v) * (size_t)l->cap);
-    }
-    struct cl_mut *m = &l->v[l->n++];
-    m->kind = kind;
-    m->rcpt = xstrdup(rcpt ? rcpt : "");
-    m->arg = xstrdup(arg ? arg : "");
-    m->arg2 = xstrdup(arg2 ? arg2 : "");
-    m->rule = xstrdup(rule ? rule : "");
-}
-
-void cl_muts_free(struct cl_muts *l)
-{
-    for (int i = 0; i < l->n; i++) {
-        free(l->v[i].rcpt);
-        free(l->v[i].arg);
-        free(l->v[i].arg2);
-        free(l->v[i].rule);
-    }
-    free(l->v);
-    memset(l, 0, sizeof(*l));
-}
 
 int clr_qname_ok(const char *name)
 {
@@ -76,19 +48,7 @@ static int is_header_mut(uint32_t k)
     return k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER;
 }
 
-/* A header field name: printable ASCII except ':' (RFC 5322 ftext). */
-static int hname_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 76)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 || s[i] == ':')
-            return 0;
-    return 1;
-}
-
-int clr_has_header_muts(const struct cl_muts *l)
+int clr_has_header_muts(const struct filter_muts *l)
 {
     for (int i = 0; i < l->n; i++)
         if (is_header_mut(l->v[i].kind))
@@ -96,7 +56,7 @@ int clr_has_header_muts(const struct cl_muts *l)
     return 0;
 }
 
-static void note(struct cl_txn *t, const struct cl_mut *m)
+static void note(struct cl_txn *t, const struct filter_mut *m)
 {
     buf_t b;
     buf_init(&b, 128);
@@ -129,14 +89,14 @@ int clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m)
         return -1;
     if (!is_header_mut(m->kind) && m->kind != RL_M_QUARANTINE)
         return 0;                       /* smtpd applied the rest itself */
-    if (is_header_mut(m->kind) && !hname_ok(m->arg)) {
+    if (is_header_mut(m->kind) && !hdr_name_ok(m->arg, strlen(m->arg))) {
         log_warn("rule \"%s\": invalid header name ignored", m->rule);
         return 0;
     }
     if (t->muts.n >= CL_MAX_MUTS)
         return 0;
-    cl_muts_add(&t->muts, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
-    const struct cl_mut *cm = &t->muts.v[t->muts.n - 1];
+    filter_muts_add(&t->muts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+    const struct filter_mut *cm = &t->muts.v[t->muts.n - 1];
     if (cm->kind == RL_M_QUARANTINE)
         set_quarantine(t, cm->arg, cm->rule);
     note(t, cm);
@@ -169,7 +129,7 @@ static void add_field(buf_t *out, const char *name, const char *value)
     buf_append_char(out, '\n');
 }
 
-void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct cl_muts *l)
+void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct filter_muts *l)
 {
     size_t pos = 0;
     int first = 1;
@@ -210,32 +170,16 @@ static int env_find_rcpt(const struct qf_env *e, const char *addr)
     return -1;
 }
 
-/* "<a@b>" -> "a@b"; NULL for an unusable address. */
-static char *clean_addr(const char *a)
-{
-    size_t n = strlen(a);
-    if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
-        a++;
-        n -= 2;
-    }
-    if (n > 512)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)a[i] <= ' ' || a[i] == 127 || a[i] == '<' || a[i] == '>')
-            return NULL;
-    return xstrndup(a, n);
-}
-
 int clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule)
 {
     struct qf_env *e = &t->env;
     int changed = 0;
     for (int i = 0; i < t->dmuts.n; i++) {
-        struct cl_mut *m = &t->dmuts.v[i];
+        struct filter_mut *m = &t->dmuts.v[i];
         char *a = NULL;
         switch (m->kind) {
         case RL_M_ADD_RCPT: case RL_M_BCC:
-            a = clean_addr(m->rcpt);
+            a = addr_clean(m->rcpt);
             if (a == NULL || *a == '\0' || e->nrcpts >= QF_MAX_RCPTS) {
                 log_warn("rule \"%s\": bad address in %s ignored", m->rule,
                          rl_mut_name((enum rl_mut_kind)m->kind));
@@ -248,7 +192,7 @@ int clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule)
             }
             break;
         case RL_M_REMOVE_RCPT: {
-            a = clean_addr(m->rcpt);
+            a = addr_clean(m->rcpt);
             int k = a ? env_find_rcpt(e, a) : -1;
             if (k < 0)
                 break;
@@ -261,7 +205,7 @@ int clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule)
             break;
         }
         case RL_M_REWRITE_MAIL_FROM:
-            a = clean_addr(m->arg);
+            a = addr_clean(m->arg);
             if (a == NULL) {
                 log_warn("rule \"%s\": bad address in rewrite_mail_from ignored", m->rule);
                 break;
@@ -273,7 +217,7 @@ int clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule)
             changed = 1;
             break;
         case RL_M_ADD_HEADER: case RL_M_SET_HEADER: case RL_M_REMOVE_HEADER:
-            if (!hname_ok(m->arg)) {
+            if (!hdr_name_ok(m->arg, strlen(m->arg))) {
                 log_warn("rule \"%s\": invalid header name ignored", m->rule);
                 m->kind = RL_M__COUNT;      /* not applied */
                 break;
@@ -314,20 +258,6 @@ static int fail(struct cl_txn *t, const char *where, int err)
     return -1;
 }
 
-static int pread_all(int fd, char *p, size_t n, off_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, p + got, n - got, off + (off_t)got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        got += (size_t)k;
-    }
-    return 0;
-}
-
 int clr_rewrite(struct cl_txn *t)
 {
     char npath[64];
@@ -361,7 +291,7 @@ int clr_rewrite(struct cl_txn *t)
     /* the header section (bounded by CL_HDR_MAX when it was written) */
     size_t cap = CL_HDR_MAX + 65536, n = left < cap ? (size_t)left : cap;
     char *buf = xmalloc(n + 1);
-    int rc = pread_all(rfd, buf, n, off);
+    int rc = qf_pread_all(rfd, buf, n, off);
     if (rc == 0) {
         size_t hend = n;                         /* header bytes (fields) */
         for (size_t i = 0; i + 1 < n; i++)
@@ -384,7 +314,7 @@ int clr_rewrite(struct cl_txn *t)
         left -= n;
         while (rc == 0 && left > 0) {
             size_t k = left < 65536 ? (size_t)left : 65536;
-            rc = pread_all(rfd, buf, k, off);
+            rc = qf_pread_all(rfd, buf, k, off);
             if (rc == 0)
                 rc = qf_write_content(w, buf, k);
             off += (off_t)k;

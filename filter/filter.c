@@ -24,13 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
 #include "filter.h"
 #include "filter_policy.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "spool.h"
 
@@ -50,8 +49,8 @@ static void fconn_free(struct fconn *c)
     if (c->next)
         c->next->prev = c->prev;
     fe_conn_closed(c);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
+    ipc_peer_free(c->ipc);
+    c->ipc = NULL;
     if (c->njobs == 0)
         free(c);
 }
@@ -60,15 +59,6 @@ void fconn_release(struct fconn *c)
 {
     if (--c->njobs == 0 && c->closed)
         free(c);
-}
-
-static void put(struct fconn *c, enum ipc_type t, const void *m)
-{
-    buf_t out;
-    buf_init(&out, 256);
-    ipc_encode(&out, t, m);
-    bufferevent_write(c->bev, out.data, out.len);
-    buf_free(&out);
 }
 
 void filter_send_reply(struct fconn *c, uint64_t id, enum verdict st, int code, const char *enh,
@@ -85,40 +75,34 @@ void filter_send_reply(struct fconn *c, uint64_t id, enum verdict st, int code, 
         .enhanced = enh, .text = text, .rule = rule,
         .nmut = (uint32_t)(res->nmuts + extra),
     };
-    buf_t out;
-    buf_init(&out, 256);
-    ipc_put_filter_reply(&out, &r);
+    ipc_peer_send(c->ipc, IPC_FILTER_REPLY, &r);
     for (int i = 0; i < res->nmuts; i++) {
         const struct rl_mutation *m = &res->muts[i];
         struct ipc_filter_mut fm = { (uint32_t)m->kind, m->rcpt, m->arg, m->arg2, m->rule };
-        ipc_put_filter_mut(&out, &fm);
+        ipc_peer_send(c->ipc, IPC_FILTER_MUT, &fm);
     }
     if (extra) {
         struct ipc_filter_mut fm = { RL_M_QUARANTINE, "", qname, "", rule };
-        ipc_put_filter_mut(&out, &fm);
+        ipc_peer_send(c->ipc, IPC_FILTER_MUT, &fm);
     }
-    bufferevent_write(c->bev, out.data, out.len);
-    buf_free(&out);
 }
 
 static void send_stages(struct fconn *c)
 {
     struct ipc_filter_stages st = { c->ctx->mask, c->ctx->generation };
-    put(c, IPC_FILTER_STAGES, &st);
+    ipc_peer_send(c->ipc, IPC_FILTER_STAGES, &st);
+}
+
+/* The client's HELLO was accepted (ours is queued): tell it the stages. */
+static void fconn_hello(struct ipc_peer *p, void *arg)
+{
+    send_stages(arg);
 }
 
 /* One frame; -1 drops the connection. */
-static int fconn_frame(struct fconn *c, enum ipc_type type, const union ipc_msg *m)
+static int fconn_frame(struct ipc_peer *p, enum ipc_type type, union ipc_msg *m, void *arg)
 {
-    if (!c->hello) {
-        if (type != IPC_HELLO || ipc_hello_ok(&m->hello, IPC_PROTO_FILTER) < 0)
-            return -1;
-        struct ipc_hello h = { IPC_PROTO_FILTER, IPC_VERSION };
-        put(c, IPC_HELLO, &h);
-        send_stages(c);
-        c->hello = 1;
-        return 0;
-    }
+    struct fconn *c = arg;
     if (type == IPC_FILTER_END) {
         fe_session_end(c, m->filter_end.session);
         return 0;
@@ -138,59 +122,20 @@ static int fconn_frame(struct fconn *c, enum ipc_type type, const union ipc_msg 
     return 0;
 }
 
-static void fconn_read(struct bufferevent *bev, void *arg)
+/* The connection failed or broke the protocol (already logged): drop it. */
+static void fconn_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 {
     struct fconn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    while (!c->throttled) {
-        size_t avail = evbuffer_get_length(in);
-        unsigned char h[4];
-        if (avail < 4)
-            return;
-        evbuffer_copyout(in, h, 4);
-        if (ipc_frame_len(h, 4) < 0) {
-            log_warn("ipc: bad frame header from %s: dropping connection", c->peer);
-            fconn_free(c);
-            return;
-        }
-        size_t flen = 4 + (((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3]);
-        if (avail < flen)
-            return;
-        const unsigned char *p = evbuffer_pullup(in, (ssize_t)flen);
-        enum ipc_type type;
-        union ipc_msg m;
-        size_t used = 0;
-        if (p == NULL || ipc_next(p, flen, &type, &m, &used, c->peer) != 1 ||
-            fconn_frame(c, type, &m) < 0) {
-            fconn_free(c);
-            return;
-        }
-        evbuffer_drain(in, used);
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > OUT_HIGH) {
-            c->throttled = 1;
-            bufferevent_disable(bev, EV_READ);
-        }
-    }
-}
-
-/* Output drained below OUT_LOW: read again (and handle what is buffered). */
-static void fconn_write(struct bufferevent *bev, void *arg)
-{
-    struct fconn *c = arg;
-    if (!c->throttled)
-        return;
-    c->throttled = 0;
-    bufferevent_enable(bev, EV_READ);
-    fconn_read(bev, c);
-}
-
-static void fconn_event(struct bufferevent *bev, short what, void *arg)
-{
-    struct fconn *c = arg;
-    if (what & BEV_EVENT_ERROR)
+    if (why == IPC_PEER_IO)
         log_debug("connection from %s: %s", c->peer, strerror(EVUTIL_SOCKET_ERROR()));
     fconn_free(c);
 }
+
+/* A client that does not read its replies is not read from until it does. */
+static const struct ipc_peer_ops fconn_ops = {
+    .proto = IPC_PROTO_FILTER, .server = 1, .out_low = OUT_LOW, .out_high = OUT_HIGH,
+    .on_hello = fconn_hello, .on_frame = fconn_frame, .on_error = fconn_error,
+};
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
@@ -199,26 +144,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct fconn *c = xcalloc(1, sizeof(*c));
     c->ctx = ctx;
     snprintf(c->peer, sizeof(c->peer), "client#%llu", (unsigned long long)++ctx->serial);
-    fd_set_nonblock(fd, 1);
-    c->bev = bufferevent_socket_new(ctx->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        close(fd);
-        free(c);
-        return;
-    }
-    bufferevent_setcb(c->bev, fconn_read, fconn_write, fconn_event, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->ipc = ipc_peer_accept(ctx->srv->base, fd, c->peer, &fconn_ops, c);
     c->next = ctx->conns;
     if (ctx->conns)
         ctx->conns->prev = c;
     ctx->conns = c;
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-    log_warn("accept on %s: %s", SOCK_FILTER, strerror(e));
 }
 
 /* SIGTERM: stop accepting and leave; evaluations still running finish in
@@ -309,7 +239,7 @@ static void on_reload(struct server *s)
     ctx->mask = fprog_mask(np);
     ctx->generation++;
     for (struct fconn *c = ctx->conns; c; c = c->next)
-        if (c->hello)
+        if (ipc_peer_ready(c->ipc))
             send_stages(c);
     if (np->p)
         log_info("reload: rules reloaded from %s (%d rules and actions, generation %u)",
@@ -333,16 +263,8 @@ int main(int argc, char **argv)
         exit(1);
     }
     ctx->mask = fprog_mask(ctx->prog);
-    int lfd = server_fd_named(s, "filter");
-    if (lfd < 0)
-        log_fatal("no socket named \"filter\" in POSTERN_FDS");
-    fd_set_nonblock(lfd, 1);
     fe_init(ctx);
-    ctx->lis = evconnlistener_new(s->base, on_accept, ctx,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
-    if (ctx->lis == NULL)
-        log_fatal("cannot listen on %s", SOCK_FILTER);
-    evconnlistener_set_error_cb(ctx->lis, on_accept_error);
+    ctx->lis = server_listen(s, "filter", SOCK_FILTER, on_accept, ctx);
     if (ctx->prog->p)
         log_info("ready: rules %s (%d rules and actions), %d workers", s->cfg->rules,
                  count_rules(ctx->prog), FILTER_WORKERS);

@@ -27,10 +27,10 @@
 #define FILTER_WORKERS     4
 #define FILTER_MAX_SESSIONS 100000   /* beyond: the oldest idle context is evicted */
 
-struct bufferevent;
+struct ipc_peer;
 struct evconnlistener;
 struct fsess;
-struct fpool;
+struct workq;
 
 /* A compiled program shared by the jobs that use it (loop-thread refcount). */
 struct fprog {
@@ -40,9 +40,7 @@ struct fprog {
 
 struct fconn {
     struct fctx *ctx;
-    struct bufferevent *bev;   /* NULL once closed (jobs still running) */
-    int hello;
-    int throttled;
+    struct ipc_peer *ipc;      /* NULL once closed (jobs still running) */
     int closed;
     int njobs;                 /* jobs of this connection not finished */
     char peer[32];
@@ -58,7 +56,7 @@ struct fctx {
     uint64_t serial;
     struct fprog *prog;        /* current program */
     uint32_t mask, generation; /* FILTER_STAGES */
-    struct fpool *pool;
+    struct workq *pool;        /* FILTER_WORKERS threads running rl_eval */
 };
 
 /* filter.c */

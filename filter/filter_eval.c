@@ -16,20 +16,18 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 
-#include <event2/event.h>
-
+#include "addr.h"
 #include "filter.h"
 #include "filter_policy.h"
 #include "log.h"
 #include "qfile.h"
+#include "workq.h"
 
 #define HBITS 17
 #define HSIZE (1u << HBITS)
@@ -51,7 +49,8 @@ struct fsess {
     X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path)
 
 struct fjob {
-    struct fjob *next;               /* pool queues, session wait queue */
+    struct workq_item item;          /* first: the pool's handle is the job */
+    struct fjob *next;               /* session wait queue */
     struct fconn *c;
     struct fsess *sess;              /* NULL: txn is own */
     struct rl_txn own;
@@ -62,17 +61,6 @@ struct fjob {
     int load_client;                 /* ... including client info (no session) */
     char load_err[160];
     struct rl_result res;
-};
-
-struct fpool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct fjob *head, *tail;        /* to evaluate */
-    struct fjob *done;               /* evaluated (LIFO; order is irrelevant) */
-    int quit;
-    pthread_t th[FILTER_WORKERS];
-    int efd;
-    struct event *ev;
 };
 
 static struct fctx *C;
@@ -282,20 +270,6 @@ static void job_eval(struct fjob *j)
         j->res.status = V_NEXT;
 }
 
-static int addr_eq(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    if (na >= 2 && a[0] == '<' && a[na - 1] == '>') {
-        a++;
-        na -= 2;
-    }
-    if (nb >= 2 && b[0] == '<' && b[nb - 1] == '>') {
-        b++;
-        nb -= 2;
-    }
-    return na == nb && strncasecmp(a, b, na) == 0;
-}
-
 static int accepted(enum verdict v)
 {
     return v == V_NEXT || v == V_ACCEPT || v == V_FACCEPT || v == V_QUARANTINE;
@@ -372,7 +346,7 @@ static void job_finish(struct fjob *j)
             int keep = 1;
             for (int i = 0; i < r->nmuts; i++) {
                 const struct rl_mutation *m = &r->muts[i];
-                if (m->kind == RL_M_REMOVE_RCPT && (m->rcpt[0] == '\0' || addr_eq(m->rcpt, j->q.rcpt)))
+                if (m->kind == RL_M_REMOVE_RCPT && (m->rcpt[0] == '\0' || addr_same(m->rcpt, j->q.rcpt)))
                     keep = 0;
             }
             if (keep)
@@ -412,102 +386,33 @@ static void job_finish(struct fjob *j)
 
 /* ---- the pool ------------------------------------------------------------------------ */
 
-static void *worker_main(void *arg)
+static int pool_run(struct workq_item *it, void *tstate, void *arg)
 {
-    struct fpool *p = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->head == NULL && !p->quit)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (p->head == NULL)
-            break;
-        struct fjob *j = p->head;
-        p->head = j->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        pthread_mutex_unlock(&p->mu);
-        job_eval(j);
-        pthread_mutex_lock(&p->mu);
-        j->next = p->done;
-        p->done = j;
-        uint64_t one = 1;
-        ssize_t w = write(p->efd, &one, sizeof(one));
-        (void)w;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
+    job_eval((struct fjob *)it);
+    return WORKQ_DONE;
 }
 
-static void on_done(evutil_socket_t fd, short what, void *arg)
+/* Also at shutdown (wq_cancelled): the job's memory and references go;
+ * its connection is closed by then, so no reply is sent. */
+static void pool_done(struct workq_item *it, void *arg)
 {
-    struct fpool *p = arg;
-    uint64_t n;
-    ssize_t r = read(p->efd, &n, sizeof(n));
-    (void)r;
-    pthread_mutex_lock(&p->mu);
-    struct fjob *j = p->done;
-    p->done = NULL;
-    pthread_mutex_unlock(&p->mu);
-    while (j) {
-        struct fjob *next = j->next;
-        j->next = NULL;
-        job_finish(j);
-        j = next;
-    }
+    job_finish((struct fjob *)it);
 }
 
-static void pool_submit(struct fpool *p, struct fjob *j)
-{
-    j->next = NULL;
-    pthread_mutex_lock(&p->mu);
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
+static const struct workq_ops pool_ops = { .run = pool_run, .done = pool_done };
 
 void fe_init(struct fctx *ctx)
 {
     C = ctx;
-    struct fpool *p = xcalloc(1, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (p->efd < 0)
-        log_fatal("eventfd: %m");
-    p->ev = event_new(ctx->srv->base, p->efd, EV_READ | EV_PERSIST, on_done, p);
-    event_add(p->ev, NULL);
-    for (int i = 0; i < FILTER_WORKERS; i++) {
-        int e = pthread_create(&p->th[i], NULL, worker_main, p);
-        if (e)
-            log_fatal("pthread_create: %s", strerror(e));
-    }
-    ctx->pool = p;
+    ctx->pool = workq_new(ctx->srv->base, FILTER_WORKERS, &pool_ops, NULL);
 }
 
 void fe_shutdown(struct fctx *ctx)
 {
-    struct fpool *p = ctx->pool;
-    if (p == NULL)
+    if (ctx->pool == NULL)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->quit = 1;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < FILTER_WORKERS; i++)
-        pthread_join(p->th[i], NULL);
-    on_done(-1, 0, p);          /* finish what was evaluated (connections are gone) */
-    event_free(p->ev);
-    close(p->efd);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    free(p);
+    /* evaluate what is queued and finish it (connections are gone) */
+    workq_free(ctx->pool, 1);
     ctx->pool = NULL;
     for (unsigned h = 0; h < HSIZE; h++)
         while (htab[h]) {
@@ -561,7 +466,7 @@ static void job_dispatch(struct fjob *j)
         job_finish(j);
         return;
     }
-    pool_submit(C->pool, j);
+    workq_submit(C->pool, &j->item);
 }
 
 void fe_request(struct fconn *c, const struct ipc_filter_req *q)

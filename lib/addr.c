@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include "addr.h"
+#include "buf.h"
 
 /* atext per RFC 5322 3.2.3 (ASCII part) */
 static int is_atext(unsigned char c)
@@ -447,4 +448,38 @@ int xtext_decode(const char *s, size_t n, buf_t *out)
         }
     }
     return 0;
+}
+
+/* The address without one pair of enclosing angle brackets: *n_r its length. */
+static const char *unbracket(const char *a, size_t *n_r)
+{
+    size_t n = strlen(a);
+    if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+        a++;
+        n -= 2;
+    }
+    *n_r = n;
+    return a;
+}
+
+char *addr_clean(const char *a)
+{
+    size_t n;
+    a = unbracket(a, &n);
+    if (n > 512)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c <= ' ' || c == 127 || c == '<' || c == '>')
+            return NULL;
+    }
+    return xstrndup(a, n);
+}
+
+int addr_same(const char *a, const char *b)
+{
+    size_t na, nb;
+    a = unbracket(a, &na);
+    b = unbracket(b, &nb);
+    return na == nb && strncasecmp(a, b, na) == 0;
 }

@@ -55,6 +55,13 @@ const char *addr_domain(const char *addr);
 size_t addr_local_part_len(const char *addr);
 /* Copy the local part into out (replacing its content). */
 void addr_local_part(const char *addr, buf_t *out);
+/* An address from a rule ("<a@b>" or "a@b"): a malloc'd a@b, or NULL when
+ * it is no usable envelope address (over 512 bytes; spaces, controls or
+ * brackets inside). "" stays "" (the null sender). */
+char *addr_clean(const char *a);
+/* Do a and b name the same address? "<>" around either is ignored, case
+ * too (what rules compare recipients with). */
+int  addr_same(const char *a, const char *b);
 
 /* ---- UTF-8 (RFC 6531) ------------------------------------------------------ */
 /* Length of the well-formed UTF-8 sequence of 2..4 bytes at p (n bytes

@@ -3,9 +3,9 @@
  * small thread pool so an event loop never waits for a slow hash.
  *
  * Used by smtpd's AUTH. Never logs a password or a hash; user names are
- * logged escaped by the caller. The pool's workers only run crypt_rn() on
- * private copies; all bookkeeping that touches callers happens in the loop
- * thread (eventfd wake-up), so callers need no locks.
+ * logged escaped by the caller. The pool (lib/workq.c) workers only run
+ * crypt_rn() on private copies; all bookkeeping that touches callers
+ * happens in the loop thread, so callers need no locks.
  */
 #include <crypt.h>
 #include <errno.h>
@@ -14,13 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <event2/event.h>
 #include <openssl/crypto.h>
 
 #include "auth.h"
 #include "log.h"
+#include "workq.h"
 
 struct auth_entry { char *user, *hash; };
 
@@ -255,25 +254,18 @@ int auth_check(const char *hash, const char *pass, size_t passlen)
 /* ---- the worker pool ---------------------------------------------------- */
 
 struct auth_job {
-    struct auth_job *next;
+    struct workq_item item;     /* first: the job is its item */
     struct auth_pool *pool;
     char *hash;                 /* NULL = unknown user */
     char *pass;
     size_t passlen;
-    int ok, cancelled;
+    int ok;
     auth_done_fn *done;
     void *arg;
 };
 
 struct auth_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct auth_job *qhead, *qtail;     /* waiting for a worker */
-    struct auth_job *dhead, *dtail;     /* finished, for the loop */
-    int efd;
-    struct event *ev;
-    pthread_t *th;
-    int nth, stop;
+    struct workq *q;
 };
 
 static void job_free(struct auth_job *j)
@@ -286,78 +278,42 @@ static void job_free(struct auth_job *j)
     free(j);
 }
 
-static void *worker(void *arg)
+/* Each worker keeps one crypt_data (large) for all its checks. */
+static void *worker_start(void *arg)
 {
-    struct auth_pool *p = arg;
-    struct crypt_data *cd = xcalloc(1, sizeof(*cd));
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->qhead == NULL && !p->stop)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (p->stop)
-            break;
-        struct auth_job *j = p->qhead;
-        p->qhead = j->next;
-        if (p->qhead == NULL)
-            p->qtail = NULL;
-        int skip = j->cancelled;
-        pthread_mutex_unlock(&p->mu);
-        j->ok = skip ? 0 : check_with(cd, j->hash, j->pass, j->passlen);
-        explicit_bzero(j->pass, j->passlen);
-        pthread_mutex_lock(&p->mu);
-        j->next = NULL;
-        if (p->dtail)
-            p->dtail->next = j;
-        else
-            p->dhead = j;
-        p->dtail = j;
-        uint64_t one = 1;
-        ssize_t w = write(p->efd, &one, sizeof(one));
-        (void)w;
-    }
-    pthread_mutex_unlock(&p->mu);
-    free(cd);
-    return NULL;
+    return xcalloc(1, sizeof(struct crypt_data));
 }
 
-/* eventfd readable: hand finished jobs to their requesters. */
-static void on_done(evutil_socket_t fd, short what, void *arg)
+static void worker_end(void *cd, void *arg)
 {
-    struct auth_pool *p = arg;
-    uint64_t v;
-    ssize_t r = read(p->efd, &v, sizeof(v));
-    (void)r;
-    pthread_mutex_lock(&p->mu);
-    struct auth_job *list = p->dhead;
-    p->dhead = p->dtail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    while (list) {
-        struct auth_job *j = list;
-        list = j->next;
-        if (!j->cancelled)
-            j->done(j->arg, j->ok);
-        job_free(j);
-    }
+    free(cd);
 }
+
+static int job_run(struct workq_item *it, void *cd, void *arg)
+{
+    struct auth_job *j = (struct auth_job *)it;
+    j->ok = check_with(cd, j->hash, j->pass, j->passlen);
+    explicit_bzero(j->pass, j->passlen);
+    return WORKQ_DONE;
+}
+
+/* Loop thread: hand the result to its requester (unless cancelled). */
+static void job_done(struct workq_item *it, void *arg)
+{
+    struct auth_job *j = (struct auth_job *)it;
+    if (!it->wq_cancelled)
+        j->done(j->arg, j->ok);
+    job_free(j);
+}
+
+static const struct workq_ops auth_ops = {
+    .thread_start = worker_start, .thread_end = worker_end, .run = job_run, .done = job_done,
+};
 
 struct auth_pool *auth_pool_new(struct event_base *base, int nthreads)
 {
     struct auth_pool *p = xcalloc(1, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (p->efd < 0)
-        log_fatal("eventfd: %m");
-    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_done, p);
-    if (p->ev == NULL || event_add(p->ev, NULL) < 0)
-        log_fatal("auth pool: cannot watch its eventfd");
-    p->nth = nthreads < 1 ? 1 : nthreads;
-    p->th = xcalloc((size_t)p->nth, sizeof(*p->th));
-    for (int i = 0; i < p->nth; i++) {
-        int e = pthread_create(&p->th[i], NULL, worker, p);
-        if (e != 0)
-            log_fatal("auth pool: pthread_create: %s", strerror(e));
-    }
+    p->q = workq_new(base, nthreads, &auth_ops, p);
     return p;
 }
 
@@ -365,25 +321,7 @@ void auth_pool_free(struct auth_pool *p)
 {
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->nth; i++)
-        pthread_join(p->th[i], NULL);
-    for (struct auth_job *j = p->qhead, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (struct auth_job *j = p->dhead, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    event_free(p->ev);
-    close(p->efd);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    free(p->th);
+    workq_free(p->q, 0);     /* nothing is delivered any more: jobs are just freed */
     free(p);
 }
 
@@ -399,22 +337,11 @@ struct auth_job *auth_pool_submit(struct auth_pool *p, const char *hash, const c
     j->done = done;
     j->arg = arg;
     j->pool = p;
-    pthread_mutex_lock(&p->mu);
-    if (p->qtail)
-        p->qtail->next = j;
-    else
-        p->qhead = j;
-    p->qtail = j;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    workq_submit(p->q, &j->item);
     return j;
 }
 
 void auth_job_cancel(struct auth_job *j)
 {
-    /* only the loop thread (the caller) frees jobs: a flag will do; the
-     * worker reads it under the lock before it starts hashing */
-    pthread_mutex_lock(&j->pool->mu);
-    j->cancelled = 1;
-    pthread_mutex_unlock(&j->pool->mu);
+    workq_cancel(j->pool->q, &j->item);
 }

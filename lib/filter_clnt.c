@@ -65,39 +65,6 @@ void filter_req_init(struct ipc_filter_req *req, enum stage stage)
     req->queue_id = req->path = "";
 }
 
-static void copy_text(char *dst, size_t size, const char *src)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < size; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[i] = (ch < 32 || ch == 127) ? '?' : (char)ch;
-    }
-    dst[i] = '\0';
-}
-
-static char *dup_text(const char *src)
-{
-    size_t n = strlen(src);
-    if (n > 4096)
-        n = 4096;
-    char *d = xmalloc(n + 1);
-    copy_text(d, n + 1, src);
-    return d;
-}
-
-void filter_verdict_free(struct filter_verdict *v)
-{
-    for (int i = 0; i < v->nmuts; i++) {
-        free(v->muts[i].rcpt);
-        free(v->muts[i].arg);
-        free(v->muts[i].arg2);
-        free(v->muts[i].rule);
-    }
-    free(v->muts);
-    v->muts = NULL;
-    v->nmuts = 0;
-}
-
 int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct filter_verdict *v)
 {
     memset(v, 0, sizeof(*v));
@@ -124,32 +91,21 @@ int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct fi
         c->dead = 1;
         return -1;
     }
-    enum verdict st = m.filter_reply.status < V__COUNT ? (enum verdict)m.filter_reply.status
-                                                        : V_TEMPFAIL;
-    int code = m.filter_reply.code <= 599 ? (int)m.filter_reply.code : 0;
-    copy_text(v->enhanced, sizeof(v->enhanced), m.filter_reply.enhanced);
-    copy_text(v->text, sizeof(v->text), m.filter_reply.text);
-    copy_text(v->rule, sizeof(v->rule), m.filter_reply.rule);
-    if (nmut)
-        v->muts = xcalloc(nmut, sizeof(*v->muts));
+    filter_verdict_start(v, &m.filter_reply);
+    enum verdict st = v->status;
+    v->status = V_TEMPFAIL;
     for (uint32_t i = 0; i < nmut; i++) {
         /* the mutations follow the reply at once: nothing else in between */
-        if (ipc_expect(&c->conn, IPC_FILTER_MUT, &m) != 1 || m.filter_mut.kind >= RL_M__COUNT) {
+        if (ipc_expect(&c->conn, IPC_FILTER_MUT, &m) != 1 ||
+            filter_verdict_add(v, &m.filter_mut) < 0) {
             log_warn("filter: bad or missing FILTER_MUT %u of %u", i + 1, nmut);
             filter_verdict_free(v);
-            v->status = V_TEMPFAIL;
+            v->code = 0;
             c->dead = 1;
             return -1;
         }
-        struct filter_mut *fm = &v->muts[v->nmuts++];
-        fm->kind = (enum rl_mut_kind)m.filter_mut.kind;
-        fm->rcpt = dup_text(m.filter_mut.rcpt);
-        fm->arg = dup_text(m.filter_mut.arg);
-        fm->arg2 = dup_text(m.filter_mut.arg2);
-        fm->rule = dup_text(m.filter_mut.rule);
     }
     v->status = st;
-    v->code = code;
     return 0;
 }
 

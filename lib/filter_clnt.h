@@ -7,8 +7,9 @@
  * FILTER_REPLY with the same id and the FILTER_REPLY.nmut FILTER_MUT
  * messages that follow it. FILTER_STAGES messages (sent again by filter
  * after each rules reload) may arrive at any point between replies: they
- * only update the stage mask. Event-loop daemons (smtpd, cleanup) multiplex
- * their own connection instead. Not thread-safe: one handle per thread.
+ * only update the stage mask. Event-loop daemons (smtpd, cleanup, qmgr)
+ * multiplex their own connection instead (struct ipc_peer, ipc_bev.h, with
+ * a struct filter_rx, filter_mut.h). Not thread-safe: one handle per thread.
  * Every string of the reply is copied (bounded, control bytes turned into
  * '?') into the caller's struct, so it outlives the next call.
  */
@@ -16,32 +17,16 @@
 #define POSTERN_FILTER_CLNT_H
 
 #include <stdint.h>
+#include "filter_mut.h"
 #include "ipc.h"
 #include "rules.h"
 #include "stage.h"
 
-#define FILTER_CLNT_MAX_MUTS 10000   /* more in one reply: protocol error */
+#define FILTER_CLNT_MAX_MUTS FILTER_MAX_REPLY_MUTS   /* more in one reply: protocol error */
 
 struct filter_clnt;
 
-/* One mutation of a verdict (FILTER_MUT), strings owned (malloc'd). */
-struct filter_mut {
-    enum rl_mut_kind kind;      /* < RL_M__COUNT, checked */
-    char *rcpt;                 /* address, "" = all recipients / unused */
-    char *arg;                  /* header name, new sender, quarantine name, host.. */
-    char *arg2;                 /* header value */
-    char *rule;                 /* rule or action that made it */
-};
-
-struct filter_verdict {
-    enum verdict status;
-    int code;                   /* 0 = the status's default */
-    char enhanced[16];
-    char text[512];
-    char rule[128];
-    struct filter_mut *muts;    /* in the order the rules made them */
-    int nmuts;
-};
+/* struct filter_verdict and filter_verdict_free: filter_mut.h */
 
 /* Connect to path (NULL = private/filter, spool-relative), say HELLO and
  * read filter's first FILTER_STAGES. NULL on failure (logged). */
@@ -51,7 +36,6 @@ struct filter_clnt *filter_clnt_open(const char *path);
  * when the filter could not answer (v->status = V_TEMPFAIL, no mutations;
  * the handle is then dead: close it). */
 int  filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct filter_verdict *v);
-void filter_verdict_free(struct filter_verdict *v);   /* frees muts; v stays usable */
 /* Does stage s have rules (bit s of the last FILTER_STAGES)? Without rules a
  * post-queue stage answers V_NEXT with no mutations, so callers may skip
  * the request. Generation counts filter's successful reloads. */

@@ -25,6 +25,16 @@ static const struct { const char *name; unsigned bit; } known[] = {
     { "subject",    HDR_SEEN_SUBJECT },
 };
 
+int hdr_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 76)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 || s[i] == ':')
+            return 0;
+    return 1;
+}
+
 void hdr_scan_init(struct hdr_scan *s)
 {
     memset(s, 0, sizeof(*s));

@@ -50,6 +50,10 @@ struct hdr_scan {
     uint64_t body_off;          /* where the body starts */
 };
 
+/* A field name a rule may add, set or remove: 1..76 bytes of printable
+ * ASCII without ':' (RFC 5322 ftext). */
+int  hdr_name_ok(const char *s, size_t n);
+
 void hdr_scan_init(struct hdr_scan *s);
 /* Scan more content. Returns the number of bytes of p that belong to the
  * header section (all of n while it goes on; once it ends, bytes after the

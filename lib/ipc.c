@@ -277,7 +277,8 @@ void ipc_conn_close(struct ipc_conn *c)
     buf_free(&c->out);
 }
 
-int ipc_connect_unix(const char *path)
+/* socket + connect; a non-blocking connect may still be in progress. */
+static int connect_unix(const char *path, int flags)
 {
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof(sun));
@@ -286,16 +287,27 @@ int ipc_connect_unix(const char *path)
         errno = ENAMETOOLONG;
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 &&
+        !((flags & SOCK_NONBLOCK) && errno == EINPROGRESS)) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
     return fd;
+}
+
+int ipc_connect_unix(const char *path)
+{
+    return connect_unix(path, 0);
+}
+
+int ipc_connect_unix_nonblock(const char *path)
+{
+    return connect_unix(path, SOCK_NONBLOCK);
 }
 
 void ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg)

@@ -105,6 +105,8 @@ void ipc_conn_init(struct ipc_conn *c, int fd, const char *peer);
 void ipc_conn_close(struct ipc_conn *c);         /* closes fd, frees buffers */
 /* Connect to a Unix socket path; -1 on error (errno set). */
 int  ipc_connect_unix(const char *path);
+/* The same without blocking (for event loops): the fd is non-blocking. */
+int  ipc_connect_unix_nonblock(const char *path);
 /* Queue a message in c->out (no I/O). */
 void ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg);
 /* Write everything queued; 0 or -1 (errno). */
@@ -124,6 +126,7 @@ int  ipc_hello_server(struct ipc_conn *c, const char *proto);
 int  ipc_hello_ok(const struct ipc_hello *h, const char *proto);
 
 /* ---- frame extraction from a byte stream (event loops) ---------------
+ * Event loops use it through struct ipc_peer (ipc_bev.h), never by hand.
  * Given bytes in buf (e.g. copied or pulled up from an evbuffer), decode
  * the first frame: 1 = decoded, *used_r = bytes to drain; 0 = need more;
  * -1 = protocol error (logged, drop the peer). */

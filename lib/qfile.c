@@ -462,18 +462,18 @@ uint64_t qf_write_size(const struct qf_writer *w)
     return w->content_len;
 }
 
-static int pwrite_all(int fd, const void *p, size_t n, off_t off)
+/* pread (wr = 0) or pwrite (wr = 1) exactly n bytes at off; a short file
+ * or a write of nothing is EIO. */
+static int pio_all(int fd, void *p, size_t n, off_t off, int wr)
 {
-    const char *c = p;
+    char *c = p;
     while (n > 0) {
-        ssize_t k = pwrite(fd, c, n, off);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
+        ssize_t k = wr ? pwrite(fd, c, n, off) : pread(fd, c, n, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
             return -1;
         }
         c += k;
@@ -481,6 +481,16 @@ static int pwrite_all(int fd, const void *p, size_t n, off_t off)
         off += k;
     }
     return 0;
+}
+
+int qf_pread_all(int fd, void *p, size_t n, off_t off)
+{
+    return pio_all(fd, p, n, off, 0);
+}
+
+static int pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+    return pio_all(fd, (void *)p, n, off, 1);
 }
 
 int qf_write_end(struct qf_writer *w)

@@ -118,6 +118,9 @@ int  qf_parse(const unsigned char *p, size_t len, struct qf_env *env, char *err,
 /* Rewrite recipient r's status/attempts/last_try/reason/dsn in the file (pwrite,
  * no fsync: the caller fsyncs once for all updates). 0 or -1 (errno). */
 int  qf_update_rcpt(int fd, const struct qf_rcpt *r);
+/* Read exactly n bytes at off (content copies, rewrites): 0, or -1 with
+ * errno (EIO when the file ends first). */
+int  qf_pread_all(int fd, void *p, size_t n, off_t off);
 
 const char *dstatus_name(enum dstatus s);
 

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <string.h>
 #include "log.h"
+#include "hdr.h"
 #include "rl_int.h"
 
 #define S   TY(T_STRING, 0)
@@ -31,16 +32,6 @@ static const char *text(struct rl_vm *vm, const struct rl_value *v)
         if ((unsigned char)vm->tmp.data[i] < 0x20 || vm->tmp.data[i] == 0x7f)
             vm->tmp.data[i] = ' ';
     return rl_vm_strdup(vm, vm->tmp.data, vm->tmp.len);
-}
-
-static int header_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 76)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 || s[i] == ':')
-            return 0;
-    return 1;
 }
 
 static int b_log(struct rl_vm *vm, struct rl_value *a, int n, struct rl_value *out, const void *self)
@@ -94,7 +85,7 @@ static int mut(struct rl_vm *vm, enum rl_mut_kind k, struct rl_value *a, int n, 
         break;
     }
     if ((k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER) &&
-        !header_name_ok(arg, strlen(arg))) {
+        !hdr_name_ok(arg, strlen(arg))) {
         log_warn("rules: rule \"%s\": invalid header name ignored", vm->rule->name);
         return 0;
     }
@@ -157,7 +148,7 @@ static void check_log(struct rl_cc *cc, struct rl_node *call)
 static void check_header(struct rl_cc *cc, struct rl_node *call)
 {
     struct rl_node *h = call->b;
-    if (h && h->kind == N_STRING && !header_name_ok(h->s, h->slen))
+    if (h && h->kind == N_STRING && !hdr_name_ok(h->s, h->slen))
         rl_error(cc, h->file, h->line, h->col, "invalid header name \"%.*s\"",
                  (int)(h->slen > 60 ? 60 : h->slen), h->s);
 }

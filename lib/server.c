@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "server.h"
 #include "log.h"
@@ -97,6 +98,31 @@ int server_fd_named(const struct server *s, const char *name)
         if (strcmp(s->fds[i].name, name) == 0)
             return s->fds[i].fd;
     return -1;
+}
+
+static const char *listen_path;     /* server_listen: one listener per daemon */
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    log_warn("accept on %s: %s", listen_path, strerror(e));
+}
+
+struct evconnlistener *server_listen(struct server *s, const char *name, const char *path,
+                                     evconnlistener_cb cb, void *arg)
+{
+    int lfd = server_fd_named(s, name);
+    if (lfd < 0)
+        log_fatal("no socket named \"%s\" in POSTERN_FDS", name);
+    fd_set_nonblock(lfd, 1);
+    struct evconnlistener *l = evconnlistener_new(s->base, cb, arg,
+                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                                  0, lfd);
+    if (l == NULL)
+        log_fatal("cannot listen on %s", path);
+    listen_path = path;
+    evconnlistener_set_error_cb(l, on_accept_error);
+    return l;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -14,6 +14,7 @@
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
 
+#include <event2/listener.h>
 #include "config.h"
 
 struct event_base;
@@ -55,6 +56,12 @@ void server_run(struct server *s);
 void server_stop_loop(struct server *s);
 /* Find an inherited fd by name; -1 if none. */
 int  server_fd_named(const struct server *s, const char *name);
+/* The inherited socket name (path, a constant: for log lines) as a
+ * non-blocking libevent listener, closed with it; accept errors are logged.
+ * Fatal when there is no such socket. For the one socket an event-loop
+ * daemon (cleanup, filter, qmgr) accepts on. */
+struct evconnlistener *server_listen(struct server *s, const char *name, const char *path,
+                                     evconnlistener_cb cb, void *arg);
 /* Set O_NONBLOCK (1) or clear it (0). */
 int  fd_set_nonblock(int fd, int on);
 /* Absolute path of a spool-relative name ("private/filter"): daemons chdir

@@ -11,12 +11,10 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "ipc.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "qmgr.h"
 #include "server.h"
@@ -29,11 +27,6 @@ struct qmgr *qmgr_g = &qmgr_state;
 static struct event *tick_ev, *wake_ev, *drain_ev;
 static struct evconnlistener *listener;
 static int64_t wake_pending;    /* time wake_ev is set for, 0 = none */
-
-struct client {
-    struct bufferevent *bev;
-    int hello_ok;
-};
 
 int64_t qmgr_now(void)
 {
@@ -81,27 +74,9 @@ void qmgr_wake_at(int64_t when)
 
 /* ---- wakeup connections ------------------------------------------------ */
 
-static void client_free(struct client *c)
+/* One frame from a client after its HELLO; -1 = drop it. */
+static int client_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, void *arg)
 {
-    bufferevent_free(c->bev);
-    free(c);
-}
-
-/* One frame from a client; -1 = drop it. */
-static int client_frame(struct client *c, enum ipc_type t, union ipc_msg *u)
-{
-    if (!c->hello_ok) {
-        if (t != IPC_HELLO || ipc_hello_ok(&u->hello, IPC_PROTO_QMGR) < 0)
-            return -1;
-        c->hello_ok = 1;
-        buf_t out;
-        buf_init(&out, 64);
-        struct ipc_hello h = { IPC_PROTO_QMGR, IPC_VERSION };
-        ipc_put_hello(&out, &h);
-        bufferevent_write(c->bev, out.data, out.len);
-        buf_free(&out);
-        return 0;
-    }
     if (t != IPC_QMGR_WAKEUP)
         return -1;
     const char *id = u->qmgr_wakeup.queue_id;
@@ -120,46 +95,21 @@ static int client_frame(struct client *c, enum ipc_type t, union ipc_msg *u)
     return 0;
 }
 
-static void on_client_read(struct bufferevent *bev, void *arg)
+static void client_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 {
-    struct client *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < 4)
-            return;
-        long flen = ipc_frame_len(evbuffer_pullup(in, 4), avail);
-        if (flen == 0)
-            return;
-        enum ipc_type t;
-        union ipc_msg u;
-        size_t used;
-        if (flen < 0 ||
-            ipc_next(evbuffer_pullup(in, flen), (size_t)flen, &t, &u, &used, "qmgr client") <= 0 ||
-            client_frame(c, t, &u) < 0) {
-            if (flen >= 0)
-                log_warn("qmgr client: unexpected message: dropping connection");
-            client_free(c);
-            return;
-        }
-        evbuffer_drain(in, used);
-    }
+    if (why == IPC_PEER_HELLO || why == IPC_PEER_REFUSED)
+        log_warn("qmgr client: unexpected message: dropping connection");
+    ipc_peer_free(p);
 }
 
-static void on_client_event(struct bufferevent *bev, short what, void *arg)
-{
-    client_free(arg);
-}
+static const struct ipc_peer_ops client_ops = {
+    .proto = IPC_PROTO_QMGR, .server = 1, .on_frame = client_frame, .on_error = client_error,
+};
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-    struct client *c = xcalloc(1, sizeof(*c));
-    c->bev = bufferevent_socket_new(qmgr_g->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL)
-        log_fatal("bufferevent_socket_new failed");
-    bufferevent_setcb(c->bev, on_client_read, NULL, on_client_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    ipc_peer_accept(qmgr_g->base, fd, "qmgr client", &client_ops, NULL);
 }
 
 /* ---- stop ------------------------------------------------------------------ */
@@ -204,13 +154,7 @@ int main(int argc, char **argv)
     qmgr_g->cfg = s->cfg;
     qmgr_g->base = s->base;
     s->on_stop = on_stop;
-    int lfd = server_fd_named(s, "qmgr");
-    if (lfd < 0)
-        log_fatal("no listening socket named \"qmgr\" (POSTERN_FDS)");
-    fd_set_nonblock(lfd, 1);
-    listener = evconnlistener_new(s->base, on_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
-    if (listener == NULL)
-        log_fatal("evconnlistener_new failed");
+    listener = server_listen(s, "qmgr", SOCK_QMGR, on_accept, NULL);
     tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, NULL);
     wake_ev = evtimer_new(s->base, on_wake, NULL);
     struct timeval tv = { QMGR_SCAN_SECS, 0 };

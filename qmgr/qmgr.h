@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 #include "config.h"
+#include "filter_mut.h"
 #include "qfile.h"
 #include "spool.h"
 #include "stage.h"
@@ -43,24 +44,6 @@ struct qroute {
     char rule[64];              /* rule/action that chose it */
     char arg[256];              /* forward host / lmtp address */
 };
-
-/* One mutation as received from filter (strings owned). */
-struct qmut {
-    uint32_t kind;              /* enum rl_mut_kind (rules.h) */
-    char *rcpt, *arg, *arg2, *rule;
-};
-
-/* A verdict from filter for one stage of one message. */
-struct qverdict {
-    enum verdict status;
-    int code;
-    char enhanced[16];
-    char text[256];
-    char rule[64];
-    struct qmut *muts;
-    int nmuts;
-};
-void qverdict_free(struct qverdict *v);
 
 struct qmsg {
     char id[QUEUE_ID_MAX];
@@ -137,7 +120,7 @@ void qmgr_filter_ask(struct qmsg *m, enum stage s);
 void qmgr_filter_stop(void);
 
 /* qmgr_rules.c */
-void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct qverdict *v);
+void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct filter_verdict *v);
 /* Should the postq stage run for m (not done before, not released from quarantine)? */
 int  qmgr_rules_postq_due(const struct qmsg *m);
 

@@ -15,17 +15,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "ipc.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "qmgr.h"
 
 struct agent {
-    struct bufferevent *bev;
-    int hello_ok;
+    struct ipc_peer *ipc;
     struct qmsg *msg;           /* request in flight, NULL = idle */
     int nstatus;
     struct agent *next;
@@ -51,7 +48,7 @@ static void agent_free(struct agent *a)
         pp = &(*pp)->next;
     if (*pp)
         *pp = a->next;
-    bufferevent_free(a->bev);
+    ipc_peer_free(a->ipc);
     nagents--;
     free(a);
 }
@@ -62,7 +59,7 @@ static void request_end(struct agent *a)
     struct qmsg *m = a->msg;
     a->msg = NULL;
     nbusy--;
-    bufferevent_set_timeouts(a->bev, NULL, NULL);
+    ipc_peer_set_timeout(a->ipc, 0);
     qmgr_active_finish(m);
 }
 
@@ -86,15 +83,9 @@ static void agent_fail(struct agent *a, const char *why)
         kick();
 }
 
-/* One frame from the agent; -1 = protocol error. */
+/* One frame from the agent (after its HELLO); -1 = protocol error. */
 static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
 {
-    if (!a->hello_ok) {
-        if (t != IPC_HELLO || ipc_hello_ok(&u->hello, IPC_PROTO_DELIVER) < 0)
-            return -1;
-        a->hello_ok = 1;
-        return 0;
-    }
     struct qmsg *m = a->msg;
     if (m == NULL)
         return -1;
@@ -125,51 +116,36 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
     return -1;
 }
 
-static void on_agent_read(struct bufferevent *bev, void *arg)
+static int on_agent_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, void *arg)
 {
-    struct agent *a = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < 4)
-            return;
-        const unsigned char *p = evbuffer_pullup(in, 4);
-        long flen = ipc_frame_len(p, avail);
-        if (flen == 0)
-            return;
-        if (flen > 0)
-            p = evbuffer_pullup(in, flen);
-        enum ipc_type t;
-        union ipc_msg u;
-        size_t used;
-        int r;
-        if (flen < 0 || ipc_next(p, (size_t)flen, &t, &u, &used, "local") <= 0 ||
-            (r = agent_frame(a, t, &u)) < 0) {
-            agent_fail(a, "protocol error");
-            return;
-        }
-        evbuffer_drain(in, used);
-        if (r > 0) {   /* request finished */
-            if (stopped) {
-                if (nbusy == 0)
-                    qmgr_drained();
-                return;
-            }
+    int r = agent_frame(arg, t, u);
+    if (r > 0) {   /* request finished */
+        if (stopped) {
+            if (nbusy == 0)
+                qmgr_drained();
+        } else {
             kick();
         }
     }
+    return r < 0 ? -1 : 0;
 }
 
-static void on_agent_event(struct bufferevent *bev, short what, void *arg)
+static void on_agent_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 {
     struct agent *a = arg;
-    if (what & BEV_EVENT_TIMEOUT)
+    if (why == IPC_PEER_TIMEOUT)
         agent_fail(a, "timeout");
-    else if (what & BEV_EVENT_EOF)
+    else if (why == IPC_PEER_EOF)
         agent_fail(a, "closed");
-    else
+    else if (why == IPC_PEER_IO)
         agent_fail(a, strerror(EVUTIL_SOCKET_ERROR()));
+    else
+        agent_fail(a, "protocol error");
 }
+
+static const struct ipc_peer_ops agent_ops = {
+    .proto = IPC_PROTO_DELIVER, .on_frame = on_agent_frame, .on_error = on_agent_error,
+};
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -180,28 +156,17 @@ static struct agent *agent_new(void)
 {
     if (retry_ev && evtimer_pending(retry_ev, NULL))
         return NULL;   /* the last connect failed: wait for the retry timer */
-    int fd = ipc_connect_unix(SOCK_LOCAL);
-    if (fd < 0) {
+    struct agent *a = xcalloc(1, sizeof(*a));
+    a->ipc = ipc_peer_connect(qmgr_g->base, SOCK_LOCAL, "local", &agent_ops, a);
+    if (a->ipc == NULL) {
         log_warn("connect %s: %m (retrying)", SOCK_LOCAL);
+        free(a);
         struct timeval tv = { QMGR_AGENT_BACKOFF, 0 };
         if (retry_ev == NULL)
             retry_ev = evtimer_new(qmgr_g->base, on_retry, NULL);
         evtimer_add(retry_ev, &tv);
         return NULL;
     }
-    evutil_make_socket_nonblocking(fd);
-    struct agent *a = xcalloc(1, sizeof(*a));
-    a->bev = bufferevent_socket_new(qmgr_g->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (a->bev == NULL)
-        log_fatal("bufferevent_socket_new failed");
-    bufferevent_setcb(a->bev, on_agent_read, NULL, on_agent_event, a);
-    bufferevent_enable(a->bev, EV_READ | EV_WRITE);
-    buf_t out;
-    buf_init(&out, 64);
-    struct ipc_hello h = { IPC_PROTO_DELIVER, IPC_VERSION };
-    ipc_put_hello(&out, &h);
-    bufferevent_write(a->bev, out.data, out.len);
-    buf_free(&out);
     a->next = agents;
     agents = a;
     nagents++;
@@ -212,13 +177,11 @@ static struct agent *agent_new(void)
  * pipelined behind it). */
 static void agent_send(struct agent *a, struct qmsg *m)
 {
-    buf_t out;
-    buf_init(&out, 512);
     struct ipc_deliver_req req = { m->id, NULL, "local", m->env.sender, (uint32_t)m->nidx };
     char path[QUEUE_ID_MAX + 16];
     str_format(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
     req.path = path;
-    ipc_put_deliver_req(&out, &req);
+    ipc_peer_send(a->ipc, IPC_DELIVER_REQ, &req);
     for (int i = 0; i < m->nidx; i++) {
         const struct qf_rcpt *r = &m->env.rcpts[m->idx[i]];
         const char *nexthop = "";
@@ -231,15 +194,12 @@ static void agent_send(struct agent *a, struct qmsg *m)
             }
         }
         struct ipc_deliver_rcpt dr = { m->idx[i], r->addr, r->orig ? r->orig : "", nexthop };
-        ipc_put_deliver_rcpt(&out, &dr);
+        ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr);
     }
-    bufferevent_write(a->bev, out.data, out.len);
-    buf_free(&out);
     a->msg = m;
     a->nstatus = 0;
     nbusy++;
-    struct timeval tv = { QMGR_AGENT_TIMEOUT, 0 };
-    bufferevent_set_timeouts(a->bev, &tv, NULL);
+    ipc_peer_set_timeout(a->ipc, QMGR_AGENT_TIMEOUT);
 }
 
 static struct agent *agent_idle(void)

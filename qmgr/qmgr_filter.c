@@ -17,16 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "ipc.h"
+#include "filter_clnt.h"
+#include "filter_mut.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "qmgr.h"
 #include "rules.h"
-
-#define MAX_MUTS 10000          /* mutations accepted in one reply */
 
 enum fstate { F_DOWN = 0, F_HELLO, F_STAGES, F_READY };
 
@@ -43,7 +41,7 @@ struct fwait {
     struct fwait *next;
 };
 
-static struct bufferevent *fbev;
+static struct ipc_peer *fpeer;
 static struct event *check_ev;          /* every few seconds while anything waits */
 static int64_t connected_at;
 static enum fstate fst;
@@ -52,59 +50,20 @@ static uint64_t next_id;
 static struct freq *pending;            /* requests sent, oldest first */
 static struct fwait *waiting, **waiting_tail = &waiting;
 static int stopped;
-/* the reply being assembled (its FILTER_MUTs are still arriving) */
-static struct freq *cur_req;
-static struct qverdict cur;
-static uint32_t cur_want;
-
-void qverdict_free(struct qverdict *v)
-{
-    for (int i = 0; i < v->nmuts; i++) {
-        free(v->muts[i].rcpt);
-        free(v->muts[i].arg);
-        free(v->muts[i].arg2);
-        free(v->muts[i].rule);
-    }
-    free(v->muts);
-    memset(v, 0, sizeof(*v));
-}
-
-static void copy_text(char *dst, size_t size, const char *src)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < size; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[i] = (ch < 32 || ch == 127) ? '?' : (char)ch;
-    }
-    dst[i] = '\0';
-}
-
-static char *dup_text(const char *src)
-{
-    size_t n = strnlen(src, 4096);
-    char *d = xcalloc(1, n + 1);
-    copy_text(d, n + 1, src);
-    return d;
-}
+static struct filter_rx rx;             /* the reply being assembled */
 
 /* The connection is gone: fail every request and every waiting message. */
 static void fail_all(const char *why)
 {
-    if (fbev)
-        bufferevent_free(fbev);
-    fbev = NULL;
+    ipc_peer_free(fpeer);
+    fpeer = NULL;
     fst = F_DOWN;
     struct freq *p = pending;
     struct fwait *w = waiting;
     pending = NULL;
     waiting = NULL;
     waiting_tail = &waiting;
-    if (cur_req) {       /* a reply was half received: fail it too */
-        cur_req->next = p;
-        p = cur_req;
-        cur_req = NULL;
-    }
-    qverdict_free(&cur);
+    filter_rx_reset(&rx);   /* a half received reply: its request is still in p */
     if (stopped) {
         for (struct freq *n; p; p = n) { n = p->next; free(p); }
         for (struct fwait *n; w; w = n) { n = w->next; free(w); }
@@ -143,133 +102,94 @@ static void release_waiting(void)
     }
 }
 
-static void reply_done(void)
+/* A complete verdict: hand it to the message that asked. -1 = not ours. */
+static int reply_done(void)
 {
-    struct freq *r = cur_req;
-    struct qverdict v = cur;
-    cur_req = NULL;
-    memset(&cur, 0, sizeof(cur));
+    struct freq **pp = &pending;
+    while (*pp && (*pp)->id != rx.id)
+        pp = &(*pp)->next;
+    if (*pp == NULL) {
+        log_warn("filter answered request %llu with %u mutations: not one we asked",
+                 (unsigned long long)rx.id, (unsigned)rx.want);
+        return -1;
+    }
+    struct freq *r = *pp;
+    *pp = r->next;
+    struct filter_verdict v;
+    filter_rx_take(&rx, &v);
     qmgr_rules_verdict(r->m, r->stage, &v);
     free(r);
-    qverdict_free(&v);
-}
-
-/* One frame from filter; -1 = protocol error. */
-static int filter_frame(enum ipc_type t, union ipc_msg *u)
-{
-    if (fst == F_HELLO) {
-        if (t != IPC_HELLO || ipc_hello_ok(&u->hello, IPC_PROTO_FILTER) < 0)
-            return -1;
-        fst = F_STAGES;
-        return 0;
-    }
-    if (cur_req) {   /* inside a reply: only its mutations may come */
-        if (t != IPC_FILTER_MUT)
-            return -1;
-        struct qmut *mu = &cur.muts[cur.nmuts++];
-        mu->kind = u->filter_mut.kind;
-        mu->rcpt = dup_text(u->filter_mut.rcpt);
-        mu->arg = dup_text(u->filter_mut.arg);
-        mu->arg2 = dup_text(u->filter_mut.arg2);
-        mu->rule = dup_text(u->filter_mut.rule);
-        if ((uint32_t)cur.nmuts == cur_want)
-            reply_done();
-        return 0;
-    }
-    if (t == IPC_FILTER_STAGES) {
-        if (fst != F_READY || u->filter_stages.mask != fmask)
-            log_info("filter rules generation %u: postq %s, deliver %s",
-                     (unsigned)u->filter_stages.generation,
-                     (u->filter_stages.mask >> STAGE_POSTQ) & 1 ? "on" : "off",
-                     (u->filter_stages.mask >> STAGE_DELIVER) & 1 ? "on" : "off");
-        fmask = u->filter_stages.mask;
-        fgen = u->filter_stages.generation;
-        if (fst != F_READY) {
-            fst = F_READY;
-            release_waiting();
-        }
-        return 0;
-    }
-    if (fst != F_READY || t != IPC_FILTER_REPLY)
-        return -1;
-    const struct ipc_filter_reply *rp = &u->filter_reply;
-    struct freq **pp = &pending;
-    while (*pp && (*pp)->id != rp->id)
-        pp = &(*pp)->next;
-    if (*pp == NULL || rp->nmut > MAX_MUTS) {
-        log_warn("filter answered request %llu with %u mutations: not one we asked",
-                 (unsigned long long)rp->id, (unsigned)rp->nmut);
-        return -1;
-    }
-    cur_req = *pp;
-    *pp = cur_req->next;
-    cur_req->next = NULL;
-    memset(&cur, 0, sizeof(cur));
-    cur.status = rp->status < V__COUNT ? (enum verdict)rp->status : V_TEMPFAIL;
-    cur.code = rp->code >= 200 && rp->code <= 599 ? (int)rp->code : 0;
-    copy_text(cur.enhanced, sizeof(cur.enhanced), rp->enhanced);
-    copy_text(cur.text, sizeof(cur.text), rp->text);
-    copy_text(cur.rule, sizeof(cur.rule), rp->rule);
-    cur_want = rp->nmut;
-    if (cur_want) {
-        cur.muts = xcalloc(cur_want, sizeof(*cur.muts));
-        return 0;
-    }
-    reply_done();
+    filter_verdict_free(&v);
     return 0;
 }
 
-static void on_filter_read(struct bufferevent *bev, void *arg)
+/* filter's HELLO: FILTER_STAGES follows. */
+static void filter_hello(struct ipc_peer *p, void *arg)
 {
-    struct evbuffer *in = bufferevent_get_input(bev);
-    while (fbev == bev) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < 4)
-            return;
-        const unsigned char *p = evbuffer_pullup(in, 4);
-        long flen = ipc_frame_len(p, avail);
-        if (flen == 0)
-            return;
-        if (flen > 0)
-            p = evbuffer_pullup(in, flen);
-        enum ipc_type t;
-        union ipc_msg u;
-        size_t used;
-        if (flen < 0 || ipc_next(p, (size_t)flen, &t, &u, &used, "filter") <= 0) {
-            fail_all("protocol error");
-            return;
-        }
-        int r = filter_frame(t, &u);
-        if (fbev != bev)
-            return;   /* a callback failed the connection (and freed bev) */
-        if (r < 0) {
-            log_warn("filter: unexpected %s: dropping connection", ipc_type_name(t));
-            fail_all("protocol error");
-            return;
-        }
-        evbuffer_drain(in, used);
-    }
+    fst = F_STAGES;
 }
 
-static void on_filter_event(struct bufferevent *bev, short what, void *arg)
+/* One frame from filter (after its HELLO); -1 = protocol error. */
+static int filter_frame(enum ipc_type t, union ipc_msg *u)
 {
-    if (what & BEV_EVENT_EOF)
-        fail_all("closed by filter");
-    else
-        fail_all(evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (fst != F_READY && t != IPC_FILTER_STAGES)
+        return -1;
+    switch (filter_rx_feed(&rx, t, u)) {
+    case FILTER_RX_MORE:
+        return 0;
+    case FILTER_RX_DONE:
+        return reply_done();
+    case FILTER_RX_STAGES:
+        break;
+    default:
+        return -1;
+    }
+    if (fst != F_READY || u->filter_stages.mask != fmask)
+        log_info("filter rules generation %u: postq %s, deliver %s",
+                 (unsigned)u->filter_stages.generation,
+                 (u->filter_stages.mask >> STAGE_POSTQ) & 1 ? "on" : "off",
+                 (u->filter_stages.mask >> STAGE_DELIVER) & 1 ? "on" : "off");
+    fmask = u->filter_stages.mask;
+    fgen = u->filter_stages.generation;
+    if (fst != F_READY) {
+        fst = F_READY;
+        release_waiting();
+    }
+    return 0;
 }
+
+static int on_filter_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, void *arg)
+{
+    if (filter_frame(t, u) == 0)
+        return 0;
+    log_warn("filter: unexpected %s: dropping connection", ipc_type_name(t));
+    return -1;
+}
+
+static void on_filter_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
+{
+    if (why == IPC_PEER_EOF)
+        fail_all("closed by filter");
+    else if (why == IPC_PEER_IO)
+        fail_all(evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else
+        fail_all("protocol error");
+}
+
+static const struct ipc_peer_ops filter_ops = {
+    .proto = IPC_PROTO_FILTER, .on_hello = filter_hello, .on_frame = on_filter_frame,
+    .on_error = on_filter_error,
+};
 
 /* Timeouts: no greeting + stages within QMGR_FILTER_CONNECT, or a request
  * older than QMGR_FILTER_TIMEOUT. */
 static void on_check(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now = qmgr_now();
-    if (fbev == NULL)
+    if (fpeer == NULL)
         return;
     if (fst != F_READY && now - connected_at >= QMGR_FILTER_CONNECT)
         fail_all("no greeting in time");
-    else if (cur_req && now - cur_req->sent >= QMGR_FILTER_TIMEOUT)
-        fail_all("no answer in time");
     else if (pending && now - pending->sent >= QMGR_FILTER_TIMEOUT)
         fail_all("no answer in time");
 }
@@ -277,23 +197,11 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 /* Open the connection; -1 when filter cannot be reached. */
 static int filter_connect(void)
 {
-    int fd = ipc_connect_unix(SOCK_FILTER);
-    if (fd < 0) {
+    fpeer = ipc_peer_connect(qmgr_g->base, SOCK_FILTER, "filter", &filter_ops, NULL);
+    if (fpeer == NULL) {
         log_warn("connect %s: %m", SOCK_FILTER);
         return -1;
     }
-    evutil_make_socket_nonblocking(fd);
-    fbev = bufferevent_socket_new(qmgr_g->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (fbev == NULL)
-        log_fatal("bufferevent_socket_new failed");
-    bufferevent_setcb(fbev, on_filter_read, NULL, on_filter_event, NULL);
-    bufferevent_enable(fbev, EV_READ | EV_WRITE);
-    buf_t out;
-    buf_init(&out, 64);
-    struct ipc_hello h = { IPC_PROTO_FILTER, IPC_VERSION };
-    ipc_put_hello(&out, &h);
-    bufferevent_write(fbev, out.data, out.len);
-    buf_free(&out);
     fst = F_HELLO;
     connected_at = qmgr_now();
     if (check_ev == NULL) {
@@ -332,12 +240,8 @@ void qmgr_filter_ask(struct qmsg *m, enum stage s)
     char path[QUEUE_ID_MAX + 16];
     str_format(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
     struct ipc_filter_req req;
-    memset(&req, 0, sizeof(req));
+    filter_req_init(&req, s);
     req.id = ++next_id;
-    req.stage = (uint32_t)s;
-    req.session = 0;
-    req.listener = req.client_ip = req.client_ptr = req.helo = req.auth_user = "";
-    req.tls_version = req.tls_cipher = req.mail_from = req.rcpt = "";
     req.queue_id = m->id;
     req.path = path;
     struct freq *r = xcalloc(1, sizeof(*r));
@@ -349,20 +253,7 @@ void qmgr_filter_ask(struct qmsg *m, enum stage s)
     while (*pp)
         pp = &(*pp)->next;
     *pp = r;
-    buf_t out;
-    buf_init(&out, 256);
-    ipc_put_filter_req(&out, &req);
-    if (log_trace_on(TRACE_IPC)) {
-        buf_t tb;
-        buf_init(&tb, 128);
-        union ipc_msg um;
-        um.filter_req = req;
-        ipc_format(&tb, IPC_FILTER_REQ, &um);
-        log_trace(TRACE_IPC, "ipc >filter: %s", tb.data);
-        buf_free(&tb);
-    }
-    bufferevent_write(fbev, out.data, out.len);
-    buf_free(&out);
+    ipc_peer_send(fpeer, IPC_FILTER_REQ, &req);
 }
 
 void qmgr_filter_stop(void)

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "hdr.h"
 #include "log.h"
 #include "qmgr.h"
@@ -66,18 +67,6 @@ static const char *rule_or(const char *rule)
     return rule && *rule ? rule : "rules";
 }
 
-/* Does the mutation's address name this recipient? ("<a@b>" or "a@b",
- * case-insensitive) */
-static int addr_match(const char *want, const char *addr)
-{
-    size_t n = strlen(want);
-    if (n >= 2 && want[0] == '<' && want[n - 1] == '>') {
-        want++;
-        n -= 2;
-    }
-    return strlen(addr) == n && strncasecmp(want, addr, n) == 0;
-}
-
 /* An address a rule may add: non-empty, bounded, no controls or spaces. */
 static int addr_ok(const char *a)
 {
@@ -102,7 +91,7 @@ static int fsync_dir(const char *dir)
 
 /* ---- bounce and defer ----------------------------------------------------- */
 
-static void bounce_all(struct qmsg *m, enum stage s, const struct qverdict *v)
+static void bounce_all(struct qmsg *m, enum stage s, const struct filter_verdict *v)
 {
     const struct verdict_reply *def = verdict_default(v->status, s);
     const char *dsn = v->enhanced[0] ? v->enhanced : "5.7.1";
@@ -123,7 +112,7 @@ static void bounce_all(struct qmsg *m, enum stage s, const struct qverdict *v)
     qmgr_active_finish(m);
 }
 
-static void defer_verdict(struct qmsg *m, enum stage s, const struct qverdict *v)
+static void defer_verdict(struct qmsg *m, enum stage s, const struct filter_verdict *v)
 {
     const struct verdict_reply *def = verdict_default(v->status, s);
     const char *dsn = v->enhanced[0] ? v->enhanced :
@@ -171,17 +160,6 @@ static void header_remove(buf_t *h, const char *name)
     buf_free(&out);
 }
 
-static int header_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 76)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 || s[i] == ':')
-            return 0;
-    return 1;
-}
-
 static void header_add(buf_t *h, const char *name, const char *value)
 {
     if (h->len && h->data[h->len - 1] != '\n')
@@ -193,30 +171,11 @@ static void header_add(buf_t *h, const char *name, const char *value)
     buf_append_char(h, '\n');
 }
 
-static int pread_all(int fd, void *p, size_t n, off_t off)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t k = pread(fd, c, n, off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-        off += k;
-    }
-    return 0;
-}
-
 /* What a rewrite changes besides the recipients and notes already in m->env. */
 struct qedit {
     const char *sender;         /* new sender, NULL = unchanged */
     const char *quarantine;     /* quarantine name to record, NULL = none */
-    const struct qverdict *v;   /* header mutations, applied in order */
+    const struct filter_verdict *v;   /* header mutations, applied in order */
 };
 
 /* Write dir/ID from m (env + edited content) through dir/ID.tmp. 0 or -1
@@ -233,7 +192,7 @@ static int rewrite(struct qmsg *m, const char *dir, const struct qedit *ed, char
     uint64_t off = 0, len = m->env.content_len;
     while (off < len && hs.end == HDR_END_NONE) {
         size_t want = len - off < sizeof(chunk) ? (size_t)(len - off) : sizeof(chunk);
-        if (pread_all(m->fd, chunk, want, m->env.content_off + (off_t)off) < 0) {
+        if (qf_pread_all(m->fd, chunk, want, m->env.content_off + (off_t)off) < 0) {
             snprintf(err, errlen, "read %s: %s", m->id, strerror(errno));
             return -1;
         }
@@ -246,7 +205,7 @@ static int rewrite(struct qmsg *m, const char *dir, const struct qedit *ed, char
     buf_t h;
     buf_init(&h, (size_t)hlen + 256);
     buf_reserve(&h, (size_t)hlen);
-    if (hlen && pread_all(m->fd, h.data, (size_t)hlen, m->env.content_off) < 0) {
+    if (hlen && qf_pread_all(m->fd, h.data, (size_t)hlen, m->env.content_off) < 0) {
         snprintf(err, errlen, "read %s: %s", m->id, strerror(errno));
         buf_free(&h);
         return -1;
@@ -254,11 +213,11 @@ static int rewrite(struct qmsg *m, const char *dir, const struct qedit *ed, char
     h.len = (size_t)hlen;
     h.data[h.len] = '\0';
     for (int i = 0; ed->v && i < ed->v->nmuts; i++) {
-        const struct qmut *mu = &ed->v->muts[i];
+        const struct filter_mut *mu = &ed->v->muts[i];
         if (mu->kind != RL_M_ADD_HEADER && mu->kind != RL_M_SET_HEADER &&
             mu->kind != RL_M_REMOVE_HEADER)
             continue;
-        if (!header_name_ok(mu->arg))
+        if (!hdr_name_ok(mu->arg, strlen(mu->arg)))
             continue;
         if (mu->kind != RL_M_ADD_HEADER)
             header_remove(&h, mu->arg);
@@ -289,7 +248,7 @@ static int rewrite(struct qmsg *m, const char *dir, const struct qedit *ed, char
     qf_write_content(w, h.data, h.len);
     for (off = hlen; off < len;) {
         size_t want = len - off < sizeof(chunk) ? (size_t)(len - off) : sizeof(chunk);
-        if (pread_all(m->fd, chunk, want, m->env.content_off + (off_t)off) < 0) {
+        if (qf_pread_all(m->fd, chunk, want, m->env.content_off + (off_t)off) < 0) {
             snprintf(err, errlen, "read %s: %s", m->id, strerror(errno));
             qf_write_abort(w);
             goto out;
@@ -364,7 +323,7 @@ static void quarantine(struct qmsg *m, const char *name, const char *rule, struc
 
 /* ---- postq --------------------------------------------------------------------- */
 
-static void note(struct qmsg *m, const struct qmut *mu, const char *what)
+static void note(struct qmsg *m, const struct filter_mut *mu, const char *what)
 {
     buf_t b;
     buf_init(&b, 128);
@@ -373,7 +332,7 @@ static void note(struct qmsg *m, const struct qmut *mu, const char *what)
     buf_free(&b);
 }
 
-static void add_rcpt(struct qmsg *m, const struct qmut *mu, int *changed)
+static void add_rcpt(struct qmsg *m, const struct filter_mut *mu, int *changed)
 {
     if (!addr_ok(mu->rcpt)) {
         log_warn("rule \"%s\": %s: invalid address ignored", rule_or(mu->rule),
@@ -381,7 +340,7 @@ static void add_rcpt(struct qmsg *m, const struct qmut *mu, int *changed)
         return;
     }
     for (int i = 0; i < m->env.nrcpts; i++)
-        if (addr_match(mu->rcpt, m->env.rcpts[i].addr))
+        if (addr_same(mu->rcpt, m->env.rcpts[i].addr))
             return;   /* already a recipient */
     if (m->env.nrcpts >= QF_MAX_RCPTS)
         return;
@@ -396,14 +355,14 @@ static void add_rcpt(struct qmsg *m, const struct qmut *mu, int *changed)
     *changed = 1;
 }
 
-static void postq_go_on(struct qmsg *m, struct qverdict *v)
+static void postq_go_on(struct qmsg *m, struct filter_verdict *v)
 {
     int changed = 0;
     const char *qname = NULL, *qrule = NULL;
     struct qedit ed = { NULL, NULL, v };
     log_set_qid(m->id);
     for (int k = 0; k < v->nmuts; k++) {
-        struct qmut *mu = &v->muts[k];
+        struct filter_mut *mu = &v->muts[k];
         char what[600];
         switch (mu->kind) {
         case RL_M_REMOVE_RCPT: {
@@ -411,7 +370,7 @@ static void postq_go_on(struct qmsg *m, struct qverdict *v)
             str_format(why, sizeof(why), "removed by rule \"%s\"", rule_or(mu->rule));
             for (int i = 0; i < m->env.nrcpts; i++) {
                 struct qf_rcpt *r = &m->env.rcpts[i];
-                if (qmgr_rcpt_done(r->status) || !addr_match(mu->rcpt, r->addr))
+                if (qmgr_rcpt_done(r->status) || !addr_same(mu->rcpt, r->addr))
                     continue;
                 qmgr_active_outcome(m, (uint32_t)i, DS_DISCARDED, "2.0.0", why, "none", 0);
                 log_set_qid(m->id);
@@ -422,17 +381,14 @@ static void postq_go_on(struct qmsg *m, struct qverdict *v)
             add_rcpt(m, mu, &changed);
             break;
         case RL_M_REWRITE_MAIL_FROM: {
-            char *a = mu->arg;
-            size_t n = strlen(a);
-            if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
-                memmove(a, a + 1, n - 2);   /* never store the brackets */
-                a[n -= 2] = '\0';
-            }
-            if (n && !addr_ok(a)) {
+            char *a = addr_clean(mu->arg);   /* never store the brackets */
+            if (a == NULL) {
                 log_warn("rule \"%s\": rewrite_mail_from: invalid address ignored",
                          rule_or(mu->rule));
                 break;
             }
+            free(mu->arg);
+            mu->arg = a;                    /* the verdict owns it, like ed */
             ed.sender = a;
             str_format(what, sizeof(what), "rewrite_mail_from <%s> (was <%s>)", a, m->env.sender);
             note(m, mu, what);
@@ -441,7 +397,7 @@ static void postq_go_on(struct qmsg *m, struct qverdict *v)
             break;
         }
         case RL_M_ADD_HEADER: case RL_M_SET_HEADER: case RL_M_REMOVE_HEADER:
-            if (!header_name_ok(mu->arg))
+            if (!hdr_name_ok(mu->arg, strlen(mu->arg)))
                 break;
             if (mu->kind == RL_M_REMOVE_HEADER)
                 str_format(what, sizeof(what), "remove_header %s", mu->arg);
@@ -493,10 +449,10 @@ static void postq_go_on(struct qmsg *m, struct qverdict *v)
 
 /* ---- deliver ----------------------------------------------------------------------- */
 
-static void deliver_choices(struct qmsg *m, const struct qverdict *v)
+static void deliver_choices(struct qmsg *m, const struct filter_verdict *v)
 {
     for (int k = 0; k < v->nmuts; k++) {
-        const struct qmut *mu = &v->muts[k];
+        const struct filter_mut *mu = &v->muts[k];
         enum qroute_kind kind;
         switch (mu->kind) {
         case RL_M_MAILDIR: kind = QR_MAILDIR; break;
@@ -517,7 +473,7 @@ static void deliver_choices(struct qmsg *m, const struct qverdict *v)
             m->routes = xcalloc((size_t)m->env.nrcpts, sizeof(*m->routes));
         int hit = 0;
         for (int i = 0; i < m->env.nrcpts; i++) {
-            if (mu->rcpt[0] && !addr_match(mu->rcpt, m->env.rcpts[i].addr))
+            if (mu->rcpt[0] && !addr_same(mu->rcpt, m->env.rcpts[i].addr))
                 continue;
             struct qroute *q = &m->routes[i];
             q->kind = (uint8_t)kind;   /* the last choice for a recipient wins */
@@ -536,7 +492,7 @@ static void deliver_choices(struct qmsg *m, const struct qverdict *v)
 
 /* ---- entry --------------------------------------------------------------------------- */
 
-void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct qverdict *v)
+void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct filter_verdict *v)
 {
     if (v == NULL) {
         qmgr_active_defer_all(m, "4.3.0", "rule filter not available", s == STAGE_DELIVER,

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include "buf.h"
 #include "config.h"
+#include "filter_mut.h"
 #include "server.h"
 #include "smtp_data.h"
 #include "stage.h"
@@ -39,15 +40,8 @@ struct smtpd_listener {
 };
 
 /* Mutations from filter that cleanup applies (header mutations,
- * quarantine): kept from the verdict until CLEANUP_BEGIN (smtpd_filter.c). */
-struct smtpd_mut {
-    uint32_t kind;          /* enum rl_mut_kind */
-    char *rcpt, *arg, *arg2, *rule;
-};
-struct smtpd_muts {
-    struct smtpd_mut *v;
-    int n, cap;
-};
+ * quarantine) are kept from the verdict until CLEANUP_BEGIN in a
+ * struct filter_muts (lib/filter_mut.h), at most SMTPD_MAX_MUTS. */
 #define SMTPD_MAX_MUTS   256     /* remembered per session / transaction */
 #define SMTPD_MAX_EXTRA  100     /* recipients added by rules per transaction */
 
@@ -68,7 +62,7 @@ struct smtpd_txn {
     struct smtp_data dec;   /* DATA decoder */
     buf_t    out;           /* decoded content not yet sent to cleanup */
     int      in_data;
-    struct smtpd_muts muts; /* from mail/rcpt verdicts, for cleanup */
+    struct filter_muts muts; /* from mail/rcpt verdicts, for cleanup */
     int      nextra;        /* recipients added by rules (add_rcpt, bcc) */
     int      nremoved;      /* recipients accepted but removed by rules */
 };
@@ -131,7 +125,7 @@ struct smtpd_session {
     char    *tls_info;                   /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once up */
     char    *auth_user;                  /* authenticated user, NULL before AUTH */
     struct smtpd_auth *auth;             /* AUTH exchange in progress, else NULL */
-    struct smtpd_muts muts;              /* from connect/helo/auth verdicts, for cleanup */
+    struct filter_muts muts;             /* from connect/helo/auth verdicts, for cleanup */
 };
 
 /* A verdict from filter, strings valid during the callback only. */
@@ -261,11 +255,8 @@ void smtpd_filter_cancel(struct smtpd_session *s);    /* session gone: also FILT
 int  smtpd_filter_wanted(enum stage st, const char *rcpt);
 /* The mutations of the verdict being delivered (valid during
  * smtpd_cmd_verdict only; none for skipped or failed requests). */
-const struct smtpd_mut *smtpd_filter_muts(int *n_r);
-void smtpd_muts_add(struct smtpd_muts *l, const struct smtpd_mut *m);   /* copies */
-void smtpd_muts_free(struct smtpd_muts *l);
+const struct filter_mut *smtpd_filter_muts(int *n_r);
 void smtpd_filter_shutdown(void);
-int  smtpd_unix_connect(const char *path);    /* non-blocking; fd or -1 */
 
 /* smtpd_rules.c: the verdict's mutations (smtpd_filter_muts) */
 void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smtpd_verdict *v);

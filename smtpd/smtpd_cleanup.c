@@ -26,11 +26,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include "smtpd.h"
-#include "ipc.h"
+#include "ipc_bev.h"
 #include "qfile.h"
 #include "spool.h"
 #include "log.h"
@@ -39,9 +36,8 @@
 #define CC_IDLE_MAX           32    /* idle connections kept per smtpd process */
 
 struct smtpd_cconn {
-    struct bufferevent *bev;
+    struct ipc_peer *ipc;
     struct smtpd_session *s;        /* NULL while idle in the pool */
-    int hello;                      /* peer HELLO received */
     struct smtpd_cconn *next;       /* idle list */
 };
 
@@ -50,7 +46,7 @@ static int cc_nidle;
 
 static void cc_free(struct smtpd_cconn *cc)
 {
-    bufferevent_free(cc->bev);
+    ipc_peer_free(cc->ipc);
     free(cc);
 }
 
@@ -71,7 +67,7 @@ static void cc_release(struct smtpd_session *s)
     s->cleanup = NULL;
     s->cleanup_busy = 0;
     cc->s = NULL;
-    if (!cc->hello) {               /* cannot happen (REPLY after HELLO) */
+    if (!ipc_peer_ready(cc->ipc)) { /* cannot happen (REPLY after HELLO) */
         cc_free(cc);
         return;
     }
@@ -79,7 +75,7 @@ static void cc_release(struct smtpd_session *s)
         cc_free(cc);
         return;
     }
-    bufferevent_set_timeouts(cc->bev, NULL, NULL);
+    ipc_peer_set_timeout(cc->ipc, 0);
     cc->next = cc_idle;
     cc_idle = cc;
     cc_nidle++;
@@ -87,14 +83,7 @@ static void cc_release(struct smtpd_session *s)
 
 static void c_send(struct smtpd_session *s, enum ipc_type t, const void *m)
 {
-    static buf_t b;                 /* reused: no malloc per frame */
-    if (b.data == NULL)
-        buf_init(&b, 1024);
-    buf_reset(&b);
-    ipc_encode(&b, t, m);
-    bufferevent_write(s->cleanup->bev, b.data, b.len);
-    if (b.cap > 256 * 1024)         /* a big DATA frame: don't keep it */
-        buf_free(&b);
+    ipc_peer_send(s->cleanup->ipc, t, m);
 }
 
 /* The connection failed: drop it and fail the open transaction. May free s
@@ -124,59 +113,45 @@ static void c_broken(struct smtpd_cconn *cc, const char *why)
     }
 }
 
-static void c_read(struct bufferevent *bev, void *arg)
+/* The one message cleanup sends after its HELLO: the transaction's reply.
+ * With it the connection goes back to the pool. */
+static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *arg)
 {
     struct smtpd_cconn *cc = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
-        size_t len = evbuffer_get_length(in), used = 0;
-        if (len == 0)
-            return;
-        const unsigned char *p = evbuffer_pullup(in, (ssize_t)len);
-        enum ipc_type t;
-        union ipc_msg m;
-        int r = ipc_next(p, len, &t, &m, &used, "cleanup");
-        if (r == 0)
-            return;
-        if (r < 0) {
-            c_broken(cc, "protocol error");
-            return;
-        }
-        if (!cc->hello) {
-            if (t != IPC_HELLO || ipc_hello_ok(&m.hello, IPC_PROTO_CLEANUP) != 0) {
-                c_broken(cc, "bad HELLO");
-                return;
-            }
-            cc->hello = 1;
-            evbuffer_drain(in, used);
-            continue;
-        }
-        struct smtpd_session *s = cc->s;
-        if (t != IPC_CLEANUP_REPLY || s == NULL || !s->cleanup_busy ||
-            s->state != SS_WAIT_DATA) {
-            c_broken(cc, "unexpected message");
-            return;
-        }
-        const struct ipc_cleanup_reply *cr = &m.cleanup_reply;
-        char qid[QUEUE_ID_MAX + 1] = "", enh[16] = "", text[512];
-        str_copy(qid, sizeof(qid), cr->queue_id);
-        str_copy(enh, sizeof(enh), cr->enhanced);
-        str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
-        unsigned status = cr->status, code = cr->code;
-        evbuffer_drain(in, used);
-        if (evbuffer_get_length(in) == 0) {
-            cc_release(s);
-        } else {                    /* nothing may follow a REPLY: don't reuse it */
-            log_warn("cleanup connection: unexpected data after the reply");
-            s->cleanup_busy = 0;
-            smtpd_cleanup_close(s); /* not busy: just closes */
-        }
-        smtpd_data_cleanup_reply(s, 1, status, qid, code, enh, text);   /* may free s */
-        return;
-    }
+    struct smtpd_session *s = cc->s;
+    if (t != IPC_CLEANUP_REPLY || s == NULL || !s->cleanup_busy ||
+        s->state != SS_WAIT_DATA)
+        return -1;
+    const struct ipc_cleanup_reply *cr = &m->cleanup_reply;
+    char qid[QUEUE_ID_MAX + 1] = "", enh[16] = "", text[512];
+    str_copy(qid, sizeof(qid), cr->queue_id);
+    str_copy(enh, sizeof(enh), cr->enhanced);
+    str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
+    unsigned status = cr->status, code = cr->code;
+    cc_release(s);                  /* may free the frame: everything is copied */
+    smtpd_data_cleanup_reply(s, 1, status, qid, code, enh, text);   /* may free s */
+    return 0;
 }
 
-static void c_write(struct bufferevent *bev, void *arg)
+static void c_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
+{
+    struct smtpd_cconn *cc = arg;
+    if (why == IPC_PEER_REFUSED && cc->s == NULL) {
+        /* nothing may follow a REPLY: don't reuse the connection */
+        log_warn("cleanup connection: unexpected data after the reply");
+        cc_unidle(cc);
+        cc_free(cc);
+        return;
+    }
+    c_broken(cc, why == IPC_PEER_EOF ? "closed by cleanup" :
+                 why == IPC_PEER_TIMEOUT ? "no answer" :
+                 why == IPC_PEER_IO ? "I/O error" :
+                 why == IPC_PEER_HELLO ? "bad HELLO" :
+                 why == IPC_PEER_PROTO ? "protocol error" : "unexpected message");
+}
+
+/* Output drained to SMTPD_CLEANUP_LOW: let a throttled client send again. */
+static void c_drained(struct ipc_peer *p, void *arg)
 {
     struct smtpd_cconn *cc = arg;
     struct smtpd_session *s = cc->s;
@@ -184,11 +159,10 @@ static void c_write(struct bufferevent *bev, void *arg)
         smtpd_data_unthrottle(s);
 }
 
-static void c_event(struct bufferevent *bev, short what, void *arg)
-{
-    c_broken(arg, what & BEV_EVENT_EOF ? "closed by cleanup" :
-                  what & BEV_EVENT_TIMEOUT ? "no answer" : "I/O error");
-}
+static const struct ipc_peer_ops cc_ops = {
+    .proto = IPC_PROTO_CLEANUP, .connect_nonblock = 1, .out_low = SMTPD_CLEANUP_LOW,
+    .on_frame = c_frame, .on_error = c_error, .on_drained = c_drained,
+};
 
 /* Take an idle connection or open one; 0 or -1. */
 static int c_take(struct smtpd_session *s)
@@ -202,22 +176,15 @@ static int c_take(struct smtpd_session *s)
         s->cleanup = cc;
         return 0;
     }
-    int fd = smtpd_unix_connect(SOCK_CLEANUP);
-    if (fd < 0) {
+    cc = xcalloc(1, sizeof(*cc));
+    cc->ipc = ipc_peer_connect(smtpd_server->base, SOCK_CLEANUP, "cleanup", &cc_ops, cc);
+    if (cc->ipc == NULL) {
         log_warn("cleanup: connect %s: %s", SOCK_CLEANUP, strerror(errno));
+        free(cc);
         return -1;
     }
-    cc = xcalloc(1, sizeof(*cc));
-    cc->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (cc->bev == NULL)
-        log_fatal("bufferevent_socket_new failed");
     cc->s = s;
     s->cleanup = cc;
-    bufferevent_setcb(cc->bev, c_read, c_write, c_event, cc);
-    bufferevent_setwatermark(cc->bev, EV_WRITE, SMTPD_CLEANUP_LOW, 0);
-    bufferevent_enable(cc->bev, EV_READ | EV_WRITE);
-    struct ipc_hello h = { IPC_PROTO_CLEANUP, IPC_VERSION };
-    c_send(s, IPC_HELLO, &h);
     return 0;
 }
 
@@ -242,10 +209,10 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         c_send(s, IPC_CLEANUP_RCPT, &r);
     }
     /* header mutations and quarantine decided before DATA (smtpd_rules.c) */
-    const struct smtpd_muts *ml[2] = { &s->muts, &t->muts };
+    const struct filter_muts *ml[2] = { &s->muts, &t->muts };
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < ml[k]->n; i++) {
-            const struct smtpd_mut *m = &ml[k]->v[i];
+            const struct filter_mut *m = &ml[k]->v[i];
             struct ipc_cleanup_mut cm = { m->kind, m->rcpt, m->arg, m->arg2, m->rule };
             c_send(s, IPC_CLEANUP_MUT, &cm);
         }
@@ -272,8 +239,7 @@ void smtpd_cleanup_end(struct smtpd_session *s, int abort)
     }
     struct ipc_cleanup_end e = { 0 };
     c_send(s, IPC_CLEANUP_END, &e);
-    struct timeval tv = { CLEANUP_REPLY_TIMEOUT, 0 };
-    bufferevent_set_timeouts(s->cleanup->bev, &tv, NULL);
+    ipc_peer_set_timeout(s->cleanup->ipc, CLEANUP_REPLY_TIMEOUT);
 }
 
 /* Drop the session's connection (never back to the pool: a reply may still
@@ -287,10 +253,7 @@ void smtpd_cleanup_close(struct smtpd_session *s)
     if (s->cleanup_busy) {
         struct ipc_cleanup_end e = { 1 };
         c_send(s, IPC_CLEANUP_END, &e);
-        struct evbuffer *out = bufferevent_get_output(cc->bev);
-        int fd = bufferevent_getfd(cc->bev);
-        while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
-            ;
+        ipc_peer_flush(cc->ipc);
     }
     s->cleanup = NULL;
     s->cleanup_busy = 0;
@@ -299,7 +262,7 @@ void smtpd_cleanup_close(struct smtpd_session *s)
 
 size_t smtpd_cleanup_backlog(const struct smtpd_session *s)
 {
-    return s->cleanup ? evbuffer_get_length(bufferevent_get_output(s->cleanup->bev)) : 0;
+    return s->cleanup ? ipc_peer_backlog(s->cleanup->ipc) : 0;
 }
 
 /* Stopping: close the idle connections. */

@@ -31,24 +31,6 @@ static int goes_on(enum verdict v)
     return v == V_NEXT || v == V_ACCEPT || v == V_FACCEPT || v == V_QUARANTINE;
 }
 
-/* "<a@b>" or "a@b" -> a@b, NULL when it is no usable envelope address. */
-static char *clean_addr(const char *a)
-{
-    size_t n = strlen(a);
-    if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
-        a++;
-        n -= 2;
-    }
-    if (n > 512)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)a[i];
-        if (c <= ' ' || c == 127 || c == '<' || c == '>')
-            return NULL;
-    }
-    return xstrndup(a, n);
-}
-
 static int find_rcpt(const struct smtpd_txn *t, const char *addr)
 {
     for (int i = t->nrcpts - 1; i >= 0; i--)
@@ -58,9 +40,9 @@ static int find_rcpt(const struct smtpd_txn *t, const char *addr)
 }
 
 static void add_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *addr,
-                     const struct smtpd_mut *m)
+                     const struct filter_mut *m)
 {
-    char *a = clean_addr(addr);
+    char *a = addr_clean(addr);
     if (a == NULL || *a == '\0') {
         log_warn("[%s]:%u: rule \"%s\": bad address in %s ignored", s->ip, s->port, m->rule,
                  rl_mut_name((enum rl_mut_kind)m->kind));
@@ -90,9 +72,9 @@ static void add_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *a
 }
 
 static void remove_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *current,
-                        const struct smtpd_mut *m)
+                        const struct filter_mut *m)
 {
-    char *a = clean_addr(m->rcpt[0] ? m->rcpt : current ? current : "");
+    char *a = addr_clean(m->rcpt[0] ? m->rcpt : current ? current : "");
     int i = a ? find_rcpt(t, a) : -1;
     free(a);
     if (i < 0)
@@ -107,6 +89,12 @@ static void remove_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char
     t->nremoved++;
 }
 
+/* Remember m for cleanup (CLEANUP_MUT at CLEANUP_BEGIN). */
+static void keep_mut(struct filter_muts *l, const struct filter_mut *m)
+{
+    filter_muts_add(l, SMTPD_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+}
+
 static int for_cleanup(uint32_t k)
 {
     return k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER ||
@@ -116,12 +104,12 @@ static int for_cleanup(uint32_t k)
 void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smtpd_verdict *v)
 {
     int n;
-    const struct smtpd_mut *m = smtpd_filter_muts(&n);
+    const struct filter_mut *m = smtpd_filter_muts(&n);
     if (n == 0 || !goes_on(v->status))
         return;
     for (int i = 0; i < n; i++) {
         if (st == STAGE_MAIL && m[i].kind == RL_M_REWRITE_MAIL_FROM && s->wait_txn) {
-            char *a = clean_addr(m[i].arg);
+            char *a = addr_clean(m[i].arg);
             if (a == NULL) {
                 log_warn("[%s]:%u: rule \"%s\": bad address in rewrite_mail_from ignored",
                          s->ip, s->port, m[i].rule);
@@ -133,11 +121,11 @@ void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smt
             s->wait_txn->sender = a;
         } else if (for_cleanup(m[i].kind)) {
             if (st <= STAGE_AUTH)
-                smtpd_muts_add(&s->muts, &m[i]);
+                keep_mut(&s->muts, &m[i]);
             else if (st == STAGE_MAIL && s->wait_txn)
-                smtpd_muts_add(&s->wait_txn->muts, &m[i]);
+                keep_mut(&s->wait_txn->muts, &m[i]);
             else if (s->txn)
-                smtpd_muts_add(&s->txn->muts, &m[i]);
+                keep_mut(&s->txn->muts, &m[i]);
         }
     }
 }
@@ -146,7 +134,7 @@ void smtpd_rules_after(struct smtpd_session *s, enum stage st, const char *rcpt,
                        const struct smtpd_verdict *v)
 {
     int n;
-    const struct smtpd_mut *m = smtpd_filter_muts(&n);
+    const struct filter_mut *m = smtpd_filter_muts(&n);
     struct smtpd_txn *t = s->txn;
     if (n == 0 || t == NULL || !goes_on(v->status))
         return;

@@ -75,7 +75,7 @@ void smtpd_txn_free(struct smtpd_txn *t)
     free(t->orcpts);
     free(t->notify);
     free(t->envid);
-    smtpd_muts_free(&t->muts);
+    filter_muts_free(&t->muts);
     if (t->out.data)
         buf_free(&t->out);
     free(t);

@@ -69,6 +69,59 @@ def strip_delivery_headers(data):
     return b"\n".join(lines[i:])
 
 
+class SmtpClient:
+    """A line-oriented raw SMTP client for exact reply checks: plain TCP
+    (tlsutil.Raw adds TLS). The one such client of the tests."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, family=socket.AF_INET, timeout=20,
+                 nodelay=False):
+        self.s = socket.socket(family, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        if nodelay:
+            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source:
+            self.s.bind((source, 0))
+        self.s.connect((host, port))
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def reply(self):
+        """One whole (possibly multi-line) reply: (code, [lines])."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise EOFError(f"connection closed; got {lines}")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), lines
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def ehlo(self, name="client.example.test"):
+        """EHLO that must succeed: the extensions offered, upper-cased."""
+        code, lines = self.cmd(f"EHLO {name}")
+        assert code == 250, lines
+        return {l[4:].upper() for l in lines[1:]}
+
+    def closed(self):
+        """EOF, a reset, a timeout or a TLS error: the server is done with us."""
+        try:
+            return self.s.recv(1) == b""
+        except OSError:          # ConnectionResetError, socket.timeout, ssl.SSLError
+            return True
+
+    def close(self):
+        self.s.close()
+
+
 class Suite:
     def __init__(self, extra_conf="", mynetworks='["127.0.0.0/8", "[::1]/128"]',
                  local_conf=None, processes='processes { smtpd = 1; delivery = 2; }',
@@ -110,6 +163,17 @@ delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h; }}
         with open(self.conf, "w") as f:
             f.write(text)
         self.conf_text = text
+
+    def start_with_conf(self, text):
+        """For a Suite(start=False): write text as its configuration and
+        start it; a failed start is cleaned up before the error goes on."""
+        self.write_conf(text)
+        try:
+            self.start()
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
 
     # ---- process control -------------------------------------------------
     def postern(self, *args, check=False, input=None, timeout=60):

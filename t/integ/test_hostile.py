@@ -26,7 +26,7 @@ import socket
 import tempfile
 import time
 
-from suite import Suite, wait_for
+from suite import SmtpClient, Suite, wait_for
 
 RCPT = "alice@example.test"
 LOCAL64 = "l" * 64
@@ -190,27 +190,11 @@ ROWS = [
 ENH_RE = re.compile(r"^\d{3}[ -]([245])\.\d{1,3}\.\d{1,3} ")
 
 
-class Conn:
+class Conn(SmtpClient):
+    """The raw client with Nagle off; closed() is strict here."""
+
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def send(self, b):
-        self.s.sendall(b)
-
-    def reply(self):
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                chunk = self.s.recv(65536)
-                if not chunk:
-                    raise EOFError(f"connection closed; got {lines}")
-                self.buf += chunk
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line.decode(errors="replace"))
-            if len(line) < 4 or line[3:4] != b"-":
-                return int(line[:3]), lines
+        super().__init__(port, timeout=15, nodelay=True)
 
     def closed(self, timeout=5):
         """True only on EOF with nothing unread (a timeout is 'not closed')."""
@@ -223,9 +207,6 @@ class Conn:
             return True
         except socket.timeout:
             return False
-
-    def close(self):
-        self.s.close()
 
 
 def setup(c, kind):

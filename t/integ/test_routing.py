@@ -20,13 +20,10 @@ def _suite(rules, start=True, **kw):
     local = (f'local {{ mailbox = "maildir"; maildir = "{s.mail}/%u/Maildir"; '
              f'mbox = "{s.mail}/%u.mbox"; }}')
     text = re.sub(r"^local \{.*\}$", local, s.conf_text, count=1, flags=re.M)
-    s.write_conf(text + f'rules = "{path}";\n')
+    text += f'rules = "{path}";\n'
     if start:
-        try:
-            s.start()
-        except Exception:
-            s.__exit__(None, None, None)
-            raise
+        return s.start_with_conf(text)
+    s.write_conf(text)
     return s
 
 

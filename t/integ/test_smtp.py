@@ -5,49 +5,10 @@ import socket
 import subprocess
 import time
 
-from suite import Suite, make_message, strip_delivery_headers, wait_for
+from suite import SmtpClient, Suite, make_message, strip_delivery_headers, wait_for
 
 
-class Raw:
-    """A line-oriented raw SMTP client for exact reply checks."""
-
-    def __init__(self, port, host="127.0.0.1", source=None, family=socket.AF_INET):
-        self.s = socket.socket(family, socket.SOCK_STREAM)
-        self.s.settimeout(20)
-        if source:
-            self.s.bind((source, 0))
-        self.s.connect((host, port))
-        self.buf = b""
-
-    def send(self, data):
-        self.s.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def reply(self):
-        """One whole (possibly multi-line) reply: (code, [lines])."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                chunk = self.s.recv(65536)
-                if not chunk:
-                    raise EOFError(f"connection closed; got {lines}")
-                self.buf += chunk
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line.decode(errors="replace"))
-            if len(line) < 4 or line[3:4] != b"-":
-                return int(line[:3]), lines
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def closed(self):
-        try:
-            return self.s.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
-            return True
-
-    def close(self):
-        self.s.close()
+Raw = SmtpClient      # test_esmtp imports it from here
 
 
 def test_dialogue_and_extensions():

@@ -2,11 +2,10 @@
 `openssl req -x509`, users files made with mkpasswd (whois package), a raw
 SMTP client that can switch to TLS, and swaks / openssl s_client runners."""
 import os
-import socket
 import ssl
 import subprocess
 
-from suite import free_port
+from suite import SmtpClient, free_port
 
 
 def make_cert(dirname, name, cn):
@@ -49,43 +48,13 @@ def client_context():
     return ctx
 
 
-class Raw:
-    """Line-oriented SMTP client over a plain or TLS socket."""
+class Raw(SmtpClient):
+    """The raw SMTP client over a plain or TLS socket (implicit TLS, STARTTLS)."""
 
     def __init__(self, port, source=None, implicit=False, timeout=20):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        if source:
-            self.s.bind((source, 0))
-        self.s.connect(("127.0.0.1", port))
+        super().__init__(port, source=source, timeout=timeout)
         if implicit:
             self.s = client_context().wrap_socket(self.s)
-        self.buf = b""
-
-    def send(self, data):
-        self.s.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def reply(self):
-        lines = []
-        while True:
-            while b"\r\n" not in self.buf:
-                chunk = self.s.recv(65536)
-                if not chunk:
-                    raise EOFError(f"connection closed; got {lines}")
-                self.buf += chunk
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            lines.append(line.decode(errors="replace"))
-            if len(line) < 4 or line[3:4] != b"-":
-                return int(line[:3]), lines
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def ehlo(self, name="client.example.test"):
-        code, lines = self.cmd(f"EHLO {name}")
-        assert code == 250, lines
-        return {l[4:].upper() for l in lines[1:]}
 
     def starttls(self, server_hostname=None):
         code, lines = self.cmd("STARTTLS")
@@ -93,15 +62,6 @@ class Raw:
         assert self.buf == b"", self.buf
         self.s = client_context().wrap_socket(self.s, server_hostname=server_hostname)
         return self.s
-
-    def closed(self):
-        try:
-            return self.s.recv(1) == b""
-        except (ConnectionResetError, socket.timeout, ssl.SSLError, OSError):
-            return True
-
-    def close(self):
-        self.s.close()
 
 
 def swaks(port, *args, timeout=60):
@@ -140,13 +100,7 @@ def tls_suite(extra_listeners=(), smtp_extra="", tls_kw=None, extra_conf="", **k
     if callable(extra_conf):
         extra_conf = extra_conf(s)      # may write files into s.dir first
     text += tls_conf(s.dir, **(tls_kw or {})) + extra_conf + "\n"
-    s.write_conf(text)
-    try:
-        s.start()
-    except Exception:
-        s.__exit__(None, None, None)
-        raise
-    return s
+    return s.start_with_conf(text)
 
 
 __all__ = ["make_cert", "tls_conf", "mkpasswd", "Raw", "swaks", "s_client", "listen",

@@ -1,0 +1,95 @@
+/*
+ * filter_mut.h - the mutations and verdicts filter sends (FILTER_REPLY then
+ * FILTER_REPLY.nmut FILTER_MUT), held once for every process that keeps
+ * them: smtpd (until cleanup hears them), cleanup (header and envelope
+ * changes), qmgr (postq/deliver) and the blocking client (filter_clnt.h).
+ *
+ * Every string is owned (malloc'd). What comes from a peer goes through
+ * filter_verdict_start/_add: statuses and kinds are range-checked, codes
+ * outside 200..599 become 0 (the status's default), and text is copied
+ * bounded with control bytes turned into '?'. Must never keep a pointer
+ * into a received frame.
+ */
+#ifndef POSTERN_FILTER_MUT_H
+#define POSTERN_FILTER_MUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ipc.h"
+#include "rules.h"
+#include "stage.h"
+
+#define FILTER_MAX_REPLY_MUTS 10000  /* more announced in one reply: protocol error */
+
+/* One mutation (FILTER_MUT / CLEANUP_MUT), strings owned. */
+struct filter_mut {
+    uint32_t kind;              /* enum rl_mut_kind */
+    char *rcpt;                 /* address, "" = all recipients / unused */
+    char *arg;                  /* header name, new sender, quarantine name, host.. */
+    char *arg2;                 /* header value */
+    char *rule;                 /* rule or action that made it */
+};
+
+/* A growable list of mutations kept across verdicts. */
+struct filter_muts {
+    struct filter_mut *v;
+    int n, cap;
+};
+
+/* One verdict as received. */
+struct filter_verdict {
+    enum verdict status;
+    int code;                   /* 0 = the status's default */
+    char enhanced[16];
+    char text[512];
+    char rule[128];
+    struct filter_mut *muts;    /* in the order the rules made them */
+    int nmuts;
+};
+
+/* Append copies (NULL = ""); a list already holding max entries is left as is. */
+void filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *rcpt,
+                     const char *arg, const char *arg2, const char *rule);
+void filter_muts_free(struct filter_muts *l);          /* l is empty and usable after */
+void filter_mut_clear(struct filter_mut *m);           /* frees the strings */
+
+/* Bounded copy of peer text with control bytes (and DEL) as '?'. */
+void filter_text_copy(char *dst, size_t size, const char *src);
+char *filter_text_dup(const char *src);                /* at most 4096 bytes kept */
+
+/* A FILTER_REPLY begins a verdict: v is overwritten, room for r->nmut
+ * mutations is made (the caller checked nmut against FILTER_MAX_REPLY_MUTS). */
+void filter_verdict_start(struct filter_verdict *v, const struct ipc_filter_reply *r);
+/* One FILTER_MUT of it (at most the announced nmut: the caller counts);
+ * -1 = unknown kind. */
+int  filter_verdict_add(struct filter_verdict *v, const struct ipc_filter_mut *m);
+void filter_verdict_free(struct filter_verdict *v);    /* frees muts; v stays usable */
+
+/* ---- receiving verdicts on an event-loop connection ----------------------
+ * filter answers a FILTER_REQ with FILTER_REPLY and, at once, its nmut
+ * FILTER_MUT; FILTER_STAGES may come between replies. One filter_rx per
+ * connection assembles the verdict; the caller matches rx->id to its
+ * request when the verdict is complete. */
+struct filter_rx {
+    int active;                 /* a reply's mutations are still arriving */
+    uint64_t id;                /* the request the reply answers */
+    uint32_t want;              /* mutations announced */
+    struct filter_verdict v;
+};
+
+enum filter_rx_result {
+    FILTER_RX_BAD = -1,         /* protocol error: drop the connection */
+    FILTER_RX_MORE = 0,         /* part of a verdict taken */
+    FILTER_RX_DONE = 1,         /* rx->v is complete: take it (filter_rx_take) */
+    FILTER_RX_STAGES = 2,       /* a FILTER_STAGES: m->filter_stages is the caller's */
+};
+
+/* One message from filter after its HELLO. */
+enum filter_rx_result filter_rx_feed(struct filter_rx *rx, enum ipc_type t,
+                                     const union ipc_msg *m);
+/* Move the complete verdict to v_r (the caller frees it); rx is idle again. */
+void filter_rx_take(struct filter_rx *rx, struct filter_verdict *v_r);
+/* Forget a half-received verdict (the connection is gone). */
+void filter_rx_reset(struct filter_rx *rx);
+
+#endif
