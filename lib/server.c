@@ -22,7 +22,7 @@
 #include "server.h"
 #include "log.h"
 
-static struct event *ev_term, *ev_int, *ev_hup;
+static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
 
 int fd_set_nonblock(int fd, int on)
 {
@@ -134,6 +134,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             s->on_reload(s);
         return;
     }
+    if (sig == SIGUSR1 && s->on_retire) {
+        if (!s->stopping && !s->retiring) {
+            s->retiring = 1;
+            log_debug("retire signal: finishing open work");
+            s->on_retire(s);
+        }
+        return;
+    }
     if (s->stopping) {
         if (sig == SIGINT)
             return;   /* Ctrl-C reaches the whole group: master drives the drain */
@@ -238,9 +246,11 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         ev_term = evsignal_new(s->base, SIGTERM, on_signal, s);
         ev_int = evsignal_new(s->base, SIGINT, on_signal, s);
         ev_hup = evsignal_new(s->base, SIGHUP, on_signal, s);
+        ev_usr1 = evsignal_new(s->base, SIGUSR1, on_signal, s);
         evsignal_add(ev_term, NULL);
         evsignal_add(ev_int, NULL);
         evsignal_add(ev_hup, NULL);
+        evsignal_add(ev_usr1, NULL);
     }
     return s;
 }

@@ -8,7 +8,8 @@
  * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, drops to the
  * configured user (setgroups/setresgid/setresuid, verified; fatal if still
  * root), asks for SIGTERM when master dies, and creates the event base.
- * SIGTERM/SIGINT call the daemon's on_stop (drain) callback; SIGPIPE is
+ * SIGTERM/SIGINT call the daemon's on_stop (drain) callback, SIGUSR1 its
+ * on_retire (graceful retirement on reload); SIGPIPE is
  * ignored. Nothing a daemon does after server_init runs as root.
  */
 #ifndef POSTERN_SERVER_H
@@ -33,6 +34,11 @@ struct server {
     int stopping;                /* set once SIGTERM arrived */
     void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
     void (*on_reload)(struct server *s); /* SIGHUP, NULL = ignored (master restarts us) */
+    /* SIGUSR1 from master on reload: a replacement is already serving; stop
+     * taking new work, finish what is open normally, then exit. NULL = the
+     * same as SIGTERM. */
+    void (*on_retire)(struct server *s);
+    int retiring;
     void *ctx;                   /* daemon's own state */
 };
 

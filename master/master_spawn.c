@@ -31,12 +31,14 @@ static const struct service {
     int unix_sock;           /* MU_* for FDS_UNIX */
     int singleton;           /* a replacement starts only after the old one exited */
     int reload_hup;          /* reload: SIGHUP (reloads in place), not a restart */
+    int retire_sig;          /* reload: how the old process is told to go */
 } services[] = {
-    { "smtpd",    FDS_TCP,  -1,         0, 0 },
-    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0, 0 },
-    { "filter",   FDS_UNIX, MU_FILTER,  0, 1 },
-    { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0 },
-    { "delivery", FDS_UNIX, MU_LOCAL,   0, 0 },
+    /* smtpd retires gracefully (SIGUSR1: open sessions finish, no 421) */
+    { "smtpd",    FDS_TCP,  -1,         0, 0, SIGUSR1 },
+    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0, 0, SIGTERM },
+    { "filter",   FDS_UNIX, MU_FILTER,  0, 1, SIGTERM },
+    { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0, SIGTERM },
+    { "delivery", FDS_UNIX, MU_LOCAL,   0, 0, SIGTERM },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 
@@ -321,7 +323,7 @@ void spawn_reload(void)
             struct slot *sl = &state[i].slots[k];
             if (sl->pid == 0)
                 continue;
-            kill(sl->pid, SIGTERM);
+            kill(sl->pid, services[i].retire_sig);
             retired = xrealloc(retired, sizeof(*retired) * (size_t)(nretired + 1));
             retired[nretired].pid = sl->pid;
             retired[nretired].svc = i;

@@ -141,7 +141,7 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 void smtpd_session_gone(struct smtpd_session *s)
 {
     ip_release(s->ip);
-    if (smtpd_server->stopping && smtpd_nsessions == 0) {
+    if ((smtpd_server->stopping || smtpd_server->retiring) && smtpd_nsessions == 0) {
         log_info("drained: exiting");
         server_stop_loop(smtpd_server);
     }
@@ -154,16 +154,32 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     server_stop_loop(smtpd_server);
 }
 
-static void on_stop(struct server *s)
+static void close_listeners(void)
 {
-    log_info("stopping: no new connections, draining %d sessions", smtpd_nsessions);
-    smtpd_cleanup_shutdown();
     for (int i = 0; i < nlisteners; i++) {
         if (listeners[i].evl) {
             evconnlistener_free(listeners[i].evl);
             listeners[i].evl = NULL;
         }
     }
+}
+
+/* Reload (SIGUSR1): the replacement smtpd already accepts on the same
+ * sockets; this one stops accepting and lets every open session run to its
+ * natural end (QUIT or a timeout) - no 421 - then exits. */
+static void on_retire(struct server *s)
+{
+    log_info("retiring: no new connections, %d sessions left to finish", smtpd_nsessions);
+    close_listeners();
+    if (smtpd_nsessions == 0)
+        server_stop_loop(s);
+}
+
+static void on_stop(struct server *s)
+{
+    log_info("stopping: no new connections, draining %d sessions", smtpd_nsessions);
+    smtpd_cleanup_shutdown();
+    close_listeners();
     if (smtpd_nsessions == 0) {
         server_stop_loop(s);
         return;
@@ -193,6 +209,7 @@ int main(int argc, char **argv)
     smtpd_server = s;
     smtpd_cfg = s->cfg;
     s->on_stop = on_stop;
+    s->on_retire = on_retire;
     listeners = xcalloc((size_t)(s->nfds ? s->nfds : 1), sizeof(*listeners));
     for (int i = 0; i < s->nfds; i++) {
         const struct listener *conf = find_listener(s->fds[i].name);

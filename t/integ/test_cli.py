@@ -135,3 +135,22 @@ def test_check_compiles_the_rules_file():
         assert r.returncode == 0, r.stderr.decode()
     finally:
         s.__exit__(None, None, None)
+
+
+def test_reload_lets_open_sessions_finish():
+    with Suite() as s:
+        c = s.smtp()
+        c.ehlo("before.reload.example")
+        old = s.child_pids("smtpd")
+        r = s.postern("reload", check=True)
+        assert r.returncode == 0
+        wait_for(lambda: "retiring" in s.log(), 10, "the old smtpd to retire")
+        wait_for(lambda: set(s.child_pids("smtpd")) - set(old), 10, "a new smtpd")
+        # the session opened before the reload goes on normally on the old
+        # process: no 421, the message is queued and delivered
+        assert c.noop()[0] == 250
+        c.sendmail("a@example.test", ["carol@example.test"], make_message(77))
+        c.quit()
+        s.wait_delivered("carol", 1)
+        # and the old process exits once its last session is over
+        wait_for(lambda: not set(old) & set(s.child_pids("smtpd")), 10, "the old smtpd to exit")
