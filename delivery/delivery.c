@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "delivery.h"
 #include "ipc.h"
@@ -73,6 +74,28 @@ int dlv_write_all(int fd, const void *p, size_t n)
         }
         c += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+int dlv_writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -162,14 +185,43 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
     buf_free(&path);
 }
 
+/* Queue files up to this size are read whole, so the content is written
+ * from memory (one writev per recipient); larger ones are parsed through
+ * qf_read's window and the content copied file to file. */
+#define QF_INMEM_MAX (1u << 20)
+
+/* Read all of a size-byte file into a new buffer; NULL with errno (EIO when
+ * it is shorter). */
+static unsigned char *read_whole(int fd, size_t size)
+{
+    unsigned char *p = xmalloc(size ? size : 1);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = pread(fd, p + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            free(p);
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    return p;
+}
+
 /* Open and parse the queue file named by the request; -1 with every
- * recipient's result set (deferred) on failure. */
+ * recipient's result set (deferred) on failure. Small files are kept in
+ * *mem_r (caller frees). */
 static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, int *fd_r,
-                        struct req_rcpt *rr, uint32_t n)
+                        unsigned char **mem_r, struct req_rcpt *rr, uint32_t n)
 {
     char want[QUEUE_ID_MAX + 16], err[256] = "";
     const char *dsn = "4.3.0";
+    struct stat st;
     *fd_r = -1;
+    *mem_r = NULL;
     qf_env_init(env);
     if (!queue_id_valid(req->queue_id) ||
         str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
@@ -181,7 +233,13 @@ static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, i
         dsn = "4.3.5";
     } else if ((*fd_r = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
         snprintf(err, sizeof(err), "open %s: %s", want, strerror(errno));
-    } else if (qf_read(*fd_r, env, err, sizeof(err)) < 0) {
+    } else if (fstat(*fd_r, &st) < 0) {
+        snprintf(err, sizeof(err), "queue file %s: fstat: %s", want, strerror(errno));
+    } else if (st.st_size >= 0 && (uint64_t)st.st_size <= QF_INMEM_MAX &&
+               (*mem_r = read_whole(*fd_r, (size_t)st.st_size)) == NULL) {
+        snprintf(err, sizeof(err), "queue file %s: read: %s", want, strerror(errno));
+    } else if ((*mem_r != NULL ? qf_parse(*mem_r, (size_t)st.st_size, env, err, sizeof(err))
+                               : qf_read(*fd_r, env, err, sizeof(err))) < 0) {
         buf_t e2;
         buf_init(&e2, 256);
         buf_printf(&e2, "queue file %s: %s", want, err);
@@ -233,8 +291,10 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
         log_set_qid(qid);
         struct qf_env env;
         int fd;
-        if (open_message(&req, &env, &fd, rr, n) == 0) {
-            struct dlv_msg msg = { s->cfg, qid, fd, &env, s->cfg->hostname };
+        unsigned char *mem;
+        if (open_message(&req, &env, &fd, &mem, rr, n) == 0) {
+            struct dlv_msg msg = { s->cfg, qid, fd, &env, s->cfg->hostname,
+                                   mem ? mem + env.content_off : NULL };
             for (uint32_t i = 0; i < n; i++) {
                 if (rr[i].index >= (uint32_t)env.nrcpts)
                     dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5", "no recipient %u", rr[i].index);
@@ -245,6 +305,8 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
                     deliver_one(&msg, &rr[i]);
             }
         }
+        delivery_maildir_sync();   /* fsync new/ once per Maildir before any status */
+        free(mem);
         if (fd >= 0)
             close(fd);
         qf_env_free(&env);

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include "buf.h"
 #include "config.h"
 #include "qfile.h"
@@ -30,6 +31,8 @@ struct dlv_msg {
     int fd;                        /* queue file, read-only */
     const struct qf_env *env;
     const char *hostname;          /* for Maildir names */
+    const unsigned char *content;  /* the content in memory (content_len bytes), or NULL:
+                                    * then read from fd at env->content_off */
 };
 
 void dlv_result_set(struct dlv_result *r, enum dstatus s, const char *dsn,
@@ -46,6 +49,8 @@ void dlv_headers(buf_t *out, const char *sender, const char *rcpt);
 int  dlv_copy_content(const struct dlv_msg *m, int out_fd);
 /* write(2) all of p; 0 or -1 (errno). */
 int  dlv_write_all(int fd, const void *p, size_t n);
+/* writev(2) all of iov[0..n) (iov is modified); 0 or -1 (errno). */
+int  dlv_writev_all(int fd, struct iovec *iov, int n);
 
 /* delivery_path.c: the mailbox path for a recipient, or a bounce/defer in r
  * (returns -1). kind: the mailbox kind a rule chose (DELIVER_RCPT.nexthop),
@@ -53,8 +58,13 @@ int  dlv_write_all(int fd, const void *p, size_t n);
 int  delivery_path_resolve(const struct config *cfg, const char *addr, int kind,
                            enum mailbox_kind *kind_r, buf_t *path_r, struct dlv_result *r);
 
+/* Deliver into a Maildir. On success r says delivered, but only once
+ * delivery_maildir_sync() has run (it fsyncs new/ once per Maildir and turns
+ * r into a deferral if that fails): call it before reporting any result and
+ * before r goes away. */
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
                       const char *dir, struct dlv_result *r);
+void delivery_maildir_sync(void);
 void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path,
                    struct dlv_result *r);
 

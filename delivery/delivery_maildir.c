@@ -1,6 +1,19 @@
 /*
- * delivery_maildir.c - Maildir delivery: tmp/<name> written and fsynced,
- * link()ed to new/<name>, tmp unlinked, new/ fsynced.
+ * delivery_maildir.c - Maildir delivery.
+ *
+ * Per recipient: an anonymous file (O_TMPFILE in <maildir>/tmp) gets the
+ * headers + content and is fsynced, then linkat() gives it its name
+ * new/<name>, then the file is fsynced again (its link count). new/ is
+ * fsynced once per request for all recipients delivered into that Maildir
+ * (delivery_maildir_sync(), before any status is reported). Where O_TMPFILE
+ * is unsupported: tmp/<name> written and fsynced, link()ed to new/<name>,
+ * tmp unlinked (the classic way).
+ *
+ * The Maildir and its tmp/ and new/ are kept open in a small LRU cache
+ * (keyed by path; the path is re-checked against the cached inode at most
+ * once a second, and at once when an operation on a cached directory
+ * fails), so a delivery does no path walk and no mkdir: those happen
+ * only when a Maildir is opened.
  *
  * <name> is deterministic (arrival, queue id, recipient index, host), so a
  * re-delivery after a crash finds new/<name> and reports delivered instead
@@ -10,13 +23,43 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "delivery.h"
 #include "log.h"
 #include "mbox_path.h"
+
+#define MD_CACHE_MAX     64     /* open Maildirs kept */
+#define MD_RECHECK_SECS  1      /* path re-checked against the cached inode */
+
+struct md_dir {
+    char *path;                 /* NULL = free slot */
+    int dfd, tmpfd, newfd;
+    dev_t dev;
+    ino_t ino;
+    time_t checked;             /* CLOCK_MONOTONIC_COARSE seconds */
+    uint64_t used;              /* LRU tick */
+    int no_tmpfile;             /* O_TMPFILE refused here: classic tmp/ files */
+    /* recipients linked into new/ whose new/ is not fsynced yet */
+    struct dlv_result **pend;
+    size_t npend, cap;
+};
+
+static struct md_dir cache[MD_CACHE_MAX];
+static uint64_t tick;
+static int proc_link = -1;      /* -1 unknown, 0 AT_EMPTY_PATH works, 1 use /proc/self/fd */
+
+static time_t now_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return ts.tv_sec;
+}
 
 /* mkdir -p with mode 0700 for every missing component. */
 static int mkdir_p(const char *path)
@@ -38,134 +81,361 @@ static int mkdir_p(const char *path)
     return rc;
 }
 
-/* Open the Maildir, creating it and tmp/ new/ cur/ when missing. */
-static int maildir_open(const char *dir, struct dlv_result *r)
+static void set_fail(struct dlv_result *r, int e, const char *dir, const char *op)
 {
+    dlv_result_errno(r, e, "maildir");
+    snprintf(r->reason, sizeof(r->reason), "maildir %s: %s: %s", dir, op, strerror(e));
+}
+
+/* Open subdirectory sub of dfd, creating it when missing. */
+static int open_sub(int dfd, const char *sub)
+{
+    int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(dfd, sub, 0700) < 0 && errno != EEXIST)
+            return -1;
+        fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    return fd;
+}
+
+/* fsync new/ of e once for every recipient waiting on it; a failure defers
+ * them all. */
+static void md_flush(struct md_dir *e)
+{
+    if (e->npend == 0)
+        return;
+    if (fsync(e->newfd) < 0) {
+        int err = errno;
+        for (size_t i = 0; i < e->npend; i++)
+            set_fail(e->pend[i], err, e->path, "fsync new/");
+    }
+    e->npend = 0;
+}
+
+static void md_close(struct md_dir *e)
+{
+    md_flush(e);
+    close(e->dfd);
+    close(e->tmpfd);
+    close(e->newfd);
+    free(e->path);
+    free(e->pend);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Open the Maildir at dir into slot e, creating it and tmp/ new/ cur/ when
+ * missing. 0, or -1 with r set. */
+static int md_open(struct md_dir *e, const char *dir, struct dlv_result *r)
+{
+    const char *op = "open";
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 && errno == ENOENT) {
         if (mkdir_p(dir) < 0) {
-            dlv_result_errno(r, errno, "maildir");
-            snprintf(r->reason, sizeof(r->reason), "maildir %s: mkdir: %s", dir, strerror(errno));
+            set_fail(r, errno, dir, "mkdir");
             return -1;
         }
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
     if (dfd < 0) {
-        int e = errno;
-        dlv_result_errno(r, e, "maildir");
-        snprintf(r->reason, sizeof(r->reason), "maildir %s: open: %s", dir, strerror(e));
+        set_fail(r, errno, dir, op);
         return -1;
     }
-    static const char *const sub[] = { "tmp", "new", "cur" };
-    for (int i = 0; i < 3; i++) {
-        if (mkdirat(dfd, sub[i], 0700) < 0 && errno != EEXIST) {
-            int e = errno;
-            dlv_result_errno(r, e, "maildir");
-            snprintf(r->reason, sizeof(r->reason), "maildir %s: mkdir %s: %s", dir, sub[i],
-                     strerror(e));
-            close(dfd);
-            return -1;
-        }
+    struct stat st;
+    int tmpfd = -1, newfd = -1;
+    if (fstat(dfd, &st) < 0) {
+        op = "fstat";
+        goto fail;
     }
-    return dfd;
+    op = "mkdir tmp";
+    if ((tmpfd = open_sub(dfd, "tmp")) < 0)
+        goto fail;
+    op = "mkdir new";
+    if ((newfd = open_sub(dfd, "new")) < 0)
+        goto fail;
+    op = "mkdir cur";
+    if (mkdirat(dfd, "cur", 0700) < 0 && errno != EEXIST)
+        goto fail;
+    memset(e, 0, sizeof(*e));
+    e->path = xstrdup(dir);
+    e->dfd = dfd;
+    e->tmpfd = tmpfd;
+    e->newfd = newfd;
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->checked = now_coarse();
+    return 0;
+fail:;
+    int err = errno;
+    set_fail(r, err, dir, op);
+    close(dfd);
+    if (tmpfd >= 0)
+        close(tmpfd);
+    if (newfd >= 0)
+        close(newfd);
+    return -1;
 }
 
-/* Write tmp/<name>: headers + content, fsync. 0, or -1 with errno and *op_r. */
-static int write_tmp(const struct dlv_msg *m, int dfd, const char *tmpname, const char *rcpt,
-                     const char **op_r)
+/* Is the cached Maildir still what its path names? */
+static int md_valid(const struct md_dir *e)
 {
-    *op_r = "create";
-    int fd = openat(dfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
-        /* left over by an attempt that crashed before link(): start again */
-        if (unlinkat(dfd, tmpname, 0) < 0)
-            return -1;
-        fd = openat(dfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    struct stat st;
+    return stat(e->path, &st) == 0 && st.st_dev == e->dev && st.st_ino == e->ino;
+}
+
+/* The cache entry for dir (opened if needed); NULL with r set. */
+static struct md_dir *md_get(const char *dir, struct dlv_result *r)
+{
+    struct md_dir *e = NULL, *lru = NULL;
+    for (int i = 0; i < MD_CACHE_MAX; i++) {
+        struct md_dir *c = &cache[i];
+        if (c->path == NULL) {
+            if (lru == NULL || lru->path != NULL)
+                lru = c;
+            continue;
+        }
+        if (strcmp(c->path, dir) == 0) {
+            e = c;
+            break;
+        }
+        if (lru == NULL || (lru->path != NULL && c->used < lru->used))
+            lru = c;
     }
-    if (fd < 0)
-        return -1;
+    if (e != NULL) {
+        time_t now = now_coarse();
+        if (now - e->checked < MD_RECHECK_SECS) {
+            e->used = ++tick;
+            return e;
+        }
+        if (md_valid(e)) {
+            e->checked = now;
+            e->used = ++tick;
+            return e;
+        }
+        md_close(e);        /* replaced or gone: open it again */
+        lru = e;
+    } else if (lru->path != NULL) {
+        md_close(lru);      /* evict (its pending recipients are synced first) */
+    }
+    if (md_open(lru, dir, r) < 0)
+        return NULL;
+    lru->used = ++tick;
+    return lru;
+}
+
+/* Reopen e after an operation on it failed, if a directory was removed or
+ * replaced. 1 = reopened (retry), 0 = it was fine, -1 = error. */
+static int md_reopen(struct md_dir **ep, struct dlv_result *r)
+{
+    struct md_dir *e = *ep;
+    struct stat st;
+    if (md_valid(e) && fstat(e->tmpfd, &st) == 0 && st.st_nlink > 0 &&
+        fstat(e->newfd, &st) == 0 && st.st_nlink > 0)
+        return 0;
+    char *dir = xstrdup(e->path);
+    md_close(e);
+    int rc = md_open(e, dir, r) < 0 ? -1 : 1;
+    if (rc > 0)
+        e->used = ++tick;
+    free(dir);
+    return rc;
+}
+
+static void md_pend(struct md_dir *e, struct dlv_result *r)
+{
+    if (e->npend == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 8;
+        e->pend = xrealloc(e->pend, e->cap * sizeof(*e->pend));
+    }
+    e->pend[e->npend++] = r;
+}
+
+void delivery_maildir_sync(void)
+{
+    for (int i = 0; i < MD_CACHE_MAX; i++)
+        if (cache[i].path != NULL)
+            md_flush(&cache[i]);
+}
+
+/* Headers + content into fd (at its current offset). 0 or -1 (errno). */
+static int write_message(const struct dlv_msg *m, int fd, const char *rcpt)
+{
     buf_t h;
     buf_init(&h, 256);
     dlv_headers(&h, m->env->sender, rcpt);
-    *op_r = "write";
-    int rc = dlv_write_all(fd, h.data, h.len);
+    int rc;
+    if (m->content != NULL) {
+        struct iovec iov[2] = {
+            { h.data, h.len },
+            { (void *)m->content, (size_t)m->env->content_len },
+        };
+        rc = dlv_writev_all(fd, iov, 2);
+    } else {
+        rc = dlv_write_all(fd, h.data, h.len);
+        if (rc == 0)
+            rc = dlv_copy_content(m, fd);
+    }
     buf_free(&h);
-    if (rc == 0)
-        rc = dlv_copy_content(m, fd);
+    return rc;
+}
+
+/* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST = already
+ * there), unlink tmp. 0, or -1 with errno and *op_r. */
+static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
+                           const char *rcpt, const char **op_r)
+{
+    *op_r = "create";
+    int fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        /* left over by an attempt that crashed before link(): start again */
+        if (unlinkat(e->tmpfd, name, 0) < 0)
+            return -1;
+        fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+    if (fd < 0)
+        return -1;
+    *op_r = "write";
+    int rc = write_message(m, fd, rcpt);
     if (rc == 0) {
         *op_r = "fsync";
         rc = fsync(fd);
     }
-    int e = errno;
+    int err = errno;
     if (close(fd) < 0 && rc == 0) {
         *op_r = "close";
         rc = -1;
-        e = errno;
+        err = errno;
     }
-    if (rc < 0) {
-        unlinkat(dfd, tmpname, 0);
-        errno = e;
+    if (rc == 0) {
+        *op_r = "link";
+        if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0 && errno != EEXIST) {
+            rc = -1;
+            err = errno;
+        }
     }
+    unlinkat(e->tmpfd, name, 0);
+    errno = err;
     return rc;
 }
 
-/* fsync a subdirectory of the Maildir so a new entry is durable. */
-static int sync_subdir(int dfd, const char *sub)
+/* Give the anonymous file fd the name new/<name>: 0, -1 (errno), or 1 =
+ * this process cannot link anonymous files (no AT_EMPTY_PATH permission
+ * and no /proc). */
+static int link_tmpfile(int fd, int newfd, const char *name)
 {
-    int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
+    if (proc_link <= 0) {
+        if (linkat(fd, "", newfd, name, AT_EMPTY_PATH) == 0) {
+            proc_link = 0;
+            return 0;
+        }
+        /* without CAP_DAC_READ_SEARCH (kernels before 6.10): ENOENT or EPERM */
+        if (proc_link == 0 || (errno != ENOENT && errno != EPERM))
+            return -1;
+    }
+    char p[64];
+    snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, p, newfd, name, AT_SYMLINK_FOLLOW) == 0) {
+        proc_link = 1;
+        return 0;
+    }
     int e = errno;
-    close(fd);
+    struct stat st;
+    if (proc_link < 0 && (e == ENOENT || e == EPERM || e == EACCES) &&
+        fstat(newfd, &st) == 0 && st.st_nlink > 0)
+        return 1;       /* new/ is there: it is the link method that fails */
     errno = e;
+    return -1;
+}
+
+/* O_TMPFILE in tmp/: write, fsync, link to new/<name>, fsync again (the
+ * link count). 0, 1 = O_TMPFILE (or linking it) not supported, or -1 with errno and
+ * *op_r. EEXIST on the link = already delivered (0). */
+static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, const char *name,
+                           const char *rcpt, const char **op_r)
+{
+    *op_r = "create";
+    int fd = openat(e->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            return 1;
+        return -1;
+    }
+    *op_r = "write";
+    int rc = write_message(m, fd, rcpt);
+    if (rc == 0) {
+        *op_r = "fsync";
+        rc = fsync(fd);
+    }
+    if (rc == 0) {
+        *op_r = "link";
+        rc = link_tmpfile(fd, e->newfd, name);
+        if (rc > 0) {
+            close(fd);
+            return 1;
+        }
+        if (rc < 0 && errno == EEXIST) {
+            log_info("%s already in %s/new: not delivering twice", name, e->path);
+            rc = 0;
+        } else if (rc == 0) {
+            *op_r = "fsync";
+            rc = fsync(fd);
+        }
+    }
+    int err = errno;
+    if (close(fd) < 0 && rc == 0) {
+        *op_r = "close";
+        rc = -1;
+        err = errno;
+    }
+    errno = err;
     return rc;
 }
 
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
                       const char *dir, struct dlv_result *r)
 {
-    int dfd = maildir_open(dir, r);
-    if (dfd < 0)
+    struct md_dir *e = md_get(dir, r);
+    if (e == NULL)
         return;
-    buf_t name, tmpn, newn;
+    buf_t name;
     buf_init(&name, 128);
-    buf_init(&tmpn, 128);
-    buf_init(&newn, 128);
     mbox_maildir_name(&name, m->env->arrival / 1000000, m->qid, index, m->hostname);
-    buf_printf(&tmpn, "tmp/%s", name.data);
-    buf_printf(&newn, "new/%s", name.data);
-    struct stat st;
     const char *op = "stat";
-    if (fstatat(dfd, newn.data, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    int retried = 0, rc;
+again:
+    op = "stat";
+    struct stat st;
+    if (fstatat(e->newfd, name.data, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         log_info("%s already in %s/new: not delivering twice", name.data, dir);
-        dlv_result_set(r, DS_DELIVERED, "2.0.0", "delivered to maildir");
+        rc = 0;
+    } else if (errno != ENOENT) {
+        rc = -1;
+    } else {
+        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
+        if (rc > 0) {
+            e->no_tmpfile = 1;
+            rc = deliver_classic(m, e, name.data, rcpt, &op);
+        }
+    }
+    if (rc < 0 && !retried) {
+        /* tmp/ or new/ removed or replaced under us (ENOENT, or EPERM for
+         * O_TMPFILE in a removed directory)? Then open it again, once. */
+        int err = errno;
+        retried = 1;
+        int rr = md_reopen(&e, r);
+        if (rr > 0)
+            goto again;
+        if (rr < 0)
+            goto out;
+        errno = err;
+    }
+    if (rc < 0) {
+        set_fail(r, errno, dir, op);
         goto out;
     }
-    if (errno != ENOENT)
-        goto fail;
-    if (write_tmp(m, dfd, tmpn.data, rcpt, &op) < 0)
-        goto fail;
-    op = "link";
-    if (linkat(dfd, tmpn.data, dfd, newn.data, 0) < 0 && errno != EEXIST) {
-        int e = errno;
-        unlinkat(dfd, tmpn.data, 0);
-        errno = e;
-        goto fail;
-    }
-    unlinkat(dfd, tmpn.data, 0);
-    op = "fsync new/";
-    if (sync_subdir(dfd, "new") < 0)
-        goto fail;
+    /* delivered once new/ is fsynced (delivery_maildir_sync) */
     dlv_result_set(r, DS_DELIVERED, "2.0.0", "delivered to maildir");
-    goto out;
-fail:;
-    int e = errno;
-    dlv_result_errno(r, e, "maildir");
-    snprintf(r->reason, sizeof(r->reason), "maildir %s: %s: %s", dir, op, strerror(e));
+    md_pend(e, r);
 out:
-    close(dfd);
     buf_free(&name);
-    buf_free(&tmpn);
-    buf_free(&newn);
 }

@@ -2,19 +2,58 @@
  * delivery_path.c - which mailbox a local recipient gets: the kind a rule
  * chose at the deliver stage (DELIVER_RCPT.nexthop), else local.mailbox
  * (maildir | mbox | discard), and the template expanded by lib/mbox_path.c,
- * with "~" looked up in the password database.
+ * with "~" looked up in the password database (found entries cached for
+ * PW_CACHE_SECS).
  * Must never build a path from a local part that mbox_path refused.
  */
 #include <errno.h>
 #include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "delivery.h"
 #include "mbox_path.h"
 
+/* Found home directories are cached for a while (like nscd's positive
+ * cache): a "~/" template otherwise costs a password-database lookup per
+ * recipient (open + read /etc/passwd with NSS files). Misses are never
+ * cached, so a user just added is seen at once. */
+#define PW_CACHE_MAX  32
+#define PW_CACHE_SECS 30
+
+struct pw_ent {
+    char name[MBOX_LOCAL_MAX + 1];
+    char *home;                 /* NULL = free slot */
+    time_t at;                  /* CLOCK_MONOTONIC_COARSE seconds */
+};
+static struct pw_ent pw_cache[PW_CACHE_MAX];
+
+static time_t pw_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return ts.tv_sec;
+}
+
 /* Home directory of the user named by local (already checked safe). */
 static int home_of(const char *local, buf_t *home, struct dlv_result *r)
 {
+    time_t now = pw_now();
+    struct pw_ent *slot = &pw_cache[0];
+    for (int i = 0; i < PW_CACHE_MAX; i++) {
+        struct pw_ent *c = &pw_cache[i];
+        if (c->home != NULL && strcmp(c->name, local) == 0) {
+            if (now - c->at < PW_CACHE_SECS) {
+                buf_set(home, c->home, strlen(c->home));
+                return 0;
+            }
+            slot = c;
+            break;
+        }
+        if (slot->home != NULL && (c->home == NULL || c->at < slot->at))
+            slot = c;
+    }
     struct passwd pw, *res = NULL;
     char tmp[4096];
     int e = getpwnam_r(local, &pw, tmp, sizeof(tmp), &res);
@@ -23,10 +62,20 @@ static int home_of(const char *local, buf_t *home, struct dlv_result *r)
         return -1;
     }
     if (res == NULL || res->pw_dir == NULL || res->pw_dir[0] != '/') {
+        if (slot->home != NULL && strcmp(slot->name, local) == 0) {
+            free(slot->home);   /* gone: forget it */
+            slot->home = NULL;
+        }
         dlv_result_set(r, DS_BOUNCED, "5.1.1", "unknown user: \"%s\"", local);
         return -1;
     }
     buf_set(home, res->pw_dir, strlen(res->pw_dir));
+    if (strlen(local) < sizeof(slot->name)) {
+        free(slot->home);
+        str_copy(slot->name, sizeof(slot->name), local);
+        slot->home = xstrdup(res->pw_dir);
+        slot->at = now;
+    }
     return 0;
 }
 

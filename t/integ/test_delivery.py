@@ -84,7 +84,16 @@ def test_200_messages_10_connections_arrive_byte_identical():
 
 def test_every_child_runs_as_the_unprivileged_user():
     with Suite() as s:
-        kids = s.children()
+        # children are exec'd as root (to open keys) and drop in their first
+        # moments: check the state once every one of them is past start-up
+        def dropped():
+            ks = s.children()
+            for pid, user, comm in ks:
+                with open(f"/proc/{pid}/status") as f:
+                    if re.search(r"^Uid:\s+0\s", f.read(), re.M):
+                        return None
+            return ks if len(ks) >= 5 else None
+        kids = wait_for(dropped, 20, "every child past its privilege drop")
         names = {c for _, _, c in kids}
         for need in ("smtpd", "cleanup", "qmgr", "delivery", "filter"):
             assert need in names, f"{need} not running: {kids}"
