@@ -43,6 +43,27 @@ struct checker {
 
 #define ERR(ck, n, ...) rl_error((ck)->cc, (n)->file, (n)->line, (n)->col, __VA_ARGS__)
 
+/* Report "MESSAGE; did you mean 'X'?" at node at: the suggestion is the
+ * candidate closest to name (none when nothing is close). */
+static void err_unknown(struct checker *ck, const struct rl_node *at, const char *name,
+                        size_t n, const char *const *cands, int ncands, const char *fmt, ...)
+    PRINTF_LIKE(7, 8);
+static void err_unknown(struct checker *ck, const struct rl_node *at, const char *name,
+                        size_t n, const char *const *cands, int ncands, const char *fmt, ...)
+{
+    buf_t m;
+    buf_init(&m, 64);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&m, fmt, ap);
+    va_end(ap);
+    int k = rl_did_you_mean(name, n, cands, ncands);
+    if (k >= 0)
+        buf_printf(&m, "; did you mean '%s'?", cands[k]);
+    ERR(ck, at, "%s", m.data);
+    buf_free(&m);
+}
+
 static rl_type check_expr(struct checker *ck, struct rl_node *n);
 
 static int name_is(const struct rl_node *n, const char *s)
@@ -217,14 +238,8 @@ static rl_type typed_literal(struct checker *ck, struct rl_node *n)
     char err[200];
     int r = rl_object_parse(ck->cc->prog, n->c->s, n->c->slen, n->s, n->slen, &v, err, sizeof(err));
     if (r == -2) {
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown object kind '%.*s'", (int)n->c->slen, n->c->s);
-        int k = rl_did_you_mean(n->c->s, n->c->slen, rl_kind_names, rl_nkinds);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", rl_kind_names[k]);
-        ERR(ck, n->c, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, n->c, n->c->s, n->c->slen, rl_kind_names, rl_nkinds,
+                    "unknown object kind '%.*s'", (int)n->c->slen, n->c->s);
         return n->type = TY(T_ERR, 0);
     }
     if (r < 0) {
@@ -282,14 +297,8 @@ static rl_type file_literal(struct checker *ck, struct rl_node *n)
     enum rl_tbase et;
     int family;
     if (rl_kind_find(n->c->s, n->c->slen, &et, &family) < 0 || !rl_file_kind_ok(et)) {
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown file type '%.*s'", (int)n->c->slen, n->c->s);
-        int k = rl_did_you_mean(n->c->s, n->c->slen, rl_kind_names, rl_nkinds);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", rl_kind_names[k]);
-        ERR(ck, n->c, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, n->c, n->c->s, n->c->slen, rl_kind_names, rl_nkinds,
+                    "unknown file type '%.*s'", (int)n->c->slen, n->c->s);
         return n->type = TY(T_ERR, 0);
     }
     buf_t path;
@@ -340,15 +349,8 @@ static void service_decl(struct checker *ck, struct rl_node *d)
     int kind = rl_svc_kind_parse(d->a->s, d->a->slen);
     if (kind == 0) {
         static const char *const kinds[] = { "csv", "cmd", "smtp" };
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown service kind '%.*s' (known: csv, cmd, smtp)", (int)d->a->slen,
-                   d->a->s);
-        int k = rl_did_you_mean(d->a->s, d->a->slen, kinds, 3);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", kinds[k]);
-        ERR(ck, d->a, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, d->a, d->a->s, d->a->slen, kinds, 3,
+                    "unknown service kind '%.*s' (known: csv, cmd, smtp)", (int)d->a->slen, d->a->s);
         sym_add(ck, d, SYM_SERVICE);
         return;
     }
@@ -368,15 +370,8 @@ static void service_decl(struct checker *ck, struct rl_node *d)
                 found = i;
         }
         if (found < 0) {
-            buf_t m;
-            buf_init(&m, 64);
-            buf_printf(&m, "unknown option '%.*s' for a %s service", (int)o->slen, o->s,
-                       rl_svc_kind_name((enum rl_svc_kind)kind));
-            int k = rl_did_you_mean(o->s, o->slen, cands, nc);
-            if (k >= 0)
-                buf_printf(&m, "; did you mean '%s'?", cands[k]);
-            ERR(ck, o, "%s", m.data);
-            buf_free(&m);
+            err_unknown(ck, o, o->s, o->slen, cands, nc,
+                        "unknown option '%.*s' for a %s service", (int)o->slen, o->s, rl_svc_kind_name((enum rl_svc_kind)kind));
             bad = 1;
             continue;
         }
@@ -632,14 +627,8 @@ static rl_type qname_ref(struct checker *ck, struct rl_node *n)
         for (int i = 0; t && i < t->n && nc < 64; i++)
             if (t->v[i].kind == SYM_IMPORT)
                 c[nc++] = rl_arena_strndup(&ck->cc->arena, t->v[i].name, t->v[i].len);
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown import alias '%.*s'", (int)n->slen, n->s);
-        int k = rl_did_you_mean(n->s, n->slen, c, nc);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", c[k]);
-        ERR(ck, n, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, n, n->s, n->slen, c, nc,
+                    "unknown import alias '%.*s'", (int)n->slen, n->s);
         return n->type = TY(T_ERR, 0);
     }
     if (imp->mod == NULL)
@@ -653,15 +642,8 @@ static rl_type qname_ref(struct checker *ck, struct rl_node *n)
         for (int i = 0; t && i < t->n && nc < 128; i++)
             if (t->v[i].kind != SYM_IMPORT)
                 c[nc++] = rl_arena_strndup(&ck->cc->arena, t->v[i].name, t->v[i].len);
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "'%.*s' has no object or service '%.*s'", (int)n->slen, n->s,
-                   (int)nm->slen, nm->s);
-        int k = rl_did_you_mean(nm->s, nm->slen, c, nc);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", c[k]);
-        ERR(ck, nm, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, nm, nm->s, nm->slen, c, nc,
+                    "'%.*s' has no object or service '%.*s'", (int)n->slen, n->s, (int)nm->slen, nm->s);
         return n->type = TY(T_ERR, 0);
     }
     return sym_ref(ck, n, s);
@@ -724,9 +706,8 @@ static rl_type member(struct checker *ck, struct rl_node *n)
             return n->type = TY(T_FQDN, 0);
         }
         static const char *const f[] = { "local_part", "domain" };
-        int k = rl_did_you_mean(n->s, n->slen, f, 2);
-        ERR(ck, n, "an address has no field '%.*s'%s%s%s", (int)n->slen, n->s,
-            k >= 0 ? "; did you mean '" : "", k >= 0 ? f[k] : "", k >= 0 ? "'?" : "");
+        err_unknown(ck, n, n->s, n->slen, f, 2, "an address has no field '%.*s'", (int)n->slen,
+                    n->s);
         return n->type = TY(T_ERR, 0);
     }
     ERR(ck, n, "a value of type %s has no field '%.*s'", tn(t, tmp), (int)n->slen, n->s);
@@ -828,15 +809,8 @@ static rl_type method_call(struct checker *ck, struct rl_node *n)
             for (int i = 0; i < rl_nsvc_methods && nc < 16; i++)
                 if (rl_svc_methods[i].kind == k)
                     c[nc++] = rl_svc_methods[i].name;
-            buf_t msg;
-            buf_init(&msg, 64);
-            buf_printf(&msg, "a %s service has no method '%.*s'", rl_svc_kind_name(k), (int)m->slen,
-                       m->s);
-            int j = rl_did_you_mean(m->s, m->slen, c, nc);
-            if (j >= 0)
-                buf_printf(&msg, "; did you mean '%s'?", c[j]);
-            ERR(ck, m, "%s", msg.data);
-            buf_free(&msg);
+            err_unknown(ck, m, m->s, m->slen, c, nc,
+                        "a %s service has no method '%.*s'", rl_svc_kind_name(k), (int)m->slen, m->s);
             return n->type = TY(T_ERR, 0);
         }
         const struct rl_svc_method *sm = &rl_svc_methods[id];
@@ -1049,14 +1023,8 @@ static void check_status(struct checker *ck, struct rl_node *st)
     if (v < 0) {
         static const char *const names[] = { "next", "accept", "faccept", "reject", "deny",
                                              "defer", "quarantine" };
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown status '%.*s'", (int)st->slen, st->s);
-        int k = rl_did_you_mean(st->s, st->slen, names, 7);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", names[k]);
-        ERR(ck, st, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, st, st->s, st->slen, names, 7,
+                    "unknown status '%.*s'", (int)st->slen, st->s);
         return;
     }
     st->ref2 = v;
@@ -1207,14 +1175,8 @@ static void stage_decl(struct checker *ck, struct rl_node *d, struct rl_node **s
     if (d->slen > 30 || stage_parse(nm, &s) < 0) {
         static const char *const names[] = { "connect", "helo", "auth", "mail", "rcpt", "data",
                                              "postq", "deliver" };
-        buf_t m;
-        buf_init(&m, 64);
-        buf_printf(&m, "unknown stage '%.*s'", (int)d->slen, d->s);
-        int k = rl_did_you_mean(d->s, d->slen, names, STAGE__COUNT);
-        if (k >= 0)
-            buf_printf(&m, "; did you mean '%s'?", names[k]);
-        ERR(ck, d, "%s", m.data);
-        buf_free(&m);
+        err_unknown(ck, d, d->s, d->slen, names, STAGE__COUNT,
+                    "unknown stage '%.*s'", (int)d->slen, d->s);
         return;
     }
     if (ck->mod->depth > 0) {

@@ -163,8 +163,16 @@ void rl_program_own(struct rl_program *p, void *ptr, void (*fn)(void *));
 char *rl_program_strndup(struct rl_program *p, const char *s, size_t n);   /* owned */
 int  rl_program_const(struct rl_program *p, const struct rl_value *v);
 
+/* ---- arenas: the AST (rl_ast.c) and each evaluation's values (rl_vm.c) --------- */
+struct rl_arena_blk { struct rl_arena_blk *next; size_t used, cap; char data[]; };
+struct rl_arena { struct rl_arena_blk *head; size_t total; };
+void *rl_arena_alloc(struct rl_arena *a, size_t n);     /* zeroed; fatal on OOM */
+void *rl_arena_alloc_grow(struct rl_arena *a, void *old, size_t oldn, size_t newn);
+char *rl_arena_strndup(struct rl_arena *a, const char *s, size_t n);
+const char *rl_basename(const char *path);
+void  rl_arena_free(struct rl_arena *a);
+
 /* ---- the VM state (one per evaluation; never shared) ------------------------ */
-struct rl_arena_blk;
 struct rl_vm {
     const struct rl_program *p;
     struct rl_txn *txn;
@@ -174,8 +182,7 @@ struct rl_vm {
     long budget;
     struct rl_value stack[RL_STACK_MAX];
     struct rl_value locals[RL_LOCALS_MAX];
-    struct rl_arena_blk *arena;
-    size_t mem;
+    struct rl_arena arena;     /* values made during the evaluation; .total vs RL_MEM_CAP */
     int failed;                /* 0, or a verdict to end with (V_DEFER/V_TEMPFAIL) */
     void *match_data;          /* pcre2_match_data, made on first use */
     buf_t tmp;
@@ -290,16 +297,7 @@ int rl_did_you_mean(const char *name, size_t n, const char *const *cands, int nc
 const char *rl_status_name(int v);
 int rl_status_parse(const char *s, size_t n);      /* enum verdict or -1 (no tempfail) */
 
-#endif
-
 /* ---- the compiler's working state (rl_ast.c, rl_parse.c, rl_check.c, rl_compile.c) */
-struct rl_arena_blk { struct rl_arena_blk *next; size_t used, cap; char data[]; };
-struct rl_arena { struct rl_arena_blk *head; size_t total; };
-void *rl_arena_alloc(struct rl_arena *a, size_t n);     /* zeroed; fatal on OOM */
-void *rl_arena_alloc_grow(struct rl_arena *a, void *old, size_t oldn, size_t newn);
-char *rl_arena_strndup(struct rl_arena *a, const char *s, size_t n);
-const char *rl_basename(const char *path);
-void  rl_arena_free(struct rl_arena *a);
 
 struct rl_module {
     int file;                  /* index into cc->files */
@@ -335,3 +333,5 @@ void rl_check_module(struct rl_cc *cc, struct rl_module *m, const int *stack, in
 int  rl_codegen(struct rl_cc *cc, struct rl_module *main_mod);
 struct rl_module *rl_module_load(struct rl_cc *cc, const char *path, const char *src, size_t len,
                                  int depth);
+
+#endif

@@ -19,24 +19,11 @@
 /* ---- per-evaluation memory ------------------------------------------------------------- */
 void *rl_vm_alloc(struct rl_vm *vm, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
-    if (vm->mem + n > RL_MEM_CAP) {
+    if (vm->arena.total + n > RL_MEM_CAP) {
         rl_vm_fail(vm, V_DEFER, "memory cap of %u bytes exceeded", RL_MEM_CAP);
         return NULL;
     }
-    struct rl_arena_blk *b = vm->arena;
-    if (b == NULL || b->cap - b->used < n) {
-        size_t cap = n > 8192 ? n : 8192;
-        b = xmalloc(sizeof(*b) + cap);
-        b->next = vm->arena;
-        b->used = 0;
-        b->cap = cap;
-        vm->arena = b;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    vm->mem += n;
-    return p;
+    return rl_arena_alloc(&vm->arena, n);
 }
 
 const char *rl_vm_strdup(struct rl_vm *vm, const char *s, size_t n)
@@ -418,11 +405,7 @@ static int run_rule(struct rl_vm *vm, const struct rl_rule *r)
 
 static void vm_cleanup(struct rl_vm *vm)
 {
-    while (vm->arena) {
-        struct rl_arena_blk *n = vm->arena->next;
-        free(vm->arena);
-        vm->arena = n;
-    }
+    rl_arena_free(&vm->arena);
     rl_vm_match_data_free(vm);
     if (vm->svc_out) {
         for (int i = 0; i < vm->p->nsvcs; i++)
