@@ -1,12 +1,31 @@
 #!/bin/sh
 # Installs the Debian packages Postern builds and tests with, when missing.
-# Used by `make deps`, `make check`, `make run`. (whois: mkpasswd, for the
-# AUTH tests' yescrypt/bcrypt hashes.) Needs root to install; as a
-# normal user it only reports what is missing.
+# Used by `make deps`, `make check`, `make run`. Needs root to install; as a
+# normal user it only reports what is missing. `mk/deps.sh --list` prints
+# the list (mk/depcheck.py checks that every program and module the tests
+# load comes from a package in its closure).
+#
+# Packages are installed with --no-install-recommends, exactly as on a fresh
+# machine: name every package whose files the build, the tests or the README
+# tour use, even when another package only recommends it. One group a line:
+#   build:  cc, make, ar (build-essential), pkg-config, the -dev libraries
+#   fuzz:   clang + libFuzzer (libclang-rt-14-dev)
+#   tests:  python3 (/usr/bin/python3), swaks (SMTP client) with
+#           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
+#           Recommends of swaks), openssl (certificates, s_client), whois
+#           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
+#           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
+#   tour:   man-db (man -l man/*.5)
 set -e
-PKGS="build-essential pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
-libunbound-dev libpcre2-dev clang libclang-rt-14-dev swaks python3 python3-aiosmtpd
-openssl procps psmisc whois"
+PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
+libunbound-dev libpcre2-dev
+clang libclang-rt-14-dev
+python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
+man-db"
+if [ "${1:-}" = "--list" ]; then
+  echo $PKGS
+  exit 0
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
