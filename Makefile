@@ -38,7 +38,7 @@ DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
 CLI_BINS    = $(OUT)/bin/postern
 CLI_LINKS   = $(OUT)/bin/mailq $(OUT)/bin/newaliases
 
-.PHONY: all deps check unit integ run bench install clean fuzz fuzz-run check-asan
+.PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
 
 $(OBJ)/%.o: %.c
@@ -73,6 +73,10 @@ $(OBJ)/t/%: t/unit/%.c $(LIBA)
 deps:
 	@./mk/deps.sh
 
+# every program/module the tests load comes from mk/deps.sh's closure
+depcheck:
+	@/usr/bin/python3 mk/depcheck.py --cache $(OBJ)/depcheck.cache
+
 unit: $(UNIT_BINS)
 	@./t/run-unit.sh $(UNIT_BINS)
 
@@ -80,6 +84,7 @@ integ: all
 	@POSTERN_ROOT=$(abspath $(OUT)) ./t/run-integ.sh
 
 check: deps
+	$(MAKE) depcheck
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integ
