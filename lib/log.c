@@ -1,11 +1,14 @@
 /*
  * log.c - text/JSON logging to stderr or syslog with the current queue id.
- * Every message is escaped (no CR/LF/NUL from the wire reaches a log line).
+ * Every message is escaped here, whoever logs it: bytes outside printable
+ * ASCII become \xNN (text), and JSON lines escape per RFC 8259 on top, so
+ * every JSON line is valid JSON and valid UTF-8.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,94 +72,148 @@ int log_level_parse(const char *s, enum log_level *lvl_r)
     return -1;
 }
 
-/* JSON string escaping: quotes, backslash and every control byte. */
-static void json_escape(buf_t *b, const char *s, size_t n)
+size_t log_escape(char *out, size_t cap, const char *in, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c >= 0x20 && c < 0x7f) {
+            if (o + 1 >= cap)
+                break;
+            out[o++] = (char)c;
+        } else {
+            if (o + 4 >= cap)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void log_append_client_line(buf_t *b, const char *line, size_t len)
+{
+    size_t v = 0;
+    while (v < len && line[v] == ' ')
+        v++;
+    if (len - v >= 5 && strncasecmp(line + v, "AUTH ", 5) == 0) {
+        size_t m = v + 5;
+        while (m < len && line[m] == ' ')
+            m++;
+        while (m < len && line[m] != ' ')
+            m++;                        /* the mechanism stays */
+        buf_append_printable(b, line, m);
+        if (m < len)
+            buf_append_str(b, " <redacted>");
+        return;
+    }
+    buf_append_printable(b, line, len);       /* NUL stays visible: \x00 */
+}
+
+/* Appends s as the body of a JSON string (RFC 8259): quotes, backslash and
+ * controls escaped; s is ASCII here (log_escape ran first), so every line
+ * is valid UTF-8 and valid JSON. Stops before cap - reserve. */
+static size_t json_escape(char *out, size_t o, size_t cap, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        char e[6];
+        size_t k;
         if (c == '"' || c == '\\') {
-            buf_append_char(b, '\\');
-            buf_append_char(b, (char)c);
-        } else if (c < 0x20 || c == 0x7f) {
-            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-            buf_append(b, e, 6);
+            e[0] = '\\';
+            e[1] = (char)c;
+            k = 2;
+        } else if (c < 0x20 || c >= 0x7f) {
+            e[0] = '\\'; e[1] = 'u'; e[2] = '0'; e[3] = '0';
+            e[4] = hex[c >> 4]; e[5] = hex[c & 15];
+            k = 6;
         } else {
-            buf_append_char(b, (char)c);
+            e[0] = (char)c;
+            k = 1;
         }
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, e, k);
+        o += k;
     }
+    return o;
 }
+
+/* snprintf that never moves past cap - 1 (o stays the length written). */
+static size_t put(char *out, size_t o, size_t cap, const char *fmt, ...) PRINTF_LIKE(4, 5);
+static size_t put(char *out, size_t o, size_t cap, const char *fmt, ...)
+{
+    if (o + 1 >= cap)
+        return o;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + o, cap - o, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return o;
+    return (size_t)n < cap - o ? o + (size_t)n : cap - 1;
+}
+
+enum { LOG_RAW_MAX = 2048, LOG_ESC_MAX = 4 * LOG_RAW_MAX + 1, LOG_LINE_MAX = 2 * LOG_ESC_MAX + 512 };
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
     if (lvl < L.min && lvl < LOG_L_FATAL)
         return;
     int saved = errno;
-    char raw[2048];
+    char raw[LOG_RAW_MAX];
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    /* escape controls; the message is bounded, so logging never fails */
-    size_t rl = strnlen(raw, sizeof(raw) - 1);
-    char msg[1024 + 16];
-    size_t mi = 0;
-    for (size_t i = 0; i < rl && mi + 5 < sizeof(msg) - 1; i++) {
-        unsigned char c = (unsigned char)raw[i];
-        if (c < 0x20 || c == 0x7f) {
-            mi += (size_t)snprintf(msg + mi, sizeof(msg) - mi, "\\x%02x", c);
-        } else {
-            msg[mi++] = (char)c;
-        }
-    }
-    msg[mi] = '\0';
-    char out[2304];
-    int n;
+    /* every byte outside printable ASCII becomes \xNN, whoever the caller
+     * is: no CR/LF/NUL, control or 8-bit byte from the wire reaches a log
+     * line; the message is bounded, so logging never fails */
+    static __thread char msg[LOG_ESC_MAX], line[LOG_LINE_MAX];
+    char qid[4 * sizeof(L.qid) + 1], prog[4 * sizeof(L.prog) + 1];
+    size_t mi = log_escape(msg, sizeof(msg), raw, strnlen(raw, sizeof(raw)));
+    size_t qi = log_escape(qid, sizeof(qid), L.qid, strnlen(L.qid, sizeof(L.qid)));
+    size_t pi = log_escape(prog, sizeof(prog), L.prog, strnlen(L.prog, sizeof(L.prog)));
+    const char *lvl_prefix = lvl == LOG_L_INFO ? "" : level_names[lvl];
+    const char *lvl_sep = lvl == LOG_L_INFO ? "" : ": ";
+    size_t o = 0, cap = sizeof(line) - 3;       /* room for "\"}" / "\n" */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    char ts[40];
     if (L.json) {
-        buf_t j;
-        buf_init(&j, 256);
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        struct tm tm;
         gmtime_r(&tv.tv_sec, &tm);
-        char ts[40];
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        buf_printf(&j, "{\"ts\":\"%s.%03ldZ\",\"prog\":\"%s\",\"pid\":%ld,\"level\":\"%s\"",
-                   ts, (long)(tv.tv_usec / 1000), L.prog, (long)getpid(), level_names[lvl]);
-        if (L.qid[0])
-            buf_printf(&j, ",\"qid\":\"%s\"", L.qid);
-        buf_append_str(&j, ",\"msg\":\"");
-        json_escape(&j, msg, mi);
-        buf_append_str(&j, "\"}");
-        n = snprintf(out, sizeof(out), "%s", j.data);
-        buf_free(&j);
-    } else if (L.qid[0]) {
-        n = snprintf(out, sizeof(out), "%s%s%s: %s", lvl == LOG_L_INFO ? "" : level_names[lvl],
-                     lvl == LOG_L_INFO ? "" : ": ", L.qid, msg);
+        o = put(line, o, cap, "{\"ts\":\"%s.%03ldZ\",\"prog\":\"", ts, (long)(tv.tv_usec / 1000));
+        o = json_escape(line, o, cap, prog, pi);
+        o = put(line, o, cap, "\",\"pid\":%ld,\"level\":\"%s\"", (long)getpid(), level_names[lvl]);
+        if (qi) {
+            o = put(line, o, cap, ",\"qid\":\"");
+            o = json_escape(line, o, cap, qid, qi);
+            o = put(line, o, cap, "\"");
+        }
+        o = put(line, o, cap, ",\"msg\":\"");
+        o = json_escape(line, o, cap, msg, mi);
+        memcpy(line + o, "\"}", 2);         /* always closed: every line parses */
+        o += 2;
     } else {
-        n = snprintf(out, sizeof(out), "%s%s%s", lvl == LOG_L_INFO ? "" : level_names[lvl],
-                     lvl == LOG_L_INFO ? "" : ": ", msg);
-    }
-    if (n < 0)
-        n = 0;
-    if (L.to_stderr) {
-        char full[2600];
-        int m;
-        if (L.json) {
-            m = snprintf(full, sizeof(full), "%s\n", out);
-        } else {
-            struct timeval tv;
-            gettimeofday(&tv, NULL);
-            struct tm tm;
+        if (L.to_stderr) {
             localtime_r(&tv.tv_sec, &tm);
-            char ts[32];
             strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
-            m = snprintf(full, sizeof(full), "%s postern/%s[%ld]: %s\n", ts, L.prog,
-                         (long)getpid(), out);
+            o = put(line, o, cap, "%s postern/%s[%ld]: ", ts, prog, (long)getpid());
         }
-        if (m > 0) {
-            size_t len = (size_t)m < sizeof(full) ? (size_t)m : sizeof(full) - 1;
-            if (write(STDERR_FILENO, full, len) < 0) { /* nowhere left to report */ }
-        }
+        o = put(line, o, cap, "%s%s%s%s%s", lvl_prefix, lvl_sep, qid, qi ? ": " : "", msg);
+    }
+    if (L.to_stderr) {
+        line[o++] = '\n';
+        if (write(STDERR_FILENO, line, o) < 0) { /* nowhere left to report */ }
     } else {
-        syslog(level_prio[lvl], "%s", out);
+        line[o] = '\0';
+        syslog(level_prio[lvl], "%s", line);
     }
     errno = saved;
 }

@@ -12,6 +12,7 @@
 #define POSTERN_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include "buf.h"
 
 enum log_level { LOG_L_DEBUG = 0, LOG_L_INFO, LOG_L_WARN, LOG_L_ERROR, LOG_L_FATAL, LOG_L_PANIC };
@@ -38,6 +39,18 @@ void log_fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn))
 void log_panic(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 void log_trace(enum log_trace cat, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
+
+/* The escaping every log line gets (log_vmsg calls it on each message):
+ * bytes outside printable ASCII (controls, DEL, >= 0x80) become "\xNN".
+ * Writes at most cap - 1 bytes plus a NUL, never a partial escape; returns
+ * the length written. JSON lines escape the result per RFC 8259 on top. */
+size_t log_escape(char *out, size_t cap, const char *in, size_t n);
+
+/* Appends an SMTP line a client sent, for a trace line: for AUTH only the
+ * mechanism is kept ("AUTH PLAIN <redacted>"): initial responses carry
+ * credentials. AUTH continuation lines must never be traced at all.
+ * Escaped with buf_append_printable (NUL, controls, backslash as \xNN). */
+void log_append_client_line(buf_t *b, const char *line, size_t len);
 
 /* Called instead of exiting on fatal/panic when set (tests longjmp out). */
 typedef void (*log_fatal_hook_fn)(enum log_level lvl, const char *msg);
