@@ -364,10 +364,17 @@ static void service_decl(struct checker *ck, struct rl_node *d)
         for (int i = 0; i < rl_nsvc_options; i++) {
             if ((int)rl_svc_options[i].kind != kind)
                 continue;
-            if (nc < 16)
+            if (nc < 16 && rl_svc_options[i].unsupported == NULL)
                 cands[nc++] = rl_svc_options[i].name;
             if (name_is(o, rl_svc_options[i].name))
                 found = i;
+        }
+        if (found >= 0 && rl_svc_options[found].unsupported) {
+            ERR(ck, o, "option '%s' is not supported for a %s service: %s",
+                rl_svc_options[found].name, rl_svc_kind_name((enum rl_svc_kind)kind),
+                rl_svc_options[found].unsupported);
+            bad = 1;
+            continue;
         }
         if (found < 0) {
             err_unknown(ck, o, o->s, o->slen, cands, nc,
@@ -411,6 +418,17 @@ static void service_decl(struct checker *ck, struct rl_node *d)
         } else if (o->a->kind == N_INT || o->a->kind == N_BOOL) {
             v->t = o->a->kind == N_INT ? T_INT : T_BOOL;
             v->u.i = o->a->ival;
+            const struct rl_svc_option *so = &rl_svc_options[found];
+            if (v->t == T_INT && so->max > so->min && (v->u.i < so->min || v->u.i > so->max)) {
+                const char *u = strcmp(so->name, "timeout") == 0 ? "s" : "";
+                ERR(ck, o->a, "option '%s' must be between %lld%s and %lld%s, found %lld%s%s",
+                    so->name, (long long)so->min, u, (long long)so->max, u,
+                    (long long)v->u.i, u,
+                    *u ? " (no stage evaluation runs longer than limits.rules_timeout)" : "");
+                bad = 1;
+                nopt--;
+                continue;
+            }
         } else if (o->a->kind == N_LIST) {
             int cnt = 0;
             for (struct rl_node *e = o->a->a; e; e = e->next)

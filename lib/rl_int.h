@@ -250,8 +250,14 @@ extern const struct rl_svc_method rl_svc_methods[];
 extern const int rl_nsvc_methods;
 int rl_svc_method_find(enum rl_svc_kind k, const char *name, size_t n);
 
-/* Service options: {kind, name, type, required} */
-struct rl_svc_option { enum rl_svc_kind kind; const char *name; enum rl_tbase type; int required; };
+/* Service options: {kind, name, type, required, bounds of an integer,
+ * why the option is refused}. unsupported != NULL: the checker rejects the
+ * option with that reason (an option that once existed). */
+struct rl_svc_option {
+    enum rl_svc_kind kind; const char *name; enum rl_tbase type; int required;
+    int64_t min, max;
+    const char *unsupported;
+};
 extern const struct rl_svc_option rl_svc_options[];
 extern const int rl_nsvc_options;
 const char *rl_svc_kind_name(enum rl_svc_kind k);

@@ -14,7 +14,8 @@
  * services' own state (each locks itself), so several threads may call
  * rl_eval() on one program at once, each with its own rl_txn and result.
  * Never does: run a shell, loop over untrusted input other than a list,
- * evaluate without an instruction budget.
+ * evaluate without an instruction budget, pass a computed value to a
+ * command where it could be read as an option.
  */
 #ifndef POSTERN_RULES_H
 #define POSTERN_RULES_H
@@ -122,5 +123,17 @@ void rl_result_free(struct rl_result *r);   /* leaves r as rl_result_init */
  * whose rules all said next: V_NEXT. After faccept at a pre-queue stage,
  * later pre-queue stages return V_ACCEPT without running rules. */
 int rl_eval(const struct rl_program *p, enum stage s, struct rl_txn *t, struct rl_result *out);
+
+/* ---- deadlines --------------------------------------------------------- */
+/* The calling thread's evaluations end every blocking wait of a service
+ * (a command's output and exit, a socket, a table's lock) by this
+ * CLOCK_MONOTONIC time in milliseconds (0 = each service's own timeout
+ * only): a wait cut short is a temporary failure. filter sets it per job
+ * from limits.rules_timeout. */
+void    rl_set_deadline(int64_t mono_ms);
+int64_t rl_now_ms(void);                    /* CLOCK_MONOTONIC, milliseconds */
+/* The longest timeout a service may declare (seconds), also the most
+ * limits.rules_timeout may be: below smtpd's 120 s wait for filter. */
+#define RL_SVC_TIMEOUT_MAX 100
 
 #endif
