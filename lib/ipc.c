@@ -214,6 +214,10 @@ void ipc_format(buf_t *out, enum ipc_type t, const union ipc_msg *m)
         const struct ipc_field *f = &d->fields[i];
         const char *base = (const char *)m + f->off;
         buf_printf(out, " %s=", f->name);
+        if (strstr(f->name, "pass") || strstr(f->name, "secret")) {
+            buf_append_str(out, "<redacted>");      /* credentials never reach a trace */
+            continue;
+        }
         switch (f->type) {
         case FT_U32: buf_printf(out, "%u", *(const uint32_t *)(const void *)base); break;
         case FT_U64: buf_printf(out, "%llu", (unsigned long long)*(const uint64_t *)(const void *)base); break;

@@ -173,7 +173,7 @@ void smtpd_cmd_line(struct smtpd_session *s, const char *line, size_t len)
     if (log_trace_on(TRACE_SMTP)) {
         buf_t b;
         buf_init(&b, len + 16);
-        buf_append_printable(&b, line, len);
+        log_append_client_line(&b, line, len);     /* AUTH's response: redacted */
         log_trace(TRACE_SMTP, "[%s]:%u > %s", s->ip, s->port, b.data);
         buf_free(&b);
     }
