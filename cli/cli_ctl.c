@@ -1,7 +1,15 @@
 /*
  * cli_ctl.c - postern run | start | stop | reload | status: find and run
- * libexec master, and talk to a running one through its pid file (held
- * with flock while master runs, so a stale file means "not running").
+ * libexec master, and talk to a running one through its pid file in the
+ * root-owned run_dir (held with flock while master runs, so a stale file
+ * means "not running").
+ *
+ * start and reload tell the truth: both load the configuration and compile
+ * the rules first (every error as file:line:col: message, exit 1, nothing
+ * started or signalled); start returns once master says every child is
+ * ready (or prints why one failed at start-up: exit 1); reload waits for
+ * master's verdict in <run_dir>/reload.status (written once the new
+ * children are ready, or with why the reload was refused or failed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +24,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "rules.h"
 
 #define STOP_WAIT_MS 60000
+#define RELOAD_WAIT_MS 75000    /* master's own readiness wait is 60 s */
 
 static int no_args(const char *cmd, int argc)
 {
@@ -81,6 +91,55 @@ int cli_master_running(const struct config *cfg, long *pid_r)
     return 1;
 }
 
+/* Compile cfg's rules as filter will; every error printed. 0 ok (or no
+ * rules file), -1 errors. */
+static int compile_rules(const struct config *cfg)
+{
+    if (cfg->rules == NULL || cfg->rules[0] == '\0')
+        return 0;
+    struct rl_diag d = { 0 };
+    struct rl_program *p = rl_compile_file(cfg->rules, &d);
+    for (int i = 0; i < d.n; i++) {
+        buf_t b;
+        buf_init(&b, 128);
+        rl_diag_format(&b, &d.v[i]);
+        fprintf(stderr, "%s\n", b.data);
+        buf_free(&b);
+    }
+    int bad = p == NULL || d.n > 0;
+    if (p == NULL && d.n == 0)
+        cli_err("rules %s do not compile", cfg->rules);
+    else if (bad)
+        fprintf(stderr, "%s: %d error%s\n", cfg->rules, d.n, d.n == 1 ? "" : "s");
+    rl_program_free(p);
+    rl_diag_free(&d);
+    return bad ? -1 : 0;
+}
+
+/* <run_dir>/reload.status: "PID SEQ ok|failed\n" then reasons. 1 read
+ * (*pid_r, *seq_r, *ok_r, reasons into why when not NULL), 0 none. */
+static int read_reload_status(const struct config *cfg, long *pid_r, unsigned long *seq_r,
+                              int *ok_r, buf_t *why)
+{
+    char path[4200];
+    if (str_format(path, sizeof(path), "%s/reload.status", cfg->run_dir) < 0)
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    char line[4096], word[16] = "";
+    int r = 0;
+    if (fgets(line, sizeof(line), f) &&
+        sscanf(line, "%ld %lu %15s", pid_r, seq_r, word) == 3) {
+        *ok_r = strcmp(word, "ok") == 0;
+        r = 1;
+        while (why && fgets(line, sizeof(line), f))
+            buf_append_str(why, line);
+    }
+    fclose(f);
+    return r;
+}
+
 int cli_run(struct cli *c, int argc, char **argv)
 {
     if (no_args("run", argc) < 0)
@@ -109,6 +168,11 @@ int cli_start(struct cli *c, int argc, char **argv)
         config_free(cfg);
         return EX_FAIL;
     }
+    if (compile_rules(cfg) < 0) {
+        cli_err("start: the rules do not compile: nothing started");
+        config_free(cfg);
+        return EX_FAIL;
+    }
     char master[4200];
     if (find_master(master, sizeof(master)) < 0) {
         config_free(cfg);
@@ -129,8 +193,9 @@ int cli_start(struct cli *c, int argc, char **argv)
     int status;
     while (waitpid(child, &status, 0) < 0 && errno == EINTR)
         ;
-    /* master's first process returns once the daemon is up or has failed
-     * (its messages were copied to our stderr) */
+    /* master's first process returns once every child is ready, or once
+     * the daemon has failed and stopped (its messages were copied to our
+     * stderr) */
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || cli_master_running(cfg, &pid) != 1) {
         cli_err("start failed (configuration %s)", c->config_path);
         config_free(cfg);
@@ -196,14 +261,55 @@ int cli_reload(struct cli *c, int argc, char **argv)
     if (cfg == NULL)
         return EX_FAIL;
     /* running_master loaded the file: a broken one stops here (master
-     * would refuse it too and keep the running configuration) */
-    config_free(cfg);
-    if (kill((pid_t)pid, SIGHUP) < 0) {
-        cli_err("cannot signal master (pid %ld): %s", pid, strerror(errno));
+     * would refuse it too and keep the running configuration); broken
+     * rules too (filter would keep the running ones) */
+    if (compile_rules(cfg) < 0) {
+        cli_err("reload: the rules do not compile: nothing reloaded, the running "
+                "configuration and rules are kept");
+        config_free(cfg);
         return EX_FAIL;
     }
-    printf("postern reloading (pid %ld)\n", pid);
-    return 0;
+    long spid = 0;
+    unsigned long seq0 = 0, seq = 0;
+    int ok = 0;
+    if (read_reload_status(cfg, &spid, &seq0, &ok, NULL) != 1 || spid != pid)
+        seq0 = 0;
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        cli_err("cannot signal master (pid %ld): %s", pid, strerror(errno));
+        config_free(cfg);
+        return EX_FAIL;
+    }
+    for (int waited = 0; waited < RELOAD_WAIT_MS; waited += 50) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+        buf_t why;
+        buf_init(&why, 128);
+        if (read_reload_status(cfg, &spid, &seq, &ok, &why) == 1 && spid == pid &&
+            seq > seq0) {
+            int rc = 0;
+            if (ok) {
+                printf("postern reloaded (pid %ld)\n", pid);
+            } else {
+                fputs(why.data, stderr);
+                cli_err("reload failed (see above and the mail log)");
+                rc = EX_FAIL;
+            }
+            buf_free(&why);
+            config_free(cfg);
+            return rc;
+        }
+        buf_free(&why);
+        long p2;
+        if (cli_master_running(cfg, &p2) != 1) {
+            cli_err("master (pid %ld) stopped during the reload", pid);
+            config_free(cfg);
+            return EX_FAIL;
+        }
+    }
+    cli_err("master (pid %ld) did not report the reload's outcome within %d s",
+            pid, RELOAD_WAIT_MS / 1000);
+    config_free(cfg);
+    return EX_FAIL;
 }
 
 int cli_status(struct cli *c, int argc, char **argv)

@@ -9,6 +9,7 @@
  */
 #include <crypt.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ struct auth_entry { char *user, *hash; };
 
 struct auth_users {
     char *path;
+    int fd;                  /* the file, kept open: re-read through it from a
+                                chroot where path is not visible */
     struct auth_entry *v;
     int n;
     dev_t dev;
@@ -98,11 +101,18 @@ static void drop_duplicates(struct auth_users *u)
     u->n = w;
 }
 
-struct auth_users *auth_users_load(const char *path, buf_t *err)
+/* Read the file open at fd (from its start; fd stays open and is owned by
+ * the result). */
+static struct auth_users *load_fd(const char *path, int fd, buf_t *err)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
+    int rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    FILE *f = rfd >= 0 ? fdopen(rfd, "re") : NULL;
+    if (f == NULL || lseek(rfd, 0, SEEK_SET) < 0) {
         buf_printf(err, "%s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+        else if (rfd >= 0)
+            close(rfd);
         return NULL;
     }
     struct stat st;
@@ -113,6 +123,7 @@ struct auth_users *auth_users_load(const char *path, buf_t *err)
     }
     struct auth_users *u = xcalloc(1, sizeof(*u));
     u->path = xstrdup(path);
+    u->fd = -1;
     u->dev = st.st_dev;
     u->ino = st.st_ino;
     u->size = st.st_size;
@@ -137,6 +148,7 @@ struct auth_users *auth_users_load(const char *path, buf_t *err)
         auth_users_free(u);
         return NULL;
     }
+    u->fd = fd;
     for (int i = 1; i < u->n; i++) {     /* insertion sort: stable, files are small */
         struct auth_entry e = u->v[i];
         int j = i;
@@ -145,6 +157,19 @@ struct auth_users *auth_users_load(const char *path, buf_t *err)
         u->v[j] = e;
     }
     drop_duplicates(u);
+    return u;
+}
+
+struct auth_users *auth_users_load(const char *path, buf_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        buf_printf(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct auth_users *u = load_fd(path, fd, err);
+    if (u == NULL)
+        close(fd);
     return u;
 }
 
@@ -159,6 +184,8 @@ void auth_users_free(struct auth_users *u)
     }
     free(u->v);
     free(u->path);
+    if (u->fd >= 0)
+        close(u->fd);
     free(u);
 }
 
@@ -166,17 +193,31 @@ int auth_users_refresh(struct auth_users **up)
 {
     struct auth_users *u = *up;
     struct stat st;
-    if (stat(u->path, &st) < 0) {
+    /* a file replaced under its name is read by name; edited in place, or
+     * its name out of sight (smtpd's chroot), through the open file */
+    int by_name = stat(u->path, &st) == 0;
+    if (!by_name && errno != ENOENT) {
         log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
                  strerror(errno), u->n);
         return -1;
     }
-    if (st.st_dev == u->dev && st.st_ino == u->ino && st.st_size == u->size &&
-        st.st_mtim.tv_sec == u->mtime.tv_sec && st.st_mtim.tv_nsec == u->mtime.tv_nsec)
+    if (by_name && (st.st_dev != u->dev || st.st_ino != u->ino)) {
+        /* re-read below by name */
+    } else if (fstat(u->fd, &st) < 0 || st.st_nlink == 0) {
+        log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
+                 st.st_nlink == 0 ? strerror(ENOENT) : strerror(errno), u->n);
+        return -1;
+    } else if (st.st_size == u->size && st.st_mtim.tv_sec == u->mtime.tv_sec &&
+               st.st_mtim.tv_nsec == u->mtime.tv_nsec) {
         return 0;
+    } else {
+        by_name = 0;
+    }
     buf_t err;
     buf_init(&err, 64);
-    struct auth_users *n = auth_users_load(u->path, &err);
+    struct auth_users *n = by_name ? auth_users_load(u->path, &err) : load_fd(u->path, u->fd, &err);
+    if (n != NULL && !by_name)
+        u->fd = -1;   /* now n's */
     if (n == NULL) {
         log_warn("auth.users changed but cannot be read: %s: keeping the %d users loaded "
                  "before", err.data, u->n);

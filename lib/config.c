@@ -80,6 +80,7 @@ static const struct param params[] = {
     { "user", P_STR, C(user), 0, "postern", 0, 0, NULL, F_REQUIRED, check_identifier },
     { "group", P_STR, C(group), 0, NULL, 0, 0, NULL, 0, check_identifier },
     { "pid_file", P_PATH, C(pid_file), 0, NULL, 0, 0, NULL, 0, NULL },
+    { "run_dir", P_PATH, C(run_dir), 0, NULL, 0, 0, NULL, 0, NULL },
     { "log.level", P_ENUM, C(log_level), 0, "info", 0, 0, ev_level, 0, NULL },
     { "log.format", P_ENUM, C(log_json), 0, "text", 0, 0, ev_format, 0, NULL },
     { "limits.message_size", P_SIZE, C(message_size), 0, "50M", 1024, 1LL << 40, NULL, 0, NULL },
@@ -90,6 +91,8 @@ static const struct param params[] = {
     { "limits.command_timeout", P_DUR, C(command_timeout), 0, "300s", 1, DAY, NULL, 0, NULL },
     { "limits.data_timeout", P_DUR, C(data_timeout), 0, "600s", 1, DAY, NULL, 0, NULL },
     { "limits.max_errors", P_INT, C(max_errors), 0, "20", 1, 100000, NULL, 0, NULL },
+    { "limits.line_length", P_INT, C(line_length), 0, "0", 0, 1000000000, NULL, 0, NULL },
+    { "limits.junk_commands", P_INT, C(junk_commands), 0, "100", 0, 1000000, NULL, 0, NULL },
     { "tls.level", P_ENUM, C(tls_level), 0, "may", 0, 0, ev_tls_level, 0, NULL },
     { "tls.protocols", P_STRLIST, C(tls_protocols), 0, "TLSv1.2,TLSv1.3", 0, 0, NULL, F_REQUIRED,
       check_protocol },
@@ -116,6 +119,9 @@ static const struct param params[] = {
     { "delivery.lifetime", P_DUR, C(lifetime), 0, "5d", 60, 365 * DAY, NULL, 0, NULL },
     { "delivery.delay_warning", P_DUR, C(delay_warning), 0, "4h", 0, 365 * DAY, NULL, 0, NULL },
     { "rules", P_PATH, C(rules), 0, NULL, 0, 0, NULL, 0, NULL },
+    /* wall-clock limit of one stage's evaluation; at most 100s (RL_SVC_TIMEOUT_MAX,
+     * below smtpd's 120 s wait for filter) */
+    { "limits.rules_timeout", P_DUR, C(rules_timeout), 0, "30s", 1, 100, NULL, 0, NULL },
     { "processes.smtpd", P_INT, C(smtpd_processes), 0, NULL, 1, 1024, NULL, 0, NULL },
     { "processes.cleanup_threads", P_INT, C(cleanup_threads), 0, "8", 1, 256, NULL, 0, NULL },
     { "processes.delivery", P_INT, C(delivery_processes), 0, "4", 1, 1024, NULL, 0, NULL },
@@ -813,10 +819,12 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
         h[sizeof(h) - 1] = '\0';
         c->hostname = xstrdup(h);
     }
+    if (c->run_dir == NULL)   /* root-owned; unprivileged (dev) runs: the spool */
+        c->run_dir = xstrdup(geteuid() == 0 ? "/run/postern" : c->spool);
     if (c->pid_file == NULL) {
         buf_t b;
         buf_init(&b, 64);
-        buf_printf(&b, "%s/postern.pid", c->spool);
+        buf_printf(&b, "%s/postern.pid", c->run_dir);
         c->pid_file = buf_steal(&b);
         buf_free(&b);
     }

@@ -52,7 +52,9 @@ struct config {
     char *group;                /* its group (default: user's primary group) */
     enum log_level log_level;
     int log_json;
-    char *pid_file;             /* default <spool>/postern.pid */
+    char *run_dir;              /* root-owned: pid file, smtpd's jail; default
+                                   /run/postern (the spool when not root) */
+    char *pid_file;             /* default <run_dir>/postern.pid */
 
     struct listener *listeners; int nlisteners;
 
@@ -64,6 +66,8 @@ struct config {
     int      command_timeout;   /* seconds */
     int      data_timeout;      /* seconds */
     int      max_errors;        /* errors per session before 421 */
+    int      line_length;       /* limits.line_length: 0 = any length, else octets w/o CRLF */
+    int      junk_commands;     /* limits.junk_commands: NOOP/HELP/VRFY/RSET before 421; 0 = no limit */
 
     enum tls_level tls_level;
     struct strlist tls_protocols;
@@ -92,6 +96,8 @@ struct config {
     int      delay_warning;      /* seconds */
 
     char    *rules;              /* rules file or NULL */
+    int      rules_timeout;      /* limits.rules_timeout: seconds one stage's evaluation may
+                                    take; then that stage answers 451 4.4.3 */
 
     int      smtpd_processes;    /* processes.smtpd  (default: number of cores) */
     int      cleanup_threads;    /* processes.cleanup_threads: fsync workers (default 8) */

@@ -1,7 +1,8 @@
 /*
  * server.c - the daemon start-up ritual (see server.h): arguments, config,
- * logging, chdir to the spool, privilege drop with verification, parent
- * death signal, signal handling inside the event loop.
+ * logging, chdir to the spool, jail, privilege drop with verification,
+ * non-dumpable, parent death signal, readiness byte to master, signal
+ * handling inside the event loop.
  * Must never leave a daemon running as root.
  */
 #include <errno.h>
@@ -13,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -39,10 +42,9 @@ void spool_path(const struct config *cfg, const char *rel, char *out, size_t siz
         log_fatal("path too long: %s/%s", cfg->spool, rel);
 }
 
-void server_drop_privileges(const struct config *cfg)
+/* The ids to drop to (looked up before a chroot hides /etc/passwd). */
+static void resolve_ids(const struct config *cfg, uid_t *uid_r, gid_t *gid_r)
 {
-    if (geteuid() != 0 && getuid() != 0)
-        return;   /* started unprivileged: nothing to drop, nothing to keep */
     struct passwd *pw = getpwnam(cfg->user);
     if (pw == NULL)
         log_fatal("user \"%s\" does not exist (config key user)", cfg->user);
@@ -55,17 +57,77 @@ void server_drop_privileges(const struct config *cfg)
     }
     if (pw->pw_uid == 0)
         log_fatal("user \"%s\" is root: refusing to run children as root", cfg->user);
+    *uid_r = pw->pw_uid;
+    *gid_r = gid;
+}
+
+static void drop_to(uid_t uid, gid_t gid)
+{
     if (setgroups(1, &gid) < 0)
         log_fatal("setgroups: %m");
     if (setresgid(gid, gid, gid) < 0)
         log_fatal("setresgid(%u): %m", (unsigned)gid);
-    if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
-        log_fatal("setresuid(%u): %m", (unsigned)pw->pw_uid);
+    if (setresuid(uid, uid, uid) < 0)
+        log_fatal("setresuid(%u): %m", (unsigned)uid);
     uid_t r, e, s;
     if (getresuid(&r, &e, &s) < 0 || r == 0 || e == 0 || s == 0)
         log_fatal("privilege drop did not take: still root");
     if (setuid(0) == 0)
         log_fatal("privilege drop did not take: could regain root");
+}
+
+void server_drop_privileges(const struct config *cfg)
+{
+    if (geteuid() != 0 && getuid() != 0)
+        return;   /* started unprivileged: nothing to drop, nothing to keep */
+    uid_t uid;
+    gid_t gid;
+    resolve_ids(cfg, &uid, &gid);
+    drop_to(uid, gid);
+}
+
+/* chroot into <run_dir>/<name>, which must be root's and writable by root
+ * only; the cwd becomes its root. Only root can, and only root needs to. */
+static void enter_jail(const struct config *cfg, const char *name)
+{
+    char path[4096];
+    if (str_format(path, sizeof(path), "%s/%s", cfg->run_dir, name) < 0)
+        log_fatal("jail path too long: %s/%s", cfg->run_dir, name);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        log_fatal("jail %s: %m", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022) != 0)
+        log_fatal("jail %s must be owned by root and writable by root only", path);
+    tzset();    /* /etc/localtime is not in the jail */
+    if (fchdir(fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        log_fatal("chroot %s: %m", path);
+    close(fd);
+    log_debug("jailed in %s", path);
+}
+
+void server_ready(struct server *s)
+{
+    if (s->ready_fd < 0)
+        return;
+    if (write(s->ready_fd, "R", 1) < 0) { /* master gone: PDEATHSIG follows */ }
+    close(s->ready_fd);
+    s->ready_fd = -1;
+}
+
+static void parse_ready_fd(struct server *s)
+{
+    s->ready_fd = -1;
+    const char *env = getenv("POSTERN_READY_FD");
+    if (env == NULL || *env == '\0')
+        return;
+    char *end;
+    long fd = strtol(env, &end, 10);
+    if (*end || fd < 3 || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
+        log_fatal("bad POSTERN_READY_FD \"%s\"", env);
+    fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    s->ready_fd = (int)fd;
+    unsetenv("POSTERN_READY_FD");
 }
 
 static void parse_fds(struct server *s)
@@ -122,6 +184,17 @@ struct evconnlistener *server_listen(struct server *s, const char *name, const c
         log_fatal("cannot listen on %s", path);
     listen_path = path;
     evconnlistener_set_error_cb(l, on_accept_error);
+    char jname[80];
+    str_format(jname, sizeof(jname), "%s+jail", name);
+    int jfd = server_fd_named(s, jname);
+    if (jfd >= 0 && s->jail_lis == NULL) {
+        fd_set_nonblock(jfd, 1);
+        s->jail_lis = evconnlistener_new(s->base, cb, arg,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, jfd);
+        if (s->jail_lis == NULL)
+            log_fatal("cannot listen on %s (smtpd's jail)", path);
+        evconnlistener_set_error_cb(s->jail_lis, on_accept_error);
+    }
     return l;
 }
 
@@ -151,6 +224,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     s->stopping = 1;
     log_debug("stop signal: draining");
+    if (s->jail_lis) {
+        evconnlistener_free(s->jail_lis);
+        s->jail_lis = NULL;
+    }
     if (s->on_stop)
         s->on_stop(s);
     else
@@ -217,15 +294,27 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
     if (tr)
         log_set_trace((unsigned)strtoul(tr, NULL, 0));
     parse_fds(s);
+    parse_ready_fd(s);
     pid_t master = getppid();
     if (chdir(s->cfg->spool) < 0)
         log_fatal("chdir %s: %m", s->cfg->spool);
     if (fn)
         fn(s, arg);     /* still root: open keys and root-only files */
     raise_fd_limit(s->cfg);
-    server_drop_privileges(s->cfg);
+    if (geteuid() == 0 || getuid() == 0) {
+        uid_t uid;
+        gid_t gid;
+        resolve_ids(s->cfg, &uid, &gid);
+        if (flags & SERVER_F_JAIL)
+            enter_jail(s->cfg, JAIL_SMTPD);
+        drop_to(uid, gid);
+    }
     if (geteuid() == 0 || getuid() == 0)
         log_fatal("running as root after start-up: refusing");
+    /* no core files, no ptrace or /proc/PID/mem from another process of
+     * the same user: one compromised daemon cannot take over the others */
+    if (prctl(PR_SET_DUMPABLE, 0) < 0)
+        log_fatal("prctl(PR_SET_DUMPABLE): %m");
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master)
         log_fatal("master went away during start-up");
@@ -251,12 +340,15 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         evsignal_add(ev_int, NULL);
         evsignal_add(ev_hup, NULL);
         evsignal_add(ev_usr1, NULL);
+    } else {
+        server_ready(s);   /* a blocking daemon serves once set up */
     }
     return s;
 }
 
 void server_run(struct server *s)
 {
+    server_ready(s);
     if (event_base_dispatch(s->base) < 0)
         log_fatal("event loop failed");
 }

@@ -5,9 +5,16 @@
  * under private/) and execs each daemon with them open; POSTERN_FDS names
  * them ("3:smtp,4:submission" or "3:cleanup"). server_init() then: parses
  * -c CONFIG, loads the config, sets up logging (stderr when
- * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, drops to the
- * configured user (setgroups/setresgid/setresuid, verified; fatal if still
- * root), asks for SIGTERM when master dies, and creates the event base.
+ * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, with
+ * SERVER_F_JAIL chroots into <run_dir>/<JAIL_SMTPD> (root-owned, empty but
+ * for private/cleanup and private/filter; only when started as root), drops
+ * to the configured user (setgroups/setresgid/setresuid, verified; fatal if
+ * still root), makes itself non-dumpable (no core files, and no other
+ * process of the same user can ptrace it or read its memory), asks for
+ * SIGTERM when master dies, and creates the event base. The daemon tells
+ * master it serves with server_ready() (server_run does it; a
+ * SERVER_F_NO_EVENT daemon is ready when server_init returns): one byte on
+ * the pipe named by POSTERN_READY_FD.
  * SIGTERM/SIGINT call the daemon's on_stop (drain) callback, SIGUSR1 its
  * on_retire (graceful retirement on reload); SIGPIPE is
  * ignored. Nothing a daemon does after server_init runs as root.
@@ -25,6 +32,10 @@ struct server_fd {
     char name[64];      /* listener name (smtp, submission) or socket name */
 };
 
+/* smtpd's jail, under run_dir; master binds cleanup and filter inside it
+ * too (private/cleanup, private/filter), passed as "<name>+jail" fds. */
+#define JAIL_SMTPD "smtpd"
+
 struct server {
     const char *name;            /* daemon name: smtpd, cleanup, ... */
     const char *config_path;
@@ -40,9 +51,11 @@ struct server {
     void (*on_retire)(struct server *s);
     int retiring;
     void *ctx;                   /* daemon's own state */
+    int ready_fd;                /* POSTERN_READY_FD, -1 once used */
+    struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };
 
-enum { SERVER_F_NO_EVENT = 1 };
+enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2 };
 
 /* Runs inside server_init_ex() while still root: after the config is loaded,
  * the inherited fds are parsed and the cwd is the spool, before the
@@ -57,7 +70,9 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
 /* Drop root to cfg->user/group; fatal if that fails or root remains.
  * A no-op check when not started as root (then we must not be root). */
 void server_drop_privileges(const struct config *cfg);
-/* Dispatch the event loop until server_stop_loop(). */
+/* Tell master this daemon serves (once; later calls do nothing). */
+void server_ready(struct server *s);
+/* server_ready, then dispatch the event loop until server_stop_loop(). */
 void server_run(struct server *s);
 void server_stop_loop(struct server *s);
 /* Find an inherited fd by name; -1 if none. */
@@ -65,7 +80,9 @@ int  server_fd_named(const struct server *s, const char *name);
 /* The inherited socket name (path, a constant: for log lines) as a
  * non-blocking libevent listener, closed with it; accept errors are logged.
  * Fatal when there is no such socket. For the one socket an event-loop
- * daemon (cleanup, filter, qmgr) accepts on. */
+ * daemon (cleanup, filter, qmgr) accepts on. An inherited "<name>+jail"
+ * socket (the same service inside smtpd's jail) is accepted on with the
+ * same callback, and closed at the stop signal. */
 struct evconnlistener *server_listen(struct server *s, const char *name, const char *path,
                                      evconnlistener_cb cb, void *arg);
 /* Set O_NONBLOCK (1) or clear it (0). */

@@ -1,12 +1,17 @@
 /*
  * master.c - libexec/master, the only process that stays root: loads the
- * configuration, creates the spool, holds the pid file lock, binds every
+ * configuration, creates the run directory (root's: pid file, smtpd's
+ * jail) and the spool (the user's: only ever touched by descriptor or with
+ * the user's file-system identity), holds the pid file lock, binds every
  * listening socket, runs the children (master_spawn.c), restarts them,
  * reloads on SIGHUP and drains on SIGTERM/SIGINT.
  *
  * Usage: master -c CONFIG [-f]   (-f: foreground, log to stderr)
- * Without -f it daemonises; the invoking process waits until the daemon is
- * up (or reports why not) so `postern start` can tell the user.
+ * Without -f it daemonises; the invoking process waits until every child
+ * has said it is ready (or one failed at start-up, which stops the daemon:
+ * then it prints why and exits 1), so `postern start` can tell the user.
+ * Every reload's outcome, once the new children are ready, is written to
+ * <run_dir>/reload.status for `postern reload`.
  * master never parses SMTP and never reads message content.
  */
 #include <errno.h>
@@ -31,12 +36,22 @@
 #include "spool.h"
 
 #define STOP_TIMEOUT_MS 30000
+#define READY_TIMEOUT_MS 60000   /* children must say ready within this */
 #define READY_LINE "postern-master-ready\n"
+#define RELOAD_STATUS "reload.status"
 
-struct master M = { .unix_fd = { -1, -1, -1, -1 } };
+struct master M = { .unix_fd = { -1, -1, -1, -1 }, .jail_fd = { -1, -1, -1, -1 },
+                    .jail_priv_fd = -1 };
 
-static int pid_fd = -1;
-static char pid_path[4096];
+static int pid_fd = -1, pid_dir_fd = -1, run_fd = -1;
+static char pid_path[4096], pid_base[256];
+static int report_fd = -1;     /* daemon mode, until ready: `postern start` reads it */
+static int start_failed;
+
+/* Waiting for every child to say ready: after the start, after a reload. */
+static enum { W_NONE, W_START, W_RELOAD } waiting;
+static int64_t wait_deadline;
+static unsigned reload_seq;
 
 static void __attribute__((noreturn)) usage(void)
 {
@@ -44,8 +59,10 @@ static void __attribute__((noreturn)) usage(void)
     exit(2);
 }
 
-/* Load and validate; every problem is printed (stderr or log). */
-static struct config *load_config(const char *path, const char *prefix, int to_log)
+/* Load and validate; every problem is printed (stderr or log), and
+ * appended to collect (when not NULL). */
+static struct config *load_config(const char *path, const char *prefix, int to_log,
+                                  buf_t *collect)
 {
     struct config_errors errs = { 0 };
     struct config *cfg = config_load(path, &errs);
@@ -54,6 +71,8 @@ static struct config *load_config(const char *path, const char *prefix, int to_l
             buf_t b;
             buf_init(&b, 128);
             config_error_format(&b, &errs.v[i]);
+            if (collect)
+                buf_printf(collect, "%s\n", b.data);
             if (to_log)
                 log_error("%s%s", prefix, b.data);
             else
@@ -61,6 +80,8 @@ static struct config *load_config(const char *path, const char *prefix, int to_l
             buf_free(&b);
         }
         if (errs.n == 0) {
+            if (collect)
+                buf_printf(collect, "cannot load %s\n", path);
             if (to_log)
                 log_error("%scannot load %s", prefix, path);
             else
@@ -69,14 +90,6 @@ static struct config *load_config(const char *path, const char *prefix, int to_l
     }
     config_errors_free(&errs);
     return cfg;
-}
-
-static void master_pid_path(const struct config *cfg, char *out, size_t size)
-{
-    if (cfg->pid_file && *cfg->pid_file)
-        str_copy(out, size, cfg->pid_file);
-    else
-        spool_path(cfg, "postern.pid", out, size);
 }
 
 /* The user children run as (they drop to it themselves; master needs the
@@ -106,40 +119,123 @@ static void resolve_user(void)
     }
 }
 
-/* mkdir (if missing) + owner + mode; refuses anything but a real directory. */
-static void make_dir(const char *path, mode_t mode)
+/* Is dir (absolute) the spool or inside it? */
+static int in_spool(const char *dir)
 {
-    if (mkdir(path, mode) < 0 && errno != EEXIST)
-        log_fatal("cannot create %s: %m", path);
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        log_fatal("stat %s: %m", path);
-    if (!S_ISDIR(st.st_mode))
-        log_fatal("%s exists and is not a directory", path);
-    if (M.as_root && (st.st_uid != M.uid || st.st_gid != M.gid) &&
-        chown(path, M.uid, M.gid) < 0)
-        log_fatal("chown %s: %m", path);
-    if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
-        log_fatal("chmod %s: %m", path);
+    size_t n = strlen(M.cfg->spool);
+    return strncmp(dir, M.cfg->spool, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
 }
 
+/* A directory root works in by path must be root's and writable by root
+ * only, or a child's user could swap what the path names. */
+static void check_root_dir(int fd, const char *what)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        log_fatal("stat %s: %m", what);
+    if (M.as_root && (st.st_uid != 0 || (st.st_mode & 022) != 0))
+        log_fatal("%s must be owned by root and writable by root only", what);
+}
+
+/* run_dir: root's, 0755 (the pid file, reload status, smtpd's jail). When
+ * not root (a dev run) it may be the spool: everything is one user's then. */
+static void make_run_dir(void)
+{
+    buf_t err;
+    buf_init(&err, 128);
+    if (!M.as_root && strcmp(M.cfg->run_dir, M.cfg->spool) == 0) {
+        run_fd = open(M.cfg->spool, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (run_fd < 0)
+            log_fatal("run_dir %s: %m", M.cfg->run_dir);
+        buf_free(&err);
+        return;
+    }
+    if (M.as_root && in_spool(M.cfg->run_dir))
+        log_fatal("run_dir %s is inside the spool %s, which user %s owns: use a directory "
+                  "only root can write (default /run/postern)", M.cfg->run_dir, M.cfg->spool,
+                  M.cfg->user);
+    char *copy = xstrdup(M.cfg->run_dir);
+    const char *parent = dirname(copy);
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        log_fatal("run_dir: parent directory %s: %m", parent);
+    buf_t what;
+    buf_init(&what, 64);
+    buf_printf(&what, "%s (parent of run_dir)", parent);
+    check_root_dir(pfd, what.data);
+    buf_free(&what);
+    close(pfd);
+    free(copy);
+    run_fd = spool_make_dir(AT_FDCWD, M.cfg->run_dir, 0755, M.as_root ? 0 : (uid_t)-1, 0, &err);
+    if (run_fd < 0)
+        log_fatal("run_dir: %s", err.data);
+    buf_free(&err);
+}
+
+/* smtpd's jail: <run_dir>/smtpd (root, 0755, otherwise empty) and its
+ * private/ (root:group 0750) holding the cleanup and filter sockets. */
+static void make_jail(void)
+{
+    if (!M.as_root)
+        return;   /* only root can chroot: an unprivileged run has no jail */
+    buf_t err;
+    buf_init(&err, 128);
+    int jfd = spool_make_dir(run_fd, JAIL_SMTPD, 0755, 0, 0, &err);
+    if (jfd < 0)
+        log_fatal("smtpd jail %s/%s", M.cfg->run_dir, err.data);
+    M.jail_priv_fd = spool_make_dir(jfd, SPOOL_PRIVATE, 0750, 0, M.gid, &err);
+    if (M.jail_priv_fd < 0)
+        log_fatal("smtpd jail %s/%s/%s", M.cfg->run_dir, JAIL_SMTPD, err.data);
+    close(jfd);
+    buf_free(&err);
+}
+
+/* The spool and its subdirectories, owned by the user: opened without
+ * following symlinks, owner and mode set on the descriptors. */
 static void make_spool(void)
 {
-    make_dir(M.cfg->spool, 0700);
+    buf_t err;
+    buf_init(&err, 128);
+    uid_t uid = M.as_root ? M.uid : (uid_t)-1;
+    int sfd = spool_make_dir(AT_FDCWD, M.cfg->spool, 0700, uid, M.gid, &err);
+    if (sfd < 0)
+        log_fatal("spool: %s", err.data);
     for (int i = 0; spool_dirs[i]; i++) {
-        char path[4096];
-        spool_path(M.cfg, spool_dirs[i], path, sizeof(path));
-        make_dir(path, strcmp(spool_dirs[i], SPOOL_PUBLIC) == 0 ? 0710 : 0700);
+        int fd = spool_make_dir(sfd, spool_dirs[i], strcmp(spool_dirs[i], SPOOL_PUBLIC) == 0 ?
+                                0710 : 0700, uid, M.gid, &err);
+        if (fd < 0)
+            log_fatal("spool %s/%s", M.cfg->spool, err.data);
+        close(fd);
     }
+    close(sfd);
+    buf_free(&err);
 }
 
-/* Lock and write the pid file; a second master stops here. */
+/* Lock and write the pid file; a second master stops here. Its directory
+ * must be root's (run_dir): `postern stop` signals the pid it reads. */
 static void pidfile_lock(void)
 {
-    master_pid_path(M.cfg, pid_path, sizeof(pid_path));
-    pid_fd = open(pid_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    str_copy(pid_path, sizeof(pid_path), M.cfg->pid_file);
+    char *copy = xstrdup(pid_path);
+    str_copy(pid_base, sizeof(pid_base), basename(copy));
+    free(copy);
+    copy = xstrdup(pid_path);
+    const char *dir = dirname(copy);
+    pid_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pid_dir_fd < 0)
+        log_fatal("pid file directory %s: %m", dir);
+    buf_t what;
+    buf_init(&what, 64);
+    buf_printf(&what, "%s (the pid file's directory)", dir);
+    check_root_dir(pid_dir_fd, what.data);
+    buf_free(&what);
+    free(copy);
+    pid_fd = openat(pid_dir_fd, pid_base, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (pid_fd < 0)
         log_fatal("cannot open pid file %s: %m", pid_path);
+    struct stat st;
+    if (fstat(pid_fd, &st) < 0 || !S_ISREG(st.st_mode))
+        log_fatal("pid file %s is not a regular file", pid_path);
     int rc = -1;
     /* `postern status` takes a shared lock for an instant: retry briefly */
     for (int i = 0; i < 10 && rc < 0; i++) {
@@ -207,12 +303,87 @@ static int daemonize(void)
     return null;
 }
 
-static void daemon_ready(int null)
+/* Before the children start: stderr (the pipe to `postern start`) moves to
+ * report_fd, which children never see; from now on master logs to syslog. */
+static void daemon_detach(int null)
 {
-    if (write(STDERR_FILENO, READY_LINE, sizeof(READY_LINE) - 1) < 0) { /* parent gone */ }
+    report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     dup2(null, STDERR_FILENO);
     close(null);
     log_set_format(0, M.cfg->log_json);
+}
+
+static void report(const char *text)
+{
+    if (report_fd < 0)
+        return;
+    size_t n = strlen(text);
+    if (write(report_fd, text, n) < 0) { /* `postern start` gone */ }
+}
+
+/* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons, replaced
+ * atomically (run_dir is root's). */
+static void reload_status(int ok, const char *why)
+{
+    buf_t b;
+    buf_init(&b, 128);
+    buf_printf(&b, "%ld %u %s\n%s", (long)getpid(), reload_seq, ok ? "ok" : "failed",
+               why ? why : "");
+    int fd = openat(run_fd, RELOAD_STATUS ".tmp",
+                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len ||
+        renameat(run_fd, RELOAD_STATUS ".tmp", run_fd, RELOAD_STATUS) < 0)
+        log_error("cannot write %s/%s: %m", M.cfg->run_dir, RELOAD_STATUS);
+    if (fd >= 0)
+        close(fd);
+    buf_free(&b);
+}
+
+static void begin_stop(int sig);
+
+/* Children all ready, one failed at start-up, or out of time. */
+static void check_waiting(int64_t now)
+{
+    buf_t why;
+    buf_init(&why, 64);
+    int failed = spawn_take_failures(&why);
+    if (waiting == W_NONE || M.stopping) {
+        buf_free(&why);
+        return;
+    }
+    int ready = !failed && spawn_all_ready();
+    if (!failed && !ready && now >= wait_deadline) {
+        buf_printf(&why, "processes not ready after %d s (see the mail log)\n",
+                   READY_TIMEOUT_MS / 1000);
+        failed = 1;
+    }
+    if (waiting == W_START && ready) {
+        log_info("ready: %d processes", spawn_total(M.cfg));
+        report(READY_LINE);
+    } else if (waiting == W_START && failed && !M.foreground) {
+        report(why.data);
+        log_error("start-up failed: stopping");
+        start_failed = 1;
+        begin_stop(SIGTERM);
+    } else if (waiting == W_START && failed) {
+        log_error("start-up: %s", why.data);   /* run: keep restarting */
+    } else if (waiting == W_RELOAD && ready) {
+        log_info("reload: every process ready");
+        reload_status(1, NULL);
+    } else if (waiting == W_RELOAD && failed) {
+        log_error("reload: %s", why.data);
+        reload_status(0, why.data);
+    }
+    if (ready || failed) {
+        /* after a failure `postern start` hears EOF only once master has
+         * stopped, so a new start cannot find it still running */
+        if (waiting == W_START && ready && report_fd >= 0) {
+            close(report_fd);
+            report_fd = -1;
+        }
+        waiting = W_NONE;
+    }
+    buf_free(&why);
 }
 
 /* What a reload cannot change without a restart. */
@@ -223,18 +394,25 @@ static int same_str(const char *a, const char *b)
 
 static void reload(void)
 {
+    reload_seq++;
     log_info("reload: reading %s", M.config_path);
-    struct config *nc = load_config(M.config_path, "reload: ", 1);
+    buf_t errs;
+    buf_init(&errs, 128);
+    struct config *nc = load_config(M.config_path, "reload: ", 1, &errs);
     if (nc == NULL) {
         log_error("reload: configuration has errors: keeping the running configuration");
+        reload_status(0, errs.data);
+        buf_free(&errs);
         return;
     }
-    char np[4096];
-    master_pid_path(nc, np, sizeof(np));
+    buf_free(&errs);
     if (!same_str(nc->spool, M.cfg->spool) || !same_str(nc->user, M.cfg->user) ||
-        !same_str(nc->group, M.cfg->group) || strcmp(np, pid_path) != 0) {
-        log_error("reload: spool, user, group or pid_file changed: these need "
+        !same_str(nc->group, M.cfg->group) || !same_str(nc->pid_file, pid_path) ||
+        !same_str(nc->run_dir, M.cfg->run_dir)) {
+        log_error("reload: spool, user, group, run_dir or pid_file changed: these need "
                   "`postern stop` + `postern start`; keeping the running configuration");
+        reload_status(0, "spool, user, group, run_dir or pid_file changed: these need "
+                      "`postern stop` + `postern start`; the running configuration is kept\n");
         config_free(nc);
         return;
     }
@@ -245,6 +423,8 @@ static void reload(void)
     if (mlisten_resolve(nc, &nls, &nnls, &err) < 0 ||
         mlisten_open(M.ls, M.nls, nls, nnls, &err) < 0) {
         log_error("reload: %s: keeping the running configuration", err.data);
+        buf_printf(&err, ": the running configuration is kept\n");
+        reload_status(0, err.data);
         buf_free(&err);
         mlisten_free(nls, nnls);
         config_free(nc);
@@ -268,6 +448,8 @@ static void reload(void)
     spawn_reload();
     log_info("reload: configuration reloaded, replacing processes (%d processes; "
              "filter reloads in place)", spawn_total(M.cfg));
+    waiting = W_RELOAD;
+    wait_deadline = now_ms() + READY_TIMEOUT_MS;
 }
 
 static void begin_stop(int sig)
@@ -298,7 +480,10 @@ static void run_loop(int sigfd)
     int64_t stop_deadline = 0;
     for (;;) {
         int64_t now = now_ms();
+        check_waiting(now);
         int64_t wait = spawn_due(now);
+        if (waiting != W_NONE && (wait < 0 || wait > wait_deadline - now))
+            wait = wait_deadline > now ? wait_deadline - now : 0;
         if (M.stopping) {
             if (stop_deadline == 0)
                 stop_deadline = now + STOP_TIMEOUT_MS;
@@ -310,10 +495,16 @@ static void run_loop(int sigfd)
             }
             wait = stop_deadline - now;
         }
-        struct pollfd pfd = { .fd = sigfd, .events = POLLIN };
-        int rc = poll(&pfd, 1, wait < 0 ? -1 : (int)(wait > 60000 ? 60000 : wait));
+        struct pollfd pfd[257];
+        pfd[0].fd = sigfd;
+        pfd[0].events = POLLIN;
+        int npfd = 1 + spawn_poll_fds(pfd + 1, 256);
+        int rc = poll(pfd, (nfds_t)npfd, wait < 0 ? -1 : (int)(wait > 60000 ? 60000 : wait));
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %m");
+        for (int i = 1; rc > 0 && i < npfd; i++)
+            if (pfd[i].revents)
+                spawn_ready_input(pfd[i].fd);
         int sig;
         while ((sig = msignal_next()) != 0) {
             if (sig == SIGCHLD)
@@ -349,7 +540,7 @@ int main(int argc, char **argv)
         return 1;
     }
     M.config_path = abs;
-    M.cfg = load_config(abs, "", 0);
+    M.cfg = load_config(abs, "", 0, NULL);
     if (M.cfg == NULL)
         return 1;
     log_set_level(M.cfg->log_level);
@@ -358,8 +549,14 @@ int main(int argc, char **argv)
     find_exe_dir();
     int null = M.foreground ? -1 : daemonize();
     resolve_user();
+    /* root's supplementary groups must not count while master acts as the
+     * user in the spool (master_listen.c); children set their own */
+    if (M.as_root && setgroups(0, NULL) < 0)
+        log_fatal("setgroups: %m");
+    make_run_dir();
     make_spool();
     pidfile_lock();
+    make_jail();
     buf_t err;
     buf_init(&err, 128);
     if (mlisten_resolve(M.cfg, &M.ls, &M.nls, &err) < 0 ||
@@ -370,15 +567,18 @@ int main(int argc, char **argv)
     if (sigfd < 0)
         log_fatal("signal set-up: %m");
     if (!M.foreground)
-        daemon_ready(null);
+        daemon_detach(null);
     log_info("starting Postern (%d processes)", spawn_total(M.cfg));
     spawn_init();
+    waiting = W_START;
+    wait_deadline = now_ms() + READY_TIMEOUT_MS;
     run_loop(sigfd);
     munix_close(1);
     mlisten_free(M.ls, M.nls);
-    unlink(pid_path);
+    unlinkat(pid_dir_fd, pid_base, 0);
+    unlinkat(run_fd, RELOAD_STATUS, 0);
     close(pid_fd);
     log_info("stopped");
     config_free(M.cfg);
-    return 0;
+    return start_failed ? 1 : 0;
 }

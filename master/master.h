@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <poll.h>
 #include "config.h"
 
 /* One bound TCP address of one listen block. */
@@ -35,6 +36,8 @@ struct master {
     int as_root;
     struct mlisten *ls; int nls;
     int unix_fd[MU__COUNT];
+    int jail_fd[MU__COUNT];     /* cleanup, filter inside smtpd's jail; -1 = none */
+    int jail_priv_fd;           /* <run_dir>/smtpd/private (root only), -1 = no jail */
     int stopping;
 };
 
@@ -53,7 +56,10 @@ int  munix_open(buf_t *err);
 void munix_close(int unlink_files);
 extern const char *const munix_names[MU__COUNT];   /* "cleanup", ... */
 
-/* master_spawn.c */
+/* master_spawn.c
+ * Each child gets the write end of its own pipe (POSTERN_READY_FD) and
+ * writes one byte once it serves (lib/server.c); until then its slot is
+ * "starting". A child that dies before that failed at start-up. */
 void spawn_init(void);                     /* slots for M.cfg, all due now */
 /* Start every due child; returns ms until the next scheduled start, or -1. */
 int64_t spawn_due(int64_t now);
@@ -64,6 +70,13 @@ int  spawn_count(void);                    /* live children */
 int  spawn_total(const struct config *cfg);/* processes the config asks for */
 void spawn_kill_wait(void);                /* SIGKILL and reap every child */
 int64_t now_ms(void);
+/* The read ends of children still starting, for poll; returns how many. */
+int  spawn_poll_fds(struct pollfd *p, int max);
+void spawn_ready_input(int fd);            /* poll said fd is readable */
+int  spawn_all_ready(void);                /* every slot runs and has said ready */
+/* Start-up failures (children that died before ready) since the last call:
+ * how many, each described on a line in why (may be NULL). */
+int  spawn_take_failures(buf_t *why);
 
 /* master_signal.c */
 int  msignal_init(void);                   /* returns the read end of the self-pipe */

@@ -2,7 +2,9 @@
  * master_listen.c - the listening sockets master opens before forking:
  * every TCP address of every listen block (IPv4 and IPv6, IPv6 with
  * IPV6_V6ONLY so 0.0.0.0:25 and [::]:25 coexist) and the Unix sockets under
- * <spool>/private/. On reload, addresses that did not change keep their
+ * <spool>/private/ (bound as the children's user, see fs_as_user), plus
+ * cleanup and filter again inside smtpd's jail (<run_dir>/smtpd/private/).
+ * On reload, addresses that did not change keep their
  * open socket; changes are all-or-nothing.
  */
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -183,12 +186,49 @@ void mlisten_free(struct mlisten *ls, int n)
     free(ls);
 }
 
-static int unix_one(const char *path, buf_t *err)
+/* Root's file-system identity becomes the children's user for the calls
+ * in between (setfsuid/setfsgid; master is single-threaded), so a path
+ * inside the spool, which that user owns, is resolved with that user's
+ * rights only: a symlink swapped in by a compromised child reaches nothing
+ * the child could not reach itself. New files get mode 0600. */
+struct fs_as { int on; mode_t umask; };
+
+static int fs_as_user(struct fs_as *a, buf_t *err)
+{
+    a->on = 0;
+    a->umask = umask(0177);
+    if (!M.as_root)
+        return 0;
+    setfsgid(M.gid);
+    setfsuid(M.uid);
+    if ((uid_t)setfsuid((uid_t)-1) != M.uid || (gid_t)setfsgid((gid_t)-1) != M.gid) {
+        setfsuid(0);
+        setfsgid(0);
+        umask(a->umask);
+        buf_printf(err, "cannot switch the file-system identity to uid %u",
+                   (unsigned)M.uid);
+        return -1;
+    }
+    a->on = 1;
+    return 0;
+}
+
+static void fs_as_root(struct fs_as *a)
+{
+    if (a->on) {
+        setfsuid(0);
+        setfsgid(0);
+    }
+    umask(a->umask);
+}
+
+/* Bind and listen on path (unlinking a stale socket first), 0600. */
+static int unix_bind(const char *path, buf_t *err)
 {
     struct sockaddr_un sun = { 0 };
     sun.sun_family = AF_UNIX;
     if (str_copy(sun.sun_path, sizeof(sun.sun_path), path) < 0) {
-        buf_printf(err, "socket path too long: %s (shorten spool)", path);
+        buf_printf(err, "socket path too long: %s (shorten spool or run_dir)", path);
         return -1;
     }
     if (unlink(path) < 0 && errno != ENOENT) {
@@ -206,8 +246,29 @@ static int unix_one(const char *path, buf_t *err)
         close(fd);
         return -1;
     }
-    if ((M.as_root && chown(path, M.uid, M.gid) < 0) || chmod(path, 0600) < 0) {
-        buf_printf(err, "chown/chmod %s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* <spool>/private/NAME: created as the children's user (never chowned). */
+static int unix_one(const char *path, buf_t *err)
+{
+    struct fs_as a;
+    if (fs_as_user(&a, err) < 0)
+        return -1;
+    int fd = unix_bind(path, err);
+    fs_as_root(&a);
+    return fd;
+}
+
+/* <run_dir>/smtpd/private/NAME: root-owned directories nobody else can
+ * write, so root binds and chowns there directly. */
+static int jail_one(int dirfd, const char *path, const char *name, buf_t *err)
+{
+    mode_t old = umask(0177);
+    int fd = unix_bind(path, err);
+    umask(old);
+    if (fd >= 0 && fchownat(dirfd, name, M.uid, M.gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        buf_printf(err, "chown %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -223,6 +284,14 @@ int munix_open(buf_t *err)
         M.unix_fd[i] = unix_one(path, err);
         if (M.unix_fd[i] < 0)
             return -1;
+        if (M.jail_priv_fd < 0 || (i != MU_CLEANUP && i != MU_FILTER))
+            continue;
+        /* the same services, reachable from smtpd's jail */
+        str_format(path, sizeof(path), "%s/%s/%s/%s", M.cfg->run_dir, JAIL_SMTPD,
+                   SPOOL_PRIVATE, munix_names[i]);
+        M.jail_fd[i] = jail_one(M.jail_priv_fd, path, munix_names[i], err);
+        if (M.jail_fd[i] < 0)
+            return -1;
     }
     return 0;
 }
@@ -233,11 +302,24 @@ void munix_close(int unlink_files)
         if (M.unix_fd[i] >= 0)
             close(M.unix_fd[i]);
         M.unix_fd[i] = -1;
+        if (M.jail_fd[i] >= 0) {
+            close(M.jail_fd[i]);
+            if (unlink_files && M.jail_priv_fd >= 0)
+                unlinkat(M.jail_priv_fd, munix_names[i], 0);
+        }
+        M.jail_fd[i] = -1;
         if (unlink_files && M.cfg) {
             char rel[64], path[4096];
             str_format(rel, sizeof(rel), "%s/%s", SPOOL_PRIVATE, munix_names[i]);
             spool_path(M.cfg, rel, path, sizeof(path));
-            unlink(path);
+            buf_t err;
+            buf_init(&err, 32);
+            struct fs_as a;
+            if (fs_as_user(&a, &err) == 0) {
+                unlink(path);
+                fs_as_root(&a);
+            }
+            buf_free(&err);
         }
     }
 }

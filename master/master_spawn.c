@@ -1,7 +1,9 @@
 /*
- * master_spawn.c - the service table, the child table, and restarts with
- * backoff (the first death of a slot restarts at once; a slot that keeps
- * dying within RESET_MS waits 1 s, 2 s, 4 s ... up to 60 s).
+ * master_spawn.c - the service table, the child table, readiness, and
+ * restarts with backoff: the first QUICK_RESTARTS deaths in a row restart
+ * at once; a slot that keeps dying waits 1 s, 2 s, 4 s ... up to 60 s. A
+ * child that said ready and then served HEALTHY_MS counts as healthy again:
+ * its next death is a first one.
  * Children get their sockets at fd 3, 4, ... named in POSTERN_FDS and drop
  * privileges themselves (lib/server.c); master only forks and execs.
  */
@@ -14,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <poll.h>
 
 #include "master.h"
 #include "log.h"
 #include "server.h"
 
-#define RESET_MS   60000     /* a child that ran this long resets its backoff */
+#define HEALTHY_MS     10000 /* ready and up this long: the backoff starts over */
+#define QUICK_RESTARTS 3     /* deaths in a row restarted without delay */
 #define BACKOFF_MAX_MS 60000
 
 enum fd_kind { FDS_TCP, FDS_UNIX };
@@ -44,6 +48,8 @@ static const struct service {
 
 struct slot {
     pid_t pid;               /* 0 = not running */
+    int rfd;                 /* readiness pipe, read end; -1 = closed */
+    int ready;               /* the child said it serves */
     int64_t started;         /* ms */
     int fails;               /* quick deaths in a row */
     int64_t next;            /* ms: earliest (re)start */
@@ -54,6 +60,10 @@ static struct svc_state { struct slot *slots; int n; } state[NSERVICES];
 /* Children of a previous configuration, draining after SIGTERM. */
 static struct retired { pid_t pid; int svc; } *retired;
 static int nretired;
+
+/* Children that died before they said ready (spawn_take_failures). */
+static int start_failures;
+static buf_t start_why;
 
 extern char **environ;
 
@@ -87,8 +97,10 @@ void spawn_init(void)
     for (int i = 0; i < NSERVICES; i++) {
         state[i].n = svc_count(M.cfg, i);
         state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
-        for (int k = 0; k < state[i].n; k++)
+        for (int k = 0; k < state[i].n; k++) {
             state[i].slots[k].next = now;
+            state[i].slots[k].rfd = -1;
+        }
     }
 }
 
@@ -102,19 +114,20 @@ static int retired_of(int svc)
 
 /* Everything the child needs, prepared before fork (no allocation after). */
 struct launch {
-    int src[64]; int nfd;
+    int src[64]; int nfd;        /* the last one is the readiness pipe */
     char path[4096 + 64];
     char *argv[4];
     char **envp;
 };
 
-static void launch_prepare(struct launch *L, int svc, buf_t *fdenv)
+static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *readyenv,
+                           int ready_w)
 {
     const struct service *s = &services[svc];
     L->nfd = 0;
     buf_append_str(fdenv, "POSTERN_FDS=");
     if (s->fds == FDS_TCP) {
-        for (int i = 0; i < M.nls && L->nfd < 64; i++) {
+        for (int i = 0; i < M.nls && L->nfd < 63; i++) {
             if (M.ls[i].fd < 0)
                 continue;
             buf_printf(fdenv, "%s%d:%s", L->nfd ? "," : "", 3 + L->nfd, M.ls[i].name);
@@ -123,7 +136,14 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv)
     } else {
         buf_printf(fdenv, "3:%s", munix_names[s->unix_sock]);
         L->src[L->nfd++] = M.unix_fd[s->unix_sock];
+        if (M.jail_fd[s->unix_sock] >= 0) {
+            /* the same service for smtpd's jail: accepted alike (server_listen) */
+            buf_printf(fdenv, ",%d:%s+jail", 3 + L->nfd, munix_names[s->unix_sock]);
+            L->src[L->nfd++] = M.jail_fd[s->unix_sock];
+        }
     }
+    buf_printf(readyenv, "POSTERN_READY_FD=%d", 3 + L->nfd);
+    L->src[L->nfd++] = ready_w;
     str_format(L->path, sizeof(L->path), "%s/%s", M.exe_dir, s->name);
     L->argv[0] = L->path;
     L->argv[1] = "-c";
@@ -132,13 +152,15 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv)
     int n = 0;
     while (environ[n])
         n++;
-    L->envp = xcalloc((size_t)n + 3, sizeof(char *));
+    L->envp = xcalloc((size_t)n + 4, sizeof(char *));
     int k = 0;
     for (int i = 0; i < n; i++)
         if (strncmp(environ[i], "POSTERN_FDS=", 12) != 0 &&
+            strncmp(environ[i], "POSTERN_READY_FD=", 17) != 0 &&
             strncmp(environ[i], "POSTERN_LOG_STDERR=", 19) != 0)
             L->envp[k++] = environ[i];
     L->envp[k++] = fdenv->data;
+    L->envp[k++] = readyenv->data;
     if (M.foreground)
         L->envp[k++] = "POSTERN_LOG_STDERR=1";
     L->envp[k] = NULL;
@@ -167,12 +189,18 @@ static void __attribute__((noreturn)) launch_exec(struct launch *L, int devnull)
     _exit(127);
 }
 
-static pid_t start_child(int svc)
+static pid_t start_child(int svc, int *rfd_r)
 {
     struct launch L;
-    buf_t fdenv;
+    int rp[2];
+    if (pipe2(rp, O_CLOEXEC) < 0) {
+        log_error("cannot start %s: pipe: %m", services[svc].name);
+        return -1;
+    }
+    buf_t fdenv, readyenv;
     buf_init(&fdenv, 64);
-    launch_prepare(&L, svc, &fdenv);
+    buf_init(&readyenv, 32);
+    launch_prepare(&L, svc, &fdenv, &readyenv, rp[1]);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     sigset_t old;
     msignal_block(&old);
@@ -183,10 +211,17 @@ static pid_t start_child(int svc)
     msignal_restore(&old);
     if (devnull >= 0)
         close(devnull);
+    close(rp[1]);
     free(L.envp);
     buf_free(&fdenv);
-    if (pid < 0)
+    buf_free(&readyenv);
+    if (pid < 0) {
+        close(rp[0]);
         log_error("cannot fork %s: %s", services[svc].name, strerror(saved));
+        return -1;
+    }
+    fcntl(rp[0], F_SETFL, O_NONBLOCK);
+    *rfd_r = rp[0];
     return pid;
 }
 
@@ -207,7 +242,8 @@ int64_t spawn_due(int64_t now)
                     wait = sl->next - now;
                 continue;
             }
-            pid_t pid = start_child(i);
+            int rfd = -1;
+            pid_t pid = start_child(i, &rfd);
             if (pid < 0) {
                 sl->next = now + 1000;
                 if (wait < 0 || wait > 1000)
@@ -215,6 +251,8 @@ int64_t spawn_due(int64_t now)
                 continue;
             }
             sl->pid = pid;
+            sl->rfd = rfd;
+            sl->ready = 0;
             sl->started = now;
             if (sl->fails > 0)
                 log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
@@ -266,6 +304,10 @@ static void reap_slot(pid_t pid, int status, int64_t now)
             if (sl->pid != pid)
                 continue;
             sl->pid = 0;
+            if (sl->rfd >= 0) {
+                close(sl->rfd);
+                sl->rfd = -1;
+            }
             buf_t b;
             buf_init(&b, 64);
             describe(&b, status);
@@ -277,15 +319,26 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 buf_free(&b);
                 return;
             }
-            log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+            if (!sl->ready) {
+                log_error("process %s pid %ld %s at start-up", services[i].name, (long)pid,
+                          b.data);
+                start_failures++;
+                if (start_why.data == NULL)
+                    buf_init(&start_why, 128);
+                buf_printf(&start_why, "process %s %s at start-up (its reason is in the "
+                           "mail log)\n", services[i].name, b.data);
+            } else {
+                log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+            }
             buf_free(&b);
-            if (now - sl->started >= RESET_MS)
+            if (sl->ready && now - sl->started >= HEALTHY_MS)
                 sl->fails = 0;
+            sl->ready = 0;
             sl->fails++;
             int64_t delay = 0;
-            if (sl->fails > 1) {
+            if (sl->fails > QUICK_RESTARTS) {
                 delay = 1000;
-                for (int f = 2; f < sl->fails && delay < BACKOFF_MAX_MS; f++)
+                for (int f = QUICK_RESTARTS + 1; f < sl->fails && delay < BACKOFF_MAX_MS; f++)
                     delay *= 2;
                 if (delay > BACKOFF_MAX_MS)
                     delay = BACKOFF_MAX_MS;
@@ -321,6 +374,8 @@ void spawn_reload(void)
         }
         for (int k = 0; k < state[i].n; k++) {
             struct slot *sl = &state[i].slots[k];
+            if (sl->rfd >= 0)
+                close(sl->rfd);
             if (sl->pid == 0)
                 continue;
             kill(sl->pid, services[i].retire_sig);
@@ -332,9 +387,67 @@ void spawn_reload(void)
         free(state[i].slots);
         state[i].n = svc_count(M.cfg, i);
         state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
-        for (int k = 0; k < state[i].n; k++)
+        for (int k = 0; k < state[i].n; k++) {
             state[i].slots[k].next = now;
+            state[i].slots[k].rfd = -1;
+        }
     }
+}
+
+int spawn_poll_fds(struct pollfd *p, int max)
+{
+    int n = 0;
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n && n < max; k++)
+            if (state[i].slots[k].rfd >= 0) {
+                p[n].fd = state[i].slots[k].rfd;
+                p[n].events = POLLIN;
+                p[n].revents = 0;
+                n++;
+            }
+    return n;
+}
+
+void spawn_ready_input(int fd)
+{
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++) {
+            struct slot *sl = &state[i].slots[k];
+            if (sl->rfd != fd)
+                continue;
+            char b;
+            ssize_t n = read(fd, &b, 1);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+            if (n == 1) {
+                sl->ready = 1;
+                log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
+            }
+            /* n == 0: it closed the pipe without a word; its exit tells why */
+            close(fd);
+            sl->rfd = -1;
+            return;
+        }
+}
+
+int spawn_all_ready(void)
+{
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++)
+            if (state[i].slots[k].pid == 0 || !state[i].slots[k].ready)
+                return 0;
+    return 1;
+}
+
+int spawn_take_failures(buf_t *why)
+{
+    int n = start_failures;
+    if (why && start_why.data)
+        buf_append_str(why, start_why.data);
+    start_failures = 0;
+    if (start_why.data)
+        buf_reset(&start_why);
+    return n;
 }
 
 void spawn_signal_all(int sig)

@@ -204,8 +204,11 @@ static const struct listener *find_listener(const char *name)
 
 int main(int argc, char **argv)
 {
-    /* TLS keys and auth.users are read while still root (smtpd_tls.c) */
-    struct server *s = server_init_ex("smtpd", argc, argv, 0, smtpd_tls_pre_drop, NULL);
+    /* TLS keys and auth.users are read while still root (smtpd_tls.c), then
+     * smtpd is chrooted into <run_dir>/smtpd: it reaches cleanup and filter
+     * through the sockets master binds there, and no spool file */
+    struct server *s = server_init_ex("smtpd", argc, argv, SERVER_F_JAIL, smtpd_tls_pre_drop,
+                                       NULL);
     smtpd_server = s;
     smtpd_cfg = s->cfg;
     s->on_stop = on_stop;

@@ -1,6 +1,8 @@
 /*
- * test_spool.c - queue id generation and validation (lib/spool.c).
+ * test_spool.c - queue id generation and validation, safe directory
+ * creation (lib/spool.c).
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "buf.h"
@@ -114,6 +118,58 @@ static void test_spool_dirs(void **state)
     assert_true(tmp);
 }
 
+/* spool_make_dir works on descriptors: a symlink planted where a directory
+ * should be is refused (never followed, never chowned through), a file
+ * too; a real directory gets its mode fixed by fchmod. */
+static void test_make_dir_refuses_symlinks(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/test_spool.XXXXXX";
+    assert_non_null(mkdtemp(base));
+    int bfd = open(base, O_RDONLY | O_DIRECTORY);
+    assert_true(bfd >= 0);
+    char target[300];
+    snprintf(target, sizeof(target), "%s/target", base);
+    assert_int_equal(mkdir(target, 0755), 0);
+    assert_int_equal(symlinkat(target, bfd, "incoming"), 0);
+    buf_t err;
+    buf_init(&err, 64);
+    assert_int_equal(spool_make_dir(bfd, "incoming", 0700, (uid_t)-1, (gid_t)-1, &err), -1);
+    assert_non_null(strstr(err.data, "symlink"));
+    struct stat st;
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0755);     /* the target was not touched */
+    /* a symlink to a directory given as an absolute path is refused too */
+    char link_abs[300];
+    snprintf(link_abs, sizeof(link_abs), "%s/incoming", base);
+    buf_reset(&err);
+    assert_int_equal(spool_make_dir(AT_FDCWD, link_abs, 0700, (uid_t)-1, (gid_t)-1, &err), -1);
+    /* a plain file */
+    int f = openat(bfd, "file", O_CREAT | O_WRONLY, 0600);
+    assert_true(f >= 0);
+    close(f);
+    buf_reset(&err);
+    assert_int_equal(spool_make_dir(bfd, "file", 0700, (uid_t)-1, (gid_t)-1, &err), -1);
+    /* created, and an existing directory's mode corrected */
+    buf_reset(&err);
+    int d = spool_make_dir(bfd, "active", 0700, (uid_t)-1, (gid_t)-1, &err);
+    assert_true(d >= 0);
+    close(d);
+    assert_int_equal(fchmodat(bfd, "active", 0777, 0), 0);
+    d = spool_make_dir(bfd, "active", 0710, getuid(), getgid(), &err);
+    assert_true(d >= 0);
+    assert_int_equal(fstat(d, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0710);
+    close(d);
+    buf_free(&err);
+    unlinkat(bfd, "incoming", 0);
+    unlinkat(bfd, "file", 0);
+    unlinkat(bfd, "active", AT_REMOVEDIR);
+    close(bfd);
+    rmdir(target);
+    rmdir(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -122,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_ids_sort_by_time),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_spool_dirs),
+        cmocka_unit_test(test_make_dir_refuses_symlinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
