@@ -13,6 +13,11 @@
  * FILTER_MUTs (assembled by a filter_rx, lib/filter_mut.h); with the last
  * one they join the transaction's dmuts and the verdict is delivered. The
  * connection is a struct ipc_peer (lib/ipc_bev.h).
+ * Without filter: with no rules file configured, data is never asked. When
+ * filter cannot be reached (connect error, no HELLO, the link broke) and
+ * the last FILTER_STAGES said data has no rules, the transaction goes on
+ * (V_NEXT, the default policy of the data stage); only a data stage with
+ * rules (or one never heard of) gets the temporary failure.
  */
 #include <errno.h>
 #include <string.h>
@@ -25,10 +30,34 @@
 #include "rules.h"
 
 static struct filter_rx rx;     /* the reply whose FILTER_MUTs are arriving */
+static uint32_t last_mask;      /* the last FILTER_STAGES, kept while filter is away */
+static int have_last;
 
 int clf_data_wanted(struct cl_ctx *ctx)
 {
+    if (ctx->cfg->rules == NULL || ctx->cfg->rules[0] == '\0')
+        return 0;                   /* no rules file: nothing to ask */
     return !ctx->f_have_mask || (ctx->f_mask & (1u << STAGE_DATA)) != 0;
+}
+
+/* filter is unavailable: does the data stage need it (as far as we know)? */
+static int data_needs_filter(void)
+{
+    return !have_last || (last_mask & (1u << STAGE_DATA)) != 0;
+}
+
+/* t gets no verdict from filter: the default policy, or a temporary failure. */
+static void unavailable(struct cl_ctx *ctx, struct cl_txn *t)
+{
+    if (data_needs_filter()) {
+        cl_txn_filter_done(ctx, t, NULL);
+        return;
+    }
+    log_set_qid(t->qid);
+    log_info("filter unavailable: no data rules: default policy");
+    log_set_qid(NULL);
+    struct ipc_filter_reply next = { .status = V_NEXT, .enhanced = "", .text = "", .rule = "" };
+    cl_txn_filter_done(ctx, t, &next);
 }
 
 static void fail_all(struct cl_ctx *ctx)
@@ -42,7 +71,7 @@ static void fail_all(struct cl_ctx *ctx)
     while (t) {
         struct cl_txn *next = t->fnext;
         t->fnext = NULL;
-        cl_txn_filter_done(ctx, t, NULL);
+        unavailable(ctx, t);
         t = next;
     }
 }
@@ -83,7 +112,11 @@ static void reply_done(struct cl_ctx *ctx)
     }
     for (int i = 0; i < v.nmuts; i++) {
         const struct filter_mut *m = &v.muts[i];
-        filter_muts_add(&t->dmuts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+        if (filter_muts_add(&t->dmuts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2,
+                            m->rule) < 0)
+            log_warn("%s: rule \"%s\": %s over the mutation cap (%d, %d octets) ignored",
+                     t->qid, m->rule, rl_mut_name((enum rl_mut_kind)m->kind), CL_MAX_MUTS,
+                     FILTER_MUTS_MAX_BYTES);
     }
     char rule[64];
     str_copy(rule, sizeof(rule), v.rule);
@@ -105,8 +138,8 @@ static int f_frame(struct ipc_peer *p, enum ipc_type type, union ipc_msg *m, voi
         reply_done(ctx);
         break;
     case FILTER_RX_STAGES:
-        ctx->f_mask = m->filter_stages.mask;
-        ctx->f_have_mask = 1;
+        ctx->f_mask = last_mask = m->filter_stages.mask;
+        ctx->f_have_mask = have_last = 1;
         break;
     default:
         if (in_reply)
@@ -160,8 +193,12 @@ static int f_connect(struct cl_ctx *ctx)
 
 int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    if (ctx->fpeer == NULL && f_connect(ctx) < 0)
-        return -1;
+    if (ctx->fpeer == NULL && f_connect(ctx) < 0) {
+        if (data_needs_filter())
+            return -1;
+        unavailable(ctx, t);
+        return 0;
+    }
     const struct qf_env *e = &t->env;
     /* tls is "VERSION CIPHER" */
     char tlsv[64] = "";

@@ -27,8 +27,6 @@
 #include "log.h"
 #include "rules.h"
 
-#define VALUE_MAX 998           /* bytes of a header value we add */
-
 int clr_qname_ok(const char *name)
 {
     size_t n = strlen(name);
@@ -93,9 +91,11 @@ int clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m)
         log_warn("rule \"%s\": invalid header name ignored", m->rule);
         return 0;
     }
-    if (t->muts.n >= CL_MAX_MUTS)
+    if (filter_muts_add(&t->muts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule) < 0) {
+        log_warn("rule \"%s\": %s over the mutation cap (%d, %d octets) ignored", m->rule,
+                 rl_mut_name((enum rl_mut_kind)m->kind), CL_MAX_MUTS, FILTER_MUTS_MAX_BYTES);
         return 0;
-    filter_muts_add(&t->muts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+    }
     const struct filter_mut *cm = &t->muts.v[t->muts.n - 1];
     if (cm->kind == RL_M_QUARANTINE)
         set_quarantine(t, cm->arg, cm->rule);
@@ -115,18 +115,10 @@ static int field_is(const char *f, size_t flen, const char *name)
     return i < flen && f[i] == ':';
 }
 
+/* The field a rule adds: capped and folded (lib/filter_mut.h). */
 static void add_field(buf_t *out, const char *name, const char *value)
 {
-    buf_append_str(out, name);
-    buf_append_str(out, ": ");
-    size_t n = strlen(value);
-    if (n > VALUE_MAX)
-        n = VALUE_MAX;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)value[i];
-        buf_append_char(out, c < 32 || c == 127 ? ' ' : (char)c);
-    }
-    buf_append_char(out, '\n');
+    filter_hdr_fold(out, name, value);
 }
 
 void clr_apply_headers(buf_t *out, const char *hdr, size_t len, const struct filter_muts *l)

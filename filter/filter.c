@@ -75,6 +75,24 @@ void filter_send_reply(struct fconn *c, uint64_t id, enum verdict st, int code, 
         .enhanced = enh, .text = text, .rule = rule,
         .nmut = (uint32_t)(res->nmuts + extra),
     };
+    /* Everything must encode before anything is sent (the reply announces
+     * nmut mutations). Values come from mail and rules: what cannot be sent
+     * fails this request alone, with a temporary error. */
+    int ok = ipc_check(IPC_FILTER_REPLY, &r) == 0;
+    for (int i = 0; ok && i < res->nmuts; i++) {
+        const struct rl_mutation *m = &res->muts[i];
+        struct ipc_filter_mut fm = { (uint32_t)m->kind, m->rcpt, m->arg, m->arg2, m->rule };
+        ok = ipc_check(IPC_FILTER_MUT, &fm) == 0;
+    }
+    if (!ok) {
+        log_warn("request %llu from %s: the verdict (rule \"%.64s\") does not fit the "
+                 "protocol: answering a temporary failure", (unsigned long long)id, c->peer,
+                 rule ? rule : "");
+        struct ipc_filter_reply tf = { .id = id, .status = V_TEMPFAIL, .enhanced = "",
+                                       .text = "", .rule = "", .nmut = 0 };
+        ipc_peer_send(c->ipc, IPC_FILTER_REPLY, &tf);
+        return;
+    }
     ipc_peer_send(c->ipc, IPC_FILTER_REPLY, &r);
     for (int i = 0; i < res->nmuts; i++) {
         const struct rl_mutation *m = &res->muts[i];

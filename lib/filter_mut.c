@@ -18,11 +18,20 @@ void filter_mut_clear(struct filter_mut *m)
     memset(m, 0, sizeof(*m));
 }
 
-void filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *rcpt,
-                     const char *arg, const char *arg2, const char *rule)
+size_t filter_mut_bytes(const char *rcpt, const char *arg, const char *arg2)
+{
+    return (rcpt ? strlen(rcpt) : 0) + (arg ? strlen(arg) : 0) + (arg2 ? strlen(arg2) : 0);
+}
+
+int filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *rcpt,
+                    const char *arg, const char *arg2, const char *rule)
 {
     if (l->n >= max)
-        return;
+        return -1;
+    size_t nb = filter_mut_bytes(rcpt, arg, arg2);
+    if ((kind == RL_M_ADD_HEADER || kind == RL_M_SET_HEADER) &&
+        l->bytes + nb > FILTER_MUTS_MAX_BYTES)
+        return -1;
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4;
         l->v = xrealloc(l->v, sizeof(*l->v) * (size_t)l->cap);
@@ -33,6 +42,77 @@ void filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *
     m->arg = xstrdup(arg ? arg : "");
     m->arg2 = xstrdup(arg2 ? arg2 : "");
     m->rule = xstrdup(rule ? rule : "");
+    l->bytes += nb;
+    return 0;
+}
+
+static int blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+size_t filter_hdr_value_cap(size_t namelen, const char *value, size_t vlen)
+{
+    size_t max = namelen + 2 < FILTER_HDR_FIELD_MAX ? FILTER_HDR_FIELD_MAX - namelen - 2 : 0;
+    size_t n = vlen;
+    if (n > max) {
+        /* cut at the last blank that keeps at least half, else hard */
+        size_t cut = max;
+        while (cut > max / 2 && !blank(value[cut]))
+            cut--;
+        if (cut <= max / 2) {
+            cut = max;
+            while (cut > 0 && ((unsigned char)value[cut] & 0xC0) == 0x80)
+                cut--;          /* not inside a UTF-8 sequence */
+        }
+        n = cut;
+    }
+    while (n > 0 && blank(value[n - 1]))
+        n--;
+    return n;
+}
+
+void filter_hdr_fold(buf_t *out, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    if (nlen > FILTER_HDR_FIELD_MAX - 2)
+        nlen = FILTER_HDR_FIELD_MAX - 2;
+    /* the value without leading/trailing blanks, controls as spaces */
+    buf_t v;
+    buf_init(&v, 128);
+    const char *s = value;
+    while (blank(*s))
+        s++;
+    size_t slen = strnlen(s, 2 * FILTER_HDR_FIELD_MAX);
+    for (size_t i = 0; i < slen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf_append_char(&v, c < 32 || c == 127 ? ' ' : (char)c);
+    }
+    size_t n = filter_hdr_value_cap(nlen, v.data, v.len);
+    buf_append(out, name, nlen);
+    buf_append_str(out, ": ");
+    size_t line = nlen + 2;         /* octets on the current line */
+    size_t i = 0;
+    int first = 1;
+    while (i < n) {
+        /* one segment: blanks, then the word after them */
+        size_t j = i;
+        while (j < n && blank(v.data[j]))
+            j++;
+        while (j < n && !blank(v.data[j]))
+            j++;
+        size_t seg = j - i;
+        if (!first && line + seg > FILTER_HDR_FOLD) {
+            buf_append_char(out, '\n');     /* before the blank: folding */
+            line = 0;
+        }
+        buf_append(out, v.data + i, seg);
+        line += seg;
+        first = 0;
+        i = j;
+    }
+    buf_append_char(out, '\n');
+    buf_free(&v);
 }
 
 void filter_muts_free(struct filter_muts *l)

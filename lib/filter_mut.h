@@ -15,11 +15,43 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "buf.h"
 #include "ipc.h"
 #include "rules.h"
 #include "stage.h"
 
 #define FILTER_MAX_REPLY_MUTS 10000  /* more announced in one reply: protocol error */
+
+/* Caps on what mutations carry (man postern.rules(5), "Limits"). Values come
+ * from mail through the rules, so every process holds them to these:
+ *  - a header field a rule adds (add_header, set_header) is at most
+ *    FILTER_HDR_FIELD_MAX octets, name, ": " and value, before folding (the
+ *    value is cut at whitespace near the cap, else hard at a UTF-8 character
+ *    boundary), and written folded at whitespace into lines of at most
+ *    FILTER_HDR_FOLD octets where the value allows (never above 998);
+ *  - an address or other argument longer than FILTER_MUT_ARG_MAX: the
+ *    mutation is refused (it cannot be valid);
+ *  - at most FILTER_MUTS_MAX mutations and FILTER_MUTS_MAX_BYTES octets of
+ *    their strings per message: one evaluation that makes more fails with a
+ *    temporary error (like the instruction budget); header mutations over
+ *    the total that several stages made together are dropped (logged). */
+#define FILTER_HDR_FIELD_MAX  998
+#define FILTER_HDR_FOLD       78
+#define FILTER_MUT_ARG_MAX    998
+#define FILTER_MUTS_MAX       256
+#define FILTER_MUTS_MAX_BYTES 65536
+#define FILTER_MUT_RULE_MAX   127        /* rule names are cut to this */
+
+/* How many bytes of value (vlen of them) to keep so that "name: value" fits
+ * FILTER_HDR_FIELD_MAX; trailing whitespace of the kept part is dropped. */
+size_t filter_hdr_value_cap(size_t namelen, const char *value, size_t vlen);
+/* Append the field "name: value\n" to out: value capped as above, control
+ * bytes as spaces, folded at whitespace (a line break inserted before a
+ * blank, so unfolding gives the value back) into lines of at most
+ * FILTER_HDR_FOLD octets where possible. */
+void filter_hdr_fold(buf_t *out, const char *name, const char *value);
+/* The octets one mutation counts against FILTER_MUTS_MAX_BYTES. */
+size_t filter_mut_bytes(const char *rcpt, const char *arg, const char *arg2);
 
 /* One mutation (FILTER_MUT / CLEANUP_MUT), strings owned. */
 struct filter_mut {
@@ -34,6 +66,7 @@ struct filter_mut {
 struct filter_muts {
     struct filter_mut *v;
     int n, cap;
+    size_t bytes;               /* filter_mut_bytes of the entries */
 };
 
 /* One verdict as received. */
@@ -47,8 +80,10 @@ struct filter_verdict {
     int nmuts;
 };
 
-/* Append copies (NULL = ""); a list already holding max entries is left as is. */
-void filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *rcpt,
+/* Append copies (NULL = ""): 0, or -1 (nothing added) when the list already
+ * holds max entries, or when it is a header mutation (add/set_header) that
+ * would take the list's bytes over FILTER_MUTS_MAX_BYTES. */
+int  filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *rcpt,
                      const char *arg, const char *arg2, const char *rule);
 void filter_muts_free(struct filter_muts *l);          /* l is empty and usable after */
 void filter_mut_clear(struct filter_mut *m);           /* frees the strings */

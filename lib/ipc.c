@@ -81,11 +81,66 @@ static uint64_t get_u64(const unsigned char *p)
     return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
 }
 
-void ipc_encode(buf_t *out, enum ipc_type t, const void *msg)
+/* Would msg encode within the limits? 0, or -1 with what is wrong in why. */
+static int check_msg(const struct ipc_desc *d, const void *msg, char *why, size_t whylen)
 {
+    size_t body = 2;
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const struct ipc_field *f = &d->fields[i];
+        const char *base = (const char *)msg + f->off;
+        size_t n = 0;
+        switch (f->type) {
+        case FT_U32: n = 4; break;
+        case FT_U64: n = 8; break;
+        case FT_STR: {
+            const char *s = *(const char *const *)(const void *)base;
+            n = s ? strnlen(s, IPC_MAX_STR + 1) : 0;
+            if (n > IPC_MAX_STR) {
+                snprintf(why, whylen, "%s.%s longer than %u bytes", d->name, f->name, IPC_MAX_STR);
+                return -1;
+            }
+            n++;
+            break;
+        }
+        case FT_BYTES:
+            n = ((const struct ipc_bytes *)(const void *)base)->len;
+            if (n > IPC_MAX_FRAME) {
+                snprintf(why, whylen, "%s.%s too long (%zu)", d->name, f->name, n);
+                return -1;
+            }
+            break;
+        }
+        body += 6 + n;
+    }
+    if (body > IPC_MAX_FRAME) {
+        snprintf(why, whylen, "%s frame too large (%zu)", d->name, body);
+        return -1;
+    }
+    return 0;
+}
+
+int ipc_check(enum ipc_type t, const void *msg)
+{
+    char why[128];
     if ((unsigned)t >= IPC__COUNT)
-        log_panic("ipc_encode: bad type %d", (int)t);
+        return -1;
+    return check_msg(&descs[t], msg, why, sizeof(why));
+}
+
+int ipc_encode(buf_t *out, enum ipc_type t, const void *msg)
+{
+    char why[128];
+    if ((unsigned)t >= IPC__COUNT) {
+        log_warn("ipc: cannot encode message type %d", (int)t);
+        errno = EINVAL;
+        return -1;
+    }
     const struct ipc_desc *d = &descs[t];
+    if (check_msg(d, msg, why, sizeof(why)) < 0) {
+        log_warn("ipc: cannot encode %s: %s", d->name, why);
+        errno = EMSGSIZE;
+        return -1;
+    }
     size_t start = out->len;
     put_u32(out, 0);               /* length, patched below */
     put_u16(out, (uint16_t)t);
@@ -105,9 +160,7 @@ void ipc_encode(buf_t *out, enum ipc_type t, const void *msg)
             break;
         case FT_STR: {
             const char *s = *(const char *const *)(const void *)base;
-            size_t n = s ? strlen(s) : 0;
-            if (n > IPC_MAX_STR)
-                log_panic("ipc_encode: %s.%s too long (%zu)", d->name, f->name, n);
+            size_t n = s ? strlen(s) : 0;          /* <= IPC_MAX_STR: checked */
             put_u32(out, (uint32_t)n);
             buf_append(out, s ? s : "", n);
             buf_append_char(out, '\0');
@@ -115,22 +168,19 @@ void ipc_encode(buf_t *out, enum ipc_type t, const void *msg)
         }
         case FT_BYTES: {
             const struct ipc_bytes *bb = (const struct ipc_bytes *)(const void *)base;
-            if (bb->len > IPC_MAX_FRAME)    /* the whole frame is checked below */
-                log_panic("ipc_encode: %s.%s too long (%zu)", d->name, f->name, bb->len);
             put_u32(out, (uint32_t)bb->len);
             buf_append(out, bb->p, bb->len);
             break;
         }
         }
     }
-    size_t body = out->len - start - 4;
-    if (body > IPC_MAX_FRAME)
-        log_panic("ipc_encode: %s frame too large (%zu)", d->name, body);
+    size_t body = out->len - start - 4;           /* <= IPC_MAX_FRAME: checked */
     unsigned char *h = (unsigned char *)out->data + start;
     h[0] = (unsigned char)(body >> 24);
     h[1] = (unsigned char)(body >> 16);
     h[2] = (unsigned char)(body >> 8);
     h[3] = (unsigned char)body;
+    return 0;
 }
 
 long ipc_frame_len(const unsigned char *p, size_t avail)
@@ -314,9 +364,9 @@ int ipc_connect_unix_nonblock(const char *path)
     return connect_unix(path, SOCK_NONBLOCK);
 }
 
-void ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg)
+int ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg)
 {
-    ipc_encode(&c->out, t, msg);
+    return ipc_encode(&c->out, t, msg);
 }
 
 int ipc_flush(struct ipc_conn *c)
@@ -338,7 +388,8 @@ int ipc_flush(struct ipc_conn *c)
 
 int ipc_send(struct ipc_conn *c, enum ipc_type t, const void *msg)
 {
-    ipc_queue(c, t, msg);
+    if (ipc_queue(c, t, msg) < 0)
+        return -1;          /* nothing queued: what was queued before stays */
     return ipc_flush(c);
 }
 

@@ -67,10 +67,15 @@ union ipc_msg {
 #undef IPC_MSG_END
 };
 
-/* Typed encoders: ipc_put_hello(out, &msg) appends one frame to out. */
-void ipc_encode(buf_t *out, enum ipc_type t, const void *msg);
+/* Typed encoders: ipc_put_hello(out, &msg) appends one frame to out.
+ * Values often come from mail or rules: a STR longer than IPC_MAX_STR, a
+ * BYTES or a whole body over IPC_MAX_FRAME (or a bad type) is refused,
+ * never aborted on: -1 (logged, errno EMSGSIZE), out unchanged; else 0. */
+int ipc_encode(buf_t *out, enum ipc_type t, const void *msg);
+/* The same check without encoding: 0 = msg would encode. */
+int ipc_check(enum ipc_type t, const void *msg);
 #define IPC_MSG_BEGIN(E, n) \
-    static inline void ipc_put_##n(buf_t *out, const struct ipc_##n *m) { ipc_encode(out, IPC_##E, m); }
+    static inline int ipc_put_##n(buf_t *out, const struct ipc_##n *m) { return ipc_encode(out, IPC_##E, m); }
 #define IPC_FIELD(n, t, f)
 #define IPC_MSG_END(E, n)
 #include "ipc_msgs.def"
@@ -107,11 +112,12 @@ void ipc_conn_close(struct ipc_conn *c);         /* closes fd, frees buffers */
 int  ipc_connect_unix(const char *path);
 /* The same without blocking (for event loops): the fd is non-blocking. */
 int  ipc_connect_unix_nonblock(const char *path);
-/* Queue a message in c->out (no I/O). */
-void ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg);
+/* Queue a message in c->out (no I/O); -1 when it cannot be encoded
+ * (ipc_encode: nothing queued). */
+int  ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg);
 /* Write everything queued; 0 or -1 (errno). */
 int  ipc_flush(struct ipc_conn *c);
-/* ipc_queue + ipc_flush. */
+/* ipc_queue + ipc_flush; -1 also when the message cannot be encoded. */
 int  ipc_send(struct ipc_conn *c, enum ipc_type t, const void *msg);
 /* Read one message: 1 = got one, 0 = clean EOF between frames, -1 = error or
  * protocol violation (logged). */

@@ -198,7 +198,8 @@ int ipc_peer_send(struct ipc_peer *p, enum ipc_type t, const void *msg)
     if (p == NULL || p->bev == NULL)
         return -1;
     buf_reset(&p->out);
-    ipc_encode(&p->out, t, msg);
+    if (ipc_encode(&p->out, t, msg) < 0)
+        return -1;                  /* logged; nothing sent, the link stays in step */
     if (log_trace_on(TRACE_IPC)) {
         buf_t tb;
         buf_init(&tb, 128);

@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <string.h>
+#include "filter_mut.h"
 #include "log.h"
 #include "hdr.h"
 #include "rl_int.h"
@@ -88,6 +89,19 @@ static int mut(struct rl_vm *vm, enum rl_mut_kind k, struct rl_value *a, int n, 
         !hdr_name_ok(arg, strlen(arg))) {
         log_warn("rules: rule \"%s\": invalid header name ignored", vm->rule->name);
         return 0;
+    }
+    if ((rcpt && strlen(rcpt) > FILTER_MUT_ARG_MAX) || (arg && strlen(arg) > FILTER_MUT_ARG_MAX)) {
+        log_warn("rules: rule \"%s\": %s with an argument over %d octets ignored",
+                 vm->rule->name, rl_mut_name(k), FILTER_MUT_ARG_MAX);
+        return 0;
+    }
+    if (arg2) {
+        /* the field the value makes is capped (folded when written): values
+         * from mail, e.g. a 70 KB folded Subject, are cut here */
+        size_t vlen = strlen(arg2);
+        size_t keep = filter_hdr_value_cap(strlen(arg), arg2, vlen);
+        if (keep < vlen)
+            arg2 = rl_vm_strdup(vm, arg2, keep);
     }
     rl_vm_add_mut(vm, k, rcpt, arg, arg2);
     return 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "filter_mut.h"
 #include "log.h"
 #include "rl_int.h"
 
@@ -57,6 +58,17 @@ void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const
                    const char *arg2)
 {
     struct rl_result *r = vm->res;
+    /* at most FILTER_MUTS_MAX of at most ~3 KB each (rl_builtins.c caps
+     * every string), so summing them again is cheap */
+    size_t nb = filter_mut_bytes(rcpt, arg, arg2);
+    for (int i = 0; i < r->nmuts && r->nmuts < FILTER_MUTS_MAX; i++)
+        nb += filter_mut_bytes(r->muts[i].rcpt, r->muts[i].arg, r->muts[i].arg2);
+    if (r->nmuts >= FILTER_MUTS_MAX || nb > FILTER_MUTS_MAX_BYTES) {
+        /* a runaway rule: like the instruction budget (rl_eval then defers) */
+        rl_vm_fail(vm, V_DEFER, "more than %d mutations or %d octets of them", FILTER_MUTS_MAX,
+                   FILTER_MUTS_MAX_BYTES);
+        return;
+    }
     if (r->nmuts == r->capmuts) {
         r->capmuts = r->capmuts ? r->capmuts * 2 : 8;
         r->muts = xrealloc(r->muts, sizeof(*r->muts) * (size_t)r->capmuts);
@@ -66,7 +78,7 @@ void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const
     m->rcpt = xstrdup(rcpt ? rcpt : "");
     m->arg = xstrdup(arg ? arg : "");
     m->arg2 = xstrdup(arg2 ? arg2 : "");
-    m->rule = xstrdup(vm->rule ? vm->rule->name : "");
+    m->rule = xstrndup(vm->rule ? vm->rule->name : "", FILTER_MUT_RULE_MAX);
 }
 
 const char *rl_mut_name(enum rl_mut_kind k)
@@ -442,6 +454,14 @@ int rl_eval(const struct rl_program *p, enum stage s, struct rl_txn *t, struct r
         vm.rule = r;
         int st = run_rule(&vm, r);
         if (st < 0 || vm.failed) {
+            /* a failed evaluation changes nothing: its mutations go */
+            for (int m = 0; m < out->nmuts; m++) {
+                free(out->muts[m].rcpt);
+                free(out->muts[m].arg);
+                free(out->muts[m].arg2);
+                free(out->muts[m].rule);
+            }
+            out->nmuts = 0;
             out->status = vm.failed ? (enum verdict)vm.failed : V_TEMPFAIL;
             out->code = 0;
             out->enhanced[0] = out->text[0] = '\0';

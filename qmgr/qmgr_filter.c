@@ -10,7 +10,11 @@
  * rule never stalls the loop; a filter that does not answer within
  * QMGR_FILTER_TIMEOUT, closes the connection or breaks the protocol fails
  * every request on it (the messages are deferred and retried soon) and the
- * next message reconnects. Must never trust the reply: ids must match a
+ * next message reconnects. With no rules file configured, no stage is
+ * asked and filter is never needed. While filter cannot be reached, the
+ * last FILTER_STAGES it sent still says which stages have rules: a message
+ * goes on through the stages without (default policy: next), and only a
+ * stage with rules waits or is deferred. Must never trust the reply: ids must match a
  * request, statuses and kinds are range-checked, strings are copied
  * bounded and without control characters.
  */
@@ -45,7 +49,8 @@ static struct ipc_peer *fpeer;
 static struct event *check_ev;          /* every few seconds while anything waits */
 static int64_t connected_at;
 static enum fstate fst;
-static uint32_t fmask, fgen;
+static uint32_t fmask, fgen;            /* the last FILTER_STAGES (kept while down) */
+static int have_mask;
 static uint64_t next_id;
 static struct freq *pending;            /* requests sent, oldest first */
 static struct fwait *waiting, **waiting_tail = &waiting;
@@ -151,6 +156,7 @@ static int filter_frame(enum ipc_type t, union ipc_msg *u)
                  (u->filter_stages.mask >> STAGE_DELIVER) & 1 ? "on" : "off");
     fmask = u->filter_stages.mask;
     fgen = u->filter_stages.generation;
+    have_mask = 1;
     if (fst != F_READY) {
         fst = F_READY;
         release_waiting();
@@ -214,12 +220,17 @@ static int filter_connect(void)
 
 int qmgr_filter_need(enum stage s)
 {
+    const char *rules = qmgr_g->cfg->rules;
+    if (rules == NULL || rules[0] == '\0')
+        return 0;                   /* no rules file: nothing to ask */
     if (fst == F_READY)
         return (int)((fmask >> s) & 1u);
     if (stopped)
         return -2;
     if (fst == F_DOWN && filter_connect() < 0)
-        return -2;
+        return have_mask && !((fmask >> s) & 1u) ? 0 : -2;
+    if (have_mask && !((fmask >> s) & 1u))
+        return 0;                   /* no rules there when last heard of */
     return -1;
 }
 
@@ -244,6 +255,10 @@ void qmgr_filter_ask(struct qmsg *m, enum stage s)
     req.id = ++next_id;
     req.queue_id = m->id;
     req.path = path;
+    if (ipc_peer_send(fpeer, IPC_FILTER_REQ, &req) < 0) {
+        qmgr_rules_verdict(m, s, NULL);     /* logged: this message is deferred */
+        return;
+    }
     struct freq *r = xcalloc(1, sizeof(*r));
     r->id = req.id;
     r->m = m;
@@ -253,7 +268,6 @@ void qmgr_filter_ask(struct qmsg *m, enum stage s)
     while (*pp)
         pp = &(*pp)->next;
     *pp = r;
-    ipc_peer_send(fpeer, IPC_FILTER_REQ, &req);
 }
 
 void qmgr_filter_stop(void)

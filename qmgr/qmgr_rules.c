@@ -160,15 +160,12 @@ static void header_remove(buf_t *h, const char *name)
     buf_free(&out);
 }
 
+/* The field a rule adds: capped and folded (lib/filter_mut.h). */
 static void header_add(buf_t *h, const char *name, const char *value)
 {
     if (h->len && h->data[h->len - 1] != '\n')
         buf_append_char(h, '\n');
-    buf_append_str(h, name);
-    buf_append_str(h, ": ");
-    for (const char *p = value; *p; p++)
-        buf_append_char(h, (unsigned char)*p < 32 || *p == 127 ? ' ' : *p);
-    buf_append_char(h, '\n');
+    filter_hdr_fold(h, name, value);
 }
 
 /* What a rewrite changes besides the recipients and notes already in m->env. */

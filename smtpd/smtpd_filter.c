@@ -15,7 +15,17 @@
  * filter follows its HELLO with FILTER_STAGES (again after each reload):
  * stages whose bit is clear are not asked (smtpd_filter_wanted), except
  * rcpt for a non-local recipient (relay control is filter's default
- * policy). A FILTER_REPLY is followed at once by its nmut FILTER_MUTs; the
+ * policy).
+ * Without filter: the last FILTER_STAGES stays known while filter is
+ * unavailable (down, restarting, no HELLO), and a stage without rules is
+ * then decided here by the same default policy (lib/filter_policy.h): a
+ * non-local recipient is relayed for a trusted client or refused with 554;
+ * only a stage with rules gets 4xx. With no rules file configured smtpd
+ * never needs filter: every stage is decided here. Such a local verdict
+ * reaches the session like filter's, from the event loop (never inside
+ * smtpd_filter_ask). Before any FILTER_STAGES (a rules file, filter never
+ * seen) every stage is taken to have rules.
+ * A FILTER_REPLY is followed at once by its nmut FILTER_MUTs; the
  * verdict is delivered when the last one arrived, the mutations readable
  * through smtpd_filter_muts() during that call. A closing session sends
  * FILTER_END so filter frees its rule context.
@@ -28,6 +38,7 @@
 #include "smtpd.h"
 #include "addr.h"
 #include "filter_mut.h"
+#include "filter_policy.h"
 #include "ipc_bev.h"
 #include "rules.h"
 #include "spool.h"
@@ -43,6 +54,9 @@ struct smtpd_pending {
     struct smtpd_pending *next, *prev;
     uint64_t id;
     struct smtpd_session *s;        /* NULL once the session is gone */
+    enum stage stage;
+    char *rcpt;                     /* rcpt stage: the recipient asked for */
+    struct verdict_out local;       /* a local verdict (the local list) */
 };
 
 static struct event_base *fbase;
@@ -51,8 +65,11 @@ static struct event *retry_ev;
 static int backoff_ms, down_logged;
 static struct smtpd_pending *phead, *ptail;
 static uint64_t next_id;
-static uint32_t stage_mask;         /* FILTER_STAGES; until it arrives: ask all */
-static int have_mask;
+static uint32_t stage_mask;         /* the last FILTER_STAGES; until one: ask all */
+static int have_mask;               /* kept while filter is unavailable */
+static int rules_off;               /* no rules file: filter is never needed */
+static struct smtpd_pending *lhead, *ltail;     /* local verdicts to deliver */
+static struct event *local_ev;
 
 static struct filter_rx rx;         /* the reply being assembled */
 static const char *bad_why;         /* why f_frame refused a message */
@@ -65,24 +82,24 @@ const struct filter_mut *smtpd_filter_muts(int *n_r)
     return cur_muts;
 }
 
-/* Local recipient (as filter's default policy sees it): postmaster, or a
- * local domain without sender routing ('%', '!') in the local part. */
-static int rcpt_local(const char *rcpt)
+/* No verdict can come from filter now: not connected, or a handshake
+ * failed and no HELLO came since. */
+static int f_unavailable(void)
 {
-    size_t llen = addr_local_part_len(rcpt);
-    const char *dom = addr_domain(rcpt);
-    if (llen == 10 && strncasecmp(rcpt, "postmaster", 10) == 0 &&
-        (*dom == '\0' || config_is_local_domain(smtpd_cfg, dom)))
-        return 1;
-    return *dom != '\0' && memchr(rcpt, '%', llen) == NULL && memchr(rcpt, '!', llen) == NULL &&
-           config_is_local_domain(smtpd_cfg, dom);
+    return fpeer == NULL || (!ipc_peer_ready(fpeer) && down_logged);
+}
+
+/* Is stage st decided here, by the default policy, rather than by filter? */
+static int local_stage(enum stage st)
+{
+    return rules_off || (f_unavailable() && have_mask && !(stage_mask & (1u << st)));
 }
 
 int smtpd_filter_wanted(enum stage st, const char *rcpt)
 {
-    if (!have_mask || (stage_mask & (1u << st)))
+    if (!rules_off && (!have_mask || (stage_mask & (1u << st))))
         return 1;
-    return st == STAGE_RCPT && !rcpt_local(rcpt ? rcpt : "");
+    return st == STAGE_RCPT && !policy_rcpt_is_local(smtpd_cfg, rcpt ? rcpt : "");
 }
 
 static void f_connect(void);
@@ -97,6 +114,64 @@ static void unlink_pending(struct smtpd_pending *p)
         p->next->prev = p->prev;
     else
         ptail = p->prev;
+}
+
+static void pending_free(struct smtpd_pending *p)
+{
+    free(p->rcpt);
+    free(p);
+}
+
+static struct smtpd_pending *pending_new(struct smtpd_session *s, enum stage st,
+                                         const char *rcpt)
+{
+    struct smtpd_pending *p = xcalloc(1, sizeof(*p));
+    p->s = s;
+    p->stage = st;
+    p->rcpt = xstrdup(rcpt ? rcpt : "");
+    s->pend = p;
+    return p;
+}
+
+/* Deliver one verdict to p's session (if still there); may free it. */
+static void deliver(struct smtpd_pending *p, const struct smtpd_verdict *v)
+{
+    struct smtpd_session *s = p->s;
+    pending_free(p);
+    if (s == NULL)
+        return;                     /* session went away meanwhile */
+    s->pend = NULL;
+    smtpd_cmd_verdict(s, v);
+}
+
+/* The default policy's verdict for p, delivered from the loop. */
+static void on_local(evutil_socket_t fd, short what, void *arg)
+{
+    while (lhead) {
+        struct smtpd_pending *p = lhead;
+        lhead = p->next;
+        if (lhead == NULL)
+            ltail = NULL;
+        struct verdict_out *o = &p->local;
+        struct smtpd_verdict v = { o->status, (unsigned)o->code, o->enhanced, o->text,
+                                   o->rule };
+        deliver(p, &v);
+    }
+}
+
+/* Queue the default policy's verdict for a stage without rules. */
+static void decide_local(struct smtpd_session *s, enum stage st, const char *rcpt)
+{
+    struct smtpd_pending *p = pending_new(s, st, rcpt);
+    policy_decide_stage(st, p->rcpt, s->ip, s->auth_user ? s->auth_user : "", &p->local);
+    if (lhead == NULL)
+        lhead = p;
+    else
+        ltail->next = p;
+    ltail = p;
+    if (local_ev == NULL)
+        local_ev = event_new(fbase, -1, 0, on_local, NULL);
+    event_active(local_ev, 0, 0);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -123,18 +198,20 @@ static void f_fail(const char *why)
     down_logged = 1;
     ipc_peer_free(fpeer);
     fpeer = NULL;
-    have_mask = 0;
-    filter_rx_reset(&rx);
+    filter_rx_reset(&rx);           /* the stage mask stays known */
     while (phead) {
         struct smtpd_pending *p = phead;
-        struct smtpd_session *s = p->s;
         unlink_pending(p);
-        free(p);
-        if (s) {
-            struct smtpd_verdict v = { V_TEMPFAIL, 0, "", "", "(filter unavailable)" };
-            s->pend = NULL;
-            smtpd_cmd_verdict(s, &v);      /* may free s */
+        p->next = p->prev = NULL;
+        if (p->s && local_stage(p->stage)) {
+            /* no rules at this stage: the default policy answers */
+            p->s->pend = NULL;
+            decide_local(p->s, p->stage, p->rcpt);
+            pending_free(p);
+            continue;
         }
+        struct smtpd_verdict v = { V_TEMPFAIL, 0, "", "", "(filter unavailable)" };
+        deliver(p, &v);             /* may free the session */
     }
     if (!smtpd_server->stopping)
         schedule_retry();
@@ -155,18 +232,11 @@ static void on_reply(void)
         filter_verdict_free(&fv);
         return;
     }
-    struct smtpd_session *s = p->s;
     unlink_pending(p);
-    free(p);
-    if (s == NULL) {
-        filter_verdict_free(&fv);
-        return;                     /* session went away meanwhile */
-    }
-    s->pend = NULL;
     struct smtpd_verdict v = { fv.status, (unsigned)fv.code, fv.enhanced, fv.text, fv.rule };
     cur_muts = fv.muts;
     cur_nmuts = fv.nmuts < SMTPD_MAX_MUTS ? fv.nmuts : SMTPD_MAX_MUTS;
-    smtpd_cmd_verdict(s, &v);
+    deliver(p, &v);
     cur_muts = NULL;
     cur_nmuts = 0;
     filter_verdict_free(&fv);
@@ -243,6 +313,8 @@ static void f_connect(void)
 void smtpd_filter_init(struct event_base *base)
 {
     fbase = base;
+    policy_init(smtpd_cfg);
+    rules_off = smtpd_cfg->rules == NULL || smtpd_cfg->rules[0] == '\0';
     f_connect();
 }
 
@@ -253,7 +325,11 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
      * and a filter that never says HELLO fails these within HELLO_TIMEOUT.
      * Once a handshake has failed (filter down or crash-looping), answer
      * 451/421 at once until a HELLO arrives again. */
-    if (fpeer == NULL || (!ipc_peer_ready(fpeer) && down_logged))
+    if (local_stage(st)) {
+        decide_local(s, st, rcpt);
+        return 0;
+    }
+    if (f_unavailable())
         return -1;
     const struct smtpd_txn *t = s->txn ? s->txn : s->wait_txn;
     char tlsv[32] = "";                 /* s->tls_info is "VERSION CIPHER" */
@@ -274,21 +350,20 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
         .nrcpt = s->txn ? (uint32_t)s->txn->nrcpts : 0, .queue_id = "",
         .size = t ? t->size_hint : 0, .path = "",
     };
-    ipc_peer_send(fpeer, IPC_FILTER_REQ, &q);
+    if (ipc_peer_send(fpeer, IPC_FILTER_REQ, &q) < 0)
+        return -1;                  /* cannot be encoded (logged): 4xx for this one */
     if (phead == NULL && ipc_peer_ready(fpeer)) {
         /* the answer clock starts now, not at the last read of an idle link */
         ipc_peer_set_timeout(fpeer, FILTER_TIMEOUT);
     }
-    struct smtpd_pending *p = xcalloc(1, sizeof(*p));
+    struct smtpd_pending *p = pending_new(s, st, rcpt);
     p->id = q.id;
-    p->s = s;
     p->prev = ptail;
     if (ptail)
         ptail->next = p;
     else
         phead = p;
     ptail = p;
-    s->pend = p;
     return 0;
 }
 
@@ -307,6 +382,15 @@ void smtpd_filter_cancel(struct smtpd_session *s)
 
 void smtpd_filter_shutdown(void)
 {
+    while (lhead) {
+        struct smtpd_pending *p = lhead;
+        lhead = p->next;
+        pending_free(p);
+    }
+    ltail = NULL;
+    if (local_ev)
+        event_free(local_ev);
+    local_ev = NULL;
     filter_rx_reset(&rx);
     ipc_peer_free(fpeer);
     fpeer = NULL;

@@ -89,10 +89,14 @@ static void remove_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char
     t->nremoved++;
 }
 
-/* Remember m for cleanup (CLEANUP_MUT at CLEANUP_BEGIN). */
-static void keep_mut(struct filter_muts *l, const struct filter_mut *m)
+/* Remember m for cleanup (CLEANUP_MUT at CLEANUP_BEGIN); over the caps
+ * (SMTPD_MAX_MUTS, FILTER_MUTS_MAX_BYTES of header fields) it is dropped. */
+static void keep_mut(struct smtpd_session *s, struct filter_muts *l, const struct filter_mut *m)
 {
-    filter_muts_add(l, SMTPD_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule);
+    if (filter_muts_add(l, SMTPD_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule) < 0)
+        log_warn("[%s]:%u: rule \"%s\": %s over the mutation cap (%d, %d octets) ignored",
+                 s->ip, s->port, m->rule, rl_mut_name((enum rl_mut_kind)m->kind),
+                 SMTPD_MAX_MUTS, FILTER_MUTS_MAX_BYTES);
 }
 
 static int for_cleanup(uint32_t k)
@@ -121,11 +125,11 @@ void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smt
             s->wait_txn->sender = a;
         } else if (for_cleanup(m[i].kind)) {
             if (st <= STAGE_AUTH)
-                keep_mut(&s->muts, &m[i]);
+                keep_mut(s, &s->muts, &m[i]);
             else if (st == STAGE_MAIL && s->wait_txn)
-                keep_mut(&s->wait_txn->muts, &m[i]);
+                keep_mut(s, &s->wait_txn->muts, &m[i]);
             else if (s->txn)
-                keep_mut(&s->txn->muts, &m[i]);
+                keep_mut(s, &s->txn->muts, &m[i]);
         }
     }
 }

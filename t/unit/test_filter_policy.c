@@ -1,6 +1,6 @@
 /*
- * test_filter_policy.c - filter's default policy (filter/filter_policy.c,
- * compiled into this test) against a real config_load()ed configuration.
+ * test_filter_policy.c - the default policy (lib/filter_policy.c, shared by
+ * filter and smtpd) against a real config_load()ed configuration.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "../../filter/filter_policy.c"
+#include "config.h"
+#include "filter_policy.h"
 
 static struct config *cfg;
 

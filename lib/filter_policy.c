@@ -1,5 +1,6 @@
 /*
- * filter_policy.c - the default policy (HACKING.md "Policy without rules").
+ * filter_policy.c - the default policy (HACKING.md "Policy without rules"),
+ * used by filter and by smtpd (filter_policy.h).
  *
  * rcpt stage: a recipient in local_domains or a domain block, or postmaster
  * (bare or at a local domain), is accepted; otherwise a client in
@@ -90,18 +91,19 @@ int policy_client_trusted(const struct config *cfg, const char *ip, const char *
     return 0;
 }
 
-void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out)
+void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,
+                         const char *auth_user, struct verdict_out *out)
 {
     memset(out, 0, sizeof(*out));
     out->status = V_NEXT;
-    if (req->stage != STAGE_RCPT)
+    if (st != STAGE_RCPT)
         return;
     if (pcfg == NULL) {
         out->status = V_TEMPFAIL;
         return;
     }
-    if (policy_rcpt_is_local(pcfg, req->rcpt) ||
-        policy_client_trusted(pcfg, req->client_ip, req->auth_user)) {
+    if (policy_rcpt_is_local(pcfg, rcpt ? rcpt : "") ||
+        policy_client_trusted(pcfg, client_ip, auth_user)) {
         out->status = V_ACCEPT;
         return;
     }
@@ -109,4 +111,9 @@ void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out)
     out->code = 554;
     str_copy(out->enhanced, sizeof(out->enhanced), "5.7.1");
     str_copy(out->text, sizeof(out->text), "Relay access denied");
+}
+
+void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out)
+{
+    policy_decide_stage((enum stage)req->stage, req->rcpt, req->client_ip, req->auth_user, out);
 }

@@ -1,10 +1,11 @@
 /*
- * filter_policy.h - the verdict for one FILTER_REQ, as one function.
+ * filter_policy.h - the default policy (HACKING.md "Policy without rules"):
+ * the verdict for one FILTER_REQ when no rule decided.
  *
- * Until the rule language lands, policy_decide() is the default policy of
- * HACKING.md "Policy without rules"; the rules VM will replace its body and
- * keep this interface. Pure: no I/O, the only state is the configuration
- * set with policy_init().
+ * One implementation for two users: filter (a rcpt for which the rules said
+ * next) and smtpd (the stages without rules while filter is unavailable,
+ * and every stage when no rules file is configured). Pure: no I/O, the only
+ * state is the configuration set with policy_init().
  */
 #ifndef POSTERN_FILTER_POLICY_H
 #define POSTERN_FILTER_POLICY_H
@@ -23,6 +24,9 @@ struct verdict_out {
 
 void policy_init(const struct config *cfg);
 void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out);
+/* The same from the pieces smtpd knows (rcpt: only at STAGE_RCPT). */
+void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,
+                         const char *auth_user, struct verdict_out *out);
 
 /* Pieces of the default policy (exposed for tests). */
 int policy_rcpt_is_local(const struct config *cfg, const char *rcpt);
