@@ -6,8 +6,10 @@
  * compilation and the in-place reload on SIGHUP.
  * filter_eval.c: per-session rule contexts (a table keyed by
  * FILTER_REQ.session), evaluation jobs and the worker-thread pool that runs
- * rl_eval off the event loop (services may take seconds), results posted
- * back through an eventfd. filter_policy.c: the default policy.
+ * rl_eval off the event loop (services may take seconds; the pool grows so
+ * a slow one never delays another session), results posted back through an
+ * eventfd; every evaluation ends by its deadline (limits.rules_timeout:
+ * 451 4.4.3). filter_policy.c: the default policy.
  *
  * Everything but the body of a job's evaluation runs in the loop thread:
  * session table, reference counts, connections. A worker touches only its
@@ -24,13 +26,15 @@
 #include "rules.h"
 #include "server.h"
 
-#define FILTER_WORKERS     4
+#define FILTER_WORKERS     4         /* rules worker threads always there */
+#define FILTER_WORKERS_MAX 128       /* more start while jobs would wait for a busy one */
+#define FILTER_IDLE_EXIT   10        /* seconds: an extra worker without work leaves */
 #define FILTER_MAX_SESSIONS 100000   /* beyond: the oldest idle context is evicted */
 
 struct ipc_peer;
 struct evconnlistener;
 struct fsess;
-struct workq;
+struct fpool;
 
 /* A compiled program shared by the jobs that use it (loop-thread refcount). */
 struct fprog {
@@ -56,7 +60,7 @@ struct fctx {
     uint64_t serial;
     struct fprog *prog;        /* current program */
     uint32_t mask, generation; /* FILTER_STAGES */
-    struct workq *pool;        /* FILTER_WORKERS threads running rl_eval */
+    struct fpool *pool;        /* the threads running rl_eval (filter_eval.c) */
 };
 
 /* filter.c */

@@ -8,19 +8,34 @@
  * request for a session still known), or a fresh one built from the request
  * and the queue file (postq/deliver with session 0, data of an unknown
  * session). A stage without rules is answered in the loop at once; the rest
- * go to FILTER_WORKERS threads, because services (cmd, smtp) may take
- * seconds. Results come back through an eventfd in any order: replies carry
- * the request id. After the verdict, the session's context follows what the
+ * go to the worker threads, because services (cmd, smtp) may take seconds.
+ * Results come back through an eventfd in any order: replies carry the
+ * request id.
+ *
+ * Slow services never hold up other sessions: the pool keeps FILTER_WORKERS
+ * threads and starts another (up to FILTER_WORKERS_MAX) whenever a job
+ * would otherwise wait for a busy one; threads beyond FILTER_WORKERS leave
+ * after FILTER_IDLE_EXIT seconds without work. Every job has a deadline,
+ * limits.rules_timeout after its request arrived: the worker passes it to
+ * the services (rl_set_deadline: every blocking wait ends by then), and a
+ * loop timer answers 451 4.4.3 "rules evaluation timed out" at the deadline
+ * whatever the worker is doing; a result that comes later is dropped, and
+ * the session's context is left as if the command had not been given. After the verdict, the session's context follows what the
  * client will see: an accepted recipient joins rcpt_list (plus add_rcpt/bcc,
  * minus remove_rcpt), a rewritten sender replaces mail_from.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "addr.h"
 #include "filter.h"
@@ -49,8 +64,13 @@ struct fsess {
     X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path)
 
 struct fjob {
-    struct workq_item item;          /* first: the pool's handle is the job */
+    struct workq_item item;          /* first: the completion's handle is the job */
     struct fjob *next;               /* session wait queue */
+    struct fjob *pnext;              /* the pool's queue */
+    int64_t deadline;                /* CLOCK_MONOTONIC ms (rl_now_ms) */
+    struct event *timer;             /* loop: fires at the deadline */
+    int answered;                    /* loop: the timer replied; the result is dropped */
+    int expired;                     /* worker: the deadline cut the evaluation */
     struct fconn *c;
     struct fsess *sess;              /* NULL: txn is own */
     struct rl_txn own;
@@ -197,6 +217,8 @@ void fe_conn_closed(struct fconn *c)
 
 static void job_free(struct fjob *j)
 {
+    if (j->timer)
+        event_free(j->timer);
 #define FREE_STR(f) free((char *)j->q.f);
     REQ_STRS(FREE_STR)
 #undef FREE_STR
@@ -313,17 +335,65 @@ static void log_verdict(const struct fjob *j, enum verdict st, int code, const c
 }
 
 static void job_dispatch(struct fjob *j);
+static void job_release(struct fjob *j);
+
+#define TIMEOUT_CODE 451
+#define TIMEOUT_ENH  "4.4.3"
+#define TIMEOUT_TEXT "rules evaluation timed out"
+
+static void log_timeout(const struct fjob *j)
+{
+    const struct ipc_filter_req *q = &j->q;
+    if (q->queue_id[0])
+        log_set_qid(q->queue_id);
+    log_warn("%s%sdefer: %s from %s[%s]: %d %s %s after %ds; from=<%s> helo=<%s>", q->queue_id,
+             q->queue_id[0] ? ": " : "", stage_name((enum stage)q->stage), q->client_ptr,
+             q->client_ip, TIMEOUT_CODE, TIMEOUT_ENH, TIMEOUT_TEXT, C->cfg->rules_timeout,
+             q->mail_from, q->helo);
+    log_set_qid(NULL);
+}
+
+/* Loop thread: the deadline passed before the verdict. Answer now; the
+ * worker's result, when it comes, is dropped (job_finish). */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct fjob *j = arg;
+    if (j->answered)
+        return;
+    j->answered = 1;
+    log_timeout(j);
+    if (!j->c->closed) {
+        struct rl_result none;
+        rl_result_init(&none);
+        filter_send_reply(j->c, j->q.id, V_TEMPFAIL, TIMEOUT_CODE, TIMEOUT_ENH, TIMEOUT_TEXT, "",
+                          &none, NULL);
+    }
+}
 
 /* Loop thread: the verdict is known. Default policy, context updates, the
  * reply, then the next job of the session. */
 static void job_finish(struct fjob *j)
 {
+    if (j->timer)
+        event_del(j->timer);
+    if (j->answered) {
+        job_release(j);
+        return;
+    }
     struct rl_result *r = &j->res;
     enum verdict st = r->status < V__COUNT ? r->status : V_TEMPFAIL;
     int code = r->code;
     const char *enh = r->enhanced, *text = r->text, *rule = r->rule;
     struct verdict_out pv;
-    if (j->q.stage == STAGE_RCPT && st == V_NEXT) {
+    if (j->expired) {
+        log_timeout(j);
+        st = V_TEMPFAIL;
+        code = TIMEOUT_CODE;
+        enh = TIMEOUT_ENH;
+        text = TIMEOUT_TEXT;
+        rule = "";
+        rl_result_free(r);      /* no mutation of a timed-out evaluation applies */
+    } else if (j->q.stage == STAGE_RCPT && st == V_NEXT) {
         /* no rule decided: relay control (a rule's accept/faccept overrides it) */
         policy_decide(&j->q, &pv);
         st = pv.status;
@@ -365,8 +435,14 @@ static void job_finish(struct fjob *j)
     if (!j->c->closed)
         filter_send_reply(j->c, j->q.id, st, code, enh, text, rule, r,
                           st == V_QUARANTINE ? qname : NULL);
-    fconn_release(j->c);
+    job_release(j);
+}
 
+/* Loop thread: the job is over (answered or not). Its connection, then the
+ * session's next job. */
+static void job_release(struct fjob *j)
+{
+    fconn_release(j->c);
     struct fsess *s = j->sess;
     job_free(j);
     if (s) {
@@ -385,11 +461,120 @@ static void job_finish(struct fjob *j)
 }
 
 /* ---- the pool ------------------------------------------------------------------------ */
+/* A job queue and threads that grow with demand: a job never waits for a
+ * busy worker while fewer than FILTER_WORKERS_MAX exist. nidle counts the
+ * threads not running a job (some may be woken and not yet have taken
+ * one): while nidle >= nqueued every queued job has a thread coming. */
+struct fpool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;             /* a job queued, or stop */
+    pthread_cond_t gone;             /* a thread left */
+    struct fjob *head, *tail;
+    int nqueued, nthreads, nidle, stop;
+    time_t full_logged;
+    struct workq_done *dq;           /* finished jobs back to the loop */
+};
 
-static int pool_run(struct workq_item *it, void *tstate, void *arg)
+/* Worker: the deadline goes down to the services; a job that waited past
+ * it is not evaluated at all. */
+static void job_run(struct fjob *j)
 {
-    job_eval((struct fjob *)it);
-    return WORKQ_DONE;
+    if (rl_now_ms() >= j->deadline) {
+        j->expired = 1;
+        j->res.status = V_TEMPFAIL;
+        return;
+    }
+    rl_set_deadline(j->deadline);
+    job_eval(j);
+    rl_set_deadline(0);
+    if (j->res.status == V_TEMPFAIL && rl_now_ms() >= j->deadline)
+        j->expired = 1;
+}
+
+static void *pool_main(void *arg)
+{
+    struct fpool *P = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_mutex_lock(&P->mu);
+    for (;;) {
+        while (P->head == NULL && !P->stop) {
+            if (P->nthreads <= FILTER_WORKERS) {
+                pthread_cond_wait(&P->work, &P->mu);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += FILTER_IDLE_EXIT;
+            if (pthread_cond_timedwait(&P->work, &P->mu, &ts) != 0 && P->head == NULL &&
+                P->nthreads > FILTER_WORKERS)
+                goto leave;
+        }
+        if (P->head == NULL)
+            break;                  /* stopping, and nothing left to run */
+        struct fjob *j = P->head;
+        P->head = j->pnext;
+        if (P->head == NULL)
+            P->tail = NULL;
+        j->pnext = NULL;
+        P->nqueued--;
+        P->nidle--;
+        pthread_mutex_unlock(&P->mu);
+        job_run(j);
+        workq_done_post(P->dq, &j->item);
+        pthread_mutex_lock(&P->mu);
+        P->nidle++;
+    }
+leave:
+    P->nidle--;
+    P->nthreads--;
+    pthread_cond_broadcast(&P->gone);
+    pthread_mutex_unlock(&P->mu);
+    return NULL;
+}
+
+/* With P->mu held. */
+static int pool_spawn(struct fpool *P)
+{
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int e = pthread_create(&th, &at, pool_main, P);
+    pthread_attr_destroy(&at);
+    if (e) {
+        log_warn("cannot start a rules worker: %s", strerror(e));
+        return -1;
+    }
+    P->nthreads++;
+    P->nidle++;
+    return 0;
+}
+
+static void pool_submit(struct fpool *P, struct fjob *j)
+{
+    j->item.wq_cancelled = 0;
+    j->pnext = NULL;
+    pthread_mutex_lock(&P->mu);
+    if (P->tail)
+        P->tail->pnext = j;
+    else
+        P->head = j;
+    P->tail = j;
+    P->nqueued++;
+    if (P->nidle < P->nqueued && P->nthreads < FILTER_WORKERS_MAX)
+        pool_spawn(P);
+    if (P->nidle < P->nqueued && P->nthreads >= FILTER_WORKERS_MAX) {
+        time_t now = time(NULL);
+        if (now != P->full_logged) {
+            P->full_logged = now;
+            log_warn("all %d rules workers busy: evaluations wait (slow services?)",
+                     FILTER_WORKERS_MAX);
+        }
+    }
+    pthread_cond_signal(&P->work);
+    pthread_mutex_unlock(&P->mu);
 }
 
 /* Also at shutdown (wq_cancelled): the job's memory and references go;
@@ -399,21 +584,52 @@ static void pool_done(struct workq_item *it, void *arg)
     job_finish((struct fjob *)it);
 }
 
-static const struct workq_ops pool_ops = { .run = pool_run, .done = pool_done };
-
 void fe_init(struct fctx *ctx)
 {
     C = ctx;
-    ctx->pool = workq_new(ctx->srv->base, FILTER_WORKERS, &pool_ops, NULL);
+    struct fpool *P = xcalloc(1, sizeof(*P));
+    pthread_mutex_init(&P->mu, NULL);
+    pthread_cond_init(&P->work, NULL);
+    pthread_cond_init(&P->gone, NULL);
+    P->dq = workq_done_new(ctx->srv->base, pool_done, P);
+    pthread_mutex_lock(&P->mu);
+    for (int i = 0; i < FILTER_WORKERS; i++)
+        if (pool_spawn(P) < 0)
+            log_fatal("cannot start the rules workers");
+    pthread_mutex_unlock(&P->mu);
+    ctx->pool = P;
 }
 
 void fe_shutdown(struct fctx *ctx)
 {
-    if (ctx->pool == NULL)
+    struct fpool *P = ctx->pool;
+    if (P == NULL)
         return;
-    /* evaluate what is queued and finish it (connections are gone) */
-    workq_free(ctx->pool, 1);
+    /* evaluate what is queued and finish it (connections are gone); each
+     * evaluation ends by its deadline, so this wait is bounded */
+    pthread_mutex_lock(&P->mu);
+    P->stop = 1;
+    pthread_cond_broadcast(&P->work);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ctx->cfg->rules_timeout + 5;
+    while (P->nthreads > 0)
+        if (pthread_cond_timedwait(&P->gone, &P->mu, &ts) != 0)
+            break;
+    int left = P->nthreads;
+    pthread_mutex_unlock(&P->mu);
     ctx->pool = NULL;
+    if (left > 0) {
+        /* a worker stuck past its deadline (a service not honouring it):
+         * leave it and its jobs to the exit */
+        log_warn("%d rules workers still busy at shutdown: not waiting", left);
+        return;
+    }
+    workq_done_free(P->dq);          /* finished jobs not delivered yet: handed back */
+    pthread_cond_destroy(&P->work);
+    pthread_cond_destroy(&P->gone);
+    pthread_mutex_destroy(&P->mu);
+    free(P);
     for (unsigned h = 0; h < HSIZE; h++)
         while (htab[h]) {
             struct fsess *s = htab[h];
@@ -433,6 +649,11 @@ static void job_dispatch(struct fjob *j)
     enum stage st = (enum stage)q->stage;
     if (j->sess)
         j->sess->busy = j;
+    if (j->answered) {
+        /* timed out while it waited behind the session's previous job */
+        job_finish(j);
+        return;
+    }
     if (j->sess || st < STAGE_POSTQ) {
         rl_txn_set(t, RL_CLIENT_IP, q->client_ip);
         rl_txn_set(t, RL_CLIENT_PTR, q->client_ptr);
@@ -466,7 +687,7 @@ static void job_dispatch(struct fjob *j)
         job_finish(j);
         return;
     }
-    workq_submit(C->pool, &j->item);
+    pool_submit(C->pool, j);
 }
 
 void fe_request(struct fconn *c, const struct ipc_filter_req *q)
@@ -480,6 +701,14 @@ void fe_request(struct fconn *c, const struct ipc_filter_req *q)
     rl_txn_init(&j->own);
     j->c = c;
     c->njobs++;
+    /* the deadline counts from the request: waiting behind the session's
+     * previous job is part of it */
+    int tmo = C->cfg->rules_timeout > 0 ? C->cfg->rules_timeout : 30;
+    j->deadline = rl_now_ms() + (int64_t)tmo * 1000;
+    j->timer = evtimer_new(C->srv->base, on_deadline, j);
+    struct timeval tv = { .tv_sec = tmo };
+    if (j->timer == NULL || evtimer_add(j->timer, &tv) < 0)
+        log_fatal("filter: cannot arm a deadline timer");
     j->prog = C->prog;
     j->prog->refs++;
     j->txn = &j->own;
