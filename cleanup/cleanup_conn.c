@@ -211,7 +211,10 @@ static void txn_data(struct cl_conn *c, struct cl_txn *t, const struct ipc_bytes
     if (t->state == T_ENVELOPE)
         txn_open_writer(t);
     t->size += d->len;
-    if (ctx->cfg->message_size > 0 && t->size > (uint64_t)ctx->cfg->message_size)
+    /* a backstop (smtpd enforces the exact limit): content arrives with LF
+     * line ends, so this count is at most smtpd's SIZE count (CRLF = 2),
+     * plus the one LF smtpd adds to a BDAT message without a final CRLF */
+    if (ctx->cfg->message_size > 0 && t->size > (uint64_t)ctx->cfg->message_size + 1)
         cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
     if (t->failed)
         return;

@@ -7,35 +7,56 @@
  * entered from BOL, which only CRLF (or the start) reaches: a bare LF or
  * bare CR goes to TEXT, so "\n.\r\n" and "\r.\r\n" never end the message.
  *
+ * Counting: a content octet counts 1 in size and in linelen (emit_text),
+ * a CRLF counts 2 in size and ends the line (emit_eol); a stuffing dot, the
+ * terminator and the LF smtp_bdat_end() adds count nothing. The counters
+ * are 64-bit: no size a client can send makes them wrap.
+ *
  * Speed: a run of plain bytes (no CR, LF, NUL) inside a line is found with
  * memchr and handled at once by plain_run(), which has exactly the effect of
  * feeding those bytes one by one (same output, size, linelen, errors);
  * only line ends, dots at the start of a line and odd bytes go through the
  * byte-at-a-time state machine. t/fuzz checks the result against the plain
- * byte loop.
+ * byte loop (t/fuzz/smtp_data_ref.h).
  */
 #include <string.h>
 #include "smtp_data.h"
 
 enum { ST_BOL = 0, ST_TEXT, ST_CR, ST_DOT, ST_DOTCR };
 
-void smtp_data_init(struct smtp_data *d, uint64_t max_size)
+void smtp_data_init(struct smtp_data *d, uint64_t max_size, uint64_t max_line)
 {
     d->state = ST_BOL;
     d->linelen = 0;
     d->size = 0;
     d->max_size = max_size;
+    d->max_line = max_line;
     d->errors = 0;
     d->done = 0;
 }
 
-static void emit(struct smtp_data *d, buf_t *out, char c)
+/* One content octet (not a line end). */
+static void emit_text(struct smtp_data *d, buf_t *out, char c)
 {
     d->size++;
+    d->linelen++;
+    if (d->max_line && d->linelen > d->max_line)
+        d->errors |= SMTP_DATA_E_LINE;
     if (d->max_size && d->size > d->max_size)
         d->errors |= SMTP_DATA_E_SIZE;
     if (d->errors == 0)
         buf_append_char(out, c);
+}
+
+/* A CRLF: two octets on the wire, one LF in the output. */
+static void emit_eol(struct smtp_data *d, buf_t *out)
+{
+    d->size += 2;
+    d->linelen = 0;
+    if (d->max_size && d->size > d->max_size)
+        d->errors |= SMTP_DATA_E_SIZE;
+    if (d->errors == 0)
+        buf_append_char(out, '\n');
 }
 
 /* A byte inside a line (state TEXT). */
@@ -50,7 +71,7 @@ static void text_byte(struct smtp_data *d, buf_t *out, unsigned char c)
         d->errors |= SMTP_DATA_E_BARE;
     else if (c == '\0')
         d->errors |= SMTP_DATA_E_NUL;
-    emit(d, out, (char)c);
+    emit_text(d, out, (char)c);
 }
 
 /* Length of the run of bytes at p that are neither CR, LF nor NUL. */
@@ -65,28 +86,30 @@ static size_t plain_span(const unsigned char *p, size_t n)
     return k;
 }
 
-/* k plain bytes inside a line (state TEXT after them): the same as k rounds
- * of "++linelen, check; text_byte()", but one append. Byte m (0-based) is
- * output iff no error is flagged before it: no earlier error, linelen + m + 1
- * <= SMTP_DATA_LINE_MAX and size + m + 1 <= max_size. */
+/* k plain bytes inside a line (state TEXT after them): the same as k calls
+ * of text_byte(), but one append. Byte m (0-based) is output iff no error
+ * is flagged before it: no earlier error, linelen + m + 1 <= max_line and
+ * size + m + 1 <= max_size (each when not 0). */
 static void plain_run(struct smtp_data *d, buf_t *out, const unsigned char *p, size_t k)
 {
-    size_t e = 0;
+    uint64_t e = 0;
     if (d->errors == 0) {
         e = k;
-        size_t lroom = d->linelen < SMTP_DATA_LINE_MAX ? SMTP_DATA_LINE_MAX - d->linelen : 0;
-        if (e > lroom)
-            e = lroom;
+        if (d->max_line) {
+            uint64_t lroom = d->linelen < d->max_line ? d->max_line - d->linelen : 0;
+            if (e > lroom)
+                e = lroom;
+        }
         if (d->max_size) {
             uint64_t sroom = d->size < d->max_size ? d->max_size - d->size : 0;
             if (e > sroom)
-                e = (size_t)sroom;
+                e = sroom;
         }
     }
     if (e)
-        buf_append(out, p, e);
+        buf_append(out, p, (size_t)e);
     d->linelen += k;
-    if (d->linelen > SMTP_DATA_LINE_MAX)
+    if (d->max_line && d->linelen > d->max_line)
         d->errors |= SMTP_DATA_E_LINE;
     d->size += k;
     if (d->max_size && d->size > d->max_size)
@@ -108,8 +131,6 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
                 continue;
             }
         }
-        if (++d->linelen > SMTP_DATA_LINE_MAX)
-            d->errors |= SMTP_DATA_E_LINE;
         switch (d->state) {
         case ST_BOL:
             if (c == '.')
@@ -122,12 +143,11 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
             break;
         case ST_CR:
             if (c == '\n') {
-                emit(d, out, '\n');
+                emit_eol(d, out);
                 d->state = ST_BOL;
-                d->linelen = 0;
             } else {
                 d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
-                emit(d, out, '\r');
+                emit_text(d, out, '\r');
                 text_byte(d, out, c);
             }
             break;
@@ -142,7 +162,7 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
                 d->done = 1;
             } else {
                 d->errors |= SMTP_DATA_E_BARE;
-                emit(d, out, '\r');
+                emit_text(d, out, '\r');
                 text_byte(d, out, c);
             }
             break;
@@ -153,9 +173,9 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
 
 /* ---- BDAT: states BOL (after LF or at the start), TEXT, CR ---------------- */
 
-void smtp_bdat_init(struct smtp_data *d, uint64_t max_size)
+void smtp_bdat_init(struct smtp_data *d, uint64_t max_size, uint64_t max_line)
 {
-    smtp_data_init(d, max_size);
+    smtp_data_init(d, max_size, max_line);
 }
 
 void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
@@ -170,17 +190,14 @@ void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t
                 continue;
             }
         }
-        if (++d->linelen > SMTP_DATA_LINE_MAX)
-            d->errors |= SMTP_DATA_E_LINE;
         if (d->state == ST_CR) {
             if (c == '\n') {
-                emit(d, out, '\n');
+                emit_eol(d, out);
                 d->state = ST_BOL;
-                d->linelen = 0;
                 continue;
             }
             d->errors |= SMTP_DATA_E_BARE;     /* the CR before c was bare */
-            emit(d, out, '\r');
+            emit_text(d, out, '\r');
         }
         text_byte(d, out, c);                   /* CR -> ST_CR, else ST_TEXT */
     }
@@ -190,11 +207,14 @@ void smtp_bdat_end(struct smtp_data *d, buf_t *out)
 {
     if (d->state == ST_CR) {
         d->errors |= SMTP_DATA_E_BARE;
-        emit(d, out, '\r');
+        emit_text(d, out, '\r');
         d->state = ST_TEXT;
     }
-    if (d->state == ST_TEXT)
-        emit(d, out, '\n');
+    if (d->state == ST_TEXT) {
+        d->linelen = 0;                         /* added, not transmitted: not counted */
+        if (d->errors == 0)
+            buf_append_char(out, '\n');
+    }
     d->state = ST_BOL;
     d->done = 1;
 }

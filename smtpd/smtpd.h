@@ -32,6 +32,11 @@ struct evconnlistener;
 #define SMTPD_CLEANUP_HIGH   (1u << 20)  /* stop reading the client above this backlog */
 #define SMTPD_CLEANUP_LOW    (256u << 10)
 #define SMTPD_DRAIN_SECS     30
+/* Replies not yet written: above HIGH the session stops reading and parsing
+ * (a client that sends commands but never reads its replies), below LOW it
+ * goes on (smtpd_session.c). */
+#define SMTPD_OUT_HIGH       (32u << 10)
+#define SMTPD_OUT_LOW        (8u << 10)
 
 struct smtpd_listener {
     const struct listener *conf;         /* listen block */
@@ -108,6 +113,8 @@ struct smtpd_session {
     unsigned faccept : 1;    /* faccept at connect/helo: no more filter calls */
     unsigned in_process : 1; /* inside session_process (no re-entry) */
     unsigned plain_bev : 1;  /* bev is a plain socket one (not TLS): bev_flush_now ok */
+    unsigned out_blocked : 1; /* replies above SMTPD_OUT_HIGH: not reading until LOW */
+    unsigned junk;           /* NOOP/HELP/VRFY/RSET since the last message (limits.junk_commands) */
     int      tmo_r, tmo_w;   /* timeouts last given to bev (-1: none yet) */
     struct smtpd_txn *txn;
     struct smtpd_pending *pend;          /* outstanding filter request */

@@ -13,14 +13,15 @@
  * reply, written after its last octet (RFC 3030 section 3):
  *   before EHLO / after HELO          503 5.5.1
  *   no MAIL / no accepted RCPT        503 5.5.1
- *   octets so far + n > message_size  552 5.3.4 (transaction dropped)
+ *   octets so far + n > message_size  552 5.3.4 (transaction dropped; the
+ *                                     same octets as SIZE= and DATA count)
  *   cleanup unreachable / broken      451 4.3.0 (transaction dropped)
  * A refusal inside a transaction ends it, so later pipelined chunks meet
  * "503 need MAIL" and are discarded too. A size that does not parse
  * (not 1..19 digits, junk after it) gets 501 5.5.4 and the session is
  * closed: nobody can tell where that chunk ends, and reading its octets as
  * commands would be a smuggling channel.
- * Refusals of content (bare CR/LF, NUL, line length) are answered at LAST,
+ * Refusals of content (bare CR/LF, NUL, limits.line_length) are answered at LAST,
  * the way DATA answers them at the dot.
  */
 #include <stdlib.h>
@@ -67,7 +68,8 @@ static void chunk_check(struct smtpd_session *s, uint64_t n)
             drop_txn(s);
             return;
         }
-        smtp_bdat_init(&t->dec, max);
+        smtp_bdat_init(&t->dec, max,
+                       smtpd_cfg->line_length > 0 ? (uint64_t)smtpd_cfg->line_length : 0);
         buf_init(&t->out, 0);
         t->in_data = 1;
         t->bdat = 1;

@@ -29,6 +29,7 @@ enum {
     F_LAST     = 2,     /* must be last in a pipelined group (RFC 2920) */
     F_NO_ARG   = 4,     /* takes no argument */
     F_ABUSE    = 8,     /* not SMTP (HTTP through a proxy): hang up */
+    F_JUNK     = 16,    /* moves no mail: counted against limits.junk_commands */
 };
 
 typedef void cmd_fn(struct smtpd_session *s, const char *arg, size_t len);
@@ -52,11 +53,11 @@ static const struct smtpd_cmd cmds[] = {
     { "MAIL", 0,                     STAGE_MAIL, cmd_mail, v_mail },
     { "RCPT", 0,                     STAGE_RCPT, cmd_rcpt, v_rcpt },
     { "DATA", F_LAST | F_NO_ARG,     STAGE_DATA, cmd_data, NULL },
-    { "RSET", F_PRE_HELO | F_NO_ARG, STAGE__COUNT, cmd_rset, NULL },
-    { "NOOP", F_PRE_HELO,            STAGE__COUNT, cmd_noop, NULL },
+    { "RSET", F_PRE_HELO | F_NO_ARG | F_JUNK, STAGE__COUNT, cmd_rset, NULL },
+    { "NOOP", F_PRE_HELO | F_JUNK,   STAGE__COUNT, cmd_noop, NULL },
     { "QUIT", F_PRE_HELO | F_NO_ARG, STAGE__COUNT, cmd_quit, NULL },
-    { "HELP", F_PRE_HELO,            STAGE__COUNT, cmd_help, NULL },
-    { "VRFY", F_PRE_HELO,            STAGE__COUNT, cmd_vrfy, NULL },
+    { "HELP", F_PRE_HELO | F_JUNK,   STAGE__COUNT, cmd_help, NULL },
+    { "VRFY", F_PRE_HELO | F_JUNK,   STAGE__COUNT, cmd_vrfy, NULL },
     { "GET",  F_PRE_HELO | F_ABUSE,  STAGE__COUNT, cmd_abuse, NULL },
     { "POST", F_PRE_HELO | F_ABUSE,  STAGE__COUNT, cmd_abuse, NULL },
     { "CONNECT", F_PRE_HELO | F_ABUSE, STAGE__COUNT, cmd_abuse, NULL },
@@ -198,6 +199,15 @@ void smtpd_cmd_line(struct smtpd_session *s, const char *line, size_t len)
         return;
     }
     const struct smtpd_cmd *row = &cmds[i];
+    /* like Postfix's smtpd_junk_command_limit: a session that only says
+     * NOOP/HELP/VRFY/RSET (the count restarts at each message queued) */
+    if ((row->flags & F_JUNK) && smtpd_cfg->junk_commands > 0 &&
+        ++s->junk > (unsigned)smtpd_cfg->junk_commands) {
+        log_warn("too many junk commands from [%s]:%u", s->ip, s->port);
+        smtpd_reply(s, 421, "4.7.0", "Too many junk commands, closing connection");
+        smtpd_session_close(s);
+        return;
+    }
     if (row->flags & F_ABUSE) {
         row->fn(s, c.arg, c.arglen);
         return;

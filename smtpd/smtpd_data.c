@@ -4,13 +4,18 @@
  * arrives (CLEANUP_DATA <= SMTPD_CHUNK); never holds a whole message.
  *
  * Refusals found by the decoder are answered at the end of the data (the
- * client is not listening before), with the transaction aborted at cleanup:
+ * client is not listening before; the rest of the data is read and
+ * discarded, the session goes on), with the transaction aborted at cleanup:
  *   size over limits.message_size   552 5.3.4 Message too big
  *   NUL                             550 5.6.0 NUL not allowed
  *   bare CR or bare LF              550 5.6.0 bare CR or LF not allowed
- *   text line over 1000 octets      500 5.5.2 Line too long   (RFC 5321 4.5.3.1.6)
- * in that order of precedence. 250 is only said after cleanup's
- * CLEANUP_REPLY says the file is durable.
+ *   a line over limits.line_length  500 5.5.2 Line too long   (RFC 5321 4.5.3.1.6)
+ * in that order of precedence. The size is counted like SIZE= (RFC 1870):
+ * the message as transmitted after dot-unstuffing, CRLF = 2 octets
+ * (lib/smtp_data.h); BDAT counts its chunk octets, the same thing. Lines
+ * have no length limit unless limits.line_length is set (0, the default:
+ * any length up to message_size; never buffered whole). 250 is only said
+ * after cleanup's CLEANUP_REPLY says the file is durable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +34,8 @@ void smtpd_data_start(struct smtpd_session *s)
         smtpd_reply(s, 451, "4.3.0", "Temporary local problem, try again later");
         return;
     }
-    smtp_data_init(&t->dec, smtpd_cfg->message_size > 0 ? (uint64_t)smtpd_cfg->message_size : 0);
+    smtp_data_init(&t->dec, smtpd_cfg->message_size > 0 ? (uint64_t)smtpd_cfg->message_size : 0,
+                   smtpd_cfg->line_length > 0 ? (uint64_t)smtpd_cfg->line_length : 0);
     buf_init(&t->out, 0);
     t->in_data = 1;
     smtpd_reply_raw(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -134,6 +140,7 @@ void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
                         status == V_QUARANTINE);
     if (queued && queue_id_valid(qid)) {
         smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+        s->junk = 0;                        /* limits.junk_commands: mail moved */
         buf_t b;
         buf_init(&b, 128);
         buf_printf(&b, "client=[%s]:%u, helo=<", s->ip, s->port);

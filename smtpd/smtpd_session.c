@@ -13,6 +13,14 @@
  * mark it SS_CLOSING; the top-level callbacks free it once its replies
  * are written. Memory per idle session: this struct, the bufferevent and
  * its (empty) evbuffers; transaction state is freed when it ends.
+ *
+ * Back-pressure: a client may pipeline commands without ever reading the
+ * replies. Before each command the pending output is checked: above
+ * SMTPD_OUT_HIGH the session stops reading AND parsing (out_blocked; the
+ * input stays below its 64 KiB read watermark) and waits for libevent to
+ * write the output down to SMTPD_OUT_LOW (the write watermark makes
+ * on_write fire there). A client that never reads hits the write timeout.
+ * The bounds of the whole session are in HACKING.md ("Per-session memory").
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,7 +51,7 @@ void smtpd_session_update_timeout(struct smtpd_session *s)
     int rsecs, wsecs = smtpd_cfg->command_timeout > 0 ? smtpd_cfg->command_timeout : 300;
     if (s->wait == W_TLS && s->state != SS_CLOSING)
         rsecs = smtpd_cfg->tls_handshake_timeout;      /* smtpd_tls.c */
-    else if (s->state == SS_CLOSING || s->wait != W_NONE)
+    else if (s->state == SS_CLOSING || s->wait != W_NONE || s->out_blocked)
         rsecs = 0;
     else if (s->state == SS_DATA || s->state == SS_BDAT)
         rsecs = smtpd_cfg->data_timeout;
@@ -197,6 +205,37 @@ static int next_line(struct smtpd_session *s)
     return 1;
 }
 
+/* Too many replies not yet written? Then stop reading and parsing until
+ * on_write sees the output at SMTPD_OUT_LOW. 1 = blocked. */
+static int output_full(struct smtpd_session *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (evbuffer_get_length(out) <= SMTPD_OUT_HIGH)
+        return 0;
+    if (s->plain_bev) {
+        bev_flush_now(s->bev);          /* the client may be reading after all */
+        if (evbuffer_get_length(out) <= SMTPD_OUT_HIGH)
+            return 0;
+    }
+    if (!s->out_blocked) {
+        s->out_blocked = 1;
+        bufferevent_disable(s->bev, EV_READ);
+        bufferevent_setwatermark(s->bev, EV_WRITE, SMTPD_OUT_LOW, 0);
+        log_debug("[%s]:%u does not read its replies: reading paused", s->ip, s->port);
+    }
+    return 1;
+}
+
+/* on_write: the output drained to SMTPD_OUT_LOW; read and parse again. */
+static void output_drained(struct smtpd_session *s)
+{
+    s->out_blocked = 0;
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+    if (s->state != SS_CLOSING && s->wait != W_THROTTLE && s->wait != W_TLS)
+        bufferevent_enable(s->bev, EV_READ);
+    smtpd_session_process(s);
+}
+
 void smtpd_session_process(struct smtpd_session *s)
 {
     if (s->in_process)
@@ -204,6 +243,8 @@ void smtpd_session_process(struct smtpd_session *s)
     s->in_process = 1;
     for (;;) {
         if (s->wait != W_NONE)
+            break;
+        if (output_full(s))
             break;
         if (s->state == SS_DATA) {
             if (!smtpd_data_input(s))
@@ -255,7 +296,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
-    session_check(arg);
+    struct smtpd_session *s = arg;
+    if (s->out_blocked &&
+        evbuffer_get_length(bufferevent_get_output(bev)) <= SMTPD_OUT_LOW)
+        output_drained(s);
+    session_check(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)

@@ -3,7 +3,8 @@
  * (lib/smtp_data.c). The first byte picks a chunk size; the input is fed
  * in those chunks and checked against invariants: the result does not
  * depend on how the input is split; the terminator is a real CRLF.CRLF;
- * clean output never holds CR or NUL; output never exceeds the input; and the
+ * clean output never holds CR or NUL; output never exceeds the input; clean
+ * output's size in CRLF octets is the counted size; and the
  * result equals the plain byte-at-a-time reference (smtp_data_ref.h).
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *        t/fuzz/fuzz_smtp_data.c lib/smtp_data.c lib/buf.c lib/log.c
@@ -15,14 +16,16 @@
 #include "smtp_data.h"
 #include "smtp_data_ref.h"
 
+static uint64_t max_line;     /* 0 (no limit) or small, from the first byte */
+
 static size_t feed_all_x(const uint8_t *p, size_t n, size_t step, struct smtp_data *d,
                          buf_t *out, int ref)
 {
     size_t off = 0;
     if (ref)
-        ref_data_init(d, 4096);
+        ref_data_init(d, 4096, max_line);
     else
-        smtp_data_init(d, 4096);
+        smtp_data_init(d, 4096, max_line);
     while (off < n && !d->done) {
         size_t len = n - off < step ? n - off : step;
         size_t used = ref ? ref_data_feed(d, p + off, len, out)
@@ -44,6 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     size_t step = (size_t)data[0] % 17 + 1;
+    max_line = data[0] & 0x80 ? (uint64_t)(data[0] & 0x70) : 0;    /* 0, 16, ... 112 */
     data++;
     size--;
     struct smtp_data a, b;
@@ -76,6 +80,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (a.errors == 0 && (memchr(oa.data, '\r', oa.len) || memchr(oa.data, '\0', oa.len)))
         abort();
+    if (a.errors == 0) {
+        uint64_t wire = oa.len;             /* SIZE octets: each LF was a CRLF */
+        for (size_t i = 0; i < oa.len; i++)
+            wire += oa.data[i] == '\n';
+        if (wire != a.size)
+            abort();
+    }
     buf_free(&oa);
     buf_free(&ob);
     return 0;
