@@ -106,6 +106,21 @@ static void enter_jail(const struct config *cfg, const char *name)
     log_debug("jailed in %s", path);
 }
 
+/* POSTERN_JAIL=spool (master's choice for cleanup and qmgr, which only
+ * ever name spool-relative paths): chroot into the spool, the cwd. The
+ * spool is the user's, but its parent is root's: the path cannot have been
+ * swapped, and once chrooted a non-root process cannot leave. */
+static void enter_spool_jail(const struct config *cfg)
+{
+    struct stat st;
+    if (lstat(cfg->spool, &st) < 0 || !S_ISDIR(st.st_mode))
+        log_fatal("spool %s is not a directory", cfg->spool);
+    tzset();    /* /etc/localtime is not in the jail */
+    if (chroot(".") < 0 || chdir("/") < 0)
+        log_fatal("chroot %s: %m", cfg->spool);
+    log_debug("jailed in %s", cfg->spool);
+}
+
 void server_ready(struct server *s)
 {
     if (s->ready_fd < 0)
@@ -305,8 +320,11 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         uid_t uid;
         gid_t gid;
         resolve_ids(s->cfg, &uid, &gid);
+        const char *jail = getenv("POSTERN_JAIL");
         if (flags & SERVER_F_JAIL)
             enter_jail(s->cfg, JAIL_SMTPD);
+        else if (jail && strcmp(jail, "spool") == 0)
+            enter_spool_jail(s->cfg);
         drop_to(uid, gid);
     }
     if (geteuid() == 0 || getuid() == 0)

@@ -7,7 +7,9 @@
  * -c CONFIG, loads the config, sets up logging (stderr when
  * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, with
  * SERVER_F_JAIL chroots into <run_dir>/<JAIL_SMTPD> (root-owned, empty but
- * for private/cleanup and private/filter; only when started as root), drops
+ * for private/cleanup and private/filter; only when started as root), with
+ * POSTERN_JAIL=spool (set by master for cleanup and qmgr) chroots into the
+ * spool, drops
  * to the configured user (setgroups/setresgid/setresuid, verified; fatal if
  * still root), makes itself non-dumpable (no core files, and no other
  * process of the same user can ptrace it or read its memory), asks for

@@ -36,13 +36,17 @@ static const struct service {
     int singleton;           /* a replacement starts only after the old one exited */
     int reload_hup;          /* reload: SIGHUP (reloads in place), not a restart */
     int retire_sig;          /* reload: how the old process is told to go */
+    int spool_jail;          /* chrooted into the spool (POSTERN_JAIL=spool) */
 } services[] = {
-    /* smtpd retires gracefully (SIGUSR1: open sessions finish, no 421) */
-    { "smtpd",    FDS_TCP,  -1,         0, 0, SIGUSR1 },
-    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0, 0, SIGTERM },
-    { "filter",   FDS_UNIX, MU_FILTER,  0, 1, SIGTERM },
-    { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0, SIGTERM },
-    { "delivery", FDS_UNIX, MU_LOCAL,   0, 0, SIGTERM },
+    /* smtpd retires gracefully (SIGUSR1: open sessions finish, no 421); it
+     * jails itself in <run_dir>/smtpd (SERVER_F_JAIL). cleanup and qmgr
+     * name nothing outside the spool. filter reads rules files and runs
+     * services, delivery writes mailboxes anywhere: not jailed. */
+    { "smtpd",    FDS_TCP,  -1,         0, 0, SIGUSR1, 0 },
+    { "cleanup",  FDS_UNIX, MU_CLEANUP, 0, 0, SIGTERM, 1 },
+    { "filter",   FDS_UNIX, MU_FILTER,  0, 1, SIGTERM, 0 },
+    { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0, SIGTERM, 1 },
+    { "delivery", FDS_UNIX, MU_LOCAL,   0, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 
@@ -152,15 +156,18 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
     int n = 0;
     while (environ[n])
         n++;
-    L->envp = xcalloc((size_t)n + 4, sizeof(char *));
+    L->envp = xcalloc((size_t)n + 5, sizeof(char *));
     int k = 0;
     for (int i = 0; i < n; i++)
         if (strncmp(environ[i], "POSTERN_FDS=", 12) != 0 &&
             strncmp(environ[i], "POSTERN_READY_FD=", 17) != 0 &&
+            strncmp(environ[i], "POSTERN_JAIL=", 13) != 0 &&
             strncmp(environ[i], "POSTERN_LOG_STDERR=", 19) != 0)
             L->envp[k++] = environ[i];
     L->envp[k++] = fdenv->data;
     L->envp[k++] = readyenv->data;
+    if (s->spool_jail)
+        L->envp[k++] = "POSTERN_JAIL=spool";
     if (M.foreground)
         L->envp[k++] = "POSTERN_LOG_STDERR=1";
     L->envp[k] = NULL;

@@ -191,7 +191,11 @@ def test_smtpd_jailed_and_children_not_dumpable():
         assert os.listdir(f"/proc/{pid}/root") == ["private"]
         assert sorted(os.listdir(f"/proc/{pid}/root/private")) == ["cleanup", "filter"]
         assert not os.path.exists(f"/proc/{pid}/root{s.spool}")
-        # mail still flows through the jail, AUTH/TLS tests cover the rest
+        # cleanup and qmgr only name spool-relative paths: jailed in the spool
+        for name in ("cleanup", "qmgr"):
+            (p,) = s.child_pids(name)
+            assert os.readlink(f"/proc/{p}/root") == s.spool, name
+        # mail still flows through the jails, AUTH/TLS tests cover the rest
         s.send("a@example.test", ["bob@example.test"], make_message(1))
         s.wait_delivered("bob", 1)
         pw = pwd.getpwnam(USER)
