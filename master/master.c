@@ -553,8 +553,8 @@ int main(int argc, char **argv)
      * user in the spool (master_listen.c); children set their own */
     if (M.as_root && setgroups(0, NULL) < 0)
         log_fatal("setgroups: %m");
-    make_run_dir();
     make_spool();
+    make_run_dir();
     pidfile_lock();
     make_jail();
     buf_t err;
