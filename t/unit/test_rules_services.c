@@ -440,12 +440,18 @@ static void test_cmd_clean_child(void **state)
     assert_true(leak > 2);
     struct rl_program *p = prog(
         "service sh = cmd { path = \"/bin/sh\"; args = [\"-c\"]; timeout = 5s; };\n"
+        "service st = cmd { path = \"/bin/grep\"; args = [\"-E\", \"^Sig(Blk|Ign)\", \"/proc/self/status\"]; };\n"
+        "stage helo { rule \"s\" { if st.run() == 0 { return reject(st.output()); } } }\n"
         "stage mail { rule \"r\" { if sh.run(\"grep -E '^Sig(Blk|Ign)' /proc/self/status; "
         "ls /proc/self/fd | tr '\\\\n' ' '; pwd; env | sort | tr '\\\\n' ' '\") == 0 { return reject(sh.output()); } } }\n");
     struct rl_txn t;
     struct rl_result r;
     rl_txn_init(&t);
     rl_result_init(&r);
+    assert_int_equal(rl_eval(p, STAGE_HELO, &t, &r), V_REJECT);     /* the program itself */
+    if (strstr(r.text, "SigBlk: 0000000000000000") == NULL ||
+        strstr(r.text, "SigIgn: 0000000000000000") == NULL)
+        fail_msg("child signals: %s", r.text);
     assert_int_equal(rl_eval(p, STAGE_MAIL, &t, &r), V_REJECT);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, SIG_DFL);
