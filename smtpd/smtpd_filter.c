@@ -315,7 +315,8 @@ void smtpd_filter_init(struct event_base *base)
     fbase = base;
     policy_init(smtpd_cfg);
     rules_off = smtpd_cfg->rules == NULL || smtpd_cfg->rules[0] == '\0';
-    f_connect();
+    if (!rules_off)
+        f_connect();                /* without rules filter is never asked */
 }
 
 int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)

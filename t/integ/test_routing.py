@@ -190,12 +190,11 @@ def test_no_rules_no_postq_round_trip():
         s.wait_delivered("alice", 1)
         s.wait_queue_empty()
         log = s.log()
-        assert re.search(r"qmgr\[\d+\]: ipc <filter: filter_stages mask=0 ", log), \
-            "qmgr did not learn the stage mask (or POSTERN_TRACE is not honoured)"
+        assert re.search(r"qmgr\[\d+\]: ipc >local: deliver_req ", log), \
+            "POSTERN_TRACE is not honoured"
+        # no rules file: no stage needs filter, nobody asks it anything
         reqs = re.findall(r"(?i)filter_req .*", log)
-        assert reqs, "no FILTER_REQ traced at all"
-        for l in reqs:
-            assert not re.search(r"\bstage=(6|7)\b", l), l
+        assert not reqs, reqs
 
 
 def test_qmgr_reconnects_after_filter_restart():
