@@ -28,6 +28,7 @@ struct auth_users {
     char *path;
     int fd;                  /* the file, kept open: re-read through it from a
                                 chroot where path is not visible */
+    int gone_warned;         /* the open file was removed: said once */
     struct auth_entry *v;
     int n;
     dev_t dev;
@@ -204,8 +205,15 @@ int auth_users_refresh(struct auth_users **up)
     if (by_name && (st.st_dev != u->dev || st.st_ino != u->ino)) {
         /* re-read below by name */
     } else if (fstat(u->fd, &st) < 0 || st.st_nlink == 0) {
-        log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
-                 st.st_nlink == 0 ? strerror(ENOENT) : strerror(errno), u->n);
+        /* removed or replaced out of our sight (chroot): a reload, which
+         * restarts smtpd, reads the new file */
+        int e = errno;
+        if (fstat(u->fd, &st) == 0 && st.st_nlink == 0)
+            e = ENOENT;
+        if (!u->gone_warned)
+            log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
+                     strerror(e), u->n);
+        u->gone_warned = 1;
         return -1;
     } else if (st.st_size == u->size && st.st_mtim.tv_sec == u->mtime.tv_sec &&
                st.st_mtim.tv_nsec == u->mtime.tv_nsec) {
