@@ -501,7 +501,7 @@ static int csv_append(struct rl_service *s, const char *key, const char *value)
     if (!s->tail_nl)
         buf_append_char(&b, '\n');
     csv_line(&b, key, value);
-    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     int rc = -1;
     struct stat st;
     if (fd >= 0) {
@@ -718,19 +718,22 @@ static int cmd_exec(struct rl_service *s, struct rl_vm *vm, const char **extra, 
         argv[s->argc + i] = extra[i];
     int inp[2] = { -1, -1 }, outp[2] = { -1, -1 };
     pid_t pid = -1;
+    int err = 0;
     if (pipe2(inp, O_CLOEXEC) == 0 && pipe2(outp, O_CLOEXEC) == 0) {
         signal(SIGPIPE, SIG_IGN);       /* a child that stops reading: EPIPE */
         pid = fork();
         if (pid == 0)
             child_exec(argv, inp[0], outp[1], uid, gid);
     }
+    if (pid < 0)
+        err = errno;
     free(argv);
     if (inp[0] >= 0)
         close(inp[0]);
     if (outp[1] >= 0)
         close(outp[1]);
     if (pid < 0) {
-        log_warn("rules: service %s: cannot run %s: %s", s->name, s->argv[0], strerror(errno));
+        log_warn("rules: service %s: cannot run %s: %s", s->name, s->argv[0], strerror(err));
         if (inp[1] >= 0)
             close(inp[1]);
         if (outp[0] >= 0)
