@@ -52,6 +52,8 @@ static int start_failed;
 static enum { W_NONE, W_START, W_RELOAD } waiting;
 static int64_t wait_deadline;
 static unsigned reload_seq;
+static int reload_pending;     /* SIGHUP during the start: reload once it is over */
+static void reload(void);
 
 static void __attribute__((noreturn)) usage(void)
 {
@@ -381,7 +383,12 @@ static void check_waiting(int64_t now)
             close(report_fd);
             report_fd = -1;
         }
+        int was_start = waiting == W_START;
         waiting = W_NONE;
+        if (was_start && reload_pending && !M.stopping) {
+            reload_pending = 0;
+            reload();
+        }
     }
     buf_free(&why);
 }
@@ -509,6 +516,8 @@ static void run_loop(int sigfd)
         while ((sig = msignal_next()) != 0) {
             if (sig == SIGCHLD)
                 spawn_reap(now_ms());
+            else if (sig == SIGHUP && !M.stopping && waiting == W_START)
+                reload_pending = 1;   /* `postern start` waits for the first verdict */
             else if (sig == SIGHUP && !M.stopping)
                 reload();
             else if (sig == SIGTERM || sig == SIGINT)
