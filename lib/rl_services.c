@@ -374,13 +374,18 @@ static int csv_refresh(struct rl_service *s)
     if (s->loaded && st.st_mtim.tv_sec == s->mtime.tv_sec && st.st_mtim.tv_nsec == s->mtime.tv_nsec &&
         st.st_size == s->size && st.st_ino == s->ino)
         return 0;
-    FILE *fp = fopen(s->path, "re");
-    if (fp == NULL) {
-        log_warn("rules: service %s: %s: %s", s->name, s->path, strerror(errno));
+    /* O_NONBLOCK: a FIFO put there must not hang the evaluation */
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        log_warn("rules: service %s: %s: %s", s->name, s->path,
+                 fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (fstat(fileno(fp), &st) < 0) {
-        fclose(fp);
+    FILE *fp = fdopen(fd, "r");
+    if (fp == NULL) {
+        close(fd);
         return -1;
     }
     csv_clear(s);
