@@ -45,13 +45,14 @@ def fast_latency(s):
     c = connect(s)
     t0 = time.monotonic()
     code, lines = c.cmd("EHLO fast.example.test")
-    dt = time.monotonic() - t0
+    t1 = time.monotonic()
     assert code == 250, lines
-    code, lines = c.cmd("EHLO bad.example.test")       # a rule's verdict too
+    code, lines = c.cmd("EHLO bad.example.test")       # a rule's verdict: filter answered
+    t2 = time.monotonic()
     assert code == 550, lines
     c.cmd("QUIT")
     c.close()
-    return dt
+    return max(t1 - t0, t2 - t1)
 
 
 def sleepers(filter_pids):
@@ -85,16 +86,17 @@ def test_slow_service_does_not_stall_others():
             slow.append(c)
         # every slow evaluation is stuck in its command
         wait_for(lambda: len(sleepers(fpids)) >= SLOW_SESSIONS, 5, "the slow commands to run")
-        # meanwhile other sessions get their verdicts at once (median of a
-        # batch, one retry: the machine may be loaded)
+        # meanwhile other sessions get their verdicts at once: the median of
+        # the sessions measured while every slow one is stuck (the machine
+        # may be loaded: no single sample decides)
         lat = []
-        for attempt in range(2):
-            lat = [fast_latency(s) for _ in range(7)]
-            if statistics.median(lat) < 0.100:
-                break
-        assert time.monotonic() - t_sent < DEADLINE, "too slow to measure before the deadline"
+        while len(lat) < 9 and time.monotonic() - t_sent < DEADLINE - 0.4:
+            lat.append(fast_latency(s))
+        assert len(lat) >= 3, f"too slow to measure before the deadline: {lat}"
         assert statistics.median(lat) < 0.100, f"fast verdicts while slow ones are stuck: {lat}"
         assert max(lat) < 1.0, lat
+        print(f"  fast verdicts while {SLOW_SESSIONS} slow sessions were stuck: "
+              f"median {statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
         # each slow stage: 451 4.4.3 at its deadline, not after the 20 s sleep
         for c in slow:
             c.s.settimeout(15)
