@@ -13,18 +13,17 @@
  * connection is a struct ipc_peer (lib/ipc_bev.h); verdicts are assembled
  * by a filter_rx (lib/filter_mut.h).
  * filter follows its HELLO with FILTER_STAGES (again after each reload):
- * stages whose bit is clear are not asked (smtpd_filter_wanted), except
- * rcpt for a non-local recipient (relay control is filter's default
- * policy).
- * Without filter: the last FILTER_STAGES stays known while filter is
- * unavailable (down, restarting, no HELLO), and a stage without rules is
- * then decided here by the same default policy (lib/filter_policy.h): a
- * non-local recipient is relayed for a trusted client or refused with 554;
- * only a stage with rules gets 4xx. With no rules file configured smtpd
- * never needs filter: every stage is decided here. Such a local verdict
- * reaches the session like filter's, from the event loop (never inside
- * smtpd_filter_ask). Before any FILTER_STAGES (a rules file, filter never
- * seen) every stage is taken to have rules.
+ * stages whose bit is clear are not asked (smtpd_filter_wanted). Relay
+ * control at such a rcpt stage (a non-local recipient) is decided here, by
+ * filter's default policy itself (lib/filter_policy.h): relayed for a
+ * trusted client, else 554. The last FILTER_STAGES stays known while filter
+ * is unavailable (down, restarting, no HELLO, frozen), so only a stage with
+ * rules gets 4xx then. With no rules file configured smtpd never needs
+ * filter: it does not even connect. A local verdict reaches the session
+ * like filter's, from the event loop (never inside smtpd_filter_ask).
+ * Before any FILTER_STAGES (a rules file, filter never seen) every stage is
+ * taken to have rules; requests in flight when the link breaks are
+ * answered by the default policy when their stage has no rules, else 4xx.
  * A FILTER_REPLY is followed at once by its nmut FILTER_MUTs; the
  * verdict is delivered when the last one arrived, the mutations readable
  * through smtpd_filter_muts() during that call. A closing session sends
@@ -89,10 +88,12 @@ static int f_unavailable(void)
     return fpeer == NULL || (!ipc_peer_ready(fpeer) && down_logged);
 }
 
-/* Is stage st decided here, by the default policy, rather than by filter? */
+/* Is stage st decided here, by the default policy, rather than by filter?
+ * Yes when it has no rules: no round trip, and a filter that is down, slow
+ * or restarting cannot hold it up. */
 static int local_stage(enum stage st)
 {
-    return rules_off || (f_unavailable() && have_mask && !(stage_mask & (1u << st)));
+    return rules_off || (have_mask && !(stage_mask & (1u << st)));
 }
 
 int smtpd_filter_wanted(enum stage st, const char *rcpt)

@@ -202,6 +202,37 @@ def test_filter_down_default_policy_applies():
                 assert b"\nX-Tagged: yes\n" in f.read()
 
 
+def test_frozen_filter_does_not_hold_stages_without_rules():
+    """filter stopped (SIGSTOP: connected but silent): a stage without rules
+    never waits for it. Relay control at a rcpt without rules is answered at
+    once by the default policy (554 for an untrusted client), a local
+    recipient gets 250."""
+    rules = 'stage data { action "tag" { add_header("X-Tagged", "yes"); } }\n'
+    with rules_suite(rules, mynetworks="[]") as s:
+        fpids = s.child_pids("filter")
+        assert len(fpids) == 1
+        # smtpd knows the stages (a first session has been served)
+        code, text = data_session(s, "a@example.test", "bob@example.test", make_message(1))
+        assert code == 250, (code, text)
+        os.kill(fpids[0], signal.SIGSTOP)
+        try:
+            c = SmtpClient(s.port, timeout=10)
+            t0 = time.time()
+            assert c.reply()[0] == 220
+            c.ehlo()
+            assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
+            code, lines = c.cmd("RCPT TO:<someone@elsewhere.test>")
+            assert code == 554 and "Relay access denied" in lines[0], lines
+            code, lines = c.cmd("RCPT TO:<bob@example.test>")
+            assert code == 250, lines
+            assert time.time() - t0 < 5
+            c.cmd("QUIT")
+            c.close()
+        finally:
+            os.kill(fpids[0], signal.SIGCONT)
+        assert s.child_pids("filter") == fpids
+
+
 def test_no_rules_file_needs_no_filter():
     """Without a rules file, smtpd decides every stage itself: a session
     while filter is down gets 250 at RCPT for a local recipient and 554 for
