@@ -191,11 +191,12 @@ static void schedule_retry(void)
     evtimer_add(retry_ev, &tv);
 }
 
-/* The connection broke: every waiting session gets a temporary failure. */
+/* The connection broke: every waiting session gets its answer now (the
+ * default policy at a stage without rules, else a temporary failure). */
 static void f_fail(const char *why)
 {
     if (!down_logged)
-        log_warn("filter connection: %s: answering 4xx until it is back", why);
+        log_warn("filter connection: %s: stages with rules get 4xx until it is back", why);
     down_logged = 1;
     ipc_peer_free(fpeer);
     fpeer = NULL;
@@ -301,8 +302,8 @@ static void f_connect(void)
     fpeer = ipc_peer_connect(fbase, SOCK_FILTER, "filter", &f_ops, NULL);
     if (fpeer == NULL) {
         if (!down_logged)
-            log_warn("filter: connect %s: %s: answering 4xx until it is up", SOCK_FILTER,
-                     strerror(errno));
+            log_warn("filter: connect %s: %s: stages with rules get 4xx until it is up",
+                     SOCK_FILTER, strerror(errno));
         down_logged = 1;
         if (!smtpd_server->stopping)
             schedule_retry();

@@ -306,7 +306,8 @@ static void test_vm_mutation_cap_defers(void **st)
     assert_int_equal(r.nmuts, 10);
     /* by count: many tiny mutations */
     rl_program_free(p);
-    p = prog("stage rcpt { action \"tiny\" { for r in rcpt_list { add_header(\"X-A\", \"1\"); } } }\n");
+    p = prog("stage rcpt { action \"tiny\" {\n"
+             "  for r in rcpt_list { add_header(\"X-A\", \"1\"); } } }\n");
     rl_txn_free(&t);
     rl_txn_init(&t);
     for (int i = 0; i < FILTER_MUTS_MAX + 1; i++)
