@@ -180,3 +180,48 @@ def test_many_unread_sessions():
         assert (peak - base) / 20 < 1024, (base, peak)
         for c in conns:
             c.close()
+
+
+def test_unread_replies_pause_reading_over_tls():
+    """The same back-pressure over STARTTLS: the TLS bufferevent's output is
+    what is checked, the session pauses, then answers everything."""
+    import ssl
+    from tlsutil import Raw, tls_suite
+    with tls_suite(limits="limits { junk_commands = 0; }") as s:
+        base = smtpd_rss_kb(s)
+        c = Raw(s.port, timeout=30)
+        assert c.reply()[0] == 220
+        c.ehlo()
+        tls = c.starttls()
+        tls.settimeout(1.0)
+        chunk = HELP * (64 * 1024 // len(HELP))
+        sent, stalls, peak = 0, 0, base
+        while sent < 64 * 1024 * 1024 and stalls < 3:
+            try:
+                off = sent % len(chunk)
+                sent += tls.send(chunk[off:])
+                stalls = 0
+            except (socket.timeout, ssl.SSLWantWriteError):
+                stalls += 1
+            peak = max(peak, smtpd_rss_kb(s))
+            assert peak < RSS_LIMIT_KB, peak
+        print(f"  TLS: stalled after {sent} octets; smtpd RSS {base} kB -> {peak} kB")
+        assert stalls >= 3 and peak - base < 16 * 1024, (sent, base, peak)
+        # read everything: smtpd resumes and answers every whole HELP sent
+        want = sent // len(HELP)
+        nl, tail = 0, b""
+        while nl < want:
+            b = tls.recv(1 << 16)
+            assert b, "closed"
+            nl += b.count(b"\n")
+            tail = (tail + b)[-200:]
+        assert nl == want, (nl, want)
+        assert tail.endswith(b"VRFY\r\n"), tail
+        tls.settimeout(30)
+        rest = HELP[sent % len(HELP):] if sent % len(HELP) else b""
+        tls.sendall(rest + b"QUIT\r\n")
+        data = b""
+        while not data.endswith(b"221 2.0.0 Bye\r\n"):
+            b = tls.recv(4096)
+            assert b, data[-200:]
+            data += b
