@@ -78,7 +78,8 @@ void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const
     m->rcpt = xstrdup(rcpt ? rcpt : "");
     m->arg = xstrdup(arg ? arg : "");
     m->arg2 = xstrdup(arg2 ? arg2 : "");
-    m->rule = xstrndup(vm->rule ? vm->rule->name : "", FILTER_MUT_RULE_MAX);
+    const char *rn = vm->rule ? vm->rule->name : "";
+    m->rule = xstrndup(rn, strnlen(rn, FILTER_MUT_RULE_MAX));
 }
 
 const char *rl_mut_name(enum rl_mut_kind k)

@@ -388,6 +388,8 @@ void smtpd_filter_shutdown(void)
     while (lhead) {
         struct smtpd_pending *p = lhead;
         lhead = p->next;
+        if (p->s)
+            p->s->pend = NULL;      /* a session freed later must not touch it */
         pending_free(p);
     }
     ltail = NULL;
