@@ -153,9 +153,8 @@ static void on_local(evutil_socket_t fd, short what, void *arg)
         lhead = p->next;
         if (lhead == NULL)
             ltail = NULL;
-        struct verdict_out *o = &p->local;
-        struct smtpd_verdict v = { o->status, (unsigned)o->code, o->enhanced, o->text,
-                                   o->rule };
+        struct verdict_out o = p->local;    /* deliver() frees p */
+        struct smtpd_verdict v = { o.status, (unsigned)o.code, o.enhanced, o.text, o.rule };
         deliver(p, &v);
     }
 }
