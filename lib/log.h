@@ -40,7 +40,7 @@ void log_panic(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn))
 void log_trace(enum log_trace cat, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
 
-/* The escaping every log line gets (log_vmsg calls it on each message):
+/* Escaping applied to every log line (log_vmsg calls it on each message):
  * bytes outside printable ASCII (controls, DEL, >= 0x80) become "\xNN".
  * Writes at most cap - 1 bytes plus a NUL, never a partial escape; returns
  * the length written. JSON lines escape the result per RFC 8259 on top. */
