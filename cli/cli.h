@@ -36,4 +36,9 @@ int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
 
+/* Prints every diagnostic of a rules compilation to stderr as
+ * file:line:col: message; returns how many (cli_check.c). */
+struct rl_diag;
+int cli_print_rule_diags(const struct rl_diag *d);
+
 #endif

@@ -105,19 +105,25 @@ static void check_root_files(struct checker *k, const struct config *cfg)
     }
 }
 
+int cli_print_rule_diags(const struct rl_diag *d)
+{
+    buf_t b;
+    buf_init(&b, 128);
+    for (int i = 0; i < d->n; i++) {
+        buf_reset(&b);
+        rl_diag_format(&b, &d->v[i]);
+        fprintf(stderr, "%s\n", b.data);
+    }
+    buf_free(&b);
+    return d->n;
+}
+
 /* Compile the rules as filter will: every error as file:line:col: message. */
 static void check_rules(struct checker *k, const char *path)
 {
     struct rl_diag d = { 0 };
     struct rl_program *p = rl_compile_file(path, &d);
-    for (int i = 0; i < d.n; i++) {
-        buf_t b;
-        buf_init(&b, 128);
-        rl_diag_format(&b, &d.v[i]);
-        fprintf(stderr, "%s\n", b.data);
-        buf_free(&b);
-        k->problems++;
-    }
+    k->problems += cli_print_rule_diags(&d);
     if (p == NULL && d.n == 0)
         problem(k, "rules", "%s does not compile", path);
     rl_program_free(p);

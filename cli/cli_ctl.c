@@ -99,13 +99,7 @@ static int compile_rules(const struct config *cfg)
         return 0;
     struct rl_diag d = { 0 };
     struct rl_program *p = rl_compile_file(cfg->rules, &d);
-    for (int i = 0; i < d.n; i++) {
-        buf_t b;
-        buf_init(&b, 128);
-        rl_diag_format(&b, &d.v[i]);
-        fprintf(stderr, "%s\n", b.data);
-        buf_free(&b);
-    }
+    cli_print_rule_diags(&d);
     int bad = p == NULL || d.n > 0;
     if (p == NULL && d.n == 0)
         cli_err("rules %s do not compile", cfg->rules);

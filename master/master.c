@@ -128,15 +128,19 @@ static int in_spool(const char *dir)
     return strncmp(dir, M.cfg->spool, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
 }
 
-/* A directory root works in by path must be root's and writable by root
+/* Opens a directory root works in by path; it must be root's and writable by root
  * only, or a child's user could swap what the path names. */
-static void check_root_dir(int fd, const char *what)
+static int open_root_dir(const char *dir, const char *role)
 {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        log_fatal("%s %s: %m", role, dir);
     struct stat st;
     if (fstat(fd, &st) < 0)
-        log_fatal("stat %s: %m", what);
+        log_fatal("stat %s (%s): %m", dir, role);
     if (M.as_root && (st.st_uid != 0 || (st.st_mode & 022) != 0))
-        log_fatal("%s must be owned by root and writable by root only", what);
+        log_fatal("%s (%s) must be owned by root and writable by root only", dir, role);
+    return fd;
 }
 
 /* run_dir: root's, 0755 (the pid file, reload status, smtpd's jail). When
@@ -158,15 +162,7 @@ static void make_run_dir(void)
                   M.cfg->user);
     char *copy = xstrdup(M.cfg->run_dir);
     const char *parent = dirname(copy);
-    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pfd < 0)
-        log_fatal("run_dir: parent directory %s: %m", parent);
-    buf_t what;
-    buf_init(&what, 64);
-    buf_printf(&what, "%s (parent of run_dir)", parent);
-    check_root_dir(pfd, what.data);
-    buf_free(&what);
-    close(pfd);
+    close(open_root_dir(parent, "parent of run_dir"));
     free(copy);
     run_fd = spool_make_dir(AT_FDCWD, M.cfg->run_dir, 0755, M.as_root ? 0 : (uid_t)-1, 0, &err);
     if (run_fd < 0)
@@ -223,14 +219,7 @@ static void pidfile_lock(void)
     free(copy);
     copy = xstrdup(pid_path);
     const char *dir = dirname(copy);
-    pid_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pid_dir_fd < 0)
-        log_fatal("pid file directory %s: %m", dir);
-    buf_t what;
-    buf_init(&what, 64);
-    buf_printf(&what, "%s (the pid file's directory)", dir);
-    check_root_dir(pid_dir_fd, what.data);
-    buf_free(&what);
+    pid_dir_fd = open_root_dir(dir, "the pid file's directory");
     free(copy);
     pid_fd = openat(pid_dir_fd, pid_base, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (pid_fd < 0)
