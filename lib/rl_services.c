@@ -39,6 +39,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -636,9 +637,17 @@ static void child_exec(const char **argv, int in_fd, int out_fd, uid_t uid, gid_
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, &dfl, NULL) < 0) {
+            /* glibc refuses its own signals (32, 33), which an ignoring
+             * parent may have passed down: ask the kernel directly */
+            struct { void (*h)(int); unsigned long flags; void (*r)(void); unsigned long mask; } k =
+                { SIG_DFL, 0, NULL, 0 };
+            syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(k.mask));
+        }
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
