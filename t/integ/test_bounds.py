@@ -7,13 +7,21 @@ reading and parsing once a session's unsent replies pass SMTPD_OUT_HIGH
 up replies in smtpd; and a session that only says NOOP/HELP/VRFY/RSET ends
 with 421 4.7.0 after limits.junk_commands of them (default 100).
 """
+import os
 import select
 import socket
+import subprocess
 import time
 
-from suite import SmtpClient, Suite
+from suite import ROOT, SmtpClient, Suite
 
-RSS_LIMIT_KB = 64 * 1024
+# ASan's shadow memory and quarantine of freed blocks (256 MB) inflate RSS:
+# the bounds are looser there but still far below what unbounded buffering
+# of the floods reaches (2.5 GB before the fix)
+SAN = b"libasan" in subprocess.run(["ldd", os.path.join(ROOT, "libexec", "smtpd")],
+                                   capture_output=True).stdout
+SLACK = 8 if SAN else 1
+RSS_LIMIT_KB = 64 * 1024 * SLACK
 HELP = b"HELP\r\n"
 
 
@@ -131,7 +139,7 @@ def test_unread_replies_pause_reading():
         sent, peak = flood_unread(s, c.s, total)
         print(f"  stalled after {sent} of {total} octets; smtpd RSS {base} kB -> {peak} kB")
         assert sent < total, "smtpd kept reading while its replies were not read"
-        assert peak < RSS_LIMIT_KB and peak - base < 16 * 1024, (base, peak)
+        assert peak < RSS_LIMIT_KB and peak - base < 16 * 1024 * SLACK, (base, peak)
         # read while finishing the command cut in the middle, then QUIT:
         # every HELP answered (the rest of `total` is not needed to prove it)
         ncmd = -(-sent // len(HELP))
@@ -179,7 +187,7 @@ def test_many_unread_sessions():
         peak = smtpd_rss_kb(s)
         print(f"  20 stalled sessions: smtpd RSS {base} kB -> {peak} kB "
               f"({(peak - base) / 20:.0f} kB per session)")
-        assert (peak - base) / 20 < 1024, (base, peak)
+        assert (peak - base) / 20 < 1024 * SLACK, (base, peak)
         for c in conns:
             c.close()
 
@@ -208,7 +216,7 @@ def test_unread_replies_pause_reading_over_tls():
             peak = max(peak, smtpd_rss_kb(s))
             assert peak < RSS_LIMIT_KB, peak
         print(f"  TLS: stalled after {sent} octets; smtpd RSS {base} kB -> {peak} kB")
-        assert stalls >= 3 and peak - base < 16 * 1024, (sent, base, peak)
+        assert stalls >= 3 and peak - base < 16 * 1024 * SLACK, (sent, base, peak)
         # read everything: smtpd resumes and answers every whole HELP sent
         want = sent // len(HELP)
         nl, tail = 0, b""
