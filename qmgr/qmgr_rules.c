@@ -188,25 +188,39 @@ static void quarantine(struct qmsg *m, const char *name, const char *rule,
 
 /* ---- postq --------------------------------------------------------------------- */
 
+/* m->dirty has one entry per recipient: grow it with the envelope. */
+struct postq_ctx {
+    struct qmsg *m;
+    int ndirty;
+};
+
+static void dirty_grow(struct postq_ctx *c)
+{
+    int n = c->m->env.nrcpts;
+    if (n <= c->ndirty)
+        return;
+    c->m->dirty = xrealloc(c->m->dirty, (size_t)n);
+    memset(c->m->dirty + c->ndirty, 0, (size_t)(n - c->ndirty));
+    c->ndirty = n;
+}
+
 /* qf_mutate marked recipient i discarded (remove_rcpt): log it, keep it dirty. */
 static void discarded(void *arg, int i, const char *why)
 {
-    struct qmsg *m = arg;
-    qmgr_active_outcome(m, (uint32_t)i, DS_DISCARDED, "2.0.0", why, "none", 0);
-    log_set_qid(m->id);
+    struct postq_ctx *c = arg;
+    dirty_grow(c);      /* i may be a recipient an earlier add_rcpt made */
+    qmgr_active_outcome(c->m, (uint32_t)i, DS_DISCARDED, "2.0.0", why, "none", 0);
+    log_set_qid(c->m->id);
 }
 
 static void postq_go_on(struct qmsg *m, struct filter_verdict *v)
 {
-    int n0 = m->env.nrcpts;
+    struct postq_ctx c = { m, m->env.nrcpts };
     struct qfm_result r;
     log_set_qid(m->id);
-    qfm_apply_env(&m->env, STAGE_POSTQ, v->status, v->rule, v->muts, v->nmuts, discarded, m, &r);
+    qfm_apply_env(&m->env, STAGE_POSTQ, v->status, v->rule, v->muts, v->nmuts, discarded, &c, &r);
     log_set_qid(NULL);
-    if (m->env.nrcpts > n0) {           /* added recipients: nothing to write in place */
-        m->dirty = xrealloc(m->dirty, (size_t)m->env.nrcpts);
-        memset(m->dirty + n0, 0, (size_t)(m->env.nrcpts - n0));
-    }
+    dirty_grow(&c);                     /* added recipients: nothing to write in place */
     if (r.quarantine) {
         quarantine(m, r.quarantine, r.qrule, v);
         return;
