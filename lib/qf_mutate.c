@@ -225,10 +225,13 @@ void qfm_apply_env(struct qf_env *e, enum stage s, enum verdict v, const char *v
 {
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < n; i++) {
-        if (apply_one(e, s, &muts[i], discard, arg, r)) {
-            qfm_note(e, s, &muts[i]);
-            r->changed = 1;
-        }
+        if (!apply_one(e, s, &muts[i], discard, arg, r))
+            continue;
+        struct filter_mut m = muts[i];
+        if (m.kind == RL_M_QUARANTINE)
+            m.arg = (char *)r->quarantine;  /* the name used, not the one asked */
+        qfm_note(e, s, &m);
+        r->changed = 1;
     }
     if (v == V_QUARANTINE && r->quarantine == NULL) {
         set_quarantine(e, r, QFM_QUARANTINE_DEFAULT, vrule);

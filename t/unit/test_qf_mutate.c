@@ -354,8 +354,8 @@ static void test_quarantine(void **st)
         c.muts = bad;
         make_env(&want);
         set_str(&want.quarantine, QFM_QUARANTINE_DEFAULT);
-        qf_env_add_note(&want, s ? "postq: rule \"r\": quarantine no/such"
-                                 : "rule \"r\": quarantine no/such");
+        qf_env_add_note(&want, s ? "postq: rule \"r\": quarantine quarantine"
+                                 : "rule \"r\": quarantine quarantine");
         check(&c, MSG, &want, MSG, &r);
         assert_string_equal(r.quarantine, "quarantine");
         /* a quarantine verdict without a name: the default, no note */
