@@ -15,7 +15,9 @@
 #include "qf_mutate.h"
 #include "rules.h"
 
-#define QFM_CHUNK 65536
+#define QFM_CHUNK   65536
+#define QFM_HDR_MAX (1024 * 1024)  /* header section read for a rewrite; cleanup
+                                    * refuses one over 256 KiB when queueing */
 
 int qfm_is_header_kind(uint32_t k)
 {
@@ -336,6 +338,10 @@ static ssize_t read_header(buf_t *h, int in_fd, off_t off, uint64_t len)
     struct hdr_scan hs;
     hdr_scan_init(&hs);
     while (h->len < len && hs.end == HDR_END_NONE) {
+        if (h->len >= QFM_HDR_MAX) {
+            errno = EFBIG;      /* not a file cleanup wrote: refuse, never grow */
+            return -1;
+        }
         size_t want = len - h->len < QFM_CHUNK ? (size_t)(len - h->len) : QFM_CHUNK;
         buf_reserve(h, want);
         if (qf_pread_all(in_fd, h->data + h->len, want, off + (off_t)h->len) < 0)

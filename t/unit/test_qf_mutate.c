@@ -6,6 +6,7 @@
  * byte for byte with a file written from the expected envelope (built by
  * hand) and the expected content (a literal).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -408,6 +409,56 @@ static void test_apply_content_empty_header_section(void **st)
     buf_free(&out);
 }
 
+/* A header section over several read chunks: qfm_write gives what
+ * qfm_apply_content gives; one over 1 MiB is refused (EFBIG). */
+static void test_write_large_header_section(void **st)
+{
+    static const struct filter_mut m[] = { MUT(RL_M_SET_HEADER, "", "X-F", "new") };
+    buf_t c, want;
+    buf_init(&c, 200000);
+    buf_append_str(&c, RCVD);
+    for (int i = 0; i < 3000; i++)
+        buf_printf(&c, "X-F%d: %040d\n", i % 7, i);   /* X-F0..X-F6, not X-F */
+    buf_append_str(&c, "X-F: old\n\nbody\n");
+    buf_init(&want, c.len + 64);
+    qfm_apply_content(&want, c.data, c.len, m, 1);
+    struct qf_env e;
+    make_env(&e);
+    int ifd = write_file(&e, c.data, c.len), ofd = memfd();
+    struct qf_env in;
+    char err[128];
+    assert_int_equal(qf_read(ifd, &in, err, sizeof(err)), 0);
+    assert_int_equal(qfm_write(ofd, &e, ifd, in.content_off, in.content_len, m, 1), 0);
+    size_t glen;
+    char *got = slurp(ofd, &glen);
+    struct qf_env back;
+    assert_int_equal(qf_read(ofd, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.content_len, want.len);
+    assert_memory_equal(got + back.content_off, want.data, want.len);
+    assert_memory_equal(want.data + strlen(RCVD), "X-F: new\nX-F0: ", 15);
+    free(got);
+    qf_env_free(&back);
+    qf_env_free(&in);
+    close(ifd);
+    close(ofd);
+    /* over 1 MiB of fields */
+    buf_reset(&c);
+    for (int i = 0; i < 30000; i++)
+        buf_printf(&c, "X-F%d: %040d\n", i % 7, i);
+    ifd = write_file(&e, c.data, c.len);
+    ofd = memfd();
+    assert_int_equal(qf_read(ifd, &in, err, sizeof(err)), 0);
+    errno = 0;
+    assert_int_equal(qfm_write(ofd, &e, ifd, in.content_off, in.content_len, m, 1), -1);
+    assert_int_equal(errno, EFBIG);
+    qf_env_free(&in);
+    qf_env_free(&e);
+    close(ifd);
+    close(ofd);
+    buf_free(&c);
+    buf_free(&want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_delivery_choices_not_applied),
         cmocka_unit_test(test_field_is_and_header_len),
         cmocka_unit_test(test_apply_content_empty_header_section),
+        cmocka_unit_test(test_write_large_header_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
