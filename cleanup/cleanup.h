@@ -156,8 +156,6 @@ int  clr_apply_data(struct cl_txn *t, enum verdict v, const char *rule);
 /* Commit pool: rewrite t's file with t->env and t->dmuts' header mutations
  * (new tmp file replaces t->path / t->fd). 0, or -1 with t->cerr/cwhere. */
 int  clr_rewrite(struct cl_txn *t);
-/* Is name a valid quarantine name ([A-Za-z0-9_-]{1,64})? */
-int  clr_qname_ok(const char *name);
 
 /* cleanup_filter.c: the asynchronous data-stage client */
 int  clf_data_wanted(struct cl_ctx *ctx);   /* data stage has rules (or unknown) */
