@@ -62,62 +62,16 @@ void dlv_headers(buf_t *out, const char *sender, const char *rcpt)
     buf_append_char(out, '\n');
 }
 
-int dlv_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int dlv_writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
 /* Fallback copy with pread/write. */
 static int copy_rw(int in, off_t off, uint64_t len, int out)
 {
     char b[65536];
     while (len > 0) {
         size_t want = len < sizeof(b) ? (size_t)len : sizeof(b);
-        ssize_t n = pread(in, b, want, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
+        if (fdio_pread_all(in, b, want, off) < 0 || fdio_write_all(out, b, want) < 0)
             return -1;
-        }
-        if (dlv_write_all(out, b, (size_t)n) < 0)
-            return -1;
-        off += n;
-        len -= (uint64_t)n;
+        off += (off_t)want;
+        len -= want;
     }
     return 0;
 }
@@ -195,18 +149,9 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
 static unsigned char *read_whole(int fd, size_t size)
 {
     unsigned char *p = xmalloc(size ? size : 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = pread(fd, p + got, size - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            free(p);
-            return NULL;
-        }
-        got += (size_t)n;
+    if (fdio_pread_all(fd, p, size, 0) < 0) {
+        free(p);
+        return NULL;
     }
     return p;
 }

@@ -92,14 +92,14 @@ static int write_quoted(const struct dlv_msg *m, int fd, buf_t *out)
         buf_append(&carry, chunk, (size_t)n);
         buf_consume(&carry, mbox_from_quote(out, carry.data, carry.len, 0, &midline));
         if (out->len >= sizeof(chunk)) {
-            rc = dlv_write_all(fd, out->data, out->len);
+            rc = fdio_write_all(fd, out->data, out->len);
             buf_reset(out);
         }
     }
     if (rc == 0) {
         mbox_from_quote(out, carry.data, carry.len, 1, &midline);
         buf_append_str(out, last == '\n' ? "\n" : "\n\n");
-        rc = dlv_write_all(fd, out->data, out->len);
+        rc = fdio_write_all(fd, out->data, out->len);
     }
     buf_free(&carry);
     return rc;

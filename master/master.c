@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "master.h"
+#include "clock.h"
 #include "log.h"
 #include "server.h"
 #include "spool.h"
@@ -445,7 +446,7 @@ static void reload(void)
     log_info("reload: configuration reloaded, replacing processes (%d processes; "
              "filter reloads in place)", spawn_total(M.cfg));
     waiting = W_RELOAD;
-    wait_deadline = now_ms() + READY_TIMEOUT_MS;
+    wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
 }
 
 static void begin_stop(int sig)
@@ -475,7 +476,7 @@ static void run_loop(int sigfd)
 {
     int64_t stop_deadline = 0;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = clock_now_ms();
         check_waiting(now);
         int64_t wait = spawn_due(now);
         if (waiting != W_NONE && (wait < 0 || wait > wait_deadline - now))
@@ -504,7 +505,7 @@ static void run_loop(int sigfd)
         int sig;
         while ((sig = msignal_next()) != 0) {
             if (sig == SIGCHLD)
-                spawn_reap(now_ms());
+                spawn_reap(clock_now_ms());
             else if (sig == SIGHUP && !M.stopping && waiting == W_START)
                 reload_pending = 1;   /* `postern start` waits for the first verdict */
             else if (sig == SIGHUP && !M.stopping)
@@ -569,7 +570,7 @@ int main(int argc, char **argv)
     log_info("starting Postern (%d processes)", spawn_total(M.cfg));
     spawn_init();
     waiting = W_START;
-    wait_deadline = now_ms() + READY_TIMEOUT_MS;
+    wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
     run_loop(sigfd);
     munix_close(1);
     mlisten_free(M.ls, M.nls);

@@ -207,6 +207,8 @@ int  smtpd_bdat_input(struct smtpd_session *s);
 struct smtp_mailrcpt;
 struct esmtp_param;
 void smtpd_esmtp_keywords(struct smtpd_session *s);      /* EHLO lines we add */
+/* 555 5.5.4 "Unsupported parameter KEY" (the key escaped, at most 32 bytes). */
+void smtpd_esmtp_unsupported(struct smtpd_session *s, const struct esmtp_param *p);
 /* One MAIL parameter other than SIZE/BODY; 0 ok, -1 replied. */
 int  smtpd_esmtp_mail_param(struct smtpd_session *s, const struct esmtp_param *p,
                             struct smtpd_txn *t);

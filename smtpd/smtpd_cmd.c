@@ -361,15 +361,6 @@ static void reply_addr_error(struct smtpd_session *s, int rc, const struct smtp_
     }
 }
 
-static void reply_unsupported(struct smtpd_session *s, const struct esmtp_param *p)
-{
-    buf_t b;
-    buf_init(&b, 32);
-    buf_append_printable(&b, p->key, p->keylen > 32 ? 32 : p->keylen);
-    smtpd_reply(s, 555, "5.5.4", "Unsupported parameter %s", b.data);
-    buf_free(&b);
-}
-
 /* SIZE= and BODY=; 0 ok, -1 replied */
 static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
                        struct smtpd_txn *t)
@@ -378,7 +369,7 @@ static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
     for (int i = 0; i < r->nparams; i++) {
         const struct esmtp_param *p = &r->params[i];
         if (!s->esmtp) {
-            reply_unsupported(s, p);
+            smtpd_esmtp_unsupported(s, p);
             return -1;
         }
         if (esmtp_param_is(p, "SIZE")) {
