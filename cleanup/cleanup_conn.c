@@ -73,7 +73,15 @@ static void send_reply(struct cl_conn *c, int status, const char *qid, int code,
 {
     struct ipc_cleanup_reply r = { (uint32_t)status, qid ? qid : "", (uint32_t)code,
                                    enh ? enh : "", text ? text : "" };
-    ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &r);
+    if (ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &r) < 0) {
+        /* only a refusal's text can be long: fall back to the plain 451
+         * (an accept is short and, queued, must never be turned into one) */
+        log_warn("cannot send the reply to %s: %m", c->peer);
+        struct ipc_cleanup_reply f = { V_TEMPFAIL, "", 451, "4.3.0",
+                                       "Temporary local problem, try again later" };
+        if (status == V_ACCEPT || ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &f) < 0)
+            log_error("no reply sent to %s: smtpd answers 451 at its timeout", c->peer);
+    }
     ipc_peer_flush(c->ipc);     /* now, without an EPOLLOUT round */
 }
 

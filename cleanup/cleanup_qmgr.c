@@ -86,7 +86,11 @@ void clq_wakeup(struct cl_ctx *ctx, const char *qid)
         return;
     }
     struct ipc_qmgr_wakeup w = { qid, 0 };
-    ipc_peer_send(ctx->qpeer, IPC_QMGR_WAKEUP, &w);
+    if (ipc_peer_send(ctx->qpeer, IPC_QMGR_WAKEUP, &w) < 0) {
+        /* the message is queued: qmgr's next scan of incoming/ finds it */
+        log_warn("cannot send the wakeup for %s to qmgr: %m", qid);
+        return;
+    }
     if (qflush_ev == NULL)
         qflush_ev = event_new(ctx->srv->base, -1, 0, q_flush, ctx);
     if (qflush_ev && !qflush_armed) {

@@ -139,6 +139,28 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
     buf_free(&path);
 }
 
+/* One DELIVER_STATUS per recipient, then DELIVER_DONE. A status whose
+ * reason cannot be encoded (EMSGSIZE) goes out with a short reason and the
+ * same outcome (the mail may already be delivered: never turn it into a
+ * retry). 0, or -1: the connection is unusable (qmgr defers the rest). */
+static int send_statuses(struct ipc_conn *c, const struct req_rcpt *rr, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
+                                         rr[i].res.dsn, rr[i].res.reason };
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
+            continue;
+        log_warn("status for recipient %u cannot be encoded: %m", rr[i].index);
+        st.reason = "(reason too long)";
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) < 0)
+            return -1;
+    }
+    struct ipc_deliver_done done = { n };
+    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
+        return -1;
+    return ipc_flush(c);
+}
+
 /* Queue files up to this size are read whole, so the content is written
  * from memory (one writev per recipient); larger ones are parsed through
  * qf_read's window and the content copied file to file. */
@@ -256,14 +278,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
             close(fd);
         qf_env_free(&env);
         log_set_qid(NULL);
-        for (uint32_t i = 0; i < n; i++) {
-            struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
-                                             rr[i].res.dsn, rr[i].res.reason };
-            ipc_queue(c, IPC_DELIVER_STATUS, &st);
-        }
-        struct ipc_deliver_done done = { n };
-        ipc_queue(c, IPC_DELIVER_DONE, &done);
-        rc = ipc_flush(c);
+        rc = send_statuses(c, rr, n);
     }
     free(rr);
     free(qid);

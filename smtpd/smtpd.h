@@ -275,7 +275,7 @@ void smtpd_rules_after(struct smtpd_session *s, enum stage st, const char *rcpt,
 /* smtpd_cleanup.c */
 int  smtpd_cleanup_begin(struct smtpd_session *s);     /* 0 or -1 (unreachable) */
 void smtpd_cleanup_data(struct smtpd_session *s, const void *p, size_t n);
-void smtpd_cleanup_end(struct smtpd_session *s, int abort);
+int  smtpd_cleanup_end(struct smtpd_session *s, int abort);   /* -1: not sent (abort it) */
 void smtpd_cleanup_close(struct smtpd_session *s);     /* drop the connection */
 size_t smtpd_cleanup_backlog(const struct smtpd_session *s);
 void smtpd_cleanup_shutdown(void);                      /* close idle connections */

@@ -82,16 +82,17 @@ void smtpd_data_finish(struct smtpd_session *s)
         s->state = SS_CMD;
         return;
     }
-    if (s->cleanup == NULL || s->cleanup_broken || !s->cleanup_busy) {
+    if (s->cleanup != NULL && s->cleanup_busy && !s->cleanup_broken)
+        smtpd_data_flush(s, 1);
+    /* cleanup gone, or a frame that could not be sent: abort, 451 */
+    if (smtpd_cleanup_end(s, 0) < 0) {
         smtpd_cleanup_close(s);
         refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
         smtpd_session_reset(s);
         s->state = SS_CMD;
         return;
     }
-    smtpd_data_flush(s, 1);
     buf_free(&t->out);
-    smtpd_cleanup_end(s, 0);
     s->state = SS_WAIT_DATA;
     s->wait = W_CLEANUP;
 }
