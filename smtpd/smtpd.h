@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "config.h"
 #include "filter_mut.h"
+#include "local_reply.h"
 #include "server.h"
 #include "smtp_data.h"
 #include "stage.h"
@@ -166,6 +167,9 @@ extern int smtpd_nsessions;
 void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 void smtpd_reply_raw(struct smtpd_session *s, const char *line);     /* adds CRLF */
+/* A local failure's reply (lib/local_reply.def); _refuse_ also logs it. */
+void smtpd_reply_local(struct smtpd_session *s, enum local_status ls);
+void smtpd_refuse_local(struct smtpd_session *s, const char *verb, enum local_status ls);
 void smtpd_reply_verdict(struct smtpd_session *s, const char *verb, enum stage st,
                          const struct smtpd_verdict *v);
 void smtpd_log_reject(struct smtpd_session *s, const char *verb, unsigned code,
@@ -191,7 +195,7 @@ void smtpd_data_start(struct smtpd_session *s);
 /* Decode what is buffered; 1 when the DATA phase ended (state changed). */
 int  smtpd_data_input(struct smtpd_session *s);
 void smtpd_data_unthrottle(struct smtpd_session *s);   /* cleanup backlog drained */
-void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
+void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status, unsigned local,
                               const char *qid, unsigned code, const char *enh, const char *text);
 /* Send whole chunks (all=1: everything) of decoded content to cleanup. */
 void smtpd_data_flush(struct smtpd_session *s, int all);

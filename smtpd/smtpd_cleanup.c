@@ -114,7 +114,7 @@ static void c_broken(struct smtpd_cconn *cc, const char *why)
     if (!busy)
         return;
     if (s->state == SS_WAIT_DATA) {
-        smtpd_data_cleanup_reply(s, 0, V_TEMPFAIL, "", 0, "", "");
+        smtpd_data_cleanup_reply(s, 0, V_TEMPFAIL, LR_NONE, "", 0, "", "");
     } else {
         s->cleanup_broken = 1;      /* keep reading DATA, answer 451 at its end */
         if (s->wait == W_THROTTLE)
@@ -136,9 +136,9 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     str_copy(qid, sizeof(qid), cr->queue_id);
     str_copy(enh, sizeof(enh), cr->enhanced);
     str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
-    unsigned status = cr->status, code = cr->code;
+    unsigned status = cr->status, code = cr->code, local = cr->local;
     cc_release(s);                  /* may free the frame: everything is copied */
-    smtpd_data_cleanup_reply(s, 1, status, qid, code, enh, text);   /* may free s */
+    smtpd_data_cleanup_reply(s, 1, status, local, qid, code, enh, text);   /* may free s */
     return 0;
 }
 
