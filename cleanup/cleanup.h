@@ -106,7 +106,6 @@ struct cl_conn {
 struct cl_ctx {
     struct server *srv;
     const struct config *cfg;
-    struct evconnlistener *lis;
     char hostname[256];         /* sanitised, for Received / Message-ID */
     struct cl_conn *conns;
     uint64_t conn_serial;

@@ -419,13 +419,7 @@ static struct config *load_common(const char *path, const char *data, size_t len
     sort_errors(errs, before);
     int failed = errs->n > before;
     if (errs == &local) {
-        for (int i = 0; i < local.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &local.v[i]);
-            log_error("%s", b.data);
-            buf_free(&b);
-        }
+        config_errors_log(&local, "");
         config_errors_free(&local);
     }
     if (failed) {
@@ -488,6 +482,28 @@ void config_error_format(buf_t *out, const struct config_error *e)
     if (e->key && *e->key)
         buf_printf(out, "%s: ", e->key);
     buf_append_str(out, e->msg ? e->msg : "");
+}
+
+void config_errors_each(const struct config_errors *e, config_error_fn *fn, void *arg)
+{
+    buf_t b;
+    buf_init(&b, 128);
+    for (int i = 0; i < e->n; i++) {
+        buf_reset(&b);
+        config_error_format(&b, &e->v[i]);
+        fn(b.data, arg);
+    }
+    buf_free(&b);
+}
+
+static void log_line(const char *line, void *prefix)
+{
+    log_error("%s%s", (const char *)prefix, line);
+}
+
+void config_errors_log(const struct config_errors *e, const char *prefix)
+{
+    config_errors_each(e, log_line, (void *)prefix);
 }
 
 static int domain_eq(const char *a, const char *d, size_t dl)

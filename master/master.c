@@ -62,6 +62,19 @@ static void __attribute__((noreturn)) usage(void)
     exit(2);
 }
 
+struct load_out { const char *prefix; int to_log; buf_t *collect; };
+
+static void print_error(const char *line, void *arg)
+{
+    const struct load_out *o = arg;
+    if (o->collect)
+        buf_printf(o->collect, "%s\n", line);
+    if (o->to_log)
+        log_error("%s%s", o->prefix, line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
 /* Load and validate; every problem is printed (stderr or log), and
  * appended to collect (when not NULL). */
 static struct config *load_config(const char *path, const char *prefix, int to_log,
@@ -70,18 +83,8 @@ static struct config *load_config(const char *path, const char *prefix, int to_l
     struct config_errors errs = { 0 };
     struct config *cfg = config_load(path, &errs);
     if (cfg == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &errs.v[i]);
-            if (collect)
-                buf_printf(collect, "%s\n", b.data);
-            if (to_log)
-                log_error("%s%s", prefix, b.data);
-            else
-                fprintf(stderr, "%s\n", b.data);
-            buf_free(&b);
-        }
+        struct load_out o = { prefix, to_log, collect };
+        config_errors_each(&errs, print_error, &o);
         if (errs.n == 0) {
             if (collect)
                 buf_printf(collect, "cannot load %s\n", path);
