@@ -134,6 +134,16 @@ static int read_reload_status(const struct config *cfg, long *pid_r, unsigned lo
     return r;
 }
 
+/* The config and whether master runs (cli_master_running's answer in
+ * *r_r); NULL when the config has errors (printed). */
+static struct config *probe_master(struct cli *c, long *pid_r, int *r_r)
+{
+    struct config *cfg = cli_load_config(c->config_path);
+    if (cfg != NULL)
+        *r_r = cli_master_running(cfg, pid_r);
+    return cfg;
+}
+
 int cli_run(struct cli *c, int argc, char **argv)
 {
     if (no_args("run", argc) < 0)
@@ -151,11 +161,11 @@ int cli_start(struct cli *c, int argc, char **argv)
 {
     if (no_args("start", argc) < 0)
         return EX_USAGE_;
-    struct config *cfg = cli_load_config(c->config_path);
+    long pid;
+    int r;
+    struct config *cfg = probe_master(c, &pid, &r);
     if (cfg == NULL)
         return EX_FAIL;
-    long pid;
-    int r = cli_master_running(cfg, &pid);
     if (r != 0) {
         if (r > 0)
             cli_err("postern is already running (pid %ld)", pid);
@@ -203,12 +213,12 @@ int cli_start(struct cli *c, int argc, char **argv)
 /* Load the config and find the running master; prints why not. */
 static struct config *running_master(struct cli *c, const char *cmd, long *pid_r)
 {
-    struct config *cfg = cli_load_config(c->config_path);
+    int r;
+    struct config *cfg = probe_master(c, pid_r, &r);
     if (cfg == NULL) {
         cli_err("%s: the configuration has errors: nothing done", cmd);
         return NULL;
     }
-    int r = cli_master_running(cfg, pid_r);
     if (r == 0)
         cli_err("postern is not running (pid file %s)", cfg->pid_file);
     if (r != 1) {
@@ -310,11 +320,11 @@ int cli_status(struct cli *c, int argc, char **argv)
 {
     if (no_args("status", argc) < 0)
         return EX_USAGE_;
-    struct config *cfg = cli_load_config(c->config_path);
+    long pid;
+    int r;
+    struct config *cfg = probe_master(c, &pid, &r);
     if (cfg == NULL)
         return EX_FAIL;
-    long pid;
-    int r = cli_master_running(cfg, &pid);
     config_free(cfg);
     if (r == 1) {
         printf("postern is running (pid %ld)\n", pid);

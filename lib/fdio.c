@@ -9,22 +9,36 @@
 
 #include "fdio.h"
 
-int fdio_write_all(int fd, const void *p, size_t n)
+enum { OP_WRITE, OP_PREAD, OP_PWRITE };
+
+/* n bytes at p through op (write ignores off); a transfer of nothing is EIO. */
+static int xfer_all(int op, int fd, char *p, size_t n, off_t off)
 {
-    const char *c = p;
     while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
+        ssize_t k = op == OP_WRITE ? write(fd, p, n) :
+                    op == OP_PREAD ? pread(fd, p, n, off) : pwrite(fd, p, n, off);
+        if (k < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            if (w == 0)
+        if (k <= 0) {
+            if (k == 0)
                 errno = EIO;
             return -1;
         }
-        c += w;
-        n -= (size_t)w;
+        p += k;
+        n -= (size_t)k;
+        off += k;
     }
     return 0;
+}
+
+int fdio_write_all(int fd, const void *p, size_t n)
+{
+    return xfer_all(OP_WRITE, fd, (char *)p, n, 0);
+}
+
+int fdio_pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+    return xfer_all(OP_PWRITE, fd, (char *)p, n, off);
 }
 
 int fdio_writev_all(int fd, struct iovec *iov, int n)
@@ -57,21 +71,7 @@ int fdio_writev_all(int fd, struct iovec *iov, int n)
 
 int fdio_pread_all(int fd, void *p, size_t n, off_t off)
 {
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r == 0)
-                errno = EIO;
-            return -1;
-        }
-        c += r;
-        n -= (size_t)r;
-        off += r;
-    }
-    return 0;
+    return xfer_all(OP_PREAD, fd, p, n, off);
 }
 
 int fdio_pread_buf(int fd, off_t off, size_t n, buf_t *out)

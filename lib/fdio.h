@@ -18,6 +18,8 @@
 int fdio_write_all(int fd, const void *p, size_t n);
 /* iov is consumed (bases and lengths advance) as bytes go out. */
 int fdio_writev_all(int fd, struct iovec *iov, int n);
+/* Exactly n bytes from p at file offset off (the fd offset stays). */
+int fdio_pwrite_all(int fd, const void *p, size_t n, off_t off);
 /* Exactly n bytes at off into p; EIO when the file is shorter. */
 int fdio_pread_all(int fd, void *p, size_t n, off_t off);
 /* Exactly n bytes at off appended to out (out->len grows only on success). */

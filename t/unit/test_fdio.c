@@ -48,6 +48,10 @@ static void test_write_pread(void **state)
     assert_string_equal(b.data, "xbcd");
     assert_int_equal(fdio_pread_buf(fd, sizeof(big), 3, &b), -1);
     assert_string_equal(b.data, "xbcd");  /* unchanged on failure */
+    assert_int_equal(fdio_pwrite_all(fd, "ZZ", 2, 1), 0);
+    buf_reset(&b);
+    assert_int_equal(fdio_pread_buf(fd, 0, 4, &b), 0);
+    assert_string_equal(b.data, "aZZd");
     buf_free(&b);
     close(fd);
 }
