@@ -32,6 +32,7 @@
 
 #include "master.h"
 #include "clock.h"
+#include "fdio.h"
 #include "log.h"
 #include "server.h"
 #include "spool.h"
@@ -249,7 +250,7 @@ static void pidfile_lock(void)
     }
     char b[32];
     int n = snprintf(b, sizeof(b), "%ld\n", (long)getpid());
-    if (ftruncate(pid_fd, 0) < 0 || pwrite(pid_fd, b, (size_t)n, 0) != n)
+    if (ftruncate(pid_fd, 0) < 0 || fdio_pwrite_all(pid_fd, b, (size_t)n, 0) < 0)
         log_fatal("cannot write pid file %s: %m", pid_path);
     fchmod(pid_fd, 0644);
 }
@@ -326,7 +327,7 @@ static void reload_status(int ok, const char *why)
                why ? why : "");
     int fd = openat(run_fd, RELOAD_STATUS ".tmp",
                     O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len ||
+    if (fd < 0 || fdio_write_all(fd, b.data, b.len) < 0 ||
         renameat(run_fd, RELOAD_STATUS ".tmp", run_fd, RELOAD_STATUS) < 0)
         log_error("cannot write %s/%s: %m", M.cfg->run_dir, RELOAD_STATUS);
     if (fd >= 0)
