@@ -125,6 +125,15 @@ const struct param cfg_domain_params[] = {
 const int cfg_ndomain = (int)(sizeof(cfg_domain_params) / sizeof(cfg_domain_params[0]));
 _Static_assert(sizeof(cfg_domain_params) / sizeof(cfg_domain_params[0]) <= CFG_TABLE_MAX, "CFG_TABLE_MAX");
 
+/* ", got \"TEXT\"" (printable, at most 80 bytes) after an expectation. */
+static void got_text(buf_t *msg, const char *s)
+{
+    size_t n = strlen(s);
+    buf_append_str(msg, ", got \"");
+    buf_append_printable(msg, s, n > 80 ? 80 : n);
+    buf_append_char(msg, '"');
+}
+
 /* ---- item checks ----------------------------------------------------- */
 
 int cfg_check_hostname(const char *s, buf_t *msg)
@@ -139,9 +148,8 @@ int cfg_check_hostname(const char *s, buf_t *msg)
     }
     return 0;
 bad:
-    buf_append_str(msg, "expected a domain name like mx.example.com, got \"");
-    buf_append_printable(msg, s, n > 80 ? 80 : n);
-    buf_append_char(msg, '"');
+    buf_append_str(msg, "expected a domain name like mx.example.com");
+    got_text(msg, s);
     return -1;
 }
 
@@ -155,9 +163,8 @@ int cfg_check_identifier(const char *s, buf_t *msg)
     }
     if (ok)
         return 0;
-    buf_append_str(msg, "expected a name of letters, digits, '_', '-' and '.', got \"");
-    buf_append_printable(msg, s, n > 80 ? 80 : n);
-    buf_append_char(msg, '"');
+    buf_append_str(msg, "expected a name of letters, digits, '_', '-' and '.'");
+    got_text(msg, s);
     return -1;
 }
 
@@ -167,9 +174,8 @@ static int check_protocol(const char *s, buf_t *msg)
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (strcmp(s, ok[i]) == 0)
             return 0;
-    buf_append_str(msg, "expected one of \"TLSv1\", \"TLSv1.1\", \"TLSv1.2\", \"TLSv1.3\", got \"");
-    buf_append_printable(msg, s, strlen(s) > 80 ? 80 : strlen(s));
-    buf_append_char(msg, '"');
+    buf_append_str(msg, "expected one of \"TLSv1\", \"TLSv1.1\", \"TLSv1.2\", \"TLSv1.3\"");
+    got_text(msg, s);
     return -1;
 }
 
@@ -177,9 +183,8 @@ static int check_address(const char *s, buf_t *msg)
 {
     if (config_parse_address(s, NULL, NULL) == 0)
         return 0;
-    buf_append_str(msg, "expected an address like 0.0.0.0:25 or [::]:25, got \"");
-    buf_append_printable(msg, s, strlen(s) > 80 ? 80 : strlen(s));
-    buf_append_char(msg, '"');
+    buf_append_str(msg, "expected an address like 0.0.0.0:25 or [::]:25");
+    got_text(msg, s);
     return -1;
 }
 
@@ -220,9 +225,8 @@ static int check_relayhost(const char *s, buf_t *msg)
     }
     return 0;
 bad:
-    buf_append_str(msg, "expected a relay like [smtp.example.com]:587, got \"");
-    buf_append_printable(msg, s, strlen(s) > 80 ? 80 : strlen(s));
-    buf_append_char(msg, '"');
+    buf_append_str(msg, "expected a relay like [smtp.example.com]:587");
+    got_text(msg, s);
     return -1;
 }
 
@@ -264,14 +268,6 @@ static void describe_num(buf_t *b, enum ptype t, int64_t v)
     } else {
         buf_printf(b, "%lld", (long long)v);
     }
-}
-
-static void got_text(buf_t *msg, const char *s)
-{
-    size_t n = strlen(s);
-    buf_append_str(msg, ", got \"");
-    buf_append_printable(msg, s, n > 80 ? 80 : n);
-    buf_append_char(msg, '"');
 }
 
 /* One scalar (or one list element, with et the element type) from text.
