@@ -31,7 +31,6 @@
 #define CL_DRAIN_SECS   30             /* bounded wait at SIGTERM */
 
 struct ipc_peer;
-struct evconnlistener;
 struct event;
 struct cl_conn;
 struct cl_pool;
