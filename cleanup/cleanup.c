@@ -84,10 +84,7 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 static void on_stop(struct server *s)
 {
     struct cl_ctx *ctx = s->ctx;
-    if (ctx->lis) {
-        evconnlistener_free(ctx->lis);
-        ctx->lis = NULL;
-    }
+    server_unlisten(s);
     struct timeval tv = { 0, 200 * 1000 };
     ctx->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_tick, ctx);
     event_add(ctx->drain_timer, &tv);
@@ -108,7 +105,7 @@ int main(int argc, char **argv)
     purge_tmp();
     ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
                           cl_txn_commit_done, ctx);
-    ctx->lis = server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
+    server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
     log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
 
     server_run(s);
@@ -121,8 +118,7 @@ int main(int argc, char **argv)
         clc_stop(ctx->pool);
     if (ctx->drain_timer)
         event_free(ctx->drain_timer);
-    if (ctx->lis)
-        evconnlistener_free(ctx->lis);
+    server_unlisten(s);
     log_debug("exiting");
     return 0;
 }

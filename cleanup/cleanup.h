@@ -17,6 +17,7 @@
 #include "filter_mut.h"
 #include "hdr.h"
 #include "ipc.h"
+#include "local_reply.h"
 #include "qfile.h"
 #include "server.h"
 #include "spool.h"
@@ -30,7 +31,6 @@
 #define CL_DRAIN_SECS   30             /* bounded wait at SIGTERM */
 
 struct ipc_peer;
-struct evconnlistener;
 struct event;
 struct cl_conn;
 struct cl_pool;
@@ -51,6 +51,7 @@ enum cl_state {
 /* A reply we owe smtpd (sticky failure or verdict). */
 struct cl_reply {
     int status;                 /* enum verdict */
+    int local;                  /* enum local_status; 0: a filter's reply below */
     int code;
     char enhanced[16];
     char text[CL_TEXT_MAX];
@@ -104,7 +105,6 @@ struct cl_conn {
 struct cl_ctx {
     struct server *srv;
     const struct config *cfg;
-    struct evconnlistener *lis;
     char hostname[256];         /* sanitised, for Received / Message-ID */
     struct cl_conn *conns;
     uint64_t conn_serial;
@@ -129,7 +129,7 @@ void cl_accept(struct cl_ctx *ctx, int fd);
 void cl_conn_close_all(struct cl_ctx *ctx);
 void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
 void cl_txn_commit_done(struct cl_txn *t, void *arg);
-void cl_txn_fail(struct cl_txn *t, int status, int code, const char *enh, const char *text);
+void cl_txn_fail(struct cl_txn *t, enum local_status ls);
 
 /* cleanup_headers.c */
 void clh_start(struct cl_txn *t);

@@ -51,29 +51,45 @@ static char *dupinfo(const char *s)
     return d;
 }
 
-/* Record a failure; the first one wins and the rest of the content is
- * discarded. The reply goes out at END. */
-void cl_txn_fail(struct cl_txn *t, int status, int code, const char *enh, const char *text)
+/* Record a local failure (its reply: lib/local_reply.def); the first one
+ * wins and the rest of the content is discarded. The reply goes out at END. */
+void cl_txn_fail(struct cl_txn *t, enum local_status ls)
 {
     if (t->failed)
         return;
+    const struct local_reply *r = local_reply(ls);
     t->failed = 1;
-    t->fail.status = status;
-    t->fail.code = code;
-    str_copy(t->fail.enhanced, sizeof(t->fail.enhanced), enh);
-    str_copy(t->fail.text, sizeof(t->fail.text), text);
+    t->fail.status = local_reply_verdict(ls);
+    t->fail.local = ls;
+    t->fail.code = r->code;
+    str_copy(t->fail.enhanced, sizeof(t->fail.enhanced), r->enhanced);
+    str_copy(t->fail.text, sizeof(t->fail.text), r->text);
     if (t->w) {
         qf_write_abort(t->w);
         t->w = NULL;
     }
 }
 
-static void send_reply(struct cl_conn *c, int status, const char *qid, int code,
-                       const char *enh, const char *text)
+/* The transaction's outcome: queued (r == NULL, with its queue id), a
+ * local failure (by number: smtpd renders it) or a filter's refusal. */
+static void send_reply(struct cl_conn *c, const char *qid, const struct cl_reply *r)
 {
-    struct ipc_cleanup_reply r = { (uint32_t)status, qid ? qid : "", (uint32_t)code,
-                                   enh ? enh : "", text ? text : "" };
-    ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &r);
+    struct ipc_cleanup_reply m = { V_ACCEPT, qid, 0, "", "", LR_NONE };
+    if (r && r->local != LR_NONE) {
+        m.status = (uint32_t)r->status;
+        m.local = (uint32_t)r->local;
+    } else if (r) {
+        m = (struct ipc_cleanup_reply){ (uint32_t)r->status, "", (uint32_t)r->code,
+                                        r->enhanced, r->text, LR_NONE };
+    }
+    if (ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &m) < 0) {
+        /* only a refusal's text can be long: fall back to the plain 451
+         * (an accept is short and, queued, must never be turned into one) */
+        log_warn("cannot send the reply to %s: %m", c->peer);
+        struct ipc_cleanup_reply f = { V_TEMPFAIL, "", 0, "", "", LR_TEMP };
+        if (r == NULL || ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &f) < 0)
+            log_error("no reply sent to %s: smtpd answers 451 at its timeout", c->peer);
+    }
     ipc_peer_flush(c->ipc);     /* now, without an EPOLLOUT round */
 }
 
@@ -103,19 +119,18 @@ static void txn_drop_reply(struct cl_ctx *ctx, struct cl_txn *t, const struct cl
 {
     struct cl_conn *c = t->conn;
     log_set_qid(t->qid);
-    if (r->status != V_TEMPFAIL || r->code != 451 || strcmp(r->text, "Transaction aborted"))
+    if (r->local != LR_ABORTED)
         log_info("reject: %d %s %s; from=<%s> nrcpt=%d", r->code, r->enhanced,
                  r->text, t->env.sender, t->env.nrcpts);
     log_set_qid(NULL);
     if (c)
-        send_reply(c, r->status, "", r->code, r->enhanced, r->text);
+        send_reply(c, "", r);
     txn_drop(ctx, t);
 }
 
-static void fail_and_drop(struct cl_ctx *ctx, struct cl_txn *t, int status, int code,
-                          const char *enh, const char *text)
+static void fail_and_drop(struct cl_ctx *ctx, struct cl_txn *t, enum local_status ls)
 {
-    cl_txn_fail(t, status, code, enh, text);
+    cl_txn_fail(t, ls);
     txn_drop_reply(ctx, t, &t->fail);
 }
 
@@ -151,7 +166,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     t->faccept = (b->flags & QF_F_FACCEPT) != 0;     /* no data stage */
 
     if (ctx->cfg->message_size > 0 && b->size_hint > (uint64_t)ctx->cfg->message_size) {
-        cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
+        cl_txn_fail(t, LR_SIZE_DECLARED);
         return;
     }
     t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid);
@@ -159,10 +174,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
         int err = errno;
         log_error("create %s: %m", t->path);
         t->path[0] = '\0';
-        if (err == ENOSPC || err == EDQUOT)
-            cl_txn_fail(t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
-        else
-            cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+        cl_txn_fail(t, local_reply_errno(err, LR_TEMP));
     }
 }
 
@@ -174,11 +186,11 @@ static void txn_rcpt(struct cl_conn *c, struct cl_txn *t, const struct ipc_clean
     if (limit > RCPT_LIMIT_HARD)
         limit = RCPT_LIMIT_HARD;
     if (t->env.nrcpts >= limit) {
-        cl_txn_fail(t, V_TEMPFAIL, 452, "4.5.3", "Too many recipients");
+        cl_txn_fail(t, LR_TOO_MANY_RCPTS);
         return;
     }
     if (*r->addr == '\0') {
-        cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Empty recipient from smtpd");
+        cl_txn_fail(t, LR_EMPTY_RCPT);
         return;
     }
     qf_env_add_rcpt(&t->env, r->addr, r->orig, r->notify & 15u);
@@ -191,17 +203,14 @@ static void txn_open_writer(struct cl_txn *t)
     if (t->failed)
         return;
     if (t->env.nrcpts == 0) {
-        cl_txn_fail(t, V_REJECT, 554, "5.5.1", "No valid recipients");
+        cl_txn_fail(t, LR_NO_RCPTS);
         return;
     }
     t->w = qf_write_begin(t->fd, &t->env);
     if (t->w == NULL) {
         int err = errno;
         log_warn("cannot start queue file: %s", strerror(err));
-        if (err == ENOSPC || err == EDQUOT)
-            cl_txn_fail(t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
-        else
-            cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+        cl_txn_fail(t, local_reply_errno(err, LR_TEMP));
     }
 }
 
@@ -215,7 +224,7 @@ static void txn_data(struct cl_conn *c, struct cl_txn *t, const struct ipc_bytes
      * line ends, so this count is at most smtpd's SIZE count (CRLF = 2),
      * plus the one LF smtpd adds to a BDAT message without a final CRLF */
     if (ctx->cfg->message_size > 0 && t->size > (uint64_t)ctx->cfg->message_size + 1)
-        cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message size exceeds fixed limit");
+        cl_txn_fail(t, LR_TOO_BIG);
     if (t->failed)
         return;
     clh_content(ctx, t, d->p, d->len);
@@ -228,7 +237,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         log_set_qid(t->qid);
         log_debug("transaction aborted by smtpd");
         log_set_qid(NULL);
-        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Transaction aborted");
+        fail_and_drop(ctx, t, LR_ABORTED);
         return;
     }
     if (t->state == T_ENVELOPE)
@@ -243,10 +252,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
     if (qf_write_end(w) < 0) {
         int err = errno;
         log_error("write %s: %s", t->path, strerror(err));
-        if (err == ENOSPC || err == EDQUOT)
-            fail_and_drop(ctx, t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
-        else
-            fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Queue file write error");
+        fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));
         return;
     }
     t->state = T_FILTER;
@@ -258,7 +264,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         return;
     }
     if (clf_ask(ctx, t) < 0)
-        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+        fail_and_drop(ctx, t, LR_TEMP);
 }
 
 /* Copy filter text into a reply, without control bytes. */
@@ -281,7 +287,7 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         log_set_qid(t->qid);
         log_warn("no data verdict from filter: deferring");
         log_set_qid(NULL);
-        fail_and_drop(ctx, t, V_TEMPFAIL, 451, "4.3.0", "Temporary local problem, try again later");
+        fail_and_drop(ctx, t, LR_TEMP);
         return;
     }
     enum verdict v = r->status < V__COUNT ? (enum verdict)r->status : V_TEMPFAIL;
@@ -291,7 +297,7 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         int want = d->code / 100;               /* 4 or 5: the class must match */
         if (code < 400 || code > 599 || code / 100 != want)
             code = d->code;
-        struct cl_reply rep = { v, code, "", "" };
+        struct cl_reply rep = { v, LR_NONE, code, "", "" };
         const char *enh = r->enhanced[0] && r->enhanced[0] == '0' + want ? r->enhanced : d->enhanced;
         reply_text(rep.enhanced, sizeof(rep.enhanced), enh, d->enhanced);
         reply_text(rep.text, sizeof(rep.text), r->text, d->text);
@@ -306,7 +312,7 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         log_info("discarded: the rules removed every recipient");
         log_set_qid(NULL);
         if (c)
-            send_reply(c, V_ACCEPT, t->qid, 250, "2.0.0", "Ok");
+            send_reply(c, t->qid, NULL);
         txn_drop(ctx, t);
         return;
     }
@@ -326,10 +332,8 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
         log_error("commit failed at %s: %s", t->cwhere, strerror(t->cerr));
         t->fd = -1;                     /* closed (or failed closing) by the worker */
         t->path[0] = '\0';              /* the worker unlinked what was left */
-        int nospace = t->cerr == ENOSPC || t->cerr == EDQUOT;
         log_set_qid(NULL);
-        fail_and_drop(ctx, t, V_TEMPFAIL, nospace ? 452 : 451, nospace ? "4.3.1" : "4.3.0",
-                      nospace ? "Insufficient system storage" : "Queue file write error");
+        fail_and_drop(ctx, t, local_reply_errno(t->cerr, LR_WRITE));
         return;
     }
     log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d)",
@@ -339,7 +343,7 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
     if (t->quarantine)
         log_info("quarantined (%s) by rule \"%s\"", t->qname, t->qrule);
     if (c)
-        send_reply(c, V_ACCEPT, t->qid, 250, "2.0.0", "Ok");
+        send_reply(c, t->qid, NULL);
     else
         log_warn("smtpd went away before the reply (message is queued)");
     if (!t->quarantine)
@@ -360,7 +364,7 @@ static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg
         if (c->ctx->srv->stopping) {
             /* still answer: the transaction gets a clean 4xx at END */
             txn_begin(c, &m->cleanup_begin);
-            cl_txn_fail(c->txn, V_TEMPFAIL, 421, "4.3.2", "Service shutting down");
+            cl_txn_fail(c->txn, LR_SHUTDOWN);
             return 0;
         }
         txn_begin(c, &m->cleanup_begin);

@@ -125,10 +125,7 @@ static void write_out(struct cl_txn *t, const void *p, size_t n)
         return;
     if (qf_write_content(t->w, p, n) < 0) {
         int e = errno;
-        if (e == ENOSPC || e == EDQUOT)
-            cl_txn_fail(t, V_TEMPFAIL, 452, "4.3.1", "Insufficient system storage");
-        else
-            cl_txn_fail(t, V_TEMPFAIL, 451, "4.3.0", "Queue file write error");
+        cl_txn_fail(t, local_reply_errno(e, LR_WRITE));
     }
 }
 
@@ -183,7 +180,7 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     if (hs->body_off < t->hbuf.len)
         write_out(t, t->hbuf.data + hs->body_off, t->hbuf.len - (size_t)hs->body_off);
     if (hs->received >= CL_HOP_LIMIT)
-        cl_txn_fail(t, V_REJECT, 554, "5.4.6", "Too many hops (mail forwarding loop)");
+        cl_txn_fail(t, LR_LOOP);
     t->in_headers = 0;
     buf_free(&t->hbuf);
 }
@@ -203,7 +200,7 @@ void clh_content(struct cl_ctx *ctx, struct cl_txn *t, const unsigned char *p, s
         return;
     }
     if (t->hbuf.len > CL_HDR_MAX)
-        cl_txn_fail(t, V_REJECT, 552, "5.3.4", "Message header size exceeds limit");
+        cl_txn_fail(t, LR_HEADER_TOO_BIG);
 }
 
 void clh_finish(struct cl_ctx *ctx, struct cl_txn *t)

@@ -15,17 +15,11 @@
 #include <event2/event.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "ipc_bev.h"
 #include "log.h"
 
 #define QMGR_OUT_MAX (1024 * 1024)   /* unsent bytes before we give up on qmgr */
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 void clq_close(struct cl_ctx *ctx)
 {
@@ -37,7 +31,7 @@ static void q_drop(struct cl_ctx *ctx, const char *why)
 {
     log_debug("qmgr connection: %s", why);
     clq_close(ctx);
-    ctx->q_last_fail = now_ms();
+    ctx->q_last_fail = clock_now_ms();
 }
 
 /* qmgr only ever sends its HELLO (checked by the peer): refuse anything else. */
@@ -58,13 +52,13 @@ static const struct ipc_peer_ops q_ops = {
 
 static int q_connect(struct cl_ctx *ctx)
 {
-    if (ctx->q_last_fail && now_ms() - ctx->q_last_fail < 1000)
+    if (ctx->q_last_fail && clock_now_ms() - ctx->q_last_fail < 1000)
         return -1;
     ctx->qpeer = ipc_peer_connect(ctx->srv->base, SOCK_QMGR, "qmgr", &q_ops, ctx);
     if (ctx->qpeer == NULL) {
         log_debug("connect %s: %s (qmgr will find the message when it scans)", SOCK_QMGR,
                   strerror(errno));
-        ctx->q_last_fail = now_ms();
+        ctx->q_last_fail = clock_now_ms();
         return -1;
     }
     ctx->q_last_fail = 0;
@@ -92,7 +86,11 @@ void clq_wakeup(struct cl_ctx *ctx, const char *qid)
         return;
     }
     struct ipc_qmgr_wakeup w = { qid, 0 };
-    ipc_peer_send(ctx->qpeer, IPC_QMGR_WAKEUP, &w);
+    if (ipc_peer_send(ctx->qpeer, IPC_QMGR_WAKEUP, &w) < 0) {
+        /* the message is queued: qmgr's next scan of incoming/ finds it */
+        log_warn("cannot send the wakeup for %s to qmgr: %m", qid);
+        return;
+    }
     if (qflush_ev == NULL)
         qflush_ev = event_new(ctx->srv->base, -1, 0, q_flush, ctx);
     if (qflush_ev && !qflush_armed) {

@@ -134,6 +134,23 @@ static int read_reload_status(const struct config *cfg, long *pid_r, unsigned lo
     return r;
 }
 
+/* The opening of start/status/stop/reload: no arguments, the config, and
+ * whether master runs (cli_master_running's answer in *r_r). NULL with
+ * the exit code in *rc_r: extra arguments or a config with errors (both
+ * printed). */
+static struct config *probe_master(struct cli *c, const char *cmd, int argc, long *pid_r,
+                                   int *r_r, int *rc_r)
+{
+    *rc_r = EX_USAGE_;
+    if (no_args(cmd, argc) < 0)
+        return NULL;
+    *rc_r = EX_FAIL;
+    struct config *cfg = cli_load_config(c->config_path);
+    if (cfg != NULL)
+        *r_r = cli_master_running(cfg, pid_r);
+    return cfg;
+}
+
 int cli_run(struct cli *c, int argc, char **argv)
 {
     if (no_args("run", argc) < 0)
@@ -149,13 +166,11 @@ int cli_run(struct cli *c, int argc, char **argv)
 
 int cli_start(struct cli *c, int argc, char **argv)
 {
-    if (no_args("start", argc) < 0)
-        return EX_USAGE_;
-    struct config *cfg = cli_load_config(c->config_path);
-    if (cfg == NULL)
-        return EX_FAIL;
     long pid;
-    int r = cli_master_running(cfg, &pid);
+    int r, rc;
+    struct config *cfg = probe_master(c, "start", argc, &pid, &r, &rc);
+    if (cfg == NULL)
+        return rc;
     if (r != 0) {
         if (r > 0)
             cli_err("postern is already running (pid %ld)", pid);
@@ -201,14 +216,16 @@ int cli_start(struct cli *c, int argc, char **argv)
 }
 
 /* Load the config and find the running master; prints why not. */
-static struct config *running_master(struct cli *c, const char *cmd, long *pid_r)
+static struct config *running_master(struct cli *c, const char *cmd, int argc, long *pid_r,
+                                     int *rc_r)
 {
-    struct config *cfg = cli_load_config(c->config_path);
+    int r;
+    struct config *cfg = probe_master(c, cmd, argc, pid_r, &r, rc_r);
     if (cfg == NULL) {
-        cli_err("%s: the configuration has errors: nothing done", cmd);
+        if (*rc_r == EX_FAIL)
+            cli_err("%s: the configuration has errors: nothing done", cmd);
         return NULL;
     }
-    int r = cli_master_running(cfg, pid_r);
     if (r == 0)
         cli_err("postern is not running (pid file %s)", cfg->pid_file);
     if (r != 1) {
@@ -220,12 +237,11 @@ static struct config *running_master(struct cli *c, const char *cmd, long *pid_r
 
 int cli_stop(struct cli *c, int argc, char **argv)
 {
-    if (no_args("stop", argc) < 0)
-        return EX_USAGE_;
     long pid;
-    struct config *cfg = running_master(c, "stop", &pid);
+    int rc;
+    struct config *cfg = running_master(c, "stop", argc, &pid, &rc);
     if (cfg == NULL)
-        return EX_FAIL;
+        return rc;
     if (kill((pid_t)pid, SIGTERM) < 0) {
         cli_err("cannot signal master (pid %ld): %s", pid, strerror(errno));
         config_free(cfg);
@@ -248,12 +264,11 @@ int cli_stop(struct cli *c, int argc, char **argv)
 
 int cli_reload(struct cli *c, int argc, char **argv)
 {
-    if (no_args("reload", argc) < 0)
-        return EX_USAGE_;
     long pid;
-    struct config *cfg = running_master(c, "reload", &pid);
+    int fail;
+    struct config *cfg = running_master(c, "reload", argc, &pid, &fail);
     if (cfg == NULL)
-        return EX_FAIL;
+        return fail;
     /* running_master loaded the file: a broken one stops here (master
      * would refuse it too and keep the running configuration); broken
      * rules too (filter would keep the running ones) */
@@ -308,13 +323,11 @@ int cli_reload(struct cli *c, int argc, char **argv)
 
 int cli_status(struct cli *c, int argc, char **argv)
 {
-    if (no_args("status", argc) < 0)
-        return EX_USAGE_;
-    struct config *cfg = cli_load_config(c->config_path);
-    if (cfg == NULL)
-        return EX_FAIL;
     long pid;
-    int r = cli_master_running(cfg, &pid);
+    int r, rc;
+    struct config *cfg = probe_master(c, "status", argc, &pid, &r, &rc);
+    if (cfg == NULL)
+        return rc;
     config_free(cfg);
     if (r == 1) {
         printf("postern is running (pid %ld)\n", pid);

@@ -44,18 +44,17 @@ void cli_usage_hint(void)
     fputs("try 'postern help'\n", stderr);
 }
 
+static void print_error(const char *line, void *arg)
+{
+    fprintf(stderr, "%s\n", line);
+}
+
 struct config *cli_load_config(const char *path)
 {
     struct config_errors errs = { 0 };
     struct config *cfg = config_load(path, &errs);
     if (cfg == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &errs.v[i]);
-            fprintf(stderr, "%s\n", b.data);
-            buf_free(&b);
-        }
+        config_errors_each(&errs, print_error, NULL);
         if (errs.n == 0)
             cli_err("cannot load configuration %s", path);
     }

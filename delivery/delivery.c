@@ -62,62 +62,16 @@ void dlv_headers(buf_t *out, const char *sender, const char *rcpt)
     buf_append_char(out, '\n');
 }
 
-int dlv_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int dlv_writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
 /* Fallback copy with pread/write. */
 static int copy_rw(int in, off_t off, uint64_t len, int out)
 {
     char b[65536];
     while (len > 0) {
         size_t want = len < sizeof(b) ? (size_t)len : sizeof(b);
-        ssize_t n = pread(in, b, want, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
+        if (fdio_pread_all(in, b, want, off) < 0 || fdio_write_all(out, b, want) < 0)
             return -1;
-        }
-        if (dlv_write_all(out, b, (size_t)n) < 0)
-            return -1;
-        off += n;
-        len -= (uint64_t)n;
+        off += (off_t)want;
+        len -= want;
     }
     return 0;
 }
@@ -185,6 +139,28 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
     buf_free(&path);
 }
 
+/* One DELIVER_STATUS per recipient, then DELIVER_DONE. A status whose
+ * reason cannot be encoded (EMSGSIZE) goes out with a short reason and the
+ * same outcome (the mail may already be delivered: never turn it into a
+ * retry). 0, or -1: the connection is unusable (qmgr defers the rest). */
+static int send_statuses(struct ipc_conn *c, const struct req_rcpt *rr, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
+                                         rr[i].res.dsn, rr[i].res.reason };
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
+            continue;
+        log_warn("status for recipient %u cannot be encoded: %m", rr[i].index);
+        st.reason = "(reason too long)";
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) < 0)
+            return -1;
+    }
+    struct ipc_deliver_done done = { n };
+    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
+        return -1;
+    return ipc_flush(c);
+}
+
 /* Queue files up to this size are read whole, so the content is written
  * from memory (one writev per recipient); larger ones are parsed through
  * qf_read's window and the content copied file to file. */
@@ -195,18 +171,9 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
 static unsigned char *read_whole(int fd, size_t size)
 {
     unsigned char *p = xmalloc(size ? size : 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = pread(fd, p + got, size - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            free(p);
-            return NULL;
-        }
-        got += (size_t)n;
+    if (fdio_pread_all(fd, p, size, 0) < 0) {
+        free(p);
+        return NULL;
     }
     return p;
 }
@@ -311,14 +278,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
             close(fd);
         qf_env_free(&env);
         log_set_qid(NULL);
-        for (uint32_t i = 0; i < n; i++) {
-            struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
-                                             rr[i].res.dsn, rr[i].res.reason };
-            ipc_queue(c, IPC_DELIVER_STATUS, &st);
-        }
-        struct ipc_deliver_done done = { n };
-        ipc_queue(c, IPC_DELIVER_DONE, &done);
-        rc = ipc_flush(c);
+        rc = send_statuses(c, rr, n);
     }
     free(rr);
     free(qid);

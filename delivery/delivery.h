@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 #include "buf.h"
 #include "config.h"
+#include "fdio.h"
 #include "qfile.h"
 
 /* The outcome for one recipient, as sent in DELIVER_STATUS. */
@@ -47,10 +48,6 @@ void dlv_headers(buf_t *out, const char *sender, const char *rcpt);
 /* Copy the message content from the queue file to out_fd (copy_file_range,
  * read/write fallback). 0, or -1 with errno. */
 int  dlv_copy_content(const struct dlv_msg *m, int out_fd);
-/* write(2) all of p; 0 or -1 (errno). */
-int  dlv_write_all(int fd, const void *p, size_t n);
-/* writev(2) all of iov[0..n) (iov is modified); 0 or -1 (errno). */
-int  dlv_writev_all(int fd, struct iovec *iov, int n);
 
 /* delivery_path.c: the mailbox path for a recipient, or a bounce/defer in r
  * (returns -1). kind: the mailbox kind a rule chose (DELIVER_RCPT.nexthop),

@@ -269,9 +269,9 @@ static int write_message(const struct dlv_msg *m, int fd, const char *rcpt)
             { h.data, h.len },
             { (void *)m->content, (size_t)m->env->content_len },
         };
-        rc = dlv_writev_all(fd, iov, 2);
+        rc = fdio_writev_all(fd, iov, 2);
     } else {
-        rc = dlv_write_all(fd, h.data, h.len);
+        rc = fdio_write_all(fd, h.data, h.len);
         if (rc == 0)
             rc = dlv_copy_content(m, fd);
     }

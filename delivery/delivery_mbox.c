@@ -78,28 +78,24 @@ static int write_quoted(const struct dlv_msg *m, int fd, buf_t *out)
     char last = '\n';
     while (rc == 0 && done < len) {
         size_t want = len - done < sizeof(chunk) ? (size_t)(len - done) : sizeof(chunk);
-        ssize_t n = pread(m->fd, chunk, want, m->env->content_off + (off_t)done);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n == 0)
-                errno = EIO;   /* queue file shorter than its content record */
+        /* EIO: the queue file is shorter than its content record */
+        if (fdio_pread_all(m->fd, chunk, want, m->env->content_off + (off_t)done) < 0) {
             rc = -1;
             break;
         }
-        done += (uint64_t)n;
-        last = chunk[n - 1];
-        buf_append(&carry, chunk, (size_t)n);
+        done += want;
+        last = chunk[want - 1];
+        buf_append(&carry, chunk, want);
         buf_consume(&carry, mbox_from_quote(out, carry.data, carry.len, 0, &midline));
         if (out->len >= sizeof(chunk)) {
-            rc = dlv_write_all(fd, out->data, out->len);
+            rc = fdio_write_all(fd, out->data, out->len);
             buf_reset(out);
         }
     }
     if (rc == 0) {
         mbox_from_quote(out, carry.data, carry.len, 1, &midline);
         buf_append_str(out, last == '\n' ? "\n" : "\n\n");
-        rc = dlv_write_all(fd, out->data, out->len);
+        rc = fdio_write_all(fd, out->data, out->len);
     }
     buf_free(&carry);
     return rc;

@@ -173,11 +173,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * fe_shutdown (their connections are gone by then). */
 static void on_stop(struct server *s)
 {
-    struct fctx *ctx = s->ctx;
-    if (ctx->lis) {
-        evconnlistener_free(ctx->lis);
-        ctx->lis = NULL;
-    }
+    server_unlisten(s);
     server_stop_loop(s);
 }
 
@@ -228,13 +224,7 @@ static void on_reload(struct server *s)
     struct config_errors errs = { 0 };
     struct config *nc = config_load(s->config_path, &errs);
     if (nc == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &errs.v[i]);
-            log_error("reload: rules not reloaded: %s", b.data);
-            buf_free(&b);
-        }
+        config_errors_log(&errs, "reload: rules not reloaded: ");
         config_errors_free(&errs);
         log_error("reload: configuration has errors: keeping the running rules");
         return;
@@ -282,7 +272,7 @@ int main(int argc, char **argv)
     }
     ctx->mask = fprog_mask(ctx->prog);
     fe_init(ctx);
-    ctx->lis = server_listen(s, "filter", SOCK_FILTER, on_accept, ctx);
+    server_listen(s, "filter", SOCK_FILTER, on_accept, ctx);
     if (ctx->prog->p)
         log_info("ready: rules %s (%d rules and actions), %d workers", s->cfg->rules,
                  count_rules(ctx->prog), FILTER_WORKERS);
@@ -291,8 +281,7 @@ int main(int argc, char **argv)
     server_run(s);
     while (ctx->conns)
         fconn_free(ctx->conns);
-    if (ctx->lis)
-        evconnlistener_free(ctx->lis);
+    server_unlisten(s);
     fe_shutdown(ctx);
     fprog_unref(ctx->prog);
     return 0;

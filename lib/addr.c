@@ -80,6 +80,33 @@ int addr_is_ascii(const char *s, size_t n)
     return 1;
 }
 
+static int is_label_char(unsigned char c)
+{
+    return is_letdig(c) || c == '-';
+}
+
+/* Advance *pp over bytes ok() accepts and, with ADDR_F_UTF8, whole UTF-8
+ * sequences (atoms and domain labels alike); -1 on a broken sequence. */
+static int scan_run(const unsigned char **pp, const unsigned char *end, unsigned flags,
+                    int (*ok)(unsigned char))
+{
+    const unsigned char *p = *pp;
+    while (p < end) {
+        if (ok(*p)) {
+            p++;
+        } else if (*p >= 0x80 && (flags & ADDR_F_UTF8)) {
+            size_t l = utf8_seq(p, end);
+            if (l == 0)
+                return -1;
+            p += l;
+        } else {
+            break;
+        }
+    }
+    *pp = p;
+    return 0;
+}
+
 /* Local-part = Dot-string / Quoted-string */
 static int scan_local(const unsigned char **pp, const unsigned char *end, unsigned flags)
 {
@@ -111,18 +138,8 @@ static int scan_local(const unsigned char **pp, const unsigned char *end, unsign
     } else {
         for (;;) {
             const unsigned char *atom = p;
-            while (p < end) {
-                if (is_atext(*p)) {
-                    p++;
-                } else if (*p >= 0x80 && (flags & ADDR_F_UTF8)) {
-                    size_t l = utf8_seq(p, end);
-                    if (l == 0)
-                        return ADDR_ERR_SYNTAX;
-                    p += l;
-                } else {
-                    break;
-                }
-            }
+            if (scan_run(&p, end, flags, is_atext) < 0)
+                return ADDR_ERR_SYNTAX;
             if (p == atom)
                 return ADDR_ERR_SYNTAX;      /* empty atom: leading/double/trailing dot */
             if (p < end && *p == '.') {
@@ -145,18 +162,8 @@ static int scan_domain_name(const unsigned char **pp, const unsigned char *end, 
     const unsigned char *p = *pp, *start = p;
     for (;;) {
         const unsigned char *label = p;
-        while (p < end) {
-            if (is_letdig(*p) || *p == '-') {
-                p++;
-            } else if (*p >= 0x80 && (flags & ADDR_F_UTF8)) {
-                size_t l = utf8_seq(p, end);
-                if (l == 0)
-                    return ADDR_ERR_SYNTAX;
-                p += l;
-            } else {
-                break;
-            }
-        }
+        if (scan_run(&p, end, flags, is_label_char) < 0)
+            return ADDR_ERR_SYNTAX;
         if (p == label || *label == '-' || p[-1] == '-')
             return ADDR_ERR_SYNTAX;
         if ((size_t)(p - label) > ADDR_LABEL_MAX)

@@ -128,6 +128,12 @@ void config_free(struct config *c);
 void config_errors_free(struct config_errors *e);
 /* "file:line:col: key: message" */
 void config_error_format(buf_t *out, const struct config_error *e);
+/* fn once per error, with it formatted as above: the one loop every
+ * printer (CLI, master, daemons) goes through. */
+typedef void config_error_fn(const char *line, void *arg);
+void config_errors_each(const struct config_errors *e, config_error_fn *fn, void *arg);
+/* log_error() each error after prefix. */
+void config_errors_log(const struct config_errors *e, const char *prefix);
 
 /* Parse helpers shared with other parsers (rules, CLI). 0 ok, -1 bad. */
 int config_parse_size(const char *s, int64_t *r);        /* 50M, 1024, 2G, 10k */

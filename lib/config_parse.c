@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "config_private.h"
+#include "fdio.h"
 
 enum tok_kind { T_EOF, T_STRING, T_WORD, T_EQ, T_SEMI, T_COMMA, T_LBRACE, T_RBRACE,
                 T_LBRACK, T_RBRACK };
@@ -487,29 +488,16 @@ static int read_file(struct parser *ps, const char *path, const char *from_file,
     }
     buf_t b;
     buf_init(&b, (size_t)st.st_size + 1);
-    for (;;) {
-        buf_reserve(&b, 65536);
-        ssize_t n = read(fd, b.data + b.len, 65536);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            cfg_error_add(ps->errs, from_file, line, col, "", "cannot read %s: %s", path,
-                          strerror(errno));
-            buf_free(&b);
-            close(fd);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        b.len += (size_t)n;
-        b.data[b.len] = '\0';
-        if (b.len > CFG_FILE_MAX) {
+    if (fdio_read_file(fd, &b, CFG_FILE_MAX) < 0) {
+        if (errno == EFBIG)
             cfg_error_add(ps->errs, from_file, line, col, "", "%s: too large (limit %d bytes)",
                           path, CFG_FILE_MAX);
-            buf_free(&b);
-            close(fd);
-            return -1;
-        }
+        else
+            cfg_error_add(ps->errs, from_file, line, col, "", "cannot read %s: %s", path,
+                          strerror(errno));
+        buf_free(&b);
+        close(fd);
+        return -1;
     }
     close(fd);
     *len_r = b.len;

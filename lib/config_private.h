@@ -1,6 +1,6 @@
 /*
- * config_private.h - internals shared by config.c, config_parse.c and
- * config_value.c. Nobody outside lib/config*.c includes this.
+ * config_private.h - internals shared by config.c, config_table.c,
+ * config_parse.c and config_value.c. Nobody outside lib/config*.c includes this.
  *
  * config_parse.c turns the text (plus includes) into a tree of cnodes that
  * remember file/line/col; config.c walks that tree against the parameter
@@ -68,5 +68,54 @@ char *cfg_path_resolve(const char *dir, const char *rel);
 
 /* Levenshtein distance, capped (returns cap+1 when larger). */
 int cfg_edit_distance(const char *a, const char *b, int cap);
+
+/* ---- parameter tables (config_table.c), walked by config.c ---- */
+
+enum ptype { P_STR, P_PATH, P_INT, P_LONG, P_SIZE, P_DUR, P_BOOL, P_ENUM,
+             P_STRLIST, P_CIDRLIST, P_DURLIST };
+
+#define F_REQUIRED 1            /* may not be empty */
+#define F_TEMPLATE 2            /* path template: "~/..." is left alone */
+
+struct enumval { const char *name; int v; };
+
+/* An item check for strings and list elements: 0 ok, -1 with a message. */
+typedef int (*item_check_fn)(const char *s, buf_t *msg);
+
+struct param {
+    const char *name;           /* dotted, relative to the table's block */
+    enum ptype type;
+    size_t off, off2;           /* off2: element count of P_DURLIST */
+    const char *def;            /* default, in config syntax; lists comma-separated */
+    int64_t min, max;           /* for numbers and each list element */
+    const struct enumval *ev;   /* P_ENUM: NULL-terminated */
+    unsigned flags;
+    item_check_fn check;
+};
+
+/* listen.X.auth is stored as 0/1/2, then split into the two flags. */
+enum { AUTH_NONE = 0, AUTH_OPTIONAL = 1, AUTH_REQUIRED = 2 };
+
+struct table {
+    const struct param *p;
+    int n;
+    const char *prefix;          /* error-key prefix: "", "listen.smtp", "domain.x" */
+    const char *const *extra;    /* extra keys valid at the top of this table */
+};
+
+#define CFG_TABLE_MAX 128       /* rows in one table (checked at compile time) */
+extern const struct param cfg_params[], cfg_listener_params[], cfg_domain_params[];
+extern const int cfg_nparams, cfg_nlistener, cfg_ndomain;
+
+/* Item checks also used on block names: 0 ok, -1 with a message. */
+int cfg_check_hostname(const char *s, buf_t *msg);
+int cfg_check_identifier(const char *s, buf_t *msg);
+/* Parse value node v for parameter p into its field of base; problems go to errs. */
+void cfg_apply_value(struct config_errors *errs, const struct param *p, void *base,
+                     const struct cnode *v, const char *key);
+/* Fill base with the table's defaults (known valid: a bad one is a panic). */
+void cfg_apply_defaults(const struct param *tab, int n, void *base);
+void cfg_free_fields(const struct param *tab, int n, void *base);
+void cfg_free_strlist(struct strlist *l);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fdio.h"
 #include "ipc.h"
 #include "log.h"
 
@@ -371,19 +372,9 @@ int ipc_queue(struct ipc_conn *c, enum ipc_type t, const void *msg)
 
 int ipc_flush(struct ipc_conn *c)
 {
-    size_t off = 0;
-    while (off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.data + off, c->out.len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            buf_reset(&c->out);
-            return -1;
-        }
-        off += (size_t)n;
-    }
+    int rc = fdio_write_all(c->fd, c->out.data, c->out.len);
     buf_reset(&c->out);
-    return 0;
+    return rc;
 }
 
 int ipc_send(struct ipc_conn *c, enum ipc_type t, const void *msg)

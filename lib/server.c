@@ -211,6 +211,7 @@ struct evconnlistener *server_listen(struct server *s, const char *name, const c
     if (l == NULL)
         log_fatal("cannot listen on %s", path);
     listen_path = path;
+    s->lis = l;
     evconnlistener_set_error_cb(l, on_accept_error);
     char jname[80];
     str_format(jname, sizeof(jname), "%s+jail", name);
@@ -224,6 +225,18 @@ struct evconnlistener *server_listen(struct server *s, const char *name, const c
         evconnlistener_set_error_cb(s->jail_lis, on_accept_error);
     }
     return l;
+}
+
+void server_unlisten(struct server *s)
+{
+    if (s->lis) {
+        evconnlistener_free(s->lis);
+        s->lis = NULL;
+    }
+    if (s->jail_lis) {
+        evconnlistener_free(s->jail_lis);
+        s->jail_lis = NULL;
+    }
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -306,13 +319,7 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
     struct config_errors errs = { 0 };
     s->cfg = config_load(s->config_path, &errs);
     if (s->cfg == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &errs.v[i]);
-            log_error("%s", b.data);
-            buf_free(&b);
-        }
+        config_errors_log(&errs, "");
         log_fatal("cannot load configuration %s", s->config_path);
     }
     config_errors_free(&errs);

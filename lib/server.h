@@ -54,6 +54,7 @@ struct server {
     int retiring;
     void *ctx;                   /* daemon's own state */
     int ready_fd;                /* POSTERN_READY_FD, -1 once used */
+    struct evconnlistener *lis;        /* server_listen's listener */
     struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };
 
@@ -87,6 +88,9 @@ int  server_fd_named(const struct server *s, const char *name);
  * same callback, and closed at the stop signal. */
 struct evconnlistener *server_listen(struct server *s, const char *name, const char *path,
                                      evconnlistener_cb cb, void *arg);
+/* Stop accepting: close server_listen's listeners (again: nothing). The
+ * first thing an on_stop does, and the last before exit. */
+void server_unlisten(struct server *s);
 /* Set O_NONBLOCK (1) or clear it (0). */
 int  fd_set_nonblock(int fd, int on);
 /* Absolute path of a spool-relative name ("private/filter"): daemons chdir

@@ -31,6 +31,8 @@
 #include <unistd.h>
 
 #include "master.h"
+#include "clock.h"
+#include "fdio.h"
 #include "log.h"
 #include "server.h"
 #include "spool.h"
@@ -61,6 +63,19 @@ static void __attribute__((noreturn)) usage(void)
     exit(2);
 }
 
+struct load_out { const char *prefix; int to_log; buf_t *collect; };
+
+static void print_error(const char *line, void *arg)
+{
+    const struct load_out *o = arg;
+    if (o->collect)
+        buf_printf(o->collect, "%s\n", line);
+    if (o->to_log)
+        log_error("%s%s", o->prefix, line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
 /* Load and validate; every problem is printed (stderr or log), and
  * appended to collect (when not NULL). */
 static struct config *load_config(const char *path, const char *prefix, int to_log,
@@ -69,18 +84,8 @@ static struct config *load_config(const char *path, const char *prefix, int to_l
     struct config_errors errs = { 0 };
     struct config *cfg = config_load(path, &errs);
     if (cfg == NULL) {
-        for (int i = 0; i < errs.n; i++) {
-            buf_t b;
-            buf_init(&b, 128);
-            config_error_format(&b, &errs.v[i]);
-            if (collect)
-                buf_printf(collect, "%s\n", b.data);
-            if (to_log)
-                log_error("%s%s", prefix, b.data);
-            else
-                fprintf(stderr, "%s\n", b.data);
-            buf_free(&b);
-        }
+        struct load_out o = { prefix, to_log, collect };
+        config_errors_each(&errs, print_error, &o);
         if (errs.n == 0) {
             if (collect)
                 buf_printf(collect, "cannot load %s\n", path);
@@ -245,7 +250,7 @@ static void pidfile_lock(void)
     }
     char b[32];
     int n = snprintf(b, sizeof(b), "%ld\n", (long)getpid());
-    if (ftruncate(pid_fd, 0) < 0 || pwrite(pid_fd, b, (size_t)n, 0) != n)
+    if (ftruncate(pid_fd, 0) < 0 || fdio_pwrite_all(pid_fd, b, (size_t)n, 0) < 0)
         log_fatal("cannot write pid file %s: %m", pid_path);
     fchmod(pid_fd, 0644);
 }
@@ -322,7 +327,7 @@ static void reload_status(int ok, const char *why)
                why ? why : "");
     int fd = openat(run_fd, RELOAD_STATUS ".tmp",
                     O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len ||
+    if (fd < 0 || fdio_write_all(fd, b.data, b.len) < 0 ||
         renameat(run_fd, RELOAD_STATUS ".tmp", run_fd, RELOAD_STATUS) < 0)
         log_error("cannot write %s/%s: %m", M.cfg->run_dir, RELOAD_STATUS);
     if (fd >= 0)
@@ -445,7 +450,7 @@ static void reload(void)
     log_info("reload: configuration reloaded, replacing processes (%d processes; "
              "filter reloads in place)", spawn_total(M.cfg));
     waiting = W_RELOAD;
-    wait_deadline = now_ms() + READY_TIMEOUT_MS;
+    wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
 }
 
 static void begin_stop(int sig)
@@ -475,7 +480,7 @@ static void run_loop(int sigfd)
 {
     int64_t stop_deadline = 0;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = clock_now_ms();
         check_waiting(now);
         int64_t wait = spawn_due(now);
         if (waiting != W_NONE && (wait < 0 || wait > wait_deadline - now))
@@ -504,7 +509,7 @@ static void run_loop(int sigfd)
         int sig;
         while ((sig = msignal_next()) != 0) {
             if (sig == SIGCHLD)
-                spawn_reap(now_ms());
+                spawn_reap(clock_now_ms());
             else if (sig == SIGHUP && !M.stopping && waiting == W_START)
                 reload_pending = 1;   /* `postern start` waits for the first verdict */
             else if (sig == SIGHUP && !M.stopping)
@@ -569,7 +574,7 @@ int main(int argc, char **argv)
     log_info("starting Postern (%d processes)", spawn_total(M.cfg));
     spawn_init();
     waiting = W_START;
-    wait_deadline = now_ms() + READY_TIMEOUT_MS;
+    wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
     run_loop(sigfd);
     munix_close(1);
     mlisten_free(M.ls, M.nls);

@@ -69,7 +69,6 @@ void spawn_signal_all(int sig);
 int  spawn_count(void);                    /* live children */
 int  spawn_total(const struct config *cfg);/* processes the config asks for */
 void spawn_kill_wait(void);                /* SIGKILL and reap every child */
-int64_t now_ms(void);
 /* The read ends of children still starting, for poll; returns how many. */
 int  spawn_poll_fds(struct pollfd *p, int max);
 void spawn_ready_input(int fd);            /* poll said fd is readable */

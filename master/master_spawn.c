@@ -19,6 +19,7 @@
 #include <poll.h>
 
 #include "master.h"
+#include "clock.h"
 #include "log.h"
 #include "server.h"
 
@@ -71,13 +72,6 @@ static buf_t start_why;
 
 extern char **environ;
 
-int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int svc_count(const struct config *cfg, int i)
 {
     if (strcmp(services[i].name, "smtpd") == 0)
@@ -97,7 +91,7 @@ int spawn_total(const struct config *cfg)
 
 void spawn_init(void)
 {
-    int64_t now = now_ms();
+    int64_t now = clock_now_ms();
     for (int i = 0; i < NSERVICES; i++) {
         state[i].n = svc_count(M.cfg, i);
         state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
@@ -369,7 +363,7 @@ void spawn_reap(int64_t now)
 
 void spawn_reload(void)
 {
-    int64_t now = now_ms();
+    int64_t now = clock_now_ms();
     for (int i = 0; i < NSERVICES; i++) {
         if (services[i].reload_hup && state[i].n == svc_count(M.cfg, i)) {
             /* filter re-reads the configuration and recompiles its rules
@@ -496,6 +490,6 @@ void spawn_kill_wait(void)
             break;
         }
         if (!reap_retired(pid, status))
-            reap_slot(pid, status, now_ms());
+            reap_slot(pid, status, clock_now_ms());
     }
 }

@@ -63,20 +63,28 @@ static void request_end(struct agent *a)
     qmgr_active_finish(m);
 }
 
-/* The connection broke or misbehaved: defer what was not answered. */
-static void agent_fail(struct agent *a, const char *why)
+/* Defer what the agent did not answer (reason: the DSN text), then drop
+ * the connection: a request broken halfway cannot be resumed on it. */
+static void agent_abort(struct agent *a, const char *reason)
 {
     struct qmsg *m = a->msg;
     if (m) {
-        log_warn("delivery agent connection lost (%s) during %s", why, m->id);
         for (int i = 0; i < m->nidx; i++)
             if (!m->got[i])
-                qmgr_active_outcome(m, m->idx[i], DS_DEFERRED, "4.3.0",
-                                    "delivery agent died", qmgr_active_relay(m, m->idx[i]), 0);
+                qmgr_active_outcome(m, m->idx[i], DS_DEFERRED, "4.3.0", reason,
+                                    qmgr_active_relay(m, m->idx[i]), 0);
         m->retry_at = qmgr_now() + QMGR_AGENT_BACKOFF;
         request_end(a);
     }
     agent_free(a);
+}
+
+/* The connection broke or misbehaved: defer what was not answered. */
+static void agent_fail(struct agent *a, const char *why)
+{
+    if (a->msg)
+        log_warn("delivery agent connection lost (%s) during %s", why, a->msg->id);
+    agent_abort(a, "delivery agent died");
     if (stopped && nbusy == 0)
         qmgr_drained();
     else
@@ -174,14 +182,19 @@ static struct agent *agent_new(void)
 }
 
 /* Hand message m to agent a (HELLO may still be in flight: requests are
- * pipelined behind it). */
-static void agent_send(struct agent *a, struct qmsg *m)
+ * pipelined behind it). -1: a frame could not be encoded or queued
+ * (EMSGSIZE): the caller defers the message and drops the connection. */
+static int agent_send(struct agent *a, struct qmsg *m)
 {
+    a->msg = m;
+    a->nstatus = 0;
+    nbusy++;
     struct ipc_deliver_req req = { m->id, NULL, "local", m->env.sender, (uint32_t)m->nidx };
     char path[QUEUE_ID_MAX + 16];
     str_format(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
     req.path = path;
-    ipc_peer_send(a->ipc, IPC_DELIVER_REQ, &req);
+    if (ipc_peer_send(a->ipc, IPC_DELIVER_REQ, &req) < 0)
+        return -1;
     for (int i = 0; i < m->nidx; i++) {
         const struct qf_rcpt *r = &m->env.rcpts[m->idx[i]];
         const char *nexthop = "";
@@ -194,12 +207,11 @@ static void agent_send(struct agent *a, struct qmsg *m)
             }
         }
         struct ipc_deliver_rcpt dr = { m->idx[i], r->addr, r->orig ? r->orig : "", nexthop };
-        ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr);
+        if (ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr) < 0)
+            return -1;
     }
-    a->msg = m;
-    a->nstatus = 0;
-    nbusy++;
     ipc_peer_set_timeout(a->ipc, QMGR_AGENT_TIMEOUT);
+    return 0;
 }
 
 static struct agent *agent_idle(void)
@@ -226,7 +238,10 @@ static void kick(void)
         if (runq_head == NULL)
             runq_tail = NULL;
         m->qnext = NULL;
-        agent_send(a, m);
+        if (agent_send(a, m) < 0) {
+            log_warn("delivery request for %s cannot be sent: %m", m->id);
+            agent_abort(a, "delivery request could not be sent");
+        }
     }
 }
 

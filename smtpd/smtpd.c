@@ -95,10 +95,14 @@ static void sa_to_ip(const struct sockaddr *sa, char *ip, size_t size, unsigned 
 /* Refuse a connection without a session: one best-effort line, close. */
 static void refuse(int fd, const char *ip, unsigned port, const char *why)
 {
-    static const char msg[] = "421 4.7.0 Too many connections\r\n";
+    buf_t msg;
+    buf_init(&msg, 64);
+    local_reply_format(&msg, LR_CONNECTIONS);
+    buf_append_str(&msg, "\r\n");
     log_warn("refused connection from [%s]:%u: %s", ip, port, why);
-    ssize_t w = write(fd, msg, sizeof(msg) - 1);
+    ssize_t w = write(fd, msg.data, msg.len);
     (void)w;
+    buf_free(&msg);
     close(fd);
 }
 

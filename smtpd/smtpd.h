@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "config.h"
 #include "filter_mut.h"
+#include "local_reply.h"
 #include "server.h"
 #include "smtp_data.h"
 #include "stage.h"
@@ -166,6 +167,9 @@ extern int smtpd_nsessions;
 void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 void smtpd_reply_raw(struct smtpd_session *s, const char *line);     /* adds CRLF */
+/* A local failure's reply (lib/local_reply.def); _refuse_ also logs it. */
+void smtpd_reply_local(struct smtpd_session *s, enum local_status ls);
+void smtpd_refuse_local(struct smtpd_session *s, const char *verb, enum local_status ls);
 void smtpd_reply_verdict(struct smtpd_session *s, const char *verb, enum stage st,
                          const struct smtpd_verdict *v);
 void smtpd_log_reject(struct smtpd_session *s, const char *verb, unsigned code,
@@ -191,7 +195,7 @@ void smtpd_data_start(struct smtpd_session *s);
 /* Decode what is buffered; 1 when the DATA phase ended (state changed). */
 int  smtpd_data_input(struct smtpd_session *s);
 void smtpd_data_unthrottle(struct smtpd_session *s);   /* cleanup backlog drained */
-void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
+void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status, unsigned local,
                               const char *qid, unsigned code, const char *enh, const char *text);
 /* Send whole chunks (all=1: everything) of decoded content to cleanup. */
 void smtpd_data_flush(struct smtpd_session *s, int all);
@@ -207,6 +211,8 @@ int  smtpd_bdat_input(struct smtpd_session *s);
 struct smtp_mailrcpt;
 struct esmtp_param;
 void smtpd_esmtp_keywords(struct smtpd_session *s);      /* EHLO lines we add */
+/* 555 5.5.4 "Unsupported parameter KEY" (the key escaped, at most 32 bytes). */
+void smtpd_esmtp_unsupported(struct smtpd_session *s, const struct esmtp_param *p);
 /* One MAIL parameter other than SIZE/BODY; 0 ok, -1 replied. */
 int  smtpd_esmtp_mail_param(struct smtpd_session *s, const struct esmtp_param *p,
                             struct smtpd_txn *t);
@@ -273,7 +279,7 @@ void smtpd_rules_after(struct smtpd_session *s, enum stage st, const char *rcpt,
 /* smtpd_cleanup.c */
 int  smtpd_cleanup_begin(struct smtpd_session *s);     /* 0 or -1 (unreachable) */
 void smtpd_cleanup_data(struct smtpd_session *s, const void *p, size_t n);
-void smtpd_cleanup_end(struct smtpd_session *s, int abort);
+int  smtpd_cleanup_end(struct smtpd_session *s, int abort);   /* -1: not sent (abort it) */
 void smtpd_cleanup_close(struct smtpd_session *s);     /* drop the connection */
 size_t smtpd_cleanup_backlog(const struct smtpd_session *s);
 void smtpd_cleanup_shutdown(void);                      /* close idle connections */

@@ -41,6 +41,12 @@ static void chunk_refuse(struct smtpd_session *s, unsigned code, const char *enh
     s->chunk.text = text;
 }
 
+static void chunk_refuse_local(struct smtpd_session *s, enum local_status ls)
+{
+    const struct local_reply *r = local_reply(ls);
+    chunk_refuse(s, (unsigned)r->code, r->enhanced, r->text);
+}
+
 /* The refusal ends the transaction: abort at cleanup, forget it. */
 static void drop_txn(struct smtpd_session *s)
 {
@@ -60,11 +66,11 @@ static void chunk_check(struct smtpd_session *s, uint64_t n)
     } else if (t->nrcpts == 0 || t->nrcpts - t->nextra + t->nremoved == 0) {
         chunk_refuse(s, 503, "5.5.1", "Error: need RCPT command");   /* rule-added ones do not count */
     } else if (max && (n > max || t->bdat_octets > max - n)) {
-        chunk_refuse(s, 552, "5.3.4", "Message too big");
+        chunk_refuse_local(s, LR_TOO_BIG);
         drop_txn(s);
     } else if (!t->bdat) {
         if (smtpd_cleanup_begin(s) < 0) {
-            chunk_refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+            chunk_refuse_local(s, LR_TEMP);
             drop_txn(s);
             return;
         }
@@ -75,7 +81,7 @@ static void chunk_check(struct smtpd_session *s, uint64_t n)
         t->bdat = 1;
     }
     if (s->chunk.refuse == 0 && (s->cleanup_broken || !s->cleanup_busy)) {
-        chunk_refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+        chunk_refuse_local(s, LR_TEMP);
         drop_txn(s);
     }
 }
@@ -92,7 +98,7 @@ static void chunk_done(struct smtpd_session *s)
     }
     t->bdat_octets += s->chunk.size;
     if (s->cleanup_broken || !s->cleanup_busy) {
-        smtpd_reply(s, 451, "4.3.0", "Temporary local problem, try again later");
+        smtpd_reply_local(s, LR_TEMP);
         drop_txn(s);
         return;
     }

@@ -81,9 +81,18 @@ static void cc_release(struct smtpd_session *s)
     cc_nidle++;
 }
 
-static void c_send(struct smtpd_session *s, enum ipc_type t, const void *m)
+/* Send one frame of the open transaction. A frame that cannot be encoded
+ * (EMSGSIZE) or queued leaves cleanup with a partial transaction: mark it
+ * broken, so it is aborted and answered 451 instead of committed. */
+static int c_send(struct smtpd_session *s, enum ipc_type t, const void *m)
 {
-    ipc_peer_send(s->cleanup->ipc, t, m);
+    if (ipc_peer_send(s->cleanup->ipc, t, m) == 0)
+        return 0;
+    if (!s->cleanup_broken)
+        log_warn("cleanup: cannot send %s for [%s]:%u: %s", ipc_type_name(t), s->ip, s->port,
+                 strerror(errno));
+    s->cleanup_broken = 1;
+    return -1;
 }
 
 /* The connection failed: drop it and fail the open transaction. May free s
@@ -105,7 +114,7 @@ static void c_broken(struct smtpd_cconn *cc, const char *why)
     if (!busy)
         return;
     if (s->state == SS_WAIT_DATA) {
-        smtpd_data_cleanup_reply(s, 0, V_TEMPFAIL, "", 0, "", "");
+        smtpd_data_cleanup_reply(s, 0, V_TEMPFAIL, LR_NONE, "", 0, "", "");
     } else {
         s->cleanup_broken = 1;      /* keep reading DATA, answer 451 at its end */
         if (s->wait == W_THROTTLE)
@@ -127,9 +136,9 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     str_copy(qid, sizeof(qid), cr->queue_id);
     str_copy(enh, sizeof(enh), cr->enhanced);
     str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
-    unsigned status = cr->status, code = cr->code;
+    unsigned status = cr->status, code = cr->code, local = cr->local;
     cc_release(s);                  /* may free the frame: everything is copied */
-    smtpd_data_cleanup_reply(s, 1, status, qid, code, enh, text);   /* may free s */
+    smtpd_data_cleanup_reply(s, 1, status, local, qid, code, enh, text);   /* may free s */
     return 0;
 }
 
@@ -202,6 +211,8 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         .flags = t->flags | (s->faccept || t->faccept ? QF_F_FACCEPT : 0),
         .size_hint = t->size_hint,
     };
+    s->cleanup_busy = 1;
+    s->cleanup_broken = 0;
     c_send(s, IPC_CLEANUP_BEGIN, &b);
     for (int i = 0; i < t->nrcpts; i++) {
         struct ipc_cleanup_rcpt r = { t->rcpts[i], t->orcpts[i] ? t->orcpts[i] : "",
@@ -216,30 +227,37 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
             struct ipc_cleanup_mut cm = { m->kind, m->rcpt, m->arg, m->arg2, m->rule };
             c_send(s, IPC_CLEANUP_MUT, &cm);
         }
-    s->cleanup_busy = 1;
-    s->cleanup_broken = 0;
+    if (s->cleanup_broken) {        /* the envelope did not fit: abort now */
+        smtpd_cleanup_close(s);
+        s->cleanup_broken = 0;
+        return -1;
+    }
     return 0;
 }
 
 void smtpd_cleanup_data(struct smtpd_session *s, const void *p, size_t n)
 {
-    if (s->cleanup == NULL || !s->cleanup_busy || n == 0)
+    if (s->cleanup == NULL || !s->cleanup_busy || s->cleanup_broken || n == 0)
         return;
     struct ipc_cleanup_data d = { { p, n } };
     c_send(s, IPC_CLEANUP_DATA, &d);
 }
 
-void smtpd_cleanup_end(struct smtpd_session *s, int abort)
+int smtpd_cleanup_end(struct smtpd_session *s, int abort)
 {
     if (s->cleanup == NULL || !s->cleanup_busy)
-        return;
+        return -1;
     if (abort) {
         smtpd_cleanup_close(s);
-        return;
+        return 0;
     }
     struct ipc_cleanup_end e = { 0 };
-    c_send(s, IPC_CLEANUP_END, &e);
+    if (s->cleanup_broken || c_send(s, IPC_CLEANUP_END, &e) < 0) {
+        smtpd_cleanup_close(s);     /* sends END abort=1 */
+        return -1;
+    }
     ipc_peer_set_timeout(s->cleanup->ipc, CLEANUP_REPLY_TIMEOUT);
+    return 0;
 }
 
 /* Drop the session's connection (never back to the pool: a reply may still

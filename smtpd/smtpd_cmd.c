@@ -180,11 +180,11 @@ void smtpd_cmd_line(struct smtpd_session *s, const char *line, size_t len)
     }
     if (memchr(line, '\0', len)) {
         s->counts[CMD_UNKNOWN]++;
-        smtpd_reply(s, 500, "5.5.2", "NUL character not allowed in command");
+        smtpd_reply_local(s, LR_NUL_COMMAND);
         return;
     }
     if (smtpd_server->stopping && s->txn == NULL) {
-        smtpd_reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+        smtpd_reply_local(s, LR_SHUTDOWN);
         smtpd_session_close(s);
         return;
     }
@@ -204,7 +204,7 @@ void smtpd_cmd_line(struct smtpd_session *s, const char *line, size_t len)
     if ((row->flags & F_JUNK) && smtpd_cfg->junk_commands > 0 &&
         ++s->junk > (unsigned)smtpd_cfg->junk_commands) {
         log_warn("too many junk commands from [%s]:%u", s->ip, s->port);
-        smtpd_reply(s, 421, "4.7.0", "Too many junk commands, closing connection");
+        smtpd_reply_local(s, LR_JUNK);
         smtpd_session_close(s);
         return;
     }
@@ -250,7 +250,7 @@ static void v_connect(struct smtpd_session *s, const struct smtpd_verdict *v)
         return;
     }
     if (smtpd_server->stopping) {
-        smtpd_reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+        smtpd_reply_local(s, LR_SHUTDOWN);
         smtpd_session_close(s);
         return;
     }
@@ -361,15 +361,6 @@ static void reply_addr_error(struct smtpd_session *s, int rc, const struct smtp_
     }
 }
 
-static void reply_unsupported(struct smtpd_session *s, const struct esmtp_param *p)
-{
-    buf_t b;
-    buf_init(&b, 32);
-    buf_append_printable(&b, p->key, p->keylen > 32 ? 32 : p->keylen);
-    smtpd_reply(s, 555, "5.5.4", "Unsupported parameter %s", b.data);
-    buf_free(&b);
-}
-
 /* SIZE= and BODY=; 0 ok, -1 replied */
 static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
                        struct smtpd_txn *t)
@@ -378,7 +369,7 @@ static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
     for (int i = 0; i < r->nparams; i++) {
         const struct esmtp_param *p = &r->params[i];
         if (!s->esmtp) {
-            reply_unsupported(s, p);
+            smtpd_esmtp_unsupported(s, p);
             return -1;
         }
         if (esmtp_param_is(p, "SIZE")) {
@@ -395,7 +386,7 @@ static int mail_params(struct smtpd_session *s, const struct smtp_mailrcpt *r,
                 v = v * 10 + (uint64_t)(p->val[k] - '0');
             }
             if (smtpd_cfg->message_size > 0 && v > (uint64_t)smtpd_cfg->message_size) {
-                smtpd_reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+                smtpd_reply_local(s, LR_SIZE_DECLARED);
                 return -1;
             }
             t->size_hint = v;
@@ -488,7 +479,7 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
     }
     if (smtpd_cfg->recipients > 0 &&      /* rule-added recipients do not count */
         s->txn->nrcpts - s->txn->nextra + s->txn->nremoved >= smtpd_cfg->recipients) {
-        smtpd_reply(s, 452, "4.5.3", "Too many recipients");
+        smtpd_reply_local(s, LR_TOO_MANY_RCPTS);
         buf_free(&addr);
         return;
     }
@@ -538,7 +529,7 @@ static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
         return;
     }
     if (s->txn->nrcpts == 0 || s->txn->nrcpts - s->txn->nextra + s->txn->nremoved == 0) {
-        smtpd_reply(s, 554, "5.5.1", "Error: no valid recipients");
+        smtpd_reply_local(s, LR_NO_RCPTS);
         return;
     }
     smtpd_data_start(s);

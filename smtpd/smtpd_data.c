@@ -31,7 +31,7 @@ void smtpd_data_start(struct smtpd_session *s)
 {
     struct smtpd_txn *t = s->txn;
     if (smtpd_cleanup_begin(s) < 0) {
-        smtpd_reply(s, 451, "4.3.0", "Temporary local problem, try again later");
+        smtpd_reply_local(s, LR_TEMP);
         return;
     }
     smtp_data_init(&t->dec, smtpd_cfg->message_size > 0 ? (uint64_t)smtpd_cfg->message_size : 0,
@@ -57,12 +57,6 @@ void smtpd_data_flush(struct smtpd_session *s, int all)
         buf_consume(out, off);
 }
 
-static void refuse(struct smtpd_session *s, unsigned code, const char *enh, const char *text)
-{
-    smtpd_reply(s, code, enh, "%s", text);
-    smtpd_log_reject(s, "DATA", code, enh, text, "");
-}
-
 /* The terminator (or BDAT LAST) was seen: answer now or wait for cleanup. */
 void smtpd_data_finish(struct smtpd_session *s)
 {
@@ -70,28 +64,24 @@ void smtpd_data_finish(struct smtpd_session *s)
     unsigned e = t->dec.errors;
     if (e) {
         smtpd_cleanup_end(s, 1);
-        if (e & SMTP_DATA_E_SIZE)
-            refuse(s, 552, "5.3.4", "Message too big");
-        else if (e & SMTP_DATA_E_NUL)
-            refuse(s, 550, "5.6.0", "NUL not allowed");
-        else if (e & SMTP_DATA_E_BARE)
-            refuse(s, 550, "5.6.0", "bare CR or LF not allowed");
-        else
-            refuse(s, 500, "5.5.2", "Line too long");
+        smtpd_refuse_local(s, "DATA", e & SMTP_DATA_E_SIZE ? LR_TOO_BIG :
+                                      e & SMTP_DATA_E_NUL ? LR_NUL :
+                                      e & SMTP_DATA_E_BARE ? LR_BARE_CR_LF : LR_LINE_TOO_LONG);
         smtpd_session_reset(s);
         s->state = SS_CMD;
         return;
     }
-    if (s->cleanup == NULL || s->cleanup_broken || !s->cleanup_busy) {
+    if (s->cleanup != NULL && s->cleanup_busy && !s->cleanup_broken)
+        smtpd_data_flush(s, 1);
+    /* cleanup gone, or a frame that could not be sent: abort, 451 */
+    if (smtpd_cleanup_end(s, 0) < 0) {
         smtpd_cleanup_close(s);
-        refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+        smtpd_refuse_local(s, "DATA", LR_TEMP);
         smtpd_session_reset(s);
         s->state = SS_CMD;
         return;
     }
-    smtpd_data_flush(s, 1);
     buf_free(&t->out);
-    smtpd_cleanup_end(s, 0);
     s->state = SS_WAIT_DATA;
     s->wait = W_CLEANUP;
 }
@@ -130,7 +120,7 @@ void smtpd_data_unthrottle(struct smtpd_session *s)
 }
 
 /* cleanup answered (ok=1) or the connection broke (ok=0). May free s. */
-void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
+void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status, unsigned local,
                               const char *qid, unsigned code, const char *enh, const char *text)
 {
     struct smtpd_txn *t = s->txn;
@@ -153,13 +143,15 @@ void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status,
         log_info("%s", b.data);
         log_set_qid(NULL);
         buf_free(&b);
+    } else if (ok && !queued && local != LR_NONE) {
+        smtpd_refuse_local(s, "DATA", local < LR__COUNT ? (enum local_status)local : LR_TEMP);
     } else if (ok && !queued && status < V__COUNT) {
         struct smtpd_verdict v = { (enum verdict)status, code, enh, text, "" };
         smtpd_reply_verdict(s, "DATA", STAGE_DATA, &v);
     } else {
         if (ok)
             log_warn("cleanup: bad reply (status %u, queue id \"%s\")", status, qid);
-        refuse(s, 451, "4.3.0", "Temporary local problem, try again later");
+        smtpd_refuse_local(s, "DATA", LR_TEMP);
     }
     smtpd_session_reset(s);
     smtpd_session_resume(s);

@@ -36,7 +36,7 @@ void smtpd_esmtp_keywords(struct smtpd_session *s)
     smtpd_reply_raw(s, "250-CHUNKING");
 }
 
-static void unsupported(struct smtpd_session *s, const struct esmtp_param *p)
+void smtpd_esmtp_unsupported(struct smtpd_session *s, const struct esmtp_param *p)
 {
     buf_t b;
     buf_init(&b, 32);
@@ -90,7 +90,7 @@ int smtpd_esmtp_mail_param(struct smtpd_session *s, const struct esmtp_param *p,
         buf_free(&d);
         return 0;
     }
-    unsupported(s, p);
+    smtpd_esmtp_unsupported(s, p);
     return -1;
 }
 
@@ -172,7 +172,7 @@ int smtpd_esmtp_rcpt(struct smtpd_session *s, const char *rcpt, const struct smt
     for (int i = 0; i < r->nparams; i++) {
         const struct esmtp_param *p = &r->params[i];
         if (!s->esmtp || !(esmtp_param_is(p, "NOTIFY") || esmtp_param_is(p, "ORCPT"))) {
-            unsupported(s, p);
+            smtpd_esmtp_unsupported(s, p);
             goto fail;
         }
         if (esmtp_param_is(p, "NOTIFY")) {

@@ -77,6 +77,19 @@ void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const 
         s->errors++;
 }
 
+void smtpd_reply_local(struct smtpd_session *s, enum local_status ls)
+{
+    const struct local_reply *r = local_reply(ls);
+    smtpd_reply(s, (unsigned)r->code, r->enhanced, "%s", r->text);
+}
+
+void smtpd_refuse_local(struct smtpd_session *s, const char *verb, enum local_status ls)
+{
+    const struct local_reply *r = local_reply(ls);
+    smtpd_reply(s, (unsigned)r->code, r->enhanced, "%s", r->text);
+    smtpd_log_reject(s, verb, (unsigned)r->code, r->enhanced, r->text, "");
+}
+
 /* "d.d{1,3}.d{1,3}" with the class digit matching the reply code */
 static int enhanced_ok(const char *e, unsigned code)
 {

@@ -188,7 +188,7 @@ static int next_line(struct smtpd_session *s)
         evbuffer_drain(in, look);
         s->skip_line = 1;
         s->ncommands++;
-        smtpd_reply(s, 500, "5.5.2", "Line too long");
+        smtpd_reply_local(s, LR_LINE_TOO_LONG);
         return 1;
     }
     char line[SMTP_LINE_MAX];
@@ -263,7 +263,7 @@ void smtpd_session_process(struct smtpd_session *s)
         if (smtpd_cfg->max_errors > 0 && s->errors >= smtpd_cfg->max_errors &&
             s->state != SS_CLOSING) {
             log_warn("too many errors from [%s]:%u", s->ip, s->port);
-            smtpd_reply(s, 421, "4.7.0", "Too many errors");
+            smtpd_reply_local(s, LR_TOO_MANY_ERRORS);
             smtpd_session_close(s);
         }
     }
@@ -332,7 +332,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         log_info("timeout after %s from [%s]:%u",
                  s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" :
                  s->txn ? "a command" : "idle", s->ip, s->port);
-        smtpd_reply(s, 421, "4.4.2", "Timeout");
+        smtpd_reply_local(s, LR_TIMEOUT);
         smtpd_session_close(s);
         session_check(s);
         return;
@@ -350,7 +350,7 @@ void smtpd_session_drain(struct smtpd_session *s)
 {
     if (!smtpd_session_idle(s))
         return;
-    smtpd_reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+    smtpd_reply_local(s, LR_SHUTDOWN);
     smtpd_session_close(s);
     session_check(s);
 }

@@ -163,7 +163,7 @@ static void s_cleanup_end(union ipc_msg *m) { m->cleanup_end = (struct ipc_clean
 static void s_cleanup_reply(union ipc_msg *m)
 {
     m->cleanup_reply = (struct ipc_cleanup_reply){ V_ACCEPT, "4Q7ZK2M0001ABCD042", 250, "2.0.0",
-                                                   "Ok: queued" };
+                                                   "Ok: queued", 2 };
 }
 static void s_qmgr_wakeup(union ipc_msg *m) { m->qmgr_wakeup = (struct ipc_qmgr_wakeup){ "", 1 }; }
 static void s_deliver_req(union ipc_msg *m)
@@ -572,7 +572,7 @@ static void *server_main(void *va)
         if (ipc_expect(&c, IPC_CLEANUP_DATA, &m) == 1) {
             a->got_data = 1;
             a->data_len = m.cleanup_data.data.len;
-            struct ipc_cleanup_reply r = { V_ACCEPT, "ABC", 250, "2.0.0", "Ok" };
+            struct ipc_cleanup_reply r = { V_ACCEPT, "ABC", 250, "2.0.0", "Ok", 0 };
             ipc_send(&c, IPC_CLEANUP_REPLY, &r);
         }
         enum ipc_type t;
