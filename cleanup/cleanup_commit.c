@@ -53,6 +53,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "queue.h"
 #include "workq.h"
 
 struct tq { struct cl_txn *head, *tail; };
@@ -92,21 +93,15 @@ static struct cl_txn *tq_take_all(struct tq *q)
 
 static void incoming_path(const struct cl_txn *t, char *out, size_t size)
 {
-    if (t->qname[0])
-        str_format(out, size, "%s/%s/%s", SPOOL_QUARANTINE, t->qname, t->qid);
-    else
-        str_format(out, size, "%s/%s", SPOOL_INCOMING, t->qid);
+    char dir[128];
+    queue_dir_of(t->qname, dir, sizeof(dir));
+    queue_path(out, size, dir, t->qid);
 }
 
 /* fsync a directory; 0 or errno */
 static int fsync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    int err = fsync(fd) < 0 ? errno : 0;
-    close(fd);
-    return err;
+    return queue_fsync_dir(AT_FDCWD, path) < 0 ? errno : 0;
 }
 
 /* quarantine/<name>/ exists (created, and quarantine/ synced, if not): 0 or errno */
@@ -159,7 +154,7 @@ static int commit_file(struct cl_txn *t)
         t->cwhere = "close";
     }
     t->fd = -1;
-    if (t->cerr == 0 && rename(t->path, dst) < 0) {
+    if (t->cerr == 0 && queue_publish(t->path, t->qname, t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
     }
