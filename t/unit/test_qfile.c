@@ -24,6 +24,7 @@ enum { T_VERSION = 0x01, T_QUEUE_ID, T_ARRIVAL, T_SENDER, T_CLIENT_IP, T_CLIENT_
        T_FLAGS, T_QUARANTINE, T_RCPT, T_CONTENT, T_END, T_NOTE, T__LAST = T_NOTE };
 
 #define HDR 5
+#define END_SZ (HDR + 12)   /* END record (version 2): content length + CRC-32C */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -116,8 +117,8 @@ static unsigned char *slurp(int fd, size_t *len_r)
     return p;
 }
 
-/* A valid small file in memory. */
-static unsigned char *valid_file(size_t *len_r, int nrcpt)
+/* A valid small file in memory, as written (version 2, END checksum). */
+static unsigned char *valid_file_v2(size_t *len_r, int nrcpt)
 {
     struct qf_env e;
     make_env(&e, nrcpt, 1);
@@ -126,6 +127,19 @@ static unsigned char *valid_file(size_t *len_r, int nrcpt)
     qf_env_free(&e);
     unsigned char *p = slurp(fd, len_r);
     close(fd);
+    return p;
+}
+
+/* The same file as version 1 (END without payload, no checksum). The
+ * structural refusals below edit files and expect the validator's precise
+ * reason; on a version 2 file most edits would be refused by the checksum
+ * first. The checksum has its own tests (test_torn_*). */
+static unsigned char *valid_file(size_t *len_r, int nrcpt)
+{
+    unsigned char *p = valid_file_v2(len_r, nrcpt);
+    p[HDR + 10 + 3] = 1;
+    *len_r -= 12;
+    memset(p + *len_r - 4, 0, 4);     /* END length 0 */
     return p;
 }
 
@@ -269,7 +283,7 @@ static void test_roundtrip_all_records(void **state)
     for (int t = T_VERSION; t <= T__LAST; t++)
         if (rec_find(p, len, t, 0) < 0)
             fail_msg("record type 0x%02x not written", t);
-    assert_int_equal(rec_find(p, len, T_END, 0), (long)len - HDR);
+    assert_int_equal(rec_find(p, len, T_END, 0), (long)len - END_SZ);
 
     /* qf_parse on the same bytes agrees with qf_read */
     struct qf_env m;
@@ -348,7 +362,7 @@ static void test_content_chunks_large(void **state)
     assert_content(fd, &r, c, n);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
-    assert_int_equal((uint64_t)st.st_size, (uint64_t)r.content_off + n + HDR);
+    assert_int_equal((uint64_t)st.st_size, (uint64_t)r.content_off + n + END_SZ);
     qf_env_free(&r);
     qf_env_free(&e);
     free(c);
@@ -512,8 +526,10 @@ static void test_bad_magic_version(void **state)
     p[HDR + 3] ^= 0x20;
     expect_refused(p, len, "bad magic at offset 0: not a queue file");
     p[HDR + 3] ^= 0x20;
-    p[HDR + 10 + 3] = 2;
-    expect_refused(p, len, "unsupported queue file version 2 (expected 1)");
+    p[HDR + 10 + 3] = 3;
+    expect_refused(p, len, "unsupported queue file version 3 (expected 1 to 2)");
+    p[HDR + 10 + 3] = 0;
+    expect_refused(p, len, "unsupported queue file version 0 (expected 1 to 2)");
     free(p);
     /* not a queue file at all */
     expect_refused((const unsigned char *)"From alice Mon Jan  1\n", 22,
