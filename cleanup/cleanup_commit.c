@@ -183,17 +183,11 @@ static int commit_quarantine(struct cl_txn *t)
     return 0;
 }
 
-/* [rewrite +] rename into incoming/ (the rename point). 0 renamed, -1
- * failed (file closed and removed). */
+/* Rename into incoming/ (the rename point). 0 renamed, -1 failed (file
+ * closed and removed). */
 static int publish(struct cl_txn *t)
 {
     char dst[160];
-    if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
-        close(t->fd);
-        t->fd = -1;
-        unlink(t->path);
-        return -1;
-    }
     if (queue_publish(t->path, "", t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
@@ -212,6 +206,12 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     struct cl_pool *p = arg;
     struct cl_txn *t = txn_of(it);
     t->cerr = 0;
+    if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
+        close(t->fd);
+        t->fd = -1;
+        unlink(t->path);
+        return WORKQ_DONE;
+    }
     if (t->qname[0]) {
         commit_quarantine(t);
         return WORKQ_DONE;
