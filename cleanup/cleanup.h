@@ -91,6 +91,7 @@ struct cl_txn {
     int cerr;                   /* errno of the failed step, 0 = committed */
     const char *cwhere;         /* which step failed */
     int cbatch;                 /* entries in its directory fsync (trace) */
+    int csyncs;                 /* file/directory fsyncs not finished (cleanup_commit.c) */
 };
 
 struct cl_conn {

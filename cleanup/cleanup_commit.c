@@ -1,40 +1,54 @@
 /*
  * cleanup_commit.c - making queue files durable: the fsync worker pool and
- * the group commit of incoming/.
+ * the group commit of incoming/, one disk sync deep.
  *
- * N worker threads take finished files from the submit queue and each does
- * fsync(file), close, rename(tmp/ID -> incoming/ID) - several fsyncs run in
- * parallel, so no message waits behind a single writer. Then the entry must
- * wait for an fsync(incoming/) that STARTED after its rename. Group commit,
- * leader/follower style, with no extra thread: a worker whose rename is done
- * appends the entry to the renamed list; if no directory fsync is running it
- * becomes the leader: it takes every renamed entry so far, fsyncs incoming/
- * once for all of them, completes them, and repeats while entries were
- * renamed during its fsync (those need a fresh one). If a directory fsync is
- * already running, the worker leaves its entry to that leader (who looks
- * again before it steps down: both happen under the mutex, so no entry is
- * stranded) and goes back to the submit queue at once - followers never
- * block. A lone message thus costs loop -> worker -> loop (eventfd): no
- * committer hop.
+ * The commit protocol is lib/queue.h's: the file is complete in tmp/ID,
+ * its END record holding a CRC-32C of every byte before it (lib/qfile.h).
+ * A worker thread takes it from the submit queue and
+ *   1. renames tmp/ID -> incoming/ID (queue_publish: the rename point),
+ *   2. hands the entry to the directory syncer thread, and
+ *   3. fsyncs the file itself, then closes it.
+ * The syncer takes every entry renamed so far and fsyncs incoming/ once for
+ * all of them (group commit; a batch's fsync STARTS after each of its
+ * renames), then takes the next batch. The file fsync (in one of N workers,
+ * several in parallel) and the directory fsync run at the same time, so a
+ * message waits for about one disk sync, not two. Whoever finishes an
+ * entry's second sync (t->csyncs reaches 0) completes it: it goes to the
+ * completion list and the event loop is woken through an eventfd (lib/
+ * workq.h); only then may smtpd hear "queued" and qmgr get its QMGR_WAKEUP
+ * (TESTING.md item 9).
  *
- * Only after that directory fsync is an entry complete: it goes to the
- * completion list and the event loop is woken through an eventfd (threads,
- * submit queue and completions: lib/workq.h), and only
- * then may smtpd hear "queued" and qmgr get its QMGR_WAKEUP (TESTING.md
- * item 9). A queue file reaches incoming/ only complete (END record written)
- * and fsynced, so whatever qmgr finds there by scanning - even before the
- * directory fsync - is whole; a crash before the directory fsync can only
- * lose a name whose message was never acknowledged.
+ * Why every crash point is safe (kill -9 of any process, or power cut):
+ *  - Before the rename: only tmp/ID exists; cleanup empties tmp/ at start.
+ *    The client had no 250 and retries.
+ *  - After the rename, before both syncs are done: incoming/ID may or may
+ *    not survive, and its content may be anything the disk kept: complete,
+ *    truncated, zero-filled blocks, or an older message's blocks (recycled
+ *    inodes, cleanup_recycle.c). Nothing was acknowledged. A complete file
+ *    is delivered (and the client's retry too: a duplicate, as with any
+ *    crash between queueing and 250). Anything else fails the END checksum
+ *    or has no END (truncation), or names another queue id (stale inode:
+ *    qmgr checks the id against the name): qmgr moves it to corrupt/ and
+ *    logs it, never delivers it.
+ *  - After both syncs: file data, inode and the directory entry are on
+ *    disk (fsync(file) covers data and inode; fsync(incoming/) the name; on
+ *    a journalled ext4 the file's fsync commits the rename's transaction
+ *    too). Only now is the reply sent: after 250 the message survives.
+ * A kill -9 of cleanup alone loses nothing written: the page cache keeps
+ * the file; only power loss needs the syncs.
+ * qmgr may take incoming/ID (scan) before its syncs end: it then reads the
+ * complete file from the page cache. If a sync then fails, the client gets
+ * 4xx and the name is removed if still there; a message qmgr already took
+ * may then be delivered besides the client's retry (a duplicate, never a
+ * loss).
  *
- * Considered and rejected: rename before fsync(file), so that one journal
- * commit covers data, inode and directory entry. It would let incoming/
- * hold a name whose content is not on disk; after a crash qmgr could find a
- * truncated or (for multi-block files on a non-journalled or data=writeback
- * filesystem) partly zero-filled file with a valid END record - a corrupt
- * message that was never acknowledged, delivered besides the client's
- * retry. It would also gain nothing on the non-journalled ext4 the
- * benchmarks run on (ext4_fsync_nojournal writes inode and directory blocks
- * separately anyway).
+ * This replaces the earlier order (fsync file, rename, fsync directory:
+ * two disk latencies per message). It was kept then because a name could
+ * point to a torn file after a crash; the END checksum now makes any such
+ * file detectable, which is what the ordering had to guarantee.
+ *
+ * Quarantine (rare) keeps the serial order: fsync, rename into
+ * quarantine/NAME/, fsync that directory, in the worker.
  *
  * Worker threads never log (the log module's queue-id slot belongs to the
  * loop) and touch only the commit fields of a transaction; errors are
@@ -44,6 +58,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,15 +68,18 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "queue.h"
 #include "workq.h"
 
 struct tq { struct cl_txn *head, *tail; };
 
 struct cl_pool {
     struct workq *q;              /* the workers, submit queue, completions */
-    pthread_mutex_t mu;           /* renamed, syncing */
-    struct tq renamed;
-    int syncing;                  /* a worker leads a directory fsync */
+    pthread_mutex_t mu;           /* renamed, stop, every t->csyncs */
+    pthread_cond_t cv;            /* renamed grew, or stop */
+    struct tq renamed;            /* waiting for the next fsync(incoming/) */
+    int stop;
+    pthread_t syncer;
     int inflight;                 /* submitted, not yet handed back (loop thread only) */
     int dirfd;                    /* incoming/ */
     void (*done_fn)(struct cl_txn *t, void *arg);
@@ -92,21 +110,15 @@ static struct cl_txn *tq_take_all(struct tq *q)
 
 static void incoming_path(const struct cl_txn *t, char *out, size_t size)
 {
-    if (t->qname[0])
-        str_format(out, size, "%s/%s/%s", SPOOL_QUARANTINE, t->qname, t->qid);
-    else
-        str_format(out, size, "%s/%s", SPOOL_INCOMING, t->qid);
+    char dir[128];
+    queue_dir_of(t->qname, dir, sizeof(dir));
+    queue_path(out, size, dir, t->qid);
 }
 
 /* fsync a directory; 0 or errno */
 static int fsync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    int err = fsync(fd) < 0 ? errno : 0;
-    close(fd);
-    return err;
+    return queue_fsync_dir(AT_FDCWD, path) < 0 ? errno : 0;
 }
 
 /* quarantine/<name>/ exists (created, and quarantine/ synced, if not): 0 or errno */
@@ -119,38 +131,30 @@ static int quarantine_dir(const struct cl_txn *t)
     return errno == EEXIST ? 0 : errno;
 }
 
-/* Hand a chain back to the loop (workq wakes it). */
-static void complete_chain(struct cl_pool *p, struct cl_txn *chain)
+/* One of t's syncs is done (called locked): the last one completes it,
+ * removing a failed entry's name first (gone already if qmgr took it). */
+static void sync_done_locked(struct cl_pool *p, struct cl_txn *t)
 {
-    while (chain) {
-        struct cl_txn *next = chain->cnext;
-        workq_complete(p->q, &chain->witem);
-        chain = next;
+    if (--t->csyncs > 0)
+        return;
+    if (t->cerr) {
+        char dst[160];
+        incoming_path(t, dst, sizeof(dst));
+        unlink(dst);
     }
+    workq_complete(p->q, &t->witem);
 }
 
-/* [rewrite +] fsync + close + rename one file. 0 = renamed into incoming/,
- * 1 = committed into quarantine/<name>/ (directory synced), -1 = failed
- * (cleaned up). */
-static int commit_file(struct cl_txn *t)
+/* Quarantine: [mkdir,] fsync, close, rename, fsync quarantine/NAME/ -
+ * serially, in the worker. 0 committed, -1 failed (cleaned up). */
+static int commit_quarantine(struct cl_txn *t)
 {
-    char dst[160];
-    incoming_path(t, dst, sizeof(dst));
-    t->cerr = 0;
-    if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
-        close(t->fd);
-        t->fd = -1;
-        unlink(t->path);
-        return -1;
-    }
-    if (t->qname[0]) {
-        int e = quarantine_dir(t);
-        if (e) {
-            t->cerr = e;
-            t->cwhere = "mkdir quarantine";
-        }
-    }
-    if (t->cerr == 0 && fsync(t->fd) < 0) {
+    char dst[160], dir[128];
+    int e = quarantine_dir(t);
+    if (e) {
+        t->cerr = e;
+        t->cwhere = "mkdir quarantine";
+    } else if (fsync(t->fd) < 0) {
         t->cerr = errno;
         t->cwhere = "fsync";
     }
@@ -159,7 +163,7 @@ static int commit_file(struct cl_txn *t)
         t->cwhere = "close";
     }
     t->fd = -1;
-    if (t->cerr == 0 && rename(t->path, dst) < 0) {
+    if (t->cerr == 0 && queue_publish(t->path, t->qname, t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
     }
@@ -167,68 +171,104 @@ static int commit_file(struct cl_txn *t)
         unlink(t->path);
         return -1;
     }
-    if (t->qname[0]) {
-        /* quarantine: its own directory fsync here, no group commit */
-        char dir[128];
-        str_format(dir, sizeof(dir), "%s/%s", SPOOL_QUARANTINE, t->qname);
-        int e = fsync_dir(dir);
-        if (e) {
-            unlink(dst);
-            t->cerr = e;
-            t->cwhere = "fsync(quarantine/)";
-            return -1;
-        }
-        t->cbatch = 1;
-        return 1;
+    queue_dir_of(t->qname, dir, sizeof(dir));
+    e = fsync_dir(dir);
+    if (e) {
+        unlink(dst);
+        t->cerr = e;
+        t->cwhere = "fsync(quarantine/)";
+        return -1;
+    }
+    t->cbatch = 1;
+    return 0;
+}
+
+/* Rename into incoming/ (the rename point). 0 renamed, -1 failed (file
+ * closed and removed). */
+static int publish(struct cl_txn *t)
+{
+    char dst[160];
+    if (queue_publish(t->path, "", t->qid, dst, sizeof(dst)) < 0) {
+        t->cerr = errno;
+        t->cwhere = "rename";
+        close(t->fd);
+        t->fd = -1;
+        unlink(t->path);
+        return -1;
     }
     return 0;
 }
 
-/* Group commit, called locked with t just renamed: leave t to the running
- * leader, or lead - one fsync(incoming/) per batch of renamed entries until
- * none is left. Returns locked. */
-static void group_commit_locked(struct cl_pool *p, struct cl_txn *t)
+/* Worker: rename, queue the entry for the directory fsync, fsync the file
+ * meanwhile; the second of the two syncs to finish completes it. */
+static int pool_run(struct workq_item *it, void *tstate, void *arg)
 {
+    struct cl_pool *p = arg;
+    struct cl_txn *t = txn_of(it);
+    t->cerr = 0;
+    if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
+        close(t->fd);
+        t->fd = -1;
+        unlink(t->path);
+        return WORKQ_DONE;
+    }
+    if (t->qname[0]) {
+        commit_quarantine(t);
+        return WORKQ_DONE;
+    }
+    if (publish(t) < 0)
+        return WORKQ_DONE;
+    pthread_mutex_lock(&p->mu);
+    t->csyncs = 2;
     tq_push(&p->renamed, t);
-    if (p->syncing)
-        return;                 /* the leader looks again before it steps down */
-    p->syncing = 1;
-    while (p->renamed.head) {
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+
+    int err = fsync(t->fd) < 0 ? errno : 0;
+    if (close(t->fd) < 0 && err == 0)
+        err = errno;
+    t->fd = -1;
+    pthread_mutex_lock(&p->mu);
+    if (err && t->cerr == 0) {
+        t->cerr = err;
+        t->cwhere = "fsync";
+    }
+    sync_done_locked(p, t);
+    pthread_mutex_unlock(&p->mu);
+    return WORKQ_KEPT;
+}
+
+/* The directory syncer: one fsync(incoming/) per batch of renamed entries,
+ * until stopped with nothing left. */
+static void *syncer_main(void *arg)
+{
+    struct cl_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->renamed.head == NULL && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->renamed.head == NULL)
+            break;
         struct cl_txn *batch = tq_take_all(&p->renamed);
         pthread_mutex_unlock(&p->mu);
         int err = fsync(p->dirfd) < 0 ? errno : 0;
         int n = 0;
         for (struct cl_txn *e = batch; e; e = e->cnext)
             n++;
-        for (struct cl_txn *e = batch; e; e = e->cnext)
-            e->cbatch = n;
-        if (err) {
-            /* the names may not be durable: take them back, 4xx to the client */
-            for (struct cl_txn *e = batch; e; e = e->cnext) {
-                char dst[160];
-                incoming_path(e, dst, sizeof(dst));
-                unlink(dst);
-                e->cerr = err;
-                e->cwhere = "fsync(incoming/)";
-            }
-        }
         pthread_mutex_lock(&p->mu);
-        complete_chain(p, batch);
+        while (batch) {
+            struct cl_txn *next = batch->cnext;
+            batch->cbatch = n;
+            if (err && batch->cerr == 0) {
+                batch->cerr = err;     /* the name may not be durable: 4xx */
+                batch->cwhere = "fsync(incoming/)";
+            }
+            sync_done_locked(p, batch);
+            batch = next;
+        }
     }
-    p->syncing = 0;
-}
-
-/* Worker: commit one file; a renamed one waits for its directory fsync. */
-static int pool_run(struct workq_item *it, void *tstate, void *arg)
-{
-    struct cl_pool *p = arg;
-    struct cl_txn *t = txn_of(it);
-    if (commit_file(t) != 0)
-        return WORKQ_DONE;  /* failed, or quarantined (complete already) */
-    pthread_mutex_lock(&p->mu);
-    group_commit_locked(p, t);
     pthread_mutex_unlock(&p->mu);
-    return WORKQ_KEPT;      /* completed with its batch */
+    return NULL;
 }
 
 /* Event loop side: hand completed entries back, in completion order
@@ -255,10 +295,18 @@ struct cl_pool *clc_start(struct event_base *base, int nthreads,
     p->done_fn = done;
     p->arg = arg;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
     p->dirfd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (p->dirfd < 0)
         log_fatal("open %s: %m", SPOOL_INCOMING);
     p->q = workq_new(base, nthreads, &pool_ops, p);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);     /* signals stay with the loop thread */
+    int e = pthread_create(&p->syncer, NULL, syncer_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0)
+        log_fatal("pthread_create: %s", strerror(e));
     return p;
 }
 
@@ -273,11 +321,18 @@ int clc_inflight(struct cl_pool *p)
     return p->inflight;
 }
 
-/* Stop the threads once the queues are empty (they finish what is queued). */
+/* Stop the threads once nothing is in flight (the caller checks
+ * clc_inflight: every kept entry has completed). */
 void clc_stop(struct cl_pool *p)
 {
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->syncer, NULL);
     workq_free(p->q, 1);
     close(p->dirfd);
+    pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }

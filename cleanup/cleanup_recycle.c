@@ -24,6 +24,10 @@
  * removes everything in it at start (.free-* included), exactly like
  * unfinished files. Files that are not regular, single-link files are not
  * reused. At most RECYCLE_MAX are kept per scan; extra ones are removed.
+ * Since the commit renames before it fsyncs (cleanup_commit.c), a power cut
+ * can also leave incoming/ID naming a recycled inode that still holds some
+ * or all of the old message's blocks: never acknowledged, and refused by
+ * every reader (END checksum, or the old queue id in a file named ID).
  */
 #include <dirent.h>
 #include <errno.h>

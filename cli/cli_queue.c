@@ -1,8 +1,9 @@
 /*
  * cli_queue.c - postern queue list | show | flush | delete | hold |
  * release | requeue, and mailq. Reads queue files with the qfile reader
- * (never trusting them), moves files between queue directories with
- * rename(2) (no replace), and wakes qmgr over private/qmgr. Queue ids from
+ * (never trusting them), moves files between queue directories with the
+ * queue module (rename, no replace; the target directory synced once), and
+ * wakes qmgr over private/qmgr. Queue ids from
  * the command line are validated before they become file names.
  */
 #include <dirent.h>
@@ -20,6 +21,7 @@
 #include "cli.h"
 #include "ipc.h"
 #include "qfile.h"
+#include "queue.h"
 #include "server.h"
 #include "spool.h"
 
@@ -590,31 +592,29 @@ static const struct action_def {
     [A_REQUEUE] = { "requeue", "requeued", Q_DEFERRED, SPOOL_INCOMING },
 };
 
-static void fsync_dir(const struct config *cfg, const char *rel)
+/* The spool directory, for the queue module's moves (relative to it). */
+static int spool_fd(const struct config *cfg)
 {
-    char path[4096];
-    spool_path(cfg, rel, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    int fd = open(cfg->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        cli_err("open %s: %s", cfg->spool, strerror(errno));
+    return fd;
 }
 
 /* Apply the action to one message: 1 done, 0 gone meanwhile, -1 failed. */
-static int act_one(const struct config *cfg, const struct action_def *a, const struct qent *q)
+static int act_one(const struct config *cfg, int base, const struct action_def *a,
+                   const struct qent *q)
 {
     char rel[400], src[4400];
-    str_format(rel, sizeof(rel), "%s/%s", q->dir, q->id);
+    if (queue_path(rel, sizeof(rel), q->dir, q->id) < 0)
+        return -1;
     spool_path(cfg, rel, src, sizeof(src));
     if (a->to == NULL) {
         if (unlink(src) == 0)
             return 1;
     } else {
-        char drel[400], dst[4400];
-        str_format(drel, sizeof(drel), "%s/%s", a->to, q->id);
-        spool_path(cfg, drel, dst, sizeof(dst));
-        if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+        /* synced later, once for all (queue_action) */
+        if (queue_move(base, q->dir, a->to, q->id, QUEUE_MV_NOREPLACE) == 0)
             return 1;
         if (errno == EEXIST) {
             cli_err("%s: %s/%s already exists: not replaced", q->id, a->to, q->id);
@@ -644,16 +644,18 @@ static int queue_action(const struct config *cfg, enum action act, int argc, cha
     struct qlist l = { NULL, 0 };
     if (scan(cfg, a->from, &l) < 0)
         rc = EX_FAIL;
-    int done = 0;
+    int done = 0, base = spool_fd(cfg);
+    if (base < 0)
+        rc = EX_FAIL;
     char *used = xcalloc((size_t)l.n + 1, 1);
     for (int k = 0; k < l.n; k++) {
         int want = all;
         for (int i = 0; i < argc && !want; i++)
             want = strcmp(argv[i], l.v[k].id) == 0;
-        if (!want)
+        if (!want || base < 0)
             continue;
         used[k] = 1;
-        int r = act_one(cfg, a, &l.v[k]);
+        int r = act_one(cfg, base, a, &l.v[k]);
         if (r > 0)
             done++;
         else if (r < 0)
@@ -675,11 +677,14 @@ static int queue_action(const struct config *cfg, enum action act, int argc, cha
     }
     free(used);
     free(l.v);
-    if (done > 0) {
-        fsync_dir(cfg, a->to ? a->to : SPOOL_INCOMING);
+    if (done > 0 && base >= 0) {
+        if (queue_fsync_dir(base, a->to ? a->to : SPOOL_INCOMING) < 0)
+            cli_err("fsync %s/: %s", a->to ? a->to : SPOOL_INCOMING, strerror(errno));
         if (a->to && strcmp(a->to, SPOOL_INCOMING) == 0)
             qmgr_wakeup(cfg, 0, 1);   /* qmgr rescans at start if it is down */
     }
+    if (base >= 0)
+        close(base);
     printf("%s %d message%s\n", a->done, done, done == 1 ? "" : "s");
     return rc;
 }

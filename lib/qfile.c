@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "crc32c.h"
 #include "qfile.h"
 #include "spool.h"
 
@@ -30,6 +31,8 @@
 #define RCPT_HEAD    (1 + 1 + 2 + 4 + 8 + DSN_LEN + REASON_LEN)
 #define RCPT_MIN     (RCPT_HEAD + 4 + 1 + 4)
 #define RCPT_MAX     (RCPT_HEAD + 4 + QF_MAX_FIELD + 4 + QF_MAX_FIELD)
+/* END payload from version 2: u64 content length, u32 CRC-32C (see qfile.h) */
+#define END_V2_LEN   12
 #define WBUF_SIZE    65536
 #define RBUF_SIZE    65536
 #define NOTIFY_ALL   (NOTIFY_NEVER | NOTIFY_SUCCESS | NOTIFY_FAILURE | NOTIFY_DELAY)
@@ -75,7 +78,7 @@ static const struct rec_def rec_defs[] = {
     { 0x14, "NOTE",        SEG_ENVELOPE, K_NOTE, 0, QF_MAX_FIELD, RF_MULTI, 0, 0 },
     { 0x11, "RCPT",        SEG_ENVELOPE, K_RCPT, RCPT_MIN, RCPT_MAX, RF_REQUIRED | RF_MULTI, 0, 0 },
     { 0x12, "CONTENT",     SEG_CONTENT,  K_CONTENT, 8, 8, RF_REQUIRED, 0, 0 },
-    { 0x13, "END",         SEG_END,      K_END, 0, 0, RF_REQUIRED, 0, 0 },
+    { 0x13, "END",         SEG_END,      K_END, 0, END_V2_LEN, RF_REQUIRED, 0, 0 },
 };
 #define NDEFS (sizeof(rec_defs) / sizeof(rec_defs[0]))
 
@@ -243,6 +246,16 @@ static void rcpt_head_put(unsigned char *h, const struct qf_rcpt *r)
     fixed_put(h + 16 + DSN_LEN, REASON_LEN, r->reason);
 }
 
+/* The checksum skips the fields qmgr rewrites in place (qf_update_rcpt):
+ * status, pad, attempts, last_try, dsn and reason count as zeros; notify is
+ * covered. */
+static uint32_t crc_rcpt_head(uint32_t crc, const unsigned char *h)
+{
+    crc = crc32c_zeros(crc, 4);
+    crc = crc32c(crc, h + 4, 4);
+    return crc32c_zeros(crc, RCPT_HEAD - 8);
+}
+
 /* ---- writer ------------------------------------------------------------- */
 
 struct qf_writer {
@@ -253,7 +266,15 @@ struct qf_writer {
     off_t base;              /* file offset where the queue file starts */
     uint64_t content_hdr;    /* offset of the CONTENT payload (u64 length) */
     uint64_t content_len;
+    uint32_t crc;            /* END checksum of the bytes so far (qfile.h) */
 };
+
+/* Append to the buffer, and to the checksum. */
+static void wput(struct qf_writer *w, const void *p, size_t n)
+{
+    buf_append(&w->buf, p, n);
+    w->crc = crc32c(w->crc, p, n);
+}
 
 static int write_all(struct qf_writer *w, const void *p, size_t n)
 {
@@ -294,7 +315,7 @@ static void rec_begin(struct qf_writer *w, uint8_t type, uint32_t len)
     unsigned char h[REC_HDR];
     h[0] = type;
     be_put(h + 1, len, 4);
-    buf_append(&w->buf, h, REC_HDR);
+    wput(w, h, REC_HDR);
 }
 
 static void rec_u32(struct qf_writer *w, uint8_t type, uint32_t v)
@@ -302,7 +323,7 @@ static void rec_u32(struct qf_writer *w, uint8_t type, uint32_t v)
     unsigned char x[4];
     be_put(x, v, 4);
     rec_begin(w, type, 4);
-    buf_append(&w->buf, x, 4);
+    wput(w, x, 4);
 }
 
 static void rec_u64(struct qf_writer *w, uint8_t type, uint64_t v)
@@ -310,14 +331,14 @@ static void rec_u64(struct qf_writer *w, uint8_t type, uint64_t v)
     unsigned char x[8];
     be_put(x, v, 8);
     rec_begin(w, type, 8);
-    buf_append(&w->buf, x, 8);
+    wput(w, x, 8);
 }
 
 static void rec_text(struct qf_writer *w, uint8_t type, const char *s)
 {
     size_t n = strlen(s);
     rec_begin(w, type, (uint32_t)n);
-    buf_append(&w->buf, s, n);
+    wput(w, s, n);
 }
 
 static void rec_rcpt(struct qf_writer *w, uint8_t type, const struct qf_rcpt *r)
@@ -327,12 +348,13 @@ static void rec_rcpt(struct qf_writer *w, uint8_t type, const struct qf_rcpt *r)
     rec_begin(w, type, (uint32_t)(RCPT_HEAD + 4 + an + 4 + on));
     rcpt_head_put(h, r);
     buf_append(&w->buf, h, RCPT_HEAD);
+    w->crc = crc_rcpt_head(w->crc, h);
     be_put(x, an, 4);
-    buf_append(&w->buf, x, 4);
-    buf_append(&w->buf, r->addr, an);
+    wput(w, x, 4);
+    wput(w, r->addr, an);
     be_put(x, on, 4);
-    buf_append(&w->buf, x, 4);
-    buf_append(&w->buf, r->orig ? r->orig : "", on);
+    wput(w, x, 4);
+    wput(w, r->orig ? r->orig : "", on);
 }
 
 static int str_valid(const char *s, uint32_t min, uint32_t max)
@@ -382,9 +404,9 @@ static void write_envelope(struct qf_writer *w, const struct qf_env *e)
         case K_VERSION: {
             unsigned char v[4];
             rec_begin(w, d->type, MAGIC_LEN + 4);
-            buf_append(&w->buf, QF_MAGIC, MAGIC_LEN);
+            wput(w, QF_MAGIC, MAGIC_LEN);
             be_put(v, QF_FORMAT_VERSION, 4);
-            buf_append(&w->buf, v, 4);
+            wput(w, v, 4);
             break;
         }
         case K_TEXT: {
@@ -428,7 +450,7 @@ struct qf_writer *qf_write_begin(int fd, const struct qf_env *env)
     /* open CONTENT: length patched by qf_write_end */
     rec_begin(w, rec_def_kind(K_CONTENT)->type, 8);
     w->content_hdr = w->written + w->buf.len;
-    buf_append(&w->buf, "\0\0\0\0\0\0\0\0", 8);
+    wput(w, "\0\0\0\0\0\0\0\0", 8);   /* the checksum sees 0 here: qfile.h */
     if (w->err) {
         int e = w->err;
         qf_write_abort(w);
@@ -445,6 +467,7 @@ int qf_write_content(struct qf_writer *w, const void *p, size_t n)
         return -1;
     }
     w->content_len += n;
+    w->crc = crc32c(w->crc, p, n);
     if (w->buf.len + n < WBUF_SIZE) {
         buf_append(&w->buf, p, n);
         return 0;
@@ -495,10 +518,15 @@ static int pwrite_all(int fd, const void *p, size_t n, off_t off)
 
 int qf_write_end(struct qf_writer *w)
 {
-    rec_begin(w, rec_def_kind(K_END)->type, 0);
+    unsigned char x[8];
+    rec_begin(w, rec_def_kind(K_END)->type, END_V2_LEN);
+    be_put(x, w->content_len, 8);
+    wput(w, x, 8);
+    unsigned char c[4];
+    be_put(c, w->crc, 4);
+    buf_append(&w->buf, c, 4);
     int r = wflush(w);
     if (r == 0) {
-        unsigned char x[8];
         be_put(x, w->content_len, 8);
         r = pwrite_all(w->fd, x, 8, w->base + (off_t)w->content_hdr);
     }
@@ -592,8 +620,9 @@ static int dec_version(struct qf_env *e, const unsigned char *p, uint64_t off, c
     if (memcmp(p, QF_MAGIC, MAGIC_LEN) != 0)
         FAIL("bad magic at offset %" PRIu64 ": not a queue file", off);
     e->version = (uint32_t)be_get(p + MAGIC_LEN, 4);
-    if (e->version != QF_FORMAT_VERSION)
-        FAIL("unsupported queue file version %u (expected %u)", e->version, QF_FORMAT_VERSION);
+    if (e->version < QF_FORMAT_VERSION_MIN || e->version > QF_FORMAT_VERSION)
+        FAIL("unsupported queue file version %u (expected %u to %u)", e->version,
+             QF_FORMAT_VERSION_MIN, QF_FORMAT_VERSION);
     return 0;
 }
 
@@ -718,12 +747,73 @@ static const struct rec_def *rec_check(struct qf_src *s, uint64_t off, enum rec_
     return NULL;
 }
 
+/* Continue *crc over n bytes at off, read through the window in pieces. */
+static int crc_range(struct qf_src *s, uint64_t off, uint64_t n, uint32_t *crc,
+                     char *err, size_t errlen)
+{
+    while (n > 0) {
+        size_t k = n < RBUF_SIZE ? (size_t)n : RBUF_SIZE;
+        const unsigned char *p;
+        if (src_get(s, off, k, &p, err, errlen) < 0)
+            return -1;
+        *crc = crc32c(*crc, p, k);
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Add one record (header and payload p) to the checksum, skipping what
+ * the checksum does not cover (qfile.h). Content is added by the caller. */
+static uint32_t crc_record(uint32_t crc, const struct rec_def *d, const unsigned char *p,
+                           uint32_t len)
+{
+    unsigned char h[REC_HDR];
+    h[0] = d->type;
+    be_put(h + 1, len, 4);
+    crc = crc32c(crc, h, REC_HDR);
+    switch (d->kind) {
+    case K_RCPT:
+        crc = crc_rcpt_head(crc, p);
+        return crc32c(crc, p + RCPT_HEAD, len - RCPT_HEAD);
+    case K_CONTENT:
+        return crc32c_zeros(crc, 8);
+    case K_END:
+        return len >= 8 ? crc32c(crc, p, 8) : crc;
+    default:
+        return crc32c(crc, p, len);
+    }
+}
+
+/* END: version 1 has no payload; from version 2 it repeats the content
+ * length and holds the checksum of every byte before it (a file torn by a
+ * crash is refused here). */
+static int check_end(const struct qf_env *e, const unsigned char *p, uint32_t len,
+                     uint32_t crc, uint64_t off, char *err, size_t errlen)
+{
+    if (e->version < 2) {
+        if (len != 0)
+            FAIL("END record at offset %" PRIu64 ": bad length %u", off, len);
+        return 0;
+    }
+    if (len != END_V2_LEN)
+        FAIL("END record at offset %" PRIu64 ": bad length %u", off, len);
+    if (be_get(p, 8) != e->content_len)
+        FAIL("END record at offset %" PRIu64 ": content length %" PRIu64 " does not match "
+             "CONTENT (%" PRIu64 "): torn file", off, be_get(p, 8), e->content_len);
+    if ((uint32_t)be_get(p + 8, 4) != crc)
+        FAIL("END record at offset %" PRIu64 ": checksum mismatch (0x%08x, computed 0x%08x): "
+             "torn or damaged file", off, (unsigned)be_get(p + 8, 4), (unsigned)crc);
+    return 0;
+}
+
 /* The one validator behind qf_read and qf_parse. */
 static int qf_validate(struct qf_src *s, struct qf_env *e, char *err, size_t errlen)
 {
     unsigned seen[NDEFS] = { 0 };
     enum rec_seg state = SEG_VERSION;
     uint64_t off = 0;
+    uint32_t crc = 0;
     if (s->size == 0)
         FAIL("empty file: not a queue file");
     while (off < s->size) {
@@ -737,6 +827,9 @@ static int qf_validate(struct qf_src *s, struct qf_env *e, char *err, size_t err
         const unsigned char *p;
         if (src_get(s, off + REC_HDR, len, &p, err, errlen) < 0)
             return -1;
+        crc = crc_record(crc, d, p, len);
+        if (d->kind == K_END && check_end(e, p, len, crc, off, err, errlen) < 0)
+            return -1;
         if (d->kind == K_CONTENT) {
             uint64_t clen = be_get(p, 8), have = s->size - off - REC_HDR - 8;
             if (clen > have)
@@ -744,6 +837,9 @@ static int qf_validate(struct qf_src *s, struct qf_env *e, char *err, size_t err
                      " bytes declared, %" PRIu64 " present)", off, clen, have);
             e->content_off = (off_t)(off + REC_HDR + 8);
             e->content_len = clen;
+            if (e->version >= 2 &&
+                crc_range(s, (uint64_t)e->content_off, clen, &crc, err, errlen) < 0)
+                return -1;
             off += REC_HDR + 8 + clen;
             state = SEG_CONTENT;
             continue;

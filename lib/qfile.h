@@ -10,6 +10,17 @@
  * qfile.c. A file without END, with an unknown record, a record that runs
  * past the end, or bytes after END is refused (corrupt/incomplete).
  *
+ * END checksum (format version 2). END holds the content length again (u64)
+ * and a CRC-32C of every byte before the CRC itself, except the bytes that
+ * change after the file is written: the CONTENT length field (written last,
+ * by pwrite; counted as zeros, and repeated in END instead) and the fields
+ * qmgr updates in place in each RCPT head (status, pad, attempts, last_try,
+ * dsn, reason; counted as zeros). Every reader checks it, so a file torn by
+ * a crash (cleanup renames a file into incoming/ before it is on disk:
+ * lib/queue.h) - truncated, a block zero-filled or left stale - is refused,
+ * never delivered. Version 1 files (END without payload, no checksum) are
+ * still read.
+ *
  * Recipient records have a fixed-size head (status, attempts, times and a
  * fixed reason field) so qmgr can record each recipient's outcome in place
  * with pwrite + fsync without rewriting the file.
@@ -22,7 +33,8 @@
 #include "buf.h"
 
 #define QF_MAGIC          "POSTERN-QF"
-#define QF_FORMAT_VERSION 1
+#define QF_FORMAT_VERSION 2      /* written; 2 = END checksum */
+#define QF_FORMAT_VERSION_MIN 1  /* oldest still read */
 #define QF_REASON_MAX     240    /* bytes of last reason kept per recipient */
 #define QF_MAX_RCPTS      100000
 #define QF_MAX_FIELD      65536  /* longest text field */

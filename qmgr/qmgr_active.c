@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "qmgr.h"
+#include "queue.h"
 
 #define HASH_SIZE 1024
 
@@ -176,7 +177,7 @@ void qmgr_active_finish(struct qmsg *m)
 {
     int64_t now = qmgr_now();
     char path[QUEUE_ID_MAX + 16];
-    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
+    queue_path(path, sizeof(path), SPOOL_ACTIVE, m->id);
     log_set_qid(m->id);
     int pending = 0;
     for (int i = 0; i < m->env.nrcpts; i++)
@@ -220,8 +221,9 @@ void qmgr_active_finish(struct qmsg *m)
         qmgr_wake_at(now);
 }
 
-/* Parse an opened queue file; on corruption move it to corrupt/. */
-static int load(struct qmsg *m, const char *path)
+/* Parse an opened queue file (active/ID); on corruption (a torn file
+ * included: END checksum, lib/qfile.h) move it to corrupt/. */
+static int load(struct qmsg *m)
 {
     char err[256] = "";
     if (qf_read(m->fd, &m->env, err, sizeof(err)) == 0) {
@@ -230,12 +232,11 @@ static int load(struct qmsg *m, const char *path)
         snprintf(err, sizeof(err), "queue id %s in the file does not match its name",
                  m->env.queue_id);
     }
-    char to[QUEUE_ID_MAX + 16];
-    snprintf(to, sizeof(to), SPOOL_CORRUPT "/%s", m->id);
-    if (rename(path, to) < 0)
-        log_error("%s: corrupt queue file (%s), and rename to %s failed: %m", m->id, err, to);
+    if (queue_move(AT_FDCWD, SPOOL_ACTIVE, SPOOL_CORRUPT, m->id, 0) < 0)
+        log_error("%s: corrupt queue file (%s), and move to %s/ failed: %m", m->id, err,
+                  SPOOL_CORRUPT);
     else
-        log_error("%s: corrupt queue file moved to %s: %s", m->id, to, err);
+        log_error("%s: corrupt queue file moved to %s/%s: %s", m->id, SPOOL_CORRUPT, m->id, err);
     return -1;
 }
 
@@ -342,7 +343,7 @@ void qmgr_active_defer_all(struct qmsg *m, const char *dsn, const char *reason, 
 int qmgr_active_reload(struct qmsg *m)
 {
     char path[QUEUE_ID_MAX + 16];
-    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
+    queue_path(path, sizeof(path), SPOOL_ACTIVE, m->id);
     if (m->fd >= 0)
         close(m->fd);
     qf_env_free(&m->env);
@@ -356,7 +357,7 @@ int qmgr_active_reload(struct qmsg *m)
         forget(m);
         return -1;
     }
-    if (load(m, path) < 0) {
+    if (load(m) < 0) {
         forget(m);
         return -1;
     }
@@ -372,12 +373,11 @@ int qmgr_active_start(const char *dir, const char *id)
         qmgr_g->more = 1;
         return 0;
     }
-    char from[QUEUE_ID_MAX + 16], path[QUEUE_ID_MAX + 16];
-    snprintf(from, sizeof(from), "%s/%s", dir, id);
-    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", id);
-    if (rename(from, path) < 0) {
+    char path[QUEUE_ID_MAX + 16];
+    queue_path(path, sizeof(path), SPOOL_ACTIVE, id);
+    if (queue_move(AT_FDCWD, dir, SPOOL_ACTIVE, id, 0) < 0) {
         if (errno != ENOENT)
-            log_error("rename %s -> %s: %m", from, path);
+            log_error("move %s from %s/ to %s/: %m", id, dir, SPOOL_ACTIVE);
         return 1;
     }
     struct qmsg *m = xcalloc(1, sizeof(*m));
@@ -389,12 +389,12 @@ int qmgr_active_start(const char *dir, const char *id)
     m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (m->fd < 0) {
         log_error("open %s: %m", path);
-        if (rename(path, from) < 0)
-            log_error("rename %s -> %s: %m", path, from);
+        if (queue_move(AT_FDCWD, SPOOL_ACTIVE, dir, id, 0) < 0)
+            log_error("move %s from %s/ back to %s/: %m", id, SPOOL_ACTIVE, dir);
         forget(m);
         return 1;
     }
-    if (load(m, path) < 0) {
+    if (load(m) < 0) {
         forget(m);
         return 1;
     }

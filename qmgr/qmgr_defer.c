@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "qmgr.h"
+#include "queue.h"
 
 int qmgr_rcpt_done(unsigned status)
 {
@@ -50,16 +51,14 @@ int qmgr_defer_expired(const struct config *cfg, const struct qf_env *env, int64
 
 int qmgr_defer_move(const char *id, int fd, int64_t when)
 {
-    char from[QUEUE_ID_MAX + 16], to[QUEUE_ID_MAX + 16];
     struct timespec ts[2] = { { (time_t)when, 0 }, { (time_t)when, 0 } };
     if (futimens(fd, ts) < 0) {
         log_error("futimens %s: %m", id);
         return -1;
     }
-    snprintf(from, sizeof(from), SPOOL_ACTIVE "/%s", id);
-    snprintf(to, sizeof(to), SPOOL_DEFERRED "/%s", id);
-    if (rename(from, to) < 0) {
-        log_error("rename %s -> %s: %m", from, to);
+    /* not synced: found in active/ after a crash, it is recovered (queue.h) */
+    if (queue_move(AT_FDCWD, SPOOL_ACTIVE, SPOOL_DEFERRED, id, 0) < 0) {
+        log_error("move %s from %s/ to %s/: %m", id, SPOOL_ACTIVE, SPOOL_DEFERRED);
         return -1;
     }
     return 0;

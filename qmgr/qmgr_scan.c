@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "qmgr.h"
+#include "queue.h"
 
 void qmgr_scan_recover(void)
 {
@@ -36,12 +37,8 @@ void qmgr_scan_recover(void)
             }
             continue;
         }
-        char from[QUEUE_ID_MAX + 16], to[QUEUE_ID_MAX + 16];
-        if (str_format(from, sizeof(from), SPOOL_ACTIVE "/%s", e->d_name) < 0 ||
-            str_format(to, sizeof(to), SPOOL_INCOMING "/%s", e->d_name) < 0)
-            continue;
-        if (rename(from, to) < 0)
-            log_error("rename %s -> %s: %m", from, to);
+        if (queue_move(AT_FDCWD, SPOOL_ACTIVE, SPOOL_INCOMING, e->d_name, 0) < 0)
+            log_error("move %s from %s/ to %s/: %m", e->d_name, SPOOL_ACTIVE, SPOOL_INCOMING);
         else
             n++;
     }

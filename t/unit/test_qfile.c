@@ -24,6 +24,7 @@ enum { T_VERSION = 0x01, T_QUEUE_ID, T_ARRIVAL, T_SENDER, T_CLIENT_IP, T_CLIENT_
        T_FLAGS, T_QUARANTINE, T_RCPT, T_CONTENT, T_END, T_NOTE, T__LAST = T_NOTE };
 
 #define HDR 5
+#define END_SZ (HDR + 12)   /* END record (version 2): content length + CRC-32C */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -116,8 +117,8 @@ static unsigned char *slurp(int fd, size_t *len_r)
     return p;
 }
 
-/* A valid small file in memory. */
-static unsigned char *valid_file(size_t *len_r, int nrcpt)
+/* A valid small file in memory, as written (version 2, END checksum). */
+static unsigned char *valid_file_v2(size_t *len_r, int nrcpt)
 {
     struct qf_env e;
     make_env(&e, nrcpt, 1);
@@ -126,6 +127,19 @@ static unsigned char *valid_file(size_t *len_r, int nrcpt)
     qf_env_free(&e);
     unsigned char *p = slurp(fd, len_r);
     close(fd);
+    return p;
+}
+
+/* The same file as version 1 (END without payload, no checksum). The
+ * structural refusals below edit files and expect the validator's precise
+ * reason; on a version 2 file most edits would be refused by the checksum
+ * first. The checksum has its own tests (test_torn_*). */
+static unsigned char *valid_file(size_t *len_r, int nrcpt)
+{
+    unsigned char *p = valid_file_v2(len_r, nrcpt);
+    p[HDR + 10 + 3] = 1;
+    *len_r -= 12;
+    memset(p + *len_r - 4, 0, 4);     /* END length 0 */
     return p;
 }
 
@@ -269,7 +283,7 @@ static void test_roundtrip_all_records(void **state)
     for (int t = T_VERSION; t <= T__LAST; t++)
         if (rec_find(p, len, t, 0) < 0)
             fail_msg("record type 0x%02x not written", t);
-    assert_int_equal(rec_find(p, len, T_END, 0), (long)len - HDR);
+    assert_int_equal(rec_find(p, len, T_END, 0), (long)len - END_SZ);
 
     /* qf_parse on the same bytes agrees with qf_read */
     struct qf_env m;
@@ -348,7 +362,7 @@ static void test_content_chunks_large(void **state)
     assert_content(fd, &r, c, n);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
-    assert_int_equal((uint64_t)st.st_size, (uint64_t)r.content_off + n + HDR);
+    assert_int_equal((uint64_t)st.st_size, (uint64_t)r.content_off + n + END_SZ);
     qf_env_free(&r);
     qf_env_free(&e);
     free(c);
@@ -512,8 +526,10 @@ static void test_bad_magic_version(void **state)
     p[HDR + 3] ^= 0x20;
     expect_refused(p, len, "bad magic at offset 0: not a queue file");
     p[HDR + 3] ^= 0x20;
-    p[HDR + 10 + 3] = 2;
-    expect_refused(p, len, "unsupported queue file version 2 (expected 1)");
+    p[HDR + 10 + 3] = 3;
+    expect_refused(p, len, "unsupported queue file version 3 (expected 1 to 2)");
+    p[HDR + 10 + 3] = 0;
+    expect_refused(p, len, "unsupported queue file version 0 (expected 1 to 2)");
     free(p);
     /* not a queue file at all */
     expect_refused((const unsigned char *)"From alice Mon Jan  1\n", 22,
@@ -752,6 +768,192 @@ static void test_too_many_rcpts(void **state)
     free(p);
 }
 
+/* ---- torn files (END checksum, format 2) ------------------------------------
+ * cleanup renames a file into incoming/ before it is on disk (lib/queue.h):
+ * after a power cut the name may point at any prefix of the file, at blocks
+ * the disk never got (zeros), or at an older message's blocks. Each must be
+ * refused. */
+
+#define RCPT_HEAD_SZ (1 + 1 + 2 + 4 + 8 + 16 + QF_REASON_MAX + 1)
+#define TORN_CONTENT 9000      /* three 4 KB pages, many 512-byte sectors */
+
+/* A version 2 file with three recipients and TORN_CONTENT bytes of
+ * pseudo-random content (seeded), queue id id. */
+static unsigned char *torn_file(size_t *len_r, const char *id, unsigned seed)
+{
+    struct qf_env e;
+    make_env(&e, 3, 1);
+    free(e.queue_id);
+    set_str(&e.queue_id, id);
+    unsigned char *c = xmalloc(TORN_CONTENT);
+    for (size_t i = 0; i < TORN_CONTENT; i++) {
+        seed = seed * 1103515245u + 12345u;
+        c[i] = (unsigned char)(seed >> 16);
+    }
+    static const size_t sizes[] = { 1000, 77, 4096 };
+    int fd = write_file(&e, c, TORN_CONTENT, sizes, 3);
+    qf_env_free(&e);
+    free(c);
+    unsigned char *p = slurp(fd, len_r);
+    close(fd);
+    return p;
+}
+
+static void expect_ok(const unsigned char *p, size_t len)
+{
+    struct qf_env e;
+    char err[256];
+    if (qf_parse(p, len, &e, err, sizeof(err)) != 0)
+        fail_msg("valid file refused: %s", err);
+    qf_env_free(&e);
+}
+
+/* Refused by qf_parse, and (every `every`-th call) by qf_read on a file. */
+static void expect_torn(const unsigned char *p, size_t len, const char *what, size_t at)
+{
+    static unsigned calls;
+    struct qf_env e;
+    char err[256];
+    if (qf_parse(p, len, &e, err, sizeof(err)) != -1)
+        fail_msg("%s at %zu: accepted", what, at);
+    assert_int_equal(e.nrcpts, 0);
+    qf_env_free(&e);
+    if (calls++ % 37 == 0)
+        expect_refused(p, len, "");
+}
+
+/* Is byte i inside a field qmgr rewrites in place (not checksummed)? */
+static int in_place_field(const unsigned char *p, size_t len, size_t i)
+{
+    for (int k = 0; ; k++) {
+        long r = rec_find(p, len, T_RCPT, k);
+        if (r < 0)
+            return 0;
+        size_t h = (size_t)r + HDR;
+        if ((i >= h && i < h + 4) || (i >= h + 8 && i < h + RCPT_HEAD_SZ))
+            return 1;
+    }
+}
+
+static void test_torn_truncated_everywhere(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *p = torn_file(&len, "4Q7ZK2M0001ABCD042", 1);
+    expect_ok(p, len);
+    for (size_t n = 0; n < len; n++)
+        expect_torn(p, n, "truncated", n);
+    free(p);
+}
+
+static void test_torn_single_bytes(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *p = torn_file(&len, "4Q7ZK2M0001ABCD042", 2);
+    int skipped = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in_place_field(p, len, i)) {
+            skipped++;
+            continue;
+        }
+        unsigned char keep = p[i];
+        static const unsigned char flips[] = { 0x01, 0x80, 0xff };
+        for (size_t f = 0; f < sizeof(flips); f++) {
+            p[i] = keep ^ flips[f];
+            expect_torn(p, len, "byte flipped", i);
+        }
+        if (keep != 0) {
+            p[i] = 0;
+            expect_torn(p, len, "byte zeroed", i);
+        }
+        p[i] = keep;
+    }
+    assert_int_equal(skipped, 3 * (RCPT_HEAD_SZ - 4));
+    expect_ok(p, len);
+    free(p);
+}
+
+/* Blocks the disk never wrote read back as zeros. */
+static void test_torn_zero_blocks(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *p = torn_file(&len, "4Q7ZK2M0001ABCD042", 3);
+    unsigned char *q = xmalloc(len);
+    static const size_t bs[] = { 512, 4096 };
+    for (size_t b = 0; b < 2; b++) {
+        size_t nblk = (len + bs[b] - 1) / bs[b];
+        for (size_t k = 1; k <= nblk; k++) {
+            /* the last k blocks zero-filled (size already extended) */
+            memcpy(q, p, len);
+            memset(q + (nblk - k) * bs[b], 0, len - (nblk - k) * bs[b]);
+            expect_torn(q, len, "tail blocks zeroed", k);
+            /* one block zero-filled */
+            memcpy(q, p, len);
+            size_t off = (k - 1) * bs[b], n = off + bs[b] > len ? len - off : bs[b];
+            memset(q + off, 0, n);
+            if (memcmp(q, p, len) != 0)
+                expect_torn(q, len, "block zeroed", off);
+        }
+    }
+    free(q);
+    free(p);
+}
+
+/* A recycled inode (cleanup_recycle.c): the first blocks are the new
+ * message's, the rest still the old one's - or the other way round. */
+static void test_torn_stale_blocks(void **state)
+{
+    (void)state;
+    size_t la, lb;
+    unsigned char *a = torn_file(&la, "4Q7ZK2M0001ABCD042", 4);
+    unsigned char *b = torn_file(&lb, "4Q7ZK2M0001ABCD043", 5);
+    assert_int_equal(la, lb);
+    expect_ok(b, lb);
+    unsigned char *q = xmalloc(la);
+    for (size_t off = 512; off < la; off += 512) {
+        memcpy(q, a, off);
+        memcpy(q + off, b + off, la - off);
+        expect_torn(q, la, "old tail", off);
+        memcpy(q, b, off);
+        memcpy(q + off, a + off, la - off);
+        expect_torn(q, la, "old head", off);
+    }
+    free(q);
+    free(a);
+    free(b);
+}
+
+/* qmgr's in-place updates keep the checksum valid. */
+static void test_torn_update_keeps_checksum(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *p = torn_file(&len, "4Q7ZK2M0001ABCD042", 6);
+    int fd = tmpfd();
+    assert_int_equal(write(fd, p, len), (ssize_t)len);
+    struct qf_env e;
+    char err[256];
+    assert_int_equal(qf_read(fd, &e, err, sizeof(err)), 0);
+    for (int i = 0; i < e.nrcpts; i++) {
+        e.rcpts[i].status = DS_DEFERRED;
+        e.rcpts[i].attempts = 7;
+        e.rcpts[i].last_try = 1800000000;
+        str_copy(e.rcpts[i].dsn, sizeof(e.rcpts[i].dsn), "4.4.1");
+        str_copy(e.rcpts[i].reason, sizeof(e.rcpts[i].reason), "connection refused");
+        assert_int_equal(qf_update_rcpt(fd, &e.rcpts[i]), 0);
+    }
+    qf_env_free(&e);
+    if (qf_read(fd, &e, err, sizeof(err)) != 0)
+        fail_msg("updated file refused: %s", err);
+    assert_int_equal(e.version, 2);
+    assert_int_equal(e.rcpts[2].attempts, 7);
+    qf_env_free(&e);
+    close(fd);
+    free(p);
+}
+
 /* ---- writer errors --------------------------------------------------------- */
 
 static void test_enospc(void **state)
@@ -900,6 +1102,11 @@ int main(void)
         cmocka_unit_test(test_enospc),
         cmocka_unit_test(test_writer_refuses_invalid_env),
         cmocka_unit_test(test_env_helpers),
+        cmocka_unit_test(test_torn_truncated_everywhere),
+        cmocka_unit_test(test_torn_single_bytes),
+        cmocka_unit_test(test_torn_zero_blocks),
+        cmocka_unit_test(test_torn_stale_blocks),
+        cmocka_unit_test(test_torn_update_keeps_checksum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * test_spool.c - queue id generation and validation, safe directory
- * creation (lib/spool.c).
+ * creation (lib/spool.c), and the queue module: paths, moves between
+ * queues, the commit's rename point (lib/queue.c).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "queue.h"
 #include "spool.h"
 
 #define PER_THREAD 50000
@@ -170,6 +173,101 @@ static void test_make_dir_refuses_symlinks(void **state)
     rmdir(base);
 }
 
+/* ---- the queue module (lib/queue.c) ---------------------------------------- */
+
+static void test_queue_path(void **st)
+{
+    (void)st;
+    char p[64];
+    assert_int_equal(queue_path(p, sizeof(p), SPOOL_INCOMING, "ABC123"), 0);
+    assert_string_equal(p, "incoming/ABC123");
+    errno = 0;
+    assert_int_equal(queue_path(p, sizeof(p), SPOOL_INCOMING, "../etc"), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(queue_path(p, 10, SPOOL_DEFERRED, "ABC123"), -1);
+    assert_int_equal(errno, ENAMETOOLONG);
+    assert_int_equal(queue_dir_of("", p, sizeof(p)), 0);
+    assert_string_equal(p, "incoming");
+    assert_int_equal(queue_dir_of("junk", p, sizeof(p)), 0);
+    assert_string_equal(p, "quarantine/junk");
+}
+
+/* A scratch spool with the queue directories; returns its fd. */
+static int scratch_spool(char *dir, size_t size)
+{
+    snprintf(dir, size, "/tmp/test_spool.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    for (int i = 0; spool_dirs[i]; i++)
+        assert_int_equal(mkdirat(fd, spool_dirs[i], 0700), 0);
+    return fd;
+}
+
+static void put(int base, const char *rel, const char *text)
+{
+    int fd = openat(base, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_queue_move(void **st)
+{
+    (void)st;
+    char dir[64];
+    int base = scratch_spool(dir, sizeof(dir));
+    struct stat sb;
+    put(base, "hold/ABC1", "x");
+    assert_int_equal(queue_move(base, SPOOL_HOLD, SPOOL_INCOMING, "ABC1", QUEUE_MV_SYNC), 0);
+    assert_int_equal(fstatat(base, "incoming/ABC1", &sb, 0), 0);
+    assert_int_equal(fstatat(base, "hold/ABC1", &sb, 0), -1);
+    /* gone meanwhile */
+    assert_int_equal(queue_move(base, SPOOL_HOLD, SPOOL_INCOMING, "ABC1", 0), -1);
+    assert_int_equal(errno, ENOENT);
+    /* never replaces with NOREPLACE; plain moves do (qmgr's own queues) */
+    put(base, "hold/ABC1", "new");
+    assert_int_equal(queue_move(base, SPOOL_HOLD, SPOOL_INCOMING, "ABC1", QUEUE_MV_NOREPLACE), -1);
+    assert_int_equal(errno, EEXIST);
+    assert_int_equal(fstatat(base, "hold/ABC1", &sb, 0), 0);
+    assert_int_equal(fstatat(base, "incoming/ABC1", &sb, 0), 0);
+    assert_int_equal(sb.st_size, 1);
+    /* an invalid id is never a path */
+    assert_int_equal(queue_move(base, SPOOL_HOLD, SPOOL_INCOMING, "../x", 0), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(queue_fsync_dir(base, SPOOL_CORRUPT), 0);
+    assert_int_equal(queue_fsync_dir(base, "nonexistent"), -1);
+    close(base);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_queue_publish(void **st)
+{
+    (void)st;
+    char dir[64], dst[128];
+    int base = scratch_spool(dir, sizeof(dir));
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(fchdir(base), 0);        /* daemons run inside the spool */
+    put(AT_FDCWD, "tmp/ABC2", "m");
+    assert_int_equal(queue_publish("tmp/ABC2", "", "ABC2", dst, sizeof(dst)), 0);
+    assert_string_equal(dst, "incoming/ABC2");
+    assert_int_equal(access("incoming/ABC2", F_OK), 0);
+    assert_int_equal(mkdir("quarantine/junk", 0700), 0);
+    put(AT_FDCWD, "tmp/ABC3", "m");
+    assert_int_equal(queue_publish("tmp/ABC3", "junk", "ABC3", dst, sizeof(dst)), 0);
+    assert_string_equal(dst, "quarantine/junk/ABC3");
+    assert_int_equal(queue_publish("tmp/ABC4", "", "ABC4", dst, sizeof(dst)), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(chdir(cwd), 0);
+    close(base);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +277,9 @@ int main(void)
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_spool_dirs),
         cmocka_unit_test(test_make_dir_refuses_symlinks),
+        cmocka_unit_test(test_queue_path),
+        cmocka_unit_test(test_queue_move),
+        cmocka_unit_test(test_queue_publish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
