@@ -124,11 +124,8 @@ static int fsync_dir(const char *path)
 /* quarantine/<name>/ exists (created, and quarantine/ synced, if not): 0 or errno */
 static int quarantine_dir(const struct cl_txn *t)
 {
-    char dir[128];
-    str_format(dir, sizeof(dir), "%s/%s", SPOOL_QUARANTINE, t->qname);
-    if (mkdir(dir, 0700) == 0)
-        return fsync_dir(SPOOL_QUARANTINE);
-    return errno == EEXIST ? 0 : errno;
+    char dir[256];
+    return queue_quarantine_dir(AT_FDCWD, t->qname, dir, sizeof(dir)) < 0 ? errno : 0;
 }
 
 /* One of t's syncs is done (called locked): the last one completes it,

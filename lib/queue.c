@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "queue.h"
@@ -46,6 +47,15 @@ int queue_move(int base, const char *from, const char *to, const char *id, unsig
     if ((flags & QUEUE_MV_SYNC) && queue_fsync_dir(base, to) < 0)
         return -1;
     return 0;
+}
+
+int queue_quarantine_dir(int base, const char *name, char *dir, size_t size)
+{
+    if (queue_dir_of(name, dir, size) < 0)
+        return -1;
+    if (mkdirat(base, dir, 0700) == 0)
+        return queue_fsync_dir(base, SPOOL_QUARANTINE);
+    return errno == EEXIST ? 0 : -1;
 }
 
 int queue_dir_of(const char *qname, char *out, size_t size)

@@ -57,6 +57,10 @@ int queue_move(int base, const char *from, const char *to, const char *id, unsig
 int queue_publish(const char *tmp_path, const char *qname, const char *id,
                   char *dst, size_t dstsize);
 
+/* quarantine/NAME exists: created (0700) and quarantine/ synced when it
+ * was missing. dir gets "quarantine/NAME". 0, or -1 with errno. */
+int queue_quarantine_dir(int base, const char *name, char *dir, size_t size);
+
 /* The directory queue_publish puts a message in: "incoming" or
  * "quarantine/NAME". 0 or -1 (ENAMETOOLONG). */
 int queue_dir_of(const char *qname, char *out, size_t size);

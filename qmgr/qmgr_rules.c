@@ -30,6 +30,7 @@
 #include "addr.h"
 #include "log.h"
 #include "qf_mutate.h"
+#include "queue.h"
 #include "qmgr.h"
 #include "rules.h"
 
@@ -53,16 +54,6 @@ int qmgr_rules_postq_due(const struct qmsg *m)
 static const char *rule_or(const char *rule)
 {
     return rule && *rule ? rule : "rules";
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
 }
 
 /* ---- bounce and defer ----------------------------------------------------- */
@@ -129,7 +120,7 @@ static int rewrite(struct qmsg *m, const char *dir, const struct filter_verdict 
         snprintf(err, errlen, "rename %s -> %s: %s", tmp, dst, strerror(errno));
         goto out;
     }
-    if (fsync_dir(dir) < 0)
+    if (queue_fsync_dir(AT_FDCWD, dir) < 0)
         log_warn("fsync %s/: %m", dir);
     rc = 0;
 out:
@@ -147,21 +138,15 @@ out:
 static void quarantine(struct qmsg *m, const char *name, const char *rule,
                        const struct filter_verdict *v)
 {
-    char dir[128], from[QUEUE_ID_MAX + 16], to[QUEUE_ID_MAX + 160];
+    char dir[256];
     log_set_qid(m->id);
     name = qfm_quarantine_name(name, rule);
-    str_format(dir, sizeof(dir), SPOOL_QUARANTINE "/%s", name);
-    str_format(from, sizeof(from), SPOOL_ACTIVE "/%s", m->id);
-    str_format(to, sizeof(to), "%s/%s", dir, m->id);
-    int made = mkdir(dir, 0700) == 0;
-    if (!made && errno != EEXIST) {
-        log_error("mkdir %s: %m", dir);
-    } else if (made && fsync_dir(SPOOL_QUARANTINE) < 0) {
-        log_error("fsync %s/: %m", SPOOL_QUARANTINE);
-    } else if (rename(from, to) < 0) {
-        log_error("rename %s -> %s: %m", from, to);
+    if (queue_quarantine_dir(AT_FDCWD, name, dir, sizeof(dir)) < 0) {
+        log_error("quarantine/%s/: %m", name);
+    } else if (queue_move(AT_FDCWD, SPOOL_ACTIVE, dir, m->id, 0) < 0) {
+        log_error("move %s/%s -> %s/: %m", SPOOL_ACTIVE, m->id, dir);
     } else {
-        if (fsync_dir(dir) < 0)
+        if (queue_fsync_dir(AT_FDCWD, dir) < 0)     /* moved even if this fails */
             log_error("fsync %s/: %m", dir);
         char err[1024] = "";
         if (m->env.quarantine == NULL || strcmp(m->env.quarantine, name) != 0) {
@@ -177,9 +162,8 @@ static void quarantine(struct qmsg *m, const char *name, const char *rule,
         qmgr_active_drop(m);
         return;
     }
-    str_format(to, sizeof(to), SPOOL_HOLD "/%s", m->id);
-    if (rename(from, to) < 0)
-        log_error("rename %s -> %s: %m: left in %s/", from, to, SPOOL_ACTIVE);
+    if (queue_move(AT_FDCWD, SPOOL_ACTIVE, SPOOL_HOLD, m->id, 0) < 0)
+        log_error("move to %s/: %m: left in %s/", SPOOL_HOLD, SPOOL_ACTIVE);
     else
         log_warn("could not quarantine: held in %s/ instead", SPOOL_HOLD);
     log_set_qid(NULL);
