@@ -27,7 +27,6 @@
 #include "cleanup.h"
 #include "ipc_bev.h"
 #include "log.h"
-#include "rules.h"
 
 static struct filter_rx rx;     /* the reply whose FILTER_MUTs are arriving */
 static uint32_t last_mask;      /* the last FILTER_STAGES, kept while filter is away */
@@ -115,7 +114,7 @@ static void reply_done(struct cl_ctx *ctx)
         if (filter_muts_add(&t->dmuts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2,
                             m->rule) < 0)
             log_warn("%s: rule \"%s\": %s over the mutation cap (%d, %d octets) ignored",
-                     t->qid, m->rule, rl_mut_name((enum rl_mut_kind)m->kind), CL_MAX_MUTS,
+                     t->qid, m->rule, filter_mut_name((enum filter_mut_kind)m->kind), CL_MAX_MUTS,
                      FILTER_MUTS_MAX_BYTES);
     }
     char rule[64];

@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include "filter_mut.h"
 #include "ipc.h"
-#include "rules.h"
 #include "stage.h"
 
 #define FILTER_CLNT_MAX_MUTS FILTER_MAX_REPLY_MUTS   /* more in one reply: protocol error */

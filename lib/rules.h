@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 #include "buf.h"
+#include "filter_mut.h"
 #include "stage.h"
 
 /* ---- diagnostics ------------------------------------------------------ */
@@ -87,16 +88,10 @@ void rl_txn_add_rcpt(struct rl_txn *t, const char *addr);
 void rl_txn_reset_mail(struct rl_txn *t);
 
 /* ---- evaluation -------------------------------------------------------- */
-enum rl_mut_kind {
-#define RL_MUT(id, name) RL_M_##id,
-#include "rl_muts.def"
-#undef RL_MUT
-    RL_M__COUNT
-};
-const char *rl_mut_name(enum rl_mut_kind k);
-
+/* Mutation kinds and their names: filter_mut.h (filter_muts.def), shared
+ * with every process that hears verdicts. */
 struct rl_mutation {
-    enum rl_mut_kind kind;
+    enum filter_mut_kind kind;
     char *rcpt;           /* delivery choices / add / remove / bcc: the address ("" = all) */
     char *arg;            /* header name, host, lmtp address, quarantine name, new sender */
     char *arg2;           /* header value */

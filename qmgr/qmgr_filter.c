@@ -28,7 +28,6 @@
 #include "ipc_bev.h"
 #include "log.h"
 #include "qmgr.h"
-#include "rules.h"
 
 enum fstate { F_DOWN = 0, F_HELLO, F_STAGES, F_READY };
 

@@ -39,7 +39,6 @@
 #include "filter_mut.h"
 #include "filter_policy.h"
 #include "ipc_bev.h"
-#include "rules.h"
 #include "spool.h"
 #include "log.h"
 

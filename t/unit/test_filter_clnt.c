@@ -43,8 +43,8 @@ static void *fake_filter(void *arg)
     ipc_queue(&c, IPC_FILTER_STAGES, &st2);
     struct ipc_filter_reply r = { id, V_ACCEPT, 0, "", "ok\r\n", "route", 2 };
     ipc_queue(&c, IPC_FILTER_REPLY, &r);
-    struct ipc_filter_mut m1 = { RL_M_MAILDIR, "a@b.test", "", "", "route" };
-    struct ipc_filter_mut m2 = { RL_M_ADD_HEADER, "", "X-A", "1", "tag" };
+    struct ipc_filter_mut m1 = { FILTER_M_MAILDIR, "a@b.test", "", "", "route" };
+    struct ipc_filter_mut m2 = { FILTER_M_ADD_HEADER, "", "X-A", "1", "tag" };
     ipc_queue(&c, IPC_FILTER_MUT, &m1);
     ipc_queue(&c, IPC_FILTER_MUT, &m2);
     ipc_flush(&c);
@@ -88,9 +88,9 @@ static void test_ask_with_mutations(void **state)
     assert_string_equal(v.text, "ok??");               /* controls flattened */
     assert_string_equal(v.rule, "route");
     assert_int_equal(v.nmuts, 2);
-    assert_int_equal(v.muts[0].kind, RL_M_MAILDIR);
+    assert_int_equal(v.muts[0].kind, FILTER_M_MAILDIR);
     assert_string_equal(v.muts[0].rcpt, "a@b.test");
-    assert_int_equal(v.muts[1].kind, RL_M_ADD_HEADER);
+    assert_int_equal(v.muts[1].kind, FILTER_M_ADD_HEADER);
     assert_string_equal(v.muts[1].arg, "X-A");
     assert_string_equal(v.muts[1].arg2, "1");
     assert_string_equal(v.muts[1].rule, "tag");
