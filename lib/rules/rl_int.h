@@ -1,7 +1,7 @@
 /*
- * rl_int.h - private to the rule language (lib/rl_*.c): tokens, AST, types,
+ * rl_int.h - private to the rule language (lib/rules/rl_*.c): tokens, AST, types,
  * run-time values, the program layout, the VM state and the registries of
- * context values, builtins and service methods. Nothing outside lib/rl_*.c
+ * context values, builtins and service methods. Nothing outside lib/rules/
  * and the rules unit tests includes it; the public API is rules.h.
  */
 #ifndef POSTERN_RL_INT_H

@@ -4,10 +4,13 @@
  * transaction against it.
  *
  * Used by filter (every stage's verdict), the CLI (`postern rules check`,
- * `postern rules test`) and the tests. Pipeline: rl_lex.c -> rl_parse.c
- * (AST, rl_ast.c) -> rl_check.c -> rl_compile.c (bytecode, rl_opcodes.def,
- * rl_disasm.c) -> rl_vm.c (with rl_builtins.c, rl_ctx.c, rl_objects.c,
- * rl_services.c). There is no tree-walking at run time.
+ * `postern rules test`) and the tests, and linked into nothing else: it
+ * lives in lib/rules/ and builds into librules.a (the processes that only
+ * hear verdicts use lib/filter_mut.h). Pipeline: rl_lex.c -> rl_parse.c
+ * (AST, rl_ast.c) -> rl_check.c (+ _decl.c, _expr.c) -> rl_compile.c
+ * (bytecode, rl_opcodes.def, rl_disasm.c) -> rl_vm.c (with rl_builtins.c,
+ * rl_ctx.c, rl_objects.c, rl_services.c + rl_svc_*.c). There is no
+ * tree-walking at run time.
  *
  * A program never changes after compilation except for the contents of
  * file:TYPE objects (reloaded under a lock when the file changes) and the
