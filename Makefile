@@ -23,13 +23,19 @@ endif
 
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
-           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
+           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib -Ilib/rules $(PKG_CFLAGS) $(SANFL) -MMD -MP
 LDFLAGS += $(SANFL)
 LIBS     = $(PKG_LIBS) -lpthread
 
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
 LIBA     = $(OBJ)/libpostern.a
+# the rule language (lib/rules/) is an archive of its own, linked only into
+# the programs that compile or run rules: filter and bin/postern (and the
+# tests that need it). t/integ/test_layout.py checks the other daemons.
+RULES_SRC = $(wildcard lib/rules/*.c)
+RULES_OBJ = $(RULES_SRC:%.c=$(OBJ)/%.o)
+RULESA    = $(OBJ)/librules.a
 
 DAEMONS  = master smtpd cleanup pickup qmgr delivery filter
 # a daemon is built only once its folder has sources
@@ -45,20 +51,26 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(LIBA): $(LIB_OBJ)
+# Makefile: a file moved between the archives rebuilds both
+$(LIBA): $(LIB_OBJ) Makefile
 	@mkdir -p $(dir $@)
-	rm -f $@; ar rcs $@ $^
+	rm -f $@; ar rcs $@ $(filter %.o,$^)
+
+$(RULESA): $(RULES_OBJ) Makefile
+	@mkdir -p $(dir $@)
+	rm -f $@; ar rcs $@ $(filter %.o,$^)
 
 .SECONDARY:
 .SECONDEXPANSION:
 objs = $(patsubst %.c,$(OBJ)/%.o,$(wildcard $(1)/*.c))
 $(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter $(RULESA),$^) $(LIBA) $(LIBS)
+$(OUT)/libexec/filter: $(RULESA)
 
-$(OUT)/bin/postern: $$(call objs,cli) $(LIBA)
+$(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS)
 
 $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
 	ln -sf postern $@
@@ -66,9 +78,9 @@ $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
 # ---- tests ---------------------------------------------------------------
 UNIT_SRC  = $(wildcard t/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRC:t/unit/%.c=$(OBJ)/t/%)
-$(OBJ)/t/%: t/unit/%.c $(LIBA)
+$(OBJ)/t/%: t/unit/%.c $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RULESA) $(LIBA) $(LIBS) $(shell pkg-config --libs cmocka)
 
 deps:
 	@./mk/deps.sh
@@ -97,8 +109,8 @@ check-asan: deps
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_SRC  = $(wildcard t/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRC:t/fuzz/%.c=obj-fuzz/%)
-FUZZ_LIB_OBJ = $(LIB_SRC:%.c=obj-fuzz/%.o)
-FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=obj-fuzz/%.o) $(RULES_SRC:%.c=obj-fuzz/%.o)
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Ilib -Ilib/rules $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
 obj-fuzz/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c -o $@ $<

@@ -24,6 +24,8 @@
 #include "stage.h"
 #include "workq.h"
 
+struct filter_clnt;
+
 #define CL_HDR_MAX      (256 * 1024)   /* buffered header section */
 #define CL_HOP_LIMIT    50             /* Received: fields before 554 5.4.6 */
 #define CL_TEXT_MAX     256            /* reply text we keep */
@@ -75,8 +77,7 @@ struct cl_txn {
     struct hdr_scan hs;
     buf_t hbuf;
     /* filter request */
-    uint64_t freq_id;
-    struct cl_txn *fnext;
+    uint64_t freq_id;           /* 0: none outstanding */
     int quarantine;
     /* rules (cleanup_rules.c) */
     int faccept;                /* CLEANUP_BEGIN flag: no data stage */
@@ -112,12 +113,8 @@ struct cl_ctx {
     int ntxn;                   /* live transactions */
     struct event *drain_timer;
     int drain_ticks;
-    /* filter client */
-    struct ipc_peer *fpeer;
-    uint64_t f_next_id;
-    struct cl_txn *f_pending;
-    uint32_t f_mask;            /* FILTER_STAGES */
-    int f_have_mask;
+    /* filter client (cleanup_filter.c) */
+    struct filter_clnt *fclnt;
     /* qmgr client */
     struct ipc_peer *qpeer;
     int64_t q_last_fail;

@@ -67,7 +67,7 @@ void filter_send_reply(struct fconn *c, uint64_t id, enum verdict st, int code, 
 {
     int has_q = 0;
     for (int i = 0; i < res->nmuts; i++)
-        has_q |= res->muts[i].kind == RL_M_QUARANTINE;
+        has_q |= res->muts[i].kind == FILTER_M_QUARANTINE;
     /* a quarantine verdict names its quarantine in a QUARANTINE mutation */
     int extra = qname != NULL && !has_q;
     struct ipc_filter_reply r = {
@@ -100,7 +100,7 @@ void filter_send_reply(struct fconn *c, uint64_t id, enum verdict st, int code, 
         ipc_peer_send(c->ipc, IPC_FILTER_MUT, &fm);
     }
     if (extra) {
-        struct ipc_filter_mut fm = { RL_M_QUARANTINE, "", qname, "", rule };
+        struct ipc_filter_mut fm = { FILTER_M_QUARANTINE, "", qname, "", rule };
         ipc_peer_send(c->ipc, IPC_FILTER_MUT, &fm);
     }
 }

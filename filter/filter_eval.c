@@ -404,7 +404,7 @@ static void job_finish(struct fjob *j)
     }
     const char *qname = r->quarantine[0] ? r->quarantine : "quarantine";
     for (int i = 0; i < r->nmuts; i++)
-        if (r->muts[i].kind == RL_M_QUARANTINE && st != V_QUARANTINE)
+        if (r->muts[i].kind == FILTER_M_QUARANTINE && st != V_QUARANTINE)
             qname = r->muts[i].arg;
     log_verdict(j, st, code, enh, text, rule, qname);
 
@@ -416,7 +416,7 @@ static void job_finish(struct fjob *j)
             int keep = 1;
             for (int i = 0; i < r->nmuts; i++) {
                 const struct rl_mutation *m = &r->muts[i];
-                if (m->kind == RL_M_REMOVE_RCPT && (m->rcpt[0] == '\0' || addr_same(m->rcpt, j->q.rcpt)))
+                if (m->kind == FILTER_M_REMOVE_RCPT && (m->rcpt[0] == '\0' || addr_same(m->rcpt, j->q.rcpt)))
                     keep = 0;
             }
             if (keep)
@@ -425,9 +425,9 @@ static void job_finish(struct fjob *j)
         if (j->q.stage < STAGE_DATA) {
             for (int i = 0; i < r->nmuts; i++) {
                 const struct rl_mutation *m = &r->muts[i];
-                if (m->kind == RL_M_ADD_RCPT || m->kind == RL_M_BCC)
+                if (m->kind == FILTER_M_ADD_RCPT || m->kind == FILTER_M_BCC)
                     rl_txn_add_rcpt(t, m->rcpt);
-                else if (m->kind == RL_M_REWRITE_MAIL_FROM)
+                else if (m->kind == FILTER_M_REWRITE_MAIL_FROM)
                     rl_txn_set(t, RL_MAIL_FROM, m->arg);
             }
         }

@@ -1,60 +1,330 @@
 /*
- * filter_clnt.c - blocking FILTER_REQ/FILTER_REPLY client (see filter_clnt.h).
- * Never trusts the reply: a wrong id or type kills the handle, the status
- * and mutation kinds are range-checked and strings are copied with bounds
- * and without controls.
+ * filter_clnt.c - the event-loop filter client (see filter_clnt.h): one
+ * connection, a FIFO of requests keyed by FILTER_REQ.id, one timer for the
+ * nearest deadline (the handshake's, else the oldest request's), and a
+ * reconnect timer with exponential backoff.
+ * Never calls the owner back from inside filter_clnt_ask, and takes every
+ * request off the queue before calling back about it (a callback may ask
+ * again).
  */
-#include <string.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
 
 #include "filter_clnt.h"
+#include "ipc_bev.h"
 #include "log.h"
 #include "spool.h"
 
-struct filter_clnt {
-    struct ipc_conn conn;
-    uint64_t next_id;
-    uint32_t mask, generation;
-    int dead;
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+
+struct fc_req {
+    struct fc_req *next, *prev;
+    uint64_t id;
+    int64_t deadline;           /* monotonic ms */
+    void *arg;
+    int cancelled;              /* the reply, when it comes, is dropped */
 };
 
-/* Read the next message that is not FILTER_STAGES (those update the mask).
- * 1 ok, 0 EOF, -1 error. */
-static int recv_skip_stages(struct filter_clnt *c, enum ipc_type *t, union ipc_msg *m)
+struct filter_clnt {
+    struct event_base *base;
+    struct filter_clnt_conf conf;
+    const struct filter_clnt_ops *ops;
+    void *arg;
+    struct ipc_peer *peer;
+    struct event *tmo, *retry;
+    int64_t hello_deadline;
+    int hello, ready;           /* on this connection: HELLO, a FILTER_STAGES */
+    int failing;                /* failed, no HELLO since */
+    int backoff_ms, no_redial;
+    uint32_t mask, generation;
+    int have_mask;
+    uint64_t next_id;
+    struct fc_req *head, *tail;
+    int npending;
+    struct filter_rx rx;
+    const char *bad_why;        /* why on_frame refused a message */
+};
+
+static int64_t now_ms(void)
 {
-    for (;;) {
-        int r = ipc_recv(&c->conn, t, m);
-        if (r != 1)
-            return r;
-        if (*t != IPC_FILTER_STAGES)
-            return 1;
-        c->mask = m->filter_stages.mask;
-        c->generation = m->filter_stages.generation;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void dial(struct filter_clnt *c);
+
+/* Arm the timer for the nearest deadline (none: idle and ready). */
+static void arm(struct filter_clnt *c)
+{
+    int64_t when = 0;
+    if (c->peer && !c->ready)
+        when = c->hello_deadline;
+    else if (c->peer && c->head)
+        when = c->head->deadline;
+    if (when == 0) {
+        evtimer_del(c->tmo);
+        return;
+    }
+    int64_t d = when - now_ms();
+    if (d < 0)
+        d = 0;
+    struct timeval tv = { (time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000 };
+    evtimer_add(c->tmo, &tv);
+}
+
+static void unlink_req(struct filter_clnt *c, struct fc_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        c->tail = r->prev;
+    c->npending--;
+}
+
+static void schedule_retry(struct filter_clnt *c)
+{
+    if (c->no_redial)
+        return;
+    int lo = c->conf.backoff_min_ms > 0 ? c->conf.backoff_min_ms : BACKOFF_MIN_MS;
+    int hi = c->conf.backoff_max_ms > 0 ? c->conf.backoff_max_ms : BACKOFF_MAX_MS;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : lo;
+    if (c->backoff_ms > hi)
+        c->backoff_ms = hi;
+    struct timeval tv = { c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000 };
+    evtimer_add(c->retry, &tv);
+}
+
+/* The connection is gone: the owner hears why, then every waiting request
+ * gets "no verdict"; a reconnect is scheduled. */
+static void fail(struct filter_clnt *c, const char *why)
+{
+    ipc_peer_free(c->peer);
+    c->peer = NULL;
+    c->hello = c->ready = 0;
+    c->failing = 1;
+    filter_rx_reset(&c->rx);        /* the stage mask stays known */
+    evtimer_del(c->tmo);
+    if (c->ops->on_down)
+        c->ops->on_down(why, c->arg);
+    /* one at a time: a callback may cancel a request still queued */
+    while (c->head) {
+        struct fc_req *r = c->head;
+        unlink_req(c, r);
+        if (!r->cancelled)
+            c->ops->on_verdict(r->id, r->arg, NULL, c->arg);
+        free(r);
+    }
+    schedule_retry(c);
+}
+
+static void on_tmo(evutil_socket_t fd, short what, void *arg)
+{
+    struct filter_clnt *c = arg;
+    int64_t now = now_ms();
+    if (c->peer && !c->ready && now >= c->hello_deadline)
+        fail(c, c->hello ? "no FILTER_STAGES from filter" : "no HELLO from filter");
+    else if (c->peer && c->ready && c->head && now >= c->head->deadline)
+        fail(c, "no answer");
+    else
+        arm(c);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    dial(arg);
+}
+
+/* The verdict in rx is complete: hand it to its request. -1 = not ours. */
+static int reply_done(struct filter_clnt *c)
+{
+    struct fc_req *r = c->head;
+    while (r && r->id != c->rx.id)
+        r = r->next;
+    if (r == NULL) {
+        log_warn("filter answered request %llu: not one we asked",
+                 (unsigned long long)c->rx.id);
+        c->bad_why = "reply to an unknown request";
+        return -1;
+    }
+    unlink_req(c, r);
+    arm(c);
+    struct filter_verdict v;
+    filter_rx_take(&c->rx, &v);
+    if (!r->cancelled)
+        c->ops->on_verdict(r->id, r->arg, &v, c->arg);
+    free(r);
+    filter_verdict_free(&v);
+    return 0;
+}
+
+static void take_stages(struct filter_clnt *c, const struct ipc_filter_stages *st)
+{
+    int first = !c->ready;
+    c->mask = st->mask;
+    c->generation = st->generation;
+    c->have_mask = 1;
+    c->ready = 1;
+    if (first)
+        arm(c);
+    if (c->ops->on_stages)
+        c->ops->on_stages(st->mask, st->generation, first, c->arg);
+}
+
+/* FILTER_REPLY + its FILTER_MUTs, FILTER_STAGES; -1 = protocol error. */
+static int on_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *arg)
+{
+    struct filter_clnt *c = arg;
+    int in_reply = c->rx.active;
+    switch (filter_rx_feed(&c->rx, t, m)) {
+    case FILTER_RX_MORE:
+        return 0;
+    case FILTER_RX_DONE:
+        return reply_done(c);
+    case FILTER_RX_STAGES:
+        take_stages(c, &m->filter_stages);
+        return 0;
+    default:
+        c->bad_why = in_reply ? "bad FILTER_MUT" :
+                     t == IPC_FILTER_REPLY ? "bad FILTER_REPLY" : "unexpected message";
+        log_warn("filter sent %s (%s): dropping the connection", ipc_type_name(t), c->bad_why);
+        return -1;
     }
 }
 
-struct filter_clnt *filter_clnt_open(const char *path)
+static void on_hello(struct ipc_peer *p, void *arg)
 {
-    if (path == NULL)
-        path = SOCK_FILTER;
-    int fd = ipc_connect_unix(path);
-    if (fd < 0) {
-        log_warn("connect %s: %m", path);
-        return NULL;
+    struct filter_clnt *c = arg;
+    int back = c->failing;
+    c->hello = 1;
+    c->failing = 0;
+    c->backoff_ms = 0;
+    if (c->ops->on_up)
+        c->ops->on_up(back, c->arg);
+}
+
+static void on_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
+{
+    struct filter_clnt *c = arg;
+    fail(c, why == IPC_PEER_EOF ? "closed by filter" :
+            why == IPC_PEER_TIMEOUT ? "no answer" :
+            why == IPC_PEER_IO ? "I/O error" :
+            why == IPC_PEER_HELLO ? "bad HELLO" :
+            why == IPC_PEER_PROTO ? "protocol error" :
+            c->bad_why ? c->bad_why : "protocol error");
+}
+
+static const struct ipc_peer_ops fc_ops = {
+    .proto = IPC_PROTO_FILTER, .connect_nonblock = 1, .on_hello = on_hello,
+    .on_frame = on_frame, .on_error = on_error,
+};
+
+static void dial(struct filter_clnt *c)
+{
+    const char *path = c->conf.path ? c->conf.path : SOCK_FILTER;
+    c->peer = ipc_peer_connect(c->base, path, "filter", &fc_ops, c);
+    if (c->peer == NULL) {
+        char why[160];
+        snprintf(why, sizeof(why), "connect %s: %s", path, strerror(errno));
+        fail(c, why);
+        return;
     }
+    c->hello_deadline = now_ms() + c->conf.hello_ms;
+    arm(c);
+}
+
+struct filter_clnt *filter_clnt_new(struct event_base *base, const struct filter_clnt_conf *conf,
+                                    const struct filter_clnt_ops *ops, void *arg)
+{
     struct filter_clnt *c = xcalloc(1, sizeof(*c));
-    ipc_conn_init(&c->conn, fd, "filter");
-    union ipc_msg m;
-    if (ipc_hello_client(&c->conn, IPC_PROTO_FILTER) < 0 ||
-        ipc_expect(&c->conn, IPC_FILTER_STAGES, &m) != 1) {
-        log_warn("filter at %s: handshake failed", path);
-        filter_clnt_close(c);
-        return NULL;
-    }
-    c->mask = m.filter_stages.mask;
-    c->generation = m.filter_stages.generation;
+    c->base = base;
+    c->conf = *conf;
+    c->ops = ops;
+    c->arg = arg;
+    c->tmo = evtimer_new(base, on_tmo, c);
+    c->retry = evtimer_new(base, on_retry, c);
+    dial(c);
     return c;
 }
+
+void filter_clnt_free(struct filter_clnt *c)
+{
+    if (c == NULL)
+        return;
+    ipc_peer_free(c->peer);
+    filter_rx_reset(&c->rx);
+    for (struct fc_req *r = c->head, *n; r; r = n) {
+        n = r->next;
+        free(r);
+    }
+    event_free(c->tmo);
+    event_free(c->retry);
+    free(c);
+}
+
+void filter_clnt_stop_redial(struct filter_clnt *c)
+{
+    c->no_redial = 1;
+    evtimer_del(c->retry);
+}
+
+int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, void *req_arg)
+{
+    if (c->peer == NULL || c->failing)
+        return -1;
+    req->id = ++c->next_id;
+    if (ipc_peer_send(c->peer, IPC_FILTER_REQ, req) < 0)
+        return -1;
+    struct fc_req *r = xcalloc(1, sizeof(*r));
+    r->id = req->id;
+    r->arg = req_arg;
+    r->deadline = now_ms() + c->conf.reply_ms;
+    r->prev = c->tail;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->npending++;
+    if (r == c->head)
+        arm(c);
+    return 0;
+}
+
+void filter_clnt_cancel(struct filter_clnt *c, uint64_t id)
+{
+    for (struct fc_req *r = c->head; r; r = r->next)
+        if (r->id == id)
+            r->cancelled = 1;
+}
+
+int filter_clnt_send(struct filter_clnt *c, enum ipc_type t, const void *msg)
+{
+    if (c->peer == NULL || !c->hello)
+        return -1;
+    return ipc_peer_send(c->peer, t, msg);
+}
+
+int filter_clnt_stage_rules(const struct filter_clnt *c, enum stage s)
+{
+    return !c->have_mask || ((unsigned)s < 32 && (c->mask & (1u << s)) != 0);
+}
+
+int filter_clnt_have_stages(const struct filter_clnt *c) { return c->have_mask; }
+uint32_t filter_clnt_generation(const struct filter_clnt *c) { return c->generation; }
+int filter_clnt_ready(const struct filter_clnt *c) { return c->peer != NULL && c->ready; }
+int filter_clnt_connecting(const struct filter_clnt *c) { return c->peer != NULL && !c->ready; }
+int filter_clnt_failing(const struct filter_clnt *c) { return c->failing; }
+int filter_clnt_pending(const struct filter_clnt *c) { return c->npending; }
 
 void filter_req_init(struct ipc_filter_req *req, enum stage stage)
 {
@@ -63,66 +333,4 @@ void filter_req_init(struct ipc_filter_req *req, enum stage stage)
     req->listener = req->client_ip = req->client_ptr = req->helo = req->auth_user = "";
     req->tls_version = req->tls_cipher = req->mail_from = req->rcpt = "";
     req->queue_id = req->path = "";
-}
-
-int filter_clnt_ask(struct filter_clnt *c, struct ipc_filter_req *req, struct filter_verdict *v)
-{
-    memset(v, 0, sizeof(*v));
-    v->status = V_TEMPFAIL;
-    if (c == NULL || c->dead)
-        return -1;
-    req->id = ++c->next_id;
-    union ipc_msg m;
-    enum ipc_type t;
-    if (ipc_send(&c->conn, IPC_FILTER_REQ, req) < 0 || recv_skip_stages(c, &t, &m) != 1 ||
-        t != IPC_FILTER_REPLY) {
-        c->dead = 1;
-        return -1;
-    }
-    if (m.filter_reply.id != req->id) {
-        log_warn("filter answered request %llu, expected %llu",
-                 (unsigned long long)m.filter_reply.id, (unsigned long long)req->id);
-        c->dead = 1;
-        return -1;
-    }
-    uint32_t nmut = m.filter_reply.nmut;
-    if (nmut > FILTER_CLNT_MAX_MUTS) {
-        log_warn("filter sent %u mutations: protocol error", nmut);
-        c->dead = 1;
-        return -1;
-    }
-    filter_verdict_start(v, &m.filter_reply);
-    enum verdict st = v->status;
-    v->status = V_TEMPFAIL;
-    for (uint32_t i = 0; i < nmut; i++) {
-        /* the mutations follow the reply at once: nothing else in between */
-        if (ipc_expect(&c->conn, IPC_FILTER_MUT, &m) != 1 ||
-            filter_verdict_add(v, &m.filter_mut) < 0) {
-            log_warn("filter: bad or missing FILTER_MUT %u of %u", i + 1, nmut);
-            filter_verdict_free(v);
-            v->code = 0;
-            c->dead = 1;
-            return -1;
-        }
-    }
-    v->status = st;
-    return 0;
-}
-
-int filter_clnt_stage_on(const struct filter_clnt *c, enum stage s)
-{
-    return c != NULL && (unsigned)s < 32 && (c->mask & (1u << s)) != 0;
-}
-
-uint32_t filter_clnt_generation(const struct filter_clnt *c)
-{
-    return c ? c->generation : 0;
-}
-
-void filter_clnt_close(struct filter_clnt *c)
-{
-    if (c == NULL)
-        return;
-    ipc_conn_close(&c->conn);
-    free(c);
 }

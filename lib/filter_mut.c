@@ -18,6 +18,16 @@ void filter_mut_clear(struct filter_mut *m)
     memset(m, 0, sizeof(*m));
 }
 
+const char *filter_mut_name(enum filter_mut_kind k)
+{
+    static const char *const names[FILTER_M__COUNT] = {
+#define FILTER_MUT(id, name) name,
+#include "filter_muts.def"
+#undef FILTER_MUT
+    };
+    return (unsigned)k < FILTER_M__COUNT ? names[k] : "unknown";
+}
+
 size_t filter_mut_bytes(const char *rcpt, const char *arg, const char *arg2)
 {
     return (rcpt ? strlen(rcpt) : 0) + (arg ? strlen(arg) : 0) + (arg2 ? strlen(arg2) : 0);
@@ -29,7 +39,7 @@ int filter_muts_add(struct filter_muts *l, int max, uint32_t kind, const char *r
     if (l->n >= max)
         return -1;
     size_t nb = filter_mut_bytes(rcpt, arg, arg2);
-    if ((kind == RL_M_ADD_HEADER || kind == RL_M_SET_HEADER) &&
+    if ((kind == FILTER_M_ADD_HEADER || kind == FILTER_M_SET_HEADER) &&
         l->bytes + nb > FILTER_MUTS_MAX_BYTES)
         return -1;
     if (l->n == l->cap) {
@@ -155,7 +165,7 @@ void filter_verdict_start(struct filter_verdict *v, const struct ipc_filter_repl
 
 int filter_verdict_add(struct filter_verdict *v, const struct ipc_filter_mut *m)
 {
-    if (m->kind >= RL_M__COUNT)
+    if (m->kind >= FILTER_M__COUNT)
         return -1;
     struct filter_mut *d = &v->muts[v->nmuts++];
     d->kind = m->kind;

@@ -2,7 +2,9 @@
  * filter_mut.h - the mutations and verdicts filter sends (FILTER_REPLY then
  * FILTER_REPLY.nmut FILTER_MUT), held once for every process that keeps
  * them: smtpd (until cleanup hears them), cleanup (header and envelope
- * changes), qmgr (postq/deliver) and the blocking client (filter_clnt.h).
+ * changes), qmgr (postq/deliver), the filter client (filter_clnt.h) and the
+ * rule language (lib/rules/rules.h includes this, never the other way round:
+ * the processes that only hear verdicts link no part of the rule compiler).
  *
  * Every string is owned (malloc'd). What comes from a peer goes through
  * filter_verdict_start/_add: statuses and kinds are range-checked, codes
@@ -17,8 +19,38 @@
 #include <stdint.h>
 #include "buf.h"
 #include "ipc.h"
-#include "rules.h"
 #include "stage.h"
+
+/* The mutation kinds (FILTER_MUT.kind), from filter_muts.def. */
+enum filter_mut_kind {
+#define FILTER_MUT(id, name) FILTER_M_##id,
+#include "filter_muts.def"
+#undef FILTER_MUT
+    FILTER_M__COUNT
+};
+/* "add_rcpt", ...; "?" for a kind out of range. */
+const char *filter_mut_name(enum filter_mut_kind k);
+
+/* The rule language's former spellings, so code written against them
+ * (enum rl_mut_kind, RL_M_*, rl_mut_name) still builds. No symbol. */
+#define rl_mut_kind filter_mut_kind
+#define rl_mut_name filter_mut_name
+#define RL_M_ID FILTER_M_ID
+#define RL_M_ADD_RCPT FILTER_M_ADD_RCPT
+#define RL_M_REMOVE_RCPT FILTER_M_REMOVE_RCPT
+#define RL_M_REWRITE_MAIL_FROM FILTER_M_REWRITE_MAIL_FROM
+#define RL_M_BCC FILTER_M_BCC
+#define RL_M_ADD_HEADER FILTER_M_ADD_HEADER
+#define RL_M_SET_HEADER FILTER_M_SET_HEADER
+#define RL_M_REMOVE_HEADER FILTER_M_REMOVE_HEADER
+#define RL_M_QUARANTINE FILTER_M_QUARANTINE
+#define RL_M_MAILDIR FILTER_M_MAILDIR
+#define RL_M_MBOX FILTER_M_MBOX
+#define RL_M_RELAY FILTER_M_RELAY
+#define RL_M_FORWARD FILTER_M_FORWARD
+#define RL_M_LMTP FILTER_M_LMTP
+#define RL_M_DISCARD FILTER_M_DISCARD
+#define RL_M__COUNT FILTER_M__COUNT
 
 #define FILTER_MAX_REPLY_MUTS 10000  /* more announced in one reply: protocol error */
 
@@ -55,7 +87,7 @@ size_t filter_mut_bytes(const char *rcpt, const char *arg, const char *arg2);
 
 /* One mutation (FILTER_MUT / CLEANUP_MUT), strings owned. */
 struct filter_mut {
-    uint32_t kind;              /* enum rl_mut_kind */
+    uint32_t kind;              /* enum filter_mut_kind */
     char *rcpt;                 /* address, "" = all recipients / unused */
     char *arg;                  /* header name, new sender, quarantine name, host.. */
     char *arg2;                 /* header value */

@@ -24,7 +24,7 @@
 #include "smtpd.h"
 #include "addr.h"
 #include "log.h"
-#include "rules.h"
+#include "filter_mut.h"
 
 static int goes_on(enum verdict v)
 {
@@ -45,7 +45,7 @@ static void add_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *a
     char *a = addr_clean(addr);
     if (a == NULL || *a == '\0') {
         log_warn("[%s]:%u: rule \"%s\": bad address in %s ignored", s->ip, s->port, m->rule,
-                 rl_mut_name((enum rl_mut_kind)m->kind));
+                 filter_mut_name((enum filter_mut_kind)m->kind));
         free(a);
         return;
     }
@@ -68,7 +68,7 @@ static void add_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *a
     t->nrcpts++;
     t->nextra++;
     log_info("[%s]:%u: rule \"%s\": %s <%s>", s->ip, s->port, m->rule,
-             rl_mut_name((enum rl_mut_kind)m->kind), a);
+             filter_mut_name((enum filter_mut_kind)m->kind), a);
 }
 
 static void remove_rcpt(struct smtpd_session *s, struct smtpd_txn *t, const char *current,
@@ -95,14 +95,14 @@ static void keep_mut(struct smtpd_session *s, struct filter_muts *l, const struc
 {
     if (filter_muts_add(l, SMTPD_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule) < 0)
         log_warn("[%s]:%u: rule \"%s\": %s over the mutation cap (%d, %d octets) ignored",
-                 s->ip, s->port, m->rule, rl_mut_name((enum rl_mut_kind)m->kind),
+                 s->ip, s->port, m->rule, filter_mut_name((enum filter_mut_kind)m->kind),
                  SMTPD_MAX_MUTS, FILTER_MUTS_MAX_BYTES);
 }
 
 static int for_cleanup(uint32_t k)
 {
-    return k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER ||
-           k == RL_M_QUARANTINE;
+    return k == FILTER_M_ADD_HEADER || k == FILTER_M_SET_HEADER || k == FILTER_M_REMOVE_HEADER ||
+           k == FILTER_M_QUARANTINE;
 }
 
 void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smtpd_verdict *v)
@@ -112,7 +112,7 @@ void smtpd_rules_before(struct smtpd_session *s, enum stage st, const struct smt
     if (n == 0 || !goes_on(v->status))
         return;
     for (int i = 0; i < n; i++) {
-        if (st == STAGE_MAIL && m[i].kind == RL_M_REWRITE_MAIL_FROM && s->wait_txn) {
+        if (st == STAGE_MAIL && m[i].kind == FILTER_M_REWRITE_MAIL_FROM && s->wait_txn) {
             char *a = addr_clean(m[i].arg);
             if (a == NULL) {
                 log_warn("[%s]:%u: rule \"%s\": bad address in rewrite_mail_from ignored",
@@ -143,9 +143,9 @@ void smtpd_rules_after(struct smtpd_session *s, enum stage st, const char *rcpt,
     if (n == 0 || t == NULL || !goes_on(v->status))
         return;
     for (int i = 0; i < n; i++)
-        if (m[i].kind == RL_M_ADD_RCPT || m[i].kind == RL_M_BCC)
+        if (m[i].kind == FILTER_M_ADD_RCPT || m[i].kind == FILTER_M_BCC)
             add_rcpt(s, t, m[i].rcpt, &m[i]);
     for (int i = 0; i < n && st == STAGE_RCPT; i++)
-        if (m[i].kind == RL_M_REMOVE_RCPT)
+        if (m[i].kind == FILTER_M_REMOVE_RCPT)
             remove_rcpt(s, t, rcpt, &m[i]);
 }

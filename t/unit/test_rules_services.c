@@ -320,6 +320,8 @@ static void test_csv_cap(void **state)
         slurp("cap.csv", &b);
         assert_true(count_lines(&b) <= 2 * 20 + 17);
     }
+    rl_result_free(&r);
+    rl_txn_free(&t);
     /* the last line of a key wins when the file is read again */
     rl_program_free(p);
     p = prog("service g = csv { path = \"cap.csv\"; };\n"

@@ -54,7 +54,7 @@ void rl_vm_fail(struct rl_vm *vm, enum verdict v, const char *fmt, ...)
     buf_free(&m);
 }
 
-void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const char *arg,
+void rl_vm_add_mut(struct rl_vm *vm, enum filter_mut_kind k, const char *rcpt, const char *arg,
                    const char *arg2)
 {
     struct rl_result *r = vm->res;
@@ -80,16 +80,6 @@ void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const
     m->arg2 = xstrdup(arg2 ? arg2 : "");
     const char *rn = vm->rule ? vm->rule->name : "";
     m->rule = xstrndup(rn, strnlen(rn, FILTER_MUT_RULE_MAX));
-}
-
-const char *rl_mut_name(enum rl_mut_kind k)
-{
-    static const char *const names[RL_M__COUNT] = {
-#define RL_MUT(id, name) name,
-#include "rl_muts.def"
-#undef RL_MUT
-    };
-    return (unsigned)k < RL_M__COUNT ? names[k] : "unknown";
 }
 
 void rl_result_init(struct rl_result *r)

@@ -63,21 +63,21 @@ static int b_log(struct rl_vm *vm, struct rl_value *a, int n, struct rl_value *o
 }
 
 /* Mutations: which kind each builtin records, and how its arguments map. */
-static int mut(struct rl_vm *vm, enum rl_mut_kind k, struct rl_value *a, int n, int max)
+static int mut(struct rl_vm *vm, enum filter_mut_kind k, struct rl_value *a, int n, int max)
 {
     const char *rcpt = NULL, *arg = NULL, *arg2 = NULL;
     switch (k) {
-    case RL_M_ADD_RCPT: case RL_M_REMOVE_RCPT: case RL_M_BCC:
+    case FILTER_M_ADD_RCPT: case FILTER_M_REMOVE_RCPT: case FILTER_M_BCC:
         rcpt = text(vm, &a[0]);
         break;
-    case RL_M_REWRITE_MAIL_FROM: case RL_M_QUARANTINE: case RL_M_REMOVE_HEADER:
+    case FILTER_M_REWRITE_MAIL_FROM: case FILTER_M_QUARANTINE: case FILTER_M_REMOVE_HEADER:
         arg = text(vm, &a[0]);
         break;
-    case RL_M_ADD_HEADER: case RL_M_SET_HEADER:
+    case FILTER_M_ADD_HEADER: case FILTER_M_SET_HEADER:
         arg = text(vm, &a[0]);
         arg2 = text(vm, &a[1]);
         break;
-    case RL_M_FORWARD: case RL_M_LMTP:
+    case FILTER_M_FORWARD: case FILTER_M_LMTP:
         rcpt = n == max ? text(vm, &a[0]) : "";
         arg = text(vm, &a[n - 1]);
         break;
@@ -85,14 +85,14 @@ static int mut(struct rl_vm *vm, enum rl_mut_kind k, struct rl_value *a, int n, 
         rcpt = n ? text(vm, &a[0]) : "";
         break;
     }
-    if ((k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER) &&
+    if ((k == FILTER_M_ADD_HEADER || k == FILTER_M_SET_HEADER || k == FILTER_M_REMOVE_HEADER) &&
         !hdr_name_ok(arg, strlen(arg))) {
         log_warn("rules: rule \"%s\": invalid header name ignored", vm->rule->name);
         return 0;
     }
     if ((rcpt && strlen(rcpt) > FILTER_MUT_ARG_MAX) || (arg && strlen(arg) > FILTER_MUT_ARG_MAX)) {
         log_warn("rules: rule \"%s\": %s with an argument over %d octets ignored",
-                 vm->rule->name, rl_mut_name(k), FILTER_MUT_ARG_MAX);
+                 vm->rule->name, filter_mut_name(k), FILTER_MUT_ARG_MAX);
         return 0;
     }
     if (arg2) {
@@ -110,20 +110,20 @@ static int mut(struct rl_vm *vm, enum rl_mut_kind k, struct rl_value *a, int n, 
 #define MUTFN(fname, kind, max) \
     static int fname(struct rl_vm *vm, struct rl_value *a, int n, struct rl_value *out, \
                      const void *self) { return mut(vm, kind, a, n, max); }
-MUTFN(b_add_rcpt, RL_M_ADD_RCPT, 1)
-MUTFN(b_remove_rcpt, RL_M_REMOVE_RCPT, 1)
-MUTFN(b_rewrite_mail_from, RL_M_REWRITE_MAIL_FROM, 1)
-MUTFN(b_bcc, RL_M_BCC, 1)
-MUTFN(b_add_header, RL_M_ADD_HEADER, 2)
-MUTFN(b_set_header, RL_M_SET_HEADER, 2)
-MUTFN(b_remove_header, RL_M_REMOVE_HEADER, 1)
-MUTFN(b_quarantine, RL_M_QUARANTINE, 1)
-MUTFN(b_maildir, RL_M_MAILDIR, 1)
-MUTFN(b_mbox, RL_M_MBOX, 1)
-MUTFN(b_relay, RL_M_RELAY, 1)
-MUTFN(b_forward, RL_M_FORWARD, 2)
-MUTFN(b_lmtp, RL_M_LMTP, 2)
-MUTFN(b_discard, RL_M_DISCARD, 1)
+MUTFN(b_add_rcpt, FILTER_M_ADD_RCPT, 1)
+MUTFN(b_remove_rcpt, FILTER_M_REMOVE_RCPT, 1)
+MUTFN(b_rewrite_mail_from, FILTER_M_REWRITE_MAIL_FROM, 1)
+MUTFN(b_bcc, FILTER_M_BCC, 1)
+MUTFN(b_add_header, FILTER_M_ADD_HEADER, 2)
+MUTFN(b_set_header, FILTER_M_SET_HEADER, 2)
+MUTFN(b_remove_header, FILTER_M_REMOVE_HEADER, 1)
+MUTFN(b_quarantine, FILTER_M_QUARANTINE, 1)
+MUTFN(b_maildir, FILTER_M_MAILDIR, 1)
+MUTFN(b_mbox, FILTER_M_MBOX, 1)
+MUTFN(b_relay, FILTER_M_RELAY, 1)
+MUTFN(b_forward, FILTER_M_FORWARD, 2)
+MUTFN(b_lmtp, FILTER_M_LMTP, 2)
+MUTFN(b_discard, FILTER_M_DISCARD, 1)
 
 static int b_case(struct rl_vm *vm, struct rl_value *a, int up, struct rl_value *out)
 {

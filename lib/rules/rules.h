@@ -4,10 +4,13 @@
  * transaction against it.
  *
  * Used by filter (every stage's verdict), the CLI (`postern rules check`,
- * `postern rules test`) and the tests. Pipeline: rl_lex.c -> rl_parse.c
- * (AST, rl_ast.c) -> rl_check.c -> rl_compile.c (bytecode, rl_opcodes.def,
- * rl_disasm.c) -> rl_vm.c (with rl_builtins.c, rl_ctx.c, rl_objects.c,
- * rl_services.c). There is no tree-walking at run time.
+ * `postern rules test`) and the tests, and linked into nothing else: it
+ * lives in lib/rules/ and builds into librules.a (the processes that only
+ * hear verdicts use lib/filter_mut.h). Pipeline: rl_lex.c -> rl_parse.c
+ * (AST, rl_ast.c) -> rl_check.c (+ _decl.c, _expr.c) -> rl_compile.c
+ * (bytecode, rl_opcodes.def, rl_disasm.c) -> rl_vm.c (with rl_builtins.c,
+ * rl_ctx.c, rl_objects.c, rl_services.c + rl_svc_*.c). There is no
+ * tree-walking at run time.
  *
  * A program never changes after compilation except for the contents of
  * file:TYPE objects (reloaded under a lock when the file changes) and the
@@ -22,6 +25,7 @@
 
 #include <stdint.h>
 #include "buf.h"
+#include "filter_mut.h"
 #include "stage.h"
 
 /* ---- diagnostics ------------------------------------------------------ */
@@ -87,16 +91,10 @@ void rl_txn_add_rcpt(struct rl_txn *t, const char *addr);
 void rl_txn_reset_mail(struct rl_txn *t);
 
 /* ---- evaluation -------------------------------------------------------- */
-enum rl_mut_kind {
-#define RL_MUT(id, name) RL_M_##id,
-#include "rl_muts.def"
-#undef RL_MUT
-    RL_M__COUNT
-};
-const char *rl_mut_name(enum rl_mut_kind k);
-
+/* Mutation kinds and their names: filter_mut.h (filter_muts.def), shared
+ * with every process that hears verdicts. */
 struct rl_mutation {
-    enum rl_mut_kind kind;
+    enum filter_mut_kind kind;
     char *rcpt;           /* delivery choices / add / remove / bcc: the address ("" = all) */
     char *arg;            /* header name, host, lmtp address, quarantine name, new sender */
     char *arg2;           /* header value */

@@ -1,7 +1,7 @@
 /*
- * rl_int.h - private to the rule language (lib/rl_*.c): tokens, AST, types,
+ * rl_int.h - private to the rule language (lib/rules/rl_*.c): tokens, AST, types,
  * run-time values, the program layout, the VM state and the registries of
- * context values, builtins and service methods. Nothing outside lib/rl_*.c
+ * context values, builtins and service methods. Nothing outside lib/rules/
  * and the rules unit tests includes it; the public API is rules.h.
  */
 #ifndef POSTERN_RL_INT_H
@@ -191,7 +191,7 @@ struct rl_vm {
 void *rl_vm_alloc(struct rl_vm *vm, size_t n);   /* NULL over the memory cap */
 const char *rl_vm_strdup(struct rl_vm *vm, const char *s, size_t n);
 void rl_vm_fail(struct rl_vm *vm, enum verdict v, const char *fmt, ...) PRINTF_LIKE(3, 4);
-void rl_vm_add_mut(struct rl_vm *vm, enum rl_mut_kind k, const char *rcpt, const char *arg,
+void rl_vm_add_mut(struct rl_vm *vm, enum filter_mut_kind k, const char *rcpt, const char *arg,
                    const char *arg2);
 /* String form of any value (interpolation, log, mutations). */
 void rl_value_str(const struct rl_value *v, buf_t *out);

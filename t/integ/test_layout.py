@@ -1,0 +1,33 @@
+"""Link layout: the rule language (lib/rules/, librules.a) is linked only
+into filter and the CLI. smtpd, cleanup, qmgr, delivery and master hear
+verdicts through lib/filter_mut.h and must carry no rule-language symbol
+(rl_*): no compiler, VM, or cmd service that forks programs."""
+import os
+import subprocess
+
+from suite import ROOT
+
+CLEAN = ("smtpd", "cleanup", "qmgr", "delivery", "master")
+
+
+def rl_symbols(path):
+    """The defined rl_* symbols of a binary (functions and data)."""
+    r = subprocess.run(["nm", "--defined-only", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, check=True)
+    names = (l.split()[-1] for l in r.stdout.decode().splitlines() if l.strip())
+    return sorted(n for n in names if n.startswith("rl_"))
+
+
+def test_daemons_without_rules_link_no_rule_language():
+    for d in CLEAN:
+        path = os.path.join(ROOT, "libexec", d)
+        assert os.path.exists(path), path
+        syms = rl_symbols(path)
+        assert not syms, f"{d} links the rule language: {' '.join(syms[:10])}"
+
+
+def test_filter_and_cli_have_the_rule_language():
+    for path in (os.path.join(ROOT, "libexec", "filter"), os.path.join(ROOT, "bin", "postern")):
+        syms = rl_symbols(path)
+        for want in ("rl_compile_file", "rl_eval"):
+            assert want in syms, f"{path} lacks {want}"
