@@ -48,7 +48,7 @@ enum cl_state {
 
 /* Mutations to apply (struct filter_muts, lib/filter_mut.h, at most
  * CL_MAX_MUTS): from smtpd (CLEANUP_MUT, decided before DATA) or from the
- * data verdict (FILTER_MUT). kind = enum rl_mut_kind. */
+ * data verdict (FILTER_MUT). kind = enum filter_mut_kind. */
 
 /* A reply we owe smtpd (sticky failure or verdict). */
 struct cl_reply {

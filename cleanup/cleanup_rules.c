@@ -23,7 +23,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "qf_mutate.h"
-#include "rules.h"
+#include "filter_mut.h"
 
 int clr_has_header_muts(const struct filter_muts *l)
 {
@@ -41,9 +41,9 @@ static void keep_quarantine(struct cl_txn *t, const struct qfm_result *r)
 
 int clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m)
 {
-    if (m->kind >= RL_M__COUNT)
+    if (m->kind >= FILTER_M__COUNT)
         return -1;
-    if (!qfm_is_header_kind(m->kind) && m->kind != RL_M_QUARANTINE)
+    if (!qfm_is_header_kind(m->kind) && m->kind != FILTER_M_QUARANTINE)
         return 0;                       /* smtpd applied the rest itself */
     if (qfm_is_header_kind(m->kind) && !hdr_name_ok(m->arg, strlen(m->arg))) {
         log_warn("rule \"%s\": invalid header name ignored", m->rule);
@@ -51,7 +51,7 @@ int clr_smtpd_mut(struct cl_txn *t, const struct ipc_cleanup_mut *m)
     }
     if (filter_muts_add(&t->muts, CL_MAX_MUTS, m->kind, m->rcpt, m->arg, m->arg2, m->rule) < 0) {
         log_warn("rule \"%s\": %s over the mutation cap (%d, %d octets) ignored", m->rule,
-                 rl_mut_name((enum rl_mut_kind)m->kind), CL_MAX_MUTS, FILTER_MUTS_MAX_BYTES);
+                 filter_mut_name((enum filter_mut_kind)m->kind), CL_MAX_MUTS, FILTER_MUTS_MAX_BYTES);
         return 0;
     }
     /* noted (and a quarantine recorded) now; header fields when emitted */

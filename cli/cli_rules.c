@@ -129,8 +129,8 @@ static void print_result(enum stage s, const char *label, const struct rl_result
     printf("\n");
     for (int i = 0; i < r->nmuts; i++) {
         const struct rl_mutation *m = &r->muts[i];
-        int deliver = m->kind >= RL_M_MAILDIR;
-        printf("  %s: %s", deliver ? "deliver" : "mutation", rl_mut_name(m->kind));
+        int deliver = m->kind >= FILTER_M_MAILDIR;
+        printf("  %s: %s", deliver ? "deliver" : "mutation", filter_mut_name(m->kind));
         if (m->rcpt[0] || deliver)
             printf(" <%s>", m->rcpt[0] ? m->rcpt : "all recipients");
         if (m->arg[0])
@@ -146,9 +146,9 @@ static void apply(struct rl_txn *t, const struct rl_result *r)
 {
     for (int i = 0; i < r->nmuts; i++) {
         const struct rl_mutation *m = &r->muts[i];
-        if (m->kind == RL_M_ADD_RCPT || m->kind == RL_M_BCC) {
+        if (m->kind == FILTER_M_ADD_RCPT || m->kind == FILTER_M_BCC) {
             rl_txn_add_rcpt(t, m->rcpt);
-        } else if (m->kind == RL_M_REMOVE_RCPT) {
+        } else if (m->kind == FILTER_M_REMOVE_RCPT) {
             for (int k = 0; k < t->nrcpts; k++)
                 if (strcasecmp(t->rcpts[k], m->rcpt) == 0) {
                     free(t->rcpts[k]);
@@ -156,7 +156,7 @@ static void apply(struct rl_txn *t, const struct rl_result *r)
                     t->nrcpts--;
                     k--;
                 }
-        } else if (m->kind == RL_M_REWRITE_MAIL_FROM) {
+        } else if (m->kind == FILTER_M_REWRITE_MAIL_FROM) {
             rl_txn_set(t, RL_MAIL_FROM, m->arg);
         }
     }

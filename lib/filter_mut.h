@@ -31,27 +31,6 @@ enum filter_mut_kind {
 /* "add_rcpt", ...; "?" for a kind out of range. */
 const char *filter_mut_name(enum filter_mut_kind k);
 
-/* The rule language's former spellings, so code written against them
- * (enum rl_mut_kind, RL_M_*, rl_mut_name) still builds. No symbol. */
-#define rl_mut_kind filter_mut_kind
-#define rl_mut_name filter_mut_name
-#define RL_M_ID FILTER_M_ID
-#define RL_M_ADD_RCPT FILTER_M_ADD_RCPT
-#define RL_M_REMOVE_RCPT FILTER_M_REMOVE_RCPT
-#define RL_M_REWRITE_MAIL_FROM FILTER_M_REWRITE_MAIL_FROM
-#define RL_M_BCC FILTER_M_BCC
-#define RL_M_ADD_HEADER FILTER_M_ADD_HEADER
-#define RL_M_SET_HEADER FILTER_M_SET_HEADER
-#define RL_M_REMOVE_HEADER FILTER_M_REMOVE_HEADER
-#define RL_M_QUARANTINE FILTER_M_QUARANTINE
-#define RL_M_MAILDIR FILTER_M_MAILDIR
-#define RL_M_MBOX FILTER_M_MBOX
-#define RL_M_RELAY FILTER_M_RELAY
-#define RL_M_FORWARD FILTER_M_FORWARD
-#define RL_M_LMTP FILTER_M_LMTP
-#define RL_M_DISCARD FILTER_M_DISCARD
-#define RL_M__COUNT FILTER_M__COUNT
-
 #define FILTER_MAX_REPLY_MUTS 10000  /* more announced in one reply: protocol error */
 
 /* Caps on what mutations carry (man postern.rules(5), "Limits"). Values come

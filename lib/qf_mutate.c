@@ -13,7 +13,7 @@
 #include "hdr.h"
 #include "log.h"
 #include "qf_mutate.h"
-#include "rules.h"
+#include "filter_mut.h"
 
 #define QFM_CHUNK   65536
 #define QFM_HDR_MAX (1024 * 1024)  /* header section read for a rewrite; cleanup
@@ -21,7 +21,7 @@
 
 int qfm_is_header_kind(uint32_t k)
 {
-    return k == RL_M_ADD_HEADER || k == RL_M_SET_HEADER || k == RL_M_REMOVE_HEADER;
+    return k == FILTER_M_ADD_HEADER || k == FILTER_M_SET_HEADER || k == FILTER_M_REMOVE_HEADER;
 }
 
 int qfm_has_header_muts(const struct filter_mut *muts, int n)
@@ -74,7 +74,7 @@ static const char *rule_or(const char *rule)
 
 static const char *kind_name(uint32_t k)
 {
-    return k < RL_M__COUNT ? rl_mut_name((enum rl_mut_kind)k) : "unknown mutation";
+    return k < FILTER_M__COUNT ? filter_mut_name((enum filter_mut_kind)k) : "unknown mutation";
 }
 
 /* " <addr>", without the brackets a rule may have written itself */
@@ -96,11 +96,11 @@ void qfm_note(struct qf_env *e, enum stage s, const struct filter_mut *m)
                rule_or(m->rule), kind_name(m->kind));
     if (m->rcpt[0])
         note_addr(&b, m->rcpt);
-    if (m->kind == RL_M_REWRITE_MAIL_FROM)
+    if (m->kind == FILTER_M_REWRITE_MAIL_FROM)
         note_addr(&b, m->arg);
     else if (m->arg[0])
         buf_printf(&b, " %s", m->arg);
-    if (m->kind == RL_M_ADD_HEADER || m->kind == RL_M_SET_HEADER)
+    if (m->kind == FILTER_M_ADD_HEADER || m->kind == FILTER_M_SET_HEADER)
         buf_printf(&b, ": %.*s", QFM_NOTE_VALUE_MAX, m->arg2);
     qf_env_add_note(e, b.data);
     buf_free(&b);
@@ -124,7 +124,7 @@ static int add_rcpt(struct qf_env *e, const struct filter_mut *m)
         log_warn("rule \"%s\": %s: invalid address ignored", rule_or(m->rule), kind_name(m->kind));
     } else if (find_rcpt(e, a) < 0) {
         qf_env_add_rcpt(e, a, "", 0);
-        log_info("%s <%s> (rule \"%s\")", m->kind == RL_M_BCC ? "bcc" : "added recipient", a,
+        log_info("%s <%s> (rule \"%s\")", m->kind == FILTER_M_BCC ? "bcc" : "added recipient", a,
                  rule_or(m->rule));
         rc = 1;
     }
@@ -200,18 +200,18 @@ static int apply_one(struct qf_env *e, enum stage s, const struct filter_mut *m,
                      qfm_discard_fn *discard, void *arg, struct qfm_result *r)
 {
     switch (m->kind) {
-    case RL_M_ADD_RCPT: case RL_M_BCC:
+    case FILTER_M_ADD_RCPT: case FILTER_M_BCC:
         return add_rcpt(e, m);
-    case RL_M_REMOVE_RCPT:
+    case FILTER_M_REMOVE_RCPT:
         return remove_rcpt(e, s, m, discard, arg);
-    case RL_M_REWRITE_MAIL_FROM:
+    case FILTER_M_REWRITE_MAIL_FROM:
         return rewrite_sender(e, m);
-    case RL_M_ADD_HEADER: case RL_M_SET_HEADER: case RL_M_REMOVE_HEADER:
+    case FILTER_M_ADD_HEADER: case FILTER_M_SET_HEADER: case FILTER_M_REMOVE_HEADER:
         if (hdr_name_ok(m->arg, strlen(m->arg)))
             return 1;
         log_warn("rule \"%s\": invalid header name ignored", rule_or(m->rule));
         return 0;
-    case RL_M_QUARANTINE:
+    case FILTER_M_QUARANTINE:
         set_quarantine(e, r, m->arg, m->rule);
         return 1;
     default:
@@ -230,7 +230,7 @@ void qfm_apply_env(struct qf_env *e, enum stage s, enum verdict v, const char *v
         if (!apply_one(e, s, &muts[i], discard, arg, r))
             continue;
         struct filter_mut m = muts[i];
-        if (m.kind == RL_M_QUARANTINE)
+        if (m.kind == FILTER_M_QUARANTINE)
             m.arg = (char *)r->quarantine;  /* the name used, not the one asked */
         qfm_note(e, s, &m);
         r->changed = 1;
@@ -299,10 +299,10 @@ void qfm_apply_headers(buf_t *out, const char *hdr, size_t len,
         const struct filter_mut *m = &muts[k];
         if (!qfm_is_header_kind(m->kind) || !hdr_name_ok(m->arg, strlen(m->arg)))
             continue;
-        for (size_t i = top; m->kind != RL_M_ADD_HEADER && i < l.n; i++)
+        for (size_t i = top; m->kind != FILTER_M_ADD_HEADER && i < l.n; i++)
             if (!l.v[i].drop && qfm_field_is(field_text(&l.v[i], hdr, &add), l.v[i].len, m->arg))
                 l.v[i].drop = 1;
-        if (m->kind == RL_M_REMOVE_HEADER)
+        if (m->kind == FILTER_M_REMOVE_HEADER)
             continue;
         size_t at = add.len;
         filter_hdr_fold(&add, m->arg, m->arg2);

@@ -32,7 +32,7 @@
 #include "qf_mutate.h"
 #include "queue.h"
 #include "qmgr.h"
-#include "rules.h"
+#include "filter_mut.h"
 
 #define NOTE_POSTQ QFM_NOTE_POSTQ
 
@@ -237,16 +237,16 @@ static void deliver_choices(struct qmsg *m, const struct filter_verdict *v)
         const struct filter_mut *mu = &v->muts[k];
         enum qroute_kind kind;
         switch (mu->kind) {
-        case RL_M_MAILDIR: kind = QR_MAILDIR; break;
-        case RL_M_MBOX:    kind = QR_MBOX; break;
-        case RL_M_DISCARD: kind = QR_DISCARD; break;
-        case RL_M_RELAY:   kind = QR_RELAY; break;
-        case RL_M_FORWARD: kind = QR_FORWARD; break;
-        case RL_M_LMTP:    kind = QR_LMTP; break;
+        case FILTER_M_MAILDIR: kind = QR_MAILDIR; break;
+        case FILTER_M_MBOX:    kind = QR_MBOX; break;
+        case FILTER_M_DISCARD: kind = QR_DISCARD; break;
+        case FILTER_M_RELAY:   kind = QR_RELAY; break;
+        case FILTER_M_FORWARD: kind = QR_FORWARD; break;
+        case FILTER_M_LMTP:    kind = QR_LMTP; break;
         default:
             log_set_qid(m->id);
             log_warn("rule \"%s\": %s is not applied at deliver", rule_or(mu->rule),
-                     (unsigned)mu->kind < RL_M__COUNT ? rl_mut_name((enum rl_mut_kind)mu->kind)
+                     (unsigned)mu->kind < FILTER_M__COUNT ? filter_mut_name((enum filter_mut_kind)mu->kind)
                                                       : "unknown mutation");
             log_set_qid(NULL);
             continue;
@@ -266,7 +266,7 @@ static void deliver_choices(struct qmsg *m, const struct filter_verdict *v)
         if (!hit) {
             log_set_qid(m->id);
             log_warn("rule \"%s\": %s <%s>: not a recipient of this message", rule_or(mu->rule),
-                     rl_mut_name((enum rl_mut_kind)mu->kind), mu->rcpt);
+                     filter_mut_name((enum filter_mut_kind)mu->kind), mu->rcpt);
             log_set_qid(NULL);
         }
     }
@@ -294,7 +294,7 @@ void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct filter_verdict *v)
         } else {
             const char *name = QFM_QUARANTINE_DEFAULT;
             for (int k = 0; k < v->nmuts; k++)
-                if (v->muts[k].kind == RL_M_QUARANTINE)
+                if (v->muts[k].kind == FILTER_M_QUARANTINE)
                     name = v->muts[k].arg;
             quarantine(m, name, v->rule, NULL);
         }

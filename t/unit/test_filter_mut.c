@@ -17,7 +17,7 @@ static void test_list_bounded_copies(void **st)
     struct filter_muts l = { 0 };
     char arg[8] = "X-A";
     for (int i = 0; i < 5; i++)
-        filter_muts_add(&l, 3, RL_M_ADD_HEADER, NULL, arg, "v", "r");
+        filter_muts_add(&l, 3, FILTER_M_ADD_HEADER, NULL, arg, "v", "r");
     arg[0] = 'Y';
     assert_int_equal(l.n, 3);
     assert_string_equal(l.v[0].arg, "X-A");
@@ -33,9 +33,9 @@ static void test_rx_reply_with_mutations(void **st)
     union ipc_msg m;
     m.filter_reply = (struct ipc_filter_reply){ 7, V_ACCEPT, 150, "2.0.0", "ok\r\n", "r", 2 };
     assert_int_equal(filter_rx_feed(&rx, IPC_FILTER_REPLY, &m), FILTER_RX_MORE);
-    m.filter_mut = (struct ipc_filter_mut){ RL_M_MAILDIR, "a@b", "", "", "route" };
+    m.filter_mut = (struct ipc_filter_mut){ FILTER_M_MAILDIR, "a@b", "", "", "route" };
     assert_int_equal(filter_rx_feed(&rx, IPC_FILTER_MUT, &m), FILTER_RX_MORE);
-    m.filter_mut = (struct ipc_filter_mut){ RL_M_ADD_HEADER, "", "X-\x01", "1", "tag" };
+    m.filter_mut = (struct ipc_filter_mut){ FILTER_M_ADD_HEADER, "", "X-\x01", "1", "tag" };
     assert_int_equal(filter_rx_feed(&rx, IPC_FILTER_MUT, &m), FILTER_RX_DONE);
     assert_int_equal(rx.id, 7);
     struct filter_verdict v;
@@ -62,7 +62,7 @@ static void test_rx_protocol_errors(void **st)
     m.filter_reply = (struct ipc_filter_reply){ 1, V__COUNT + 5, 0, "", "", "", 1 };
     assert_int_equal(filter_rx_feed(&rx, IPC_FILTER_REPLY, &m), FILTER_RX_MORE);
     assert_int_equal(rx.v.status, V_TEMPFAIL);
-    m.filter_mut = (struct ipc_filter_mut){ RL_M__COUNT, "", "", "", "" };
+    m.filter_mut = (struct ipc_filter_mut){ FILTER_M__COUNT, "", "", "", "" };
     assert_int_equal(filter_rx_feed(&rx, IPC_FILTER_MUT, &m), FILTER_RX_BAD);
     filter_rx_reset(&rx);
     m.filter_reply = (struct ipc_filter_reply){ 1, V_NEXT, 0, "", "", "",

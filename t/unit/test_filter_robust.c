@@ -139,13 +139,13 @@ static void test_muts_list_byte_cap(void **st)
     char *v = words(900);
     int added = 0;
     for (int i = 0; i < 200; i++)
-        added += filter_muts_add(&l, 256, RL_M_ADD_HEADER, "", "X-A", v, "r") == 0;
+        added += filter_muts_add(&l, 256, FILTER_M_ADD_HEADER, "", "X-A", v, "r") == 0;
     assert_true(l.bytes <= FILTER_MUTS_MAX_BYTES);
     assert_int_equal(added, FILTER_MUTS_MAX_BYTES / (900 + 3));
     assert_int_equal(l.n, added);
     /* envelope mutations and quarantine are bounded by count only */
-    assert_int_equal(filter_muts_add(&l, 256, RL_M_QUARANTINE, "", "q", "", "r"), 0);
-    assert_int_equal(filter_muts_add(&l, l.n, RL_M_QUARANTINE, "", "q", "", "r"), -1);
+    assert_int_equal(filter_muts_add(&l, 256, FILTER_M_QUARANTINE, "", "q", "", "r"), 0);
+    assert_int_equal(filter_muts_add(&l, l.n, FILTER_M_QUARANTINE, "", "q", "", "r"), -1);
     filter_muts_free(&l);
     assert_int_equal(l.bytes, 0);
     free(v);
@@ -158,7 +158,7 @@ static void test_encode_refuses_long_string(void **st)
     char *big = malloc(IPC_MAX_STR + 2);
     memset(big, 'a', IPC_MAX_STR + 1);
     big[IPC_MAX_STR + 1] = '\0';
-    struct ipc_filter_mut m = { RL_M_ADD_HEADER, "", "X-Subj", big, "x" };
+    struct ipc_filter_mut m = { FILTER_M_ADD_HEADER, "", "X-Subj", big, "x" };
     buf_t b;
     buf_init(&b, 64);
     buf_append_str(&b, "keep");
@@ -205,7 +205,7 @@ static void test_send_refuses_without_writing(void **st)
     char *big = malloc(IPC_MAX_STR + 2);
     memset(big, 'a', IPC_MAX_STR + 1);
     big[IPC_MAX_STR + 1] = '\0';
-    struct ipc_filter_mut m = { RL_M_ADD_HEADER, "", "X-Subj", big, "x" };
+    struct ipc_filter_mut m = { FILTER_M_ADD_HEADER, "", "X-Subj", big, "x" };
     assert_int_equal(ipc_send(&c, IPC_FILTER_MUT, &m), -1);
     struct ipc_filter_end e = { 42 };
     assert_int_equal(ipc_send(&c, IPC_FILTER_END, &e), 0);

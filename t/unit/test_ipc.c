@@ -23,7 +23,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "qfile.h"
-#include "rules.h"
+#include "filter_mut.h"
 #include "stage.h"
 
 /* ---- generated fill / compare per message --------------------------------- */
@@ -131,7 +131,7 @@ static void s_filter_reply(union ipc_msg *m)
 }
 static void s_filter_mut(union ipc_msg *m)
 {
-    m->filter_mut = (struct ipc_filter_mut){ RL_M_ADD_HEADER, "", "X-Spam", "yes", "spam" };
+    m->filter_mut = (struct ipc_filter_mut){ FILTER_M_ADD_HEADER, "", "X-Spam", "yes", "spam" };
 }
 static void s_filter_stages(union ipc_msg *m)
 {
@@ -140,7 +140,7 @@ static void s_filter_stages(union ipc_msg *m)
 static void s_filter_end(union ipc_msg *m) { m->filter_end = (struct ipc_filter_end){ 0x1234500000007ull }; }
 static void s_cleanup_mut(union ipc_msg *m)
 {
-    m->cleanup_mut = (struct ipc_cleanup_mut){ RL_M_QUARANTINE, "", "junk", "", "junk rule" };
+    m->cleanup_mut = (struct ipc_cleanup_mut){ FILTER_M_QUARANTINE, "", "junk", "", "junk rule" };
 }
 static void s_cleanup_begin(union ipc_msg *m)
 {

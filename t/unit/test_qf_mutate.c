@@ -22,7 +22,7 @@
 #include "buf.h"
 #include "qf_mutate.h"
 #include "qfile.h"
-#include "rules.h"
+#include "filter_mut.h"
 
 #define RCVD "Received: from c.example (c.example [192.0.2.1])\n\tby mx.example.test; Sat, 5 Dec 2026\n"
 #define MSG  RCVD "From: a@example.org\nSubject: hello\nX-Keep: 1\n\nbody line\n"
@@ -153,8 +153,8 @@ static void check_both(const struct filter_mut *m, int n, const char *content,
 static void test_add_header_after_received(void **st)
 {
     static const struct filter_mut m[] = {
-        MUT(RL_M_ADD_HEADER, "", "X-Spam", "yes"),
-        MUT(RL_M_ADD_HEADER, "", "X-Tag", "two"),
+        MUT(FILTER_M_ADD_HEADER, "", "X-Spam", "yes"),
+        MUT(FILTER_M_ADD_HEADER, "", "X-Tag", "two"),
     };
     static const char *const notes[] = { "rule \"r\": add_header X-Spam: yes",
                                          "rule \"r\": add_header X-Tag: two", NULL };
@@ -165,7 +165,7 @@ static void test_add_header_after_received(void **st)
 
 static void test_add_header_without_received_goes_on_top(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_ADD_HEADER, "", "X-A", "1") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_ADD_HEADER, "", "X-A", "1") };
     static const char *const notes[] = { "rule \"r\": add_header X-A: 1", NULL };
     check_both(m, 1, "Subject: s\nReceived: x\n\nb\n", "X-A: 1\nSubject: s\nReceived: x\n\nb\n",
                notes);
@@ -173,7 +173,7 @@ static void test_add_header_without_received_goes_on_top(void **st)
 
 static void test_set_header_replaces_folded_field_any_case(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_SET_HEADER, "", "subject", "new one") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_SET_HEADER, "", "subject", "new one") };
     static const char *const notes[] = { "rule \"r\": set_header subject: new one", NULL };
     check_both(m, 1,
                RCVD "SUBJECT: a long subject\n\tfolded here\n  and here\nX-Keep: 1\nSubject : again\n"
@@ -183,7 +183,7 @@ static void test_set_header_replaces_folded_field_any_case(void **st)
 
 static void test_remove_header_any_case(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_REMOVE_HEADER, "", "x-remove-me", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_REMOVE_HEADER, "", "x-remove-me", "") };
     static const char *const notes[] = { "rule \"r\": remove_header x-remove-me", NULL };
     check_both(m, 1, RCVD "X-Remove-Me: secret\n more\nX-Keep: 1\nx-REMOVE-me: 2\n\nX-Remove-Me: body\n",
                RCVD "X-Keep: 1\n\nX-Remove-Me: body\n", notes);
@@ -192,11 +192,11 @@ static void test_remove_header_any_case(void **st)
 static void test_mutations_apply_in_order(void **st)
 {
     static const struct filter_mut m[] = {
-        MUT(RL_M_ADD_HEADER, "", "X-A", "1"),
-        MUT(RL_M_REMOVE_HEADER, "", "X-A", ""),      /* removes the one just added */
-        MUT(RL_M_SET_HEADER, "", "X-B", "1"),
-        MUT(RL_M_SET_HEADER, "", "X-B", "2"),        /* one X-B left */
-        MUT(RL_M_REMOVE_HEADER, "", "Received", ""), /* cleanup's own one stays */
+        MUT(FILTER_M_ADD_HEADER, "", "X-A", "1"),
+        MUT(FILTER_M_REMOVE_HEADER, "", "X-A", ""),      /* removes the one just added */
+        MUT(FILTER_M_SET_HEADER, "", "X-B", "1"),
+        MUT(FILTER_M_SET_HEADER, "", "X-B", "2"),        /* one X-B left */
+        MUT(FILTER_M_REMOVE_HEADER, "", "Received", ""), /* cleanup's own one stays */
     };
     static const char *const notes[] = {
         "rule \"r\": add_header X-A: 1", "rule \"r\": remove_header X-A",
@@ -207,12 +207,12 @@ static void test_mutations_apply_in_order(void **st)
 
 static void test_header_section_without_body(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_ADD_HEADER, "", "X-A", "1") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_ADD_HEADER, "", "X-A", "1") };
     static const char *const notes[] = { "rule \"r\": add_header X-A: 1", NULL };
     check_both(m, 1, RCVD "Subject: s\n", RCVD "X-A: 1\nSubject: s\n", notes);
     /* the last field unterminated: it stays so */
     check_both(m, 1, RCVD "Subject: s", RCVD "X-A: 1\nSubject: s", notes);
-    static const struct filter_mut s[] = { MUT(RL_M_SET_HEADER, "", "Subject", "t") };
+    static const struct filter_mut s[] = { MUT(FILTER_M_SET_HEADER, "", "Subject", "t") };
     static const char *const snotes[] = { "rule \"r\": set_header Subject: t", NULL };
     check_both(s, 1, RCVD "Subject: s", RCVD "Subject: t\n", snotes);
 }
@@ -242,7 +242,7 @@ static void test_long_value_capped_and_folded(void **st)
     }
     rep(&want, " word", 4);
     buf_append_str(&want, "\nSubject: s\n\nb\n");
-    const struct filter_mut m[] = { MUT(RL_M_ADD_HEADER, "", "X-Long", v.data) };
+    const struct filter_mut m[] = { MUT(FILTER_M_ADD_HEADER, "", "X-Long", v.data) };
     buf_init(&note, 512);
     buf_printf(&note, "rule \"r\": add_header X-Long: %.400s", v.data);
     const char *notes[] = { note.data, NULL };
@@ -256,8 +256,8 @@ static void test_long_value_capped_and_folded(void **st)
 
 static void test_invalid_header_name_ignored(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_ADD_HEADER, "", "X A", "1"),
-                                           MUT(RL_M_REMOVE_HEADER, "", "Subject:", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_ADD_HEADER, "", "X A", "1"),
+                                           MUT(FILTER_M_REMOVE_HEADER, "", "Subject:", "") };
     struct mcase c = { m, 2, STAGE_DATA, V_NEXT };
     struct qf_env want;
     make_env(&want);
@@ -270,7 +270,7 @@ static void test_invalid_header_name_ignored(void **st)
 
 static void test_rewrite_mail_from(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_REWRITE_MAIL_FROM, "", "<new@ok.example>", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_REWRITE_MAIL_FROM, "", "<new@ok.example>", "") };
     for (int s = 0; s < 2; s++) {
         struct mcase c = { m, 1, s ? STAGE_POSTQ : STAGE_DATA, V_NEXT };
         struct qf_env want;
@@ -285,10 +285,10 @@ static void test_rewrite_mail_from(void **st)
 static void test_add_rcpt_and_bcc(void **st)
 {
     static const struct filter_mut m[] = {
-        MUT(RL_M_ADD_RCPT, "<dave@example.test>", "", ""),
-        MUT(RL_M_BCC, "archive@example.test", "", ""),
-        MUT(RL_M_ADD_RCPT, "BOB@Example.TEST", "", ""),   /* already there: nothing */
-        MUT(RL_M_BCC, "bad address@x", "", ""),           /* invalid: ignored */
+        MUT(FILTER_M_ADD_RCPT, "<dave@example.test>", "", ""),
+        MUT(FILTER_M_BCC, "archive@example.test", "", ""),
+        MUT(FILTER_M_ADD_RCPT, "BOB@Example.TEST", "", ""),   /* already there: nothing */
+        MUT(FILTER_M_BCC, "bad address@x", "", ""),           /* invalid: ignored */
     };
     for (int s = 0; s < 2; s++) {
         struct mcase c = { m, 4, s ? STAGE_POSTQ : STAGE_DATA, V_NEXT };
@@ -306,7 +306,7 @@ static void test_add_rcpt_and_bcc(void **st)
 
 static void test_remove_rcpt_data_drops_it(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_REMOVE_RCPT, "<Bob@example.test>", "", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_REMOVE_RCPT, "<Bob@example.test>", "", "") };
     struct mcase c = { m, 1, STAGE_DATA, V_NEXT };
     struct qf_env want;
     qf_env_init(&want);
@@ -324,7 +324,7 @@ static void test_remove_rcpt_data_drops_it(void **st)
 
 static void test_remove_rcpt_postq_discards(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_REMOVE_RCPT, "bob@example.test", "", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_REMOVE_RCPT, "bob@example.test", "", "") };
     struct mcase c = { m, 1, STAGE_POSTQ, V_NEXT };
     struct qf_env want;
     make_env(&want);
@@ -339,8 +339,8 @@ static void test_remove_rcpt_postq_discards(void **st)
 
 static void test_quarantine(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_QUARANTINE, "", "junk", "") };
-    static const struct filter_mut bad[] = { MUT(RL_M_QUARANTINE, "", "no/such", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_QUARANTINE, "", "junk", "") };
+    static const struct filter_mut bad[] = { MUT(FILTER_M_QUARANTINE, "", "no/such", "") };
     for (int s = 0; s < 2; s++) {
         struct mcase c = { m, 1, s ? STAGE_POSTQ : STAGE_DATA, V_QUARANTINE };
         struct qf_env want;
@@ -371,7 +371,7 @@ static void test_quarantine(void **st)
 
 static void test_delivery_choices_not_applied(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_MAILDIR, "", "", "") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_MAILDIR, "", "", "") };
     struct mcase c = { m, 1, STAGE_POSTQ, V_NEXT };
     struct qf_env want;
     struct qfm_result r;
@@ -400,7 +400,7 @@ static void test_field_is_and_header_len(void **st)
 
 static void test_apply_content_empty_header_section(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_ADD_HEADER, "", "X-A", "1") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_ADD_HEADER, "", "X-A", "1") };
     buf_t out;
     buf_init(&out, 64);
     qfm_apply_content(&out, "\nbody\n", 6, m, 1);
@@ -413,7 +413,7 @@ static void test_apply_content_empty_header_section(void **st)
  * qfm_apply_content gives; one over 1 MiB is refused (EFBIG). */
 static void test_write_large_header_section(void **st)
 {
-    static const struct filter_mut m[] = { MUT(RL_M_SET_HEADER, "", "X-F", "new") };
+    static const struct filter_mut m[] = { MUT(FILTER_M_SET_HEADER, "", "X-F", "new") };
     buf_t c, want;
     buf_init(&c, 200000);
     buf_append_str(&c, RCVD);
