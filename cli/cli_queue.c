@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fdio.h"
 #include "ipc.h"
 #include "qfile.h"
 #include "queue.h"
@@ -367,27 +368,6 @@ static int queue_list(const struct config *cfg, int json)
 
 /* ---- queue show ------------------------------------------------------- */
 
-static int read_content(int fd, const struct qf_env *e, buf_t *out)
-{
-    buf_reserve(out, (size_t)e->content_len);
-    off_t off = e->content_off;
-    uint64_t left = e->content_len;
-    while (left > 0) {
-        size_t want = left > 65536 ? 65536 : (size_t)left;
-        buf_reserve(out, want);
-        ssize_t n = pread(fd, out->data + out->len, want, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        out->len += (size_t)n;
-        out->data[out->len] = '\0';
-        off += n;
-        left -= (uint64_t)n;
-    }
-    return 0;
-}
-
 static void show_text(buf_t *o, const struct qent *q, const struct qf_env *e)
 {
     char when[40];
@@ -527,7 +507,7 @@ static int queue_show(const struct config *cfg, const char *id, int mode)
     buf_init(&content, 4096);
     buf_init(&o, 4096);
     int rc = 0;
-    if (read_content(fd, &e, &content) < 0) {
+    if (fdio_pread_buf(fd, e.content_off, (size_t)e.content_len, &content) < 0) {
         cli_err("queue file %s/%s: cannot read the content", q.dir, id);
         rc = EX_FAIL;
     } else if (mode == 'r') {

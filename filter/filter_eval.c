@@ -38,6 +38,7 @@
 #include <event2/event.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "filter.h"
 #include "filter_policy.h"
 #include "log.h"
@@ -67,7 +68,7 @@ struct fjob {
     struct workq_item item;          /* first: the completion's handle is the job */
     struct fjob *next;               /* session wait queue */
     struct fjob *pnext;              /* the pool's queue */
-    int64_t deadline;                /* CLOCK_MONOTONIC ms (rl_now_ms) */
+    int64_t deadline;                /* CLOCK_MONOTONIC ms (clock_now_ms) */
     struct event *timer;             /* loop: fires at the deadline */
     int answered;                    /* loop: the timer replied; the result is dropped */
     int expired;                     /* worker: the deadline cut the evaluation */
@@ -479,7 +480,7 @@ struct fpool {
  * it is not evaluated at all. */
 static void job_run(struct fjob *j)
 {
-    if (rl_now_ms() >= j->deadline) {
+    if (clock_now_ms() >= j->deadline) {
         j->expired = 1;
         j->res.status = V_TEMPFAIL;
         return;
@@ -487,7 +488,7 @@ static void job_run(struct fjob *j)
     rl_set_deadline(j->deadline);
     job_eval(j);
     rl_set_deadline(0);
-    if (j->res.status == V_TEMPFAIL && rl_now_ms() >= j->deadline)
+    if (j->res.status == V_TEMPFAIL && clock_now_ms() >= j->deadline)
         j->expired = 1;
 }
 
@@ -704,7 +705,7 @@ void fe_request(struct fconn *c, const struct ipc_filter_req *q)
     /* the deadline counts from the request: waiting behind the session's
      * previous job is part of it */
     int tmo = C->cfg->rules_timeout > 0 ? C->cfg->rules_timeout : 30;
-    j->deadline = rl_now_ms() + (int64_t)tmo * 1000;
+    j->deadline = clock_now_ms() + (int64_t)tmo * 1000;
     j->timer = evtimer_new(C->srv->base, on_deadline, j);
     struct timeval tv = { .tv_sec = tmo };
     if (j->timer == NULL || evtimer_add(j->timer, &tv) < 0)

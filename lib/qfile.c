@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "crc32c.h"
+#include "fdio.h"
 #include "qfile.h"
 #include "spool.h"
 
@@ -276,26 +277,14 @@ static void wput(struct qf_writer *w, const void *p, size_t n)
     w->crc = crc32c(w->crc, p, n);
 }
 
+/* All n bytes to the file; a failure sticks (w->err): the writer is done. */
 static int write_all(struct qf_writer *w, const void *p, size_t n)
 {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t k = write(w->fd, c, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            w->err = errno;
-            return -1;
-        }
-        if (k == 0) {
-            w->err = EIO;
-            errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-        w->written += (uint64_t)k;
+    if (fdio_write_all(w->fd, p, n) < 0) {
+        w->err = errno;
+        return -1;
     }
+    w->written += (uint64_t)n;
     return 0;
 }
 
@@ -485,35 +474,10 @@ uint64_t qf_write_size(const struct qf_writer *w)
     return w->content_len;
 }
 
-/* pread (wr = 0) or pwrite (wr = 1) exactly n bytes at off; a short file
- * or a write of nothing is EIO. */
-static int pio_all(int fd, void *p, size_t n, off_t off, int wr)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t k = wr ? pwrite(fd, c, n, off) : pread(fd, c, n, off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (size_t)k;
-        off += k;
-    }
-    return 0;
-}
-
+/* Kept for qfile.h's callers: a short file is EIO (lib/fdio.h). */
 int qf_pread_all(int fd, void *p, size_t n, off_t off)
 {
-    return pio_all(fd, p, n, off, 0);
-}
-
-static int pwrite_all(int fd, const void *p, size_t n, off_t off)
-{
-    return pio_all(fd, (void *)p, n, off, 1);
+    return fdio_pread_all(fd, p, n, off);
 }
 
 int qf_write_end(struct qf_writer *w)
@@ -528,7 +492,7 @@ int qf_write_end(struct qf_writer *w)
     int r = wflush(w);
     if (r == 0) {
         be_put(x, w->content_len, 8);
-        r = pwrite_all(w->fd, x, 8, w->base + (off_t)w->content_hdr);
+        r = fdio_pwrite_all(w->fd, x, 8, w->base + (off_t)w->content_hdr);
     }
     int e = errno;
     qf_write_abort(w);
@@ -554,7 +518,7 @@ int qf_update_rcpt(int fd, const struct qf_rcpt *r)
     }
     unsigned char h[RCPT_HEAD];
     rcpt_head_put(h, r);
-    return pwrite_all(fd, h, RCPT_HEAD, r->rec_off + REC_HDR);
+    return fdio_pwrite_all(fd, h, RCPT_HEAD, r->rec_off + REC_HDR);
 }
 
 /* ---- reader --------------------------------------------------------------- */
@@ -597,16 +561,12 @@ static int src_get(struct qf_src *s, uint64_t off, size_t len, const unsigned ch
         s->win = xrealloc(s->win, want);
         s->win_cap = want;
     }
-    size_t got = 0;
-    while (got < want) {
-        ssize_t k = pread(s->fd, s->win + got, want - got, (off_t)(off + got));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            FAIL("read error at offset %" PRIu64 ": %s", off + got, strerror(errno));
-        if (k == 0)
-            FAIL("file shrank while reading (offset %" PRIu64 ")", off + got);
-        got += (size_t)k;
+    if (fdio_pread_all(s->fd, s->win, want, (off_t)off) < 0) {
+        /* EIO is also what a file that ends early gives: tell them apart */
+        struct stat st;
+        if (errno == EIO && fstat(s->fd, &st) == 0 && (uint64_t)st.st_size < off + want)
+            FAIL("file shrank while reading (offset %" PRIu64 ")", (uint64_t)st.st_size);
+        FAIL("read error at offset %" PRIu64 ": %s", off, strerror(errno));
     }
     s->win_off = off;
     s->win_len = want;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include "fdio.h"
 #include "hdr.h"
 #include "qfile.h"
 #include "rl_int.h"
@@ -147,20 +148,6 @@ void rl_msgcache_free(struct rl_msgcache *m)
     free(m);
 }
 
-static int read_at(int fd, char *p, size_t n, off_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, p + got, n - got, off + (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 static struct rl_msgcache *msg_load(struct rl_vm *vm)
 {
     struct rl_txn *t = vm->txn;
@@ -187,7 +174,7 @@ static struct rl_msgcache *msg_load(struct rl_vm *vm)
     size_t want = env.content_len > RL_HEADERS_MAX + RL_BODY_MAX ? RL_HEADERS_MAX + RL_BODY_MAX
                                                                   : (size_t)env.content_len;
     char *all = xmalloc(want + 1);
-    if (read_at(fd, all, want, env.content_off) < 0) {
+    if (fdio_pread_all(fd, all, want, env.content_off) < 0) {
         rl_vm_fail(vm, V_TEMPFAIL, "cannot read message %s: short read", t->f[RL_MSG_PATH]);
         free(all);
         close(fd);

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 #include "log.h"
 #include "qfile.h"
 #include "rl_svc.h"
@@ -167,7 +168,7 @@ static int cmd_exec(struct rl_service *s, struct rl_vm *vm, const char **extra, 
                  s->argv[0]);
         return SVC_TEMPFAIL;
     }
-    int64_t end = rl_now_ms() + left;
+    int64_t end = clock_now_ms() + left;
     uid_t uid;
     gid_t gid;
     if (cmd_identity(&uid, &gid) < 0) {
@@ -222,7 +223,7 @@ static int cmd_exec(struct rl_service *s, struct rl_vm *vm, const char **extra, 
     int timed_out = 0;
     for (;;) {
         struct pollfd pf[2] = { { outp[0], POLLIN, 0 }, { wfd, POLLOUT, 0 } };
-        int64_t ms = end - rl_now_ms();
+        int64_t ms = end - clock_now_ms();
         if (ms <= 0) {
             timed_out = 1;
             break;
@@ -278,7 +279,7 @@ static int cmd_exec(struct rl_service *s, struct rl_vm *vm, const char **extra, 
             timed_out = 1;
             break;
         }
-        if (rl_now_ms() >= end) {
+        if (clock_now_ms() >= end) {
             timed_out = 1;
             break;
         }

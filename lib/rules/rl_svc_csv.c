@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "fdio.h"
 #include "log.h"
 #include "qfile.h"
 #include "rl_svc.h"
@@ -283,20 +284,6 @@ static int csv_lookup(struct rl_service *s, const char *key, buf_t *value)
     return rc;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Write every live row to PATH.tmp.PID, fsync, rename over PATH: readers
  * see the old or the new file, never half of one. Then the rows match. */
 static int csv_write(struct rl_service *s)
@@ -312,7 +299,7 @@ static int csv_write(struct rl_service *s)
     int rc = -1;
     struct stat st;
     if (fd >= 0) {
-        if (write_all(fd, b.data, b.len) == 0 && fsync(fd) == 0 && fstat(fd, &st) == 0 &&
+        if (fdio_write_all(fd, b.data, b.len) == 0 && fsync(fd) == 0 && fstat(fd, &st) == 0 &&
             close(fd) == 0) {
             fd = -1;
             rc = rename(tmp.data, s->path);
@@ -347,7 +334,7 @@ static int csv_append(struct rl_service *s, const char *key, const char *value)
     int rc = -1;
     struct stat st;
     if (fd >= 0) {
-        if (write_all(fd, b.data, b.len) == 0 && fdatasync(fd) == 0 && fstat(fd, &st) == 0)
+        if (fdio_write_all(fd, b.data, b.len) == 0 && fdatasync(fd) == 0 && fstat(fd, &st) == 0)
             rc = 0;
         if (close(fd) < 0)
             rc = -1;
