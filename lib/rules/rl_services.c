@@ -58,7 +58,6 @@ static _Thread_local int64_t eval_deadline;     /* CLOCK_MONOTONIC ms; 0 = none 
 void rl_set_deadline(int64_t mono_ms) { eval_deadline = mono_ms; }
 
 /* Still declared in rules.h for the unit tests; the code uses clock_now_ms. */
-int64_t rl_now_ms(void) { return clock_now_ms(); }
 
 /* Milliseconds one wait of a service whose timeout is timeout_s may take
  * from now: the sooner of that and the evaluation deadline (*cut = 1 when

@@ -129,7 +129,6 @@ int rl_eval(const struct rl_program *p, enum stage s, struct rl_txn *t, struct r
  * only): a wait cut short is a temporary failure. filter sets it per job
  * from limits.rules_timeout. */
 void    rl_set_deadline(int64_t mono_ms);
-int64_t rl_now_ms(void);                    /* CLOCK_MONOTONIC, milliseconds */
 /* The longest timeout a service may declare (seconds), also the most
  * limits.rules_timeout may be: below smtpd's 120 s wait for filter. */
 #define RL_SVC_TIMEOUT_MAX 100
