@@ -23,11 +23,12 @@ endif
 
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
-           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib -Ilib/rules $(PKG_CFLAGS) $(SANFL) -MMD -MP
+           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
 LDFLAGS += $(SANFL)
 LIBS     = $(PKG_LIBS) -lpthread
 
-LIB_SRC  = $(wildcard lib/*.c)
+# lib/<concern>/: shared code, one folder per concern (mk/layout.py: layers)
+LIB_SRC  = $(filter-out lib/rules/%,$(wildcard lib/*/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(OBJ)/%.o)
 LIBA     = $(OBJ)/libpostern.a
 # the rule language (lib/rules/) is an archive of its own, linked only into
@@ -110,7 +111,7 @@ check-asan: deps
 FUZZ_SRC  = $(wildcard t/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRC:t/fuzz/%.c=obj-fuzz/%)
 FUZZ_LIB_OBJ = $(LIB_SRC:%.c=obj-fuzz/%.o) $(RULES_SRC:%.c=obj-fuzz/%.o)
-FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Ilib -Ilib/rules $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined
 obj-fuzz/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c -o $@ $<

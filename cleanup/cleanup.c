@@ -22,7 +22,7 @@
 #include <event2/listener.h>
 
 #include "cleanup.h"
-#include "log.h"
+#include "util/log.h"
 
 /* Remove files a previous run left half-written in tmp/. */
 static void purge_tmp(void)

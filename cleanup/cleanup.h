@@ -12,17 +12,17 @@
 
 #include <stdint.h>
 
-#include "buf.h"
-#include "config.h"
-#include "filter_mut.h"
-#include "hdr.h"
-#include "ipc.h"
-#include "local_reply.h"
-#include "qfile.h"
-#include "server.h"
-#include "spool.h"
-#include "stage.h"
-#include "workq.h"
+#include "util/buf.h"
+#include "config/config.h"
+#include "filter/filter_mut.h"
+#include "mail/hdr.h"
+#include "ipc/ipc.h"
+#include "mail/local_reply.h"
+#include "mail/qfile.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
+#include "mail/stage.h"
+#include "util/workq.h"
 
 struct filter_clnt;
 
@@ -46,7 +46,7 @@ enum cl_state {
 
 #define CL_MAX_MUTS     256            /* mutations kept per transaction */
 
-/* Mutations to apply (struct filter_muts, lib/filter_mut.h, at most
+/* Mutations to apply (struct filter_muts, lib/filter/filter_mut.h, at most
  * CL_MAX_MUTS): from smtpd (CLEANUP_MUT, decided before DATA) or from the
  * data verdict (FILTER_MUT). kind = enum filter_mut_kind. */
 

@@ -2,8 +2,8 @@
  * cleanup_commit.c - making queue files durable: the fsync worker pool and
  * the group commit of incoming/, one disk sync deep.
  *
- * The commit protocol is lib/queue.h's: the file is complete in tmp/ID,
- * its END record holding a CRC-32C of every byte before it (lib/qfile.h).
+ * The commit protocol is lib/mail/queue.h's: the file is complete in tmp/ID,
+ * its END record holding a CRC-32C of every byte before it (lib/mail/qfile.h).
  * A worker thread takes it from the submit queue and
  *   1. renames tmp/ID -> incoming/ID (queue_publish: the rename point),
  *   2. hands the entry to the directory syncer thread, and
@@ -67,9 +67,9 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
-#include "log.h"
-#include "queue.h"
-#include "workq.h"
+#include "util/log.h"
+#include "mail/queue.h"
+#include "util/workq.h"
 
 struct tq { struct cl_txn *head, *tail; };
 

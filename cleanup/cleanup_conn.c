@@ -1,7 +1,7 @@
 /*
  * cleanup_conn.c - one smtpd connection and the transactions on it.
  *
- * Protocol (lib/ipc_msgs.def): HELLO(cleanup), then per transaction BEGIN,
+ * Protocol (lib/ipc/ipc_msgs.def): HELLO(cleanup), then per transaction BEGIN,
  * RCPT x n, DATA x k, END{abort} -> REPLY. Exactly one transaction at a time
  * per connection; anything out of order is a protocol error and drops the
  * connection (and with it the transaction's tmp file). smtpd is not
@@ -20,8 +20,8 @@
 #include <event2/event.h>
 
 #include "cleanup.h"
-#include "ipc_bev.h"
-#include "log.h"
+#include "ipc/ipc_bev.h"
+#include "util/log.h"
 
 #define RCPT_LIMIT_HARD 100000   /* QF_MAX_RCPTS, whatever the config says */
 
@@ -51,7 +51,7 @@ static char *dupinfo(const char *s)
     return d;
 }
 
-/* Record a local failure (its reply: lib/local_reply.def); the first one
+/* Record a local failure (its reply: lib/mail/local_reply.def); the first one
  * wins and the rest of the content is discarded. The reply goes out at END. */
 void cl_txn_fail(struct cl_txn *t, enum local_status ls)
 {

@@ -1,7 +1,7 @@
 /*
  * cleanup_filter.c - asking filter for the data-stage verdict without
  * blocking the event loop, through the process's one filter client
- * (lib/filter_clnt.h: connection, handshake, request queue keyed by id,
+ * (lib/filter/filter_clnt.h: connection, handshake, request queue keyed by id,
  * timeouts, reconnect with backoff).
  *
  * A request carries its transaction; a transaction that goes away cancels
@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "cleanup.h"
-#include "filter_clnt.h"
-#include "log.h"
+#include "filter/filter_clnt.h"
+#include "util/log.h"
 
 #define CL_HELLO_TIMEOUT_MS 5000    /* master holds the socket: a connect succeeds
                                      * while filter is down, its HELLO must come quickly */

@@ -1,7 +1,7 @@
 /*
  * cleanup_headers.c - the header section of a message being queued.
  *
- * The header section is buffered (bounded by CL_HDR_MAX) while lib/hdr.c
+ * The header section is buffered (bounded by CL_HDR_MAX) while lib/mail/hdr.c
  * scans it; when it ends we write, in this order: our Received field, the
  * client's fields unchanged, Message-ID and Date if they were missing, the
  * empty line, then the body streams straight through. Existing fields are
@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "cleanup.h"
-#include "addr.h"
-#include "log.h"
+#include "mail/addr.h"
+#include "util/log.h"
 
 #define FIELD_MAX 255   /* bytes of one wire-derived value in a field */
 

@@ -15,9 +15,9 @@
 #include <event2/event.h>
 
 #include "cleanup.h"
-#include "clock.h"
-#include "ipc_bev.h"
-#include "log.h"
+#include "util/clock.h"
+#include "ipc/ipc_bev.h"
+#include "util/log.h"
 
 #define QMGR_OUT_MAX (1024 * 1024)   /* unsent bytes before we give up on qmgr */
 
@@ -66,7 +66,7 @@ static int q_connect(struct cl_ctx *ctx)
 }
 
 /* Wakeups written in one loop round go out in one write at its end, in
- * place (lib/bev_flush.h), not through an EPOLLOUT round. */
+ * place (lib/util/bev_flush.h), not through an EPOLLOUT round. */
 static struct event *qflush_ev;
 static int qflush_armed;
 

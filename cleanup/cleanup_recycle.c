@@ -40,7 +40,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "log.h"
+#include "util/log.h"
 
 #define RECYCLE_MAX      512
 #define RECYCLE_SCAN_US  100000    /* rescan tmp/ at most this often when empty */

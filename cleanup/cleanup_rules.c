@@ -1,5 +1,5 @@
 /*
- * cleanup_rules.c - applying what the rules decided, through lib/qf_mutate.c
+ * cleanup_rules.c - applying what the rules decided, through lib/filter/qf_mutate.c
  * (the one module that changes a queue file for the rules; what it does is
  * in postern.rules(5)).
  *
@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "log.h"
-#include "qf_mutate.h"
-#include "filter_mut.h"
+#include "util/log.h"
+#include "filter/qf_mutate.h"
+#include "filter/filter_mut.h"
 
 int clr_has_header_muts(const struct filter_muts *l)
 {

@@ -9,7 +9,7 @@
 #ifndef POSTERN_CLI_H
 #define POSTERN_CLI_H
 
-#include "config.h"
+#include "config/config.h"
 
 enum { EX_OK_ = 0, EX_FAIL = 1, EX_USAGE_ = 2 };
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "rules.h"
+#include "rules/rules.h"
 
 struct checker {
     const char *path;    /* config file, the prefix of every message */

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "rules.h"
+#include "rules/rules.h"
 
 #define STOP_WAIT_MS 60000
 #define RELOAD_WAIT_MS 75000    /* master's own readiness wait is 60 s */

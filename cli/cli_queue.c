@@ -19,12 +19,12 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "fdio.h"
-#include "ipc.h"
-#include "qfile.h"
-#include "queue.h"
-#include "server.h"
-#include "spool.h"
+#include "util/fdio.h"
+#include "ipc/ipc.h"
+#include "mail/qfile.h"
+#include "mail/queue.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
 
 /* A message found in the spool: queue dir (spool-relative) + id. */
 struct qent {

@@ -5,7 +5,7 @@
  * check compiles a rules file (default: the configuration's `rules`) and
  * prints every error as file:line:col: message (exit 1). test replays one
  * transaction offline through every stage - connect, helo, auth, mail, each
- * rcpt, data (the .eml written to a temporary queue file with lib/qfile.h so
+ * rcpt, data (the .eml written to a temporary queue file with lib/mail/qfile.h so
  * the data stage reads it exactly as in production), postq, deliver - and
  * prints per stage which rule decided, the status with its reply, every
  * mutation and delivery choice. Services run for real (a csv insert writes
@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "qfile.h"
-#include "rules.h"
-#include "spool.h"
+#include "mail/qfile.h"
+#include "rules/rules.h"
+#include "mail/spool.h"
 
 static void print_diags(const struct rl_diag *d)
 {

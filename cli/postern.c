@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "log.h"
+#include "util/log.h"
 
 static const char usage_text[] =
     "usage: postern [-c FILE] COMMAND [ARGS]\n"

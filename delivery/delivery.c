@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 
 #include "delivery.h"
-#include "ipc.h"
-#include "log.h"
-#include "server.h"
-#include "spool.h"
+#include "ipc/ipc.h"
+#include "util/log.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
 
 static volatile sig_atomic_t stop_flag;
 

@@ -13,10 +13,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include "buf.h"
-#include "config.h"
-#include "fdio.h"
-#include "qfile.h"
+#include "util/buf.h"
+#include "config/config.h"
+#include "util/fdio.h"
+#include "mail/qfile.h"
 
 /* The outcome for one recipient, as sent in DELIVER_STATUS. */
 struct dlv_result {

@@ -31,8 +31,8 @@
 #include <sys/uio.h>
 
 #include "delivery.h"
-#include "log.h"
-#include "mbox_path.h"
+#include "util/log.h"
+#include "mail/mbox_path.h"
 
 #define MD_CACHE_MAX     64     /* open Maildirs kept */
 #define MD_RECHECK_SECS  1      /* path re-checked against the cached inode */

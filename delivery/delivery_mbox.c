@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 
 #include "delivery.h"
-#include "log.h"
-#include "mbox_path.h"
+#include "util/log.h"
+#include "mail/mbox_path.h"
 
 #define LOCK_WAIT_MS   10000   /* give up on a busy mailbox after this */
 #define LOCK_STEP_MS   200

@@ -1,7 +1,7 @@
 /*
  * delivery_path.c - which mailbox a local recipient gets: the kind a rule
  * chose at the deliver stage (DELIVER_RCPT.nexthop), else local.mailbox
- * (maildir | mbox | discard), and the template expanded by lib/mbox_path.c,
+ * (maildir | mbox | discard), and the template expanded by lib/mail/mbox_path.c,
  * with "~" looked up in the password database (found entries cached for
  * PW_CACHE_SECS).
  * Must never build a path from a local part that mbox_path refused.
@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "delivery.h"
-#include "mbox_path.h"
+#include "mail/mbox_path.h"
 
 /* Found home directories are cached for a while (like nscd's positive
  * cache): a "~/" template otherwise costs a password-database lookup per

@@ -28,10 +28,10 @@
 #include <event2/listener.h>
 
 #include "filter.h"
-#include "filter_policy.h"
-#include "ipc_bev.h"
-#include "log.h"
-#include "spool.h"
+#include "filter/filter_policy.h"
+#include "ipc/ipc_bev.h"
+#include "util/log.h"
+#include "mail/spool.h"
 
 #define OUT_HIGH (4 * 1024 * 1024)   /* stop reading a peer with this much unsent */
 #define OUT_LOW  (256 * 1024)        /* ... until it drained below this */

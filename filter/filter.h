@@ -21,10 +21,10 @@
 #define POSTERN_FILTER_H
 
 #include <stdint.h>
-#include "config.h"
-#include "ipc.h"
-#include "rules.h"
-#include "server.h"
+#include "config/config.h"
+#include "ipc/ipc.h"
+#include "rules/rules.h"
+#include "daemon/server.h"
 
 #define FILTER_WORKERS     4         /* rules worker threads always there */
 #define FILTER_WORKERS_MAX 128       /* more start while jobs would wait for a busy one */

@@ -37,13 +37,13 @@
 
 #include <event2/event.h>
 
-#include "addr.h"
-#include "clock.h"
+#include "mail/addr.h"
+#include "util/clock.h"
 #include "filter.h"
-#include "filter_policy.h"
-#include "log.h"
-#include "qfile.h"
-#include "workq.h"
+#include "filter/filter_policy.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "util/workq.h"
 
 #define HBITS 17
 #define HSIZE (1u << HBITS)

@@ -31,11 +31,11 @@
 #include <unistd.h>
 
 #include "master.h"
-#include "clock.h"
-#include "fdio.h"
-#include "log.h"
-#include "server.h"
-#include "spool.h"
+#include "util/clock.h"
+#include "util/fdio.h"
+#include "util/log.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
 
 #define STOP_TIMEOUT_MS 30000
 #define READY_TIMEOUT_MS 60000   /* children must say ready within this */

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <poll.h>
-#include "config.h"
+#include "config/config.h"
 
 /* One bound TCP address of one listen block. */
 struct mlisten {
@@ -58,7 +58,7 @@ extern const char *const munix_names[MU__COUNT];   /* "cleanup", ... */
 
 /* master_spawn.c
  * Each child gets the write end of its own pipe (POSTERN_READY_FD) and
- * writes one byte once it serves (lib/server.c); until then its slot is
+ * writes one byte once it serves (lib/daemon/server.c); until then its slot is
  * "starting". A child that dies before that failed at start-up. */
 void spawn_init(void);                     /* slots for M.cfg, all due now */
 /* Start every due child; returns ms until the next scheduled start, or -1. */

@@ -20,9 +20,9 @@
 #include <netinet/in.h>
 
 #include "master.h"
-#include "log.h"
-#include "server.h"
-#include "spool.h"
+#include "util/log.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
 
 #define LISTEN_BACKLOG 1024
 

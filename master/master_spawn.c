@@ -5,7 +5,7 @@
  * child that said ready and then served HEALTHY_MS counts as healthy again:
  * its next death is a first one.
  * Children get their sockets at fd 3, 4, ... named in POSTERN_FDS and drop
- * privileges themselves (lib/server.c); master only forks and execs.
+ * privileges themselves (lib/daemon/server.c); master only forks and execs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +19,9 @@
 #include <poll.h>
 
 #include "master.h"
-#include "clock.h"
-#include "log.h"
-#include "server.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "daemon/server.h"
 
 #define HEALTHY_MS     10000 /* ready and up this long: the backoff starts over */
 #define QUICK_RESTARTS 3     /* deaths in a row restarted without delay */

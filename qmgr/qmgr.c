@@ -14,10 +14,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "ipc_bev.h"
-#include "log.h"
+#include "ipc/ipc_bev.h"
+#include "util/log.h"
 #include "qmgr.h"
-#include "server.h"
+#include "daemon/server.h"
 
 #define QMGR_WAKE_FLUSH 1
 

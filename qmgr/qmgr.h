@@ -17,11 +17,11 @@
 #define POSTERN_QMGR_H
 
 #include <stdint.h>
-#include "config.h"
-#include "filter_mut.h"
-#include "qfile.h"
-#include "spool.h"
-#include "stage.h"
+#include "config/config.h"
+#include "filter/filter_mut.h"
+#include "mail/qfile.h"
+#include "mail/spool.h"
+#include "mail/stage.h"
 
 #define QMGR_ACTIVE_MAX    500   /* messages in memory (each holds an fd) */
 #define QMGR_SCAN_SECS     5     /* periodic rescan of incoming/ */

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "qmgr.h"
-#include "queue.h"
+#include "mail/queue.h"
 
 #define HASH_SIZE 1024
 
@@ -222,7 +222,7 @@ void qmgr_active_finish(struct qmsg *m)
 }
 
 /* Parse an opened queue file (active/ID); on corruption (a torn file
- * included: END checksum, lib/qfile.h) move it to corrupt/. */
+ * included: END checksum, lib/mail/qfile.h) move it to corrupt/. */
 static int load(struct qmsg *m)
 {
     char err[256] = "";

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "qmgr.h"
-#include "queue.h"
+#include "mail/queue.h"
 
 int qmgr_rcpt_done(unsigned status)
 {

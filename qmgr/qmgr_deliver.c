@@ -17,8 +17,8 @@
 
 #include <event2/event.h>
 
-#include "ipc_bev.h"
-#include "log.h"
+#include "ipc/ipc_bev.h"
+#include "util/log.h"
 #include "qmgr.h"
 
 struct agent {

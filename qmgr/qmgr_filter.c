@@ -1,5 +1,5 @@
 /*
- * qmgr_filter.c - qmgr's filter client (lib/filter_clnt.h): FILTER_REQ
+ * qmgr_filter.c - qmgr's filter client (lib/filter/filter_clnt.h): FILTER_REQ
  * {stage postq|deliver, path active/ID} answered by FILTER_REPLY +
  * FILTER_REPLY.nmut FILTER_MUT, handed to qmgr_rules_verdict.
  *
@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "filter_clnt.h"
-#include "filter_mut.h"
-#include "log.h"
+#include "filter/filter_clnt.h"
+#include "filter/filter_mut.h"
+#include "util/log.h"
 #include "qmgr.h"
 
 /* A request in flight (the client's req_arg); listed so stopping frees it. */

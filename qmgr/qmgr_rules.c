@@ -8,7 +8,7 @@
  *                        again until `postern queue release`)
  * Mutations that change the envelope or the headers (add_rcpt, bcc,
  * remove_rcpt, rewrite_mail_from, add/set/remove_header, quarantine) are
- * applied by lib/qf_mutate.c (the same module cleanup uses at data; what it
+ * applied by lib/filter/qf_mutate.c (the same module cleanup uses at data; what it
  * does is in postern.rules(5)) and rewrite the queue file: a new file next
  * to it (<ID>.tmp, fsynced) renamed over it, then the directory fsynced;
  * each applied mutation is kept as a NOTE record ("postq: ..."), which also
@@ -27,12 +27,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "addr.h"
-#include "log.h"
-#include "qf_mutate.h"
-#include "queue.h"
+#include "mail/addr.h"
+#include "util/log.h"
+#include "filter/qf_mutate.h"
+#include "mail/queue.h"
 #include "qmgr.h"
-#include "filter_mut.h"
+#include "filter/filter_mut.h"
 
 #define NOTE_POSTQ QFM_NOTE_POSTQ
 

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "qmgr.h"
-#include "queue.h"
+#include "mail/queue.h"
 
 void qmgr_scan_recover(void)
 {

@@ -21,7 +21,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include "smtpd.h"
-#include "log.h"
+#include "util/log.h"
 
 struct server *smtpd_server;
 struct config *smtpd_cfg;

@@ -18,13 +18,13 @@
 
 #include <netinet/in.h>
 #include <stdint.h>
-#include "buf.h"
-#include "config.h"
-#include "filter_mut.h"
-#include "local_reply.h"
-#include "server.h"
-#include "smtp_data.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "config/config.h"
+#include "filter/filter_mut.h"
+#include "mail/local_reply.h"
+#include "daemon/server.h"
+#include "mail/smtp_data.h"
+#include "mail/stage.h"
 
 struct bufferevent;
 struct evconnlistener;
@@ -47,7 +47,7 @@ struct smtpd_listener {
 
 /* Mutations from filter that cleanup applies (header mutations,
  * quarantine) are kept from the verdict until CLEANUP_BEGIN in a
- * struct filter_muts (lib/filter_mut.h), at most SMTPD_MAX_MUTS. */
+ * struct filter_muts (lib/filter/filter_mut.h), at most SMTPD_MAX_MUTS. */
 #define SMTPD_MAX_MUTS   256     /* remembered per session / transaction */
 #define SMTPD_MAX_EXTRA  100     /* recipients added by rules per transaction */
 
@@ -167,7 +167,7 @@ extern int smtpd_nsessions;
 void smtpd_reply(struct smtpd_session *s, unsigned code, const char *enh, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 void smtpd_reply_raw(struct smtpd_session *s, const char *line);     /* adds CRLF */
-/* A local failure's reply (lib/local_reply.def); _refuse_ also logs it. */
+/* A local failure's reply (lib/mail/local_reply.def); _refuse_ also logs it. */
 void smtpd_reply_local(struct smtpd_session *s, enum local_status ls);
 void smtpd_refuse_local(struct smtpd_session *s, const char *verb, enum local_status ls);
 void smtpd_reply_verdict(struct smtpd_session *s, const char *verb, enum stage st,

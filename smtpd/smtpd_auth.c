@@ -1,6 +1,6 @@
 /*
  * smtpd_auth.c - SMTP AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN
- * against the auth.users file (lib/auth.c).
+ * against the auth.users file (lib/mail/auth.c).
  *
  * Offered on listeners with auth != "none" when auth.users is loaded, and
  * only over TLS unless auth.plaintext_without_tls (never before TLS on a
@@ -28,9 +28,9 @@
 #include <time.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "addr.h"
-#include "auth.h"
-#include "log.h"
+#include "mail/addr.h"
+#include "mail/auth.h"
+#include "util/log.h"
 
 #define AUTH_THREADS      2
 #define AUTH_FAIL_WINDOW  600     /* seconds a failure is remembered */

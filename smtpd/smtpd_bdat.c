@@ -2,7 +2,7 @@
  * smtpd_bdat.c - BDAT (RFC 3030 CHUNKING, without BINARYMIME).
  *
  * "BDAT n [LAST]" is followed by exactly n octets: no dot-unstuffing, no
- * end-of-data detection. The octets are decoded by lib/smtp_data.c's BDAT
+ * end-of-data detection. The octets are decoded by lib/mail/smtp_data.c's BDAT
  * decoder (CRLF -> LF, the same refusals as DATA: bare CR/LF, NUL, long
  * lines) and streamed to cleanup as CLEANUP_DATA as they arrive; the
  * cleanup transaction opens at the first chunk and ends at LAST, where the
@@ -30,8 +30,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "smtp_cmd.h"
-#include "log.h"
+#include "mail/smtp_cmd.h"
+#include "util/log.h"
 
 static void chunk_refuse(struct smtpd_session *s, unsigned code, const char *enh,
                          const char *text)

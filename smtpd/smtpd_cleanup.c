@@ -27,10 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "smtpd.h"
-#include "ipc_bev.h"
-#include "qfile.h"
-#include "spool.h"
-#include "log.h"
+#include "ipc/ipc_bev.h"
+#include "mail/qfile.h"
+#include "mail/spool.h"
+#include "util/log.h"
 
 #define CLEANUP_REPLY_TIMEOUT 600   /* seconds for cleanup to answer END */
 #define CC_IDLE_MAX           32    /* idle connections kept per smtpd process */

@@ -7,7 +7,7 @@
  * on_verdict (immediately when filter is skipped by faccept or down).
  * Replies carry enhanced status codes (RFC 2034) except the greeting and
  * the EHLO/HELO 250 lines. The parsing of lines and addresses lives in
- * lib/smtp_cmd.c and lib/addr.c (pure, fuzzed).
+ * lib/mail/smtp_cmd.c and lib/mail/addr.c (pure, fuzzed).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -19,10 +19,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "smtp_cmd.h"
-#include "addr.h"
-#include "qfile.h"
-#include "log.h"
+#include "mail/smtp_cmd.h"
+#include "mail/addr.h"
+#include "mail/qfile.h"
+#include "util/log.h"
 
 enum {
     F_PRE_HELO = 1,     /* allowed before HELO/EHLO */

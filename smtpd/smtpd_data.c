@@ -1,6 +1,6 @@
 /*
  * smtpd_data.c - the DATA phase: decode the client's bytes with the
- * lib/smtp_data.c state machine and stream the content to cleanup as it
+ * lib/mail/smtp_data.c state machine and stream the content to cleanup as it
  * arrives (CLEANUP_DATA <= SMTPD_CHUNK); never holds a whole message.
  *
  * Refusals found by the decoder are answered at the end of the data (the
@@ -12,7 +12,7 @@
  *   a line over limits.line_length  500 5.5.2 Line too long   (RFC 5321 4.5.3.1.6)
  * in that order of precedence. The size is counted like SIZE= (RFC 1870):
  * the message as transmitted after dot-unstuffing, CRLF = 2 octets
- * (lib/smtp_data.h); BDAT counts its chunk octets, the same thing. Lines
+ * (lib/mail/smtp_data.h); BDAT counts its chunk octets, the same thing. Lines
  * have no length limit unless limits.line_length is set (0, the default:
  * any length up to message_size; never buffered whole). 250 is only said
  * after cleanup's CLEANUP_REPLY says the file is durable.
@@ -24,8 +24,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "spool.h"
-#include "log.h"
+#include "mail/spool.h"
+#include "util/log.h"
 
 void smtpd_data_start(struct smtpd_session *s)
 {

@@ -21,10 +21,10 @@
 #include <string.h>
 #include <strings.h>
 #include "smtpd.h"
-#include "smtp_cmd.h"
-#include "addr.h"
-#include "qfile.h"
-#include "log.h"
+#include "mail/smtp_cmd.h"
+#include "mail/addr.h"
+#include "mail/qfile.h"
+#include "util/log.h"
 
 #define ENVID_MAX 100       /* RFC 3461 4.4 */
 #define ORCPT_MAX 500       /* RFC 3461 4.2 */

@@ -1,5 +1,5 @@
 /*
- * smtpd_filter.c - the process's one filter client (lib/filter_clnt.h) and
+ * smtpd_filter.c - the process's one filter client (lib/filter/filter_clnt.h) and
  * what smtpd makes of its answers.
  *
  * Requests from every session share the client's connection; each carries
@@ -12,7 +12,7 @@
  * Stages whose bit of the last FILTER_STAGES is clear are not asked
  * (smtpd_filter_wanted). Relay control at such a rcpt stage (a non-local
  * recipient) is decided here, by filter's default policy itself
- * (lib/filter_policy.h): relayed for a trusted client, else 554. The last
+ * (lib/filter/filter_policy.h): relayed for a trusted client, else 554. The last
  * FILTER_STAGES stays known while filter is unavailable (down, restarting,
  * no HELLO, frozen), so only a stage with rules gets 4xx then; before the
  * first one every stage counts as having rules. With no rules file
@@ -25,10 +25,10 @@
 #include <string.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "filter_clnt.h"
-#include "filter_mut.h"
-#include "filter_policy.h"
-#include "log.h"
+#include "filter/filter_clnt.h"
+#include "filter/filter_mut.h"
+#include "filter/filter_policy.h"
+#include "util/log.h"
 
 #define FILTER_TIMEOUT_MS  (120 * 1000)   /* one request's answer */
 #define HELLO_TIMEOUT_MS   2000           /* filter's HELLO (master holds the socket:

@@ -15,7 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include "smtpd.h"
-#include "log.h"
+#include "util/log.h"
 
 #define REPLY_TEXT_MAX 400
 

@@ -22,9 +22,9 @@
 #include <strings.h>
 
 #include "smtpd.h"
-#include "addr.h"
-#include "log.h"
-#include "filter_mut.h"
+#include "mail/addr.h"
+#include "util/log.h"
+#include "filter/filter_mut.h"
 
 static int goes_on(enum verdict v)
 {

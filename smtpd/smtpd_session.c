@@ -31,9 +31,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "smtp_cmd.h"
-#include "bev_flush.h"
-#include "log.h"
+#include "mail/smtp_cmd.h"
+#include "util/bev_flush.h"
+#include "util/log.h"
 
 struct smtpd_session *smtpd_sessions;
 int smtpd_nsessions;

@@ -3,7 +3,7 @@
  * (listen.X.tls = "implicit", port 465), driven by bufferevent_openssl
  * inside the one event loop; nothing here blocks.
  *
- * The server context (lib/tls.c) is built by smtpd_tls_pre_drop() while
+ * The server context (lib/tls/tls.c) is built by smtpd_tls_pre_drop() while
  * smtpd is still root (server_init_ex hook): key files are root-only.
  * A reload restarts smtpd, which builds it again.
  *
@@ -29,8 +29,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include "smtpd.h"
-#include "tls.h"
-#include "log.h"
+#include "tls/tls.h"
+#include "util/log.h"
 
 static struct tls_server *tls_srv;
 

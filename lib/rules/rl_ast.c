@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "log.h"
-#include "rl_int.h"
+#include "util/log.h"
+#include "rules/rl_int.h"
 
 void *rl_arena_alloc(struct rl_arena *a, size_t n)
 {

@@ -9,10 +9,10 @@
  */
 #include <ctype.h>
 #include <string.h>
-#include "filter_mut.h"
-#include "log.h"
-#include "hdr.h"
-#include "rl_int.h"
+#include "filter/filter_mut.h"
+#include "util/log.h"
+#include "mail/hdr.h"
+#include "rules/rl_int.h"
 
 #define S   TY(T_STRING, 0)
 #define A   TY(T_ADDR, 0)

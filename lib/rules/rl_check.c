@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "rl_check.h"
+#include "rules/rl_check.h"
 
 /* Report "MESSAGE; did you mean 'X'?" at node at: the suggestion is the
  * candidate closest to name (none when nothing is close). */

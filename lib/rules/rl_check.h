@@ -7,7 +7,7 @@
 #define POSTERN_RL_CHECK_H
 
 #include <stddef.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 enum { SYM_OBJECT = 1, SYM_SERVICE, SYM_IMPORT };
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "rl_check.h"
+#include "rules/rl_check.h"
 
 /* ---- objects ---------------------------------------------------------------------------- */
 rl_type ck_typed_literal(struct checker *ck, struct rl_node *n)

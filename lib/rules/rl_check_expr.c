@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "rl_check.h"
+#include "rules/rl_check.h"
 
 /* ---- names and members --------------------------------------------------------------------- */
 static rl_type ctx_ref(struct checker *ck, struct rl_node *n, int id)

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "log.h"
-#include "rl_int.h"
+#include "util/log.h"
+#include "rules/rl_int.h"
 
 /* ---- program ------------------------------------------------------------------------ */
 void rl_program_own(struct rl_program *p, void *ptr, void (*fn)(void *))

@@ -3,7 +3,7 @@
  * context values {name, type, stages where it exists} that the checker
  * enforces, how the VM reads each of them from a struct rl_txn, and the
  * lazily loaded message (headers and the first RL_BODY_MAX body bytes read
- * from the queue file with lib/qfile.h + lib/hdr.h, exactly as cleanup
+ * from the queue file with lib/mail/qfile.h + lib/mail/hdr.h, exactly as cleanup
  * wrote it). Values from the wire are data only: nothing here interprets
  * them beyond parsing an IP address.
  */
@@ -13,10 +13,10 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include "fdio.h"
-#include "hdr.h"
-#include "qfile.h"
-#include "rl_int.h"
+#include "util/fdio.h"
+#include "mail/hdr.h"
+#include "mail/qfile.h"
+#include "rules/rl_int.h"
 
 enum {
     C_CLIENT_IP, C_CLIENT_PORT, C_CLIENT_PTR, C_HELO, C_AUTH_USER, C_TLS_VERSION, C_TLS_CIPHER,

@@ -6,11 +6,11 @@
  * the compiler tests.
  */
 #include <string.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 static const struct { const char *name, *operands; } ops[OP__COUNT] = {
 #define OP(name, operands, effect, doc) { #name, operands },
-#include "rl_opcodes.def"
+#include "rules/rl_opcodes.def"
 #undef OP
 };
 

@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "buf.h"
-#include "config.h"
-#include "rules.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "config/config.h"
+#include "rules/rules.h"
+#include "mail/stage.h"
 
 #define RL_STACK_MAX     64      /* value stack slots per evaluation */
 #define RL_LOCALS_MAX    64      /* locals per rule (let, for) */
@@ -127,7 +127,7 @@ typedef uint32_t rl_instr;            /* op:8 | a:8 | b:16 */
 
 enum rl_opcode {
 #define OP(name, operands, effect, doc) OP_##name,
-#include "rl_opcodes.def"
+#include "rules/rl_opcodes.def"
 #undef OP
     OP__COUNT
 };

@@ -5,7 +5,7 @@
  * (started at the line/col of the expression). Never reads past `end`.
  */
 #include <string.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 void rl_lex_init(struct rl_lexer *l, const char *src, size_t len, int line, int col)
 {

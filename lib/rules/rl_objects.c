@@ -17,9 +17,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
-#include "addr.h"
-#include "log.h"
-#include "rl_int.h"
+#include "mail/addr.h"
+#include "util/log.h"
+#include "rules/rl_int.h"
 
 #define RL_MATCH_LIMIT 100000       /* PCRE2 backtracking bound per match */
 #define RL_FILE_MAX_LINES 1000000

@@ -8,7 +8,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 struct parser {
     struct rl_cc *cc;

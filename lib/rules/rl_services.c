@@ -34,9 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "clock.h"
-#include "log.h"
-#include "rl_svc.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "rules/rl_svc.h"
 
 const struct rl_svc_option rl_svc_options[] = {
     { SVC_CSV, "path", T_STRING, 1, 0, 0, NULL },

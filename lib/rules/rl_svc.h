@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 #include <time.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 enum { SVC_NOTFOUND = 0, SVC_FOUND = 1, SVC_TEMPFAIL = -1 };
 #define OUT_MAX (64 * 1024)        /* a command's output kept */

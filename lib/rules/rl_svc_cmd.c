@@ -20,10 +20,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "clock.h"
-#include "log.h"
-#include "qfile.h"
-#include "rl_svc.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "rules/rl_svc.h"
 
 /* ---- the message content (cmd stdin, smtp DATA) ---------------------------------------------------- */
 int svc_content_open(struct rl_vm *vm, struct content *c)

@@ -20,10 +20,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "fdio.h"
-#include "log.h"
-#include "qfile.h"
-#include "rl_svc.h"
+#include "util/fdio.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "rules/rl_svc.h"
 
 /* ---- csv ------------------------------------------------------------------------------------------ */
 static uint32_t csv_hash(const char *k)

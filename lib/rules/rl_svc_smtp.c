@@ -19,9 +19,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "log.h"
-#include "qfile.h"
-#include "rl_svc.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "rules/rl_svc.h"
 
 /* ---- smtp ------------------------------------------------------------------------------------------- */
 static int smtp_open(struct rl_service *s, const char **opt, const struct rl_value *val, int nopt,

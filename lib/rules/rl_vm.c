@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "filter_mut.h"
-#include "log.h"
-#include "rl_int.h"
+#include "filter/filter_mut.h"
+#include "util/log.h"
+#include "rules/rl_int.h"
 
 /* ---- per-evaluation memory ------------------------------------------------------------- */
 void *rl_vm_alloc(struct rl_vm *vm, size_t n)

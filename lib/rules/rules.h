@@ -6,7 +6,7 @@
  * Used by filter (every stage's verdict), the CLI (`postern rules check`,
  * `postern rules test`) and the tests, and linked into nothing else: it
  * lives in lib/rules/ and builds into librules.a (the processes that only
- * hear verdicts use lib/filter_mut.h). Pipeline: rl_lex.c -> rl_parse.c
+ * hear verdicts use lib/filter/filter_mut.h). Pipeline: rl_lex.c -> rl_parse.c
  * (AST, rl_ast.c) -> rl_check.c (+ _decl.c, _expr.c) -> rl_compile.c
  * (bytecode, rl_opcodes.def, rl_disasm.c) -> rl_vm.c (with rl_builtins.c,
  * rl_ctx.c, rl_objects.c, rl_services.c + rl_svc_*.c). There is no
@@ -24,9 +24,9 @@
 #define POSTERN_RULES_H
 
 #include <stdint.h>
-#include "buf.h"
-#include "filter_mut.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "filter/filter_mut.h"
+#include "mail/stage.h"
 
 /* ---- diagnostics ------------------------------------------------------ */
 struct rl_diag_item {

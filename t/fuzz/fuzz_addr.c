@@ -1,15 +1,15 @@
 /*
- * fuzz_addr.c - libFuzzer target for lib/addr.c: paths under every flag
+ * fuzz_addr.c - libFuzzer target for lib/mail/addr.c: paths under every flag
  * combination, bare mailboxes, addr_domain/local part on what parsed,
  * ESMTP parameter lists and xtext.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *        t/fuzz/fuzz_addr.c lib/addr.c lib/buf.c lib/log.c
+ *        t/fuzz/fuzz_addr.c lib/mail/addr.c lib/util/buf.c lib/util/log.c
  * Seeds: t/fuzz/corpus/addr/
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "addr.h"
+#include "mail/addr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

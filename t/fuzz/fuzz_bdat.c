@@ -1,6 +1,6 @@
 /*
  * fuzz_bdat.c - libFuzzer target for the BDAT chunk decoder
- * (lib/smtp_data.c smtp_bdat_*). The first byte picks a chunk size; the
+ * (lib/mail/smtp_data.c smtp_bdat_*). The first byte picks a chunk size; the
  * input is fed in those chunks and checked against invariants: the result
  * does not depend on how the input is split into chunks (a CRLF may straddle
  * two); every input byte counts (no terminator); clean output never holds
@@ -12,13 +12,13 @@
  * sizes and line lengths are counted after unstuffing); and the result equals the plain
  * byte-at-a-time reference (smtp_data_ref.h).
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *        t/fuzz/fuzz_bdat.c lib/smtp_data.c lib/buf.c lib/log.c
+ *        t/fuzz/fuzz_bdat.c lib/mail/smtp_data.c lib/util/buf.c lib/util/log.c
  * Seeds: t/fuzz/corpus/bdat/
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "smtp_data.h"
+#include "mail/smtp_data.h"
 #include "smtp_data_ref.h"
 
 #define MAX_SIZE 4096

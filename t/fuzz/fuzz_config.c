@@ -1,6 +1,6 @@
 /*
  * fuzz_config.c - libFuzzer target for the postern.conf parser and loader
- * (lib/config_parse.c, lib/config.c, lib/config_value.c).
+ * (lib/config/config_parse.c, lib/config/config.c, lib/config/config_value.c).
  *
  * The input is loaded with config_load_buffer() as if it were a file in a
  * directory that does not exist, so relative includes match nothing; the
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include "config.h"
+#include "config/config.h"
 
 static void fuzz_values(const uint8_t *data, size_t size)
 {

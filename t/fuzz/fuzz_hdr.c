@@ -1,5 +1,5 @@
 /*
- * fuzz_hdr.c - libFuzzer target for the header-section scanner (lib/hdr.c).
+ * fuzz_hdr.c - libFuzzer target for the header-section scanner (lib/mail/hdr.c).
  * The first byte picks a chunk size; the rest is message content, scanned
  * once whole and once in chunks: both must agree, offsets must stay inside
  * the input, and nothing may read out of bounds (ASan).
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hdr.h"
+#include "mail/hdr.h"
 
 static void check(const struct hdr_scan *a, const struct hdr_scan *b, size_t n)
 {

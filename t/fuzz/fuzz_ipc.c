@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "ipc.h"
-#include "log.h"
+#include "util/buf.h"
+#include "ipc/ipc.h"
+#include "util/log.h"
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed: %s (line %d)\n", #c, __LINE__); abort(); } } while (0)
 

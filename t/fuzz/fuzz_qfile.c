@@ -11,9 +11,9 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
-#include "buf.h"
-#include "log.h"
-#include "qfile.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "mail/qfile.h"
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "check failed: %s (line %d)\n", #c, __LINE__); abort(); } } while (0)
 

@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "log.h"
-#include "rules.h"
+#include "util/log.h"
+#include "rules/rules.h"
 
 static void no_exit(enum log_level lvl, const char *msg)
 {

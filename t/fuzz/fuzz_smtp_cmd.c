@@ -1,15 +1,15 @@
 /*
  * fuzz_smtp_cmd.c - libFuzzer target for one SMTP command line: verb split
- * (lib/smtp_cmd.c) and, for MAIL/RCPT, the path + parameter parser
- * (lib/addr.c) the way smtpd calls them, and the BDAT size parser.
+ * (lib/mail/smtp_cmd.c) and, for MAIL/RCPT, the path + parameter parser
+ * (lib/mail/addr.c) the way smtpd calls them, and the BDAT size parser.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *        t/fuzz/fuzz_smtp_cmd.c lib/smtp_cmd.c lib/addr.c lib/buf.c lib/log.c
+ *        t/fuzz/fuzz_smtp_cmd.c lib/mail/smtp_cmd.c lib/mail/addr.c lib/util/buf.c lib/util/log.c
  * Seeds: t/fuzz/corpus/smtp_cmd/ (dictionary: ../shared/testdata/fuzz-dict/)
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "smtp_cmd.h"
+#include "mail/smtp_cmd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,19 +1,19 @@
 /*
  * fuzz_smtp_data.c - libFuzzer target for the DATA decoder
- * (lib/smtp_data.c). The first byte picks a chunk size; the input is fed
+ * (lib/mail/smtp_data.c). The first byte picks a chunk size; the input is fed
  * in those chunks and checked against invariants: the result does not
  * depend on how the input is split; the terminator is a real CRLF.CRLF;
  * clean output never holds CR or NUL; output never exceeds the input; clean
  * output's size in CRLF octets is the counted size; and the
  * result equals the plain byte-at-a-time reference (smtp_data_ref.h).
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
- *        t/fuzz/fuzz_smtp_data.c lib/smtp_data.c lib/buf.c lib/log.c
+ *        t/fuzz/fuzz_smtp_data.c lib/mail/smtp_data.c lib/util/buf.c lib/util/log.c
  * Seeds: t/fuzz/corpus/smtp_data/
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "smtp_data.h"
+#include "mail/smtp_data.h"
 #include "smtp_data_ref.h"
 
 static uint64_t max_line;     /* 0 (no limit) or small, from the first byte */

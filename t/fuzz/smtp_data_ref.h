@@ -1,6 +1,6 @@
 /*
  * smtp_data_ref.h - the reference DATA/BDAT decoder for the fuzzers: the
- * plain byte-at-a-time state machine lib/smtp_data.c started from, kept to
+ * plain byte-at-a-time state machine lib/mail/smtp_data.c started from, kept to
  * check that its fast paths (runs of plain bytes at once) change nothing.
  * Counting as in smtp_data.h: size = octets after unstuffing with CRLF as
  * 2, linelen = octets of the line without its line end.
@@ -8,7 +8,7 @@
  */
 #ifndef POSTERN_SMTP_DATA_REF_H
 #define POSTERN_SMTP_DATA_REF_H
-#include "smtp_data.h"
+#include "mail/smtp_data.h"
 
 enum { R_BOL = 0, R_TEXT, R_CR, R_DOT, R_DOTCR };
 

@@ -1,6 +1,6 @@
 """Link layout: the rule language (lib/rules/, librules.a) is linked only
 into filter and the CLI. smtpd, cleanup, qmgr, delivery and master hear
-verdicts through lib/filter_mut.h and must carry no rule-language symbol
+verdicts through lib/filter/filter_mut.h and must carry no rule-language symbol
 (rl_*): no compiler, VM, or cmd service that forks programs."""
 import os
 import subprocess
@@ -31,3 +31,29 @@ def test_filter_and_cli_have_the_rule_language():
         syms = rl_symbols(path)
         for want in ("rl_compile_file", "rl_eval"):
             assert want in syms, f"{path} lacks {want}"
+
+
+def test_lib_folders_have_no_upward_include():
+    """lib/ is split by concern into folders with a layering order
+    (mk/layout.py): no folder includes one above it, so there is no include
+    cycle, and every include of a shared header names its folder."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(["/usr/bin/python3", "mk/layout.py"], cwd=repo,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+
+
+def test_layout_check_catches_an_upward_include():
+    """The checker itself fails on a lib/util file including a filter header."""
+    import shutil
+    import tempfile
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copytree(os.path.join(repo, "lib"), os.path.join(d, "lib"))
+        os.makedirs(os.path.join(d, "mk"))
+        shutil.copy(os.path.join(repo, "mk", "layout.py"), os.path.join(d, "mk"))
+        with open(os.path.join(d, "lib", "util", "buf.c"), "a") as f:
+            f.write('\n#include "filter/filter_mut.h"\n')
+        r = subprocess.run(["/usr/bin/python3", "mk/layout.py"], cwd=d,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert r.returncode == 1 and b"lib/util may not include" in r.stdout, r.stdout

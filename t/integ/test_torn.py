@@ -1,4 +1,4 @@
-"""Torn queue files (lib/queue.h, lib/qfile.h END checksum): cleanup renames
+"""Torn queue files (lib/mail/queue.h, lib/mail/qfile.h END checksum): cleanup renames
 a file into incoming/ before it is on disk, so after a power cut incoming/
 may hold a truncated, zero-filled or damaged file that was never
 acknowledged. qmgr must move each to corrupt/ and deliver none, while a good

@@ -1,5 +1,5 @@
 /*
- * test_addr.c - lib/addr.c and lib/smtp_cmd.c: RFC 5321 paths, limits,
+ * test_addr.c - lib/mail/addr.c and lib/mail/smtp_cmd.c: RFC 5321 paths, limits,
  * quoted local parts, IP literals, source routes, ESMTP parameters, xtext,
  * and the MAIL/RCPT argument parser.
  */
@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "addr.h"
-#include "smtp_cmd.h"
+#include "mail/addr.h"
+#include "mail/smtp_cmd.h"
 
 struct path_case {
     const char *in;

@@ -1,6 +1,6 @@
 /*
  * test_auth.c - the auth.users table, password checks and the worker pool
- * (lib/auth.c), with hashes made here by libcrypt (sha512-crypt, yescrypt,
+ * (lib/mail/auth.c), with hashes made here by libcrypt (sha512-crypt, yescrypt,
  * bcrypt).
  */
 #include <crypt.h>
@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "auth.h"
-#include "buf.h"
+#include "mail/auth.h"
+#include "util/buf.h"
 
 static char *hash_of(const char *prefix, unsigned long cost, const char *pw)
 {

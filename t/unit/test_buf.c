@@ -1,6 +1,6 @@
 /*
  * test_buf.c - growable buffers, printable escaping and bounded string
- * copies (lib/buf.c).
+ * copies (lib/util/buf.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "log.h"
+#include "util/buf.h"
+#include "util/log.h"
 
 static void test_append_growth(void **state)
 {

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "config/config.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
 

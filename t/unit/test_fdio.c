@@ -1,6 +1,6 @@
 /*
- * test_fdio.c - whole reads and writes (lib/fdio.c) and the monotonic
- * clock (lib/clock.c).
+ * test_fdio.c - whole reads and writes (lib/util/fdio.c) and the monotonic
+ * clock (lib/util/clock.c).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "clock.h"
-#include "fdio.h"
-#include "log.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/fdio.h"
+#include "util/log.h"
 
 static int tmpfile_fd(void)
 {

@@ -1,5 +1,5 @@
 /*
- * test_filter_clnt.c - the event-loop filter client (lib/filter_clnt.c)
+ * test_filter_clnt.c - the event-loop filter client (lib/filter/filter_clnt.c)
  * against a fake filter in the same process and loop, on a Unix socket:
  * HELLO + FILTER_STAGES (every stage counts as having rules before the
  * first), FILTER_STAGES again after a "reload", FILTER_REPLY with its
@@ -20,9 +20,9 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "filter_clnt.h"
-#include "ipc.h"
-#include "ipc_bev.h"
+#include "filter/filter_clnt.h"
+#include "ipc/ipc.h"
+#include "ipc/ipc_bev.h"
 
 enum mode {
     M_ANSWER,       /* reply with two mutations, a FILTER_STAGES first */

@@ -1,5 +1,5 @@
 /*
- * test_filter_mut.c - mutation lists and verdict assembly (lib/filter_mut.c):
+ * test_filter_mut.c - mutation lists and verdict assembly (lib/filter/filter_mut.c):
  * copies are owned and sanitised, FILTER_REPLY + nmut FILTER_MUT make one
  * verdict, anything else in between is a protocol error.
  */
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "filter_mut.h"
+#include "filter/filter_mut.h"
 
 static void test_list_bounded_copies(void **st)
 {

@@ -1,5 +1,5 @@
 /*
- * test_filter_policy.c - the default policy (lib/filter_policy.c, shared by
+ * test_filter_policy.c - the default policy (lib/filter/filter_policy.c, shared by
  * filter and smtpd) against a real config_load()ed configuration.
  */
 #include <setjmp.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "config.h"
-#include "filter_policy.h"
+#include "config/config.h"
+#include "filter/filter_policy.h"
 
 static struct config *cfg;
 

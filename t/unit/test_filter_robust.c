@@ -1,7 +1,7 @@
 /*
  * test_filter_robust.c - values from mail cannot crash a daemon (issue 7):
  * header fields made by rules are capped at 998 octets and folded
- * (lib/filter_mut.c), mutation lists are capped per message, the rules VM
+ * (lib/filter/filter_mut.c), mutation lists are capped per message, the rules VM
  * caps what one evaluation may record (a runaway rule defers), and the IPC
  * encoder refuses oversized values with -1 instead of aborting.
  */
@@ -17,10 +17,10 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "filter_mut.h"
-#include "ipc.h"
-#include "rules.h"
+#include "util/buf.h"
+#include "filter/filter_mut.h"
+#include "ipc/ipc.h"
+#include "rules/rules.h"
 
 /* "a0000 a0001 ..." : n octets of words and single spaces */
 static char *words(size_t n)

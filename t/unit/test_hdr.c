@@ -1,5 +1,5 @@
 /*
- * test_hdr.c - the streaming header-section scanner (lib/hdr.c).
+ * test_hdr.c - the streaming header-section scanner (lib/mail/hdr.c).
  * Every case is also fed in every two-chunk split and byte by byte: the
  * result must not depend on where the content was cut.
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "hdr.h"
+#include "mail/hdr.h"
 
 /* Scan s in chunks cut at the given positions (ascending, < n). */
 static void scan_cuts(struct hdr_scan *hs, const char *s, size_t n, const size_t *cuts, int ncuts)

@@ -1,7 +1,7 @@
 /*
  * test_ipc.c - round trip of every IPC message type, strict decoder
  * refusals, incremental frame extraction and blocking connections
- * (lib/ipc.c). Fill and compare functions are generated from ipc_msgs.def,
+ * (lib/ipc/ipc.c). Fill and compare functions are generated from ipc_msgs.def,
  * and the hand-written sample table must hold exactly one entry per type, so
  * a message added to the .def without a sample fails here.
  */
@@ -19,12 +19,12 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "ipc.h"
-#include "log.h"
-#include "qfile.h"
-#include "filter_mut.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "ipc/ipc.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "filter/filter_mut.h"
+#include "mail/stage.h"
 
 /* ---- generated fill / compare per message --------------------------------- */
 
@@ -79,7 +79,7 @@ static void cmp_BYTES(const struct ipc_bytes *a, const struct ipc_bytes *b)
         unsigned fi = 0;
 #define IPC_FIELD(n, t, f) fill_##t(&m->f, seed, fi++);
 #define IPC_MSG_END(E, n) (void)fi; (void)m; }
-#include "ipc_msgs.def"
+#include "ipc/ipc_msgs.def"
 #undef IPC_MSG_BEGIN
 #undef IPC_FIELD
 #undef IPC_MSG_END
@@ -90,7 +90,7 @@ static void cmp_BYTES(const struct ipc_bytes *a, const struct ipc_bytes *b)
         const struct ipc_##n *a = va, *b = vb;
 #define IPC_FIELD(n, t, f) cmp_##t(&a->f, &b->f);
 #define IPC_MSG_END(E, n) (void)a; (void)b; }
-#include "ipc_msgs.def"
+#include "ipc/ipc_msgs.def"
 #undef IPC_MSG_BEGIN
 #undef IPC_FIELD
 #undef IPC_MSG_END
@@ -106,7 +106,7 @@ struct gen {
 #define IPC_FIELD(n, t, f) + 1
 #define IPC_MSG_END(E, n) },
 static const struct gen gens[IPC__COUNT] = {
-#include "ipc_msgs.def"
+#include "ipc/ipc_msgs.def"
 };
 #undef IPC_MSG_BEGIN
 #undef IPC_FIELD

@@ -1,5 +1,5 @@
 /*
- * test_ipc_bev.c - the event-loop IPC peer (lib/ipc_bev.c) over a
+ * test_ipc_bev.c - the event-loop IPC peer (lib/ipc/ipc_bev.c) over a
  * socketpair: HELLO answered, frames delivered in order, the strict
  * failures (no HELLO first, bad frame, EOF) and freeing from a callback.
  */
@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "ipc.h"
-#include "ipc_bev.h"
+#include "ipc/ipc.h"
+#include "ipc/ipc_bev.h"
 
 struct seen {
     int hello, frames, errors;

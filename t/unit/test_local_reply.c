@@ -1,6 +1,6 @@
 /*
  * test_local_reply.c - the table of replies for local failures
- * (lib/local_reply.c): every row is a well-formed refusal, and the replies
+ * (lib/mail/local_reply.c): every row is a well-formed refusal, and the replies
  * clients have always seen keep their exact code, enhanced code and text.
  */
 #include <ctype.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "local_reply.h"
-#include "log.h"
+#include "mail/local_reply.h"
+#include "util/log.h"
 
 static void test_every_row_well_formed(void **state)
 {

@@ -1,5 +1,5 @@
 /*
- * test_log.c - the logging ladder's escaping (lib/log.c): every byte outside
+ * test_log.c - the logging ladder's escaping (lib/util/log.c): every byte outside
  * printable ASCII becomes \xNN, every JSON line is valid JSON whatever the
  * message holds, and AUTH initial responses are redacted from SMTP traces.
  */
@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "log.h"
+#include "util/buf.h"
+#include "util/log.h"
 
 /* ---- capturing stderr ---------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /*
  * test_mbox_path.c - mailbox template expansion, local-part sanitising,
- * Maildir names and mboxrd quoting (lib/mbox_path.c).
+ * Maildir names and mboxrd quoting (lib/mail/mbox_path.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "mbox_path.h"
+#include "mail/mbox_path.h"
 
 static enum mbox_path_rc expand(const char *tmpl, const char *addr, const char *home, buf_t *out)
 {

@@ -1,5 +1,5 @@
 /*
- * test_qf_mutate.c - golden tests of lib/qf_mutate.c: for each mutation,
+ * test_qf_mutate.c - golden tests of lib/filter/qf_mutate.c: for each mutation,
  * at the data stage and at postq, the byte-exact queue file it makes. Each
  * case writes an input queue file, applies the envelope part
  * (qfm_apply_env) and writes the new file (qfm_write), then compares it
@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "qf_mutate.h"
-#include "qfile.h"
-#include "filter_mut.h"
+#include "util/buf.h"
+#include "filter/qf_mutate.h"
+#include "mail/qfile.h"
+#include "filter/filter_mut.h"
 
 #define RCVD "Received: from c.example (c.example [192.0.2.1])\n\tby mx.example.test; Sat, 5 Dec 2026\n"
 #define MSG  RCVD "From: a@example.org\nSubject: hello\nX-Keep: 1\n\nbody line\n"

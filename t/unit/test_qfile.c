@@ -1,6 +1,6 @@
 /*
  * test_qfile.c - queue file round trips, in-place updates and refusals of
- * every kind of damaged file (lib/qfile.c).
+ * every kind of damaged file (lib/mail/qfile.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "qfile.h"
+#include "util/buf.h"
+#include "mail/qfile.h"
 
 /* record type bytes (the table in qfile.c) */
 enum { T_VERSION = 0x01, T_QUEUE_ID, T_ARRIVAL, T_SENDER, T_CLIENT_IP, T_CLIENT_PORT,
@@ -769,7 +769,7 @@ static void test_too_many_rcpts(void **state)
 }
 
 /* ---- torn files (END checksum, format 2) ------------------------------------
- * cleanup renames a file into incoming/ before it is on disk (lib/queue.h):
+ * cleanup renames a file into incoming/ before it is on disk (lib/mail/queue.h):
  * after a power cut the name may point at any prefix of the file, at blocks
  * the disk never got (zeros), or at an older message's blocks. Each must be
  * refused. */

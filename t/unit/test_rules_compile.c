@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "log.h"
-#include "rules.h"
+#include "util/log.h"
+#include "rules/rules.h"
 
 static char dir[64];
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "rl_int.h"
+#include "rules/rl_int.h"
 
 static void test_tokens(void **state)
 {

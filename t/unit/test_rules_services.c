@@ -25,10 +25,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <cmocka.h>
-#include "log.h"
-#include "qfile.h"
-#include "clock.h"
-#include "rules.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "util/clock.h"
+#include "rules/rules.h"
 
 static char dir[64];
 

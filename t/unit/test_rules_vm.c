@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <cmocka.h>
-#include "log.h"
-#include "qfile.h"
-#include "rules.h"
+#include "util/log.h"
+#include "mail/qfile.h"
+#include "rules/rules.h"
 
 static char dir[64];
 

@@ -1,5 +1,5 @@
 /*
- * test_smtp_cmd.c - lib/smtp_cmd.c: verb split, MAIL/RCPT argument parsing
+ * test_smtp_cmd.c - lib/mail/smtp_cmd.c: verb split, MAIL/RCPT argument parsing
  * (path, spaces, parameters) and the BDAT size parser.
  */
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "smtp_cmd.h"
+#include "mail/smtp_cmd.h"
 
 static void test_split(void **state)
 {

@@ -1,5 +1,5 @@
 /*
- * test_smtp_data.c - lib/smtp_data.c, the DATA decoder: end detection
+ * test_smtp_data.c - lib/mail/smtp_data.c, the DATA decoder: end detection
  * (also split at every chunk boundary), SMTP smuggling sequences,
  * dot-unstuffing, CRLF -> LF, NUL, line and size limits (size counted as
  * SIZE= counts: after unstuffing, CRLF = 2 octets; lines of any length
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "smtp_data.h"
+#include "mail/smtp_data.h"
 
 struct result {
     buf_t out;

@@ -1,7 +1,7 @@
 /*
  * test_spool.c - queue id generation and validation, safe directory
- * creation (lib/spool.c), and the queue module: paths, moves between
- * queues, the commit's rename point (lib/queue.c).
+ * creation (lib/mail/spool.c), and the queue module: paths, moves between
+ * queues, the commit's rename point (lib/mail/queue.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "queue.h"
-#include "spool.h"
+#include "util/buf.h"
+#include "mail/queue.h"
+#include "mail/spool.h"
 
 #define PER_THREAD 50000
 #define NTHREADS   4
@@ -173,7 +173,7 @@ static void test_make_dir_refuses_symlinks(void **state)
     rmdir(base);
 }
 
-/* ---- the queue module (lib/queue.c) ---------------------------------------- */
+/* ---- the queue module (lib/mail/queue.c) ---------------------------------------- */
 
 static void test_queue_path(void **st)
 {

@@ -1,5 +1,5 @@
 /*
- * test_tls.c - lib/tls.c: the protocol range from tls.protocols (never
+ * test_tls.c - lib/tls/tls.c: the protocol range from tls.protocols (never
  * below TLSv1.2) and the server context's refusal of missing files.
  */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <openssl/ssl.h>
 
-#include "tls.h"
+#include "tls/tls.h"
 
 static int range(const char *a, const char *b, int *lo, int *hi)
 {

@@ -1,5 +1,5 @@
 /*
- * test_workq.c - worker threads with completions in the loop (lib/workq.c):
+ * test_workq.c - worker threads with completions in the loop (lib/util/workq.c):
  * every job done once, cancelled jobs skipped but handed back, drain and
  * non-drain shutdown, jobs kept by run() and completed by another.
  */
@@ -12,8 +12,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "buf.h"
-#include "workq.h"
+#include "util/buf.h"
+#include "util/workq.h"
 
 struct job {
     struct workq_item item;

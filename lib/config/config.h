@@ -1,0 +1,157 @@
+/*
+ * config.h - postern.conf: the parsed configuration every process reads.
+ *
+ * The file syntax (PRODUCT.md) is parsed by config.c with our own small
+ * parser; every parameter is one typed row {name, type, default, min, max}
+ * in config.c's table, so `postern check` knows every parameter and bound.
+ * config_load() reports *every* problem (unknown key, wrong type, bad value,
+ * syntax error) as "file:line:col: key: message" and returns NULL if any.
+ * Relative paths in the file are resolved against the directory of the
+ * file that contains them, so a config works from any working directory.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include "util/buf.h"
+#include "util/log.h"
+
+enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
+enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
+enum mailbox_kind { MBOX_MAILDIR = 0, MBOX_MBOX, MBOX_DISCARD };
+
+struct strlist { char **v; int n; };
+
+/* An IPv4 or IPv6 network; IPv4 is stored as v4-mapped IPv6 (::ffff:a.b.c.d). */
+struct cidr { unsigned char addr[16]; int prefix; /* 0..128, over the 16 bytes */ };
+struct cidrlist { struct cidr *v; int n; };
+
+struct listener {
+    char *name;                 /* block label: smtp, submission, ... */
+    struct strlist address;     /* "host:port", "[v6]:port" */
+    enum tls_mode tls;          /* listen.X.tls: none|may|required|implicit (default may) */
+    int auth_required;          /* listen.X.auth = "required" | "optional" | "none" */
+    int auth_offered;           /* AUTH advertised on this listener */
+};
+
+struct domain_conf {
+    char *name;
+    char *mailboxes;            /* template: "%d" domain, "%u" local part */
+    char *users;
+    char *dkim_selector, *dkim_key;
+    char *tls_certificate, *tls_key;
+    long messages_per_hour;
+};
+
+struct config {
+    char *path;                 /* the main file */
+    char *hostname;
+    char *spool;                /* absolute */
+    char *user;                 /* unprivileged user */
+    char *group;                /* its group (default: user's primary group) */
+    enum log_level log_level;
+    int log_json;
+    char *run_dir;              /* root-owned: pid file, smtpd's jail; default
+                                   /run/postern (the spool when not root) */
+    char *pid_file;             /* default <run_dir>/postern.pid */
+
+    struct listener *listeners; int nlisteners;
+
+    int64_t  message_size;      /* bytes */
+    int      recipients;        /* per message */
+    int      sessions;
+    int      sessions_per_ip;
+    int      idle_timeout;      /* seconds */
+    int      command_timeout;   /* seconds */
+    int      data_timeout;      /* seconds */
+    int      max_errors;        /* errors per session before 421 */
+    int      line_length;       /* limits.line_length: 0 = any length, else octets w/o CRLF */
+    int      junk_commands;     /* limits.junk_commands: NOOP/HELP/VRFY/RSET before 421; 0 = no limit */
+
+    enum tls_level tls_level;
+    struct strlist tls_protocols;
+    char    *tls_certificate, *tls_key;
+    int      tls_handshake_timeout;
+
+    char    *dns_unbound_config;
+    int      dns_dnssec;
+
+    struct cidrlist mynetworks;
+    char    *auth_users;
+    int      auth_plaintext_without_tls;
+
+    struct strlist local_domains;
+    enum mailbox_kind local_mailbox;   /* local.mailbox: maildir | mbox | discard */
+    char    *local_maildir;     /* template; "~" = user's home, %u local part, %d domain */
+    char    *local_mbox;        /* template, default "/var/mail/%u" */
+    char    *local_aliases;
+
+    struct domain_conf *domains; int ndomains;
+
+    char    *relayhost;
+    int      smtp_port;
+    int     *retry; int nretry;  /* seconds */
+    int      lifetime;           /* seconds */
+    int      delay_warning;      /* seconds */
+
+    char    *rules;              /* rules file or NULL */
+    int      rules_timeout;      /* limits.rules_timeout: seconds one stage's evaluation may
+                                    take; then that stage answers 451 4.4.3 */
+
+    int      smtpd_processes;    /* processes.smtpd  (default: number of cores) */
+    int      cleanup_threads;    /* processes.cleanup_threads: fsync workers (default 8) */
+    int      delivery_processes; /* processes.delivery: local agents (default 4) */
+};
+
+/* One problem found while loading. */
+struct config_error {
+    char *file;
+    int line, col;
+    char *key;                  /* dotted key ("limits.message_size") or "" */
+    char *msg;
+};
+
+struct config_errors {
+    struct config_error *v;
+    int n;
+};
+
+/* Load and validate; on any problem returns NULL and fills errs (all of them).
+ * errs may be NULL (problems are then only logged). */
+struct config *config_load(const char *path, struct config_errors *errs);
+/* Same, from memory: name is used in messages and as the base for relative
+ * paths and includes (the fuzz target and tests use it). */
+struct config *config_load_buffer(const char *name, const char *data, size_t len,
+                                  struct config_errors *errs);
+void config_free(struct config *c);
+void config_errors_free(struct config_errors *e);
+/* "file:line:col: key: message" */
+void config_error_format(buf_t *out, const struct config_error *e);
+/* fn once per error, with it formatted as above: the one loop every
+ * printer (CLI, master, daemons) goes through. */
+typedef void config_error_fn(const char *line, void *arg);
+void config_errors_each(const struct config_errors *e, config_error_fn *fn, void *arg);
+/* log_error() each error after prefix. */
+void config_errors_log(const struct config_errors *e, const char *prefix);
+
+/* Parse helpers shared with other parsers (rules, CLI). 0 ok, -1 bad. */
+int config_parse_size(const char *s, int64_t *r);        /* 50M, 1024, 2G, 10k */
+int config_parse_duration(const char *s, int64_t *secs); /* 300s, 5m, 4h, 5d */
+int cidr_parse(const char *s, struct cidr *r);           /* "10.0.0.0/8", "[::1]/128", "::1" */
+/* A listen address "a.b.c.d:port" or "[v6]:port" (literals only) into a
+ * sockaddr; ss and len_r may be NULL (validation only). */
+int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r);
+/* Does a sockaddr (v4 or v6) fall in any of the networks? */
+int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
+/* Is d (case-insensitive) one of the local domains or a domain block? */
+int config_is_local_domain(const struct config *c, const char *d);
+const struct domain_conf *config_domain(const struct config *c, const char *d);
+/* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
+ * POSTERN_PREFIX "/etc/postern/postern.conf" (build with -DPOSTERN_PREFIX=...). */
+#ifndef POSTERN_PREFIX
+#define POSTERN_PREFIX "/usr/local"
+#endif
+const char *config_default_path(const char *opt_c);
+
+#endif

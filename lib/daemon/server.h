@@ -1,0 +1,100 @@
+/*
+ * server.h - the one start-up ritual every daemon child of master runs.
+ *
+ * master binds every listening socket (TCP listeners and the Unix sockets
+ * under private/) and execs each daemon with them open; POSTERN_FDS names
+ * them ("3:smtp,4:submission" or "3:cleanup"). server_init() then: parses
+ * -c CONFIG, loads the config, sets up logging (stderr when
+ * POSTERN_LOG_STDERR=1, else syslog), chdirs into the spool, with
+ * SERVER_F_JAIL chroots into <run_dir>/<JAIL_SMTPD> (root-owned, empty but
+ * for private/cleanup and private/filter; only when started as root), with
+ * POSTERN_JAIL=spool (set by master for cleanup and qmgr) chroots into the
+ * spool, drops
+ * to the configured user (setgroups/setresgid/setresuid, verified; fatal if
+ * still root), makes itself non-dumpable (no core files, and no other
+ * process of the same user can ptrace it or read its memory), asks for
+ * SIGTERM when master dies, and creates the event base. The daemon tells
+ * master it serves with server_ready() (server_run does it; a
+ * SERVER_F_NO_EVENT daemon is ready when server_init returns): one byte on
+ * the pipe named by POSTERN_READY_FD.
+ * SIGTERM/SIGINT call the daemon's on_stop (drain) callback, SIGUSR1 its
+ * on_retire (graceful retirement on reload); SIGPIPE is
+ * ignored. Nothing a daemon does after server_init runs as root.
+ */
+#ifndef POSTERN_SERVER_H
+#define POSTERN_SERVER_H
+
+#include <event2/listener.h>
+#include "config/config.h"
+
+struct event_base;
+
+struct server_fd {
+    int fd;
+    char name[64];      /* listener name (smtp, submission) or socket name */
+};
+
+/* smtpd's jail, under run_dir; master binds cleanup and filter inside it
+ * too (private/cleanup, private/filter), passed as "<name>+jail" fds. */
+#define JAIL_SMTPD "smtpd"
+
+struct server {
+    const char *name;            /* daemon name: smtpd, cleanup, ... */
+    const char *config_path;
+    struct config *cfg;
+    struct server_fd *fds; int nfds;
+    struct event_base *base;     /* NULL with SERVER_F_NO_EVENT */
+    int stopping;                /* set once SIGTERM arrived */
+    void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
+    void (*on_reload)(struct server *s); /* SIGHUP, NULL = ignored (master restarts us) */
+    /* SIGUSR1 from master on reload: a replacement is already serving; stop
+     * taking new work, finish what is open normally, then exit. NULL = the
+     * same as SIGTERM. */
+    void (*on_retire)(struct server *s);
+    int retiring;
+    void *ctx;                   /* daemon's own state */
+    int ready_fd;                /* POSTERN_READY_FD, -1 once used */
+    struct evconnlistener *lis;        /* server_listen's listener */
+    struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
+};
+
+enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2 };
+
+/* Runs inside server_init_ex() while still root: after the config is loaded,
+ * the inherited fds are parsed and the cwd is the spool, before the
+ * privilege drop. For what only root may open (TLS keys, 0600 files); it
+ * must not start threads or keep anything that grants root later. */
+typedef void server_pre_drop_fn(struct server *s, void *arg);
+
+struct server *server_init(const char *name, int argc, char **argv, unsigned flags);
+/* server_init with a pre-drop hook (fn may be NULL). */
+struct server *server_init_ex(const char *name, int argc, char **argv, unsigned flags,
+                              server_pre_drop_fn *fn, void *arg);
+/* Drop root to cfg->user/group; fatal if that fails or root remains.
+ * A no-op check when not started as root (then we must not be root). */
+void server_drop_privileges(const struct config *cfg);
+/* Tell master this daemon serves (once; later calls do nothing). */
+void server_ready(struct server *s);
+/* server_ready, then dispatch the event loop until server_stop_loop(). */
+void server_run(struct server *s);
+void server_stop_loop(struct server *s);
+/* Find an inherited fd by name; -1 if none. */
+int  server_fd_named(const struct server *s, const char *name);
+/* The inherited socket name (path, a constant: for log lines) as a
+ * non-blocking libevent listener, closed with it; accept errors are logged.
+ * Fatal when there is no such socket. For the one socket an event-loop
+ * daemon (cleanup, filter, qmgr) accepts on. An inherited "<name>+jail"
+ * socket (the same service inside smtpd's jail) is accepted on with the
+ * same callback, and closed at the stop signal. */
+struct evconnlistener *server_listen(struct server *s, const char *name, const char *path,
+                                     evconnlistener_cb cb, void *arg);
+/* Stop accepting: close server_listen's listeners (again: nothing). The
+ * first thing an on_stop does, and the last before exit. */
+void server_unlisten(struct server *s);
+/* Set O_NONBLOCK (1) or clear it (0). */
+int  fd_set_nonblock(int fd, int on);
+/* Absolute path of a spool-relative name ("private/filter"): daemons chdir
+ * to the spool, so relative names work; this is for messages and the CLI. */
+void spool_path(const struct config *cfg, const char *rel, char *out, size_t size);
+
+#endif
