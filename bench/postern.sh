@@ -49,6 +49,7 @@ pt_setup() {
 # written by bench/postern.sh ($scen scenario)
 hostname = "mta.bench.test";
 spool    = "$T/spool";
+run_dir  = "$T/run";      # pid file, smtpd jail: one per instance
 user     = "$PT_USER";
 log      = { level = "warning"; }
 listen { smtp { address = ["127.0.0.1:$PT_PORT"]; } }
