@@ -57,6 +57,17 @@ static void readable(struct checker *k, const char *key, const char *file)
     close(fd);
 }
 
+/* readable() for a file named in a domain block (key: domain "NAME".FIELD). */
+static void domain_readable(struct checker *k, const struct domain_conf *d, const char *field,
+                            const char *file)
+{
+    buf_t key;
+    buf_init(&key, 64);
+    buf_printf(&key, "domain \"%s\".%s", d->name, field);
+    readable(k, key.data, file);
+    buf_free(&key);
+}
+
 static void check_user(struct checker *k, const struct config *cfg)
 {
     struct passwd *pw = getpwnam(cfg->user);
@@ -94,14 +105,8 @@ static void check_root_files(struct checker *k, const struct config *cfg)
     readable(k, "auth.users", cfg->auth_users);
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
-        buf_t key;
-        buf_init(&key, 64);
-        buf_printf(&key, "domain \"%s\".tls.certificate", d->name);
-        readable(k, key.data, d->tls_certificate);
-        buf_reset(&key);
-        buf_printf(&key, "domain \"%s\".tls.key", d->name);
-        readable(k, key.data, d->tls_key);
-        buf_free(&key);
+        domain_readable(k, d, "tls.certificate", d->tls_certificate);
+        domain_readable(k, d, "tls.key", d->tls_key);
     }
 }
 
@@ -145,14 +150,8 @@ static void check_files(struct checker *k, const struct config *cfg)
     }
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
-        buf_t key;
-        buf_init(&key, 64);
-        buf_printf(&key, "domain \"%s\".dkim.key", d->name);
-        readable(k, key.data, d->dkim_key);
-        buf_reset(&key);
-        buf_printf(&key, "domain \"%s\".users", d->name);
-        readable(k, key.data, d->users);
-        buf_free(&key);
+        domain_readable(k, d, "dkim.key", d->dkim_key);
+        domain_readable(k, d, "users", d->users);
     }
 }
 

@@ -427,19 +427,16 @@ static void show_json(buf_t *o, const struct qent *q, const struct qf_env *e, co
     buf_printf(o, ",\"size\":%llu,", (unsigned long long)e->content_len);
     json_key_str(o, "client_ip", e->client_ip);
     buf_printf(o, ",\"client_port\":%u,", (unsigned)e->client_port);
-    json_key_str(o, "client_ptr", e->client_ptr);
-    buf_append_char(o, ',');
-    json_key_str(o, "helo", e->helo);
-    buf_append_char(o, ',');
-    json_key_str(o, "protocol", e->protocol);
-    buf_append_char(o, ',');
-    json_key_str(o, "auth", e->auth_user);
-    buf_append_char(o, ',');
-    json_key_str(o, "tls", e->tls);
-    buf_append_char(o, ',');
-    json_key_str(o, "listener", e->listener);
-    buf_append_char(o, ',');
-    json_key_str(o, "envid", e->envid);
+    const struct { const char *key, *val; } text[] = {
+        { "client_ptr", e->client_ptr }, { "helo", e->helo }, { "protocol", e->protocol },
+        { "auth", e->auth_user }, { "tls", e->tls }, { "listener", e->listener },
+        { "envid", e->envid },
+    };
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++) {
+        if (i)
+            buf_append_char(o, ',');
+        json_key_str(o, text[i].key, text[i].val);
+    }
     buf_printf(o, ",\"ret\":%u,\"smtputf8\":%s,\"8bitmime\":%s,", (unsigned)e->ret,
                e->flags & QF_F_SMTPUTF8 ? "true" : "false",
                e->flags & QF_F_8BITMIME ? "true" : "false");

@@ -28,10 +28,7 @@ static int nactive;
 
 static unsigned hash_id(const char *id)
 {
-    unsigned h = 5381;
-    for (; *id; id++)
-        h = h * 33 + (unsigned char)*id;
-    return h % HASH_SIZE;
+    return str_hash(id) % HASH_SIZE;
 }
 
 int qmgr_active_has(const char *id)

@@ -37,10 +37,7 @@ static struct ipcount *iph[IPH_BUCKETS];
 
 static unsigned ip_hash(const char *ip)
 {
-    unsigned h = 5381;
-    for (; *ip; ip++)
-        h = h * 33 + (unsigned char)*ip;
-    return h % IPH_BUCKETS;
+    return str_hash(ip) % IPH_BUCKETS;
 }
 
 static struct ipcount *ip_find(const char *ip, int create)

@@ -58,10 +58,7 @@ static struct fail *fails[FAIL_BUCKETS];
 
 static unsigned fail_hash(const char *ip)
 {
-    unsigned h = 5381;
-    for (; *ip; ip++)
-        h = h * 33 + (unsigned char)*ip;
-    return h % FAIL_BUCKETS;
+    return str_hash(ip) % FAIL_BUCKETS;
 }
 
 /* The entry for ip (expired ones in its bucket are dropped); NULL if none. */

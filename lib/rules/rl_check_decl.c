@@ -5,10 +5,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "util/fdio.h"
 #include "rules/rl_check.h"
 
 /* ---- objects ---------------------------------------------------------------------------- */
@@ -322,10 +324,7 @@ void ck_import_decl(struct checker *ck, struct rl_node *d)
     }
     buf_t src;
     buf_init(&src, 4096);
-    char chunk[4096];
-    size_t r;
-    while ((r = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        buf_append(&src, chunk, r);
+    (void)fdio_read_file(fileno(fp), &src, SIZE_MAX);   /* a read error keeps what was read */
     fclose(fp);
     buf_t disp;
     buf_init(&disp, 128);

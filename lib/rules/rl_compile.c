@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "util/log.h"
+#include "util/fdio.h"
 #include "rules/rl_int.h"
 
 /* ---- program ------------------------------------------------------------------------ */
@@ -451,10 +453,7 @@ struct rl_program *rl_compile_file(const char *path, struct rl_diag *diags)
     }
     buf_t src;
     buf_init(&src, 8192);
-    char chunk[8192];
-    size_t r;
-    while ((r = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        buf_append(&src, chunk, r);
+    (void)fdio_read_file(fileno(fp), &src, SIZE_MAX);   /* a read error keeps what was read */
     fclose(fp);
     struct rl_program *p = rl_compile_buffer(path, src.data, src.len, diags);
     buf_free(&src);

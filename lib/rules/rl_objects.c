@@ -353,6 +353,21 @@ static void lower(char *s)
             *s = (char)(*s + 32);
 }
 
+static void add_cidr(struct fentries *e, const struct cidr *c)
+{
+    e->cidr = xrealloc(e->cidr, sizeof(*e->cidr) * (e->ncidr + 1));
+    e->cidr[e->ncidr++] = *c;
+}
+
+/* A parsed ip value as a /128 entry. */
+static void add_host(struct fentries *e, const struct rl_value *v)
+{
+    struct cidr c;
+    memcpy(c.addr, v->u.ip, 16);
+    c.prefix = 128;
+    add_cidr(e, &c);
+}
+
 /* One line (already trimmed) into the entries; -1 with err. */
 static int add_line(struct rl_fileobj *f, struct fentries *e, char *line, size_t n, char *err,
                     size_t errlen)
@@ -374,27 +389,17 @@ static int add_line(struct rl_fileobj *f, struct fentries *e, char *line, size_t
     } else if (f->elem == T_CIDR && !memchr(line, '/', n)) {
         if (rl_object_parse(NULL, "ip", 2, s, sn, &v, err, errlen) < 0)
             return -1;
-        struct cidr c;
-        memcpy(c.addr, v.u.ip, 16);
-        c.prefix = 128;
-        e->cidr = xrealloc(e->cidr, sizeof(*e->cidr) * (e->ncidr + 1));
-        e->cidr[e->ncidr++] = c;
+        add_host(e, &v);
         return 0;
     } else if (rl_object_parse(NULL, kind, strlen(kind), s, sn, &v, err, errlen) < 0) {
         return -1;
     }
     switch (f->elem) {
-    case T_IP: {
-        struct cidr c;
-        memcpy(c.addr, v.u.ip, 16);
-        c.prefix = 128;
-        e->cidr = xrealloc(e->cidr, sizeof(*e->cidr) * (e->ncidr + 1));
-        e->cidr[e->ncidr++] = c;
+    case T_IP:
+        add_host(e, &v);
         return 0;
-    }
     case T_CIDR:
-        e->cidr = xrealloc(e->cidr, sizeof(*e->cidr) * (e->ncidr + 1));
-        e->cidr[e->ncidr++] = *(struct cidr *)v.u.p;
+        add_cidr(e, (const struct cidr *)v.u.p);
         free((void *)v.u.p);
         return 0;
     case T_REGEX:

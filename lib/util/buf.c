@@ -61,6 +61,14 @@ int str_copy(char *dst, size_t size, const char *src)
     return 0;
 }
 
+unsigned str_hash(const char *s)
+{
+    unsigned h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h;
+}
+
 int str_format(char *dst, size_t size, const char *fmt, ...)
 {
     va_list ap;

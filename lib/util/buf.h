@@ -50,5 +50,8 @@ char *xstrndup(const char *s, size_t n);
 int   str_copy(char *dst, size_t size, const char *src);
 /* Bounded formatted write into a fixed array; -1 on truncation. */
 int   str_format(char *dst, size_t size, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* djb2 hash of a C string, for the small chained tables keyed by name or IP
+ * (take it modulo the bucket count). */
+unsigned str_hash(const char *s);
 
 #endif
