@@ -65,6 +65,7 @@ struct cl_txn {
     char qid[QUEUE_ID_MAX];
     char path[64];              /* tmp/ID */
     int fd;
+    off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
     uint64_t session;           /* smtpd's session id (filter requests) */
     struct qf_env env;          /* envelope; recipients collected until content */
@@ -169,7 +170,10 @@ void clq_close(struct cl_ctx *ctx);
  * recycled inode (tmp/.free-*, left by qmgr) when one is known; the fd
  * (O_WRONLY, empty) or -1 with errno. */
 #define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
-int  cl_tmp_create(char *path, size_t size, const char *qid);
+int  cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size);
+/* A recycled file was overwritten from offset 0: cut what is left of the
+ * old content past the new end (the file must end at END). 0 or -1. */
+int  cl_tmp_trim(struct cl_txn *t);
 
 /* cleanup_commit.c */
 struct cl_pool *clc_start(struct event_base *base, int nthreads,

@@ -169,7 +169,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
         cl_txn_fail(t, LR_SIZE_DECLARED);
         return;
     }
-    t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid);
+    t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid, &t->old_size);
     if (t->fd < 0) {
         int err = errno;
         log_error("create %s: %m", t->path);
@@ -249,7 +249,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
     }
     struct qf_writer *w = t->w;
     t->w = NULL;
-    if (qf_write_end(w) < 0) {
+    if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
         int err = errno;
         log_error("write %s: %s", t->path, strerror(err));
         fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));

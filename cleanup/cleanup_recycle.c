@@ -9,7 +9,10 @@
  *
  * So qmgr does not unlink a finished queue file but renames it to
  * tmp/.free-<ID> (qmgr_active_finish), and here a new transaction takes such
- * a file: rename(tmp/.free-X -> tmp/ID), open(O_TRUNC) - no inode allocated,
+ * a file: rename(tmp/.free-X -> tmp/ID), open without O_TRUNC - no inode
+ * allocated, and the new content overwrites the old blocks in place (no block
+ * allocation, no unwritten-extent conversion; cl_tmp_trim() cuts the old
+ * tail once the new file is written),
  * and the file is tmp/ID as before (filter, logs and crash recovery see no
  * difference). When none is known, tmp/ is scanned again (at most every
  * RECYCLE_SCAN_US); else a new file is created as before. The names start
@@ -85,8 +88,9 @@ static void scan(void)
     }
 }
 
-int cl_tmp_create(char *path, size_t size, const char *qid)
+int cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size)
 {
+    *old_size = 0;
     str_format(path, size, "%s/%s", SPOOL_TMP, qid);
     if (nfree == 0) {
         int64_t now = mono_us();
@@ -102,14 +106,29 @@ int cl_tmp_create(char *path, size_t size, const char *qid)
         free(name);
         if (!ok || rename(from, path) < 0)
             continue;               /* gone (restart race) or odd: take another */
-        int fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+        int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-            (st.st_mode & 07777) == 0600)
+            (st.st_mode & 07777) == 0600) {
+            *old_size = st.st_size;
             return fd;
+        }
         if (fd >= 0)
             close(fd);
         unlink(path);
     }
     return open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+}
+
+int cl_tmp_trim(struct cl_txn *t)
+{
+    if (t->old_size == 0)
+        return 0;
+    off_t end = lseek(t->fd, 0, SEEK_CUR);     /* the writer writes sequentially */
+    if (end < 0)
+        return -1;
+    if (end < t->old_size && ftruncate(t->fd, end) < 0)
+        return -1;
+    t->old_size = 0;
+    return 0;
 }
