@@ -34,7 +34,7 @@ static int str_eq(const char *a, const char *b)
 
 static void check_same(const struct qf_env *a, const struct qf_env *b)
 {
-    CHECK(a->version == b->version);
+    CHECK(b->version == QF_FORMAT_VERSION);    /* the writer always writes the current format */
     CHECK(str_eq(a->queue_id, b->queue_id));
     CHECK(a->arrival == b->arrival);
     CHECK(str_eq(a->sender, b->sender));
@@ -65,7 +65,7 @@ static void check_same(const struct qf_env *a, const struct qf_env *b)
 /* Accessors on a parsed envelope: everything in bounds and terminated. */
 static void check_env(const struct qf_env *e, const uint8_t *data, size_t size)
 {
-    CHECK(e->version == QF_FORMAT_VERSION);
+    CHECK(e->version >= QF_FORMAT_VERSION_MIN && e->version <= QF_FORMAT_VERSION);   /* old files are still read */
     CHECK(e->nrcpts >= 1 && e->nrcpts <= QF_MAX_RCPTS);
     CHECK((uint64_t)e->content_off <= size && e->content_len <= size - (uint64_t)e->content_off);
     CHECK(strlen(e->queue_id) > 0 && strlen(e->sender) <= QF_MAX_FIELD);
