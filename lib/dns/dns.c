@@ -65,6 +65,22 @@ static int ctx_setup(struct ub_ctx *ub, const struct dns_config *dc, buf_t *err)
     return 0;
 }
 
+/* libunbound reads trust anchor files when it first resolves: resolve
+ * "localhost" (always answered from its built-in local zone, no packet
+ * sent) now, so that happens before a chroot and a bad anchor fails here. */
+static int ctx_prime(struct ub_ctx *ub, buf_t *err)
+{
+    struct ub_result *r = NULL;
+    int rc = ub_resolve(ub, "localhost.", DNS_T_A, 1, &r);
+    if (r)
+        ub_resolve_free(r);
+    if (rc != 0) {
+        buf_printf(err, "libunbound start-up: %s", ub_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base, buf_t *err)
 {
     struct ub_ctx *ub = ub_ctx_create();
@@ -72,7 +88,7 @@ struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base
         buf_printf(err, "cannot create a libunbound context");
         return NULL;
     }
-    if (ctx_setup(ub, dc, err) < 0) {
+    if (ctx_setup(ub, dc, err) < 0 || ctx_prime(ub, err) < 0) {
         ub_ctx_delete(ub);
         return NULL;
     }

@@ -116,8 +116,9 @@ typedef void (*dns_fcrdns_cb)(enum dns_status st, const char *name, void *arg);
 void dns_config_from(const struct config *c, struct dns_config *dc_r);
 
 /* base may be NULL (only the *_sync calls then). Reads every file now
- * (resolv.conf, unbound.conf; trust anchors at the first query), so it runs
- * before a chroot. NULL with the reason in err on failure. */
+ * (resolv.conf, unbound.conf, trust anchors: a local "localhost" lookup
+ * makes libunbound load them), so it runs before a chroot. NULL with the
+ * reason in err on failure. */
 struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base, buf_t *err);
 void dns_ctx_free(struct dns_ctx *ctx);          /* cancels what is outstanding */
 int  dns_ctx_pending(const struct dns_ctx *ctx);  /* outstanding queries */
