@@ -100,6 +100,16 @@ struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base
     return ctx;
 }
 
+void dns_ctx_attach(struct dns_ctx *ctx, struct event_base *base)
+{
+    if (ctx->nq > 0)
+        log_panic("dns_ctx_attach with %d queries outstanding", ctx->nq);
+    if (ctx->ev)
+        event_free(ctx->ev);
+    ctx->ev = NULL;
+    ctx->base = base;
+}
+
 void dns_ctx_free(struct dns_ctx *ctx)
 {
     if (!ctx)

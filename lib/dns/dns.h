@@ -120,6 +120,9 @@ void dns_config_from(const struct config *c, struct dns_config *dc_r);
  * makes libunbound load them), so it runs before a chroot. NULL with the
  * reason in err on failure. */
 struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base, buf_t *err);
+/* Gives a context made before the loop existed (pre-chroot) its event
+ * base; only while nothing is outstanding. */
+void dns_ctx_attach(struct dns_ctx *ctx, struct event_base *base);
 void dns_ctx_free(struct dns_ctx *ctx);          /* cancels what is outstanding */
 int  dns_ctx_pending(const struct dns_ctx *ctx);  /* outstanding queries */
 
