@@ -8,6 +8,11 @@ CC      ?= cc
 PKGS     = libevent libevent_openssl openssl libcrypt libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libunbound (lib/dns/) is linked only into the programs that resolve names
+DNS_PKGS   = libunbound
+PKG_CFLAGS += $(shell pkg-config --cflags $(DNS_PKGS) 2>/dev/null)
+DNS_LIBS   := $(shell pkg-config --libs $(DNS_PKGS) 2>/dev/null)
+DNS_USERS  = smtpd smtp
 
 ifeq ($(SAN),1)
 OUT     = san
@@ -68,6 +73,7 @@ $(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter $(RULESA),$^) $(LIBA) $(LIBS)
 $(OUT)/libexec/filter: $(RULESA)
+$(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -81,7 +87,7 @@ UNIT_SRC  = $(wildcard t/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRC:t/unit/%.c=$(OBJ)/t/%)
 $(OBJ)/t/%: t/unit/%.c $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RULESA) $(LIBA) $(LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS) $(shell pkg-config --libs cmocka)
 
 deps:
 	@./mk/deps.sh
@@ -116,7 +122,7 @@ obj-fuzz/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c -o $@ $<
 obj-fuzz/fuzz_%: t/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS) $(DNS_LIBS)
 fuzz: $(FUZZ_BINS)
 fuzz-run: fuzz
 	@./t/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

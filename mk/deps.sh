@@ -15,10 +15,13 @@
 #           Recommends of swaks), openssl (certificates, s_client), whois
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
 #           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
+#   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
+#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
 #   tour:   man-db (man -l man/*.5)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev
+dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db"

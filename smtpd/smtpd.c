@@ -203,12 +203,19 @@ static const struct listener *find_listener(const char *name)
     return NULL;
 }
 
+/* server_init_ex hook, still root and outside the jail */
+static void pre_drop(struct server *srv, void *arg)
+{
+    smtpd_tls_pre_drop(srv, arg);
+    smtpd_dns_pre_drop(srv->cfg);
+}
+
 int main(int argc, char **argv)
 {
     /* TLS keys and auth.users are read while still root (smtpd_tls.c), then
      * smtpd is chrooted into <run_dir>/smtpd: it reaches cleanup and filter
      * through the sockets master binds there, and no spool file */
-    struct server *s = server_init_ex("smtpd", argc, argv, SERVER_F_JAIL, smtpd_tls_pre_drop,
+    struct server *s = server_init_ex("smtpd", argc, argv, SERVER_F_JAIL, pre_drop,
                                        NULL);
     smtpd_server = s;
     smtpd_cfg = s->cfg;
@@ -234,10 +241,12 @@ int main(int argc, char **argv)
         log_warn("no listening sockets inherited (POSTERN_FDS): serving nothing");
     smtpd_filter_init(s->base);
     smtpd_auth_init(s->base);
+    smtpd_dns_init(s->base);
     log_info("started: %d listener%s", nlisteners, nlisteners == 1 ? "" : "s");
     server_run(s);
     smtpd_cleanup_shutdown();
     smtpd_filter_shutdown();
     smtpd_auth_shutdown();
+    smtpd_dns_shutdown();
     return 0;
 }

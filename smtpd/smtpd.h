@@ -11,7 +11,8 @@
  * SMTPUTF8, DSN), smtpd_reply.c (replies, reject logs),
  * smtpd_filter.c (the shared filter connection), smtpd_cleanup.c (the
  * pool of cleanup connections), smtpd_tls.c (STARTTLS, implicit TLS),
- * smtpd_auth.c (AUTH PLAIN/LOGIN, the password-check pool).
+ * smtpd_auth.c (AUTH PLAIN/LOGIN, the password-check pool), smtpd_dns.c
+ * (client.ptr: forward-confirmed reverse DNS when rules are in use).
  */
 #ifndef POSTERN_SMTPD_H
 #define POSTERN_SMTPD_H
@@ -87,7 +88,8 @@ struct smtpd_chunk {
 /* What the session waits for before it reads the next command. */
 enum smtpd_wait { W_NONE = 0, W_FILTER, W_CLEANUP, W_THROTTLE,
                   W_TLS,        /* TLS handshake (smtpd_tls.c) */
-                  W_AUTH };     /* password check or failure delay (smtpd_auth.c) */
+                  W_AUTH,       /* password check or failure delay (smtpd_auth.c) */
+                  W_DNS };      /* connect stage waits for client.ptr (smtpd_dns.c) */
 
 struct smtpd_pending;   /* filter request (smtpd_filter.c) */
 struct smtpd_cconn;     /* pooled cleanup connection (smtpd_cleanup.c) */
@@ -134,6 +136,10 @@ struct smtpd_session {
     char    *auth_user;                  /* authenticated user, NULL before AUTH */
     struct smtpd_auth *auth;             /* AUTH exchange in progress, else NULL */
     struct filter_muts muts;             /* from connect/helo/auth verdicts, for cleanup */
+    /* client.ptr (smtpd_dns.c) */
+    char    *ptr;                        /* FCrDNS name, "" none; NULL: not looked up */
+    struct dns_fcrdns *fcrdns;           /* lookup in progress */
+    struct event *dns_timer;             /* bounds it: dns.timeout */
 };
 
 /* A verdict from filter, strings valid during the callback only. */
@@ -240,6 +246,17 @@ int  smtpd_tls_mail_check(struct smtpd_session *s);
 /* RFC 3848 protocol name for Received: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA */
 const char *smtpd_tls_protocol(const struct smtpd_session *s);
 void smtpd_tls_session_free(struct smtpd_session *s);
+
+/* smtpd_dns.c: client.ptr, looked up only when a rules file is set */
+struct dns_fcrdns;
+struct event;
+void smtpd_dns_pre_drop(const struct config *cfg);   /* before the jail */
+void smtpd_dns_init(struct event_base *base);
+void smtpd_dns_shutdown(void);
+void smtpd_dns_start(struct smtpd_session *s);        /* at session start */
+void smtpd_dns_connect(struct smtpd_session *s);      /* connect stage, once ptr known */
+const char *smtpd_dns_ptr(const struct smtpd_session *s);  /* for filter, cleanup */
+void smtpd_dns_session_free(struct smtpd_session *s);
 
 /* smtpd_auth.c */
 struct smtpd_auth;

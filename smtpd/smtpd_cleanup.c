@@ -204,7 +204,7 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         return -1;
     struct ipc_cleanup_begin b = {
         .session = s->id, .listener = s->lis->name, .sender = t->sender,
-        .client_ip = s->ip, .client_port = s->port, .client_ptr = "unknown",
+        .client_ip = s->ip, .client_port = s->port, .client_ptr = smtpd_dns_ptr(s),
         .helo = s->helo ? s->helo : "", .protocol = smtpd_tls_protocol(s),
         .auth_user = s->auth_user ? s->auth_user : "",
         .tls = s->tls_info ? s->tls_info : "", .envid = t->envid ? t->envid : "", .ret = t->ret,

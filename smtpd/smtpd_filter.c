@@ -211,7 +211,7 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
     struct ipc_filter_req q = {
         .stage = (uint32_t)st, .session = s->id,
         .listener = s->lis->name, .client_ip = s->ip, .client_port = s->port,
-        .client_ptr = "unknown", .helo = helo, .auth_user = s->auth_user ? s->auth_user : "",
+        .client_ptr = smtpd_dns_ptr(s), .helo = helo, .auth_user = s->auth_user ? s->auth_user : "",
         .tls_version = tlsv, .tls_cipher = cipher,
         .mail_from = t ? t->sender : "", .rcpt = rcpt ? rcpt : "",
         .nrcpt = s->txn ? (uint32_t)s->txn->nrcpts : 0, .queue_id = "",

@@ -129,6 +129,7 @@ void smtpd_session_free(struct smtpd_session *s)
     free(s->wait_orcpt);
     smtpd_auth_session_free(s);
     smtpd_tls_session_free(s);
+    smtpd_dns_session_free(s);
     log_disconnect(s);
     if (s->prev)
         s->prev->next = s->next;
@@ -383,8 +384,9 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     smtpd_nsessions++;
     log_info("connect from [%s]:%u to %s", s->ip, s->port, l->name);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    smtpd_dns_start(s);
     if (s->wait != W_TLS)
-        smtpd_cmd_connect(s);
+        smtpd_dns_connect(s);
     smtpd_session_update_timeout(s);
     if (s->plain_bev && s->state != SS_CLOSING)
         bev_flush_now(s->bev);          /* the greeting (or a refusal: on_write frees) */

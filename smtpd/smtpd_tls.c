@@ -229,7 +229,7 @@ static void established(struct smtpd_session *s)
     buf_free(&d);
     s->wait = W_NONE;
     if (s->state == SS_CONNECT)
-        smtpd_cmd_connect(s);      /* implicit TLS: now the connect stage and greeting */
+        smtpd_dns_connect(s);      /* implicit TLS: now the connect stage and greeting */
     smtpd_session_resume(s);
 }
 

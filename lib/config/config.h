@@ -76,6 +76,7 @@ struct config {
 
     char    *dns_unbound_config;
     int      dns_dnssec;
+    int      dns_timeout;       /* seconds, one query */
 
     struct cidrlist mynetworks;
     char    *auth_users;

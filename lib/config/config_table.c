@@ -70,6 +70,7 @@ const struct param cfg_params[] = {
     { "tls.handshake_timeout", P_DUR, C(tls_handshake_timeout), 0, "10s", 1, 3600, NULL, 0, NULL },
     { "dns.unbound_config", P_PATH, C(dns_unbound_config), 0, NULL, 0, 0, NULL, 0, NULL },
     { "dns.dnssec", P_BOOL, C(dns_dnssec), 0, "true", 0, 0, NULL, 0, NULL },
+    { "dns.timeout", P_DUR, C(dns_timeout), 0, "10s", 1, 300, NULL, 0, NULL },
     { "mynetworks", P_CIDRLIST, C(mynetworks), 0, "127.0.0.0/8,[::1]/128", 0, 0, NULL, 0, NULL },
     { "auth.users", P_PATH, C(auth_users), 0, NULL, 0, 0, NULL, 0, NULL },
     { "auth.plaintext_without_tls", P_BOOL, C(auth_plaintext_without_tls), 0, "false", 0, 0,
