@@ -704,7 +704,7 @@ static void test_rcpt_fields(void **state)
     snprintf(msg, sizeof(msg), "RCPT record at offset %ld: bad status %d", r, DS__COUNT);
     expect_refused(p, len, msg);
     p[r + HDR] = 0;
-    p[r + HDR + 1] = 1;              /* pad must be zero */
+    p[r + HDR + 1] = 2;              /* an unknown rflags bit (QF_R_ALL = 1) */
     expect_refused(p, len, "bad status 0");
     p[r + HDR + 1] = 0;
     p[r + HDR + 7] = 0x10;           /* unknown NOTIFY bit */
