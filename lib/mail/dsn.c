@@ -132,7 +132,7 @@ static const char *intro(enum dsn_action a)
                "with NOTIFY=SUCCESS.\n";
     default:
         return "I'm sorry to have to inform you that your message could not be\n"
-               "delivered to one or more recipients. It is attached below.\n";
+               "delivered to one or more recipients.\n";
     }
 }
 
