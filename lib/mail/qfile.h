@@ -21,8 +21,8 @@
  * never delivered. Version 1 files (END without payload, no checksum) are
  * still read.
  *
- * Recipient records have a fixed-size head (status, attempts, times and a
- * fixed reason field) so qmgr can record each recipient's outcome in place
+ * Recipient records have a fixed-size head (status, rflags, attempts, times
+ * and a fixed reason field) so qmgr can record each recipient's outcome in place
  * with pwrite + fsync without rewriting the file.
  */
 #ifndef POSTERN_QFILE_H
