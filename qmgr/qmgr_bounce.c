@@ -87,8 +87,46 @@ static int format(const struct qmsg *m, const struct event *ev, const char *newi
     return 0;
 }
 
-/* Write text as queue file tmp/ID and commit it into incoming/ (synced).
- * 0, or -1 (logged, nothing left behind). */
+/* 1 if p[0..n) has a byte above 127. */
+static int has_8bit(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] & 0x80)
+            return 1;
+    return 0;
+}
+
+/* Write the report's queue file on fd (qf writer, then fsync). NULL, or
+ * the step that failed (errno set). */
+static const char *write_file(int fd, const char *id, const char *to, uint32_t flags,
+                              const char *note, const buf_t *text, int64_t now)
+{
+    struct qf_env env;
+    qf_env_init(&env);
+    env.queue_id = xstrdup(id);
+    env.arrival = now * 1000000;
+    env.protocol = xstrdup("dsn");
+    /* an onward smtp agent needs to know what the report carries: the
+     * original's 8-bit header or a UTF-8 address */
+    env.flags = flags | (has_8bit(text->data, text->len) ? QF_F_8BITMIME : 0) |
+                (has_8bit(to, strlen(to)) ? QF_F_SMTPUTF8 : 0);
+    qf_env_add_note(&env, note);
+    qf_env_add_rcpt(&env, to, "", NOTIFY_NONE);
+    struct qf_writer *w = qf_write_begin(fd, &env);
+    qf_env_free(&env);
+    if (w == NULL)
+        return "write";
+    if (qf_write_content(w, text->data, text->len) < 0) {
+        qf_write_abort(w);
+        return "write";
+    }
+    if (qf_write_end(w) < 0)
+        return "write";
+    return fsync(fd) < 0 ? "fsync" : NULL;
+}
+
+/* Write text as queue file tmp/ID and commit it into incoming/ (file and
+ * directory synced, lib/mail/queue.h). 0, or -1 (logged, nothing left). */
 static int commit(const char *id, const char *to, uint32_t flags, const char *note,
                   const buf_t *text, int64_t now)
 {
@@ -99,27 +137,12 @@ static int commit(const char *id, const char *to, uint32_t flags, const char *no
         log_error("create %s: %m", path);
         return -1;
     }
-    struct qf_env env;
-    qf_env_init(&env);
-    env.queue_id = xstrdup(id);
-    env.arrival = now * 1000000;
-    env.protocol = xstrdup("dsn");
-    env.flags = flags;
-    qf_env_add_note(&env, note);
-    qf_env_add_rcpt(&env, to, "", NOTIFY_NONE);
-    struct qf_writer *w = qf_write_begin(fd, &env);
-    int rc = w == NULL ? -1 : 0;
-    if (w && (qf_write_content(w, text->data, text->len) < 0 || (rc = qf_write_end(w)) < 0))
-        rc = -1;
-    qf_env_free(&env);
-    const char *where = "write";
-    if (rc == 0 && fsync(fd) < 0)
-        rc = -1, where = "fsync";
-    if (close(fd) < 0 && rc == 0)
-        rc = -1, where = "close";
-    if (rc == 0 && queue_publish(path, "", id, dst, sizeof(dst)) < 0)
-        rc = -1, where = "rename";
-    if (rc < 0) {
+    const char *where = write_file(fd, id, to, flags, note, text, now);
+    if (close(fd) < 0 && where == NULL)
+        where = "close";
+    if (where == NULL && queue_publish(path, "", id, dst, sizeof(dst)) < 0)
+        where = "rename";
+    if (where) {
         log_error("cannot queue delivery status notification %s (%s): %m", id, where);
         unlink(path);
         return -1;
