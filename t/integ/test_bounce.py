@@ -150,3 +150,31 @@ def test_delay_warning_once_then_lifetime_expiry():
         assert rcpts[0]["Action"] == "failed" and rcpts[0]["Status"] == "4.4.7", rcpts[0].items()
         assert "expired" in rcpts[0]["Diagnostic-Code"]
         s.wait_queue_empty()
+
+
+def test_failing_double_bounce_is_dropped_no_loop():
+    """Every message is refused after queueing (a postq rule): the sender's
+    bounce fails, goes to postmaster, that fails too and is dropped."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="postern-rules-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "main.rules")
+    with open(path, "w") as f:
+        f.write('stage postq { rule "all" { return deny(554, "5.7.1", "refused after queueing"); } }\n')
+    os.chmod(path, 0o644)
+    try:
+        with Suite(extra_conf=f'rules = "{path}";') as s:
+            _send(s, "alice@example.test", ["bob@example.test"], make_message(8))
+            wait_for(lambda: "double bounce to postmaster failed: dropped" in s.log(), 20,
+                     "the double bounce to be dropped")
+            s.wait_queue_empty()
+            time.sleep(2)
+            log = s.log()
+            assert log.count("sender non-delivery notification") == 1, log[-3000:]
+            assert log.count("postmaster non-delivery notification") == 1, log[-3000:]
+            assert log.count("double bounce to postmaster failed") == 1, log[-3000:]
+            for u in ("alice", "bob", "postmaster"):
+                assert s.delivered(u) == [], u
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
