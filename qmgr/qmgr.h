@@ -5,6 +5,8 @@
  *   qmgr_active.c  messages in memory: load, outcomes, durable finish
  *   qmgr_deliver.c delivery agent connection pool and dispatch
  *   qmgr_defer.c   retry schedule, lifetime, move to deferred/
+ *   qmgr_bounce.c  delivery status notifications (bounces, delay warnings,
+ *                  success reports) queued before outcomes are recorded
  *   qmgr_filter.c  the connection to filter: postq/deliver verdicts (async)
  *   qmgr_rules.c   applying verdicts and mutations: bounce, defer, quarantine,
  *                  queue file rewrite, per-recipient delivery choices
@@ -128,6 +130,13 @@ int  qmgr_rules_postq_due(const struct qmsg *m);
 void qmgr_deliver_submit(struct qmsg *m);
 int  qmgr_deliver_busy(void);        /* requests in flight */
 void qmgr_deliver_stop(void);        /* close idle connections, dispatch no more */
+
+/* qmgr_bounce.c: queue the reports m's outcomes of this pass call for
+ * (failed, delivered with NOTIFY=SUCCESS, delayed past delivery.delay_warning),
+ * each committed to incoming/ before the caller records anything. A failure
+ * report that could not be queued turns its recipients back to deferred.
+ * 0, or -1 when a report was not queued (logged). */
+int  qmgr_bounce_reports(struct qmsg *m, int64_t now);
 
 /* qmgr_defer.c */
 int64_t qmgr_defer_next(const struct config *cfg, const struct qf_env *env, int64_t now);

@@ -155,7 +155,8 @@ static int rcpt_is_local(const char *addr)
     return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1);
 }
 
-/* Past the lifetime: bounce every recipient still pending. */
+/* Past the lifetime: bounce every recipient still pending (4.4.7: the
+ * last problem was temporary, RFC 3463 "delivery time expired"). */
 static void expire(struct qmsg *m)
 {
     for (int i = 0; i < m->env.nrcpts; i++) {
@@ -163,8 +164,14 @@ static void expire(struct qmsg *m)
         if (qmgr_rcpt_done(r->status))
             continue;
         r->status = DS_BOUNCED;
-        str_copy(r->dsn, sizeof(r->dsn), "5.4.7");
-        str_copy(r->reason, sizeof(r->reason), "delivery time expired");
+        str_copy(r->dsn, sizeof(r->dsn), "4.4.7");
+        if (r->reason[0] == '\0')
+            str_copy(r->reason, sizeof(r->reason), "delivery time expired");
+        else {
+            char last[QF_REASON_MAX + 1];
+            str_copy(last, sizeof(last), r->reason);
+            str_format(r->reason, sizeof(r->reason), "delivery time expired; last: %s", last);
+        }
         m->dirty[i] = 1;
         log_outcome(m, r, "none", "expired");
     }
@@ -182,6 +189,13 @@ void qmgr_active_finish(struct qmsg *m)
     if (pending && qmgr_defer_expired(qmgr_g->cfg, &m->env, now)) {
         expire(m);
         pending = 0;
+    }
+    /* reports are committed before any outcome is recorded (qmgr_bounce.c);
+     * one that could not be queued may leave recipients deferred again */
+    if (qmgr_bounce_reports(m, now) < 0) {
+        pending = 0;
+        for (int i = 0; i < m->env.nrcpts; i++)
+            pending += !qmgr_rcpt_done(m->env.rcpts[i].status);
     }
     if (pending == 0) {
         /* every recipient is done: the file itself is the only record left.

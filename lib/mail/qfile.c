@@ -23,7 +23,7 @@
 #define RCPT_MIN     (RCPT_HEAD + 4 + 1 + 4)
 #define RCPT_MAX     (RCPT_HEAD + 4 + QF_MAX_FIELD + 4 + QF_MAX_FIELD)
 #define WBUF_SIZE    65536
-#define FLAGS_ALL    (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME)
+#define FLAGS_ALL    (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME | QF_F_DSN | QF_F_DSN2)
 
 /* Shared "" for unset strings: never freed, so qf_env_init allocates nothing. */
 static char qf_empty[1];
@@ -158,7 +158,7 @@ static void fixed_put(unsigned char *dst, size_t size, const char *s)
 static void rcpt_head_put(unsigned char *h, const struct qf_rcpt *r)
 {
     h[0] = r->status;
-    h[1] = 0;
+    h[1] = r->rflags & QF_R_ALL;
     be_put(h + 2, r->attempts, 2);
     be_put(h + 4, r->notify, 4);
     be_put(h + 8, (uint64_t)r->last_try, 8);
@@ -167,7 +167,7 @@ static void rcpt_head_put(unsigned char *h, const struct qf_rcpt *r)
 }
 
 /* The checksum skips the fields qmgr rewrites in place (qf_update_rcpt):
- * status, pad, attempts, last_try, dsn and reason count as zeros; notify is
+ * status, rflags, attempts, last_try, dsn and reason count as zeros; notify is
  * covered. */
 uint32_t qf_crc_rcpt_head(uint32_t crc, const unsigned char *h)
 {

@@ -21,8 +21,8 @@
  * never delivered. Version 1 files (END without payload, no checksum) are
  * still read.
  *
- * Recipient records have a fixed-size head (status, attempts, times and a
- * fixed reason field) so qmgr can record each recipient's outcome in place
+ * Recipient records have a fixed-size head (status, rflags, attempts, times
+ * and a fixed reason field) so qmgr can record each recipient's outcome in place
  * with pwrite + fsync without rewriting the file.
  */
 #ifndef POSTERN_QFILE_H
@@ -57,13 +57,21 @@ enum { NOTIFY_NONE = 0, NOTIFY_NEVER = 1, NOTIFY_SUCCESS = 2, NOTIFY_FAILURE = 4
 /* CLEANUP_BEGIN.flags and qf_env.flags. QF_F_FACCEPT travels in
  * CLEANUP_BEGIN only (a pre-queue stage said faccept: cleanup skips the data
  * stage); it is never stored in a queue file. */
-enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4, QF_F_FACCEPT = 8 };
+enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4, QF_F_FACCEPT = 8,
+       QF_F_DSN = 16,        /* a delivery report qmgr made (qmgr/qmgr_bounce.c) */
+       QF_F_DSN2 = 32 };     /* a double bounce to postmaster: never reported on */
+
+/* qf_rcpt.rflags: the RCPT head's second byte (was a zero pad before; files
+ * without any flag set read the same in older readers). Updated in place. */
+enum { QF_R_DELAY_SENT = 1,  /* the delay warning for this recipient is queued */
+       QF_R_ALL = 1 };
 
 struct qf_rcpt {
     char    *addr;
     char    *orig;                /* DSN ORCPT, "" if none */
     uint32_t notify;
     uint8_t  status;              /* enum dstatus */
+    uint8_t  rflags;              /* QF_R_* */
     uint16_t attempts;
     int64_t  last_try;            /* unix time, 0 = never */
     char     reason[QF_REASON_MAX + 1];

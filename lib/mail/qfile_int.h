@@ -14,7 +14,7 @@
 #define MAGIC_LEN    (sizeof(QF_MAGIC) - 1)
 #define DSN_LEN      16
 #define REASON_LEN   (QF_REASON_MAX + 1)
-/* RCPT fixed head: status u8, pad u8, attempts u16, notify u32, last_try i64,
+/* RCPT fixed head: status u8, rflags u8 (QF_R_*, was a zero pad), attempts u16, notify u32, last_try i64,
  * dsn[16], reason[QF_REASON_MAX+1]; then u32 addr len, addr, u32 orig len, orig. */
 #define RCPT_HEAD    (1 + 1 + 2 + 4 + 8 + DSN_LEN + REASON_LEN)
 /* END payload from version 2: u64 content length, u32 CRC-32C (see qfile.h) */

@@ -108,8 +108,8 @@ static int dec_rcpt(struct qf_env *e, const unsigned char *p, uint32_t len, uint
 {
     if (e->nrcpts >= QF_MAX_RCPTS)
         FAIL("more than %d RCPT records (offset %" PRIu64 ")", QF_MAX_RCPTS, off);
-    if (p[0] >= DS__COUNT || p[1] != 0)
-        FAIL("RCPT record at offset %" PRIu64 ": bad status %u/pad %u", off, p[0], p[1]);
+    if (p[0] >= DS__COUNT || (p[1] & ~QF_R_ALL) != 0)
+        FAIL("RCPT record at offset %" PRIu64 ": bad status %u/flags %u", off, p[0], p[1]);
     uint32_t notify = (uint32_t)be_get(p + 4, 4);
     if (notify & ~(uint32_t)NOTIFY_ALL)
         FAIL("RCPT record at offset %" PRIu64 ": bad notify 0x%x", off, notify);
@@ -132,6 +132,7 @@ static int dec_rcpt(struct qf_env *e, const unsigned char *p, uint32_t len, uint
     free(addr);
     free(orig);
     r->status = p[0];
+    r->rflags = p[1];
     r->attempts = (uint16_t)be_get(p + 2, 2);
     r->last_try = (int64_t)be_get(p + 8, 8);
     memcpy(r->dsn, p + 16, DSN_LEN);

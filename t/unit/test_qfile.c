@@ -434,12 +434,15 @@ static void test_update_rcpt(void **state)
     y->status = DS_DELIVERED;
     str_copy(y->reason, sizeof(y->reason), "");
     str_copy(y->dsn, sizeof(y->dsn), "2.0.0");
+    y->rflags = QF_R_DELAY_SENT;     /* kept in place, outside the checksum */
     assert_int_equal(qf_update_rcpt(fd, y), 0);
 
     assert_int_equal(fstat(fd, &st2), 0);
     assert_int_equal(st1.st_size, st2.st_size);
     assert_int_equal(qf_read(fd, &r2, err, sizeof(err)), 0);
     assert_env_equal(&r, &r2);
+    assert_int_equal(r2.rcpts[0].rflags, QF_R_DELAY_SENT);
+    assert_int_equal(r2.rcpts[2].rflags, 0);
     assert_content(fd, &r2, (const unsigned char *)"hello\n", 6);
 
     /* invalid updates are refused before touching the file */
@@ -704,7 +707,7 @@ static void test_rcpt_fields(void **state)
     snprintf(msg, sizeof(msg), "RCPT record at offset %ld: bad status %d", r, DS__COUNT);
     expect_refused(p, len, msg);
     p[r + HDR] = 0;
-    p[r + HDR + 1] = 1;              /* pad must be zero */
+    p[r + HDR + 1] = 2;              /* an unknown rflags bit (QF_R_ALL = 1) */
     expect_refused(p, len, "bad status 0");
     p[r + HDR + 1] = 0;
     p[r + HDR + 7] = 0x10;           /* unknown NOTIFY bit */
