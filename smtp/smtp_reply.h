@@ -3,7 +3,7 @@
  * ("250-a" ... "250 z") assembled line by line, bounded, and the EHLO
  * capabilities read from a finished 250 reply.
  *
- * Self-contained (only libc + lib/util/buf): the libFuzzer harness
+ * Self-contained (libc only): the libFuzzer harness
  * t/fuzz/fuzz_smtp_reply.c compiles this file directly. Must never accept
  * a reply whose lines disagree on the code, a line over SMTP_REPLY_LINE_MAX,
  * more than SMTP_REPLY_LINES lines or SMTP_REPLY_MAX text bytes: the peer
