@@ -19,7 +19,7 @@ void smtp_reply_init(struct smtp_reply *r)
     r->text[0] = '\0';
 }
 
-static int fail(char *err, size_t errlen, const char *why)
+static int reply_err(char *err, size_t errlen, const char *why)
 {
     snprintf(err, errlen, "%s", why);
     return -1;
@@ -54,24 +54,24 @@ int smtp_reply_line(struct smtp_reply *r, const char *line, size_t len, char *er
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (len > SMTP_REPLY_LINE_MAX)
-        return fail(err, errlen, "reply line too long");
+        return reply_err(err, errlen, "reply line too long");
     if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
         !isdigit((unsigned char)line[2]) || line[0] < '2' || line[0] > '5')
-        return fail(err, errlen, "malformed reply line");
+        return reply_err(err, errlen, "malformed reply line");
     if (len > 3 && line[3] != ' ' && line[3] != '-')
-        return fail(err, errlen, "malformed reply line");
+        return reply_err(err, errlen, "malformed reply line");
     int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     if (r->nlines > 0 && code != r->code)
-        return fail(err, errlen, "reply lines disagree on the code");
+        return reply_err(err, errlen, "reply lines disagree on the code");
     if (++r->nlines > SMTP_REPLY_LINES)
-        return fail(err, errlen, "reply has too many lines");
+        return reply_err(err, errlen, "reply has too many lines");
     r->code = code;
     const char *t = len > 4 ? line + 4 : "";
     size_t tl = len > 4 ? len - 4 : 0;
     if (r->nlines == 1)
         take_enhanced(r, t, tl);
     if (r->len + tl + 1 > SMTP_REPLY_MAX)
-        return fail(err, errlen, "reply too long");
+        return reply_err(err, errlen, "reply too long");
     if (r->nlines > 1)
         r->text[r->len++] = '\n';
     memcpy(r->text + r->len, t, tl);

@@ -45,12 +45,11 @@ class Peer:
         return AuthResult(success=True)
 
 
-def start_peer(tls_context=None):
+def start_peer(tls_context=None, **kw):
     peer = Peer()
     port = free_port()
-    kw = {}
     if tls_context is not None:
-        kw = dict(tls_context=tls_context, authenticator=peer.authenticate,
+        kw.update(tls_context=tls_context, authenticator=peer.authenticate,
                   auth_require_tls=True)
     ctl = Controller(peer, hostname="127.0.0.1", port=port, **kw)
     ctl.start()
@@ -149,6 +148,27 @@ def test_relay_550_bounces_451_defers():
                 return None
             r = wait_for(later_deferred, 20, "later@ deferred in the queue")
             assert "451 4.3.2 try again later" in r["reason"] and r["dsn"] == "4.3.2", r
+    finally:
+        ctl.stop()
+
+
+def test_relay_size_and_smtputf8_refused_before_sending():
+    """The peer announces SIZE 3000 and no SMTPUTF8: a bigger message
+    bounces 5.3.4, an SMTPUTF8 one 5.6.7, and the peer gets neither."""
+    peer, port, ctl = start_peer(data_size_limit=3000, enable_SMTPUTF8=False)
+    try:
+        with Suite(extra_conf=relay_conf(port)) as s:
+            s.send("sender@example.test", ["big@remote.test"],
+                   make_message(5, body="z" * 5000 + "\r\n"))
+            logged(s, r"to=<big@remote.test>, .*dsn=5\.3\.4, status=bounced \(message size "
+                      r"\d+ exceeds size limit 3000 of host")
+            with s.smtp() as c:
+                c.ehlo("client.example.test")
+                c.sendmail("sender@example.test", ["utf@remote.test"], make_message(6),
+                           mail_options=["SMTPUTF8"])
+            logged(s, r"to=<utf@remote.test>, .*dsn=5\.6\.7, status=bounced \(SMTPUTF8 is "
+                      r"required, but was not offered")
+            assert not peer.got
     finally:
         ctl.stop()
 
