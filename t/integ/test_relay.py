@@ -215,3 +215,40 @@ def test_no_relayhost_defers_no_route():
         s.send("sender@example.test", ["far@remote.test"], make_message(4))
         logged(s, r"to=<far@remote.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
                   r"\(no route to remote\.test: MX lookup not available yet")
+
+
+def test_relay_refused_and_silent_peer_defer():
+    """A closed port defers 4.4.1; a peer that accepts but never greets is
+    given up after delivery.command_timeout (4.4.2), nothing hangs."""
+    import socket
+    closed = free_port()
+    with Suite(extra_conf=relay_conf(closed)) as s:
+        s.send("sender@example.test", ["far@remote.test"], make_message(9))
+        logged(s, r"to=<far@remote.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*dsn=4\.4\.1, "
+                  r"status=deferred \(connect to .*Connection refused")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)            # the kernel completes the handshake; nobody speaks
+    try:
+        port = silent.getsockname()[1]
+        with Suite(extra_conf=relay_conf(port, "command_timeout = 1s;")) as s:
+            s.send("sender@example.test", ["far@remote.test"], make_message(10))
+            logged(s, r"to=<far@remote.test>, .*dsn=4\.4\.2, status=deferred \(conversation "
+                      r"with .* timed out \(waiting for the reply to initial greeting\)")
+    finally:
+        silent.close()
+
+
+def test_relay_to_a_second_postern():
+    """Postern relays to another Postern for which remote.test is local."""
+    with Suite(extra_conf='domain "remote.test" { }\n') as far:
+        with Suite(extra_conf=relay_conf(far.port)) as near:
+            msg = make_message(11)
+            near.send("sender@example.test", ["carol@remote.test"], msg)
+            got = far.wait_delivered("carol", 1)
+            data = open(got[0], "rb").read()
+            assert data.endswith(msg.replace(b"\r\n", b"\n")), data[-300:]
+            # two Received lines: the far side's and the near side's
+            assert data.count(b"\nReceived: ") + data.startswith(b"Received: ") >= 2, data[:600]
+            logged(near, rf"to=<carol@remote.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{far.port}, "
+                         r".*status=sent \(250 ")
