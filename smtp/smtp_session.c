@@ -39,6 +39,7 @@ struct sess {
     struct smtp_rcpt **rr;
     int n;
     int tls;
+    int soft;                      /* a 5xx now defers (AUTH: the relay's configuration) */
 };
 
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
@@ -78,11 +79,12 @@ static void fail_all(struct sess *s, enum dstatus st, const char *dsn, const cha
 static void reply_fail(struct sess *s, struct smtp_rcpt *r, const char *cmd)
 {
     char text[QF_REASON_MAX + 1], dsn[16];
-    int perm = s->r.code >= 500;
+    int perm = s->r.code >= 500 && !s->soft;
     smtp_reply_format(&s->r, text, sizeof(text));
-    if (s->r.enh[0] && s->r.enh[0] == (perm ? '5' : '4'))
+    if (s->r.enh[0] == '4' || s->r.enh[0] == '5') {   /* class matches the code (parser) */
         str_copy(dsn, sizeof(dsn), s->r.enh);
-    else
+        dsn[0] = perm ? '5' : '4';                     /* a soft 5xx keeps its detail */
+    } else
         str_copy(dsn, sizeof(dsn), perm ? "5.0.0" : "4.0.0");
     enum dstatus st = perm ? DS_BOUNCED : DS_DEFERRED;
     if (r)
@@ -140,14 +142,16 @@ static int greet(struct sess *s)
         smtp_ext_parse(&s->r, &s->ext);
         return 0;
     }
-    if (s->r.code / 100 == 5 && !s->tls) {
+    const char *cmd = "EHLO";
+    if (s->r.code / 100 == 5 && !s->tls) {   /* an old server: HELO, no extensions */
         snprintf(line, sizeof(line), "HELO %s", s->cfg->hostname);
-        if (command(s, line, "HELO") < 0)
+        cmd = "HELO";
+        if (command(s, line, cmd) < 0)
             return -1;
         if (s->r.code / 100 == 2)
             return 0;
     }
-    reply_fail(s, NULL, s->r.nlines && s->ext.flags == 0 ? "EHLO/HELO" : "EHLO");
+    reply_fail(s, NULL, cmd);
     return -1;
 }
 
@@ -221,6 +225,7 @@ static int auth(struct sess *s)
         return 0;
     int rc = -1;
     char raw[600], enc[1000], line[1100];
+    s->soft = 1;
     if (!s->tls) {
         fail_all(s, DS_DEFERRED, "4.7.0", "credentials for %s not sent over a session "
                  "without TLS", s->relay);
@@ -242,10 +247,7 @@ static int auth(struct sess *s)
         if (rc < 0 && s->r.code != 0)
             reply_fail(s, NULL, "AUTH");
     }
-    if (rc < 0)   /* an AUTH failure is the relay's configuration: never bounce on it */
-        for (int i = 0; i < s->n; i++)
-            if (s->rr[i]->status == DS_BOUNCED && s->rr[i]->dsn[0] == '5')
-                s->rr[i]->status = DS_DEFERRED, s->rr[i]->dsn[0] = '4';
+    s->soft = 0;
     explicit_bzero(pass, sizeof(pass));
     explicit_bzero(raw, sizeof(raw));
     explicit_bzero(line, sizeof(line));

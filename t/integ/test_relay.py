@@ -42,7 +42,8 @@ class Peer:
     def authenticate(self, server, session, envelope, mechanism, auth_data):
         with self.lock:
             self.auth.append((mechanism, auth_data.login, auth_data.password))
-        return AuthResult(success=True)
+        ok = auth_data.password != b"wrong"
+        return AuthResult(success=ok, handled=False)
 
 
 def start_peer(tls_context=None, **kw):
@@ -252,3 +253,35 @@ def test_relay_to_a_second_postern():
             assert data.count(b"\nReceived: ") + data.startswith(b"Received: ") >= 2, data[:600]
             logged(near, rf"to=<carol@remote.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{far.port}, "
                          r".*status=sent \(250 ")
+
+
+def test_relay_auth_failure_and_plaintext_defer():
+    """A refused AUTH defers (never bounces); credentials are never sent
+    without TLS: with policy may and no STARTTLS the mail is deferred."""
+    with Suite(start=False) as s:
+        ca, cakey = make_ca(s.dir)
+        ctx = make_server_cert(s.dir, ca, cakey, "IP:127.0.0.1")
+        peer, port, ctl = start_peer(tls_context=ctx)
+        plain, pport, pctl = start_peer()
+        try:
+            creds = os.path.join(s.dir, "relay-credentials")
+            with open(creds, "w") as f:
+                f.write(f"[127.0.0.1]:{port} relayuser wrong\n127.0.0.1 u p\n")
+            os.chown(creds, s.uid, s.gid)
+            os.chmod(creds, 0o600)
+            s.start_with_conf(s.conf_text + relay_conf(
+                port, f'tls_policy = "encrypt"; relay_auth = "{creds}";'))
+            s.send("sender@example.test", ["far@remote.test"], make_message(12))
+            logged(s, r"to=<far@remote.test>, .*dsn=4\.7\.8, status=deferred .*535 5\.7\.8.*"
+                      r"in reply to AUTH")
+            assert not peer.got and peer.auth
+            s.stop()
+            text = re.sub(r"^delivery \{ relayhost.*$", "", s.conf_text, flags=re.M)
+            s.start_with_conf(text + relay_conf(pport, f'relay_auth = "{creds}";'))
+            s.send("sender@example.test", ["far2@remote.test"], make_message(13))
+            logged(s, r"to=<far2@remote.test>, .*dsn=4\.7\.0, status=deferred \(credentials "
+                      r"for .* not sent over a session without TLS")
+            assert not plain.got and not plain.auth
+        finally:
+            ctl.stop()
+            pctl.stop()
