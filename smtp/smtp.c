@@ -65,7 +65,11 @@ static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, c
         return -1;
     }
     if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
-        snprintf(err, errlen, "queue file %s: %s", want, e2);
+        buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
+        buf_init(&b, 256);
+        buf_printf(&b, "queue file %s: %s", want, e2);
+        str_copy(err, errlen, b.data);
+        buf_free(&b);
     } else if (strcmp(env->queue_id, req->queue_id) != 0) {
         snprintf(err, errlen, "queue file %s holds id %s", want, env->queue_id);
     } else {
