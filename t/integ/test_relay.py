@@ -285,3 +285,63 @@ def test_relay_auth_failure_and_plaintext_defer():
         finally:
             ctl.stop()
             pctl.stop()
+
+
+class ScriptedPeer(threading.Thread):
+    """A raw SMTP peer offering PIPELINING and DSN that answers MAIL and
+    RCPT only once DATA arrived: a client that waits for each reply (no
+    pipelining) would stall. Records every command line."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import socket
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.port = self.srv.getsockname()[1]
+        self.lines = []
+        self.data = b""
+
+    def run(self):
+        conn, _ = self.srv.accept()
+        f = conn.makefile("rb")
+        conn.sendall(b"220 peer.test ESMTP\r\n")
+        held = []
+        for raw in f:
+            line = raw.rstrip(b"\r\n").decode()
+            self.lines.append(line)
+            verb = line[:4].upper()
+            if verb == "EHLO":
+                conn.sendall(b"250-peer.test\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME\r\n")
+            elif verb in ("MAIL", "RCPT"):
+                held.append(b"250 2.1.0 ok\r\n")
+            elif verb == "DATA":
+                conn.sendall(b"".join(held) + b"354 go\r\n")
+                while True:
+                    l = f.readline()
+                    if l in (b".\r\n", b""):
+                        break
+                    self.data += l
+                conn.sendall(b"250 2.0.0 scripted ok\r\n")
+            elif verb == "QUIT":
+                conn.sendall(b"221 bye\r\n")
+                break
+            else:
+                conn.sendall(b"502 no\r\n")
+        conn.close()
+        self.srv.close()
+
+
+def test_relay_pipelining_and_dsn_pass_through():
+    peer = ScriptedPeer()
+    peer.start()
+    with Suite(extra_conf=relay_conf(peer.port, "command_timeout = 5s;")) as s:
+        with s.smtp() as c:
+            c.ehlo("client.example.test")
+            c.sendmail("sender@example.test", ["far@remote.test"], make_message(14),
+                       mail_options=["RET=HDRS", "ENVID=abc+2B1"],
+                       rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@remote.test"])
+        logged(s, r"to=<far@remote.test>, .*status=sent \(250 2\.0\.0 scripted ok\)")
+        assert "MAIL FROM:<sender@example.test> RET=HDRS ENVID=abc+2B1" in peer.lines, peer.lines
+        assert ("RCPT TO:<far@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@remote.test"
+                in peer.lines), peer.lines
