@@ -139,6 +139,13 @@ static void check_files(struct checker *k, const struct config *cfg)
 {
     if (cfg->dns_unbound_config && *cfg->dns_unbound_config)
         readable(k, "dns.unbound_config", cfg->dns_unbound_config);
+    /* the smtp agent reads both as the user, at delivery / start-up */
+    readable(k, "delivery.tls_ca_file", cfg->tls_ca_file);
+    readable(k, "delivery.relay_auth", cfg->relay_auth);
+    struct stat rst;
+    if (cfg->relay_auth && stat(cfg->relay_auth, &rst) == 0 && (rst.st_mode & 007))
+        problem(k, "delivery.relay_auth", "%s is readable by others (the smtp agent refuses it)",
+                cfg->relay_auth);
     if (cfg->rules && *cfg->rules) {
         struct stat st;
         if (stat(cfg->rules, &st) < 0)

@@ -48,6 +48,9 @@ static const struct service {
     { "filter",   FDS_UNIX, MU_FILTER,  0, 1, SIGTERM, 0 },
     { "qmgr",     FDS_UNIX, MU_QMGR,    1, 0, SIGTERM, 1 },
     { "delivery", FDS_UNIX, MU_LOCAL,   0, 0, SIGTERM, 0 },
+    /* the SMTP client (smtp/): network only, but reads the credentials
+     * file and CA files named in the config: not jailed */
+    { "smtp",     FDS_UNIX, MU_SMTP,    0, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 
@@ -76,7 +79,7 @@ static int svc_count(const struct config *cfg, int i)
 {
     if (strcmp(services[i].name, "smtpd") == 0)
         return cfg->smtpd_processes > 0 ? cfg->smtpd_processes : 1;
-    if (strcmp(services[i].name, "delivery") == 0)
+    if (strcmp(services[i].name, "delivery") == 0 || strcmp(services[i].name, "smtp") == 0)
         return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
     return 1;
 }

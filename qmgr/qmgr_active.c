@@ -251,9 +251,10 @@ static int load(struct qmsg *m)
     return -1;
 }
 
-/* Route the pending recipients; 1 if any goes to the local agent. A
+/* Route the pending recipients; 1 if any goes to a delivery agent. A
  * delivery choice from the deliver stage wins over the default (local
- * domain -> local agent per local.mailbox; remote -> not available yet). */
+ * domain -> local agent per local.mailbox; remote -> the smtp agent:
+ * qmgr_deliver.c picks the agent). */
 static int route(struct qmsg *m)
 {
     free(m->idx);
@@ -285,12 +286,8 @@ static int route(struct qmsg *m)
                        q->kind == QR_RELAY ? "relay" : q->kind == QR_FORWARD ? "forward" : "lmtp");
             qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1", why, "none", 1);
             break;
-        default:
-            if (rcpt_is_local(r->addr))
-                m->idx[m->nidx++] = (uint32_t)i;
-            else
-                qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1",
-                                    "remote delivery not available yet", "none", 1);
+        default:   /* local domain -> private/local, else private/smtp (qmgr_deliver.c) */
+            m->idx[m->nidx++] = (uint32_t)i;
             break;
         }
     }

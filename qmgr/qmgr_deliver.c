@@ -1,14 +1,18 @@
 /*
- * qmgr_deliver.c - the pool of connections to local delivery agents
- * (private/local) and the dispatch queue.
+ * qmgr_deliver.c - the pools of connections to delivery agents and the
+ * dispatch queues: the local agent (private/local) for recipients in a
+ * local domain (local_domains / domain blocks) or with a mailbox choice
+ * from the rules, the smtp agent (private/smtp) for every other domain.
+ * A message with both kinds sends two requests ("jobs"); it is finished
+ * (outcomes written, qmgr_active_finish) when its last job ends.
  *
- * At most processes.delivery connections; each carries one request at a
- * time: HELLO once, then DELIVER_REQ + DELIVER_RCPT x n, answered by
+ * Per pool at most processes.delivery connections; each carries one job
+ * at a time: HELLO once, then DELIVER_REQ + DELIVER_RCPT x n, answered by
  * DELIVER_STATUS x n + DELIVER_DONE. Idle connections are reused. When a
  * connection breaks mid-request (agent killed), the unanswered recipients
  * are deferred with "4.3.0 delivery agent died" and retried after a short
  * backoff. Must never trust the agent: every status must name a recipient
- * of the request, once.
+ * of its job, once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,20 +25,40 @@
 #include "util/log.h"
 #include "qmgr.h"
 
+enum { POOL_LOCAL, POOL_SMTP, NPOOLS };
+
+/* One request: the recipients of m (positions in m->idx) for one agent. */
+struct job {
+    struct qmsg *m;
+    int pool;
+    int *pos; int n;
+    struct job *next;           /* dispatch queue */
+};
+
 struct agent {
     struct ipc_peer *ipc;
-    struct qmsg *msg;           /* request in flight, NULL = idle */
+    struct job *job;            /* request in flight, NULL = idle */
     int nstatus;
+    int pool;
     struct agent *next;
 };
 
-static struct agent *agents;
-static int nagents, nbusy;
-static struct qmsg *runq_head, *runq_tail;
-static struct event *retry_ev;  /* reconnect after a failed connect */
+static struct pool {
+    const char *sock, *name, *transport;
+    struct agent *agents;
+    int nagents;
+    struct job *head, *tail;
+    struct event *retry_ev;     /* reconnect after a failed connect */
+} pools[NPOOLS] = {
+    { SOCK_LOCAL, "local", "local", NULL, 0, NULL, NULL, NULL },
+    { SOCK_SMTP, "smtp", "smtp", NULL, 0, NULL, NULL, NULL },
+};
+static int nbusy;
 static int stopped;
+static struct job **inflight;   /* jobs sent, to tell when a message's last one ends */
+static int ninflight, cinflight;
 
-static void kick(void);
+static void kick(int pool);
 
 int qmgr_deliver_busy(void)
 {
@@ -43,63 +67,133 @@ int qmgr_deliver_busy(void)
 
 static void agent_free(struct agent *a)
 {
-    struct agent **pp = &agents;
+    struct pool *pl = &pools[a->pool];
+    struct agent **pp = &pl->agents;
     while (*pp && *pp != a)
         pp = &(*pp)->next;
     if (*pp)
         *pp = a->next;
     ipc_peer_free(a->ipc);
-    nagents--;
+    pl->nagents--;
     free(a);
 }
 
-/* The request on a finished (or broken) connection is done: record it. */
+static void job_free(struct job *j)
+{
+    free(j->pos);
+    free(j);
+}
+
+/* Does message m still have a job queued or in flight? Queued ones are
+ * dropped when qmgr stops (their recipients stay pending). */
+static int message_busy(const struct qmsg *m)
+{
+    for (int i = 0; i < ninflight; i++)
+        if (inflight[i]->m == m)
+            return 1;
+    for (int p = 0; p < NPOOLS; p++) {
+        struct job **jp = &pools[p].head, *prev = NULL;
+        while (*jp) {
+            struct job *j = *jp;
+            if (j->m != m) {
+                prev = j;
+                jp = &j->next;
+                continue;
+            }
+            if (!stopped)
+                return 1;
+            *jp = j->next;
+            if (pools[p].tail == j)
+                pools[p].tail = prev;
+            job_free(j);
+        }
+    }
+    return 0;
+}
+
+/* The job on a finished (or broken) connection is done: record it. */
 static void request_end(struct agent *a)
 {
-    struct qmsg *m = a->msg;
-    a->msg = NULL;
+    struct job *j = a->job;
+    struct qmsg *m = j->m;
+    a->job = NULL;
     nbusy--;
     ipc_peer_set_timeout(a->ipc, 0);
-    qmgr_active_finish(m);
+    for (int i = 0; i < ninflight; i++)
+        if (inflight[i] == j) {
+            inflight[i] = inflight[--ninflight];
+            break;
+        }
+    job_free(j);
+    if (!message_busy(m))
+        qmgr_active_finish(m);
+}
+
+static const char *relay_of(const struct job *j, uint32_t index)
+{
+    return j->pool == POOL_SMTP ? "smtp" : qmgr_active_relay(j->m, index);
 }
 
 /* Defer what the agent did not answer (reason: the DSN text), then drop
  * the connection: a request broken halfway cannot be resumed on it. */
 static void agent_abort(struct agent *a, const char *reason)
 {
-    struct qmsg *m = a->msg;
-    if (m) {
-        for (int i = 0; i < m->nidx; i++)
+    struct job *j = a->job;
+    if (j) {
+        struct qmsg *m = j->m;
+        for (int k = 0; k < j->n; k++) {
+            int i = j->pos[k];
             if (!m->got[i])
                 qmgr_active_outcome(m, m->idx[i], DS_DEFERRED, "4.3.0", reason,
-                                    qmgr_active_relay(m, m->idx[i]), 0);
+                                    relay_of(j, m->idx[i]), 0);
+        }
         m->retry_at = qmgr_now() + QMGR_AGENT_BACKOFF;
         request_end(a);
     }
     agent_free(a);
 }
 
+static void after_end(int pool)
+{
+    if (stopped) {
+        if (nbusy == 0)
+            qmgr_drained();
+    } else {
+        for (int p = 0; p < NPOOLS; p++)
+            kick(p);
+    }
+    (void)pool;
+}
+
 /* The connection broke or misbehaved: defer what was not answered. */
 static void agent_fail(struct agent *a, const char *why)
 {
-    if (a->msg)
-        log_warn("delivery agent connection lost (%s) during %s", why, a->msg->id);
+    int pool = a->pool;
+    if (a->job)
+        log_warn("%s delivery agent connection lost (%s) during %s", pools[pool].name, why,
+                 a->job->m->id);
     agent_abort(a, "delivery agent died");
-    if (stopped && nbusy == 0)
-        qmgr_drained();
-    else
-        kick();
+    after_end(pool);
+}
+
+static int job_has(const struct job *j, int i)
+{
+    for (int k = 0; k < j->n; k++)
+        if (j->pos[k] == i)
+            return 1;
+    return 0;
 }
 
 /* One frame from the agent (after its HELLO); -1 = protocol error. */
 static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
 {
-    struct qmsg *m = a->msg;
-    if (m == NULL)
+    struct job *j = a->job;
+    if (j == NULL)
         return -1;
+    struct qmsg *m = j->m;
     if (t == IPC_DELIVER_STATUS) {
         int i = qmgr_active_idx(m, u->deliver_status.index);
-        if (i < 0 || m->got[i])
+        if (i < 0 || m->got[i] || !job_has(j, i))
             return -1;
         m->got[i] = 1;
         a->nstatus++;
@@ -112,11 +206,11 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
             reason = why;
         }
         qmgr_active_outcome(m, index, u->deliver_status.status, u->deliver_status.dsn, reason,
-                            qmgr_active_relay(m, index), 1);
+                            relay_of(j, index), 1);
         return 0;
     }
     if (t == IPC_DELIVER_DONE) {
-        if (a->nstatus != m->nidx || u->deliver_done.count != (uint32_t)m->nidx)
+        if (a->nstatus != j->n || u->deliver_done.count != (uint32_t)j->n)
             return -1;
         request_end(a);
         return 1;
@@ -126,15 +220,11 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
 
 static int on_agent_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, void *arg)
 {
-    int r = agent_frame(arg, t, u);
-    if (r > 0) {   /* request finished */
-        if (stopped) {
-            if (nbusy == 0)
-                qmgr_drained();
-        } else {
-            kick();
-        }
-    }
+    struct agent *a = arg;
+    int pool = a->pool;
+    int r = agent_frame(a, t, u);
+    if (r > 0)   /* request finished */
+        after_end(pool);
     return r < 0 ? -1 : 0;
 }
 
@@ -157,56 +247,66 @@ static const struct ipc_peer_ops agent_ops = {
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    kick();
+    kick((int)(intptr_t)arg);
 }
 
-static struct agent *agent_new(void)
+static struct agent *agent_new(int pool)
 {
-    if (retry_ev && evtimer_pending(retry_ev, NULL))
+    struct pool *pl = &pools[pool];
+    if (pl->retry_ev && evtimer_pending(pl->retry_ev, NULL))
         return NULL;   /* the last connect failed: wait for the retry timer */
     struct agent *a = xcalloc(1, sizeof(*a));
-    a->ipc = ipc_peer_connect(qmgr_g->base, SOCK_LOCAL, "local", &agent_ops, a);
+    a->pool = pool;
+    a->ipc = ipc_peer_connect(qmgr_g->base, pl->sock, pl->name, &agent_ops, a);
     if (a->ipc == NULL) {
-        log_warn("connect %s: %m (retrying)", SOCK_LOCAL);
+        log_warn("connect %s: %m (retrying)", pl->sock);
         free(a);
         struct timeval tv = { QMGR_AGENT_BACKOFF, 0 };
-        if (retry_ev == NULL)
-            retry_ev = evtimer_new(qmgr_g->base, on_retry, NULL);
-        evtimer_add(retry_ev, &tv);
+        if (pl->retry_ev == NULL)
+            pl->retry_ev = evtimer_new(qmgr_g->base, on_retry, (void *)(intptr_t)pool);
+        evtimer_add(pl->retry_ev, &tv);
         return NULL;
     }
-    a->next = agents;
-    agents = a;
-    nagents++;
+    a->next = pl->agents;
+    pl->agents = a;
+    pl->nagents++;
     return a;
 }
 
-/* Hand message m to agent a (HELLO may still be in flight: requests are
+/* Hand job j to agent a (HELLO may still be in flight: requests are
  * pipelined behind it). -1: a frame could not be encoded or queued
- * (EMSGSIZE): the caller defers the message and drops the connection. */
-static int agent_send(struct agent *a, struct qmsg *m)
+ * (EMSGSIZE): the caller defers the job and drops the connection. */
+static int agent_send(struct agent *a, struct job *j)
 {
-    a->msg = m;
+    struct qmsg *m = j->m;
+    a->job = j;
     a->nstatus = 0;
     nbusy++;
-    struct ipc_deliver_req req = { m->id, NULL, "local", m->env.sender, (uint32_t)m->nidx };
+    if (ninflight == cinflight) {
+        cinflight = cinflight ? cinflight * 2 : 16;
+        inflight = xrealloc(inflight, (size_t)cinflight * sizeof(*inflight));
+    }
+    inflight[ninflight++] = j;
+    struct ipc_deliver_req req = { m->id, NULL, pools[j->pool].transport, m->env.sender,
+                                   (uint32_t)j->n };
     char path[QUEUE_ID_MAX + 16];
     str_format(path, sizeof(path), SPOOL_ACTIVE "/%s", m->id);
     req.path = path;
     if (ipc_peer_send(a->ipc, IPC_DELIVER_REQ, &req) < 0)
         return -1;
-    for (int i = 0; i < m->nidx; i++) {
-        const struct qf_rcpt *r = &m->env.rcpts[m->idx[i]];
+    for (int k = 0; k < j->n; k++) {
+        uint32_t index = m->idx[j->pos[k]];
+        const struct qf_rcpt *r = &m->env.rcpts[index];
         const char *nexthop = "";
         if (m->routes) {
-            switch (m->routes[m->idx[i]].kind) {
+            switch (m->routes[index].kind) {
             case QR_MAILDIR: nexthop = "maildir"; break;
             case QR_MBOX:    nexthop = "mbox"; break;
             case QR_DISCARD: nexthop = "discard"; break;
             default: break;
             }
         }
-        struct ipc_deliver_rcpt dr = { m->idx[i], r->addr, r->orig ? r->orig : "", nexthop };
+        struct ipc_deliver_rcpt dr = { index, r->addr, r->orig ? r->orig : "", nexthop };
         if (ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr) < 0)
             return -1;
     }
@@ -214,57 +314,89 @@ static int agent_send(struct agent *a, struct qmsg *m)
     return 0;
 }
 
-static struct agent *agent_idle(void)
+static struct agent *agent_idle(int pool)
 {
-    for (struct agent *a = agents; a; a = a->next)
-        if (a->msg == NULL)
+    for (struct agent *a = pools[pool].agents; a; a = a->next)
+        if (a->job == NULL)
             return a;
     return NULL;
 }
 
-/* Dispatch queued messages to idle (or new) connections. */
-static void kick(void)
+/* Dispatch queued jobs of one pool to idle (or new) connections. */
+static void kick(int pool)
 {
-    while (runq_head && !stopped) {
-        struct agent *a = agent_idle();
+    struct pool *pl = &pools[pool];
+    while (pl->head && !stopped) {
+        struct agent *a = agent_idle(pool);
         if (a == NULL) {
-            if (nagents >= qmgr_g->cfg->delivery_processes)
+            if (pl->nagents >= qmgr_g->cfg->delivery_processes)
                 return;
-            if ((a = agent_new()) == NULL)
+            if ((a = agent_new(pool)) == NULL)
                 return;
         }
-        struct qmsg *m = runq_head;
-        runq_head = m->qnext;
-        if (runq_head == NULL)
-            runq_tail = NULL;
-        m->qnext = NULL;
-        if (agent_send(a, m) < 0) {
-            log_warn("delivery request for %s cannot be sent: %m", m->id);
+        struct job *j = pl->head;
+        pl->head = j->next;
+        if (pl->head == NULL)
+            pl->tail = NULL;
+        j->next = NULL;
+        if (agent_send(a, j) < 0) {
+            log_warn("delivery request for %s cannot be sent: %m", j->m->id);
             agent_abort(a, "delivery request could not be sent");
         }
     }
 }
 
+/* Which agent serves recipient index of m: a mailbox choice from the
+ * rules or a local domain (config_is_local_domain, as the rcpt stage's
+ * default policy decides "local") -> local; any other domain -> smtp. */
+static int pool_of(const struct qmsg *m, uint32_t index)
+{
+    if (m->routes && m->routes[index].kind != QR_DEFAULT)
+        return POOL_LOCAL;
+    const char *at = strrchr(m->env.rcpts[index].addr, '@');
+    return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1) ? POOL_LOCAL : POOL_SMTP;
+}
+
 void qmgr_deliver_submit(struct qmsg *m)
 {
-    m->qnext = NULL;
-    if (runq_tail)
-        runq_tail->qnext = m;
-    else
-        runq_head = m;
-    runq_tail = m;
-    kick();
+    struct job *jobs[NPOOLS] = { NULL, NULL };
+    for (int i = 0; i < m->nidx; i++) {
+        int p = pool_of(m, m->idx[i]);
+        if (jobs[p] == NULL) {
+            jobs[p] = xcalloc(1, sizeof(struct job));
+            jobs[p]->m = m;
+            jobs[p]->pool = p;
+            jobs[p]->pos = xcalloc((size_t)m->nidx, sizeof(int));
+        }
+        jobs[p]->pos[jobs[p]->n++] = i;
+    }
+    /* queue both before kicking: a job that ends at once must see the other */
+    for (int p = 0; p < NPOOLS; p++) {
+        if (jobs[p] == NULL)
+            continue;
+        struct pool *pl = &pools[p];
+        if (pl->tail)
+            pl->tail->next = jobs[p];
+        else
+            pl->head = jobs[p];
+        pl->tail = jobs[p];
+    }
+    for (int p = 0; p < NPOOLS; p++)
+        if (jobs[p])
+            kick(p);
 }
 
 void qmgr_deliver_stop(void)
 {
     stopped = 1;
-    if (retry_ev)
-        evtimer_del(retry_ev);
-    struct agent *a = agents, *next;
-    for (; a; a = next) {
-        next = a->next;
-        if (a->msg == NULL)
-            agent_free(a);
+    for (int p = 0; p < NPOOLS; p++) {
+        if (pools[p].retry_ev)
+            evtimer_del(pools[p].retry_ev);
+        struct agent *a = pools[p].agents, *next;
+        for (; a; a = next) {
+            next = a->next;
+            if (a->job == NULL)
+                agent_free(a);
+        }
     }
 }

@@ -19,6 +19,8 @@
 
 enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
 enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
+/* delivery.tls_policy: STARTTLS towards the next hop (smtp agent) */
+enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_VERIFY };
 enum mailbox_kind { MBOX_MAILDIR = 0, MBOX_MBOX, MBOX_DISCARD };
 
 struct strlist { char **v; int n; };
@@ -92,6 +94,12 @@ struct config {
 
     char    *relayhost;
     int      smtp_port;
+    enum tls_policy tls_policy;  /* delivery.tls_policy (default may) */
+    char    *tls_ca_file;        /* delivery.tls_ca_file: CA for verify, NULL = system store */
+    char    *relay_auth;         /* delivery.relay_auth: "host user password" lines, or NULL */
+    int      smtp_connect_timeout;  /* delivery.connect_timeout: seconds */
+    int      smtp_command_timeout;  /* delivery.command_timeout: seconds per reply */
+    int      smtp_data_timeout;     /* delivery.data_timeout: seconds for the final "." */
     int     *retry; int nretry;  /* seconds */
     int      lifetime;           /* seconds */
     int      delay_warning;      /* seconds */

@@ -19,6 +19,7 @@
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum tls_mode) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum tls_level) == sizeof(int), "enum width");
+_Static_assert(sizeof(enum tls_policy) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum mailbox_kind) == sizeof(int), "enum width");
 
 static const struct enumval ev_level[] = {
@@ -27,6 +28,9 @@ static const struct enumval ev_level[] = {
 static const struct enumval ev_format[] = { { "text", 0 }, { "json", 1 }, { NULL, 0 } };
 static const struct enumval ev_tls_level[] = {
     { "none", TLSL_NONE }, { "may", TLSL_MAY }, { "encrypt", TLSL_ENCRYPT }, { NULL, 0 } };
+static const struct enumval ev_tls_policy[] = {
+    { "none", TLSP_NONE }, { "may", TLSP_MAY }, { "encrypt", TLSP_ENCRYPT },
+    { "verify", TLSP_VERIFY }, { NULL, 0 } };
 static const struct enumval ev_tls_mode[] = {
     { "none", TLSM_NONE }, { "may", TLSM_MAY }, { "required", TLSM_REQUIRED },
     { "implicit", TLSM_IMPLICIT }, { NULL, 0 } };
@@ -84,6 +88,14 @@ const struct param cfg_params[] = {
     { "local.aliases", P_PATH, C(local_aliases), 0, "/etc/aliases", 0, 0, NULL, 0, NULL },
     { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, check_relayhost },
     { "delivery.smtp_port", P_INT, C(smtp_port), 0, "25", 1, 65535, NULL, 0, NULL },
+    { "delivery.tls_policy", P_ENUM, C(tls_policy), 0, "may", 0, 0, ev_tls_policy, 0, NULL },
+    { "delivery.tls_ca_file", P_PATH, C(tls_ca_file), 0, NULL, 0, 0, NULL, 0, NULL },
+    { "delivery.relay_auth", P_PATH, C(relay_auth), 0, NULL, 0, 0, NULL, 0, NULL },
+    { "delivery.connect_timeout", P_DUR, C(smtp_connect_timeout), 0, "30s", 1, 3600, NULL, 0,
+      NULL },
+    { "delivery.command_timeout", P_DUR, C(smtp_command_timeout), 0, "300s", 1, 3600, NULL, 0,
+      NULL },
+    { "delivery.data_timeout", P_DUR, C(smtp_data_timeout), 0, "600s", 1, 3600, NULL, 0, NULL },
     { "delivery.retry", P_DURLIST, C(retry), C(nretry), "5m,15m,30m,1h,2h,4h", 1, 30 * DAY,
       NULL, F_REQUIRED, NULL },
     { "delivery.lifetime", P_DUR, C(lifetime), 0, "5d", 60, 365 * DAY, NULL, 0, NULL },

@@ -26,6 +26,7 @@
 #define SOCK_FILTER   "private/filter"
 #define SOCK_QMGR     "private/qmgr"
 #define SOCK_LOCAL    "private/local"
+#define SOCK_SMTP     "private/smtp"
 
 #define QUEUE_ID_MAX 32
 

@@ -1,0 +1,252 @@
+/*
+ * smtp.c - the SMTP client delivery agent: accept a connection from qmgr
+ * on the shared listening socket "smtp" (private/smtp), then serve
+ * DELIVER_REQ + DELIVER_RCPT x n -> DELIVER_STATUS x n + DELIVER_DONE
+ * until EOF (the same protocol as the local agent, delivery/).
+ *
+ * The recipients of one request are grouped by next hop (smtp_resolve):
+ * one SMTP session per group. Must never trust the request: the path must
+ * be active/<valid queue id>, recipients are taken from the queue file by
+ * index. SIGTERM: the current request is finished, then the process exits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+
+#include "smtp.h"
+#include "ipc/ipc.h"
+#include "tls/tls_client.h"
+#include "util/log.h"
+#include "daemon/server.h"
+#include "mail/spool.h"
+
+static volatile sig_atomic_t stop_flag;
+static SSL_CTX *tls_ctx;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static const char *rcpt_domain(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : "";
+}
+
+/* Open and parse the queue file of the request: fd, or -1 (why in err). */
+static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, char *err,
+                        size_t errlen)
+{
+    char want[QUEUE_ID_MAX + 16], e2[200] = "";
+    qf_env_init(env);
+    if (!queue_id_valid(req->queue_id) ||
+        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
+        strcmp(want, req->path) != 0) {
+        snprintf(err, errlen, "bad queue file path \"%s\"", req->path);
+        return -1;
+    }
+    if (strcmp(req->transport, "smtp") != 0) {
+        snprintf(err, errlen, "transport \"%s\" not served by this agent", req->transport);
+        return -1;
+    }
+    int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", want, strerror(errno));
+        return -1;
+    }
+    if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
+        buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
+        buf_init(&b, 256);
+        buf_printf(&b, "queue file %s: %s", want, e2);
+        str_copy(err, errlen, b.data);
+        buf_free(&b);
+    } else if (strcmp(env->queue_id, req->queue_id) != 0) {
+        snprintf(err, errlen, "queue file %s holds id %s", want, env->queue_id);
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+/* Deliver every recipient, one session per next hop. */
+static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t n)
+{
+    struct smtp_rcpt **group = xcalloc(n, sizeof(*group));
+    for (uint32_t i = 0; i < n; i++) {
+        if (rr[i].done)
+            continue;
+        const char *dom = rcpt_domain(rr[i].q->addr);
+        int k = 0;
+        /* with a relayhost every domain goes the same way: one session */
+        int one_hop = m->cfg->relayhost && m->cfg->relayhost[0];
+        for (uint32_t j = i; j < n; j++)
+            if (!rr[j].done && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
+                group[k++] = &rr[j];
+        struct smtp_hop hop;
+        char dsn[16], why[QF_REASON_MAX + 1];
+        if (smtp_resolve(m->cfg, dom, &hop, dsn, sizeof(dsn), why, sizeof(why)) < 0) {
+            for (int g = 0; g < k; g++)
+                smtp_rcpt_set(m, group[g], "none", dsn[0] == '5' ? DS_BOUNCED : DS_DEFERRED,
+                              dsn, "%s", why);
+            continue;
+        }
+        smtp_session_deliver(m, &hop, group, k);
+    }
+    free(group);
+}
+
+static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
+                                         rr[i].reason };
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
+            continue;
+        st.reason = "(reason too long)";
+        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) < 0)
+            return -1;
+    }
+    struct ipc_deliver_done done = { n };
+    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
+        return -1;
+    return ipc_flush(c);
+}
+
+/* Serve one DELIVER_REQ (already received in msg). -1 = drop the connection. */
+static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *msg)
+{
+    struct ipc_deliver_req req = msg->deliver_req;
+    uint32_t n = req.nrcpt;
+    if (n == 0 || n > QF_MAX_RCPTS) {
+        log_warn("request with %u recipients: dropping connection", n);
+        return -1;
+    }
+    char *qid = xstrdup(req.queue_id), *path = xstrdup(req.path), *tr = xstrdup(req.transport);
+    req.queue_id = qid;
+    req.path = path;
+    req.transport = tr;
+    struct smtp_rcpt *rr = xcalloc(n, sizeof(*rr));
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        union ipc_msg m;
+        if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
+            rc = -1;
+        else
+            rr[i].index = m.deliver_rcpt.index;
+    }
+    if (rc == 0) {
+        log_set_qid(qid);
+        struct qf_env env;
+        char err[QF_REASON_MAX + 1];
+        int fd = open_message(&req, &env, err, sizeof(err));
+        struct smtp_msg sm = { s->cfg, tls_ctx, fd, &env };
+        for (uint32_t i = 0; i < n; i++) {
+            if (fd < 0 || rr[i].index >= (uint32_t)env.nrcpts) {
+                rr[i].done = 1;
+                rr[i].status = DS_DEFERRED;
+                str_copy(rr[i].dsn, sizeof(rr[i].dsn), fd < 0 ? "4.3.0" : "4.3.5");
+                snprintf(rr[i].reason, sizeof(rr[i].reason), "%s",
+                         fd < 0 ? err : "no such recipient");
+            } else {
+                rr[i].q = &env.rcpts[rr[i].index];
+            }
+        }
+        if (fd < 0)
+            log_warn("%s", err);
+        else
+            deliver_all(&sm, rr, n);
+        if (fd >= 0)
+            close(fd);
+        qf_env_free(&env);
+        log_set_qid(NULL);
+        rc = send_statuses(c, rr, n);
+    }
+    free(rr);
+    free(qid);
+    free(path);
+    free(tr);
+    return rc;
+}
+
+static int wait_readable(int fd)
+{
+    while (!stop_flag) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, 1000);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            log_fatal("poll: %m");
+    }
+    return 0;
+}
+
+static void serve_conn(struct server *s, int fd)
+{
+    struct ipc_conn c;
+    ipc_conn_init(&c, fd, "qmgr");
+    if (wait_readable(fd) && ipc_hello_server(&c, IPC_PROTO_DELIVER) == 0) {
+        for (;;) {
+            size_t left = c.in.len - c.used;
+            if (ipc_frame_len((const unsigned char *)c.in.data + c.used, left) <= 0 &&
+                !wait_readable(fd))
+                break;
+            union ipc_msg m;
+            int r = ipc_expect(&c, IPC_DELIVER_REQ, &m);
+            if (r <= 0 || serve_request(s, &c, &m) < 0)
+                break;
+        }
+    }
+    ipc_conn_close(&c);
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = server_init("smtp", argc, argv, SERVER_F_NO_EVENT);
+    int lfd = server_fd_named(s, "smtp");
+    if (lfd < 0)
+        log_fatal("no listening socket named \"smtp\" (POSTERN_FDS)");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (fd_set_nonblock(lfd, 1) < 0)
+        log_fatal("listening socket: %m");
+    buf_t err;
+    buf_init(&err, 128);
+    if ((tls_ctx = tls_client_ctx_new(s->cfg, &err)) == NULL)
+        log_warn("no client TLS (STARTTLS will defer): %s", err.data);
+    buf_free(&err);
+    log_debug("smtp delivery agent ready");
+    while (!stop_flag) {
+        if (!wait_readable(lfd))
+            break;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                log_error("accept: %m");
+            continue;
+        }
+        serve_conn(s, fd);
+    }
+    SSL_CTX_free(tls_ctx);
+    config_free(s->cfg);
+    free(s->fds);
+    free(s);
+    return 0;
+}

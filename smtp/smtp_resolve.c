@@ -1,0 +1,124 @@
+/*
+ * smtp_resolve.c - the next hop for a recipient domain.
+ *
+ * Today: delivery.relayhost ("[host]:port", "host:port", "host", port
+ * default delivery.smtp_port) for every remote domain, or, without a
+ * relayhost, an IP-literal domain ("[192.0.2.1]", "[IPv6:2001:db8::1]").
+ * A relayhost name is resolved to addresses (A/AAAA via getaddrinfo; with
+ * or without brackets: no MX lookup for a relayhost yet).
+ *
+ * THE PLACE WHERE MX LOOKUP PLUGS IN: mx_lookup() below. Without a
+ * relayhost a domain name has no route yet ("4.4.3", deferred: the mail
+ * waits in the queue and is retried). The DNS module (lib/dns/) replaces
+ * mx_lookup with: MX records by preference (implicit MX = the domain's
+ * A/AAAA), each host's addresses, null MX ("0 .") -> 5.1.10 bounce.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "smtp.h"
+
+static int fail(char *dsn, size_t dsnlen, const char *code, char *why, size_t whylen,
+                const char *fmt, const char *arg)
+{
+    snprintf(dsn, dsnlen, "%s", code);
+    snprintf(why, whylen, fmt, arg);
+    return -1;
+}
+
+/* Fill hop's addresses for host (numeric only when numeric = 1). */
+static int addrs(struct smtp_hop *hop, const char *host, int numeric)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0);
+    char port[8];
+    snprintf(port, sizeof(port), "%d", hop->port);
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0)
+        return rc;
+    hop->naddr = 0;
+    for (struct addrinfo *a = res; a && hop->naddr < SMTP_MAX_ADDRS; a = a->ai_next) {
+        memcpy(&hop->addr[hop->naddr], a->ai_addr, a->ai_addrlen);
+        hop->addrlen[hop->naddr++] = a->ai_addrlen;
+    }
+    freeaddrinfo(res);
+    return hop->naddr > 0 ? 0 : EAI_NONAME;
+}
+
+/* Split "[host]:port" / "host:port" / "host" (checked by config already). */
+static int split_relay(const char *s, char *host, size_t hl, int *port)
+{
+    const char *p = NULL;
+    size_t n;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL)
+            return -1;
+        n = (size_t)(close - s - 1);
+        p = close[1] == ':' ? close + 2 : NULL;
+        s++;
+    } else {
+        const char *colon = strchr(s, ':');
+        n = colon ? (size_t)(colon - s) : strlen(s);
+        p = colon ? colon + 1 : NULL;
+    }
+    if (n == 0 || n >= hl)
+        return -1;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    if (p)
+        *port = atoi(p);
+    return 0;
+}
+
+/* MX lookup: not available until lib/dns/ lands. -1 = no route (4.4.3). */
+static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_hop *hop,
+                     char *dsn, size_t dsnlen, char *why, size_t whylen)
+{
+    (void)cfg;
+    (void)hop;
+    return fail(dsn, dsnlen, "4.4.3", why, whylen,
+                "no route to %s: MX lookup not available yet (set delivery.relayhost)", domain);
+}
+
+int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
+                 char *dsn, size_t dsnlen, char *why, size_t whylen)
+{
+    memset(hop, 0, sizeof(*hop));
+    hop->port = cfg->smtp_port;
+    if (cfg->relayhost && cfg->relayhost[0]) {
+        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+        if (split_relay(cfg->relayhost, hop->host, sizeof(hop->host), &hop->port) < 0)
+            return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
+        int rc = addrs(hop, hop->host, 0);
+        if (rc != 0)
+            return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no address",
+                        hop->host);
+        return 0;
+    }
+    size_t dl = strlen(domain);
+    if (dl > 2 && domain[0] == '[' && domain[dl - 1] == ']') {
+        const char *ip = domain + 1;
+        size_t il = dl - 2;
+        if (il > 5 && strncasecmp(ip, "IPv6:", 5) == 0) {
+            ip += 5;
+            il -= 5;
+        }
+        if (il >= sizeof(hop->host))
+            return fail(dsn, dsnlen, "5.1.2", why, whylen, "bad address literal %s", domain);
+        memcpy(hop->host, ip, il);
+        hop->host[il] = '\0';
+        snprintf(hop->key, sizeof(hop->key), "%s", domain);
+        if (addrs(hop, hop->host, 1) != 0)
+            return fail(dsn, dsnlen, "5.1.2", why, whylen, "bad address literal %s", domain);
+        return 0;
+    }
+    return mx_lookup(cfg, domain, hop, dsn, dsnlen, why, whylen);
+}
