@@ -211,9 +211,16 @@ static void serve_conn(struct server *s, int fd)
     ipc_conn_close(&c);
 }
 
+/* server_init_ex hook, still root: libunbound reads its files now */
+static void pre_drop(struct server *srv, void *arg)
+{
+    (void)arg;
+    smtp_resolve_init(srv->cfg);
+}
+
 int main(int argc, char **argv)
 {
-    struct server *s = server_init("smtp", argc, argv, SERVER_F_NO_EVENT);
+    struct server *s = server_init_ex("smtp", argc, argv, SERVER_F_NO_EVENT, pre_drop, NULL);
     int lfd = server_fd_named(s, "smtp");
     if (lfd < 0)
         log_fatal("no listening socket named \"smtp\" (POSTERN_FDS)");

@@ -45,7 +45,7 @@ struct smtp_msg {
 };
 
 /* ---- next hop (smtp_resolve.c) ---- */
-#define SMTP_MAX_ADDRS 8
+#define SMTP_MAX_ADDRS 10       /* addresses tried per delivery, all MX hosts */
 struct smtp_hop {
     char host[256];             /* name for logs, TLS SNI/verify and credentials */
     char key[300];              /* as configured: "[host]:port" (credentials lookup) */
@@ -57,6 +57,8 @@ struct smtp_hop {
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (dsn "4.4.3" = no route yet: deferred). See smtp_resolve.c for the
  * place where MX lookups (lib/dns/) plug in. */
+/* Make the resolver; call once, before the privilege drop. */
+void smtp_resolve_init(const struct config *cfg);
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen);
 

@@ -22,6 +22,9 @@
 #include <strings.h>
 
 #include "smtp.h"
+#include "dns/dns.h"
+#include "util/buf.h"
+#include "util/log.h"
 
 static int fail(char *dsn, size_t dsnlen, const char *code, char *why, size_t whylen,
                 const char *fmt, const char *arg)
@@ -78,14 +81,108 @@ static int split_relay(const char *s, char *host, size_t hl, int *port)
     return 0;
 }
 
-/* MX lookup: not available until lib/dns/ lands. -1 = no route (4.4.3). */
+/* One resolver per agent process, made before the privilege drop
+ * (libunbound reads its config and trust anchor then). */
+static struct dns_ctx *dctx;
+
+void smtp_resolve_init(const struct config *cfg)
+{
+    struct dns_config dc;
+    buf_t err;
+    dns_config_from(cfg, &dc);
+    buf_init(&err, 64);
+    dctx = dns_ctx_new(&dc, NULL, &err);
+    if (dctx == NULL)
+        log_error("dns: %s: mail for domains without relayhost defers", err.data);
+    buf_free(&err);
+}
+
+/* Append host's addresses of one type (AAAA before A: IPv6 first).
+ * Returns the lookup status; a full hop just stops adding. */
+static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_t type)
+{
+    struct dns_answer *a = dns_resolve(dctx, host, type);
+    if (a == NULL)
+        return DNS_TEMPFAIL;
+    enum dns_status st = a->status;
+    for (int i = 0; st == DNS_FOUND && i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
+        if (a->rr[i].type != type)
+            continue;
+        const struct dns_addr *da = &a->rr[i].u.addr;
+        struct sockaddr_storage *ss = &hop->addr[hop->naddr];
+        memset(ss, 0, sizeof(*ss));
+        if (da->family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons((uint16_t)hop->port);
+            memcpy(&s6->sin6_addr, da->addr, 16);
+            hop->addrlen[hop->naddr] = sizeof(*s6);
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons((uint16_t)hop->port);
+            memcpy(&s4->sin_addr, da->addr, 4);
+            hop->addrlen[hop->naddr] = sizeof(*s4);
+        }
+        hop->naddr++;
+    }
+    dns_answer_free(a);
+    return st;
+}
+
+/* Both address families of one MX host; TEMPFAIL only if neither answered. */
+static enum dns_status host_addrs(struct smtp_hop *hop, const char *host)
+{
+    enum dns_status s6 = add_addrs(hop, host, DNS_T_AAAA);
+    enum dns_status s4 = add_addrs(hop, host, DNS_T_A);
+    if (s6 == DNS_FOUND || s4 == DNS_FOUND)
+        return DNS_FOUND;
+    return (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL) ? DNS_TEMPFAIL : DNS_NOTFOUND;
+}
+
+/* Every address of every MX host in preference order (equal preferences
+ * shuffled by dns_mx_finish), at most SMTP_MAX_ADDRS in all. Null MX ->
+ * 5.1.10 bounce, NXDOMAIN -> 5.1.2 bounce, failures -> 4.4.3 defer. */
 static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                      char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
     (void)cfg;
-    (void)hop;
-    return fail(dsn, dsnlen, "4.4.3", why, whylen,
-                "no route to %s: MX lookup not available yet (set delivery.relayhost)", domain);
+    if (dctx == NULL)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "no route to %s: no resolver", domain);
+    struct dns_answer *a = dns_resolve_mx(dctx, domain);
+    if (a == NULL)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "MX lookup for %s failed", domain);
+    enum dns_status st = a->status;
+    int tempfail = 0;
+    if (st == DNS_FOUND) {
+        snprintf(hop->key, sizeof(hop->key), "%s", domain);
+        for (int i = 0; i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
+            if (a->rr[i].type != DNS_T_MX || a->rr[i].u.mx.host == NULL)
+                continue;
+            if (hop->host[0] == '\0')
+                snprintf(hop->host, sizeof(hop->host), "%s", a->rr[i].u.mx.host);
+            if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
+                tempfail = 1;
+        }
+    }
+    dns_answer_free(a);
+    switch (st) {
+    case DNS_NULL_MX:
+        return fail(dsn, dsnlen, "5.1.10", why, whylen,
+                    "%s does not accept mail (null MX)", domain);
+    case DNS_NOTFOUND:
+        return fail(dsn, dsnlen, "5.1.2", why, whylen, "domain %s not found", domain);
+    case DNS_TEMPFAIL:
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "MX lookup for %s: temporary failure",
+                    domain);
+    case DNS_FOUND:
+        break;
+    }
+    if (hop->naddr == 0)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen,
+                    tempfail ? "no address yet for the MX hosts of %s"
+                             : "the MX hosts of %s have no address", domain);
+    return 0;
 }
 
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
