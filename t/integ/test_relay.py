@@ -211,11 +211,7 @@ def test_relay_verify_wrong_name_defers():
             ctl.stop()
 
 
-def test_no_relayhost_defers_no_route():
-    with Suite() as s:
-        s.send("sender@example.test", ["far@remote.test"], make_message(4))
-        logged(s, r"to=<far@remote.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
-                  r"\(no route to remote\.test: MX lookup not available yet")
+# Without a relayhost the next hop comes from MX: see test_relay_mx.py.
 
 
 def test_relay_refused_and_silent_peer_defer():

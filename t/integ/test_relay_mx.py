@@ -1,0 +1,93 @@
+"""Outbound mail found by MX (smtp/smtp_resolve.c through lib/dns): two
+Postern instances on 127.0.0.1 and 127.0.0.2 (same port), with DNS answered
+from the local-data of a test unbound.conf (no network). Mail for b.test
+submitted to A reaches B's Maildir and back; a null MX bounces at once
+(5.1.10) to the local sender; a dead first MX falls back to the second; an
+MX host without address defers (4.4.3); a domain that does not exist
+bounces (5.1.2)."""
+import os
+import re
+import tempfile
+
+from suite import Suite, free_port, make_message, wait_for
+
+ZONE = [
+    "a.test. 300 IN MX 10 mx.a.test.",
+    "mx.a.test. 300 IN A 127.0.0.1",
+    "b.test. 300 IN MX 10 mx.b.test.",
+    "mx.b.test. 300 IN A 127.0.0.2",
+    "null.test. 300 IN MX 0 .",
+    "two.test. 300 IN MX 10 dead.two.test.",
+    "two.test. 300 IN MX 20 mx.b.test.",
+    "dead.two.test. 300 IN A 127.0.0.3",
+    "noaddr.test. 300 IN MX 10 gone.noaddr.test.",
+]
+
+
+def unbound_conf():
+    d = tempfile.mkdtemp(prefix="postern-ub-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "unbound.conf")
+    with open(path, "w") as f:
+        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
+                "".join(f'  local-data: "{x}"\n' for x in ZONE))
+    os.chmod(path, 0o644)
+    return path
+
+
+def pair():
+    """(A, B): A on 127.0.0.1 is a.test, B on 127.0.0.2 is b.test and two.test."""
+    ub = unbound_conf()
+    port = free_port()
+    dns = f'dns {{ unbound_config = "{ub}"; dnssec = false; timeout = 5s; }}'
+    a = Suite(host="127.0.0.1", port=port, local_domains='["localhost", "a.test"]',
+              delivery=f"smtp_port = {port};", extra_conf=dns)
+    try:
+        b = Suite(host="127.0.0.2", port=port,
+                  local_domains='["localhost", "b.test", "two.test"]',
+                  delivery=f"smtp_port = {port};", extra_conf=dns)
+    except Exception:
+        a.__exit__(None, None, None)
+        raise
+    return a, b
+
+
+def logged(s, pattern, timeout=20):
+    return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
+
+
+def test_mx_relay_between_two_posterns():
+    a, b = pair()
+    with a, b:
+        a.send("alice@a.test", ["bob@b.test"], make_message(1, subject="to b"))
+        (path,) = b.wait_delivered("bob", 1)
+        with open(path, "rb") as f:
+            assert b"Subject: to b" in f.read()
+        logged(a, r"to=<bob@b\.test>, relay=mx\.b\.test\[127\.0\.0\.2\]:\d+, .*status=sent")
+        b.send("bob@b.test", ["alice@a.test"], make_message(2, subject="back to a"))
+        (path,) = a.wait_delivered("alice", 1)
+        with open(path, "rb") as f:
+            assert b"Subject: back to a" in f.read()
+
+
+def test_null_mx_bounces_at_once_and_dead_first_mx_falls_back():
+    a, b = pair()
+    with a, b:
+        a.send("alice@a.test", ["nobody@null.test"], make_message(3))
+        logged(a, r"to=<nobody@null\.test>, .*dsn=5\.1\.10, status=bounced")
+        (path,) = a.wait_delivered("alice", 1)
+        with open(path, "rb") as f:
+            assert b"5.1.10" in f.read()
+        a.send("alice@a.test", ["carol@two.test"], make_message(4, subject="via mx 20"))
+        (path,) = b.wait_delivered("carol", 1)
+        logged(a, r"connect to dead\.two\.test\[127\.0\.0\.3\]:\d+|connect to .*127\.0\.0\.3")
+        logged(a, r"to=<carol@two\.test>, .*127\.0\.0\.2\]:\d+, .*status=sent")
+
+
+def test_mx_without_address_defers_and_unknown_domain_bounces():
+    a, b = pair()
+    with a, b:
+        a.send("alice@a.test", ["x@noaddr.test"], make_message(5))
+        logged(a, r"to=<x@noaddr\.test>, relay=none, .*dsn=4\.4\.3, status=deferred")
+        a.send("alice@a.test", ["x@nx.test"], make_message(6))
+        logged(a, r"to=<x@nx\.test>, .*dsn=5\.1\.2, status=bounced")
