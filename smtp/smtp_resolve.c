@@ -140,30 +140,79 @@ static enum dns_status host_addrs(struct smtp_hop *hop, const char *host)
     return (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL) ? DNS_TEMPFAIL : DNS_NOTFOUND;
 }
 
+/* Is sa one of our own listen addresses (same IP and port, or a
+ * wildcard listener on that port)? */
+static int is_self(const struct config *cfg, const struct sockaddr_storage *sa)
+{
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        const struct strlist *al = &cfg->listeners[i].address;
+        for (int j = 0; j < al->n; j++) {
+            struct sockaddr_storage ls;
+            if (config_parse_address(al->v[j], &ls, NULL) < 0 || ls.ss_family != sa->ss_family)
+                continue;
+            if (sa->ss_family == AF_INET) {
+                const struct sockaddr_in *x = (const void *)sa, *y = (const void *)&ls;
+                if (x->sin_port == y->sin_port &&
+                    (y->sin_addr.s_addr == x->sin_addr.s_addr || y->sin_addr.s_addr == 0))
+                    return 1;
+            } else if (sa->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *x = (const void *)sa, *y = (const void *)&ls;
+                if (x->sin6_port == y->sin6_port &&
+                    (memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 ||
+                     IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr)))
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Fill hop from the sorted MX hosts of a. As Postfix does, an MX host
+ * that is ourselves ends the list: it and every host of the same or a
+ * worse preference are dropped (they would send the mail back here).
+ * Returns 1 when that happened. */
+static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct smtp_hop *hop,
+                    int *tempfail)
+{
+    int group = 0, pref = -1;     /* first address of the current preference */
+    for (int i = 0; i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
+        if (a->rr[i].type != DNS_T_MX || a->rr[i].u.mx.host == NULL)
+            continue;
+        if (a->rr[i].u.mx.pref != pref) {
+            pref = a->rr[i].u.mx.pref;
+            group = hop->naddr;
+        }
+        int first = hop->naddr;
+        if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
+            *tempfail = 1;
+        for (int k = first; k < hop->naddr; k++) {
+            if (is_self(cfg, &hop->addr[k])) {
+                hop->naddr = group;
+                return 1;
+            }
+        }
+        if (hop->host[0] == '\0' && hop->naddr > first)
+            snprintf(hop->host, sizeof(hop->host), "%s", a->rr[i].u.mx.host);
+    }
+    return 0;
+}
+
 /* Every address of every MX host in preference order (equal preferences
  * shuffled by dns_mx_finish), at most SMTP_MAX_ADDRS in all. Null MX ->
  * 5.1.10 bounce, NXDOMAIN -> 5.1.2 bounce, failures -> 4.4.3 defer. */
 static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                      char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
-    (void)cfg;
     if (dctx == NULL)
         return fail(dsn, dsnlen, "4.4.3", why, whylen, "no route to %s: no resolver", domain);
     struct dns_answer *a = dns_resolve_mx(dctx, domain);
     if (a == NULL)
         return fail(dsn, dsnlen, "4.4.3", why, whylen, "MX lookup for %s failed", domain);
     enum dns_status st = a->status;
-    int tempfail = 0;
+    int tempfail = 0, self = 0;
     if (st == DNS_FOUND) {
         snprintf(hop->key, sizeof(hop->key), "%s", domain);
-        for (int i = 0; i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
-            if (a->rr[i].type != DNS_T_MX || a->rr[i].u.mx.host == NULL)
-                continue;
-            if (hop->host[0] == '\0')
-                snprintf(hop->host, sizeof(hop->host), "%s", a->rr[i].u.mx.host);
-            if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
-                tempfail = 1;
-        }
+        self = mx_hosts(cfg, a, hop, &tempfail);
     }
     dns_answer_free(a);
     switch (st) {
@@ -178,6 +227,9 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
     case DNS_FOUND:
         break;
     }
+    if (hop->naddr == 0 && self)
+        return fail(dsn, dsnlen, "4.4.6", why, whylen, "mail for %s loops back to myself",
+                    domain);
     if (hop->naddr == 0)
         return fail(dsn, dsnlen, "4.4.3", why, whylen,
                     tempfail ? "no address yet for the MX hosts of %s"

@@ -4,7 +4,8 @@ from the local-data of a test unbound.conf (no network). Mail for b.test
 submitted to A reaches B's Maildir and back; a null MX bounces at once
 (5.1.10) to the local sender; a dead first MX falls back to the second; an
 MX host without address defers (4.4.3); a domain that does not exist
-bounces (5.1.2)."""
+bounces (5.1.2); being the best MX of a domain that is not ours
+defers 4.4.6 (mail loops back to myself)."""
 import os
 import re
 import tempfile
@@ -21,6 +22,8 @@ ZONE = [
     "two.test. 300 IN MX 20 mx.b.test.",
     "dead.two.test. 300 IN A 127.0.0.3",
     "noaddr.test. 300 IN MX 10 gone.noaddr.test.",
+    "loop.test. 300 IN MX 10 mx.a.test.",
+    "loop.test. 300 IN MX 20 mx.b.test.",
 ]
 
 
@@ -91,3 +94,7 @@ def test_mx_without_address_defers_and_unknown_domain_bounces():
         logged(a, r"to=<x@noaddr\.test>, relay=none, .*dsn=4\.4\.3, status=deferred")
         a.send("alice@a.test", ["x@nx.test"], make_message(6))
         logged(a, r"to=<x@nx\.test>, .*dsn=5\.1\.2, status=bounced")
+        # A is the best MX of loop.test but not its final destination
+        a.send("alice@a.test", ["x@loop.test"], make_message(7))
+        logged(a, r"to=<x@loop\.test>, .*dsn=4\.4\.6, status=deferred \(mail for loop\.test "
+                  r"loops back to myself")
