@@ -55,8 +55,7 @@ struct smtp_hop {
     socklen_t addrlen[SMTP_MAX_ADDRS];
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
- * (dsn "4.4.3" = no route yet: deferred). See smtp_resolve.c for the
- * place where MX lookups (lib/dns/) plug in. */
+ * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */
 /* Make the resolver; call once, before the privilege drop. */
 void smtp_resolve_init(const struct config *cfg);
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,

@@ -1,17 +1,18 @@
 /*
  * smtp_resolve.c - the next hop for a recipient domain.
  *
- * Today: delivery.relayhost ("[host]:port", "host:port", "host", port
+ * delivery.relayhost ("[host]:port", "host:port", "host", port
  * default delivery.smtp_port) for every remote domain, or, without a
  * relayhost, an IP-literal domain ("[192.0.2.1]", "[IPv6:2001:db8::1]").
  * A relayhost name is resolved to addresses (A/AAAA via getaddrinfo; with
  * or without brackets: no MX lookup for a relayhost yet).
  *
- * THE PLACE WHERE MX LOOKUP PLUGS IN: mx_lookup() below. Without a
- * relayhost a domain name has no route yet ("4.4.3", deferred: the mail
- * waits in the queue and is retried). The DNS module (lib/dns/) replaces
- * mx_lookup with: MX records by preference (implicit MX = the domain's
- * A/AAAA), each host's addresses, null MX ("0 .") -> 5.1.10 bounce.
+ * Otherwise MX through lib/dns (mx_lookup): hosts by preference, implicit
+ * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
+ * null MX -> 5.1.10 bounce, NXDOMAIN -> 5.1.2, DNS trouble -> 4.4.3, an MX
+ * that is ourselves cuts the list (best MX -> 4.4.6, loops back).
+ * Limit: hop->host is the first usable MX name; TLS verify/SNI and log
+ * labels use it for the addresses of later MX hosts too.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
