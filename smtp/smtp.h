@@ -71,7 +71,9 @@ struct sio {
     int timed_out;
 };
 /* 0 connected, -1 (err set). */
-int  sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int timeout);
+/* source: delivery.source_address or NULL (bound only for its family) */
+int  sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int timeout,
+                 const char *source);
 /* Read one whole reply into r: 0, or -1 (err set: I/O, timeout, malformed). */
 int  sio_reply(struct sio *s, struct smtp_reply *r, int timeout);
 int  sio_write(struct sio *s, const void *p, size_t n, int timeout);

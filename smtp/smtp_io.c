@@ -3,6 +3,7 @@
  * driven with poll() against a deadline, so every wait ends; plaintext or
  * TLS (after STARTTLS) behind the same read/write calls.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -41,12 +42,40 @@ static int wait_fd(struct sio *s, short events, int64_t deadline)
     }
 }
 
-int sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int timeout)
+/* Bind to source (an IP literal, checked by config) when it is of fd's
+ * family: a v4 source cannot originate a v6 connection, which then goes
+ * from any address. */
+static int bind_source(struct sio *s, int family, const char *source)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET &&
+        inet_pton(AF_INET, source, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+        len = sizeof(struct sockaddr_in);
+    else if (family == AF_INET6 &&
+             inet_pton(AF_INET6, source, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+        len = sizeof(struct sockaddr_in6);
+    else
+        return 0;
+    ss.ss_family = (sa_family_t)family;
+    if (bind(s->fd, (struct sockaddr *)&ss, len) < 0) {
+        char what[128];
+        snprintf(what, sizeof(what), "bind %s: %s", source, strerror(errno));
+        return seterr(s, "%s", what);
+    }
+    return 0;
+}
+
+int sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int timeout,
+                const char *source)
 {
     memset(s, 0, sizeof(*s));
     s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0)
         return seterr(s, "socket: %s", strerror(errno));
+    if (source && *source && bind_source(s, sa->sa_family, source) < 0)
+        return -1;
     if (connect(s->fd, sa, len) == 0)
         return 0;
     if (errno != EINPROGRESS)

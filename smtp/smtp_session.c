@@ -519,7 +519,7 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
     for (int i = 0; i < hop->naddr; i++) {
         addr_label(hop, i, s.relay, sizeof(s.relay));
         if (sio_connect(&s.io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
-                        s.cfg->smtp_connect_timeout) == 0) {
+                        s.cfg->smtp_connect_timeout, s.cfg->source_address) == 0) {
             session(&s);
             sio_close(&s.io);
             break;

@@ -94,6 +94,7 @@ struct config {
 
     char    *relayhost;
     int      smtp_port;
+    char    *source_address;     /* delivery.source_address: bind outbound SMTP, NULL = any */
     enum tls_policy tls_policy;  /* delivery.tls_policy (default may) */
     char    *tls_ca_file;        /* delivery.tls_ca_file: CA for verify, NULL = system store */
     char    *relay_auth;         /* delivery.relay_auth: "host user password" lines, or NULL */

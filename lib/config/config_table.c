@@ -5,6 +5,7 @@
  * field (with a message naming what was expected). config.c walks the tree
  * against these tables; nothing here knows about blocks or includes.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -44,6 +45,7 @@ static const struct enumval ev_mailbox[] = {
 static int check_protocol(const char *s, buf_t *msg);
 static int check_address(const char *s, buf_t *msg);
 static int check_relayhost(const char *s, buf_t *msg);
+static int check_ip(const char *s, buf_t *msg);
 
 #define DAY 86400LL
 #define C(f) offsetof(struct config, f)
@@ -87,6 +89,7 @@ const struct param cfg_params[] = {
       F_REQUIRED | F_TEMPLATE, NULL },
     { "local.aliases", P_PATH, C(local_aliases), 0, "/etc/aliases", 0, 0, NULL, 0, NULL },
     { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, check_relayhost },
+    { "delivery.source_address", P_STR, C(source_address), 0, NULL, 0, 0, NULL, 0, check_ip },
     { "delivery.smtp_port", P_INT, C(smtp_port), 0, "25", 1, 65535, NULL, 0, NULL },
     { "delivery.tls_policy", P_ENUM, C(tls_policy), 0, "may", 0, 0, ev_tls_policy, 0, NULL },
     { "delivery.tls_ca_file", P_PATH, C(tls_ca_file), 0, NULL, 0, 0, NULL, 0, NULL },
@@ -188,6 +191,17 @@ static int check_protocol(const char *s, buf_t *msg)
         if (strcmp(s, ok[i]) == 0)
             return 0;
     buf_append_str(msg, "expected one of \"TLSv1\", \"TLSv1.1\", \"TLSv1.2\", \"TLSv1.3\"");
+    got_text(msg, s);
+    return -1;
+}
+
+/* An IPv4 or IPv6 address literal, without port or brackets. */
+static int check_ip(const char *s, buf_t *msg)
+{
+    unsigned char a[16];
+    if (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1)
+        return 0;
+    buf_append_str(msg, "expected an IP address like 192.0.2.1 or 2001:db8::1");
     got_text(msg, s);
     return -1;
 }

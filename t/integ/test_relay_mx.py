@@ -3,7 +3,8 @@ Postern instances on 127.0.0.1 and 127.0.0.2 (same port), with DNS answered
 from the local-data of a test unbound.conf (no network). Mail for b.test
 submitted to A reaches B's Maildir and back; a null MX bounces at once
 (5.1.10) to the local sender; a dead first MX falls back to the second; an
-MX host without address defers (4.4.3); a domain that does not exist
+MX host without address defers (4.4.3); A sends from
+delivery.source_address; a domain that does not exist
 bounces (5.1.2); being the best MX of a domain that is not ours
 defers 4.4.6 (mail loops back to myself)."""
 import os
@@ -44,7 +45,7 @@ def pair():
     port = free_port()
     dns = f'dns {{ unbound_config = "{ub}"; dnssec = false; timeout = 5s; }}'
     a = Suite(host="127.0.0.1", port=port, local_domains='["localhost", "a.test"]',
-              delivery=f"smtp_port = {port};", extra_conf=dns)
+              delivery=f'smtp_port = {port}; source_address = "127.0.0.5";', extra_conf=dns)
     try:
         b = Suite(host="127.0.0.2", port=port,
                   local_domains='["localhost", "b.test", "two.test"]',
@@ -67,6 +68,7 @@ def test_mx_relay_between_two_posterns():
         with open(path, "rb") as f:
             assert b"Subject: to b" in f.read()
         logged(a, r"to=<bob@b\.test>, relay=mx\.b\.test\[127\.0\.0\.2\]:\d+, .*status=sent")
+        logged(b, r"connect from \[127\.0\.0\.5\]")     # delivery.source_address
         b.send("bob@b.test", ["alice@a.test"], make_message(2, subject="back to a"))
         (path,) = a.wait_delivered("alice", 1)
         with open(path, "rb") as f:
