@@ -157,7 +157,7 @@ local_domains = {local_domains};
 {local_conf}
 {processes}
 {limits}
-delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h; {delivery} }}
+delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h;{" " + delivery if delivery else ""} }}
 {extra_conf}
 """)
         self.log_path = os.path.join(self.dir, "postern.log")
