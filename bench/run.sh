@@ -12,7 +12,8 @@
 #            "[127.0.0.1]:PORT", Postfix via relayhost + relay_domains.
 #            e2e = N / time until the MTA's queue is empty (a message leaves
 #            the queue only after the sink's 250 to its DATA, so that is
-#            end to end; the sink's own count is not polled). Outbound
+#            end to end; after it the sink's counter must have grown by N,
+#            else the run counts as failed). Outbound
 #            concurrency: Postern processes.delivery = BENCH_RELAY_PROCS (20:
 #            20 smtp agents, one session each at a time); Postfix: the
 #            recipe's relay service has process limit "-" =
@@ -117,13 +118,18 @@ fi
 
 STARTED_PF="" STARTED_PT="" SINK_PID=""
 # relay: one smtp-sink for both MTAs (-u: drop to nobody; PIPELINING is on
-# by default; backlog 1000). Its stdout/stderr go to $WORK/sink.log.
+# by default; backlog 1000; -c: a running "mesg=N" counter on stdout, in
+# $WORK/sink.log, which sink_count reads to check that every message of a
+# run reached the sink rather than bouncing).
 start_sink() {
     [ -x "$SMTP_SINK" ] || die "$SMTP_SINK missing (postfix package)"
     port_listening "$BENCH_SINK_PORT" && die "port $BENCH_SINK_PORT already in use (a stale sink?)"
-    "$SMTP_SINK" -u nobody "127.0.0.1:$BENCH_SINK_PORT" 1000 >"$WORK/sink.log" 2>&1 &
+    "$SMTP_SINK" -c -u nobody "127.0.0.1:$BENCH_SINK_PORT" 1000 >"$WORK/sink.log" 2>&1 &
     SINK_PID=$!
     wait_port "$BENCH_SINK_PORT" 10 "$SINK_PID" || { cat "$WORK/sink.log" >&2; die "smtp-sink does not listen"; }
+}
+sink_count() {
+    tr '\r' '\n' < "$WORK/sink.log" 2>/dev/null | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
 }
 stop_sink() {
     [ -n "$SINK_PID" ] || return 0
@@ -181,7 +187,8 @@ add_res() { RES[$1]="${RES[$1]:-} $2"; }
 # N files (maildir), as seen by waitq.py polling every 5 ms.
 one_run() {
     local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new st rcpt=b@bench.test
-    [ "$scen" = relay ] && rcpt=b@relay.test
+    local sink0=0 sunk
+    [ "$scen" = relay ] && { rcpt=b@relay.test; sink0=$(sink_count); }
     gate=$WORK/gate; out=$WORK/waitq.out; rm -f "$gate" "$out"
     new=$(maildir_new "$m" "$d")
     if [ "$scen" = maildir ]; then
@@ -218,6 +225,15 @@ one_run() {
             [0-9]*) del=$(calc "$n / ($t2 - $t0)");;
             *) say "$(mta_name "$m") $scen c=$conc: delivery wait: $t2"; st=1;;
         esac
+    fi
+    if [ "$scen" = relay ] && [ $st = 0 ]; then
+        # the queue is empty: every message must have reached the sink (its
+        # counter may lag the 250 by a moment)
+        local i=0
+        while sunk=$(( $(sink_count) - sink0 )); [ "$sunk" -lt "$n" ] && [ $i -lt 20 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        [ "$sunk" = "$n" ] || { say "$(mta_name "$m") relay c=$conc: the sink got $sunk of $n messages"; st=1; del=n/a; }
     fi
     [ $st = 0 ] || purge_queue "$m" "$d"
     # clean up for the next run: Maildir emptied, queue drained (not timed)
