@@ -13,8 +13,8 @@
 #            e2e = N / time until the MTA's queue is empty (a message leaves
 #            the queue only after the sink's 250 to its DATA, so that is
 #            end to end; after it the sink's counter must have grown by N,
-#            else the run counts as failed). Outbound
-#            concurrency: Postern processes.delivery = BENCH_RELAY_PROCS (20:
+#            else the run counts as failed).
+#            Outbound concurrency: Postern processes.delivery = BENCH_RELAY_PROCS (20:
 #            20 smtp agents, one session each at a time); Postfix: the
 #            recipe's relay service has process limit "-" =
 #            default_process_limit 300 and relay_destination_concurrency_limit
