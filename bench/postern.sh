@@ -3,7 +3,7 @@
 # 127.0.0.1:$PT_PORT with everything under one folder T:
 #   T/postern.conf, T/spool, T/mail/%u/Maildir, T/postern.log (stderr of `run`)
 #
-#   postern.sh setup T discard|maildir|tls  create T and its config
+#   postern.sh setup T discard|maildir|relay|tls  create T and its config
 #                                       (tls: discard + STARTTLS with
 #                                       $BENCH_TLS_CERT / $BENCH_TLS_KEY)
 #   postern.sh start T                  `$POSTERN_ROOT/bin/postern -c T/postern.conf run &`
@@ -33,6 +33,10 @@ pt_setup() {
     chown "$PT_USER:" "$T/mail"; chmod 755 "$T/mail"
     case "$scen" in
         discard) local_block='local { mailbox = "discard"; }';;
+        relay)   # mail for relay.test (not local) goes to the sink
+                 local_block="local { mailbox = \"discard\"; }
+delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls_policy = \"none\"; }
+processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
         maildir) local_block="local { mailbox = \"maildir\"; maildir = \"$T/mail/%u/Maildir\"; }";;
         tls)     local_block='local { mailbox = "discard"; }'
                  [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||

@@ -5,7 +5,7 @@
 #   R/etc (main.cf, master.cf), R/spool, R/data, R/mail (Maildir base), R/maillog
 #
 #   postfix.sh install                  install the package (unconfigured) if missing
-#   postfix.sh setup R discard|maildir|tls  create R and its config
+#   postfix.sh setup R discard|maildir|relay|tls  create R and its config
 #                                       (tls: discard + smtpd_tls_* with
 #                                       $BENCH_TLS_CERT / $BENCH_TLS_KEY)
 #   postfix.sh start R                  start it (127.0.0.1:$PF_PORT), wait for the port
@@ -50,6 +50,7 @@ pf_setup() {
     case "$scen" in
         discard) transport="discard:";;
         maildir) transport="virtual";;
+        relay)   transport="discard:";;
         tls)     transport="discard:"
                  [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||
                      die "postfix.sh setup tls: BENCH_TLS_CERT / BENCH_TLS_KEY not set";;
@@ -77,6 +78,16 @@ pf_setup() {
 # added by bench/postfix.sh
 maillog_file_prefixes = /var, /dev/stdout, $R
 EOF
+    if [ "$scen" = relay ]; then
+        # relay.test is relayed (permit_mynetworks) through the recipe's
+        # "relay" service (process limit 300, stock
+        # relay_destination_concurrency_limit 20) to the sink
+        cat >> "$R/etc/main.cf" <<EOF
+relay_domains = relay.test
+relayhost = [127.0.0.1]:${BENCH_SINK_PORT:-10029}
+smtp_tls_security_level = none
+EOF
+    fi
     if [ "$scen" = tls ]; then
         # STARTTLS offered, same certificate as Postern's; tlsmgr (absent from
         # the recipe's master.cf) as in Debian's stock master.cf: smtpd asks it

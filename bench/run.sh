@@ -1,11 +1,25 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
 #
-#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|idle|hold|tls|rules]...
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules]...
 #
 # Scenarios (default: all):
 #   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
 #   maildir  accept + queue + delivery to one Maildir (accepted/s, delivered/s)
+#   relay    accept for the non-local relay.test from 127.0.0.1 (mynetworks)
+#            and relay to Postfix's smtp-sink on 127.0.0.1:BENCH_SINK_PORT
+#            (PIPELINING on, discards): Postern via delivery.relayhost
+#            "[127.0.0.1]:PORT", Postfix via relayhost + relay_domains.
+#            e2e = N / time until the MTA's queue is empty (a message leaves
+#            the queue only after the sink's 250 to its DATA, so that is
+#            end to end; after it the sink's counter must have grown by N,
+#            else the run counts as failed).
+#            Outbound concurrency: Postern processes.delivery = BENCH_RELAY_PROCS (20:
+#            20 smtp agents, one session each at a time); Postfix: the
+#            recipe's relay service has process limit "-" =
+#            default_process_limit 300 and relay_destination_concurrency_limit
+#            = default_destination_concurrency_limit 20 (stock), i.e. at most
+#            20 sessions to the sink as well. No TLS towards the sink.
 #   idle     Pss growth of the MTA's processes per idle SMTP session (KB)
 #   hold     BENCH_HOLD idle sessions on Postern alone
 #   tls      discard over STARTTLS, same self-signed certificate for both,
@@ -25,7 +39,9 @@
 # PF_PORT (10025), PT_PORT (10026; the rules scenario also uses PT_PORT+1),
 # BENCH_TLS_N (1500), BENCH_TLS_CONC ("10 50"), BENCH_LAT_N (2000 sessions
 # per instance for the round-trip latency), CC (cc, builds tls-source),
-# BENCH_TLS_OPTS (extra tls-source options, e.g. -q: ACK at once, see tls-source.c).
+# BENCH_TLS_OPTS (extra tls-source options, e.g. -q: ACK at once, see tls-source.c),
+# BENCH_SINK_PORT (10029, the relay scenario's smtp-sink), BENCH_RELAY_PROCS (20),
+# SMTP_SINK (/usr/sbin/smtp-sink).
 # Results: a table on stdout and in run/bench-results.txt; every single
 # measurement in run/bench-raw.txt.
 set -u
@@ -44,6 +60,8 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-60}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 BENCH_SMTP_SOURCE_OPTS=${BENCH_SMTP_SOURCE_OPTS:-}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
+SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
+export BENCH_SINK_PORT=${BENCH_SINK_PORT:-10029} BENCH_RELAY_PROCS=${BENCH_RELAY_PROCS:-20}
 
 DO_PF=1 DO_PT=1 SCENARIOS=""
 while [ $# -gt 0 ]; do
@@ -51,15 +69,15 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|idle|hold|tls|rules) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|idle|hold|tls|rules";; esac;;
+                        discard|maildir|relay|idle|hold|tls|rules) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir idle hold tls rules}
+SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules}
 BENCH_HOLD=${BENCH_HOLD:-10000}
 BENCH_TLS_N=${BENCH_TLS_N:-1500}
 BENCH_TLS_CONC=${BENCH_TLS_CONC:-10 50}
@@ -98,9 +116,28 @@ if [[ " $SCENARIOS " == *" tls "* ]]; then
         { cat "$WORK/tls/cc.log" >&2; die "cannot build bench/tls-source.c (needs cc and libssl-dev)"; }
 fi
 
-STARTED_PF="" STARTED_PT=""
+STARTED_PF="" STARTED_PT="" SINK_PID=""
+# relay: one smtp-sink for both MTAs (-u: drop to nobody; PIPELINING is on
+# by default; backlog 1000; -c: a running "mesg=N" counter on stdout, in
+# $WORK/sink.log, which sink_count reads to check that every message of a
+# run reached the sink rather than bouncing).
+start_sink() {
+    [ -x "$SMTP_SINK" ] || die "$SMTP_SINK missing (postfix package)"
+    port_listening "$BENCH_SINK_PORT" && die "port $BENCH_SINK_PORT already in use (a stale sink?)"
+    "$SMTP_SINK" -c -u nobody "127.0.0.1:$BENCH_SINK_PORT" 1000 >"$WORK/sink.log" 2>&1 &
+    SINK_PID=$!
+    wait_port "$BENCH_SINK_PORT" 10 "$SINK_PID" || { cat "$WORK/sink.log" >&2; die "smtp-sink does not listen"; }
+}
+sink_count() {
+    tr '\r' '\n' < "$WORK/sink.log" 2>/dev/null | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
+}
+stop_sink() {
+    [ -n "$SINK_PID" ] || return 0
+    kill -TERM "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null; SINK_PID=""
+}
 cleanup() {
     local r
+    stop_sink
     for r in $STARTED_PF; do pf_stop "$r"; done
     for r in $STARTED_PT; do pt_stop "$r"; done
     STARTED_PF="" STARTED_PT=""
@@ -149,7 +186,9 @@ add_res() { RES[$1]="${RES[$1]:-} $2"; }
 # exits; delivered = when the queue is empty (discard) or Maildir/new holds
 # N files (maildir), as seen by waitq.py polling every 5 ms.
 one_run() {
-    local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new st
+    local m=$1 d=$2 scen=$3 conc=$4 n=$5 rep=${6:-} gate out wpid t0 t1 t2 rc acc del new st rcpt=b@bench.test
+    local sink0=0 sunk
+    [ "$scen" = relay ] && { rcpt=b@relay.test; sink0=$(sink_count); }
     gate=$WORK/gate; out=$WORK/waitq.out; rm -f "$gate" "$out"
     new=$(maildir_new "$m" "$d")
     if [ "$scen" = maildir ]; then
@@ -165,7 +204,7 @@ one_run() {
             -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ts.out" 2>"$WORK/ss.err"
     else
         timeout "$BENCH_TIMEOUT" "$SMTP_SOURCE" $BENCH_SMTP_SOURCE_OPTS -s "$conc" -m "$n" -l 2048 \
-            -f a@bench.test -t b@bench.test "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
+            -f a@bench.test -t "$rcpt" "127.0.0.1:$(port_of "$m")" >"$WORK/ss.err" 2>&1
     fi
     rc=$?
     t1=$(now)
@@ -186,6 +225,15 @@ one_run() {
             [0-9]*) del=$(calc "$n / ($t2 - $t0)");;
             *) say "$(mta_name "$m") $scen c=$conc: delivery wait: $t2"; st=1;;
         esac
+    fi
+    if [ "$scen" = relay ] && [ $st = 0 ]; then
+        # the queue is empty: every message must have reached the sink (its
+        # counter may lag the 250 by a moment)
+        local i=0
+        while sunk=$(( $(sink_count) - sink0 )); [ "$sunk" -lt "$n" ] && [ $i -lt 20 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        [ "$sunk" = "$n" ] || { say "$(mta_name "$m") relay c=$conc: the sink got $sunk of $n messages"; st=1; del=n/a; }
     fi
     [ $st = 0 ] || purge_queue "$m" "$d"
     # clean up for the next run: Maildir emptied, queue drained (not timed)
@@ -258,6 +306,7 @@ T_START=$(now)
 for scen in $SCENARIOS; do
     case $scen in idle|hold|rules) continue;; esac
     say "scenario $scen: starting instances"
+    [ "$scen" = relay ] && start_sink
     declare -A DIR=()
     for m in $MTAS; do DIR[$m]=$WORK/$m-$scen; start_mta "$m" "$scen" "${DIR[$m]}"; done
     # warm-up (untimed): Postfix spawns its smtpd/cleanup/delivery processes,
@@ -273,6 +322,7 @@ for scen in $SCENARIOS; do
         done
     done
     for m in $MTAS; do stop_mta "$m" "${DIR[$m]}"; done
+    [ "$scen" = relay ] && stop_sink
 done
 
 # ---- idle sessions: Pss of all the MTA's processes, before and after --------
@@ -391,10 +441,12 @@ fi
     [ -n "$BENCH_SMTP_SOURCE_OPTS" ] && mode="smtp-source $BENCH_SMTP_SOURCE_OPTS"
     echo "# Postern vs Postfix ${pfv:-?} -- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, spool on $(df -P "$BENCH_TMP" | awk 'NR==2 { print $1 }')"
     echo "# smtp-source -l 2048, N=$BENCH_N (N=$BENCH_N1 at conc 1), $mode; median of $BENCH_REPS"
-    echo "# accept = N / smtp-source wall time; e2e = N / time until queue empty (discard) or N files in Maildir/new"
+    echo "# accept = N / smtp-source wall time; e2e = N / time until queue empty (discard, relay) or N files in Maildir/new"
+    [[ " $SCENARIOS " == *" relay "* ]] &&
+        echo "# relay: to smtp-sink 127.0.0.1:$BENCH_SINK_PORT; postern processes.delivery=$BENCH_RELAY_PROCS, postfix relay_destination_concurrency_limit=20"
     echo "# ratio = postern / postfix (throughput: higher is better; idle KB/session: lower is better)"
     printf '%-18s %5s %10s %10s %8s\n' scenario conc postfix/s postern/s ratio
-    for scen in discard maildir; do
+    for scen in discard maildir relay; do
         [[ " $SCENARIOS " == *" $scen "* ]] || continue
         for metric in acc del; do
             case "$scen,$metric" in
@@ -402,6 +454,8 @@ fi
                 discard,del) label="discard e2e";;
                 maildir,acc) label="maildir accept";;
                 maildir,del) label="maildir e2e";;
+                relay,acc) label="relay accept";;
+                relay,del) label="relay e2e";;
             esac
             for conc in $BENCH_CONC; do
                 a=$(median ${RES[pf,$scen,$conc,$metric]:-n/a})
