@@ -22,18 +22,11 @@
 #include <sys/stat.h>
 
 #include "delivery.h"
+#include "ipc/deliver_agent.h"
 #include "ipc/ipc.h"
 #include "util/log.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 /* ---- helpers shared by the mailbox writers ------------------------------ */
 
@@ -145,20 +138,11 @@ static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
  * retry). 0, or -1: the connection is unusable (qmgr defers the rest). */
 static int send_statuses(struct ipc_conn *c, const struct req_rcpt *rr, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].res.status,
-                                         rr[i].res.dsn, rr[i].res.reason };
-        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
-            continue;
-        log_warn("status for recipient %u cannot be encoded: %m", rr[i].index);
-        st.reason = "(reason too long)";
-        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) < 0)
+    for (uint32_t i = 0; i < n; i++)
+        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].res.status, rr[i].res.dsn,
+                                 rr[i].res.reason) < 0)
             return -1;
-    }
-    struct ipc_deliver_done done = { n };
-    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
-        return -1;
-    return ipc_flush(c);
+    return deliver_agent_done(c, n);
 }
 
 /* Queue files up to this size are read whole, so the content is written
@@ -287,72 +271,13 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
     return rc;
 }
 
-/* Wait until fd is readable or a stop was asked: 1 readable, 0 stop. */
-static int wait_readable(int fd)
-{
-    while (!stop_flag) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno != EINTR)
-            log_fatal("poll: %m");
-    }
-    return 0;
-}
-
-/* Serve one qmgr connection until EOF, an error or a stop request. */
-static void serve_conn(struct server *s, int fd)
-{
-    struct ipc_conn c;
-    ipc_conn_init(&c, fd, "qmgr");
-    if (wait_readable(fd) && ipc_hello_server(&c, IPC_PROTO_DELIVER) == 0) {
-        for (;;) {
-            /* a frame may already be buffered; else wait (noticing SIGTERM) */
-            size_t left = c.in.len - c.used;
-            if (ipc_frame_len((const unsigned char *)c.in.data + c.used, left) <= 0 &&
-                !wait_readable(fd))
-                break;
-            union ipc_msg m;
-            int r = ipc_expect(&c, IPC_DELIVER_REQ, &m);
-            if (r <= 0 || serve_request(s, &c, &m) < 0)
-                break;
-        }
-    }
-    ipc_conn_close(&c);
-}
-
 int main(int argc, char **argv)
 {
     struct server *s = server_init("delivery", argc, argv, SERVER_F_NO_EVENT);
-    int lfd = server_fd_named(s, "local");
-    if (lfd < 0)
-        log_fatal("no listening socket named \"local\" (POSTERN_FDS)");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;   /* no SA_RESTART: blocking calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if (fd_set_nonblock(lfd, 1) < 0)
-        log_fatal("listening socket: %m");
     if (s->cfg->hostname == NULL || s->cfg->hostname[0] == '\0')
         log_fatal("hostname not set");
     log_debug("local delivery agent ready");
-    while (!stop_flag) {
-        if (!wait_readable(lfd))
-            break;
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
-                log_error("accept: %m");
-            continue;
-        }
-        serve_conn(s, fd);
-    }
-    log_debug("stopping");
+    deliver_agent_run(s, "local", serve_request);
     config_free(s->cfg);
     free(s->fds);
     free(s);

@@ -22,20 +22,14 @@
 #include <openssl/ssl.h>
 
 #include "smtp.h"
+#include "ipc/deliver_agent.h"
 #include "ipc/ipc.h"
 #include "tls/tls_client.h"
 #include "util/log.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
 
-static volatile sig_atomic_t stop_flag;
 static SSL_CTX *tls_ctx;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 static const char *rcpt_domain(const char *addr)
 {
@@ -108,19 +102,11 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
 
 static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        struct ipc_deliver_status st = { rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
-                                         rr[i].reason };
-        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
-            continue;
-        st.reason = "(reason too long)";
-        if (ipc_queue(c, IPC_DELIVER_STATUS, &st) < 0)
+    for (uint32_t i = 0; i < n; i++)
+        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
+                                 rr[i].reason) < 0)
             return -1;
-    }
-    struct ipc_deliver_done done = { n };
-    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
-        return -1;
-    return ipc_flush(c);
+    return deliver_agent_done(c, n);
 }
 
 /* Serve one DELIVER_REQ (already received in msg). -1 = drop the connection. */
@@ -179,38 +165,6 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
     return rc;
 }
 
-static int wait_readable(int fd)
-{
-    while (!stop_flag) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno != EINTR)
-            log_fatal("poll: %m");
-    }
-    return 0;
-}
-
-static void serve_conn(struct server *s, int fd)
-{
-    struct ipc_conn c;
-    ipc_conn_init(&c, fd, "qmgr");
-    if (wait_readable(fd) && ipc_hello_server(&c, IPC_PROTO_DELIVER) == 0) {
-        for (;;) {
-            size_t left = c.in.len - c.used;
-            if (ipc_frame_len((const unsigned char *)c.in.data + c.used, left) <= 0 &&
-                !wait_readable(fd))
-                break;
-            union ipc_msg m;
-            int r = ipc_expect(&c, IPC_DELIVER_REQ, &m);
-            if (r <= 0 || serve_request(s, &c, &m) < 0)
-                break;
-        }
-    }
-    ipc_conn_close(&c);
-}
-
 /* server_init_ex hook, still root: libunbound reads its files now */
 static void pre_drop(struct server *srv, void *arg)
 {
@@ -221,36 +175,13 @@ static void pre_drop(struct server *srv, void *arg)
 int main(int argc, char **argv)
 {
     struct server *s = server_init_ex("smtp", argc, argv, SERVER_F_NO_EVENT, pre_drop, NULL);
-    int lfd = server_fd_named(s, "smtp");
-    if (lfd < 0)
-        log_fatal("no listening socket named \"smtp\" (POSTERN_FDS)");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if (fd_set_nonblock(lfd, 1) < 0)
-        log_fatal("listening socket: %m");
     buf_t err;
     buf_init(&err, 128);
     if ((tls_ctx = tls_client_ctx_new(s->cfg, &err)) == NULL)
         log_warn("no client TLS (STARTTLS will defer): %s", err.data);
     buf_free(&err);
     log_debug("smtp delivery agent ready");
-    while (!stop_flag) {
-        if (!wait_readable(lfd))
-            break;
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
-                log_error("accept: %m");
-            continue;
-        }
-        serve_conn(s, fd);
-    }
+    deliver_agent_run(s, "smtp", serve_request);
     SSL_CTX_free(tls_ctx);
     config_free(s->cfg);
     free(s->fds);

@@ -88,14 +88,7 @@ static struct dns_ctx *dctx;
 
 void smtp_resolve_init(const struct config *cfg)
 {
-    struct dns_config dc;
-    buf_t err;
-    dns_config_from(cfg, &dc);
-    buf_init(&err, 64);
-    dctx = dns_ctx_new(&dc, NULL, &err);
-    if (dctx == NULL)
-        log_error("dns: %s: mail for domains without relayhost defers", err.data);
-    buf_free(&err);
+    dctx = dns_ctx_for_daemon(cfg, "mail for domains without relayhost defers");
 }
 
 /* Append host's addresses of one type (AAAA before A: IPv6 first).

@@ -27,14 +27,7 @@ void smtpd_dns_pre_drop(const struct config *cfg)
 {
     if (cfg->rules == NULL || *cfg->rules == '\0')
         return;
-    struct dns_config dc;
-    buf_t err;
-    dns_config_from(cfg, &dc);
-    buf_init(&err, 64);
-    dctx = dns_ctx_new(&dc, NULL, &err);
-    if (dctx == NULL)
-        log_error("dns: %s: client.ptr stays empty", err.data);
-    buf_free(&err);
+    dctx = dns_ctx_for_daemon(cfg, "client.ptr stays empty");
 }
 
 void smtpd_dns_init(struct event_base *base)

@@ -361,3 +361,16 @@ struct dns_query *dns_query_any(struct dns_ctx *ctx, const char *name, uint16_t 
 {
     return query_start(ctx, name, type, Q_PLAIN, cb, arg);
 }
+
+struct dns_ctx *dns_ctx_for_daemon(const struct config *cfg, const char *consequence)
+{
+    struct dns_config dc;
+    buf_t err;
+    dns_config_from(cfg, &dc);
+    buf_init(&err, 64);
+    struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
+    if (ctx == NULL)
+        log_error("dns: %s: %s", err.data, consequence);
+    buf_free(&err);
+    return ctx;
+}

@@ -120,6 +120,10 @@ void dns_config_from(const struct config *c, struct dns_config *dc_r);
  * makes libunbound load them), so it runs before a chroot. NULL with the
  * reason in err on failure. */
 struct dns_ctx *dns_ctx_new(const struct dns_config *dc, struct event_base *base, buf_t *err);
+/* A daemon's resolver from postern.conf's dns.* keys, made before its
+ * chroot with no event base yet: on failure logs "dns: REASON: consequence"
+ * (what the daemon does without DNS) and returns NULL. */
+struct dns_ctx *dns_ctx_for_daemon(const struct config *cfg, const char *consequence);
 /* Gives a context made before the loop existed (pre-chroot) its event
  * base; only while nothing is outstanding. */
 void dns_ctx_attach(struct dns_ctx *ctx, struct event_base *base);

@@ -1,0 +1,102 @@
+/*
+ * deliver_agent.c - the agent side of the DELIVER protocol (deliver_agent.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ipc/deliver_agent.h"
+#include "util/log.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+/* Wait until fd is readable or a stop was asked: 1 readable, 0 stop. */
+static int wait_readable(int fd)
+{
+    while (!stop_flag) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, 1000);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            log_fatal("poll: %m");
+    }
+    return 0;
+}
+
+/* Serve one qmgr connection until EOF, an error or a stop; closes fd. */
+static void serve_conn(struct server *s, int fd, deliver_req_fn req)
+{
+    struct ipc_conn c;
+    ipc_conn_init(&c, fd, "qmgr");
+    if (wait_readable(fd) && ipc_hello_server(&c, IPC_PROTO_DELIVER) == 0) {
+        for (;;) {
+            /* a frame may already be buffered; else wait (noticing SIGTERM) */
+            size_t left = c.in.len - c.used;
+            if (ipc_frame_len((const unsigned char *)c.in.data + c.used, left) <= 0 &&
+                !wait_readable(fd))
+                break;
+            union ipc_msg m;
+            int r = ipc_expect(&c, IPC_DELIVER_REQ, &m);
+            if (r <= 0 || req(s, &c, &m) < 0)
+                break;
+        }
+    }
+    ipc_conn_close(&c);
+}
+
+int deliver_agent_status(struct ipc_conn *c, uint32_t index, uint32_t status,
+                         const char *dsn, const char *reason)
+{
+    struct ipc_deliver_status st = { index, status, dsn, reason };
+    if (ipc_queue(c, IPC_DELIVER_STATUS, &st) == 0)
+        return 0;
+    log_warn("status for recipient %u cannot be encoded: %m", index);
+    st.reason = "(reason too long)";
+    return ipc_queue(c, IPC_DELIVER_STATUS, &st);
+}
+
+int deliver_agent_done(struct ipc_conn *c, uint32_t n)
+{
+    struct ipc_deliver_done done = { n };
+    if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
+        return -1;
+    return ipc_flush(c);
+}
+
+void deliver_agent_run(struct server *s, const char *sockname, deliver_req_fn req)
+{
+    int lfd = server_fd_named(s, sockname);
+    if (lfd < 0)
+        log_fatal("no listening socket named \"%s\" (POSTERN_FDS)", sockname);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (fd_set_nonblock(lfd, 1) < 0)
+        log_fatal("listening socket: %m");
+    while (!stop_flag) {
+        if (!wait_readable(lfd))
+            break;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                log_error("accept: %m");
+            continue;
+        }
+        serve_conn(s, fd, req);
+    }
+    log_debug("stopping");
+}

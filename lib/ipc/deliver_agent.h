@@ -1,0 +1,32 @@
+/*
+ * deliver_agent.h - the agent side of qmgr's DELIVER protocol, shared by the
+ * blocking delivery agents (delivery/: local, smtp/: remote). An agent serves
+ * one qmgr connection at a time: HELLO, then DELIVER_REQ + DELIVER_RCPT×n,
+ * answered with DELIVER_STATUS×n and DELIVER_DONE.
+ */
+#ifndef POSTERN_DELIVER_AGENT_H
+#define POSTERN_DELIVER_AGENT_H
+
+#include <stdint.h>
+#include "daemon/server.h"
+#include "ipc/ipc.h"
+
+/* Serve one DELIVER_REQ (already received in m); -1 drops the connection. */
+typedef int (*deliver_req_fn)(struct server *s, struct ipc_conn *c, union ipc_msg *m);
+
+/* The agent's life after server_init: SIGTERM/SIGINT ask it to stop (no
+ * SA_RESTART: blocking calls return EINTR), SIGPIPE is ignored, then qmgr's
+ * connections on the listening socket `sockname` (POSTERN_FDS) are accepted
+ * and served one at a time until a stop. */
+void deliver_agent_run(struct server *s, const char *sockname, deliver_req_fn req);
+
+/* Queue one recipient's DELIVER_STATUS. A reason that cannot be encoded
+ * (EMSGSIZE) goes out short with the same outcome: the mail may already be
+ * delivered, never turn that into a retry. 0, or -1: the link is unusable. */
+int deliver_agent_status(struct ipc_conn *c, uint32_t index, uint32_t status,
+                         const char *dsn, const char *reason);
+
+/* Queue DELIVER_DONE for n recipients and flush everything. 0 or -1. */
+int deliver_agent_done(struct ipc_conn *c, uint32_t n);
+
+#endif
