@@ -32,15 +32,9 @@ pf() {
 }
 
 pf_install() {
-    if [ ! -x /usr/sbin/postfix ] || [ ! -x /usr/sbin/smtp-source ]; then
-        [ "$(id -u)" = 0 ] || die "postfix is not installed (run as root to install it)"
-        say "installing postfix (unconfigured, not started)"
-        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq postfix >/dev/null ||
-            { apt-get update -qq && apt-get install -y -qq postfix >/dev/null; } ||
-            die "apt-get install postfix failed"
-    fi
+    # postfix (unconfigured) comes from mk/deps.sh, which `make bench` runs first
+    [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-source ] ||
+        die "postfix is not installed: run mk/deps.sh (make deps) as root"
     [ -f /etc/postfix/postfix-files ] || die "/etc/postfix/postfix-files missing (broken postfix package?)"
     ensure_user "$PF_USER"
 }

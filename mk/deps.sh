@@ -18,13 +18,16 @@
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
 #           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
 #   tour:   man-db (man -l man/*.5)
+#   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
+#           smtp-sink; installed unconfigured: "No configuration", not started)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
-man-db"
+man-db
+postfix"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0
@@ -40,5 +43,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# postfix: no system mailer set up by its postinst (make bench runs private instances)
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
