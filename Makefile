@@ -28,7 +28,7 @@ endif
 
 CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
-           -fstack-protector-strong -DPOSTERN_PREFIX=\"$(PREFIX)\" -Ilib $(PKG_CFLAGS) $(SANFL) -MMD -MP
+           -fstack-protector-strong -Ilib -I$(OBJ)/gen $(PKG_CFLAGS) $(SANFL) -MMD -MP
 LDFLAGS += $(SANFL)
 LIBS     = $(PKG_LIBS) -lpthread
 
@@ -50,8 +50,23 @@ DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
 CLI_BINS    = $(OUT)/bin/postern
 CLI_LINKS   = $(OUT)/bin/mailq $(OUT)/bin/newaliases
 
-.PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan
+.PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan FORCE
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
+
+# PREFIX is compiled in (the default config path) through a generated header
+# that changes only when PREFIX does, so `make install PREFIX=...` after a
+# plain `make` rebuilds and relinks what depends on it. The version header
+# (VERSION + git revision) is read only by cli_info.c.
+update_gen = mkdir -p $(dir $@) && { $(1); } > $@.tmp && \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(OBJ)/gen/postern_prefix.h: FORCE
+	@$(call update_gen,printf '#define POSTERN_PREFIX "%s"\n' '$(PREFIX)')
+$(OBJ)/gen/postern_version.h: FORCE
+	@$(call update_gen,printf '#define POSTERN_VERSION "%s"\n#define POSTERN_BUILD "%s%s"\n' \
+	  "$$(cat VERSION)" "$$(git rev-parse --short HEAD 2>/dev/null || echo release)" \
+	  '$(if $(filter 1,$(SAN)), asan+ubsan)')
+$(OBJ)/lib/config/config.o: $(OBJ)/gen/postern_prefix.h
+$(OBJ)/cli/cli_info.o: $(OBJ)/gen/postern_version.h
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -77,7 +92,7 @@ $(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS)
 
 $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
 	ln -sf postern $@

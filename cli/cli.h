@@ -35,6 +35,8 @@ int cli_status(struct cli *c, int argc, char **argv);
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
+int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
+int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

@@ -24,10 +24,11 @@ static const char usage_text[] =
     "  queue hold|release|delete|requeue ID...|ALL\n"
     "  queue flush              retry deferred mail now\n"
     "  rules check [FILE] | rules test FILE ...\n"
-    "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]\n"
+    "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
+    "  version                  version, build options and library versions\n"
     "\n"
-    "The configuration is -c FILE, else $POSTERN_CONFIG, else " POSTERN_PREFIX
-    "/etc/postern/postern.conf.\n";
+    "The configuration is -c FILE, else $POSTERN_CONFIG, else PREFIX/etc/postern/postern.conf\n"
+    "(postern version shows PREFIX).\n";
 
 void cli_err(const char *fmt, ...)
 {
@@ -76,7 +77,8 @@ static const struct command {
 } commands[] = {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
-    { "queue", cli_queue }, { "rules", cli_rules },
+    { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
+    { "config", cli_config },
 };
 
 int main(int argc, char **argv)

@@ -3,7 +3,9 @@
 #   bin/postern (+ mailq, newaliases links)   -> $DESTDIR$PREFIX/bin/
 #   libexec/<daemon>                           -> $DESTDIR$PREFIX/libexec/postern/
 #   man/*.[158]                                -> $DESTDIR$PREFIX/share/man/manN/
-#   conf/postern.conf                          -> $DESTDIR$PREFIX/etc/postern/ (never replaced)
+#   conf/postern.conf, conf/rules/*            -> $DESTDIR$PREFIX/etc/postern/ (never replaced)
+#   a self-signed tls/mx.pem + mx.key and an empty `users` file there when missing
+#   conf/postern.service.in                    -> $DESTDIR$PREFIX/lib/systemd/system/postern.service
 # Creates the `postern` system user and group when missing, but only for a
 # real install (empty DESTDIR) run as root. The binaries find the config at
 # PREFIX/etc/postern/postern.conf only if built with the same PREFIX
@@ -46,13 +48,42 @@ for f in "$SRC"/man/*.[158]; do
   install -m 0644 "$f" "$root/share/man/man$sec/$(basename "$f")"
 done
 
-conf="$root/etc/postern/postern.conf"
+etc="$root/etc/postern"
+conf="$etc/postern.conf"
 if [ -e "$conf" ]; then
   echo "kept existing $conf"
 else
   install -m 0644 "$SRC/conf/postern.conf" "$conf"
   echo "installed $conf"
 fi
+install -d -m 0755 "$etc/rules"
+for f in "$SRC"/conf/rules/*; do
+  [ -e "$etc/rules/$(basename "$f")" ] || install -m 0644 "$f" "$etc/rules/$(basename "$f")"
+done
+echo "installed the sample rules in $etc/rules/ (existing files kept)"
+
+# The sample config names tls/mx.pem and tls/mx.key: a self-signed pair for
+# this host (like Debian's snakeoil certificate) until a real one replaces it.
+install -d -m 0755 "$etc/tls"
+if [ ! -e "$etc/tls/mx.pem" ] && [ ! -e "$etc/tls/mx.key" ]; then
+  cn=$(hostname -f 2>/dev/null || hostname)
+  (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$cn" \
+     -addext "subjectAltName=DNS:$cn" -keyout "$etc/tls/mx.key" -out "$etc/tls/mx.pem" \
+     2>/dev/null)
+  chmod 0644 "$etc/tls/mx.pem"
+  echo "made a self-signed certificate for $cn in $etc/tls/ (replace it with a real one)"
+fi
+# auth.users: read by smtpd; root:postern 0640 so the daemons' user can re-read it
+if [ ! -e "$etc/users" ]; then
+  (umask 027 && : > "$etc/users")
+  echo "created an empty $etc/users (user:crypt-hash lines, e.g. mkpasswd -m yescrypt)"
+fi
+
+unit="$root/lib/systemd/system"
+install -d -m 0755 "$unit"
+sed "s|@PREFIX@|$PREFIX|g" "$SRC/conf/postern.service.in" > "$unit/postern.service"
+chmod 0644 "$unit/postern.service"
+echo "installed $unit/postern.service"
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ]; then
   if ! getent group "$USER_NAME" >/dev/null; then
@@ -64,5 +95,8 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ]; then
       --home-dir /var/spool/postern --gid "$USER_NAME" "$USER_NAME"
     echo "created user $USER_NAME"
   fi
+fi
+if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ] && getent group "$USER_NAME" >/dev/null; then
+  chgrp "$USER_NAME" "$etc/users" && chmod 0640 "$etc/users"
 fi
 echo "check the configuration with: $PREFIX/bin/postern -c $PREFIX/etc/postern/postern.conf check"

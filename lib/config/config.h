@@ -48,6 +48,7 @@ struct domain_conf {
 
 struct config {
     char *path;                 /* the main file */
+    unsigned char param_set[128];   /* per main-table row: set in a file (config show -n) */
     char *hostname;
     char *spool;                /* absolute */
     char *user;                 /* unprivileged user */
@@ -158,10 +159,15 @@ int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
 /* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
- * POSTERN_PREFIX "/etc/postern/postern.conf" (build with -DPOSTERN_PREFIX=...). */
-#ifndef POSTERN_PREFIX
-#define POSTERN_PREFIX "/usr/local"
-#endif
+ * PREFIX/etc/postern/postern.conf (PREFIX from make, via gen/postern_prefix.h). */
 const char *config_default_path(const char *opt_c);
+/* `postern config show`: append "key = value;" lines to out for the main
+ * table's parameters (mode 'n': only those set in the files; 'd': the
+ * defaults; 0: every effective value), restricted to keys[0..nkeys) when
+ * nkeys > 0. Returns how many keys were unknown (each reported in err). */
+int config_show(const struct config *c, int mode, char *const *keys, int nkeys, buf_t *out,
+                buf_t *err);
+/* The installation prefix the programs were built for (make PREFIX=...). */
+const char *config_prefix(void);
 
 #endif
