@@ -35,6 +35,9 @@ int cli_status(struct cli *c, int argc, char **argv);
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
+/* `postern status`'s queue table: messages, bytes and the oldest arrival
+ * per queue (cli_queue.c). */
+void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 

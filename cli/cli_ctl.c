@@ -321,6 +321,35 @@ int cli_reload(struct cli *c, int argc, char **argv)
     return EX_FAIL;
 }
 
+/* <run_dir>/daemons.status (written by master): one row per process slot. */
+static void print_daemons(const struct config *cfg)
+{
+    char path[4200];
+    if (str_format(path, sizeof(path), "%s/daemons.status", cfg->run_dir) < 0)
+        return;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return;
+    printf("\n%-10s %8s  %-9s %-12s %s\n", "process", "pid", "state", "uptime", "restarts");
+    char line[256], name[64], state[16];
+    long pid;
+    long long since;
+    int restarts;
+    time_t now = time(NULL);
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "%63s %ld %15s %lld %d", name, &pid, state, &since, &restarts) != 5)
+            continue;
+        char up[32] = "-";
+        if (since > 0 && now >= since) {
+            long long u = now - since;
+            str_format(up, sizeof(up), "%lldd%02lldh%02lldm%02llds", u / 86400, u / 3600 % 24,
+                       u / 60 % 60, u % 60);
+        }
+        printf("%-10s %8ld  %-9s %-12s %d\n", name, pid, state, up, restarts);
+    }
+    fclose(f);
+}
+
 int cli_status(struct cli *c, int argc, char **argv)
 {
     long pid;
@@ -328,12 +357,14 @@ int cli_status(struct cli *c, int argc, char **argv)
     struct config *cfg = probe_master(c, "status", argc, &pid, &r, &rc);
     if (cfg == NULL)
         return rc;
-    config_free(cfg);
-    if (r == 1) {
+    if (r == 1)
         printf("postern is running (pid %ld)\n", pid);
-        return 0;
-    }
-    if (r == 0)
+    else if (r == 0)
         printf("postern is not running\n");
-    return EX_FAIL;
+    if (r == 1)
+        print_daemons(cfg);
+    if (r >= 0)
+        cli_queue_summary(cfg);
+    config_free(cfg);
+    return r == 1 ? 0 : EX_FAIL;
 }

@@ -19,25 +19,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_queue.h"
 #include "util/fdio.h"
 #include "ipc/ipc.h"
 #include "mail/qfile.h"
 #include "mail/queue.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
-
-/* A message found in the spool: queue dir (spool-relative) + id. */
-struct qent {
-    char id[QUEUE_ID_MAX];
-    char dir[300];          /* "deferred", "quarantine/junk" */
-};
-
-struct qlist { struct qent *v; int n; };
-
-enum { Q_INCOMING = 1, Q_ACTIVE = 2, Q_DEFERRED = 4, Q_HOLD = 8, Q_QUARANTINE = 16,
-       Q_CORRUPT = 32 };
-#define Q_LISTED (Q_INCOMING | Q_ACTIVE | Q_DEFERRED | Q_HOLD | Q_QUARANTINE)
-#define Q_ALL    (Q_LISTED | Q_CORRUPT)
 
 static const struct { int bit; const char *dir; } qdirs[] = {
     { Q_INCOMING, SPOOL_INCOMING }, { Q_ACTIVE, SPOOL_ACTIVE }, { Q_DEFERRED, SPOOL_DEFERRED },
@@ -114,7 +102,7 @@ static void json_key_str(buf_t *b, const char *key, const char *val)
 }
 
 /* Envelope text safe for a terminal: controls escaped. */
-static void text_str(buf_t *b, const char *s)
+void text_str(buf_t *b, const char *s)
 {
     buf_append_printable(b, s ? s : "", s ? strlen(s) : 0);
 }
@@ -130,7 +118,7 @@ static void iso_time(char *out, size_t size, int64_t usec)
     strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void flush_out(buf_t *b)
+void flush_out(buf_t *b)
 {
     if (b->len && fwrite(b->data, 1, b->len, stdout) != b->len) { /* reported at exit */ }
     buf_reset(b);
@@ -202,7 +190,7 @@ static int scan_quarantine(const struct config *cfg, struct qlist *l)
     return rc;
 }
 
-static int scan(const struct config *cfg, int which, struct qlist *l)
+int scan(const struct config *cfg, int which, struct qlist *l)
 {
     int rc = 0;
     for (size_t i = 0; i < sizeof(qdirs) / sizeof(qdirs[0]); i++)
@@ -216,7 +204,7 @@ static int scan(const struct config *cfg, int which, struct qlist *l)
 }
 
 /* Open spool/dir/id and parse it. 0 ok, -1 err (err set), -2 gone. */
-static int open_read(const struct config *cfg, const struct qent *q, struct qf_env *env,
+int open_read(const struct config *cfg, const struct qent *q, struct qf_env *env,
                      int *fd_r, char *err, size_t errlen)
 {
     char rel[400], path[4400];
@@ -319,43 +307,100 @@ static void list_json(buf_t *o, const struct qent *q, const struct qf_env *e)
     buf_append_str(o, "}\n");
 }
 
-static int queue_list(const struct config *cfg, int json)
+/* mailq in Postfix's layout: id (+ '*' active, '!' held or quarantined),
+ * size, arrival, sender; then each recipient still to be delivered, the
+ * last reason above it in parentheses; a blank line between messages. */
+static void list_mailq(buf_t *o, const struct qent *q, const struct qf_env *e)
+{
+    char when[40] = "-";
+    time_t t = (time_t)(e->arrival / 1000000);
+    struct tm tm;
+    if (e->arrival > 0 && localtime_r(&t, &tm))
+        strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+    char mark = strcmp(q->dir, SPOOL_ACTIVE) == 0 ? '*'
+              : strcmp(q->dir, SPOOL_INCOMING) == 0 || strcmp(q->dir, SPOOL_DEFERRED) == 0
+              ? ' ' : '!';
+    buf_printf(o, "%-11s%c %8llu %-20s  ", q->id, mark, (unsigned long long)e->content_len, when);
+    text_str(o, e->sender[0] ? e->sender : "MAILER-DAEMON");
+    buf_append_char(o, '\n');
+    for (int i = 0; i < e->nrcpts; i++) {
+        const struct qf_rcpt *r = &e->rcpts[i];
+        if (r->status != DS_PENDING && r->status != DS_DEFERRED)
+            continue;
+        if (r->reason[0]) {
+            buf_append_char(o, '(');
+            text_str(o, r->reason);
+            buf_append_str(o, ")\n");
+        }
+        buf_printf(o, "%43s", "");
+        text_str(o, r->addr);
+        buf_append_char(o, '\n');
+    }
+    buf_append_char(o, '\n');
+}
+
+static void list_error(buf_t *o, const struct qent *q, const char *err, int style)
+{
+    if (style == 'j') {
+        buf_append_char(o, '{');
+        json_key_str(o, "id", q->id);
+        buf_append_char(o, ',');
+        json_key_str(o, "queue", q->dir);
+        buf_append_char(o, ',');
+        json_key_str(o, "error", err);
+        buf_append_str(o, "}\n");
+    } else {
+        buf_printf(o, "%s  -  -  -  %s  !! unreadable: ", q->id, q->dir);
+        text_str(o, err);
+        buf_append_char(o, '\n');
+    }
+}
+
+/* style: 't' text, 'j' JSON, 'm' mailq. Selectors narrow the list; the text
+ * forms end with the count and total size. */
+static int queue_list(const struct config *cfg, int style, const struct qsel *sel)
 {
     struct qlist l = { NULL, 0 };
-    int rc = scan(cfg, Q_LISTED, &l) < 0 ? EX_FAIL : 0;
+    int rc = scan(cfg, sel->queues ? sel->queues : Q_LISTED, &l) < 0 ? EX_FAIL : 0;
     buf_t o;
     buf_init(&o, 4096);
     int shown = 0;
+    uint64_t bytes = 0;
+    if (style == 'm')
+        buf_append_str(&o, "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
     for (int i = 0; i < l.n; i++) {
         struct qf_env e;
         char err[256];
         int r = open_read(cfg, &l.v[i], &e, NULL, err, sizeof(err));
-        if (r == -2)
+        if (r == -2 || (r == 0 && !qsel_match(sel, &l.v[i], &e)) ||
+            (r < 0 && qsel_needs_env(sel))) {
+            if (r == 0)
+                qf_env_free(&e);
             continue;
+        }
         shown++;
         if (r < 0) {
-            if (json) {
-                buf_append_char(&o, '{');
-                json_key_str(&o, "id", l.v[i].id);
-                buf_append_char(&o, ',');
-                json_key_str(&o, "queue", l.v[i].dir);
-                buf_append_char(&o, ',');
-                json_key_str(&o, "error", err);
-                buf_append_str(&o, "}\n");
-            } else {
-                buf_printf(&o, "%s  -  -  -  %s  !! unreadable: ", l.v[i].id, l.v[i].dir);
-                text_str(&o, err);
-                buf_append_char(&o, '\n');
-            }
+            list_error(&o, &l.v[i], err, style);
         } else {
-            (json ? list_json : list_text)(&o, &l.v[i], &e);
+            bytes += e.content_len;
+            (style == 'j' ? list_json : style == 'm' ? list_mailq : list_text)(&o, &l.v[i], &e);
             qf_env_free(&e);
         }
         if (o.len > 65536)
             flush_out(&o);
     }
-    if (shown == 0 && !json && rc == 0)
-        buf_append_str(&o, "Mail queue is empty\n");
+    if (style != 'j' && rc == 0) {
+        if (shown == 0 && !qsel_given(sel)) {
+            buf_reset(&o);
+            buf_append_str(&o, "Mail queue is empty\n");
+        } else if (style == 'm') {
+            buf_printf(&o, "-- %llu Kbytes in %d Request%s.\n",
+                       (unsigned long long)((bytes + 1023) / 1024), shown, shown == 1 ? "" : "s");
+        } else {
+            buf_printf(&o, "-- %d message%s, %llu bytes\n", shown, shown == 1 ? "" : "s",
+                       (unsigned long long)bytes);
+        }
+    }
     flush_out(&o);
     buf_free(&o);
     free(l.v);
@@ -364,6 +409,46 @@ static int queue_list(const struct config *cfg, int json)
         rc = EX_FAIL;
     }
     return rc;
+}
+
+/* ---- status ----------------------------------------------------------- */
+
+#define SUMMARY_READ_MAX 20000   /* queue files read per queue for the oldest */
+
+void cli_queue_summary(const struct config *cfg)
+{
+    static const struct { int bit; const char *name; } qs[] = {
+        { Q_INCOMING, "incoming" }, { Q_ACTIVE, "active" }, { Q_DEFERRED, "deferred" },
+        { Q_HOLD, "hold" }, { Q_QUARANTINE, "quarantine" }, { Q_CORRUPT, "corrupt" },
+    };
+    printf("\n%-11s %9s %12s  %s\n", "queue", "messages", "bytes", "oldest");
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        struct qlist l = { NULL, 0 };
+        int bad = scan(cfg, qs[i].bit, &l) < 0;
+        uint64_t bytes = 0;
+        int64_t oldest = 0;
+        for (int k = 0; k < l.n && k < SUMMARY_READ_MAX; k++) {
+            struct qf_env e;
+            char err[256];
+            if (open_read(cfg, &l.v[k], &e, NULL, err, sizeof(err)) != 0)
+                continue;
+            bytes += e.content_len;
+            if (e.arrival > 0 && (oldest == 0 || e.arrival < oldest))
+                oldest = e.arrival;
+            qf_env_free(&e);
+        }
+        char age[48] = "-";
+        if (bad)
+            str_copy(age, sizeof(age), "(unreadable)");
+        else if (oldest > 0) {
+            int64_t a = now - oldest / 1000000;
+            str_format(age, sizeof(age), "%lldd%02lldh%02lldm ago", (long long)(a / 86400),
+                       (long long)(a / 3600 % 24), (long long)(a / 60 % 60));
+        }
+        printf("%-11s %9d %12llu  %s\n", qs[i].name, l.n, (unsigned long long)bytes, age);
+        free(l.v);
+    }
 }
 
 /* ---- queue show ------------------------------------------------------- */
@@ -453,7 +538,7 @@ static void show_json(buf_t *o, const struct qent *q, const struct qf_env *e, co
 }
 
 /* Find id in the spool (any queue directory). 1 found, 0 not, -1 error. */
-static int find_id(const struct config *cfg, const char *id, int which, struct qent *q_r)
+int find_id(const struct config *cfg, const char *id, int which, struct qent *q_r)
 {
     struct qlist l = { NULL, 0 };
     int rc = scan(cfg, which, &l);
@@ -467,7 +552,7 @@ static int find_id(const struct config *cfg, const char *id, int which, struct q
     return found ? 1 : rc < 0 ? -1 : 0;
 }
 
-static int bad_id(const char *id)
+int bad_id(const char *id)
 {
     buf_t b;
     buf_init(&b, 64);
@@ -527,174 +612,43 @@ static int queue_show(const struct config *cfg, const char *id, int mode)
     return rc;
 }
 
-/* ---- flush and the actions -------------------------------------------- */
-
-/* QMGR_WAKEUP over private/qmgr; quiet = no message when qmgr is away. */
-static int qmgr_wakeup(const struct config *cfg, uint32_t flags, int quiet)
-{
-    char path[4096];
-    spool_path(cfg, SOCK_QMGR, path, sizeof(path));
-    int fd = ipc_connect_unix(path);
-    if (fd < 0) {
-        if (!quiet)
-            cli_err("cannot reach qmgr at %s: %s (is postern running?)", path, strerror(errno));
-        return -1;
-    }
-    struct timeval tv = { 5, 0 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct ipc_conn c;
-    ipc_conn_init(&c, fd, "qmgr");
-    struct ipc_qmgr_wakeup w = { "", flags };
-    int rc = 0;
-    if (ipc_hello_client(&c, IPC_PROTO_QMGR) < 0 || ipc_send(&c, IPC_QMGR_WAKEUP, &w) < 0) {
-        if (!quiet)
-            cli_err("qmgr at %s did not take the request", path);
-        rc = -1;
-    }
-    ipc_conn_close(&c);
-    return rc;
-}
-
-enum action { A_DELETE, A_HOLD, A_RELEASE, A_REQUEUE };
-
-static const struct action_def {
-    const char *name, *done;   /* "delete", "deleted" */
-    int from;                  /* Q_* the action applies to */
-    const char *to;            /* target dir, NULL = unlink */
-} actions[] = {
-    [A_DELETE]  = { "delete",  "deleted",  Q_ALL, NULL },
-    [A_HOLD]    = { "hold",    "held",     Q_INCOMING | Q_DEFERRED, SPOOL_HOLD },
-    [A_RELEASE] = { "release", "released", Q_HOLD | Q_QUARANTINE, SPOOL_INCOMING },
-    [A_REQUEUE] = { "requeue", "requeued", Q_DEFERRED, SPOOL_INCOMING },
-};
-
-/* The spool directory, for the queue module's moves (relative to it). */
-static int spool_fd(const struct config *cfg)
-{
-    int fd = open(cfg->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        cli_err("open %s: %s", cfg->spool, strerror(errno));
-    return fd;
-}
-
-/* Apply the action to one message: 1 done, 0 gone meanwhile, -1 failed. */
-static int act_one(const struct config *cfg, int base, const struct action_def *a,
-                   const struct qent *q)
-{
-    char rel[400], src[4400];
-    if (queue_path(rel, sizeof(rel), q->dir, q->id) < 0)
-        return -1;
-    spool_path(cfg, rel, src, sizeof(src));
-    if (a->to == NULL) {
-        if (unlink(src) == 0)
-            return 1;
-    } else {
-        /* synced later, once for all (queue_action) */
-        if (queue_move(base, q->dir, a->to, q->id, QUEUE_MV_NOREPLACE) == 0)
-            return 1;
-        if (errno == EEXIST) {
-            cli_err("%s: %s/%s already exists: not replaced", q->id, a->to, q->id);
-            return -1;
-        }
-    }
-    if (errno == ENOENT)
-        return 0;
-    cli_err("%s %s: %s", a->name, src, strerror(errno));
-    return -1;
-}
-
-static int queue_action(const struct config *cfg, enum action act, int argc, char **argv)
-{
-    const struct action_def *a = &actions[act];
-    if (argc < 1) {
-        fprintf(stderr, "usage: postern queue %s ID...|ALL\n", a->name);
-        return EX_USAGE_;
-    }
-    int all = 0, rc = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "ALL") == 0)
-            all = 1;
-        else if (!queue_id_valid(argv[i]))
-            return bad_id(argv[i]);
-    }
-    struct qlist l = { NULL, 0 };
-    if (scan(cfg, a->from, &l) < 0)
-        rc = EX_FAIL;
-    int done = 0, base = spool_fd(cfg);
-    if (base < 0)
-        rc = EX_FAIL;
-    char *used = xcalloc((size_t)l.n + 1, 1);
-    for (int k = 0; k < l.n; k++) {
-        int want = all;
-        for (int i = 0; i < argc && !want; i++)
-            want = strcmp(argv[i], l.v[k].id) == 0;
-        if (!want || base < 0)
-            continue;
-        used[k] = 1;
-        int r = act_one(cfg, base, a, &l.v[k]);
-        if (r > 0)
-            done++;
-        else if (r < 0)
-            rc = EX_FAIL;
-    }
-    /* explicit ids that matched nothing the action applies to */
-    for (int i = 0; i < argc && !all; i++) {
-        int hit = 0;
-        for (int k = 0; k < l.n && !hit; k++)
-            hit = used[k] && strcmp(argv[i], l.v[k].id) == 0;
-        if (hit)
-            continue;
-        struct qent q;
-        if (find_id(cfg, argv[i], Q_ALL, &q) == 1)
-            cli_err("%s: in %s/, cannot %s it from there", argv[i], q.dir, a->name);
-        else
-            cli_err("queue file %s not found", argv[i]);
-        rc = EX_FAIL;
-    }
-    free(used);
-    free(l.v);
-    if (done > 0 && base >= 0) {
-        if (queue_fsync_dir(base, a->to ? a->to : SPOOL_INCOMING) < 0)
-            cli_err("fsync %s/: %s", a->to ? a->to : SPOOL_INCOMING, strerror(errno));
-        if (a->to && strcmp(a->to, SPOOL_INCOMING) == 0)
-            qmgr_wakeup(cfg, 0, 1);   /* qmgr rescans at start if it is down */
-    }
-    if (base >= 0)
-        close(base);
-    printf("%s %d message%s\n", a->done, done, done == 1 ? "" : "s");
-    return rc;
-}
-
 static int queue_usage(void)
 {
-    fputs("usage: postern queue list [--json]\n"
+    fputs("usage: postern queue list [--json] [SELECTOR...]\n"
           "       postern queue show ID [--json|--raw]\n"
-          "       postern queue hold|release|delete|requeue ID...|ALL\n"
-          "       postern queue flush\n", stderr);
+          "       postern queue hold|release|delete|requeue ID...|ALL|SELECTOR...\n"
+          "       postern queue flush\n"
+          "selectors: --queue incoming|active|deferred|hold|quarantine[/NAME]|corrupt,\n"
+          "           --sender ADDR|@DOMAIN|'<>', --rcpt ADDR|@DOMAIN,\n"
+          "           --older-than AGE, --newer-than AGE (30m, 4h, 2d)\n", stderr);
     return EX_USAGE_;
 }
 
-static int list_args(struct cli *c, int argc, char **argv)
+static int list_args(struct cli *c, int argc, char **argv, int style)
 {
-    int json = 0;
+    struct qsel sel = { 0 };
     for (int i = 0; i < argc; i++) {
+        int r = qsel_parse(&sel, argc, argv, &i);
+        if (r < 0)
+            return EX_USAGE_;
+        if (r > 0)
+            continue;
         if (strcmp(argv[i], "--json") == 0)
-            json = 1;
+            style = 'j';
         else
             return queue_usage();
     }
     struct config *cfg = cli_load_config(c->config_path);
     if (cfg == NULL)
         return EX_FAIL;
-    int rc = queue_list(cfg, json);
+    int rc = queue_list(cfg, style, &sel);
     config_free(cfg);
     return rc;
 }
 
 int cli_mailq(struct cli *c, int argc, char **argv)
 {
-    return list_args(c, argc, argv);
+    return list_args(c, argc, argv, 'm');
 }
 
 int cli_queue(struct cli *c, int argc, char **argv)
@@ -705,7 +659,7 @@ int cli_queue(struct cli *c, int argc, char **argv)
     argc -= 2;
     argv += 2;
     if (strcmp(sub, "list") == 0)
-        return list_args(c, argc, argv);
+        return list_args(c, argc, argv, 't');
     int mode = 't';
     const char *id = NULL;
     enum action act = A_DELETE;
@@ -743,9 +697,7 @@ int cli_queue(struct cli *c, int argc, char **argv)
     if (strcmp(sub, "show") == 0) {
         rc = queue_show(cfg, id, mode);
     } else if (strcmp(sub, "flush") == 0) {
-        rc = qmgr_wakeup(cfg, 1, 0) < 0 ? EX_FAIL : 0;
-        if (rc == 0)
-            printf("flush requested: deferred mail will be retried now\n");
+        rc = queue_flush(cfg);
     } else {
         rc = queue_action(cfg, act, argc, argv);
     }

@@ -41,6 +41,7 @@
 #define READY_TIMEOUT_MS 60000   /* children must say ready within this */
 #define READY_LINE "postern-master-ready\n"
 #define RELOAD_STATUS "reload.status"
+#define DAEMONS_STATUS "daemons.status"
 
 struct master M = { .unix_fd = { -1, -1, -1, -1 }, .jail_fd = { -1, -1, -1, -1 },
                     .jail_priv_fd = -1 };
@@ -319,19 +320,36 @@ static void report(const char *text)
 
 /* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons, replaced
  * atomically (run_dir is root's). */
+static void write_run_file(const char *name, const buf_t *b)
+{
+    char tmp[64];
+    str_format(tmp, sizeof(tmp), "%s.tmp", name);
+    int fd = openat(run_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || fdio_write_all(fd, b->data, b->len) < 0 ||
+        renameat(run_fd, tmp, run_fd, name) < 0)
+        log_error("cannot write %s/%s: %m", M.cfg->run_dir, name);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void reload_status(int ok, const char *why)
 {
     buf_t b;
     buf_init(&b, 128);
     buf_printf(&b, "%ld %u %s\n%s", (long)getpid(), reload_seq, ok ? "ok" : "failed",
                why ? why : "");
-    int fd = openat(run_fd, RELOAD_STATUS ".tmp",
-                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0 || fdio_write_all(fd, b.data, b.len) < 0 ||
-        renameat(run_fd, RELOAD_STATUS ".tmp", run_fd, RELOAD_STATUS) < 0)
-        log_error("cannot write %s/%s: %m", M.cfg->run_dir, RELOAD_STATUS);
-    if (fd >= 0)
-        close(fd);
+    write_run_file(RELOAD_STATUS, &b);
+    buf_free(&b);
+}
+
+/* <run_dir>/daemons.status for `postern status`, rewritten when a child
+ * starts, says it is ready, or dies. */
+static void daemons_status(void)
+{
+    buf_t b;
+    buf_init(&b, 512);
+    if (spawn_status(&b))
+        write_run_file(DAEMONS_STATUS, &b);
     buf_free(&b);
 }
 
@@ -517,6 +535,7 @@ static void run_loop(int sigfd)
             else if (sig == SIGTERM || sig == SIGINT)
                 begin_stop(sig);
         }
+        daemons_status();
     }
 }
 

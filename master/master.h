@@ -76,6 +76,10 @@ int  spawn_all_ready(void);                /* every slot runs and has said ready
 /* Start-up failures (children that died before ready) since the last call:
  * how many, each described on a line in why (may be NULL). */
 int  spawn_take_failures(buf_t *why);
+/* When the child table changed since the last call: one line per slot,
+ * "NAME PID running|starting|waiting SINCE RESTARTS" (SINCE: unix time of
+ * the start, 0 when not running), and 1; else 0 and nothing appended. */
+int  spawn_status(buf_t *b);
 
 /* master_signal.c */
 int  msignal_init(void);                   /* returns the read end of the self-pipe */

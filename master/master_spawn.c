@@ -61,7 +61,12 @@ struct slot {
     int64_t started;         /* ms */
     int fails;               /* quick deaths in a row */
     int64_t next;            /* ms: earliest (re)start */
+    int restarts;            /* deaths so far (postern status) */
+    time_t since;            /* wall clock of the last start */
 };
+
+/* Something in the child table changed since spawn_status last ran. */
+static int status_dirty = 1;
 
 static struct svc_state { struct slot *slots; int n; } state[NSERVICES];
 
@@ -258,6 +263,8 @@ int64_t spawn_due(int64_t now)
             sl->rfd = rfd;
             sl->ready = 0;
             sl->started = now;
+            sl->since = time(NULL);
+            status_dirty = 1;
             if (sl->fails > 0)
                 log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
             else
@@ -308,6 +315,8 @@ static void reap_slot(pid_t pid, int status, int64_t now)
             if (sl->pid != pid)
                 continue;
             sl->pid = 0;
+            sl->restarts += !M.stopping;
+            status_dirty = 1;
             if (sl->rfd >= 0) {
                 close(sl->rfd);
                 sl->rfd = -1;
@@ -425,6 +434,7 @@ void spawn_ready_input(int fd)
                 return;
             if (n == 1) {
                 sl->ready = 1;
+                status_dirty = 1;
                 log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
             }
             /* n == 0: it closed the pipe without a word; its exit tells why */
@@ -495,4 +505,19 @@ void spawn_kill_wait(void)
         if (!reap_retired(pid, status))
             reap_slot(pid, status, clock_now_ms());
     }
+}
+
+int spawn_status(buf_t *b)
+{
+    if (!status_dirty)
+        return 0;
+    status_dirty = 0;
+    for (int i = 0; i < NSERVICES; i++)
+        for (int k = 0; k < state[i].n; k++) {
+            const struct slot *sl = &state[i].slots[k];
+            const char *st = sl->pid == 0 ? "waiting" : sl->ready ? "running" : "starting";
+            buf_printf(b, "%s %ld %s %lld %d\n", services[i].name, (long)sl->pid, st,
+                       (long long)(sl->pid ? sl->since : 0), sl->restarts);
+        }
+    return 1;
 }

@@ -126,7 +126,8 @@ class Suite:
     def __init__(self, extra_conf="", mynetworks='["127.0.0.0/8", "[::1]/128"]',
                  local_conf=None, processes='processes { smtpd = 1; delivery = 2; }',
                  listen=None, limits="", start=True, host="127.0.0.1", port=None,
-                 local_domains='["localhost", "example.test"]', delivery=""):
+                 local_domains='["localhost", "example.test"]', delivery="",
+                 retry="[2s, 2s, 5s]"):
         # host/port: where this instance listens (two instances can share a
         # port on 127.0.0.1 and 127.0.0.2: MX relay tests)
         self.dir = tempfile.mkdtemp(prefix="postern-t-")
@@ -157,7 +158,7 @@ local_domains = {local_domains};
 {local_conf}
 {processes}
 {limits}
-delivery {{ retry = [2s, 2s, 5s]; lifetime = 1h;{" " + delivery if delivery else ""} }}
+delivery {{ retry = {retry}; lifetime = 1h;{" " + delivery if delivery else ""} }}
 {extra_conf}
 """)
         self.log_path = os.path.join(self.dir, "postern.log")

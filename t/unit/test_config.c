@@ -827,7 +827,9 @@ static void test_default_path(void **st)
     (void)st;
     unsetenv("POSTERN_CONFIG");
     assert_string_equal(config_default_path("/x.conf"), "/x.conf");
-    assert_string_equal(config_default_path(NULL), POSTERN_PREFIX "/etc/postern/postern.conf");
+    char want[4096];
+    snprintf(want, sizeof(want), "%s/etc/postern/postern.conf", config_prefix());
+    assert_string_equal(config_default_path(NULL), want);
     setenv("POSTERN_CONFIG", "/env.conf", 1);
     assert_string_equal(config_default_path(NULL), "/env.conf");
     assert_string_equal(config_default_path("/x.conf"), "/x.conf");

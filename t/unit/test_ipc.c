@@ -166,6 +166,10 @@ static void s_cleanup_reply(union ipc_msg *m)
                                                    "Ok: queued", 2 };
 }
 static void s_qmgr_wakeup(union ipc_msg *m) { m->qmgr_wakeup = (struct ipc_qmgr_wakeup){ "", 1 }; }
+static void s_qmgr_audit(union ipc_msg *m)
+{
+    m->qmgr_audit = (struct ipc_qmgr_audit){ "queue hold: 1 message (A1) by root (uid 0)" };
+}
 static void s_deliver_req(union ipc_msg *m)
 {
     m->deliver_req = (struct ipc_deliver_req){ "ABC", "active/ABC", "local", "s@x", 2 };
@@ -201,6 +205,7 @@ static const struct sample {
     { IPC_FILTER_STAGES, s_filter_stages },
     { IPC_FILTER_END, s_filter_end },
     { IPC_CLEANUP_MUT, s_cleanup_mut },
+    { IPC_QMGR_AUDIT, s_qmgr_audit },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
