@@ -48,6 +48,7 @@ def test_install_prefix_and_sample_config():
         _, out = run(postern, "config", "show", "-n", "rules")
         assert out.strip() == f'rules = "{p1}/etc/postern/rules/main.rules";', out
         for f in ("share/man/man8/postern.8", "share/man/man5/postern.conf.5",
+                  "share/man/man8/postern-smtpd.8", "share/man/man8/postern-qmgr.8",
                   "share/man/man5/postern.rules.5", "etc/postern/rules/main.rules",
                   "etc/postern/tls/mx.pem", "libexec/postern/master", "libexec/postern/smtpd",
                   "bin/mailq"):
@@ -95,3 +96,21 @@ def test_config_show():
         assert rc == 1 and 'unknown key "no.such.key"' in out, out
         rc, out = run(postern, "config", "frobnicate", check=False)
         assert rc == 2, out
+
+
+# the daemon binary (libexec/NAME) -> its page, when the names differ
+MAN_OF = {"delivery": "postern-local.8"}
+
+
+def test_every_command_and_daemon_has_a_clean_man_page():
+    man = os.path.join(REPO, "man")
+    pages = set(os.listdir(man))
+    want = {"postern.8", "postern.conf.5", "postern.rules.5"}
+    want |= {n + ".1" for n in os.listdir(os.path.join(ROOT, "bin")) if n != "postern"}
+    want |= {MAN_OF.get(d, f"postern-{d}.8") for d in os.listdir(os.path.join(ROOT, "libexec"))}
+    missing = sorted(want - pages)
+    assert not missing, f"no man page for: {missing}"
+    for p in sorted(pages):
+        r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(man, p)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        assert r.returncode == 0 and not r.stdout.strip(), f"{p}: {r.stdout.decode()}"
