@@ -135,10 +135,52 @@ static int txt_id(struct dns_ctx *dns, const char *domain, char *id, size_t idca
     return rc;
 }
 
+/* Failed fetches, remembered per process (one slot per domain hash): a
+ * policy server that is down is asked again only after STS_FAIL_TTL
+ * seconds or once the TXT id changes, so every retry of a queue full of
+ * mail for the domain does not wait for the fetch again. */
+#define STS_FAIL_SLOTS 64
+#define STS_FAIL_TTL   300
+static struct fail_slot {
+    char domain[254];
+    char id[STS_ID_MAX + 1];
+    time_t at;
+} fails[STS_FAIL_SLOTS];
+
+static struct fail_slot *fail_slot(const char *domain)
+{
+    return &fails[str_hash(domain) % STS_FAIL_SLOTS];
+}
+
+static int failed_recently(const char *domain, const char *id)
+{
+    const struct fail_slot *f = fail_slot(domain);
+    time_t now = time(NULL);
+    return strcmp(f->domain, domain) == 0 && strcmp(f->id, id) == 0 && f->at <= now &&
+           now - f->at < STS_FAIL_TTL;
+}
+
+static void note_failure(const char *domain, const char *id, int failed)
+{
+    struct fail_slot *f = fail_slot(domain);
+    if (failed) {
+        str_copy(f->domain, sizeof(f->domain), domain);
+        str_copy(f->id, sizeof(f->id), id);
+        f->at = time(NULL);
+    } else if (strcmp(f->domain, domain) == 0) {
+        f->domain[0] = '\0';
+    }
+}
+
 /* Fetch, parse and cache a fresh policy published under id. 0 or -1. */
 static int refresh(const struct config *cfg, struct dns_ctx *dns, const char *dir,
                    const char *domain, const char *id, struct sts_policy *p)
 {
+    if (failed_recently(domain, id)) {
+        log_debug("MTA-STS: policy fetch for %s failed less than %d s ago: not retried yet",
+                  domain, STS_FAIL_TTL);
+        return -1;
+    }
     struct sts_fetch_opts o = {
         .ca_file = cfg->tls_ca_file, .timeout = STS_FETCH_TIMEOUT, .port = 443,
         .connect_timeout = cfg->smtp_connect_timeout < STS_FETCH_TIMEOUT ?
@@ -160,6 +202,7 @@ static int refresh(const struct config *cfg, struct dns_ctx *dns, const char *di
         log_info("MTA-STS: policy of %s (id %s): mode %s, max_age %ld, %d mx", domain, id,
                  sts_mode_name(p->mode), p->max_age, p->nmx);
     }
+    note_failure(domain, id, rc < 0);
     buf_free(&body);
     return rc;
 }

@@ -36,27 +36,10 @@ static int name_ok(const char *s, size_t n)
     return 1;
 }
 
-/* A host name of n octets (no final dot): labels of letters, digits, '-'
- * and '_', 1..63 each, 253 in all. */
+/* A host name of n octets (no final dot), ASCII only. */
 static int host_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 253)
-        return 0;
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-        } else if (isalnum(c) || c == '-' || c == '_') {
-            if (++label > 63)
-                return 0;
-        } else {
-            return 0;
-        }
-    }
-    return label > 0;
+    return str_hostname_ok(s, n, 0);
 }
 
 int sts_domain_ok(const char *domain)

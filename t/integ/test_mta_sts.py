@@ -11,8 +11,9 @@ and 127.0.0.3 (mx.bad.test, certificate for another name).
 - testing + the same bad certificate: delivered, the failure logged;
 - enforce whose mx list names only the second MX: the first MX is skipped
   (never connected), the mail goes to the second;
-- the policy is cached in the spool's sts/; with the https server answering
-  404 afterwards, the cached enforce policy still applies;
+- the policy is cached in the spool's sts/ and not fetched again while its
+  TXT id is unchanged; when the id changed but the fetch fails (404), the
+  cached enforce policy still applies until it expires (RFC 8461 5.1);
 - no TXT record: delivered as before, no mta_sts in the log line."""
 import http.server
 import os
@@ -20,6 +21,7 @@ import re
 import ssl
 import tempfile
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 
@@ -35,6 +37,7 @@ POLICY = {
     "filt.test": "version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n",
 }
 
+DOMAINS = list(POLICY) + ["gone.test", "old.test"]    # with TXT; the last two 404
 ZONE = [
     "mx.good.test. 300 IN A 127.0.0.2",
     "mx.bad.test. 300 IN A 127.0.0.3",
@@ -44,8 +47,10 @@ ZONE = [
     "filt.test. 300 IN MX 10 mx.bad.test.",
     "filt.test. 300 IN MX 20 mx.good.test.",
     "plain.test. 300 IN MX 10 mx.bad.test.",
-] + [f"mta-sts.{d}. 300 IN A {HTTPS_IP}" for d in POLICY]
-TXT = [f'_mta-sts.{d}. 300 IN TXT "v=STSv1; id=1{i};"' for i, d in enumerate(POLICY)]
+    "gone.test. 300 IN MX 10 mx.bad.test.",
+    "old.test. 300 IN MX 10 mx.bad.test.",
+] + [f"mta-sts.{d}. 300 IN A {HTTPS_IP}" for d in DOMAINS]
+TXT = [f'_mta-sts.{d}. 300 IN TXT "v=STSv1; id=1{i};"' for i, d in enumerate(DOMAINS)]
 
 
 def unbound_conf(d):
@@ -60,10 +65,9 @@ def unbound_conf(d):
 
 class PolicyServer:
     """https://mta-sts.DOMAIN/.well-known/mta-sts.txt for the domains in
-    POLICY (by Host header); `down = True` makes it answer 404."""
+    POLICY (by Host header), 404 for any other."""
 
     def __init__(self, ctx):
-        self.down = False
         self.hits = []
         owner = self
 
@@ -73,7 +77,7 @@ class PolicyServer:
                 dom = host[len("mta-sts."):] if host.startswith("mta-sts.") else ""
                 owner.hits.append((host, self.path))
                 body = POLICY.get(dom)
-                if owner.down or body is None or self.path != "/.well-known/mta-sts.txt":
+                if body is None or self.path != "/.well-known/mta-sts.txt":
                     self.send_error(404)
                     return
                 data = body.encode()
@@ -115,7 +119,7 @@ class Rig:
         self.dir = tempfile.mkdtemp(prefix="postern-sts-")
         os.chmod(self.dir, 0o755)
         ca, cakey = make_ca(self.dir)
-        names = ",".join(f"DNS:mta-sts.{d}" for d in POLICY)
+        names = ",".join(f"DNS:mta-sts.{d}" for d in DOMAINS)
         self.web = PolicyServer(make_server_cert(self.dir, ca, cakey, names, "web"))
         self.stop = [self.web.stop]
         try:
@@ -147,63 +151,84 @@ def rcpts(peer):
     return [r for _, rr, _, _ in peer.got for r in rr]
 
 
+def delivered(r, rcpt, peer, mx, mode, n):
+    """Send message n to rcpt; it must reach peer through MX host mx, and
+    the log line must name the MTA-STS mode (None: no mta_sts at all)."""
+    r.s.send("alice@example.test", [rcpt], make_message(n))
+    wait_for(lambda: rcpt in rcpts(peer), 30, f"delivery of {rcpt} to {mx}")
+    line = logged(r.s, rf"to=<{re.escape(rcpt)}>, relay={re.escape(mx)}\[[0-9.]+\]:\d+, "
+                       r"[^\n]*status=sent").group(0)
+    assert (f"mta_sts={mode}," in line) if mode else ("mta_sts" not in line), line
+
+
+def deferred(r, rcpt, n, detail):
+    """Send message n to rcpt: deferred 4.7.5 under the enforce policy."""
+    r.s.send("alice@example.test", [rcpt], make_message(n))
+    logged(r.s, rf"to=<{re.escape(rcpt)}>, [^\n]*mta_sts=enforce, [^\n]*dsn=4\.7\.5, "
+                rf"status=deferred \({detail}")
+    assert rcpt not in rcpts(r.bad) + rcpts(r.good)
+
+
+def seed_cache(s, domain, txt_id, age, mode="enforce", mx="mx.bad.test"):
+    """A cache file as an earlier fetch would have left it, age seconds old."""
+    path = os.path.join(s.spool, "sts", domain)
+    with open(path, "w") as f:
+        f.write(f"postern-sts 1\nid {txt_id}\nfetched {int(time.time()) - age}\n\n"
+                f"version: STSv1\nmode: {mode}\nmx: {mx}\nmax_age: 3600\n")
+    os.chown(path, s.uid, s.gid)
+    os.chmod(path, 0o600)
+
+
 def test_enforce_verified_delivers_and_wrong_name_defers():
     with Rig() as r:
-        s = r.s
-        s.send("alice@example.test", ["bob@good.test"], make_message(1))
-        wait_for(lambda: "bob@good.test" in rcpts(r.good), 30, "delivery to mx.good.test")
-        logged(s, r"to=<bob@good\.test>, relay=mx\.good\.test\[127\.0\.0\.2\]:\d+, "
-                  r"mta_sts=enforce, .*status=sent")
-        logged(s, r"TLS with mx\.good\.test\[127\.0\.0\.2\]:\d+: TLSv1\.[23] \S+, "
-                  r"certificate verified")
+        delivered(r, "bob@good.test", r.good, "mx.good.test", "enforce", 1)
+        logged(r.s, r"TLS with mx\.good\.test\[127\.0\.0\.2\]:\d+: TLSv1\.[23] \S+, "
+                    r"certificate verified")
         # the policy is cached in the spool, owned by the postern user
-        path = os.path.join(s.spool, "sts", "good.test")
-        wait_for(lambda: os.path.exists(path), 10, "the cache file")
+        path = os.path.join(r.s.spool, "sts", "good.test")
         st = os.stat(path)
-        assert st.st_uid == s.uid and (st.st_mode & 0o077) == 0, oct(st.st_mode)
+        assert st.st_uid == r.s.uid and (st.st_mode & 0o077) == 0, oct(st.st_mode)
         with open(path) as f:
             assert "id 10\n" in f.read()
-
-        s.send("alice@example.test", ["carol@enf.test"], make_message(2))
-        logged(s, r"to=<carol@enf\.test>, relay=mx\.bad\.test\[127\.0\.0\.3\]:\d+, "
-                  r"mta_sts=enforce, .*dsn=4\.7\.5, status=deferred \(server certificate of "
-                  r"mx\.bad\.test\[127\.0\.0\.3\]:\d+ not verified \(name mx\.bad\.test, "
-                  r"MTA-STS policy of enf\.test, mode enforce\)")
-        assert "carol@enf.test" not in rcpts(r.bad)
-
-        # the https server goes away: the cached enforce policy still holds
-        r.web.down = True
+        deferred(r, "carol@enf.test", 2, r"server certificate of mx\.bad\.test\[127\.0\.0\.3\]"
+                 r":\d+ not verified \(name mx\.bad\.test, MTA-STS policy of enf\.test, "
+                 r"mode enforce\)")
+        # same TXT id, cache not expired: no second fetch
         hits = len(r.web.hits)
-        s.send("alice@example.test", ["dave@enf.test"], make_message(3))
-        logged(s, r"to=<dave@enf\.test>, .*mta_sts=enforce, .*dsn=4\.7\.5, status=deferred")
-        assert len(r.web.hits) == hits, "same TXT id, unexpired: no fetch"
-        assert "dave@enf.test" not in rcpts(r.bad)
+        deferred(r, "dave@enf.test", 3, "server certificate")
+        assert len(r.web.hits) == hits, r.web.hits
+
+
+def test_cached_policy_when_the_fetch_fails_until_it_expires():
+    """RFC 8461 5.1: the TXT id changed (cache holds id OLD) but the policy
+    server answers 404: the cached enforce policy still applies; an expired
+    cached policy does not."""
+    with Rig() as r:
+        seed_cache(r.s, "gone.test", "OLD", 60)
+        deferred(r, "hal@gone.test", 7, "server certificate")
+        logged(r.s, r"MTA-STS: policy fetch for gone\.test failed: .*HTTP status 404")
+        logged(r.s, r"MTA-STS: using the cached policy of gone\.test \(id OLD, mode enforce\)")
+        # retries (every 2 s here) do not fetch again: at most once per agent process
+        wait_for(lambda: len(re.findall(r"to=<hal@gone\.test>, relay=mx", r.s.log())) >= 3, 30,
+                 "two retries")
+        assert 1 <= sum(h == "mta-sts.gone.test" for h, _ in r.web.hits) <= 2, r.web.hits
+        seed_cache(r.s, "old.test", "OLD", 7200)
+        delivered(r, "ivy@old.test", r.bad, "mx.bad.test", None, 8)
 
 
 def test_testing_mode_delivers_and_logs():
     with Rig() as r:
-        s = r.s
-        s.send("alice@example.test", ["erin@tst.test"], make_message(4))
-        wait_for(lambda: "erin@tst.test" in rcpts(r.bad), 30, "delivery to mx.bad.test")
-        logged(s, r"MTA-STS policy of tst\.test \(testing\): mx\.bad\.test\[127\.0\.0\.3\]:\d+: "
-                  r"[^;]*; going on")
-        logged(s, r"to=<erin@tst\.test>, relay=mx\.bad\.test\[127\.0\.0\.3\]:\d+, "
-                  r"mta_sts=testing, .*status=sent")
+        delivered(r, "erin@tst.test", r.bad, "mx.bad.test", "testing", 4)
+        logged(r.s, r"MTA-STS policy of tst\.test \(testing\): mx\.bad\.test\[127\.0\.0\.3\]:"
+                    r"\d+: [^;]*; going on")
 
 
 def test_mx_not_in_policy_is_not_used_and_no_policy_is_unchanged():
     with Rig() as r:
-        s = r.s
-        s.send("alice@example.test", ["frank@filt.test"], make_message(5))
-        wait_for(lambda: "frank@filt.test" in rcpts(r.good), 30, "delivery to the second MX")
-        logged(s, r"MTA-STS policy of filt\.test \(enforce\): MX host mx\.bad\.test not in "
-                  r"the policy; skipped")
-        logged(s, r"to=<frank@filt\.test>, relay=mx\.good\.test\[127\.0\.0\.2\]:\d+, "
-                  r"mta_sts=enforce, .*status=sent")
-        assert not re.search(r"connect to mx\.bad\.test|relay=mx\.bad\.test", s.log())
+        delivered(r, "frank@filt.test", r.good, "mx.good.test", "enforce", 5)
+        logged(r.s, r"MTA-STS policy of filt\.test \(enforce\): MX host mx\.bad\.test not in "
+                    r"the policy; skipped")
+        assert not re.search(r"connect to mx\.bad\.test|relay=mx\.bad\.test", r.s.log())
         assert not r.bad.got
         # no _mta-sts record: opportunistic as before, no mode in the log line
-        s.send("alice@example.test", ["gina@plain.test"], make_message(6))
-        wait_for(lambda: "gina@plain.test" in rcpts(r.bad), 30, "delivery without a policy")
-        line = logged(s, r"to=<gina@plain\.test>, [^\n]*status=sent").group(0)
-        assert "mta_sts" not in line, line
+        delivered(r, "gina@plain.test", r.bad, "mx.bad.test", None, 6)
