@@ -33,7 +33,7 @@ struct smtp_rcpt {
     int done;                   /* outcome final for this request */
     int accepted;               /* RCPT answered 2xx in the current session */
     enum dstatus status;
-    int sts_mode;               /* MTA-STS mode applied (enum sts_mode), -1 none */
+    int sts_mode;               /* MTA-STS mode applied (enum sts_mode), 0 no policy */
     char dsn[16];
     char reason[QF_REASON_MAX + 1];
 };
@@ -56,7 +56,7 @@ struct smtp_hop {
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
     char name[SMTP_MAX_ADDRS][256];   /* MX host of each address, "" = host */
-    int sts_mode;               /* MTA-STS policy mode (enum sts_mode), -1 no policy */
+    int sts_mode;               /* MTA-STS policy mode (enum sts_mode), 0 no policy */
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */
@@ -83,7 +83,7 @@ enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, ch
                              size_t reqlen);
 /* A TLS failure that was let pass: logged when the policy is testing. */
 void smtp_sts_testing(const struct smtp_hop *hop, const char *relay, const char *what);
-/* "enforce" / "testing" / "none", or NULL for -1 (no policy). */
+/* "enforce" / "testing" / "none", or NULL for 0 (no policy). */
 const char *smtp_sts_mode(int mode);
 
 /* ---- one connection (smtp_io.c) ---- */

@@ -247,7 +247,6 @@ int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *
                  char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
     memset(hop, 0, sizeof(*hop));
-    hop->sts_mode = -1;
     hop->port = cfg->smtp_port;
     if (cfg->relayhost && cfg->relayhost[0]) {
         snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);

@@ -30,7 +30,7 @@
 struct sts_policy *smtp_sts_policy(const struct config *cfg, struct dns_ctx *dns,
                                    const char *domain, struct smtp_hop *hop)
 {
-    hop->sts_mode = -1;
+    hop->sts_mode = STS_NO_POLICY;
     if (!cfg->mta_sts)
         return NULL;
     struct sts_policy *p = xmalloc(sizeof(*p));
@@ -87,5 +87,5 @@ void smtp_sts_testing(const struct smtp_hop *hop, const char *relay, const char 
 
 const char *smtp_sts_mode(int mode)
 {
-    return mode < 0 ? NULL : sts_mode_name((enum sts_mode)mode);
+    return sts_mode_name((enum sts_mode)mode);
 }

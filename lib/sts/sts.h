@@ -30,7 +30,9 @@ struct dns_ctx;
 #define STS_MAX_AGE_MAX 31557600L   /* RFC 8461 3.2: max_age is at most a year */
 #define STS_FETCH_TIMEOUT 30        /* seconds for the whole HTTPS fetch */
 
-enum sts_mode { STS_NONE = 0, STS_TESTING, STS_ENFORCE };
+/* A policy's mode; STS_NO_POLICY (0, what zeroed memory says) is for
+ * callers that keep "no policy at all" in the same field. */
+enum sts_mode { STS_NO_POLICY = 0, STS_NONE, STS_TESTING, STS_ENFORCE };
 
 struct sts_policy {
     enum sts_mode mode;
@@ -60,6 +62,7 @@ int  sts_mx_match(const struct sts_policy *p, const char *mx);
  * '-', '_', dots between labels), at most 253 octets? Also keeps it safe
  * as a file name and in a URL. */
 int  sts_domain_ok(const char *domain);
+/* "enforce", "testing", "none"; NULL for STS_NO_POLICY. */
 const char *sts_mode_name(enum sts_mode m);
 
 /* ---- sts_fetch.c ---- */

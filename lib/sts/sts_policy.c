@@ -49,7 +49,8 @@ int sts_domain_ok(const char *domain)
 
 const char *sts_mode_name(enum sts_mode m)
 {
-    return m == STS_ENFORCE ? "enforce" : m == STS_TESTING ? "testing" : "none";
+    return m == STS_ENFORCE ? "enforce" : m == STS_TESTING ? "testing" :
+           m == STS_NONE ? "none" : NULL;
 }
 
 /* An mx value: ["*."] host name, an optional final dot dropped; stored in
