@@ -136,13 +136,14 @@ class Rig:
                    f'timeout = 5s; }}')
             self.s = Suite(delivery=f'smtp_port = {port}; tls_ca_file = "{ca}"; '
                                     f'mta_sts = true;', extra_conf=dns)
-            self.stop.append(lambda: self.s.__exit__(None, None, None))
+            self.stop.append(lambda: self.s.__exit__(*self.exc))   # log shown on failure
         except Exception:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc):
+        self.exc = exc
         for f in reversed(self.stop):
             f()
 
