@@ -103,6 +103,10 @@ static void set_options(CURL *c, const struct sts_fetch_opts *o, const char *url
 static int perform(CURL *c, const char *url, char *errbuf, char *why, size_t whylen)
 {
     CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_WRITE_ERROR || rc == CURLE_FILESIZE_EXCEEDED) {   /* on_data, MAXFILESIZE */
+        snprintf(why, whylen, "%s: policy larger than %d bytes", url, STS_POLICY_MAX);
+        return -1;
+    }
     if (rc != CURLE_OK) {
         snprintf(why, whylen, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
         return -1;

@@ -35,9 +35,18 @@ POLICY = {
     "enf.test": "version: STSv1\nmode: enforce\nmx: mx.bad.test\nmax_age: 86400\n",
     "tst.test": "version: STSv1\nmode: testing\nmx: mx.bad.test\nmax_age: 86400\n",
     "filt.test": "version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n",
+    "none.test": "version: STSv1\nmode: none\nmax_age: 86400\n",
+}
+ENFORCE_BAD = "version: STSv1\nmode: enforce\nmx: mx.bad.test\nmax_age: 86400\n"
+# replies a policy fetch must refuse: (status, Content-Type, body, Location)
+REFUSED = {
+    "big.test": (200, "text/plain", ENFORCE_BAD + "x-pad: " + "x" * 70000 + "\n", None),
+    "redir.test": (302, "text/plain", "", "https://mta-sts.enf.test/.well-known/mta-sts.txt"),
+    "html.test": (200, "text/html", ENFORCE_BAD, None),
 }
 
-DOMAINS = list(POLICY) + ["gone.test", "old.test"]    # with TXT; the last two 404
+# with TXT; gone.test and old.test get 404
+DOMAINS = list(POLICY) + list(REFUSED) + ["gone.test", "old.test"]
 ZONE = [
     "mx.good.test. 300 IN A 127.0.0.2",
     "mx.bad.test. 300 IN A 127.0.0.3",
@@ -49,7 +58,8 @@ ZONE = [
     "plain.test. 300 IN MX 10 mx.bad.test.",
     "gone.test. 300 IN MX 10 mx.bad.test.",
     "old.test. 300 IN MX 10 mx.bad.test.",
-] + [f"mta-sts.{d}. 300 IN A {HTTPS_IP}" for d in DOMAINS]
+    "none.test. 300 IN MX 10 mx.bad.test.",
+] + [f"{d}. 300 IN MX 10 mx.bad.test." for d in REFUSED] + [f"mta-sts.{d}. 300 IN A {HTTPS_IP}" for d in DOMAINS]
 TXT = [f'_mta-sts.{d}. 300 IN TXT "v=STSv1; id=1{i};"' for i, d in enumerate(DOMAINS)]
 
 
@@ -65,7 +75,9 @@ def unbound_conf(d):
 
 class PolicyServer:
     """https://mta-sts.DOMAIN/.well-known/mta-sts.txt for the domains in
-    POLICY (by Host header), 404 for any other."""
+    POLICY and REFUSED (by Host header), 404 for any other. HTTP/1.0: the
+    body ends at close, without Content-Length (so the size bound is the
+    client's own)."""
 
     def __init__(self, ctx):
         self.hits = []
@@ -76,16 +88,17 @@ class PolicyServer:
                 host = (self.headers.get("Host") or "").split(":")[0]
                 dom = host[len("mta-sts."):] if host.startswith("mta-sts.") else ""
                 owner.hits.append((host, self.path))
-                body = POLICY.get(dom)
+                status, ctype, body, location = REFUSED.get(dom) or (
+                    200, "text/plain; charset=utf-8", POLICY.get(dom), None)
                 if body is None or self.path != "/.well-known/mta-sts.txt":
                     self.send_error(404)
                     return
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(body.encode())
 
             def log_message(self, *a):
                 pass
@@ -233,3 +246,19 @@ def test_mx_not_in_policy_is_not_used_and_no_policy_is_unchanged():
         assert not r.bad.got
         # no _mta-sts record: opportunistic as before, no mode in the log line
         delivered(r, "gina@plain.test", r.bad, "mx.bad.test", None, 6)
+        # mode none: unchanged, the mode is logged
+        delivered(r, "jo@none.test", r.bad, "mx.bad.test", "none", 9)
+
+
+def test_refused_fetches_mean_no_policy():
+    """A body over 64 KB, a redirect (never followed) and a Content-Type
+    other than text/plain are refused: no policy, the enforce policy they
+    carry is not applied."""
+    with Rig() as r:
+        why = {"big.test": r"policy larger than 65536 bytes",
+               "redir.test": r"HTTP status 302", "html.test": r"Content-Type is not text/plain"}
+        for n, (dom, pattern) in enumerate(why.items()):
+            delivered(r, f"kim{n}@{dom}", r.bad, "mx.bad.test", None, 10 + n)
+            logged(r.s, rf"MTA-STS: policy fetch for {re.escape(dom)} failed: \S+: {pattern}")
+        assert not [h for h in r.web.hits if h[0] == "mta-sts.enf.test"], "redirect followed"
+        assert not os.listdir(os.path.join(r.s.spool, "sts"))
