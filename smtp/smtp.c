@@ -89,7 +89,10 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
                 group[k++] = &rr[j];
         struct smtp_hop hop;
         char dsn[16], why[QF_REASON_MAX + 1];
-        if (smtp_resolve(m->cfg, dom, &hop, dsn, sizeof(dsn), why, sizeof(why)) < 0) {
+        int rc = smtp_resolve(m->cfg, dom, &hop, dsn, sizeof(dsn), why, sizeof(why));
+        for (int g = 0; g < k; g++)
+            group[g]->sts_mode = hop.sts_mode;     /* MTA-STS, for the log lines */
+        if (rc < 0) {
             for (int g = 0; g < k; g++)
                 smtp_rcpt_set(m, group[g], "none", dsn[0] == '5' ? DS_BOUNCED : DS_DEFERRED,
                               dsn, "%s", why);

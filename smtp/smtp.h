@@ -6,6 +6,7 @@
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
+ *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts
  *
  * The agent is blocking like the local one (delivery/): one connection
  * from qmgr, one request, one SMTP session per next hop at a time; every
@@ -32,6 +33,7 @@ struct smtp_rcpt {
     int done;                   /* outcome final for this request */
     int accepted;               /* RCPT answered 2xx in the current session */
     enum dstatus status;
+    int sts_mode;               /* MTA-STS mode applied (enum sts_mode), 0 no policy */
     char dsn[16];
     char reason[QF_REASON_MAX + 1];
 };
@@ -53,6 +55,8 @@ struct smtp_hop {
     int naddr;
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
+    char name[SMTP_MAX_ADDRS][256];   /* MX host of each address, "" = host */
+    int sts_mode;               /* MTA-STS policy mode (enum sts_mode), 0 no policy */
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */
@@ -60,6 +64,27 @@ struct smtp_hop {
 void smtp_resolve_init(const struct config *cfg);
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen);
+
+/* ---- MTA-STS (smtp_sts.c) ---- */
+struct sts_policy;
+struct dns_ctx;
+/* The policy of domain (NULL: none or delivery.mta_sts off; free() it);
+ * sets hop->sts_mode. */
+struct sts_policy *smtp_sts_policy(const struct config *cfg, struct dns_ctx *dns,
+                                   const char *domain, struct smtp_hop *hop);
+/* May MX host mx be used under p (NULL = no policy)? 0 = skip it (enforce). */
+int smtp_sts_mx_ok(const struct sts_policy *p, const char *domain, const char *mx);
+/* Does any MX host of answer a match p? (1 without an enforce policy) */
+struct dns_answer;
+int smtp_sts_any_mx(const struct sts_policy *p, const struct dns_answer *a);
+/* The TLS policy for hop: TLSP_VERIFY under an enforce policy, else pol;
+ * req gets what requires it (for DSN reasons). */
+enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, char *req,
+                             size_t reqlen);
+/* A TLS failure that was let pass: logged when the policy is testing. */
+void smtp_sts_testing(const struct smtp_hop *hop, const char *relay, const char *what);
+/* "enforce" / "testing" / "none", or NULL for 0 (no policy). */
+const char *smtp_sts_mode(int mode);
 
 /* ---- one connection (smtp_io.c) ---- */
 struct sio {

@@ -11,8 +11,9 @@
  * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
  * null MX -> 5.1.10 bounce, NXDOMAIN -> 5.1.2, DNS trouble -> 4.4.3, an MX
  * that is ourselves cuts the list (best MX -> 4.4.6, loops back).
- * Limit: hop->host is the first usable MX name; TLS verify/SNI and log
- * labels use it for the addresses of later MX hosts too.
+ * hop->host is the first usable MX name, hop->name[i] the MX host of
+ * address i (TLS SNI/verify and log labels). MTA-STS (smtp_sts.c): an
+ * enforce policy drops the MX hosts it does not list (none left -> 4.7.5).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -24,6 +25,7 @@
 
 #include "smtp.h"
 #include "dns/dns.h"
+#include "sts/sts.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -166,11 +168,13 @@ static int is_self(const struct config *cfg, const struct sockaddr_storage *sa)
  * worse preference are dropped (they would send the mail back here).
  * Returns 1 when that happened. */
 static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct smtp_hop *hop,
-                    int *tempfail)
+                    int *tempfail, const struct sts_policy *sts, const char *domain)
 {
     int group = 0, pref = -1;     /* first address of the current preference */
     for (int i = 0; i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
         if (a->rr[i].type != DNS_T_MX || a->rr[i].u.mx.host == NULL)
+            continue;
+        if (!smtp_sts_mx_ok(sts, domain, a->rr[i].u.mx.host))   /* MTA-STS enforce */
             continue;
         if (a->rr[i].u.mx.pref != pref) {
             pref = a->rr[i].u.mx.pref;
@@ -180,6 +184,7 @@ static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct
         if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
             *tempfail = 1;
         for (int k = first; k < hop->naddr; k++) {
+            str_copy(hop->name[k], sizeof(hop->name[k]), a->rr[i].u.mx.host);
             if (is_self(cfg, &hop->addr[k])) {
                 hop->naddr = group;
                 return 1;
@@ -204,10 +209,14 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
         return fail(dsn, dsnlen, "4.4.3", why, whylen, "MX lookup for %s failed", domain);
     enum dns_status st = a->status;
     int tempfail = 0, self = 0;
+    struct sts_policy *sts = NULL;
     if (st == DNS_FOUND) {
         snprintf(hop->key, sizeof(hop->key), "%s", domain);
-        self = mx_hosts(cfg, a, hop, &tempfail);
+        sts = smtp_sts_policy(cfg, dctx, domain, hop);
+        self = mx_hosts(cfg, a, hop, &tempfail, sts, domain);
     }
+    int sts_none_left = hop->naddr == 0 && !smtp_sts_any_mx(sts, a);
+    free(sts);
     dns_answer_free(a);
     switch (st) {
     case DNS_NULL_MX:
@@ -221,6 +230,9 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
     case DNS_FOUND:
         break;
     }
+    if (sts_none_left)
+        return fail(dsn, dsnlen, "4.7.5", why, whylen,
+                    "no MX host of %s is allowed by its MTA-STS policy (enforce)", domain);
     if (hop->naddr == 0 && self)
         return fail(dsn, dsnlen, "4.4.6", why, whylen, "mail for %s loops back to myself",
                     domain);

@@ -31,6 +31,7 @@
 struct sess {
     const struct smtp_msg *m;
     const struct smtp_hop *hop;
+    const char *name;              /* MX host name of the address in use (SNI, verify) */
     const struct config *cfg;
     struct sio io;
     struct smtp_reply r;
@@ -55,8 +56,10 @@ void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *re
     struct timeval tv;
     gettimeofday(&tv, NULL);
     double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
-    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-             r->q ? r->q->addr : "?", relay, delay < 0 ? 0 : delay, r->dsn,
+    const char *sts = smtp_sts_mode(r->sts_mode);
+    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)",
+             r->q ? r->q->addr : "?", relay, sts ? ", mta_sts=" : "", sts ? sts : "",
+             delay < 0 ? 0 : delay, r->dsn,
              st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason);
 }
 
@@ -158,15 +161,17 @@ static int greet(struct sess *s)
 /* STARTTLS per policy. 0 go on (TLS or allowed plaintext), -1 done. */
 static int starttls(struct sess *s)
 {
-    enum tls_policy pol = s->cfg->tls_policy;
+    char req[300];   /* what requires TLS: MTA-STS enforce raises the policy to verify */
+    enum tls_policy pol = smtp_sts_tls(s->hop, s->cfg->tls_policy, req, sizeof(req));
     if (pol == TLSP_NONE)
         return 0;
     if (!(s->ext.flags & EXT_STARTTLS)) {
-        if (pol == TLSP_MAY)
+        if (pol == TLSP_MAY) {
+            smtp_sts_testing(s->hop, s->relay, "STARTTLS not offered");
             return 0;
-        fail_all(s, DS_DEFERRED, "4.7.4", "TLS is required (delivery.tls_policy = %s), but "
-                 "was not offered by host %s", pol == TLSP_VERIFY ? "verify" : "encrypt",
-                 s->relay);
+        }
+        fail_all(s, DS_DEFERRED, "4.7.4", "TLS is required (%s), but was not offered by "
+                 "host %s", req, s->relay);
         return -1;
     }
     if (s->m->tls == NULL) {
@@ -180,7 +185,7 @@ static int starttls(struct sess *s)
         reply_fail(s, NULL, "STARTTLS");
         return -1;
     }
-    if (sio_starttls(&s->io, s->m->tls, s->hop->host, s->cfg->tls_handshake_timeout) < 0) {
+    if (sio_starttls(&s->io, s->m->tls, s->name, s->cfg->tls_handshake_timeout) < 0) {
         log_info("TLS handshake with %s failed: %s", s->relay, s->io.err);
         fail_all(s, DS_DEFERRED, "4.7.5", "TLS handshake with %s failed: %s", s->relay,
                  s->io.err);
@@ -194,9 +199,11 @@ static int starttls(struct sess *s)
     s->tls = 1;
     int rc = 0;
     if (!ok && pol == TLSP_VERIFY) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "server certificate of %s not verified (name %s): %s",
-                 s->relay, s->hop->host, why.data);
+        fail_all(s, DS_DEFERRED, "4.7.5", "server certificate of %s not verified (name %s, "
+                 "%s): %s", s->relay, s->name, req, why.data);
         rc = -1;
+    } else if (!ok) {
+        smtp_sts_testing(s->hop, s->relay, why.data);
     }
     buf_free(&why);
     return rc < 0 ? -1 : greet(s);
@@ -495,6 +502,12 @@ quit:
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
 }
 
+/* The MX host name of address i (SNI, certificate name, log label). */
+static const char *addr_name(const struct smtp_hop *hop, int i)
+{
+    return hop->name[i][0] ? hop->name[i] : hop->host;
+}
+
 static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -503,7 +516,7 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-    snprintf(out, size, "%s[%s]:%d", hop->host, ip, hop->port);
+    snprintf(out, size, "%s[%s]:%d", addr_name(hop, i), ip, hop->port);
 }
 
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
@@ -518,6 +531,7 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
     s.n = n;
     for (int i = 0; i < hop->naddr; i++) {
         addr_label(hop, i, s.relay, sizeof(s.relay));
+        s.name = addr_name(hop, i);
         if (sio_connect(&s.io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
                         s.cfg->smtp_connect_timeout, s.cfg->source_address) == 0) {
             session(&s);

@@ -98,6 +98,7 @@ struct config {
     char    *source_address;     /* delivery.source_address: bind outbound SMTP, NULL = any */
     enum tls_policy tls_policy;  /* delivery.tls_policy (default may) */
     char    *tls_ca_file;        /* delivery.tls_ca_file: CA for verify, NULL = system store */
+    int      mta_sts;            /* delivery.mta_sts: honour RFC 8461 policies (smtp agent) */
     char    *relay_auth;         /* delivery.relay_auth: "host user password" lines, or NULL */
     int      smtp_connect_timeout;  /* delivery.connect_timeout: seconds */
     int      smtp_command_timeout;  /* delivery.command_timeout: seconds per reply */

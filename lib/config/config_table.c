@@ -93,6 +93,7 @@ const struct param cfg_params[] = {
     { "delivery.smtp_port", P_INT, C(smtp_port), 0, "25", 1, 65535, NULL, 0, NULL },
     { "delivery.tls_policy", P_ENUM, C(tls_policy), 0, "may", 0, 0, ev_tls_policy, 0, NULL },
     { "delivery.tls_ca_file", P_PATH, C(tls_ca_file), 0, NULL, 0, 0, NULL, 0, NULL },
+    { "delivery.mta_sts", P_BOOL, C(mta_sts), 0, "true", 0, 0, NULL, 0, NULL },
     { "delivery.relay_auth", P_PATH, C(relay_auth), 0, NULL, 0, 0, NULL, 0, NULL },
     { "delivery.connect_timeout", P_DUR, C(smtp_connect_timeout), 0, "30s", 1, 3600, NULL, 0,
       NULL },

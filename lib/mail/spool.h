@@ -20,6 +20,7 @@
 #define SPOOL_PRIVATE    "private"   /* Unix sockets between processes */
 #define SPOOL_PUBLIC     "public"
 #define SPOOL_TMP        "tmp"       /* cleanup's files being written */
+#define SPOOL_STS        "sts"       /* the smtp agent's MTA-STS policy cache (lib/sts) */
 
 /* Sockets under private/ */
 #define SOCK_CLEANUP  "private/cleanup"

@@ -93,24 +93,7 @@ int rl_fqdn_valid(const char *s, size_t n)
 {
     if (n && s[n - 1] == '.')
         n--;
-    if (n == 0 || n > 253)
-        return 0;
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c >= 0x80))
-            return 0;
-        if (++label > 63)
-            return 0;
-    }
-    return label > 0;
+    return str_hostname_ok(s, n, 1);
 }
 
 struct rl_regex {

@@ -69,6 +69,28 @@ unsigned str_hash(const char *s)
     return h;
 }
 
+int str_hostname_ok(const char *s, size_t n, int utf8)
+{
+    if (n == 0 || n > 253)
+        return 0;
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || (utf8 && c >= 0x80)))
+            return 0;
+        if (++label > 63)
+            return 0;
+    }
+    return label > 0;
+}
+
 int str_format(char *dst, size_t size, const char *fmt, ...)
 {
     va_list ap;

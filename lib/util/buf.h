@@ -53,5 +53,9 @@ int   str_format(char *dst, size_t size, const char *fmt, ...) PRINTF_LIKE(3, 4)
 /* djb2 hash of a C string, for the small chained tables keyed by name or IP
  * (take it modulo the bucket count). */
 unsigned str_hash(const char *s);
+/* Is s[0..n) a host name: dot-separated labels of 1..63 letters, digits,
+ * '-', '_' (and bytes >= 0x80 when utf8), 253 octets at most, no final
+ * dot? (A syntax check only: no leading/trailing hyphen rules.) */
+int   str_hostname_ok(const char *s, size_t n, int utf8);
 
 #endif
