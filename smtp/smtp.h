@@ -87,12 +87,39 @@ void sio_close(struct sio *s);
 int smtp_auth_lookup(const struct config *cfg, const struct smtp_hop *hop, char *user,
                      size_t ulen, char *pass, size_t plen, char *why, size_t whylen);
 
+/* ---- the connection kept open between requests (smtp_session.c) ---- */
+#define SMTP_CACHE_IDLE_MS  3000   /* an idle kept connection is closed after this */
+#define SMTP_CACHE_MAX_MSGS 100    /* transactions per connection, then QUIT */
+struct smtp_cache {
+    int open;                   /* io is a live session after a transaction */
+    char key[300];              /* its destination (deliver_nexthop) */
+    struct sio io;
+    struct smtp_ext ext;
+    char relay[320];            /* host[ip]:port, for logs */
+    int tls;
+    int rset;                   /* the last transaction failed: RSET first */
+    int nmsg;                   /* transactions sent on it */
+    int64_t since;              /* clock_now_ms() when it became idle */
+};
+void smtp_cache_init(struct smtp_cache *c);
+/* QUIT and close the kept connection, if any. */
+void smtp_cache_close(struct smtp_cache *c);
+/* Close it once idle too long; ms it may still stay idle (0 = none open). */
+int  smtp_cache_idle(struct smtp_cache *c);
+
 /* ---- the dialogue (smtp_session.c) ---- */
-/* Send the message to the recipients rr[0..n) that are not done, via hop.
- * Every recipient ends with done = 1 and a status (delivered, deferred,
- * bounced) and is logged. */
+/* Send the message to the recipients rr[0..n) that are not done, via hop
+ * (a new connection; the session may stay open in cache under key
+ * afterwards). Every recipient ends with done = 1 and a status (delivered,
+ * deferred, bounced) and is logged. */
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
-                          struct smtp_rcpt **rr, int n);
+                          struct smtp_rcpt **rr, int n, struct smtp_cache *cache,
+                          const char *key);
+/* The same over the connection kept in cache when it is to key and still
+ * usable: 1 = done (outcomes set as above), 0 = nothing sent or the peer
+ * had closed it before answering (no outcome set): use smtp_session_deliver. */
+int  smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
+                        struct smtp_cache *cache, const char *key);
 /* Set a recipient's outcome and log the line. */
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...) PRINTF_LIKE(6, 7);

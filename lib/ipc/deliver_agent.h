@@ -28,5 +28,21 @@ int deliver_agent_status(struct ipc_conn *c, uint32_t index, uint32_t status,
 
 /* Queue DELIVER_DONE for n recipients and flush everything. 0 or -1. */
 int deliver_agent_done(struct ipc_conn *c, uint32_t n);
+/* The same, telling qmgr that a connection to destination held (a
+ * deliver_nexthop key, "" = none) stays open for held_ms idle ms. */
+int deliver_agent_done_held(struct ipc_conn *c, uint32_t n, const char *held,
+                            uint32_t held_ms);
+
+/* Called before every wait for qmgr (between requests): the agent may
+ * close what it keeps open (idle connections). Returns the longest the
+ * wait may last in ms (<= 0: the default, 1 s). */
+typedef int (*deliver_idle_fn)(void);
+void deliver_agent_set_idle(deliver_idle_fn fn);
+
+/* The destination a remote recipient's mail is scheduled under, shared by
+ * qmgr (per-destination concurrency, connection reuse) and the smtp agent
+ * (its connection cache): delivery.relayhost when set, else the address's
+ * domain in lower case ("" without one). */
+void deliver_nexthop(const struct config *cfg, const char *addr, char *out, size_t size);
 
 #endif

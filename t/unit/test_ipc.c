@@ -178,7 +178,7 @@ static void s_deliver_status(union ipc_msg *m)
 {
     m->deliver_status = (struct ipc_deliver_status){ 1, DS_DEFERRED, "4.2.2", "mailbox full" };
 }
-static void s_deliver_done(union ipc_msg *m) { m->deliver_done = (struct ipc_deliver_done){ 2 }; }
+static void s_deliver_done(union ipc_msg *m) { m->deliver_done = (struct ipc_deliver_done){ 2, "example.org", 3000 }; }
 
 static const struct sample {
     enum ipc_type t;
@@ -681,7 +681,7 @@ static void test_conn_errors(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     close(sv[1]);
     ipc_conn_init(&c, sv[0], "gone");
-    struct ipc_deliver_done d = { 1 };
+    struct ipc_deliver_done d = { 1, "", 0 };
     assert_int_equal(ipc_send(&c, IPC_DELIVER_DONE, &d), -1);
     assert_int_equal(errno, EPIPE);
     assert_int_equal(c.out.len, 0);
