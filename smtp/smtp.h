@@ -4,11 +4,13 @@
  *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal; MX later)
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
+ *   smtp_cache.c    the one session kept open between requests (idle close)
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
  *
  * The agent is blocking like the local one (delivery/): one connection
- * from qmgr, one request, one SMTP session per next hop at a time; every
+ * from qmgr, one request, one SMTP session per next hop at a time (kept
+ * open afterwards for the next request to the same destination); every
  * wait (connect, banner, each reply, TLS handshake, writes) has a deadline.
  * Several agent processes (processes.delivery) share private/smtp.
  */

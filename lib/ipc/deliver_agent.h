@@ -2,7 +2,8 @@
  * deliver_agent.h - the agent side of qmgr's DELIVER protocol, shared by the
  * blocking delivery agents (delivery/: local, smtp/: remote). An agent serves
  * one qmgr connection at a time: HELLO, then DELIVER_REQ + DELIVER_RCPT×n,
- * answered with DELIVER_STATUS×n and DELIVER_DONE.
+ * answered with DELIVER_STATUS×n and DELIVER_DONE (which may name a
+ * destination the agent keeps a connection open to: held, held_ms).
  */
 #ifndef POSTERN_DELIVER_AGENT_H
 #define POSTERN_DELIVER_AGENT_H
