@@ -460,11 +460,8 @@ void qmgr_deliver_stop(void)
          * (recovered at the next start); a message with a job in flight is
          * finished when that one ends */
         struct qdest *d;
-        while ((d = qmgr_dest_waiting(p)) != NULL) {
-            struct qjob *j = qmgr_dest_drop(d);
-            job_free(j);
-            qmgr_dest_done(d);
-        }
+        while ((d = qmgr_dest_waiting(p)) != NULL)
+            job_free(qmgr_dest_drop(d));
         struct agent *a = pools[p].agents, *next;
         for (; a; a = next) {
             next = a->next;
