@@ -21,6 +21,7 @@
 
 #include "util/buf.h"
 #include "ipc/ipc.h"
+#include "ipc/deliver_agent.h"
 #include "util/log.h"
 #include "mail/qfile.h"
 #include "filter/filter_mut.h"
@@ -698,6 +699,23 @@ static void test_conn_errors(void **state)
     buf_free(&b);
 }
 
+/* The destination key qmgr schedules by and the smtp agent caches by. */
+static void test_deliver_nexthop(void **state)
+{
+    struct config cfg;
+    char out[64];
+    memset(&cfg, 0, sizeof(cfg));
+    deliver_nexthop(&cfg, "Bob@Example.ORG", out, sizeof(out));
+    assert_string_equal(out, "example.org");
+    deliver_nexthop(&cfg, "a@b@[192.0.2.1]", out, sizeof(out));
+    assert_string_equal(out, "[192.0.2.1]");
+    deliver_nexthop(&cfg, "postmaster", out, sizeof(out));
+    assert_string_equal(out, "");
+    cfg.relayhost = "[Relay.example]:2525";
+    deliver_nexthop(&cfg, "bob@example.org", out, sizeof(out));
+    assert_string_equal(out, "[Relay.example]:2525");
+}
+
 int main(void)
 {
     log_init("test_ipc", 1, 0, LOG_L_ERROR);
@@ -714,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_conn_hello_and_exchange),
         cmocka_unit_test(test_conn_proto_mismatch),
         cmocka_unit_test(test_conn_errors),
+        cmocka_unit_test(test_deliver_nexthop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
