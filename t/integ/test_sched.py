@@ -30,7 +30,8 @@ class Sink:
     close_after_data: close the connection right after each 250 to "."
     """
 
-    def __init__(self, delay=0.0, mail_421_on=0, close_on_mail=0, close_after_data=False):
+    def __init__(self, delay=0.0, mail_421_on=0, close_on_mail=0, close_after_data=False,
+                 host="127.0.0.1"):
         self.delay, self.mail_421_on = delay, mail_421_on
         self.close_on_mail, self.close_after_data = close_on_mail, close_after_data
         self.lock = threading.Lock()
@@ -39,11 +40,12 @@ class Sink:
         self.txn = self.max_txn = 0          # transactions between MAIL and the reply to "."
         self.messages = []                   # (connection number, rcpts, time)
         self.rsets = 0
+        self.txn_by_ip, self.max_by_ip = {}, {}   # per local address (destination)
         self.after_421 = []                  # commands a client sent after our 421
         self.port = free_port()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((host, self.port))
         self.sock.listen(64)
         self.stopping = False
         threading.Thread(target=self.accept_loop, daemon=True).start()
@@ -109,6 +111,9 @@ class Sink:
                 with self.lock:
                     self.txn += 1
                     self.max_txn = max(self.max_txn, self.txn)
+                    ip = c.getsockname()[0]
+                    self.txn_by_ip[ip] = self.txn_by_ip.get(ip, 0) + 1
+                    self.max_by_ip[ip] = max(self.max_by_ip.get(ip, 0), self.txn_by_ip[ip])
                 c.sendall(b"250 2.1.0 ok\r\n")
             elif cmd.startswith(b"RCPT"):
                 addr = line.split(b"<", 1)[1].split(b">", 1)[0].decode()
@@ -120,7 +125,7 @@ class Sink:
             elif cmd == b"DATA":
                 if not rcpts:
                     c.sendall(b"554 5.5.1 no valid recipients\r\n")
-                    self.end_txn(in_txn)
+                    self.end_txn(in_txn, c)
                     in_txn = False
                     continue
                 c.sendall(b"354 go ahead\r\n")
@@ -134,7 +139,7 @@ class Sink:
                     time.sleep(self.delay)
                 with self.lock:
                     self.messages.append((n, list(rcpts), time.monotonic()))
-                self.end_txn(in_txn)
+                self.end_txn(in_txn, c)
                 in_txn = False
                 c.sendall(b"250 2.0.0 queued\r\n")
                 if self.close_after_data:
@@ -142,7 +147,7 @@ class Sink:
             elif cmd == b"RSET":
                 with self.lock:
                     self.rsets += 1
-                self.end_txn(in_txn)
+                self.end_txn(in_txn, c)
                 in_txn = False
                 c.sendall(b"250 2.0.0 ok\r\n")
             elif cmd == b"QUIT":
@@ -151,10 +156,11 @@ class Sink:
             else:
                 c.sendall(b"250 ok\r\n")
 
-    def end_txn(self, in_txn):
+    def end_txn(self, in_txn, c):
         if in_txn:
             with self.lock:
                 self.txn -= 1
+                self.txn_by_ip[c.getsockname()[0]] -= 1
 
     def delivered(self):
         with self.lock:
@@ -195,6 +201,25 @@ def test_thirty_messages_reuse_connections_within_concurrency():
             assert sink.max_txn == 2, "the limit was never reached: test proves nothing"
             assert sink.rsets == 0, "RSET after a completed transaction"
             assert "status=deferred" not in s.log()
+    finally:
+        sink.close()
+
+
+def test_concurrency_is_per_destination():
+    # no relayhost: two destinations (address literals, both at the sink),
+    # one delivery at a time each, both at once
+    sink = Sink(delay=0.2, host="0.0.0.0")
+    try:
+        with Suite(extra_conf=f"delivery {{ smtp_port = {sink.port}; concurrency = 1; }}\n",
+                   processes=PROCS) as s:
+            rcpts = [f"u{i}@[127.0.0.{1 + i % 2}]" for i in range(12)]
+            send_many(s, rcpts)
+            wait_for(lambda: len(sink.delivered()) == 12, 60,
+                     f"12 messages at the sink (have {len(sink.delivered())})")
+            s.wait_queue_empty()
+            assert sink.max_by_ip == {"127.0.0.1": 1, "127.0.0.2": 1}, sink.max_by_ip
+            assert sink.max_txn == 2, "the two destinations never ran at the same time"
+            assert sink.connections <= 4, sink.connections
     finally:
         sink.close()
 
