@@ -4,6 +4,8 @@
  *   qmgr_scan.c    start-up recovery of active/, scans of incoming/, deferred/
  *   qmgr_active.c  messages in memory: load, outcomes, durable finish
  *   qmgr_deliver.c delivery agent connection pool and dispatch
+ *   qmgr_dest.c    destinations: per-destination job queues, concurrency
+ *                  and rate limits, round-robin order
  *   qmgr_defer.c   retry schedule, lifetime, move to deferred/
  *   qmgr_bounce.c  delivery status notifications (bounces, delay warnings,
  *                  success reports) queued before outcomes are recorded
@@ -25,7 +27,13 @@
 #include "mail/spool.h"
 #include "mail/stage.h"
 
-#define QMGR_ACTIVE_MAX    500   /* messages in memory (each holds an fd) */
+/* The active queue (messages in memory, each with its open queue file) is
+ * bounded by limits.active_queue messages (at most the fd limit less
+ * QMGR_FD_RESERVE) and QMGR_ACTIVE_RCPTS recipients; the rest stays in
+ * incoming/ and deferred/ on disk (the spool is the truth) and is taken by
+ * a later scan as messages finish. */
+#define QMGR_ACTIVE_RCPTS  200000
+#define QMGR_FD_RESERVE    256
 #define QMGR_SCAN_SECS     5     /* periodic rescan of incoming/ */
 #define QMGR_FULLSCAN_SECS 60    /* deferred/ rescanned at least this often */
 #define QMGR_AGENT_BACKOFF 2     /* seconds before retrying after an agent died */
@@ -58,7 +66,32 @@ struct qmsg {
     enum qphase phase;
     struct qroute *routes;      /* per recipient, NULL = all default */
     struct qmsg *hnext;         /* hash chain */
-    struct qmsg *qnext;         /* dispatch queue */
+    int njobs;                  /* delivery jobs queued or in flight (qmgr_deliver.c) */
+    int ncounted;               /* recipients counted in the active queue's bound */
+};
+
+/* One delivery request: recipients of m (positions in m->idx) for one
+ * agent pool and destination. */
+struct qjob {
+    struct qmsg *m;
+    int pool;
+    struct qdest *d;
+    int *pos; int n;
+    struct qjob *next;          /* its destination's queue */
+};
+
+/* A destination (next hop: deliver_nexthop) of one agent pool. Jobs wait
+ * in its queue (not deferred) while busy >= limit or the rate says not yet. */
+struct qdest {
+    char *name;
+    int pool;
+    int busy;                   /* jobs in flight */
+    int limit;                  /* at most this many in flight */
+    int64_t gap_ms;             /* rate: ms between two dispatches, 0 = none */
+    int64_t next_ms;            /* rate: no dispatch before (clock_now_ms) */
+    struct qjob *head, *tail;
+    struct qdest *hnext;        /* hash chain */
+    struct qdest *wnext, *wprev;/* the pool's list of destinations with jobs */
 };
 
 struct qmgr {
@@ -125,6 +158,24 @@ void qmgr_filter_stop(void);
 void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct filter_verdict *v);
 /* Should the postq stage run for m (not done before, not released from quarantine)? */
 int  qmgr_rules_postq_due(const struct qmsg *m);
+
+/* qmgr_dest.c (pool: an index below QMGR_POOLS) */
+#define QMGR_POOLS 8
+struct qdest *qmgr_dest_get(int pool, const char *name, int limit, int64_t gap_ms);
+struct qdest *qmgr_dest_find(int pool, const char *name);
+void qmgr_dest_push(struct qdest *d, struct qjob *j);
+/* Can d start one more job now (concurrency and rate)? */
+int  qmgr_dest_open(const struct qdest *d, int64_t now_ms);
+/* Take d's first job to start it: busy++, d goes to the end of the list. */
+struct qjob *qmgr_dest_pop(struct qdest *d, int64_t now_ms);
+/* Drop d's first job without starting it (qmgr stops). */
+struct qjob *qmgr_dest_drop(struct qdest *d);
+/* A job of d ended: busy--; d may be freed. */
+void qmgr_dest_done(struct qdest *d);
+struct qdest *qmgr_dest_waiting(int pool);  /* first with jobs, NULL = none */
+int  qmgr_dest_nwaiting(int pool);
+/* Move d (with jobs) to the end of its pool's list: round robin. */
+void qmgr_dest_rotate(struct qdest *d);
 
 /* qmgr_deliver.c */
 void qmgr_deliver_submit(struct qmsg *m);

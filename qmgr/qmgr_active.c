@@ -8,6 +8,9 @@
  * forgotten: all done -> removed (renamed to tmp/.free-ID for cleanup to
  * reuse the inode); otherwise one fsync, mtime = next try,
  * rename to deferred/.
+ * The active queue is bounded (qmgr.h: limits.active_queue messages,
+ * QMGR_ACTIVE_RCPTS recipients): when full, qmgr_active_start refuses and
+ * the file stays where it is (incoming/, deferred/) for a later scan.
  * Must never drop a recipient that was not recorded done.
  */
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "util/log.h"
 #include "qmgr.h"
@@ -25,6 +29,35 @@
 
 static struct qmsg *table[HASH_SIZE];
 static int nactive;
+static long nrcpts;             /* recipients of the messages in memory */
+
+/* limits.active_queue, but never more than the open files allow (each
+ * message holds its queue file open). */
+static int active_max(void)
+{
+    static const struct config *seen;
+    static int max;
+    if (seen != qmgr_g->cfg) {
+        seen = qmgr_g->cfg;
+        max = seen->active_queue;
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            (rlim_t)max + QMGR_FD_RESERVE > rl.rlim_cur) {
+            max = rl.rlim_cur > 2 * QMGR_FD_RESERVE ? (int)(rl.rlim_cur - QMGR_FD_RESERVE)
+                                                    : QMGR_FD_RESERVE;
+            log_warn("limits.active_queue %d is above the open file limit: %d used",
+                     seen->active_queue, max);
+        }
+    }
+    return max;
+}
+
+/* m's recipients count against QMGR_ACTIVE_RCPTS (again after a reload). */
+static void count_rcpts(struct qmsg *m)
+{
+    nrcpts += m->env.nrcpts - m->ncounted;
+    m->ncounted = m->env.nrcpts;
+}
 
 static unsigned hash_id(const char *id)
 {
@@ -60,6 +93,7 @@ static void forget(struct qmsg *m)
     if (*pp)
         *pp = m->hnext;
     nactive--;
+    nrcpts -= m->ncounted;
     if (m->fd >= 0)
         close(m->fd);
     qf_env_free(&m->env);
@@ -370,6 +404,7 @@ int qmgr_active_reload(struct qmsg *m)
         return -1;
     }
     m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
+    count_rcpts(m);
     return 0;
 }
 
@@ -377,7 +412,7 @@ int qmgr_active_start(const char *dir, const char *id)
 {
     if (!queue_id_valid(id) || qmgr_active_has(id))
         return 1;
-    if (nactive >= QMGR_ACTIVE_MAX) {
+    if (nactive >= active_max() || nrcpts >= QMGR_ACTIVE_RCPTS) {
         qmgr_g->more = 1;
         return 0;
     }
@@ -407,6 +442,7 @@ int qmgr_active_start(const char *dir, const char *id)
         return 1;
     }
     m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
+    count_rcpts(m);
     log_set_qid(id);
     log_info("from=<%s>, size=%llu, nrcpt=%d (queue active)", m->env.sender,
              (unsigned long long)m->env.content_len, m->env.nrcpts);

@@ -6,40 +6,49 @@
  * A message with both kinds sends two requests ("jobs"); it is finished
  * (outcomes written, qmgr_active_finish) when its last job ends.
  *
+ * A message's recipients become one job per pool and destination (the next
+ * hop: deliver_nexthop; every local recipient is one destination), queued
+ * in their destination (qmgr_dest.c: delivery.concurrency, delivery.rate,
+ * round robin between destinations).
+ *
  * Per pool at most processes.delivery connections; each carries one job
  * at a time: HELLO once, then DELIVER_REQ + DELIVER_RCPT x n, answered by
- * DELIVER_STATUS x n + DELIVER_DONE. Idle connections are reused. When a
+ * DELIVER_STATUS x n + DELIVER_DONE. Idle connections are reused. An smtp
+ * agent that keeps its SMTP session open names the destination in
+ * DELIVER_DONE.held: a job for that destination goes to that agent first
+ * (connection reuse), and a job for another one prefers an agent that
+ * holds nothing, or a new one. When a
  * connection breaks mid-request (agent killed), the unanswered recipients
  * are deferred with "4.3.0 delivery agent died" and retried after a short
  * backoff. Must never trust the agent: every status must name a recipient
  * of its job, once.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "ipc/deliver_agent.h"
 #include "ipc/ipc_bev.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "qmgr.h"
 
 enum { POOL_LOCAL, POOL_SMTP, NPOOLS };
+_Static_assert(NPOOLS <= QMGR_POOLS, "QMGR_POOLS");
 
-/* One request: the recipients of m (positions in m->idx) for one agent. */
-struct job {
-    struct qmsg *m;
-    int pool;
-    int *pos; int n;
-    struct job *next;           /* dispatch queue */
-};
+#define HELD_MAX_MS 60000   /* believe an agent's held_ms up to this */
 
 struct agent {
     struct ipc_peer *ipc;
-    struct job *job;            /* request in flight, NULL = idle */
+    struct qjob *job;           /* request in flight, NULL = idle */
     int nstatus;
     int pool;
+    char held[300];             /* destination whose session it keeps open, "" = none */
+    int64_t held_until;         /* clock_now_ms() until which to believe that */
     struct agent *next;
 };
 
@@ -47,16 +56,14 @@ static struct pool {
     const char *sock, *name, *transport;
     struct agent *agents;
     int nagents;
-    struct job *head, *tail;
     struct event *retry_ev;     /* reconnect after a failed connect */
+    struct event *rate_ev;      /* a destination's rate gap ends */
 } pools[NPOOLS] = {
-    { SOCK_LOCAL, "local", "local", NULL, 0, NULL, NULL, NULL },
-    { SOCK_SMTP, "smtp", "smtp", NULL, 0, NULL, NULL, NULL },
+    { SOCK_LOCAL, "local", "local", NULL, 0, NULL, NULL },
+    { SOCK_SMTP, "smtp", "smtp", NULL, 0, NULL, NULL },
 };
 static int nbusy;
 static int stopped;
-static struct job **inflight;   /* jobs sent, to tell when a message's last one ends */
-static int ninflight, cinflight;
 
 static void kick(int pool);
 
@@ -78,58 +85,29 @@ static void agent_free(struct agent *a)
     free(a);
 }
 
-static void job_free(struct job *j)
+static void job_free(struct qjob *j)
 {
+    struct qmsg *m = j->m;
+    m->njobs--;
     free(j->pos);
     free(j);
-}
-
-/* Does message m still have a job queued or in flight? Queued ones are
- * dropped when qmgr stops (their recipients stay pending). */
-static int message_busy(const struct qmsg *m)
-{
-    for (int i = 0; i < ninflight; i++)
-        if (inflight[i]->m == m)
-            return 1;
-    for (int p = 0; p < NPOOLS; p++) {
-        struct job **jp = &pools[p].head, *prev = NULL;
-        while (*jp) {
-            struct job *j = *jp;
-            if (j->m != m) {
-                prev = j;
-                jp = &j->next;
-                continue;
-            }
-            if (!stopped)
-                return 1;
-            *jp = j->next;
-            if (pools[p].tail == j)
-                pools[p].tail = prev;
-            job_free(j);
-        }
-    }
-    return 0;
 }
 
 /* The job on a finished (or broken) connection is done: record it. */
 static void request_end(struct agent *a)
 {
-    struct job *j = a->job;
+    struct qjob *j = a->job;
     struct qmsg *m = j->m;
     a->job = NULL;
     nbusy--;
     ipc_peer_set_timeout(a->ipc, 0);
-    for (int i = 0; i < ninflight; i++)
-        if (inflight[i] == j) {
-            inflight[i] = inflight[--ninflight];
-            break;
-        }
+    qmgr_dest_done(j->d);
     job_free(j);
-    if (!message_busy(m))
+    if (m->njobs == 0)
         qmgr_active_finish(m);
 }
 
-static const char *relay_of(const struct job *j, uint32_t index)
+static const char *relay_of(const struct qjob *j, uint32_t index)
 {
     return j->pool == POOL_SMTP ? "smtp" : qmgr_active_relay(j->m, index);
 }
@@ -138,7 +116,7 @@ static const char *relay_of(const struct job *j, uint32_t index)
  * the connection: a request broken halfway cannot be resumed on it. */
 static void agent_abort(struct agent *a, const char *reason)
 {
-    struct job *j = a->job;
+    struct qjob *j = a->job;
     if (j) {
         struct qmsg *m = j->m;
         for (int k = 0; k < j->n; k++) {
@@ -153,7 +131,7 @@ static void agent_abort(struct agent *a, const char *reason)
     agent_free(a);
 }
 
-static void after_end(int pool)
+static void after_end(void)
 {
     if (stopped) {
         if (nbusy == 0)
@@ -162,21 +140,19 @@ static void after_end(int pool)
         for (int p = 0; p < NPOOLS; p++)
             kick(p);
     }
-    (void)pool;
 }
 
 /* The connection broke or misbehaved: defer what was not answered. */
 static void agent_fail(struct agent *a, const char *why)
 {
-    int pool = a->pool;
     if (a->job)
-        log_warn("%s delivery agent connection lost (%s) during %s", pools[pool].name, why,
+        log_warn("%s delivery agent connection lost (%s) during %s", pools[a->pool].name, why,
                  a->job->m->id);
     agent_abort(a, "delivery agent died");
-    after_end(pool);
+    after_end();
 }
 
-static int job_has(const struct job *j, int i)
+static int job_has(const struct qjob *j, int i)
 {
     for (int k = 0; k < j->n; k++)
         if (j->pos[k] == i)
@@ -184,10 +160,24 @@ static int job_has(const struct job *j, int i)
     return 0;
 }
 
+static void status_frame(struct agent *a, const struct ipc_deliver_status *st)
+{
+    struct qjob *j = a->job;
+    struct qmsg *m = j->m;
+    uint32_t index = st->index;
+    const char *reason = st->reason;
+    char why[128];
+    if (m->routes && m->routes[index].kind == QR_DISCARD && st->status == DS_DISCARDED) {
+        str_format(why, sizeof(why), "discarded by rule \"%s\"", m->routes[index].rule);
+        reason = why;
+    }
+    qmgr_active_outcome(m, index, st->status, st->dsn, reason, relay_of(j, index), 1);
+}
+
 /* One frame from the agent (after its HELLO); -1 = protocol error. */
 static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
 {
-    struct job *j = a->job;
+    struct qjob *j = a->job;
     if (j == NULL)
         return -1;
     struct qmsg *m = j->m;
@@ -197,21 +187,16 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
             return -1;
         m->got[i] = 1;
         a->nstatus++;
-        uint32_t index = u->deliver_status.index;
-        const char *reason = u->deliver_status.reason;
-        char why[128];
-        if (m->routes && m->routes[index].kind == QR_DISCARD &&
-            u->deliver_status.status == DS_DISCARDED) {
-            str_format(why, sizeof(why), "discarded by rule \"%s\"", m->routes[index].rule);
-            reason = why;
-        }
-        qmgr_active_outcome(m, index, u->deliver_status.status, u->deliver_status.dsn, reason,
-                            relay_of(j, index), 1);
+        status_frame(a, &u->deliver_status);
         return 0;
     }
     if (t == IPC_DELIVER_DONE) {
         if (a->nstatus != j->n || u->deliver_done.count != (uint32_t)j->n)
             return -1;
+        /* a hint only: a wrong one costs a new connection, nothing else */
+        uint32_t ms = u->deliver_done.held_ms;
+        str_copy(a->held, sizeof(a->held), u->deliver_done.held);
+        a->held_until = clock_now_ms() + (ms < HELD_MAX_MS ? ms : HELD_MAX_MS);
         request_end(a);
         return 1;
     }
@@ -220,11 +205,9 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
 
 static int on_agent_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, void *arg)
 {
-    struct agent *a = arg;
-    int pool = a->pool;
-    int r = agent_frame(a, t, u);
+    int r = agent_frame(arg, t, u);
     if (r > 0)   /* request finished */
-        after_end(pool);
+        after_end();
     return r < 0 ? -1 : 0;
 }
 
@@ -276,17 +259,13 @@ static struct agent *agent_new(int pool)
 /* Hand job j to agent a (HELLO may still be in flight: requests are
  * pipelined behind it). -1: a frame could not be encoded or queued
  * (EMSGSIZE): the caller defers the job and drops the connection. */
-static int agent_send(struct agent *a, struct job *j)
+static int agent_send(struct agent *a, struct qjob *j)
 {
     struct qmsg *m = j->m;
     a->job = j;
     a->nstatus = 0;
+    a->held[0] = '\0';   /* the agent closes a session to another destination */
     nbusy++;
-    if (ninflight == cinflight) {
-        cinflight = cinflight ? cinflight * 2 : 16;
-        inflight = xrealloc(inflight, (size_t)cinflight * sizeof(*inflight));
-    }
-    inflight[ninflight++] = j;
     struct ipc_deliver_req req = { m->id, NULL, pools[j->pool].transport, m->env.sender,
                                    (uint32_t)j->n };
     char path[QUEUE_ID_MAX + 16];
@@ -314,36 +293,102 @@ static int agent_send(struct agent *a, struct job *j)
     return 0;
 }
 
-static struct agent *agent_idle(int pool)
+static int holds(const struct agent *a, int64_t now)
 {
-    for (struct agent *a = pools[pool].agents; a; a = a->next)
-        if (a->job == NULL)
-            return a;
-    return NULL;
+    return a->held[0] && a->held_until > now;
 }
 
-/* Dispatch queued jobs of one pool to idle (or new) connections. */
-static void kick(int pool)
+/* The agent for a job to dest: one holding a session to it, else an idle
+ * one holding nothing, else a new connection, else any idle one (its
+ * session to another destination is closed). NULL = none free now. */
+static struct agent *agent_pick(int pool, const char *dest, int64_t now)
+{
+    struct agent *any = NULL, *free_one = NULL;
+    for (struct agent *a = pools[pool].agents; a; a = a->next) {
+        if (a->job)
+            continue;
+        if (holds(a, now) && strcmp(a->held, dest) == 0)
+            return a;
+        if (!holds(a, now) && free_one == NULL)
+            free_one = a;
+        any = a;
+    }
+    if (free_one)
+        return free_one;
+    if (pools[pool].nagents < qmgr_g->cfg->delivery_processes) {
+        struct agent *a = agent_new(pool);
+        if (a)
+            return a;
+    }
+    return any;
+}
+
+/* Start d's next job on agent a. */
+static void dispatch(struct agent *a, struct qdest *d, int64_t now)
+{
+    struct qjob *j = qmgr_dest_pop(d, now);
+    if (agent_send(a, j) < 0) {
+        log_warn("delivery request for %s cannot be sent: %m", j->m->id);
+        agent_abort(a, "delivery request could not be sent");
+    }
+}
+
+/* Idle agents that hold a session first get a job for its destination. */
+static void kick_held(int pool, int64_t now)
+{
+    struct agent *a, *next;
+    for (a = pools[pool].agents; a && !stopped; a = next) {
+        next = a->next;   /* dispatch may free a (request not sendable) */
+        if (a->job || !holds(a, now))
+            continue;
+        struct qdest *d = qmgr_dest_find(pool, a->held);
+        if (d && d->head && qmgr_dest_open(d, now))
+            dispatch(a, d, now);
+    }
+}
+
+static void on_rate(evutil_socket_t fd, short what, void *arg)
+{
+    kick((int)(intptr_t)arg);
+}
+
+/* Kick the pool again when the first rate gap that held a job back ends. */
+static void rate_wait(int pool, int64_t until, int64_t now)
 {
     struct pool *pl = &pools[pool];
-    while (pl->head && !stopped) {
-        struct agent *a = agent_idle(pool);
-        if (a == NULL) {
-            if (pl->nagents >= qmgr_g->cfg->delivery_processes)
-                return;
-            if ((a = agent_new(pool)) == NULL)
-                return;
+    if (pl->rate_ev == NULL)
+        pl->rate_ev = evtimer_new(qmgr_g->base, on_rate, (void *)(intptr_t)pool);
+    int64_t ms = until > now ? until - now : 1;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    evtimer_add(pl->rate_ev, &tv);
+}
+
+/* Dispatch queued jobs of one pool, round robin over its destinations,
+ * each within its concurrency and rate, to free (or new) agents. */
+static void kick(int pool)
+{
+    if (stopped)
+        return;
+    int64_t now = clock_now_ms(), rate_until = 0;
+    kick_held(pool, now);
+    int skipped = 0;
+    while (!stopped && skipped < qmgr_dest_nwaiting(pool)) {
+        struct qdest *d = qmgr_dest_waiting(pool);
+        if (!qmgr_dest_open(d, now)) {
+            if (d->busy < d->limit && (rate_until == 0 || d->next_ms < rate_until))
+                rate_until = d->next_ms;   /* held back by the rate only */
+            qmgr_dest_rotate(d);
+            skipped++;
+            continue;
         }
-        struct job *j = pl->head;
-        pl->head = j->next;
-        if (pl->head == NULL)
-            pl->tail = NULL;
-        j->next = NULL;
-        if (agent_send(a, j) < 0) {
-            log_warn("delivery request for %s cannot be sent: %m", j->m->id);
-            agent_abort(a, "delivery request could not be sent");
-        }
+        struct agent *a = agent_pick(pool, d->name, now);
+        if (a == NULL)
+            return;   /* every agent busy: the next DONE kicks again */
+        dispatch(a, d, now);
+        skipped = 0;
     }
+    if (rate_until)
+        rate_wait(pool, rate_until, now);
 }
 
 /* Which agent serves recipient index of m: a mailbox choice from the
@@ -357,32 +402,49 @@ static int pool_of(const struct qmsg *m, uint32_t index)
     return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1) ? POOL_LOCAL : POOL_SMTP;
 }
 
+/* The destination of recipient index in pool: the next hop for smtp (with
+ * delivery.concurrency and delivery.rate), one for all local mail. */
+static struct qdest *dest_of(const struct qmsg *m, uint32_t index, int pool)
+{
+    if (pool != POOL_SMTP)
+        return qmgr_dest_get(pool, "", INT_MAX, 0);
+    const struct config *cfg = qmgr_g->cfg;
+    char name[300];
+    deliver_nexthop(cfg, m->env.rcpts[index].addr, name, sizeof(name));
+    return qmgr_dest_get(pool, name, cfg->concurrency, cfg->rate ? 60000 / cfg->rate : 0);
+}
+
 void qmgr_deliver_submit(struct qmsg *m)
 {
-    struct job *jobs[NPOOLS] = { NULL, NULL };
+    /* one job per (pool, destination); all queued before any kick: a job
+     * that ends at once must see the others (m->njobs) */
+    struct qjob **jobs = xcalloc((size_t)m->nidx, sizeof(*jobs));
+    int njobs = 0;
+    unsigned kicks = 0;
     for (int i = 0; i < m->nidx; i++) {
         int p = pool_of(m, m->idx[i]);
-        if (jobs[p] == NULL) {
-            jobs[p] = xcalloc(1, sizeof(struct job));
-            jobs[p]->m = m;
-            jobs[p]->pool = p;
-            jobs[p]->pos = xcalloc((size_t)m->nidx, sizeof(int));
+        struct qdest *d = dest_of(m, m->idx[i], p);
+        struct qjob *j = NULL;
+        for (int k = 0; k < njobs && j == NULL; k++)
+            if (jobs[k]->d == d)
+                j = jobs[k];
+        if (j == NULL) {
+            j = jobs[njobs++] = xcalloc(1, sizeof(*j));
+            j->m = m;
+            j->pool = p;
+            j->d = d;
+            j->pos = xcalloc((size_t)m->nidx, sizeof(int));
         }
-        jobs[p]->pos[jobs[p]->n++] = i;
+        j->pos[j->n++] = i;
     }
-    /* queue both before kicking: a job that ends at once must see the other */
-    for (int p = 0; p < NPOOLS; p++) {
-        if (jobs[p] == NULL)
-            continue;
-        struct pool *pl = &pools[p];
-        if (pl->tail)
-            pl->tail->next = jobs[p];
-        else
-            pl->head = jobs[p];
-        pl->tail = jobs[p];
+    m->njobs += njobs;
+    for (int k = 0; k < njobs; k++) {
+        qmgr_dest_push(jobs[k]->d, jobs[k]);
+        kicks |= 1u << jobs[k]->pool;
     }
+    free(jobs);
     for (int p = 0; p < NPOOLS; p++)
-        if (jobs[p])
+        if (kicks & (1u << p))
             kick(p);
 }
 
@@ -392,6 +454,14 @@ void qmgr_deliver_stop(void)
     for (int p = 0; p < NPOOLS; p++) {
         if (pools[p].retry_ev)
             evtimer_del(pools[p].retry_ev);
+        if (pools[p].rate_ev)
+            evtimer_del(pools[p].rate_ev);
+        /* queued jobs are dropped: their recipients stay pending in active/
+         * (recovered at the next start); a message with a job in flight is
+         * finished when that one ends */
+        struct qdest *d;
+        while ((d = qmgr_dest_waiting(p)) != NULL)
+            job_free(qmgr_dest_drop(d));
         struct agent *a = pools[p].agents, *next;
         for (; a; a = next) {
             next = a->next;

@@ -5,7 +5,10 @@
  * until EOF (the same protocol as the local agent, delivery/).
  *
  * The recipients of one request are grouped by next hop (smtp_resolve):
- * one SMTP session per group. Must never trust the request: the path must
+ * one SMTP session per group. qmgr sends one destination per request
+ * (deliver_nexthop); after it the session may stay open (smtp_cache.c) for
+ * the next request to the same destination, which DELIVER_DONE.held tells
+ * qmgr, so that it sends that agent the next message for it. Must never trust the request: the path must
  * be active/<valid queue id>, recipients are taken from the queue file by
  * index. SIGTERM: the current request is finished, then the process exits.
  */
@@ -30,6 +33,13 @@
 #include "mail/spool.h"
 
 static SSL_CTX *tls_ctx;
+static struct smtp_cache cache;   /* the one session kept open between requests */
+
+/* deliver_agent's idle hook: drop the kept session after its idle time. */
+static int cache_idle(void)
+{
+    return smtp_cache_idle(&cache);
+}
 
 static const char *rcpt_domain(const char *addr)
 {
@@ -87,6 +97,10 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
         for (uint32_t j = i; j < n; j++)
             if (!rr[j].done && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
                 group[k++] = &rr[j];
+        char key[300];
+        deliver_nexthop(m->cfg, rr[i].q->addr, key, sizeof(key));
+        if (smtp_session_reuse(m, group, k, &cache, key))
+            continue;
         struct smtp_hop hop;
         char dsn[16], why[QF_REASON_MAX + 1];
         int rc = smtp_resolve(m->cfg, dom, &hop, dsn, sizeof(dsn), why, sizeof(why));
@@ -98,7 +112,7 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
                               dsn, "%s", why);
             continue;
         }
-        smtp_session_deliver(m, &hop, group, k);
+        smtp_session_deliver(m, &hop, group, k, &cache, key);
     }
     free(group);
 }
@@ -109,7 +123,8 @@ static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_
         if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
                                  rr[i].reason) < 0)
             return -1;
-    return deliver_agent_done(c, n);
+    int left = smtp_cache_idle(&cache);
+    return deliver_agent_done_held(c, n, left > 0 ? cache.key : "", (uint32_t)left);
 }
 
 /* Serve one DELIVER_REQ (already received in msg). -1 = drop the connection. */
@@ -184,7 +199,10 @@ int main(int argc, char **argv)
         log_warn("no client TLS (STARTTLS will defer): %s", err.data);
     buf_free(&err);
     log_debug("smtp delivery agent ready");
+    smtp_cache_init(&cache);
+    deliver_agent_set_idle(cache_idle);
     deliver_agent_run(s, "smtp", serve_request);
+    smtp_cache_close(&cache);
     SSL_CTX_free(tls_ctx);
     config_free(s->cfg);
     free(s->fds);

@@ -4,12 +4,14 @@
  *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal; MX later)
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
+ *   smtp_cache.c    the one session kept open between requests (idle close)
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
  *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts
  *
  * The agent is blocking like the local one (delivery/): one connection
- * from qmgr, one request, one SMTP session per next hop at a time; every
+ * from qmgr, one request, one SMTP session per next hop at a time (kept
+ * open afterwards for the next request to the same destination); every
  * wait (connect, banner, each reply, TLS handshake, writes) has a deadline.
  * Several agent processes (processes.delivery) share private/smtp.
  */
@@ -112,12 +114,39 @@ void sio_close(struct sio *s);
 int smtp_auth_lookup(const struct config *cfg, const struct smtp_hop *hop, char *user,
                      size_t ulen, char *pass, size_t plen, char *why, size_t whylen);
 
+/* ---- the connection kept open between requests (smtp_session.c) ---- */
+#define SMTP_CACHE_IDLE_MS  3000   /* an idle kept connection is closed after this */
+#define SMTP_CACHE_MAX_MSGS 100    /* transactions per connection, then QUIT */
+struct smtp_cache {
+    int open;                   /* io is a live session after a transaction */
+    char key[300];              /* its destination (deliver_nexthop) */
+    struct sio io;
+    struct smtp_ext ext;
+    char relay[320];            /* host[ip]:port, for logs */
+    int tls;
+    int rset;                   /* the last transaction failed: RSET first */
+    int nmsg;                   /* transactions sent on it */
+    int64_t since;              /* clock_now_ms() when it became idle */
+};
+void smtp_cache_init(struct smtp_cache *c);
+/* QUIT and close the kept connection, if any. */
+void smtp_cache_close(struct smtp_cache *c);
+/* Close it once idle too long; ms it may still stay idle (0 = none open). */
+int  smtp_cache_idle(struct smtp_cache *c);
+
 /* ---- the dialogue (smtp_session.c) ---- */
-/* Send the message to the recipients rr[0..n) that are not done, via hop.
- * Every recipient ends with done = 1 and a status (delivered, deferred,
- * bounced) and is logged. */
+/* Send the message to the recipients rr[0..n) that are not done, via hop
+ * (a new connection; the session may stay open in cache under key
+ * afterwards). Every recipient ends with done = 1 and a status (delivered,
+ * deferred, bounced) and is logged. */
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
-                          struct smtp_rcpt **rr, int n);
+                          struct smtp_rcpt **rr, int n, struct smtp_cache *cache,
+                          const char *key);
+/* The same over the connection kept in cache when it is to key and still
+ * usable: 1 = done (outcomes set as above), 0 = nothing sent or the peer
+ * had closed it before answering (no outcome set): use smtp_session_deliver. */
+int  smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
+                        struct smtp_cache *cache, const char *key);
 /* Set a recipient's outcome and log the line. */
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...) PRINTF_LIKE(6, 7);

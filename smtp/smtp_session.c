@@ -9,12 +9,21 @@
  * 550 5.1.1 ... (in reply to RCPT TO command)"), the DSN code is the
  * peer's enhanced code or X.0.0 from the reply class.
  *
+ * Connection reuse: after a transaction whose replies were all read, and
+ * no 421, I/O error or timeout, the session stays open in the agent's
+ * smtp_cache (no QUIT) for the next message to the same destination:
+ * smtp_session_reuse sends RSET first only when the last transaction
+ * failed. A kept connection the peer closed meanwhile (noticed before the
+ * peer answered anything) is dropped without an outcome, and the caller
+ * connects anew.
+ *
  * Limits of this first version (said in the DSN reason): no 8BITMIME ->
  * 7bit conversion (an 8-bit message to a peer without 8BITMIME bounces
  * 5.6.3); SMTPUTF8 mail to a peer without it bounces 5.6.7.
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -23,6 +32,7 @@
 
 #include "smtp.h"
 #include "tls/tls_client.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define SMTP_LINE_MAX 998          /* octets per wire line without CRLF (RFC 5321 4.5.3.1.6) */
@@ -41,7 +51,25 @@ struct sess {
     int n;
     int tls;
     int soft;                      /* a 5xx now defers (AUTH: the relay's configuration) */
+    int reused;                    /* on a kept connection (smtp_session_reuse) */
+    int nread;                     /* replies read in this session */
+    int stale;                     /* kept connection found closed: nothing decided */
+    int iofail;                    /* I/O error or timeout: never reuse */
+    int txn_end;                   /* 0 replies unread, 1 transaction over, 2 failed: RSET */
+    struct smtp_cache *cache;      /* where the session may stay open, NULL = never */
+    const char *key;               /* its destination there */
 };
+
+/* A kept connection that fails before its first reply was closed by the
+ * peer while idle: no outcome, the caller connects anew. */
+static int went_stale(struct sess *s)
+{
+    s->iofail = 1;
+    if (!s->reused || s->nread > 0)
+        return 0;
+    s->stale = 1;
+    return 1;
+}
 
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...)
@@ -102,8 +130,11 @@ static int get_reply(struct sess *s, int timeout, const char *cmd)
 {
     if (sio_reply(&s->io, &s->r, timeout) == 0) {
         log_trace(TRACE_SMTP, "%s < %d %s", s->relay, s->r.code, s->r.text);
+        s->nread++;
         return 0;
     }
+    if (went_stale(s))
+        return -1;
     if (s->io.timed_out)
         fail_all(s, DS_DEFERRED, "4.4.2", "conversation with %s timed out (waiting for the "
                  "reply to %s)", s->relay, cmd);
@@ -117,6 +148,8 @@ static int put(struct sess *s, const char *data, size_t n)
 {
     if (sio_write(&s->io, data, n, s->cfg->smtp_command_timeout) == 0)
         return 0;
+    if (went_stale(s))
+        return -1;
     fail_all(s, DS_DEFERRED, "4.4.2", "lost connection with %s while sending: %s", s->relay,
              s->io.err);
     return -1;
@@ -422,6 +455,7 @@ static void transaction(struct sess *s)
             goto out;
         if (s->r.code / 100 != 2) {
             reply_fail(s, NULL, "MAIL FROM");
+            s->txn_end = 2;
             goto out;
         }
         buf_reset(&b);
@@ -457,21 +491,26 @@ static void transaction(struct sess *s)
     } else if (nok > 0 && (put(s, "DATA\r\n", 6) < 0)) {
         goto out;
     }
-    if (nok == 0 && !pipe)
+    if (nok == 0 && !pipe) {
+        s->txn_end = 2;
         goto out;
+    }
     if (get_reply(s, s->cfg->smtp_command_timeout, "DATA") < 0)
         goto out;
     if (s->r.code != 354) {
         if (nok > 0)
             reply_fail(s, NULL, "DATA");
+        s->txn_end = 2;
         goto out;
     }
     if (nok == 0) {   /* DATA accepted though every RCPT failed: send nothing */
-        put(s, ".\r\n", 3);
+        if (put(s, ".\r\n", 3) == 0 && get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") == 0)
+            s->txn_end = 2;
         goto out;
     }
     if (send_body(s) < 0 || get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") < 0)
         goto out;
+    s->txn_end = 1;   /* the reply to "." ends the transaction either way */
     if (s->r.code / 100 != 2) {
         reply_fail(s, NULL, "end of DATA");
         goto out;
@@ -486,6 +525,30 @@ out:
     buf_free(&b);
 }
 
+/* After a transaction: keep the session for the next message to the same
+ * destination when every reply was read and nothing went wrong (no 421,
+ * I/O error or timeout) and it has not carried SMTP_CACHE_MAX_MSGS yet.
+ * 1 = kept (s->io now belongs to the cache), 0 = the caller QUITs. */
+static int keep(struct sess *s)
+{
+    struct smtp_cache *c = s->cache;
+    if (c == NULL || s->iofail || s->txn_end == 0 || s->r.code == 421 ||
+        c->nmsg + 1 >= SMTP_CACHE_MAX_MSGS)
+        return 0;
+    c->io = s->io;
+    c->ext = s->ext;
+    c->tls = s->tls;
+    c->rset = s->txn_end == 2;
+    c->nmsg++;
+    c->since = clock_now_ms();
+    str_copy(c->relay, sizeof(c->relay), s->relay);
+    str_copy(c->key, sizeof(c->key), s->key);
+    c->open = 1;
+    s->io.fd = -1;
+    s->io.ssl = NULL;
+    return 1;
+}
+
 static void session(struct sess *s)
 {
     if (get_reply(s, s->cfg->smtp_command_timeout, "initial greeting") < 0)
@@ -494,9 +557,14 @@ static void session(struct sess *s)
         reply_fail(s, NULL, "initial greeting");
         return;
     }
-    if (greet(s) < 0 || starttls(s) < 0 || auth(s) < 0 || precheck(s) < 0)
+    if (greet(s) < 0 || starttls(s) < 0 || auth(s) < 0)
         goto quit;
-    transaction(s);
+    if (precheck(s) < 0)
+        s->txn_end = 1;   /* nothing sent: the session stays usable */
+    else
+        transaction(s);
+    if (keep(s))
+        return;
 quit:
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
@@ -519,16 +587,77 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
     snprintf(out, size, "%s[%s]:%d", addr_name(hop, i), ip, hop->port);
 }
 
+static void sess_init(struct sess *s, const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
+                      struct smtp_cache *cache, const char *key)
+{
+    memset(s, 0, sizeof(*s));
+    s->m = m;
+    s->cfg = m->cfg;
+    s->rr = rr;
+    s->n = n;
+    s->io.fd = -1;
+    s->cache = cache;
+    s->key = key;
+}
+
+int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
+                       struct smtp_cache *cache, const char *key)
+{
+    if (!cache->open || strcmp(cache->key, key) != 0)
+        return 0;
+    /* anything readable on an idle session is the peer's 421 or its close */
+    struct pollfd p = { .fd = cache->io.fd, .events = POLLIN };
+    if (cache->io.len > 0 || poll(&p, 1, 0) != 0) {
+        log_info("kept connection to %s closed by the peer", cache->relay);
+        sio_close(&cache->io);
+        cache->open = 0;
+        return 0;
+    }
+    struct sess s;
+    sess_init(&s, m, rr, n, cache, key);
+    s.io = cache->io;
+    s.ext = cache->ext;
+    s.tls = cache->tls;
+    s.reused = 1;
+    str_copy(s.relay, sizeof(s.relay), cache->relay);
+    cache->open = 0;
+    cache->io.fd = -1;
+    cache->io.ssl = NULL;
+    log_trace(TRACE_SMTP, "%s: connection reused (%d before)", s.relay, cache->nmsg);
+    /* a refused RSET is the peer's (e.g. 421 at its idle limit): start anew */
+    if (cache->rset && (command(&s, "RSET", "RSET") < 0 || s.r.code / 100 != 2))
+        s.stale = 1;
+    else if (precheck(&s) < 0)
+        s.txn_end = 1;
+    else
+        transaction(&s);
+    if (s.stale) {
+        log_info("kept connection to %s closed by the peer: connecting again", s.relay);
+        sio_close(&s.io);
+        cache->nmsg = 0;
+        return 0;
+    }
+    if (!keep(&s)) {
+        if (!s.iofail && sio_write(&s.io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
+            sio_reply(&s.io, &s.r, SMTP_QUIT_TIMEOUT);
+        sio_close(&s.io);
+        cache->nmsg = 0;
+    }
+    fail_all(&s, DS_DEFERRED, "4.4.2", "conversation with %s ended early", s.relay);
+    return 1;
+}
+
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
-                          struct smtp_rcpt **rr, int n)
+                          struct smtp_rcpt **rr, int n, struct smtp_cache *cache,
+                          const char *key)
 {
     struct sess s;
-    memset(&s, 0, sizeof(s));
-    s.m = m;
+    sess_init(&s, m, rr, n, cache, key);
     s.hop = hop;
-    s.cfg = m->cfg;
-    s.rr = rr;
-    s.n = n;
+    if (cache) {
+        smtp_cache_close(cache);
+        cache->nmsg = 0;
+    }
     for (int i = 0; i < hop->naddr; i++) {
         addr_label(hop, i, s.relay, sizeof(s.relay));
         s.name = addr_name(hop, i);

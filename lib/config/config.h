@@ -106,6 +106,9 @@ struct config {
     int     *retry; int nretry;  /* seconds */
     int      lifetime;           /* seconds */
     int      delay_warning;      /* seconds */
+    int      concurrency;        /* delivery.concurrency: deliveries at once per destination */
+    int      rate;               /* delivery.rate: messages per minute per destination, 0 = any */
+    int      active_queue;       /* limits.active_queue: messages qmgr holds in memory */
 
     char    *rules;              /* rules file or NULL */
     int      rules_timeout;      /* limits.rules_timeout: seconds one stage's evaluation may

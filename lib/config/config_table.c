@@ -104,6 +104,10 @@ const struct param cfg_params[] = {
       NULL, F_REQUIRED, NULL },
     { "delivery.lifetime", P_DUR, C(lifetime), 0, "5d", 60, 365 * DAY, NULL, 0, NULL },
     { "delivery.delay_warning", P_DUR, C(delay_warning), 0, "4h", 0, 365 * DAY, NULL, 0, NULL },
+    { "delivery.concurrency", P_INT, C(concurrency), 0, "20", 1, 10000, NULL, 0, NULL },
+    { "delivery.rate", P_INT, C(rate), 0, "0", 0, 6000000, NULL, 0, NULL },
+    /* each message in memory holds its open queue file (raise_fd_limit) */
+    { "limits.active_queue", P_INT, C(active_queue), 0, "10000", 1, 1000000, NULL, 0, NULL },
     { "rules", P_PATH, C(rules), 0, NULL, 0, 0, NULL, 0, NULL },
     /* wall-clock limit of one stage's evaluation; at most 100s (RL_SVC_TIMEOUT_MAX,
      * below smtpd's 120 s wait for filter) */

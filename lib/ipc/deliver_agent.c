@@ -1,6 +1,7 @@
 /*
  * deliver_agent.c - the agent side of the DELIVER protocol (deliver_agent.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +12,12 @@
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_flag;
+static deliver_idle_fn idle_fn;
+
+void deliver_agent_set_idle(deliver_idle_fn fn)
+{
+    idle_fn = fn;
+}
 
 static void on_term(int sig)
 {
@@ -23,7 +30,8 @@ static int wait_readable(int fd)
 {
     while (!stop_flag) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
+        int ms = idle_fn ? idle_fn() : 0;
+        int r = poll(&p, 1, ms > 0 && ms < 1000 ? ms : 1000);
         if (r > 0)
             return 1;
         if (r < 0 && errno != EINTR)
@@ -64,12 +72,30 @@ int deliver_agent_status(struct ipc_conn *c, uint32_t index, uint32_t status,
     return ipc_queue(c, IPC_DELIVER_STATUS, &st);
 }
 
-int deliver_agent_done(struct ipc_conn *c, uint32_t n)
+int deliver_agent_done_held(struct ipc_conn *c, uint32_t n, const char *held,
+                            uint32_t held_ms)
 {
-    struct ipc_deliver_done done = { n };
+    struct ipc_deliver_done done = { n, held ? held : "", held ? held_ms : 0 };
     if (ipc_queue(c, IPC_DELIVER_DONE, &done) < 0)
         return -1;
     return ipc_flush(c);
+}
+
+int deliver_agent_done(struct ipc_conn *c, uint32_t n)
+{
+    return deliver_agent_done_held(c, n, "", 0);
+}
+
+void deliver_nexthop(const struct config *cfg, const char *addr, char *out, size_t size)
+{
+    if (cfg->relayhost && cfg->relayhost[0]) {
+        str_copy(out, size, cfg->relayhost);
+        return;
+    }
+    const char *at = strrchr(addr, '@');
+    str_copy(out, size, at ? at + 1 : "");
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
 }
 
 void deliver_agent_run(struct server *s, const char *sockname, deliver_req_fn req)

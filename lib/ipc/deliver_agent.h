@@ -2,7 +2,8 @@
  * deliver_agent.h - the agent side of qmgr's DELIVER protocol, shared by the
  * blocking delivery agents (delivery/: local, smtp/: remote). An agent serves
  * one qmgr connection at a time: HELLO, then DELIVER_REQ + DELIVER_RCPT×n,
- * answered with DELIVER_STATUS×n and DELIVER_DONE.
+ * answered with DELIVER_STATUS×n and DELIVER_DONE (which may name a
+ * destination the agent keeps a connection open to: held, held_ms).
  */
 #ifndef POSTERN_DELIVER_AGENT_H
 #define POSTERN_DELIVER_AGENT_H
@@ -28,5 +29,21 @@ int deliver_agent_status(struct ipc_conn *c, uint32_t index, uint32_t status,
 
 /* Queue DELIVER_DONE for n recipients and flush everything. 0 or -1. */
 int deliver_agent_done(struct ipc_conn *c, uint32_t n);
+/* The same, telling qmgr that a connection to destination held (a
+ * deliver_nexthop key, "" = none) stays open for held_ms idle ms. */
+int deliver_agent_done_held(struct ipc_conn *c, uint32_t n, const char *held,
+                            uint32_t held_ms);
+
+/* Called before every wait for qmgr (between requests): the agent may
+ * close what it keeps open (idle connections). Returns the longest the
+ * wait may last in ms (<= 0: the default, 1 s). */
+typedef int (*deliver_idle_fn)(void);
+void deliver_agent_set_idle(deliver_idle_fn fn);
+
+/* The destination a remote recipient's mail is scheduled under, shared by
+ * qmgr (per-destination concurrency, connection reuse) and the smtp agent
+ * (its connection cache): delivery.relayhost when set, else the address's
+ * domain in lower case ("" without one). */
+void deliver_nexthop(const struct config *cfg, const char *addr, char *out, size_t size);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "util/buf.h"
 #include "ipc/ipc.h"
+#include "ipc/deliver_agent.h"
 #include "util/log.h"
 #include "mail/qfile.h"
 #include "filter/filter_mut.h"
@@ -182,7 +183,7 @@ static void s_deliver_status(union ipc_msg *m)
 {
     m->deliver_status = (struct ipc_deliver_status){ 1, DS_DEFERRED, "4.2.2", "mailbox full" };
 }
-static void s_deliver_done(union ipc_msg *m) { m->deliver_done = (struct ipc_deliver_done){ 2 }; }
+static void s_deliver_done(union ipc_msg *m) { m->deliver_done = (struct ipc_deliver_done){ 2, "example.org", 3000 }; }
 
 static const struct sample {
     enum ipc_type t;
@@ -686,7 +687,7 @@ static void test_conn_errors(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     close(sv[1]);
     ipc_conn_init(&c, sv[0], "gone");
-    struct ipc_deliver_done d = { 1 };
+    struct ipc_deliver_done d = { 1, "", 0 };
     assert_int_equal(ipc_send(&c, IPC_DELIVER_DONE, &d), -1);
     assert_int_equal(errno, EPIPE);
     assert_int_equal(c.out.len, 0);
@@ -701,6 +702,23 @@ static void test_conn_errors(void **state)
     assert_int_equal(ipc_connect_unix(longpath), -1);
     assert_int_equal(errno, ENAMETOOLONG);
     buf_free(&b);
+}
+
+/* The destination key qmgr schedules by and the smtp agent caches by. */
+static void test_deliver_nexthop(void **state)
+{
+    struct config cfg;
+    char out[64];
+    memset(&cfg, 0, sizeof(cfg));
+    deliver_nexthop(&cfg, "Bob@Example.ORG", out, sizeof(out));
+    assert_string_equal(out, "example.org");
+    deliver_nexthop(&cfg, "a@b@[192.0.2.1]", out, sizeof(out));
+    assert_string_equal(out, "[192.0.2.1]");
+    deliver_nexthop(&cfg, "postmaster", out, sizeof(out));
+    assert_string_equal(out, "");
+    cfg.relayhost = "[Relay.example]:2525";
+    deliver_nexthop(&cfg, "bob@example.org", out, sizeof(out));
+    assert_string_equal(out, "[Relay.example]:2525");
 }
 
 int main(void)
@@ -719,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_conn_hello_and_exchange),
         cmocka_unit_test(test_conn_proto_mismatch),
         cmocka_unit_test(test_conn_errors),
+        cmocka_unit_test(test_deliver_nexthop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
