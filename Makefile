@@ -74,6 +74,7 @@ $(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter $(RULESA),$^) $(LIBA) $(LIBS)
 $(OUT)/libexec/filter: $(RULESA)
 $(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
+$(OUT)/bin/postern: LIBS += $(DNS_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)

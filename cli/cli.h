@@ -35,6 +35,7 @@ int cli_status(struct cli *c, int argc, char **argv);
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
+int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

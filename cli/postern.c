@@ -77,6 +77,7 @@ static const struct command {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules },
+    { "spf", cli_spf },
 };
 
 int main(int argc, char **argv)
