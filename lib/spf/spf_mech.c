@@ -17,29 +17,54 @@
 
 #include "spf/spf_eval_int.h"
 
+/* A name from lib/dns (MX exchange, PTR target) back to its bytes: its
+ * \DDD escapes undone (a byte that is a dot stays escaped: cannot be
+ * asked as one label, the name is then invalid). */
+static void dns_unescape(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < cap; p++) {
+        char c = *p;
+        if (c == '\\' && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
+            isdigit((unsigned char)p[3])) {
+            int v = (p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0');
+            if (v > 0 && v < 256 && v != '.') {
+                c = (char)v;
+                p += 3;
+            }
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
 /* lower case, no final dot; -1 when not a valid name (empty or long
  * label, over 253 bytes) */
 static int name_key(const char *name, char *out, size_t cap)
 {
-    size_t n = strlen(name);
-    if (n > 0 && name[n - 1] == '.')
-        n--;
-    if (n == 0 || n > DNS_NAME_MAX || n >= cap)
-        return -1;
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (name[i] == '.') {
+    size_t o = 0, label = 0;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        if (c == '.') {
+            if (p[1] == '\0' && o > 0)
+                break;                  /* the final dot */
             if (label == 0)
                 return -1;
             label = 0;
-        } else if (++label > 63) {
-            return -1;
+            out[o++] = '.';
+            if (o >= cap || o > DNS_NAME_MAX)
+                return -1;
+            continue;
         }
-        out[i] = (char)tolower((unsigned char)name[i]);
+        if (++label > 63)
+            return -1;
+        out[o++] = (char)tolower((unsigned char)c);
+        if (o >= cap || o > DNS_NAME_MAX)
+            return -1;
     }
     if (label == 0)
         return -1;
-    out[n] = '\0';
+    out[o] = '\0';
     return 0;
 }
 
@@ -139,7 +164,8 @@ static int validated_ptrs(struct spf_eval *e, buf_t *list, int *n_r)
         return r;
     for (int k = 0; k < a->n && k < SPF_MAX_PTR; k++) {
         const struct dns_answer *fa;
-        const char *name = a->rr[k].u.ptr;
+        char name[DNS_NAME_MAX * 4 + 8];
+        dns_unescape(a->rr[k].u.ptr, name, sizeof name);
         if ((r = spf_lookup(e, name, addr_type(e), 1, &fa)) != 0)
             return r;
         if (answer_match(e, fa, e->family == AF_INET6 ? 128 : 32)) {
@@ -243,13 +269,14 @@ static int mech_mx(struct spf_eval *e, const struct spf_term *t, const char *tar
     int bits = e->family == AF_INET6 ? t->cidr6 : t->cidr4;
     for (int k = 0; k < a->n; k++) {
         const struct dns_answer *h;
+        char host[DNS_NAME_MAX * 4 + 8];
         if (strcmp(a->rr[k].u.mx.host, ".") == 0)
             continue;
-        if ((r = spf_lookup(e, a->rr[k].u.mx.host, addr_type(e), 1, &h)) != 0)
+        dns_unescape(a->rr[k].u.mx.host, host, sizeof host);
+        if ((r = spf_lookup(e, host, addr_type(e), 1, &h)) != 0)
             return r;
         if (h && h->status == DNS_TEMPFAIL)
-            return spf_why(e, SPF_TEMPERROR, "DNS lookup of %s failed: %s",
-                           a->rr[k].u.mx.host, h->why);
+            return spf_why(e, SPF_TEMPERROR, "DNS lookup of %s failed: %s", host, h->why);
         if (answer_match(e, h, bits))
             return SPF_X_MATCH;
     }

@@ -34,7 +34,7 @@ def _txt(strings):
             parts.append('"' + "".join(
                 chr(x) if 32 <= x < 127 and chr(x) not in '"\\' else "\\%03d" % x
                 for x in c) + '"')
-    return " ".join(parts)
+    return " ".join(parts) or '""'    # no strings at all: DNS cannot say it
 
 
 def records(zonedata):
@@ -57,17 +57,49 @@ def records(zonedata):
                     yield name, t, v
 
 
+def flatten(zonedata):
+    """(name, type, value) with CNAMEs resolved the way a recursive
+    resolver answers them: the alias gets the target's records (a loop or
+    a dangling alias: nothing). libunbound's local-data does not chase a
+    CNAME, a real resolver does."""
+    recs = list(records(zonedata))
+    by = {}
+    for name, t, v in recs:
+        by.setdefault(name.lower().rstrip("."), []).append((t, v))
+    out = []
+    for name, t, v in recs:
+        if t != "CNAME":
+            out.append((name, t, v))
+            continue
+        seen, target = {name.lower()}, v.lower().rstrip(".")
+        while target in by and target not in seen:
+            seen.add(target)
+            nxt = [x for tt, x in by[target] if tt == "CNAME"]
+            if not nxt:
+                out += [(name, tt, x) for tt, x in by[target] if tt != "TIMEOUT"]
+                break
+            target = nxt[0].lower().rstrip(".")
+    return out
+
+
 def unbound_conf(zonedata, path):
     lines = ['server:', '  module-config: "iterator"', '  local-zone: "." static',
              '  local-zone: "in-addr.arpa." nodefault', '  local-zone: "ip6.arpa." nodefault']
-    seen_zone = set()
-    for name, t, v in records(zonedata):
+    recs = flatten(zonedata)
+    timeouts = {name.lower().rstrip(".") for name, t, _ in recs if t == "TIMEOUT"}
+    zones = set()
+    for name, t, v in recs:
+        low = name.lower().rstrip(".")
         n = _esc_name(name)
-        if t == "TIMEOUT":
-            if n not in seen_zone:
-                lines.append(f'  local-zone: "{n}" refuse')
-                seen_zone.add(n)
-            continue
+        # a refusing zone refuses the names below it too: those with data
+        # of their own get a zone of their own
+        if t == "TIMEOUT" or any(low.endswith("." + z) for z in timeouts):
+            if n.lower() not in zones:
+                kind = "refuse" if t == "TIMEOUT" or low in timeouts else "static"
+                lines.append(f'  local-zone: "{n}" {kind}')
+                zones.add(n.lower())
+            if t == "TIMEOUT":
+                continue
         if t == "TXT":
             rd = _txt(v)
         elif t == "MX":
