@@ -145,50 +145,40 @@ def default_explanation(ip, sender, helo):
     return f"{dom} does not designate {ip} as permitted sender"
 
 
-def pyspf_result(zonedata, ip, sender, helo):
+def pyspf_result(zonedata, ip, sender, helo, receiver="mx.example.test"):
     """python3-spf's (result, explanation) over the same zone, no network:
-    its DNSLookup answers from zonedata like the unbound config above
-    (NXDOMAIN / NODATA / REFUSED -> TempError)."""
+    its DNSLookup answers what the unbound config above answers (CNAMEs
+    flattened, a name in or below a TIMEOUT zone without records of its
+    own: TempError)."""
     import spf
     zone = {}
-    for name, t, v in records(zonedata):
+    for name, t, v in flatten(zonedata):
         zone.setdefault(name.lower().rstrip("."), []).append((t, v))
+    timeouts = {n for n, rr in zone.items() if any(t == "TIMEOUT" for t, _ in rr)}
 
     def lookup(name, qtype, strict=True, timeout=None, level=0):
         name = name.lower().rstrip(".")
         for label in name.split("."):
             if len(label) > 63:
                 raise spf.TempError("DNS label too long")
-        # a TIMEOUT anywhere above (a refusing zone) refuses what has no data
-        refused = any(t == "TIMEOUT" for z, rr in zone.items()
-                      if name == z or name.endswith("." + z) for t, _ in rr)
-        rrs = zone.get(name)
-        if rrs is None:
-            if refused:
-                raise spf.TempError("DNS refused")
-            return
-        have = [(t, v) for t, v in rrs if t == qtype]
-        cname = [v for t, v in rrs if t == "CNAME"]
-        if not have and not cname and refused and name in zone and \
-                any(t == "TIMEOUT" for t, _ in rrs) and \
-                all(t == "TIMEOUT" for t, _ in rrs):
+        rrs = [(t, v) for t, v in zone.get(name, []) if t != "TIMEOUT"]
+        if not rrs and any(name == z or name.endswith("." + z) for z in timeouts):
             raise spf.TempError("DNS refused")
-        for t, v in have:
+        for t, v in rrs:
+            if t != qtype:
+                continue
             if t == "AAAA":
                 v = socket.inet_pton(socket.AF_INET6, v)
             elif t == "TXT":
-                v = tuple(s.encode("utf-8") for s in ([v] if isinstance(v, str) else v))
+                v = tuple(x.encode("utf-8") for x in ([v] if isinstance(v, str) else v))
             elif t == "MX":
                 v = (v[0], v[1])
             yield ((name, t), v)
-        if not have and cname and level < 10:
-            yield ((name, "CNAME"), cname[0])
-            yield from lookup(cname[0], qtype, strict, timeout, level + 1)
 
     saved = spf.DNSLookup
     spf.DNSLookup = lookup
     try:
-        q = spf.query(i=ip, s=sender, h=helo, strict=True)
+        q = spf.query(i=ip, s=sender, h=helo, receiver=receiver, strict=True)
         q.set_default_explanation("DEFAULT")
         res, _code, exp = q.check()
     finally:
