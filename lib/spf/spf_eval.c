@@ -102,6 +102,7 @@ static void set_identity(struct spf_eval *e, const struct spf_request *rq)
     buf_init(&b, 64);
     buf_printf(&b, "%s@%s", e->l, e->o);
     e->s = buf_steal(&b);
+    buf_free(&b);
     str_copy(e->out.domain, sizeof e->out.domain, e->o);
     str_copy(e->out.sender, sizeof e->out.sender, e->s);
     str_format(e->t, sizeof e->t, "%lld", (long long)time(NULL));
