@@ -274,25 +274,30 @@ static const struct zrec zone[] = {
 
 static void test_eval(void **state)
 {
+    static const struct { const char *ip, *sender; enum spf_result want; } t[] = {
+        { "192.0.2.1", "x@a.test", SPF_PASS },           /* ip4 */
+        { "203.0.113.1", "x@a.test", SPF_PASS },         /* include */
+        { "198.51.100.9", "x@a.test", SPF_PASS },        /* mx */
+        { "::ffff:198.51.100.9", "x@a.test", SPF_PASS }, /* IPv4-mapped */
+        { "2001:db8::1", "x@a.test", SPF_FAIL },
+        { "192.0.2.1", "x@void.test", SPF_PERMERROR },   /* 3 void lookups */
+        { "192.0.2.1", "x@loop.test", SPF_PERMERROR },   /* > 10 terms */
+        { "192.0.2.1", "x@temp.test", SPF_TEMPERROR },
+        { "192.0.2.1", "x@nothing.test", SPF_NONE },
+        { "203.0.113.1", "x@red.test", SPF_PASS },
+        { "not-an-ip", "x@a.test", SPF_PERMERROR },
+    };
     struct spf_outcome o;
-    assert_int_equal(run(zone, "192.0.2.1", "x@a.test", &o), SPF_PASS);
-    assert_int_equal(run(zone, "203.0.113.1", "x@a.test", &o), SPF_PASS);
-    assert_int_equal(run(zone, "198.51.100.9", "x@a.test", &o), SPF_PASS);
-    assert_int_equal(run(zone, "::ffff:198.51.100.9", "x@a.test", &o), SPF_PASS);
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (run(zone, t[i].ip, t[i].sender, &o) != t[i].want)
+            fail_msg("%s %s: %s", t[i].ip, t[i].sender, spf_result_name(o.result));
     assert_int_equal(run(zone, "198.51.100.10", "x@a.test", &o), SPF_FAIL);
     assert_string_equal(o.explanation, "198.51.100.10 is not one of a.test's");
-    assert_int_equal(run(zone, "2001:db8::1", "x@a.test", &o), SPF_FAIL);
-    assert_int_equal(run(zone, "192.0.2.1", "x@void.test", &o), SPF_PERMERROR);
-    assert_int_equal(run(zone, "192.0.2.1", "x@loop.test", &o), SPF_PERMERROR);
-    assert_int_equal(run(zone, "192.0.2.1", "x@temp.test", &o), SPF_TEMPERROR);
-    assert_int_equal(run(zone, "192.0.2.1", "x@nothing.test", &o), SPF_NONE);
-    assert_int_equal(run(zone, "203.0.113.1", "x@red.test", &o), SPF_PASS);
     assert_int_equal(run(zone, "203.0.113.2", "x@red.test", &o), SPF_FAIL);
     assert_string_equal(o.explanation, "red.test does not designate 203.0.113.2 as permitted sender");
     assert_int_equal(run(zone, "192.0.2.1", "", &o), SPF_NONE);
     assert_true(o.helo_identity);
     assert_string_equal(o.sender, "postmaster@helo.test");
-    assert_int_equal(run(zone, "not-an-ip", "x@a.test", &o), SPF_PERMERROR);
 }
 
 int main(void)
