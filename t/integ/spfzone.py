@@ -32,7 +32,7 @@ def _txt(strings):
         chunks = [b[i:i + 255] for i in range(0, len(b), 255)] or [b""]
         for c in chunks:
             parts.append('"' + "".join(
-                chr(x) if 32 <= x < 127 and chr(x) not in '"\\' else "\\%03d" % x
+                chr(x) if 32 <= x < 127 and chr(x) not in '"\\\'' else "\\%03d" % x
                 for x in c) + '"')
     return " ".join(parts) or '""'    # no strings at all: DNS cannot say it
 
