@@ -171,3 +171,18 @@ def test_spf_matches_pyspf():
 
 if __name__ == "__main__":
     test_spf_matches_pyspf()
+
+
+def test_spf_cli_exit_codes():
+    import subprocess
+    from suite import POSTERN
+    rig = SpfRig({"pass.test": [{"TXT": "v=spf1 ip4:192.0.2.0/24 -all"}]})
+    try:
+        assert rig.check("not-an-ip", "a@pass.test", "h")[0] == "permerror"   # still exit 0
+        r = subprocess.run([POSTERN, "-c", rig.conf, "spf", "192.0.2.1"], capture_output=True)
+        assert r.returncode == 2 and b"usage" in r.stderr, r
+        r = subprocess.run([POSTERN, "-c", rig.dir + "/missing.conf", "spf", "192.0.2.1", "a@b.c"],
+                           capture_output=True)
+        assert r.returncode == 1, r
+    finally:
+        rig.cleanup()
