@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "spf/spf.h"
+#include "util/buf.h"
 
 static int atext(unsigned char c)
 {
@@ -56,13 +57,39 @@ static void comment(struct buf *out, const char *s)
     }
 }
 
+/* The comment's words, as in RFC 7208 9.1's examples. */
+static void comment_text(struct buf *b, const struct spf_outcome *o, const char *ip)
+{
+    switch (o->result) {
+    case SPF_PASS:
+        buf_printf(b, "domain of %s designates %s as permitted sender", o->sender, ip);
+        break;
+    case SPF_FAIL: case SPF_SOFTFAIL:
+        buf_printf(b, "domain of %s does not designate %s as permitted sender", o->sender, ip);
+        break;
+    case SPF_NEUTRAL:
+        buf_printf(b, "%s is neither permitted nor denied by domain of %s", ip, o->sender);
+        break;
+    case SPF_NONE:
+        buf_printf(b, "domain of %s does not provide an SPF record", o->sender);
+        break;
+    default:
+        buf_printf(b, "error in processing during lookup of %s: %s", o->sender, o->reason);
+        break;
+    }
+}
+
 void spf_received_spf(const struct spf_outcome *o, const struct spf_request *rq,
                       const char *host, struct buf *out)
 {
+    buf_t c;
     buf_printf(out, "Received-SPF: %s (", spf_result_name(o->result));
     comment(out, host);
     buf_append_str(out, ": ");
-    comment(out, o->result == SPF_FAIL ? o->explanation : o->reason);
+    buf_init(&c, 128);
+    comment_text(&c, o, rq->ip ? rq->ip : "");
+    comment(out, c.data);
+    buf_free(&c);
     buf_append_char(out, ')');
     pair(out, "client-ip", rq->ip ? rq->ip : "");
     pair(out, "envelope-from", rq->sender && rq->sender[0] ? rq->sender : o->sender);

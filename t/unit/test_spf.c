@@ -300,6 +300,23 @@ static void test_eval(void **state)
     assert_string_equal(o.sender, "postmaster@helo.test");
 }
 
+static void test_received_spf(void **state)
+{
+    struct spf_outcome o = { .result = SPF_PERMERROR };
+    struct spf_request rq = { .ip = "192.0.2.1", .sender = "a b\"@x.test", .helo = "h\r\nX: y" };
+    buf_t out;
+    str_copy(o.sender, sizeof o.sender, "a b\"@x.test");
+    str_copy(o.reason, sizeof o.reason, "unknown mechanism: foo (in x.test)");
+    buf_init(&out, 64);
+    spf_received_spf(&o, &rq, "mx.test", &out);
+    assert_string_equal(out.data,
+        "Received-SPF: permerror (mx.test: error in processing during lookup of a b\"@x.test: "
+        "unknown mechanism: foo in x.test) client-ip=192.0.2.1; envelope-from=\"a b\\\"@x.test\"; "
+        "helo=\"hX: y\"; receiver=mx.test; identity=mailfrom; "
+        "problem=\"unknown mechanism: foo (in x.test)\"");
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_domain_spec),
         cmocka_unit_test(test_macro_truncation),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_received_spf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
