@@ -87,6 +87,8 @@ struct cl_txn {
     char qname[65];             /* quarantine/<qname>/ instead of incoming/ */
     char qrule[64];             /* rule that quarantined */
     int rewrite;                /* the pool rewrites the file first (data mutations) */
+    /* SPF from smtpd (CLEANUP_BEGIN): for the data stage and Received-SPF */
+    char *spf_result, *spf_domain, *received_spf;
     /* commit pool (touched by worker threads while state == T_COMMIT) */
     struct workq_item witem;
     struct cl_txn *cnext;
@@ -138,6 +140,7 @@ void clh_content(struct cl_ctx *ctx, struct cl_txn *t, const unsigned char *p, s
 void clh_finish(struct cl_ctx *ctx, struct cl_txn *t);
 /* Received / Message-ID / Date text (exposed for tests). */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now);
+void clh_received_spf(buf_t *out, const char *field);   /* smtpd's Received-SPF, or nothing */
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 

@@ -106,6 +106,9 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
         log_set_qid(NULL);
     }
     qf_env_free(&t->env);
+    free(t->spf_result);
+    free(t->spf_domain);
+    free(t->received_spf);
     filter_muts_free(&t->muts);
     filter_muts_free(&t->dmuts);
     buf_free(&t->hbuf);
@@ -164,6 +167,9 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     e->ret = b->ret <= 2 ? b->ret : 0;
     e->flags = b->flags & (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME);
     t->faccept = (b->flags & QF_F_FACCEPT) != 0;     /* no data stage */
+    t->spf_result = dupinfo(b->spf_result);
+    t->spf_domain = dupinfo(b->spf_domain);
+    t->received_spf = dupinfo(b->received_spf);
 
     if (ctx->cfg->message_size > 0 && b->size_hint > (uint64_t)ctx->cfg->message_size) {
         cl_txn_fail(t, LR_SIZE_DECLARED);

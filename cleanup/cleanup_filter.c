@@ -128,6 +128,7 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         .rcpt = e->nrcpts == 1 ? e->rcpts[0].addr : "",
         .nrcpt = (uint32_t)e->nrcpts,
         .queue_id = t->qid,
+        .spf_result = t->spf_result, .spf_domain = t->spf_domain,
         .size = t->size,
         .path = t->path,
     };

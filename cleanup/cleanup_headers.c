@@ -70,6 +70,16 @@ static void received_for(buf_t *out, const char *addr, int utf8)
     }
 }
 
+/* smtpd's Received-SPF field (RFC 7208 9.1: above our Received), folded,
+ * controls blanked and capped by filter_hdr_fold; anything else smtpd
+ * might send is dropped. */
+void clh_received_spf(buf_t *out, const char *field)
+{
+    static const char name[] = "Received-SPF: ";
+    if (field && strncmp(field, name, sizeof name - 1) == 0)
+        filter_hdr_fold(out, "Received-SPF", field + sizeof name - 1);
+}
+
 /* RFC 5321 section 4.4 trace field. */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now)
 {
@@ -143,6 +153,7 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     time_t now = (time_t)(t->arrival_us / 1000000);
     buf_t add;
     buf_init(&add, 512);
+    clh_received_spf(&add, t->received_spf);
     clh_received(&add, &t->env, ctx->hostname, now);
     /* header mutations decided before DATA (cleanup_rules.c) need the
      * whole section in one piece */

@@ -40,6 +40,7 @@ int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
 void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
+int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

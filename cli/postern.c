@@ -78,7 +78,7 @@ static const struct command {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
-    { "config", cli_config },
+    { "config", cli_config }, { "spf", cli_spf },
 };
 
 int main(int argc, char **argv)

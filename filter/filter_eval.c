@@ -62,7 +62,8 @@ struct fsess {
 
 /* The request's strings, owned by the job. */
 #define REQ_STRS(X) X(listener) X(client_ip) X(client_ptr) X(helo) X(auth_user) \
-    X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path)
+    X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path) X(spf_result) \
+    X(spf_domain)
 
 struct fjob {
     struct workq_item item;          /* first: the completion's handle is the job */
@@ -673,6 +674,11 @@ static void job_dispatch(struct fjob *j)
         rl_txn_set(t, RL_MAIL_FROM, q->mail_from);
     } else if (st > STAGE_MAIL && j->sess == NULL && q->mail_from[0]) {
         rl_txn_set(t, RL_MAIL_FROM, q->mail_from);
+    }
+    if (q->spf_result[0]) {
+        /* SPF (smtpd at mail and rcpt, cleanup at data): after the reset */
+        rl_txn_set(t, RL_SPF, q->spf_result);
+        rl_txn_set(t, RL_SPF_DOMAIN, q->spf_domain);
     }
     rl_txn_set(t, RL_RCPT, st == STAGE_RCPT ? q->rcpt : "");
     if (st >= STAGE_DATA) {

@@ -21,6 +21,8 @@
 #   tour:   man-db (man -l man/*.5)
 #   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
 #           smtp-sink; installed unconfigured: "No configuration", not started)
+#   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
+#           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev
@@ -28,7 +30,8 @@ dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db
-postfix"
+postfix
+python3-spf python3-yaml"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

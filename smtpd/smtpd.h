@@ -72,6 +72,7 @@ struct smtpd_txn {
     struct filter_muts muts; /* from mail/rcpt verdicts, for cleanup */
     int      nextra;        /* recipients added by rules (add_rcpt, bcc) */
     int      nremoved;      /* recipients accepted but removed by rules */
+    struct smtpd_spf *spf;  /* SPF outcome at MAIL (smtpd_spf.c), NULL: not checked */
 };
 
 enum smtpd_state { SS_CONNECT = 0, SS_CMD, SS_DATA, SS_WAIT_DATA, SS_CLOSING, SS_BDAT };
@@ -89,7 +90,8 @@ struct smtpd_chunk {
 enum smtpd_wait { W_NONE = 0, W_FILTER, W_CLEANUP, W_THROTTLE,
                   W_TLS,        /* TLS handshake (smtpd_tls.c) */
                   W_AUTH,       /* password check or failure delay (smtpd_auth.c) */
-                  W_DNS };      /* connect stage waits for client.ptr (smtpd_dns.c) */
+                  W_DNS,        /* connect stage waits for client.ptr (smtpd_dns.c) */
+                  W_SPF };      /* MAIL waits for its SPF check (smtpd_spf.c) */
 
 struct smtpd_pending;   /* filter request (smtpd_filter.c) */
 struct smtpd_cconn;     /* pooled cleanup connection (smtpd_cleanup.c) */
@@ -140,6 +142,7 @@ struct smtpd_session {
     char    *ptr;                        /* FCrDNS name, "" none; NULL: not looked up */
     struct dns_fcrdns *fcrdns;           /* lookup in progress */
     struct event *dns_timer;             /* bounds it: dns.timeout */
+    struct spf_check *spf_check;         /* SPF check in progress (smtpd_spf.c) */
 };
 
 /* A verdict from filter, strings valid during the callback only. */
@@ -257,6 +260,19 @@ void smtpd_dns_start(struct smtpd_session *s);        /* at session start */
 void smtpd_dns_connect(struct smtpd_session *s);      /* connect stage, once ptr known */
 const char *smtpd_dns_ptr(const struct smtpd_session *s);  /* for filter, cleanup */
 void smtpd_dns_session_free(struct smtpd_session *s);
+struct dns_ctx *smtpd_dns_ctx(void);                  /* shared with smtpd_spf.c; may be NULL */
+
+/* smtpd_spf.c: SPF at MAIL FROM (authentication.spf) */
+struct smtpd_spf;
+struct spf_check;
+/* 1: a check started, the session waits (W_SPF) and MAIL's stage follows
+ * its end; 0: go on now. */
+int  smtpd_spf_mail(struct smtpd_session *s);
+const char *smtpd_spf_result(const struct smtpd_txn *t);   /* "" when not checked */
+const char *smtpd_spf_domain(const struct smtpd_txn *t);
+const char *smtpd_spf_header(const struct smtpd_txn *t);   /* Received-SPF field or "" */
+void smtpd_spf_txn_free(struct smtpd_txn *t);
+void smtpd_spf_session_free(struct smtpd_session *s);
 
 /* smtpd_auth.c */
 struct smtpd_auth;

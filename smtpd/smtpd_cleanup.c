@@ -209,7 +209,8 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         .auth_user = s->auth_user ? s->auth_user : "",
         .tls = s->tls_info ? s->tls_info : "", .envid = t->envid ? t->envid : "", .ret = t->ret,
         .flags = t->flags | (s->faccept || t->faccept ? QF_F_FACCEPT : 0),
-        .size_hint = t->size_hint,
+        .size_hint = t->size_hint, .spf_result = smtpd_spf_result(t),
+        .spf_domain = smtpd_spf_domain(t), .received_spf = smtpd_spf_header(t),
     };
     s->cleanup_busy = 1;
     s->cleanup_broken = 0;

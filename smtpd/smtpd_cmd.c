@@ -438,6 +438,8 @@ static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
     buf_free(&addr);
     smtpd_txn_free(s->wait_txn);
     s->wait_txn = t;
+    if (smtpd_spf_mail(s))
+        return;                         /* smtpd_spf.c asks at MAIL when done */
     ask(s, &cmds[2], "");
 }
 

@@ -21,13 +21,22 @@
 #include "util/log.h"
 
 static struct dns_ctx *dctx;
+static int want_ptr;            /* rules are in use: look up client.ptr */
 
-/* While root and before the jail: libunbound reads its files now. */
+/* While root and before the jail: libunbound reads its files now. One
+ * context serves client.ptr and SPF (smtpd_spf.c). */
 void smtpd_dns_pre_drop(const struct config *cfg)
 {
-    if (cfg->rules == NULL || *cfg->rules == '\0')
+    want_ptr = cfg->rules != NULL && *cfg->rules != '\0';
+    if (!want_ptr && !cfg->authentication_spf)
         return;
-    dctx = dns_ctx_for_daemon(cfg, "client.ptr stays empty");
+    dctx = dns_ctx_for_daemon(cfg, want_ptr ? "client.ptr stays empty, SPF temperror"
+                                            : "SPF results are temperror");
+}
+
+struct dns_ctx *smtpd_dns_ctx(void)
+{
+    return dctx;
 }
 
 void smtpd_dns_init(struct event_base *base)
@@ -80,7 +89,7 @@ static void on_dns_timeout(evutil_socket_t fd, short what, void *arg)
 
 void smtpd_dns_start(struct smtpd_session *s)
 {
-    if (dctx == NULL)
+    if (dctx == NULL || !want_ptr)
         return;
     s->fcrdns = dns_fcrdns(dctx, s->ip, on_fcrdns, s);
     if (s->fcrdns == NULL) {

@@ -216,6 +216,7 @@ int smtpd_filter_ask(struct smtpd_session *s, enum stage st, const char *rcpt)
         .mail_from = t ? t->sender : "", .rcpt = rcpt ? rcpt : "",
         .nrcpt = s->txn ? (uint32_t)s->txn->nrcpts : 0, .queue_id = "",
         .size = t ? t->size_hint : 0, .path = "",
+        .spf_result = t ? smtpd_spf_result(t) : "", .spf_domain = t ? smtpd_spf_domain(t) : "",
     };
     struct smtpd_pending *p = pending_new(s, st, rcpt);
     if (filter_clnt_ask(fc, &q, p) < 0) {

@@ -83,6 +83,7 @@ void smtpd_txn_free(struct smtpd_txn *t)
     free(t->orcpts);
     free(t->notify);
     free(t->envid);
+    smtpd_spf_txn_free(t);
     filter_muts_free(&t->muts);
     if (t->out.data)
         buf_free(&t->out);
@@ -130,6 +131,7 @@ void smtpd_session_free(struct smtpd_session *s)
     smtpd_auth_session_free(s);
     smtpd_tls_session_free(s);
     smtpd_dns_session_free(s);
+    smtpd_spf_session_free(s);
     log_disconnect(s);
     if (s->prev)
         s->prev->next = s->next;

@@ -84,6 +84,7 @@ struct config {
     struct cidrlist mynetworks;
     char    *auth_users;
     int      auth_plaintext_without_tls;
+    int      authentication_spf;    /* SPF at MAIL FROM (smtpd_spf.c), Received-SPF */
 
     struct strlist local_domains;
     enum mailbox_kind local_mailbox;   /* local.mailbox: maildir | mbox | discard */

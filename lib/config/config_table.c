@@ -81,6 +81,7 @@ const struct param cfg_params[] = {
     { "auth.users", P_PATH, C(auth_users), 0, NULL, 0, 0, NULL, 0, NULL },
     { "auth.plaintext_without_tls", P_BOOL, C(auth_plaintext_without_tls), 0, "false", 0, 0,
       NULL, 0, NULL },
+    { "authentication.spf", P_BOOL, C(authentication_spf), 0, "false", 0, 0, NULL, 0, NULL },
     { "local_domains", P_STRLIST, C(local_domains), 0, "", 0, 0, NULL, 0, cfg_check_hostname },
     { "local.mailbox", P_ENUM, C(local_mailbox), 0, "maildir", 0, 0, ev_mailbox, 0, NULL },
     { "local.maildir", P_PATH, C(local_maildir), 0, "~/Maildir", 0, 0, NULL,

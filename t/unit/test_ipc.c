@@ -123,7 +123,7 @@ static void s_filter_req(union ipc_msg *m)
         .client_ip = "192.0.2.1", .client_port = 65535, .client_ptr = "c.example", .helo = "h",
         .auth_user = "", .tls_version = "TLSv1.3", .tls_cipher = "TLS_AES_128_GCM_SHA256",
         .mail_from = "a@b", .rcpt = "x@y", .nrcpt = 3, .queue_id = "", .size = UINT64_MAX,
-        .path = "" };
+        .path = "", .spf_result = "softfail", .spf_domain = "b" };
 }
 static void s_filter_reply(union ipc_msg *m)
 {
@@ -149,7 +149,8 @@ static void s_cleanup_begin(union ipc_msg *m)
         .session = 1, .listener = "submission", .sender = "", .client_ip = "::1",
         .client_port = 587, .client_ptr = "localhost", .helo = "me", .protocol = "ESMTPSA",
         .auth_user = "bob", .tls = "TLSv1.3 X", .envid = "e1", .ret = 1,
-        .flags = QF_F_SMTPUTF8, .size_hint = 1048576 };
+        .flags = QF_F_SMTPUTF8, .size_hint = 1048576, .spf_result = "pass",
+        .spf_domain = "x.example", .received_spf = "Received-SPF: pass (h: ok) identity=helo" };
 }
 static void s_cleanup_rcpt(union ipc_msg *m)
 {
