@@ -9,6 +9,7 @@
 # machine: name every package whose files the build, the tests or the README
 # tour use, even when another package only recommends it. One group a line:
 #   build:  cc, make, ar (build-essential), pkg-config, the -dev libraries
+#           (libcdb-dev: tinycdb, the compiled local.aliases index)
 #   fuzz:   clang + libFuzzer (libclang-rt-14-dev)
 #   tests:  python3 (/usr/bin/python3), swaks (SMTP client) with
 #           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
@@ -22,7 +23,7 @@
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
-libunbound-dev libpcre2-dev
+libunbound-dev libpcre2-dev libcdb-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
