@@ -21,13 +21,20 @@ int local_is_root_alias(const char *name)
     return strcmp(name, "postmaster") == 0 || strcmp(name, "mailer-daemon") == 0;
 }
 
+int local_template_is_system(enum mailbox_kind kind, const char *tmpl)
+{
+    if (tmpl == NULL || kind == MBOX_DISCARD)
+        return 0;
+    if (mbox_template_wants_home(tmpl))
+        return 1;
+    return kind == MBOX_MBOX &&
+           (strncmp(tmpl, "/var/mail/", 10) == 0 || strncmp(tmpl, "/var/spool/mail/", 16) == 0);
+}
+
 int local_layout_is_system(const struct config *cfg)
 {
-    if (cfg->local_mailbox == MBOX_MBOX)
-        return 1;
-    if (cfg->local_mailbox == MBOX_DISCARD)
-        return 0;
-    return cfg->local_maildir != NULL && mbox_template_wants_home(cfg->local_maildir);
+    enum mailbox_kind k = cfg->local_mailbox;
+    return local_template_is_system(k, k == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir);
 }
 
 /* Does one users-file line name local (or local@domain)? */

@@ -6,9 +6,9 @@
  *
  * A recipient at a domain block with a `mailboxes` template: its `users`
  * file names the allowed local parts, else any local part is a mailbox
- * (catch-all). At the local domains: with a "~" maildir template or mbox
- * delivery, the system users (getpwnam) and the alias names; with any other
- * maildir template every local part (catch-all) unless local.users names
+ * (catch-all). At the local domains: with a "~" template or mbox in
+ * /var/mail, the system users (getpwnam) and the alias names; with any other
+ * template every local part (catch-all) unless local.users names
  * the allowed ones (aliases count too). postmaster, MAILER-DAEMON and root
  * are always known.
  * Lookups are local files, except getpwnam, which goes through NSS and may
@@ -24,8 +24,10 @@
  * (550 5.1.1), -1 temporary failure (4xx). db may be NULL (no aliases). */
 int local_rcpt_known(const struct config *cfg, struct aliases_db *db, const char *addr);
 
-/* Does the local mailbox layout name system users (a "~" maildir template
- * or mbox), rather than a catch-all template? */
+/* Does a mailbox template name system users ("~/..." or an mbox in
+ * /var/mail or /var/spool/mail), rather than a catch-all layout? */
+int local_template_is_system(enum mailbox_kind kind, const char *tmpl);
+/* The same for the configured local.mailbox and its template. */
 int local_layout_is_system(const struct config *cfg);
 
 /* Is name (lowercase) one that routes to root when it has no alias
