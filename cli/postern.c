@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  queue flush              retry deferred mail now\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]\n"
+    "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
     "The configuration is -c FILE, else $POSTERN_CONFIG, else " POSTERN_PREFIX
     "/etc/postern/postern.conf.\n";
@@ -76,7 +77,7 @@ static const struct command {
 } commands[] = {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
-    { "queue", cli_queue }, { "rules", cli_rules },
+    { "queue", cli_queue }, { "rules", cli_rules }, { "newaliases", cli_newaliases },
 };
 
 int main(int argc, char **argv)
@@ -85,9 +86,8 @@ int main(int argc, char **argv)
     log_init("postern", 1, 0, LOG_L_WARN);
     struct cli c = { NULL };
     if (strcmp(prog, "newaliases") == 0) {
-        printf("newaliases: postern reads the aliases file directly (local.aliases); "
-               "there is no database to rebuild\n");
-        return 0;
+        c.config_path = config_default_path(NULL);
+        return cli_newaliases(&c, argc, argv);
     }
     if (strcmp(prog, "sendmail") == 0)
         return not_yet("sendmail");
