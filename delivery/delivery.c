@@ -151,6 +151,9 @@ static void deliver_all(const struct dlv_msg *m, struct req_rcpt *rr, uint32_t n
         else if (rr[i].kind == -2)
             dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5",
                            "nexthop not served by the local transport");
+        else if (delivery_seen_delivered_to(m, m->env->rcpts[rr[i].index].addr))
+            dlv_result_set(&rr[i].res, DS_BOUNCED, "5.4.6", "mail forwarding loop for %s",
+                           m->env->rcpts[rr[i].index].addr);
         else if (delivery_expand(m->cfg, m->env->rcpts[rr[i].index].addr, rr[i].kind, i, &t,
                                  &rr[i].res) == 0)
             expanded[i] = 1;

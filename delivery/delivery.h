@@ -123,6 +123,11 @@ void dlv_targets_free(struct dlv_targets *t);
 /* ---- running them (delivery_run.c, delivery_pipe.c) ------------------- */
 /* Deliver every target (results in each target's res). */
 void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_targets *t);
+/* Queue the T_REMOTE targets again through cleanup (delivery_forward.c). */
+void delivery_forward(const struct dlv_msg *m, struct dlv_targets *t);
+/* Does the message's header section hold "Delivered-To: rcpt" (it came
+ * back through a forward: a loop)? */
+int  delivery_seen_delivered_to(const struct dlv_msg *m, const char *rcpt);
 /* Run command with /bin/sh -c, the message on stdin, as the current
  * process (already the right identity), bounded in time. */
 void delivery_pipe(const struct dlv_msg *m, const struct dlv_target *t, struct dlv_result *r);

@@ -56,10 +56,7 @@ static void run_one(const struct dlv_msg *m, uint32_t qf_index, struct dlv_targe
     case T_PIPE:
         delivery_pipe(&mm, t, &t->res);
         break;
-    case T_REMOTE:
-        dlv_result_set(&t->res, DS_DEFERRED, "4.3.5",
-                       "forwarding to %s: not supported yet by the local agent", t->value);
-        break;
+    case T_REMOTE:                      /* delivery_forward() */
     case T_ERROR:
         break;
     }
@@ -156,6 +153,7 @@ static void fork_group(const struct dlv_msg *m, const uint32_t *qf_index, struct
 
 void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_targets *t)
 {
+    delivery_forward(m, t);             /* as the agent: it only talks to cleanup */
     size_t *members = xcalloc(t->n ? t->n : 1, sizeof(*members));
     char *done = xcalloc(t->n ? t->n : 1, 1);
     for (size_t i = 0; i < t->n; i++) {

@@ -119,3 +119,38 @@ def test_postmaster_and_mailer_daemon_reach_root_by_default():
         s.send("x@example.test", ["MAILER-DAEMON@example.test"], make_message(7))
         s.wait_delivered("root", 2)
         assert s.delivered("postmaster") == [] and s.delivered("mailer-daemon") == []
+
+
+def test_remote_member_and_owner_list_forwarded_through_cleanup():
+    """A list with a remote member and an owner- alias: the remote copy is
+    queued again (sender owner-list@..., Delivered-To on top) and relayed;
+    the local member gets its copy."""
+    from test_relay import relay_conf, start_peer
+    peer, port, ctl = start_peer()
+    try:
+        s = Suite(start=False, extra_conf=relay_conf(port))
+        _aliases(s, "list: alice, far@remote.test\nowner-list: alice\n")
+        with s.start_with_conf(s.conf_text):
+            s.send("x@example.test", ["list@example.test"], make_message(8, subject="fwd"))
+            s.wait_delivered("alice", 1)
+            wait_for(lambda: peer.got, 30, "the forwarded copy at the relayhost")
+            s.wait_queue_empty()
+            mail_from, rcpts, content, _ = peer.got[0]
+            assert rcpts == ["far@remote.test"], rcpts
+            assert mail_from == "owner-list@example.test", mail_from
+            assert b"Delivered-To: list@example.test" in content
+            assert b"Subject: fwd" in content
+            assert b"Return-Path: <owner-list@example.test>" in open(
+                s.delivered("alice")[0], "rb").read()
+    finally:
+        ctl.stop()
+
+
+def test_mail_that_came_back_through_a_forward_is_a_loop():
+    with Suite() as s:
+        msg = make_message(9, extra_headers="Delivered-To: alice@example.test\r\n")
+        s.send("bob@example.test", ["alice@example.test"], msg)
+        (path,) = s.wait_delivered("bob", 1)
+        data = open(path, "rb").read()
+        assert b"mail forwarding loop for alice@example.test" in data, data[:1500]
+        assert s.delivered("alice") == []
