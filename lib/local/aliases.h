@@ -82,6 +82,10 @@ void aliases_db_path(const char *src, buf_t *out);
  * number of aliases, or -1. */
 int aliases_compile(const char *src, const char *dst, buf_t *err);
 
+/* What aliases_compile would say about src, writing nothing (postern
+ * check): the number of aliases, or -1 with err filled. */
+int aliases_check(const char *src, buf_t *err);
+
 /* Serialise / deserialise one entry's items as stored in the index: for
  * each item, its kind byte, its value, a NUL. */
 void aliases_encode(const struct alias_list *items, buf_t *out);

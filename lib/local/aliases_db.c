@@ -169,6 +169,23 @@ out:
     return rc;
 }
 
+int aliases_check(const char *src, buf_t *err)
+{
+    buf_t text;
+    buf_init(&text, 4096);
+    int n = -1, fd = memfd_create("aliases-check", MFD_CLOEXEC);
+    if (fd < 0)
+        buf_printf(err, "%s: memfd: %s\n", src, strerror(errno));
+    else if (read_file(src, ALIAS_FILE_MAX, &text) < 0)
+        buf_printf(err, "%s: %s\n", src, errno == EFBIG ? "file too big" : strerror(errno));
+    else
+        n = build(src, &text, fd, err);
+    if (fd >= 0)
+        close(fd);
+    buf_free(&text);
+    return n;
+}
+
 /* ---- the reader ------------------------------------------------------------ */
 
 #define DB_RECHECK_SECS 1

@@ -111,6 +111,10 @@ def test_newaliases_refuses_a_broken_line_and_keeps_the_old_index():
     after = os.stat(idx)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert not [f for f in os.listdir(s.dir) if ".tmp." in f]
+    r = s.postern("check")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and f"{src}:2:8: ':' expected" in err, err
+    assert "is older than" in err and "run newaliases" in err, err
 
 
 def test_postmaster_and_mailer_daemon_reach_root_by_default():
