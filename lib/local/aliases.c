@@ -233,6 +233,27 @@ static int flush_entry(struct ap *a, buf_t *name, struct alias_list *items, unsi
     return rc;
 }
 
+/* The physical line at p: its end *le, first non-blank *s, the next line
+ * *next_r; 1, -1 (it holds a NUL: reported), 0 at the end or after too
+ * many errors. */
+static int next_line(struct ap *a, const char *p, const char *end, unsigned *line,
+                     const char **le, const char **s, const char **next_r)
+{
+    if (p >= end || a->nerr >= ALIAS_ERRORS_MAX)
+        return 0;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    *le = nl ? nl : end;
+    *next_r = nl ? nl + 1 : end;
+    (*line)++;
+    for (*s = p; *s < *le && is_blank(**s); (*s)++)
+        ;
+    if (memchr(p, '\0', (size_t)(*le - p)) != NULL) {
+        ap_error(a, *line, 1, "NUL byte in line");
+        return -1;
+    }
+    return 1;
+}
+
 int aliases_parse(const char *fname, const char *text, size_t len, alias_entry_fn *fn,
                   void *arg, buf_t *err)
 {
@@ -244,15 +265,10 @@ int aliases_parse(const char *fname, const char *text, size_t len, alias_entry_f
     alias_list_init(&items);
     unsigned line = 0, first = 0;
     int bad = 0, rc = 0;
-    while (p < end && rc == 0 && a.nerr < ALIAS_ERRORS_MAX) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *le = nl ? nl : end;
-        line++;
-        const char *s = p;
-        while (s < le && is_blank(*s))
-            s++;
-        if (memchr(p, '\0', (size_t)(le - p)) != NULL) {
-            ap_error(&a, line, 1, "NUL byte in line");
+    const char *le, *s, *next;
+    int ok;
+    while (rc == 0 && (ok = next_line(&a, p, end, &line, &le, &s, &next)) != 0) {
+        if (ok < 0) {
             bad = 1;
         } else if (s == le || *s == '#') {
             /* blank or comment: neither starts nor ends an entry */
@@ -274,7 +290,7 @@ int aliases_parse(const char *fname, const char *text, size_t len, alias_entry_f
                 bad = parse_items(&a, rest, le, line, p, &items);
             }
         }
-        p = nl ? nl + 1 : end;
+        p = next;
     }
     if (rc == 0)
         rc = flush_entry(&a, &name, &items, first, bad, fn, arg);
@@ -289,18 +305,12 @@ int aliases_parse_list(const char *fname, const char *text, size_t len,
     struct ap a = { fname, err, 0 };
     const char *p = text, *end = text + len;
     unsigned line = 0;
-    while (p < end && a.nerr < ALIAS_ERRORS_MAX) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *le = nl ? nl : end;
-        line++;
-        const char *s = p;
-        while (s < le && is_blank(*s))
-            s++;
-        if (memchr(p, '\0', (size_t)(le - p)) != NULL)
-            ap_error(&a, line, 1, "NUL byte in line");
-        else if (s < le && *s != '#')
+    const char *le, *s, *next;
+    int ok;
+    while ((ok = next_line(&a, p, end, &line, &le, &s, &next)) != 0) {
+        if (ok > 0 && s < le && *s != '#')
             parse_items(&a, s, le, line, p, out);
-        p = nl ? nl + 1 : end;
+        p = next;
     }
     return a.nerr;
 }
