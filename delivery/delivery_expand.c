@@ -316,7 +316,12 @@ static int expand_alias(struct exp *e, const char *local, const char *domain,
 static int forward(struct exp *e, const char *local, const char *domain, const char *sender)
 {
     struct dlv_ident id;
-    if (!e->cfg->local_forward || dlv_ident_lookup(local, &id) != 1 || id.home[0] != '/')
+    /* only where local parts are system users: a catch-all layout costs no
+     * password lookup per recipient */
+    enum mailbox_kind k = e->kind >= 0 ? (enum mailbox_kind)e->kind : e->cfg->local_mailbox;
+    if (!e->cfg->local_forward ||
+        !local_template_is_system(k, k == MBOX_MBOX ? e->cfg->local_mbox : e->cfg->local_maildir) ||
+        dlv_ident_lookup(local, &id) != 1 || id.home[0] != '/')
         return 0;
     buf_t path;
     buf_init(&path, 128);
