@@ -92,7 +92,9 @@ void dlv_fs_as(const struct dlv_ident *id);           /* file access as id (setf
 void dlv_fs_restore(void);
 
 /* ---- targets (delivery_expand.c) -------------------------------------- */
-enum dlv_tkind { T_MAILBOX, T_FILE, T_PIPE, T_REMOTE, T_ERROR };
+/* T_DUP: the same target as dup_of for another recipient of the message
+ * (delivered once, its outcome shared). */
+enum dlv_tkind { T_MAILBOX, T_FILE, T_PIPE, T_REMOTE, T_ERROR, T_DUP };
 
 struct dlv_target {
     enum dlv_tkind kind;
@@ -101,6 +103,7 @@ struct dlv_target {
     char *rcpt;                 /* Delivered-To / $RECIPIENT */
     char *sender;               /* envelope sender of an owner- list, or NULL */
     uint32_t slot;              /* the request's recipient this came from */
+    size_t dup_of;              /* T_DUP: the target that is delivered */
     struct dlv_ident id;
     struct dlv_result res;
 };

@@ -63,16 +63,22 @@ void dlv_targets_free(struct dlv_targets *t)
     memset(t, 0, sizeof(*t));
 }
 
-/* Add a target unless the same one is there already. */
+/* Add a target unless the same one is there already: for this recipient
+ * nothing is added (NULL), for another recipient of the message a T_DUP
+ * that shares its outcome (a mailbox gets one copy per message). */
 static struct dlv_target *add(struct exp *e, enum dlv_tkind kind, const char *value,
                               const char *rcpt, const char *sender, const struct dlv_ident *id)
 {
     struct dlv_targets *t = e->out;
-    for (size_t i = 0; i < t->n; i++)
-        if (t->v[i].slot == e->slot && t->v[i].kind == kind && kind != T_ERROR &&
-            strcmp(t->v[i].value, value) == 0 &&
-            (kind == T_REMOTE || kind == T_MAILBOX || dlv_ident_same(&t->v[i].id, id)))
-            return NULL;
+    size_t dup = (size_t)-1;
+    for (size_t i = 0; i < t->n && dup == (size_t)-1; i++)
+        if (t->v[i].kind == kind && kind != T_ERROR && strcmp(t->v[i].value, value) == 0 &&
+            (kind == T_REMOTE || kind == T_MAILBOX || dlv_ident_same(&t->v[i].id, id))) {
+            if (t->v[i].slot == e->slot)
+                return NULL;
+            if (kind != T_REMOTE)
+                dup = i;
+        }
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 8;
         t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
@@ -87,6 +93,11 @@ static struct dlv_target *add(struct exp *e, enum dlv_tkind kind, const char *va
     if (id)
         x->id = *id;
     dlv_result_set(&x->res, DS_DEFERRED, "4.3.0", "not attempted");
+    if (dup != (size_t)-1) {
+        x->kind = T_DUP;
+        x->dup_of = dup;
+        return NULL;
+    }
     return x;
 }
 
@@ -172,6 +183,36 @@ static int mailbox(struct exp *e, const char *local, const char *domain, const c
     buf_free(&addr);
     buf_free(&path);
     return 0;
+}
+
+/* The domain block of a virtual domain (one with a mailboxes template). */
+static const struct domain_conf *virtual_domain(const struct config *cfg, const char *domain)
+{
+    const struct domain_conf *d = domain[0] ? config_domain(cfg, domain) : NULL;
+    return d != NULL && d->mailboxes != NULL && d->mailboxes[0] != '\0' ? d : NULL;
+}
+
+/* A virtual domain's mailbox: its template, written as local.vmail_user;
+ * no aliases there (as Postfix's virtual domains). */
+static int virtual_mailbox(struct exp *e, const struct domain_conf *d, const char *local,
+                           const char *domain, const char *sender)
+{
+    struct dlv_ident id;
+    buf_t path, addr;
+    buf_init(&path, 128);
+    buf_init(&addr, 64);
+    buf_printf(&addr, "%s@%s", local, domain);
+    int rc = vmail_ident(e->cfg, &id, e->r);
+    if (rc == 0 && mbox_path_expand(d->mailboxes, local, domain, NULL, &path) != MBP_OK) {
+        dlv_result_set(e->r, DS_BOUNCED, "5.1.3", "no mailbox of %s for \"%s\"", d->name, local);
+        rc = -1;
+    }
+    struct dlv_target *x = rc == 0 ? add(e, T_MAILBOX, path.data, addr.data, sender, &id) : NULL;
+    if (x)
+        x->mkind = MBOX_MAILDIR;
+    buf_free(&path);
+    buf_free(&addr);
+    return rc;
 }
 
 /* Read a .forward (owned: it and its directory must be id's or root's) or
@@ -268,6 +309,8 @@ static int item(struct exp *e, const struct alias_item *it, const char *name,
         mbox_addr_split(it->value, &l, &d);
         if (d.len > 0 && !config_is_local_domain(e->cfg, d.data)) {
             add(e, T_REMOTE, it->value, rcpt.data, sender, NULL);
+        } else if (d.len > 0 && virtual_domain(e->cfg, d.data) != NULL) {
+            rc = virtual_mailbox(e, virtual_domain(e->cfg, d.data), l.data, d.data, sender);
         } else {
             const char *dom = d.len ? d.data : domain;
             if (strcmp(l.data, name) == 0)
@@ -385,24 +428,12 @@ int delivery_expand(const struct config *cfg, const char *addr, int kind, uint32
     buf_init(&local, 64);
     buf_init(&domain, 64);
     mbox_addr_split(addr, &local, &domain);
-    const struct domain_conf *d = domain.len ? config_domain(cfg, domain.data) : NULL;
     int rc;
     if (!mbox_local_ok(local.data)) {
         dlv_result_set(r, DS_BOUNCED, "5.1.3", "bad address syntax for a local mailbox");
         rc = -1;
-    } else if (d != NULL && d->mailboxes != NULL && d->mailboxes[0] != '\0') {
-        /* a virtual domain: its template, written as local.vmail_user */
-        struct dlv_ident id;
-        buf_t path;
-        buf_init(&path, 128);
-        rc = vmail_ident(cfg, &id, r);
-        if (rc == 0 && mbox_path_expand(d->mailboxes, local.data, domain.data, NULL, &path) != MBP_OK) {
-            dlv_result_set(r, DS_DEFERRED, "4.3.5", "bad mailboxes template for %s", d->name);
-            rc = -1;
-        }
-        if (rc == 0)
-            add(&e, T_MAILBOX, path.data, addr, NULL, &id)->mkind = MBOX_MAILDIR;
-        buf_free(&path);
+    } else if (virtual_domain(cfg, domain.data) != NULL) {
+        rc = virtual_mailbox(&e, virtual_domain(cfg, domain.data), local.data, domain.data, NULL);
     } else {
         rc = expand_local(&e, local.data, domain.data, NULL);
     }

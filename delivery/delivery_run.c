@@ -57,6 +57,7 @@ static void run_one(const struct dlv_msg *m, uint32_t qf_index, struct dlv_targe
         delivery_pipe(&mm, t, &t->res);
         break;
     case T_REMOTE:                      /* delivery_forward() */
+    case T_DUP:                         /* delivery_run() copies the outcome */
     case T_ERROR:
         break;
     }
@@ -151,6 +152,12 @@ static void fork_group(const struct dlv_msg *m, const uint32_t *qf_index, struct
     }
 }
 
+/* Written by a group of its identity (not forwarded, failed or shared). */
+static int in_group(const struct dlv_target *x)
+{
+    return x->kind == T_MAILBOX || x->kind == T_FILE || x->kind == T_PIPE;
+}
+
 void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_targets *t)
 {
     delivery_forward(m, t);             /* as the agent: it only talks to cleanup */
@@ -159,15 +166,13 @@ void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_
     for (size_t i = 0; i < t->n; i++) {
         if (done[i])
             continue;
-        if (t->v[i].kind == T_ERROR || t->v[i].kind == T_REMOTE) {
-            run_one(m, qf_index[t->v[i].slot], &t->v[i]);
+        if (!in_group(&t->v[i])) {
             done[i] = 1;
             continue;
         }
         size_t n = 0;
         for (size_t k = i; k < t->n; k++)
-            if (!done[k] && t->v[k].kind != T_ERROR && t->v[k].kind != T_REMOTE &&
-                dlv_ident_same(&t->v[k].id, &t->v[i].id)) {
+            if (!done[k] && in_group(&t->v[k]) && dlv_ident_same(&t->v[k].id, &t->v[i].id)) {
                 members[n++] = k;
                 done[k] = 1;
             }
@@ -178,6 +183,9 @@ void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_
         else
             fork_group(m, qf_index, t, members, n);
     }
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].kind == T_DUP)
+            t->v[i].res = t->v[t->v[i].dup_of].res;
     free(members);
     free(done);
 }

@@ -158,3 +158,14 @@ def test_mail_that_came_back_through_a_forward_is_a_loop():
         data = open(path, "rb").read()
         assert b"mail forwarding loop for alice@example.test" in data, data[:1500]
         assert s.delivered("alice") == []
+
+
+def test_one_copy_per_mailbox_per_message():
+    s = Suite(start=False)
+    _aliases(s, "team: alice, bob\nall: team, alice\n")
+    with s.start_with_conf(s.conf_text):
+        s.send("x@example.test", ["alice@example.test", "team@example.test", "all@example.test"],
+               make_message(10))
+        s.wait_delivered("bob", 1)
+        s.wait_queue_empty()
+        assert len(s.delivered("alice")) == 1 and len(s.delivered("bob")) == 1

@@ -94,3 +94,35 @@ def test_forward_followed_and_group_writable_one_ignored():
             assert len(user_maildir_new(ben)) == 1
             assert os.stat(user_maildir_new(ben)[0]).st_uid == ben.pw_uid
             assert "group or world writable: ignored" in s.log(), s.log()[-2000:]
+
+
+def test_virtual_domain_mailboxes_written_as_vmail_user():
+    s, text = _suite(extra="")
+    with system_users(s.dir, 1) as (vm,):
+        vdir = os.path.join(s.dir, "vmail")
+        os.mkdir(vdir)
+        os.chown(vdir, vm.pw_uid, vm.pw_gid)
+        users = os.path.join(s.dir, "tenant.users")
+        with open(users, "w") as f:
+            f.write("eve:x\n")
+        os.chmod(users, 0o644)
+        with open(os.path.join(s.dir, "aliases"), "w") as f:
+            f.write("toeve: eve@tenant.test\n")
+        text = text.replace('aliases = ', f'vmail_user = "{vm.pw_name}"; aliases = ')
+        text += (f'domain "tenant.test" {{ mailboxes = "{vdir}/%d/%u/Maildir"; '
+                 f'users = "{users}"; }}\n')
+        with s.start_with_conf(text):
+            with s.smtp() as c:
+                c.ehlo("client.example.test")
+                c.mail("x@example.test")
+                code, msg = c.rcpt("mallory@tenant.test")
+                assert code == 550 and msg.startswith(b"5.1.1"), (code, msg)
+            s.send("x@example.test", ["eve@tenant.test", "toeve@example.test"], make_message(9))
+            new = os.path.join(vdir, "tenant.test", "eve", "Maildir", "new")
+            wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1, 30,
+                     "eve's virtual Maildir")
+            s.wait_queue_empty()
+            assert len(os.listdir(new)) == 1    # eve and toeve: one copy per message
+            for f in os.listdir(new):
+                st = os.stat(os.path.join(new, f))
+                assert st.st_uid == vm.pw_uid and stat.S_IMODE(st.st_mode) == 0o600, st
