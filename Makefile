@@ -34,7 +34,7 @@ CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-paramete
            -Wformat=2 -Wno-format-nonliteral -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
            -fstack-protector-strong -Ilib -I$(OBJ)/gen $(PKG_CFLAGS) $(SANFL) -MMD -MP
 LDFLAGS += $(SANFL)
-LIBS     = $(PKG_LIBS) -lpthread
+LIBS     = $(PKG_LIBS) -lcdb -lpthread
 
 # lib/<concern>/: shared code, one folder per concern (mk/layout.py: layers)
 LIB_SRC  = $(filter-out lib/rules/%,$(wildcard lib/*/*.c))

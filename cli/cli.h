@@ -21,6 +21,7 @@ struct cli {
 void cli_err(const char *fmt, ...) PRINTF_LIKE(1, 2);
 /* Load the configuration, printing every error; NULL on failure. */
 struct config *cli_load_config(const char *path);
+int cli_newaliases(struct cli *c, int argc, char **argv);   /* cli_aliases.c */
 void cli_usage_hint(void);
 
 /* Is master running? 1 = yes (*pid_r set), 0 = no (no or stale pid file),

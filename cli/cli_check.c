@@ -3,7 +3,9 @@
  * value error as file:line:col: key: message), then check what the file
  * points at: the user and group exist, the spool's parent directory exists,
  * TLS certificates and keys, DKIM keys and the users file are readable, the
- * rules file compiles. A missing local.aliases file is not an error.
+ * rules file compiles, local.aliases parses (file:line:col) and its index
+ * is not older than it, local.default_user and local.vmail_user exist and
+ * are not root. A missing local.aliases file is not an error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 
 #include "cli.h"
 #include "rules/rules.h"
+#include "local/aliases.h"
 
 struct checker {
     const char *path;    /* config file, the prefix of every message */
@@ -78,6 +81,47 @@ static void check_user(struct checker *k, const struct config *cfg)
         problem(k, "user", "\"%s\" is root: the daemons must run unprivileged", cfg->user);
     if (cfg->group && *cfg->group && getgrnam(cfg->group) == NULL)
         problem(k, "group", "group \"%s\" does not exist", cfg->group);
+}
+
+/* One problem per line of aliases_check's errors. */
+static void alias_problems(struct checker *k, const char *text)
+{
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        problem(k, "local.aliases", "%.*s", len, p);
+        p += len + (nl != NULL);
+    }
+}
+
+static void check_local(struct checker *k, const struct config *cfg)
+{
+    const char *users[2][2] = { { "local.default_user", cfg->local_default_user },
+                                { "local.vmail_user", cfg->local_vmail_user } };
+    for (int i = 0; i < 2; i++) {
+        if (users[i][1] == NULL || users[i][1][0] == '\0')
+            continue;
+        struct passwd *pw = getpwnam(users[i][1]);
+        if (pw == NULL)
+            problem(k, users[i][0], "user \"%s\" does not exist", users[i][1]);
+        else if (pw->pw_uid == 0)
+            problem(k, users[i][0], "\"%s\" is root: deliveries never run as root", users[i][1]);
+    }
+    const char *src = cfg->local_aliases;
+    struct stat ss, si;
+    if (src == NULL || src[0] == '\0' || stat(src, &ss) < 0)
+        return;
+    buf_t err, idx;
+    buf_init(&err, 128);
+    buf_init(&idx, 64);
+    if (aliases_check(src, &err) < 0)
+        alias_problems(k, err.data);
+    aliases_db_path(src, &idx);
+    if (stat(idx.data, &si) == 0 && (ss.st_mtim.tv_sec > si.st_mtim.tv_sec ||
+        (ss.st_mtim.tv_sec == si.st_mtim.tv_sec && ss.st_mtim.tv_nsec > si.st_mtim.tv_nsec)))
+        problem(k, "local.aliases", "index %s is older than %s: run newaliases", idx.data, src);
+    buf_free(&err);
+    buf_free(&idx);
 }
 
 static void check_spool(struct checker *k, const struct config *cfg)
@@ -160,6 +204,7 @@ static void check_files(struct checker *k, const struct config *cfg)
         domain_readable(k, d, "dkim.key", d->dkim_key);
         domain_readable(k, d, "users", d->users);
     }
+    readable(k, "local.users", cfg->local_users);
 }
 
 /* The daemons read these files after dropping to the user: when we are
@@ -235,6 +280,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     struct checker k = { c->config_path, 0, NULL };
     check_user(&k, cfg);
     check_spool(&k, cfg);
+    check_local(&k, cfg);
     check_root_files(&k, cfg);
     check_files_as_user(&k, cfg);
     check_unsupported(&k, cfg);

@@ -26,6 +26,7 @@ static const char usage_text[] =
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
     "  version                  version, build options and library versions\n"
+    "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
     "The configuration is -c FILE, else $POSTERN_CONFIG, else PREFIX/etc/postern/postern.conf\n"
     "(postern version shows PREFIX).\n";
@@ -79,6 +80,7 @@ static const struct command {
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
     { "config", cli_config }, { "spf", cli_spf },
+    { "newaliases", cli_newaliases },
 };
 
 int main(int argc, char **argv)
@@ -87,9 +89,8 @@ int main(int argc, char **argv)
     log_init("postern", 1, 0, LOG_L_WARN);
     struct cli c = { NULL };
     if (strcmp(prog, "newaliases") == 0) {
-        printf("newaliases: postern reads the aliases file directly (local.aliases); "
-               "there is no database to rebuild\n");
-        return 0;
+        c.config_path = config_default_path(NULL);
+        return cli_newaliases(&c, argc, argv);
     }
     if (strcmp(prog, "sendmail") == 0)
         return not_yet("sendmail");

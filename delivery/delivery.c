@@ -27,6 +27,7 @@
 #include "util/log.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
+#include "local/aliases.h"
 
 /* ---- helpers shared by the mailbox writers ------------------------------ */
 
@@ -114,22 +115,56 @@ static int nexthop_kind(const char *nh)
     return -2;
 }
 
-/* Deliver to recipient rr of an opened message (transport "local"). */
-static void deliver_one(const struct dlv_msg *m, struct req_rcpt *rr)
+/* The recipient's outcome from its targets: any deferral defers it (a
+ * retry re-delivers only what is not there yet: Maildir names are
+ * deterministic), else a failed target bounces it, else delivered. */
+static void aggregate(struct req_rcpt *rr, uint32_t slot, const struct dlv_targets *t)
 {
-    const struct qf_rcpt *q = &m->env->rcpts[rr->index];
-    enum mailbox_kind kind;
-    buf_t path;
-    buf_init(&path, 128);
-    if (delivery_path_resolve(m->cfg, q->addr, rr->kind, &kind, &path, &rr->res) == 0) {
-        if (kind == MBOX_DISCARD)
-            dlv_result_set(&rr->res, DS_DISCARDED, "2.0.0", "discarded");
-        else if (kind == MBOX_MBOX)
-            delivery_mbox(m, q->addr, path.data, &rr->res);
-        else
-            delivery_maildir(m, rr->index, q->addr, path.data, &rr->res);
+    const struct dlv_result *worst = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct dlv_result *x = &t->v[i].res;
+        if (t->v[i].slot != slot)
+            continue;
+        if (worst == NULL || (x->status == DS_DEFERRED && worst->status != DS_DEFERRED) ||
+            (x->status == DS_BOUNCED && worst->status != DS_DEFERRED &&
+             worst->status != DS_BOUNCED) ||
+            (x->status == DS_DELIVERED && worst->status == DS_DISCARDED))
+            worst = x;
     }
-    buf_free(&path);
+    if (worst != NULL)
+        rr->res = *worst;
+    else
+        dlv_result_set(&rr->res, DS_DISCARDED, "2.0.0", "alias expanded to nothing");
+}
+
+/* Expand every recipient of an opened message into targets, deliver them
+ * (grouped by identity), and set each recipient's outcome. */
+static void deliver_all(const struct dlv_msg *m, struct req_rcpt *rr, uint32_t n)
+{
+    struct dlv_targets t = { 0 };
+    uint32_t *qf_index = xcalloc(n, sizeof(*qf_index));
+    char *expanded = xcalloc(n, 1);
+    for (uint32_t i = 0; i < n; i++) {
+        qf_index[i] = rr[i].index;
+        if (rr[i].index >= (uint32_t)m->env->nrcpts)
+            dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5", "no recipient %u", rr[i].index);
+        else if (rr[i].kind == -2)
+            dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5",
+                           "nexthop not served by the local transport");
+        else if (delivery_seen_delivered_to(m, m->env->rcpts[rr[i].index].addr))
+            dlv_result_set(&rr[i].res, DS_BOUNCED, "5.4.6", "mail forwarding loop for %s",
+                           m->env->rcpts[rr[i].index].addr);
+        else if (delivery_expand(m->cfg, m->env->rcpts[rr[i].index].addr, rr[i].kind, i, &t,
+                                 &rr[i].res) == 0)
+            expanded[i] = 1;
+    }
+    delivery_run(m, qf_index, &t);
+    for (uint32_t i = 0; i < n; i++)
+        if (expanded[i])
+            aggregate(&rr[i], i, &t);
+    dlv_targets_free(&t);
+    free(qf_index);
+    free(expanded);
 }
 
 /* One DELIVER_STATUS per recipient, then DELIVER_DONE. A status whose
@@ -246,15 +281,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
         if (open_message(&req, &env, &fd, &mem, rr, n) == 0) {
             struct dlv_msg msg = { s->cfg, qid, fd, &env, s->cfg->hostname,
                                    mem ? mem + env.content_off : NULL };
-            for (uint32_t i = 0; i < n; i++) {
-                if (rr[i].index >= (uint32_t)env.nrcpts)
-                    dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5", "no recipient %u", rr[i].index);
-                else if (rr[i].kind == -2)
-                    dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.5",
-                                   "nexthop not served by the local transport");
-                else
-                    deliver_one(&msg, &rr[i]);
-            }
+            deliver_all(&msg, rr, n);
         }
         delivery_maildir_sync();   /* fsync new/ once per Maildir before any status */
         free(mem);
@@ -273,11 +300,17 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
 
 int main(int argc, char **argv)
 {
-    struct server *s = server_init("delivery", argc, argv, SERVER_F_NO_EVENT);
+    /* the one daemon that keeps CAP_SETUID/CAP_SETGID: it writes each
+     * mailbox as its recipient (delivery_ident.c, delivery_run.c) */
+    struct server *s = server_init("delivery", argc, argv,
+                                   SERVER_F_NO_EVENT | SERVER_F_KEEP_SETID);
     if (s->cfg->hostname == NULL || s->cfg->hostname[0] == '\0')
         log_fatal("hostname not set");
+    struct aliases_db *db = aliases_db_new(s->cfg->local_aliases);
+    delivery_expand_init(db);
     log_debug("local delivery agent ready");
     deliver_agent_run(s, "local", serve_request);
+    aliases_db_free(db);
     config_free(s->cfg);
     free(s->fds);
     free(s);

@@ -1,7 +1,11 @@
 /*
  * delivery.h - internals of the local delivery agent shared by its files:
  * delivery.c (accept loop, DELIVER_REQ protocol), delivery_path.c (which
- * mailbox a recipient gets), delivery_maildir.c and delivery_mbox.c.
+ * mailbox a recipient gets), delivery_expand.c (aliases, .forward: a
+ * recipient becomes targets), delivery_ident.c (whose rights a target is
+ * written with), delivery_run.c (targets grouped by identity, each group in
+ * a child that became that identity), delivery_pipe.c (|command),
+ * delivery_maildir.c and delivery_mbox.c.
  *
  * The agent is blocking: one connection, one request, one recipient at a
  * time. It decides nothing about policy; it reports per recipient
@@ -62,7 +66,73 @@ int  delivery_path_resolve(const struct config *cfg, const char *addr, int kind,
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
                       const char *dir, struct dlv_result *r);
 void delivery_maildir_sync(void);
-void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path,
-                   struct dlv_result *r);
+/* Append to an mbox (dotlock: also take <path>.lock; mode of a new file:
+ * 0600, or 0660 with group_rw, the /var/mail convention). */
+void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path, int dotlock,
+                   int group_rw, struct dlv_result *r);
+/* Forget the Maildir cache without syncing (a child of another identity). */
+void delivery_maildir_forget(void);
+
+/* ---- identities (delivery_ident.c) ------------------------------------ */
+struct dlv_ident {
+    uid_t uid;
+    gid_t gid;
+    int mail_group;             /* also the "mail" group (/var/mail mboxes) */
+    char user[64];
+    char home[512];
+};
+int  dlv_can_switch(void);      /* CAP_SETUID + CAP_SETGID held */
+void dlv_ident_self(struct dlv_ident *id);
+int  dlv_ident_lookup(const char *name, struct dlv_ident *id);   /* 1, 0 none, -1 error */
+int  dlv_ident_of_uid(uid_t uid, struct dlv_ident *id);          /* 0 or -1 */
+int  dlv_ident_same(const struct dlv_ident *a, const struct dlv_ident *b);
+int  dlv_ident_is_self(const struct dlv_ident *id);   /* no switch needed (or possible) */
+int  dlv_ident_become(const struct dlv_ident *id);    /* in a child: 0 or -1 */
+void dlv_fs_as(const struct dlv_ident *id);           /* file access as id (setfsuid) */
+void dlv_fs_restore(void);
+
+/* ---- targets (delivery_expand.c) -------------------------------------- */
+/* T_DUP: the same target as dup_of for another recipient of the message
+ * (delivered once, its outcome shared). */
+enum dlv_tkind { T_MAILBOX, T_FILE, T_PIPE, T_REMOTE, T_ERROR, T_DUP };
+
+struct dlv_target {
+    enum dlv_tkind kind;
+    enum mailbox_kind mkind;    /* T_MAILBOX */
+    char *value;                /* mailbox path, file, command, remote address */
+    char *rcpt;                 /* Delivered-To / $RECIPIENT */
+    char *sender;               /* envelope sender of an owner- list, or NULL */
+    uint32_t slot;              /* the request's recipient this came from */
+    size_t dup_of;              /* T_DUP: the target that is delivered */
+    struct dlv_ident id;
+    struct dlv_result res;
+};
+
+struct dlv_targets {
+    struct dlv_target *v;
+    size_t n, cap;
+};
+
+struct aliases_db;
+/* Set once by main: the alias index the expansion reads. */
+void delivery_expand_init(struct aliases_db *db);
+/* Expand recipient addr (kind: rule-chosen mailbox kind or -1) into
+ * targets tagged with slot. 0, or -1 with r set (loop, lookup failure):
+ * then the recipient gets r and nothing is delivered for it. */
+int  delivery_expand(const struct config *cfg, const char *addr, int kind, uint32_t slot,
+                     struct dlv_targets *out, struct dlv_result *r);
+void dlv_targets_free(struct dlv_targets *t);
+
+/* ---- running them (delivery_run.c, delivery_pipe.c) ------------------- */
+/* Deliver every target (results in each target's res). */
+void delivery_run(const struct dlv_msg *m, const uint32_t *qf_index, struct dlv_targets *t);
+/* Queue the T_REMOTE targets again through cleanup (delivery_forward.c). */
+void delivery_forward(const struct dlv_msg *m, struct dlv_targets *t);
+/* Does the message's header section hold "Delivered-To: rcpt" (it came
+ * back through a forward: a loop)? */
+int  delivery_seen_delivered_to(const struct dlv_msg *m, const char *rcpt);
+/* Run command with /bin/sh -c, the message on stdin, as the current
+ * process (already the right identity), bounded in time. */
+void delivery_pipe(const struct dlv_msg *m, const struct dlv_target *t, struct dlv_result *r);
 
 #endif

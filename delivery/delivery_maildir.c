@@ -250,6 +250,19 @@ static void md_pend(struct md_dir *e, struct dlv_result *r)
     e->pend[e->npend++] = r;
 }
 
+void delivery_maildir_forget(void)
+{
+    for (int i = 0; i < MD_CACHE_MAX; i++)
+        if (cache[i].path != NULL) {
+            close(cache[i].dfd);
+            close(cache[i].tmpfd);
+            close(cache[i].newfd);
+            free(cache[i].path);
+            free(cache[i].pend);
+            memset(&cache[i], 0, sizeof(cache[i]));
+        }
+}
+
 void delivery_maildir_sync(void)
 {
     for (int i = 0; i < MD_CACHE_MAX; i++)

@@ -136,15 +136,15 @@ static int mbox_append(const struct dlv_msg *m, int fd, const char *rcpt, const 
     return rc;
 }
 
-void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path,
-                   struct dlv_result *r)
+void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path, int dotlock,
+                   int group_rw, struct dlv_result *r)
 {
     buf_t lock;
     buf_init(&lock, 128);
     buf_printf(&lock, "%s.lock", path);
     const char *op = "lock";
     int fd = -1, have_dot = 0;
-    int lr = dotlock_take(lock.data);
+    int lr = dotlock ? dotlock_take(lock.data) : 0;
     if (lr != 0) {
         if (lr > 0) {
             dlv_result_set(r, DS_DEFERRED, "4.2.0", "mbox %s: locked by another process", path);
@@ -153,9 +153,16 @@ void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path,
         op = "create lock";
         goto fail;
     }
-    have_dot = 1;
+    have_dot = dotlock;
     op = "open";
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        /* new: the owner's alone, or the owner's and the group's (mail) as
+         * Debian's /var/mail wants (the setgid directory gives the group) */
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 && group_rw && fchmod(fd, 0660) < 0)
+            log_warn("chmod 0660 %s: %m", path);
+    }
     if (fd < 0)
         goto fail;
     op = "lock";
@@ -166,12 +173,13 @@ void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path,
     }
     if (lr < 0 || mbox_append(m, fd, rcpt, &op) < 0)
         goto fail;
-    dlv_result_set(r, DS_DELIVERED, "2.0.0", "delivered to mailbox");
+    dlv_result_set(r, DS_DELIVERED, "2.0.0", dotlock ? "delivered to mailbox" : "delivered to file");
     goto out;
 fail:;
     int e = errno;
     dlv_result_errno(r, e, "mbox");
-    snprintf(r->reason, sizeof(r->reason), "mbox %s: %s: %s", path, op, strerror(e));
+    snprintf(r->reason, sizeof(r->reason), "%s %s: %s: %s", dotlock ? "mbox" : "file", path, op,
+             strerror(e));
 out:
     if (fd >= 0)
         close(fd);          /* releases the fcntl lock */

@@ -240,6 +240,7 @@ static void on_reload(struct server *s)
     ctx->cfg = nc;
     s->cfg = nc;
     policy_init(nc);
+    filter_local_init(nc);
     config_free(old);
     log_set_level(nc->log_level);
     fprog_unref(ctx->prog);
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
     s->on_stop = on_stop;
     s->on_reload = on_reload;
     policy_init(s->cfg);
+    filter_local_init(s->cfg);
     if (compile_rules(s->cfg, "", &ctx->prog) < 0) {
         log_error("rules %s do not compile: exiting", s->cfg->rules);
         exit(1);

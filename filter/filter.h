@@ -72,6 +72,8 @@ void fconn_release(struct fconn *c);     /* a job finished: free a closed connec
 
 /* filter_eval.c */
 void fe_init(struct fctx *ctx);
+/* filter_local.c: the default policy's local-recipient check (at start and reload). */
+void filter_local_init(const struct config *cfg);
 void fe_request(struct fconn *c, const struct ipc_filter_req *q);
 void fe_session_end(struct fconn *c, uint64_t session);
 void fe_conn_closed(struct fconn *c);    /* forget the contexts it created */

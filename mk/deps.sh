@@ -10,6 +10,7 @@
 # tour use, even when another package only recommends it. One group a line:
 #   build:  cc, make, ar (build-essential), pkg-config, the -dev libraries
 #           (libcurl4-openssl-dev: the MTA-STS policy fetch over HTTPS, lib/sts/)
+#           (libcdb-dev: tinycdb, the compiled local.aliases index)
 #   fuzz:   clang + libFuzzer (libclang-rt-14-dev)
 #   tests:  python3 (/usr/bin/python3), swaks (SMTP client) with
 #           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
@@ -25,7 +26,7 @@
 #           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
-libunbound-dev libpcre2-dev libcurl4-openssl-dev
+libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc

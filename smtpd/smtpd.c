@@ -206,6 +206,7 @@ static const struct listener *find_listener(const char *name)
 /* server_init_ex hook, still root and outside the jail */
 static void pre_drop(struct server *srv, void *arg)
 {
+    smtpd_local_pre_drop(srv);      /* first: the helper holds no key */
     smtpd_tls_pre_drop(srv, arg);
     smtpd_dns_pre_drop(srv->cfg);
 }

@@ -254,6 +254,9 @@ void smtpd_tls_session_free(struct smtpd_session *s);
 struct dns_fcrdns;
 struct event;
 void smtpd_dns_pre_drop(const struct config *cfg);   /* before the jail */
+/* smtpd_local.c: fork the local-recipient helper (before the jail) and set
+ * the default policy's local check to ask it. */
+void smtpd_local_pre_drop(struct server *srv);
 void smtpd_dns_init(struct event_base *base);
 void smtpd_dns_shutdown(void);
 void smtpd_dns_start(struct smtpd_session *s);        /* at session start */

@@ -71,7 +71,9 @@ int smtpd_filter_wanted(enum stage st, const char *rcpt)
 {
     if (!rules_off && filter_clnt_stage_rules(fc, st))
         return 1;
-    return st == STAGE_RCPT && !policy_rcpt_is_local(smtpd_cfg, rcpt ? rcpt : "");
+    /* every rcpt: relay control for a non-local one, the local-recipient
+     * check (550 5.1.1, smtpd_local.c) for a local one */
+    return st == STAGE_RCPT;
 }
 
 static void pending_free(struct smtpd_pending *p)

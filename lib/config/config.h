@@ -91,6 +91,10 @@ struct config {
     char    *local_maildir;     /* template; "~" = user's home, %u local part, %d domain */
     char    *local_mbox;        /* template, default "/var/mail/%u" */
     char    *local_aliases;
+    int      local_forward;     /* local.forward: honour ~/.forward */
+    char    *local_default_user;   /* local.default_user: pipes/files of root's aliases */
+    char    *local_vmail_user;  /* local.vmail_user: owner of template mailboxes ("" = user) */
+    char    *local_users;       /* local.users: allowed local parts with a catch-all template */
 
     struct domain_conf *domains; int ndomains;
 

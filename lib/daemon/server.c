@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <time.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -87,6 +89,45 @@ static void drop_to(uid_t uid, gid_t gid)
         log_fatal("privilege drop did not take: still root");
     if (setuid(0) == 0)
         log_fatal("privilege drop did not take: could regain root");
+}
+
+/* Set the capability sets: permitted = effective = mask (of CAP_* bits
+ * below 32), inheritable empty. */
+int server_set_caps(uint32_t mask)
+{
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof(d));
+    d[0].permitted = d[0].effective = mask;
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+/* SERVER_F_KEEP_SETID: drop to uid/gid but keep CAP_SETUID and CAP_SETGID
+ * (and nothing else, not even in the bounding set), so the local agent can
+ * become one recipient at a time in a child (delivery/delivery_ident.c).
+ * Root's other powers are gone: no file access beyond the user's. */
+static void drop_keep_setid(uid_t uid, gid_t gid)
+{
+    uint32_t keep = (1u << CAP_SETUID) | (1u << CAP_SETGID);
+    for (int c = 0; c <= CAP_LAST_CAP; c++)
+        if (c != CAP_SETUID && c != CAP_SETGID && c != CAP_SETPCAP &&
+            prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            log_fatal("PR_CAPBSET_DROP(%d): %m", c);
+    if (prctl(PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0) < 0)
+        log_fatal("PR_CAPBSET_DROP(CAP_SETPCAP): %m");
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        log_fatal("PR_SET_KEEPCAPS: %m");
+    if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+        log_fatal("privilege drop to %u:%u: %m", (unsigned)uid, (unsigned)gid);
+    if (server_set_caps(keep) < 0)
+        log_fatal("capset: %m");
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    uid_t r, e, sv;
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (getresuid(&r, &e, &sv) < 0 || r == 0 || e == 0 || sv == 0 ||
+        syscall(SYS_capget, &h, d) < 0 || d[0].permitted != keep || d[1].permitted != 0)
+        log_fatal("privilege drop did not take: still root or more capabilities");
 }
 
 void server_drop_privileges(const struct config *cfg)
@@ -347,7 +388,10 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
             enter_jail(s->cfg, JAIL_SMTPD);
         else if (jail && strcmp(jail, "spool") == 0)
             enter_spool_jail(s->cfg);
-        drop_to(uid, gid);
+        if (flags & SERVER_F_KEEP_SETID)
+            drop_keep_setid(uid, gid);
+        else
+            drop_to(uid, gid);
     }
     if (geteuid() == 0 || getuid() == 0)
         log_fatal("running as root after start-up: refusing");

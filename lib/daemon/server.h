@@ -24,6 +24,7 @@
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
 
+#include <stdint.h>
 #include <event2/listener.h>
 #include "config/config.h"
 
@@ -58,7 +59,14 @@ struct server {
     struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };
 
-enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2 };
+/* SERVER_F_KEEP_SETID: only the local agent (delivery/): drop to the user
+ * but keep CAP_SETUID and CAP_SETGID, so a child can become one recipient
+ * for one delivery (as Postfix local(8) does); nothing else is kept. */
+enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2, SERVER_F_KEEP_SETID = 4 };
+
+/* Set this process's capabilities: permitted = effective = mask (bits
+ * 1 << CAP_*), inheritable empty; 0 or -1. server_set_caps(0) drops all. */
+int server_set_caps(uint32_t mask);
 
 /* Runs inside server_init_ex() while still root: after the config is loaded,
  * the inherited fds are parsed and the cwd is the spool, before the

@@ -3,7 +3,8 @@
  * used by filter and by smtpd (filter_policy.h).
  *
  * rcpt stage: a recipient in local_domains or a domain block, or postmaster
- * (bare or at a local domain), is accepted; otherwise a client in
+ * (bare or at a local domain), is accepted when the process's local check
+ * (policy_set_local_check) knows it, else 550 5.1.1; otherwise a client in
  * mynetworks or an authenticated one may relay; anything else is
  * "554 5.7.1 Relay access denied". Every other stage: next.
  * Never an open relay through sender-specified routing: a local part with
@@ -21,10 +22,16 @@
 #include "util/log.h"
 
 static const struct config *pcfg;
+static policy_local_fn *local_check;
 
 void policy_init(const struct config *cfg)
 {
     pcfg = cfg;
+}
+
+void policy_set_local_check(policy_local_fn *fn)
+{
+    local_check = fn;
 }
 
 /* The recipient as given: "<a@b>" is tolerated, the brackets dropped. */
@@ -35,6 +42,34 @@ static void bare_addr(const char *rcpt, buf_t *out)
         buf_set(out, rcpt + 1, n - 2);
     else
         buf_set(out, rcpt, n);
+}
+
+/* A local recipient nobody receives mail for: 550 5.1.1 (or 451 when the
+ * lookup failed); 0 when it is known (or nobody checks). */
+static int unknown_local(const char *rcpt, struct verdict_out *out)
+{
+    if (local_check == NULL)
+        return 0;
+    buf_t a;
+    buf_init(&a, 64);
+    bare_addr(rcpt, &a);
+    int r = local_check(a.data);
+    buf_free(&a);
+    if (r > 0)
+        return 0;
+    if (r < 0) {
+        out->status = V_TEMPFAIL;
+        out->code = 451;
+        str_copy(out->enhanced, sizeof(out->enhanced), "4.3.0");
+        str_copy(out->text, sizeof(out->text), "Temporary local recipient lookup failure");
+    } else {
+        out->status = V_REJECT;
+        out->code = 550;
+        str_copy(out->enhanced, sizeof(out->enhanced), "5.1.1");
+        str_copy(out->text, sizeof(out->text),
+                 "Recipient address rejected: User unknown in local recipient table");
+    }
+    return 1;
 }
 
 int policy_rcpt_is_local(const struct config *cfg, const char *rcpt)
@@ -102,8 +137,12 @@ void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,
         out->status = V_TEMPFAIL;
         return;
     }
-    if (policy_rcpt_is_local(pcfg, rcpt ? rcpt : "") ||
-        policy_client_trusted(pcfg, client_ip, auth_user)) {
+    if (policy_rcpt_is_local(pcfg, rcpt ? rcpt : "")) {
+        if (!unknown_local(rcpt, out))
+            out->status = V_ACCEPT;
+        return;
+    }
+    if (policy_client_trusted(pcfg, client_ip, auth_user)) {
         out->status = V_ACCEPT;
         return;
     }

@@ -23,6 +23,12 @@ struct verdict_out {
 };
 
 void policy_init(const struct config *cfg);
+/* Is a recipient at a local domain someone we deliver to (lib/local/
+ * local_rcpt.h)? 1 yes, 0 no (550 5.1.1), -1 temporary failure (451 4.3.0).
+ * Each process sets how it asks (smtpd: its helper outside the jail;
+ * filter: directly); unset = every local recipient is known. */
+typedef int policy_local_fn(const char *addr);
+void policy_set_local_check(policy_local_fn *fn);
 void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out);
 /* The same from the pieces smtpd knows (rcpt: only at STAGE_RCPT). */
 void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,

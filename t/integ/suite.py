@@ -142,7 +142,9 @@ class Suite:
         os.chown(self.mail, pw.pw_uid, pw.pw_gid)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         if local_conf is None:
-            local_conf = f'local {{ mailbox = "maildir"; maildir = "{self.mail}/%u/Maildir"; }}'
+            # aliases: the suite's own (none unless a test writes it), not the host's
+            local_conf = (f'local {{ mailbox = "maildir"; maildir = "{self.mail}/%u/Maildir"; '
+                          f'aliases = "{self.dir}/aliases"; }}')
         if listen is None:
             listen = f'listen {{ smtp {{ address = ["{host}:{self.port}"]; }} }}'
         self.conf = os.path.join(self.dir, "postern.conf")

@@ -182,8 +182,8 @@ def test_mbox_delivery():
     s = Suite(start=False)
     try:
         s.write_conf(s.conf_text.replace(
-            f'local {{ mailbox = "maildir"; maildir = "{s.mail}/%u/Maildir"; }}',
-            f'local {{ mailbox = "mbox"; mbox = "{s.mail}/%u.mbox"; }}'))
+            f'mailbox = "maildir"; maildir = "{s.mail}/%u/Maildir";',
+            f'mailbox = "mbox"; mbox = "{s.mail}/%u.mbox";'))
         s.start()
         body = "From the start\r\n>From quoted\r\nplain\r\n"
         s.send("a@example.test", ["bob@example.test"], make_message(5, body=body))

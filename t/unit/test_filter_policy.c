@@ -109,6 +109,32 @@ static void test_relay_denied(void **st)
     assert_relay_denied(ask(STAGE_RCPT, "198.51.100.7", "", "x@sub.example.test"));
 }
 
+/* The process's local check: "ghost" is nobody, "flaky" fails to look up. */
+static int fake_check(const char *addr)
+{
+    if (strncmp(addr, "ghost@", 6) == 0)
+        return 0;
+    return strncmp(addr, "flaky@", 6) == 0 ? -1 : 1;
+}
+
+static void test_unknown_local_user(void **st)
+{
+    const char *ip = "127.0.0.1";         /* trusted: still refused, never relayed */
+    policy_set_local_check(fake_check);
+    struct verdict_out v = ask(STAGE_RCPT, ip, "", "<ghost@example.test>");
+    assert_int_equal(v.status, V_REJECT);
+    assert_int_equal(v.code, 550);
+    assert_string_equal(v.enhanced, "5.1.1");
+    v = ask(STAGE_RCPT, ip, "", "flaky@example.test");
+    assert_int_equal(v.status, V_TEMPFAIL);
+    assert_int_equal(v.code, 451);
+    assert_string_equal(v.enhanced, "4.3.0");
+    assert_int_equal(ask(STAGE_RCPT, ip, "", "user@example.test").status, V_ACCEPT);
+    assert_int_equal(ask(STAGE_RCPT, ip, "", "ghost@remote.test").status, V_ACCEPT);
+    policy_set_local_check(NULL);
+    assert_int_equal(ask(STAGE_RCPT, ip, "", "ghost@example.test").status, V_ACCEPT);
+}
+
 /* TESTING.md item 12: no relay through sender-specified routing. */
 static void test_routing_tricks(void **st)
 {
@@ -151,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_local_accepted),
         cmocka_unit_test(test_postmaster),
         cmocka_unit_test(test_relay_denied),
+        cmocka_unit_test(test_unknown_local_user),
         cmocka_unit_test(test_routing_tricks),
         cmocka_unit_test(test_trusted_relay),
         cmocka_unit_test(test_other_stages_next),
