@@ -20,6 +20,8 @@
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
 #           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
 #   tour:   man-db (man -l man/*.5)
+#   peers:  nsd (the DNSSEC-signed zone server of the DANE tests), bsd-mailx
+#           (mail -s through our sendmail in the sendmail tests)
 #   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
@@ -30,7 +32,7 @@ libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
-man-db
+man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml"
 if [ "${1:-}" = "--list" ]; then

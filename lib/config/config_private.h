@@ -66,6 +66,9 @@ void cfg_error_add(struct config_errors *e, const char *file, int line, int col,
 /* "dir/rel" made absolute and lexically normalised (".", ".." and "//"). */
 char *cfg_path_resolve(const char *dir, const char *rel);
 
+/* A size in its largest exact unit: 52428800 -> "50M" (errors, config show). */
+void cfg_format_size(buf_t *b, int64_t v);
+
 /* Levenshtein distance, capped (returns cap+1 when larger). */
 int cfg_edit_distance(const char *a, const char *b, int cap);
 

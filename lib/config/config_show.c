@@ -29,20 +29,7 @@ static void show_string(buf_t *o, const char *s)
     buf_append_char(o, '"');
 }
 
-/* The largest unit that divides v exactly: 50M, 300s -> 5m, 4h, 5d. */
-static void show_size(buf_t *o, int64_t v)
-{
-    static const char suf[] = "kMGT";
-    int i = -1;
-    while (i < 3 && v != 0 && v % 1024 == 0) {
-        v /= 1024;
-        i++;
-    }
-    buf_printf(o, "%lld", (long long)v);
-    if (i >= 0)
-        buf_append_char(o, suf[i]);
-}
-
+/* The largest unit that divides v exactly: 300s -> 5m, 4h, 5d. */
 static void show_duration(buf_t *o, int64_t v)
 {
     static const struct { int64_t secs; char unit; } u[] = {
@@ -115,7 +102,7 @@ static void show_value(buf_t *o, const struct param *p, const void *base)
     case P_STR: case P_PATH: show_string(o, *(char *const *)f); break;
     case P_INT: buf_printf(o, "%d", *(const int *)f); break;
     case P_LONG: buf_printf(o, "%ld", *(const long *)f); break;
-    case P_SIZE: show_size(o, *(const int64_t *)f); break;
+    case P_SIZE: cfg_format_size(o, *(const int64_t *)f); break;
     case P_DUR: show_duration(o, *(const int *)f); break;
     case P_BOOL: buf_append_str(o, *(const int *)f ? "true" : "false"); break;
     case P_ENUM: show_enum(o, p, *(const int *)f); break;

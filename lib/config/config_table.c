@@ -289,18 +289,23 @@ static const char *type_expect(const struct param *p)
     return "?";
 }
 
+void cfg_format_size(buf_t *b, int64_t v)
+{
+    static const char suf[] = "kMGT";
+    int i = -1;
+    while (i < 3 && v != 0 && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    buf_printf(b, "%lld", (long long)v);
+    if (i >= 0)
+        buf_append_char(b, suf[i]);
+}
+
 static void describe_num(buf_t *b, enum ptype t, int64_t v)
 {
     if (t == P_SIZE) {
-        static const char suf[] = "kMGT";
-        int i = -1;
-        while (i < 3 && v != 0 && v % 1024 == 0) {
-            v /= 1024;
-            i++;
-        }
-        buf_printf(b, "%lld", (long long)v);
-        if (i >= 0)
-            buf_append_char(b, suf[i]);
+        cfg_format_size(b, v);
     } else if (t == P_DUR || t == P_DURLIST) {
         buf_printf(b, "%llds", (long long)v);
     } else {
