@@ -42,6 +42,10 @@ void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
+struct dns_ctx;
+/* cli_spf.c: the configuration and its resolver, or NULL (said on stderr) */
+struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r);
+int cli_dmarc(struct cli *c, int argc, char **argv);   /* cli_dmarc.c: argv[0] = "dmarc" */
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

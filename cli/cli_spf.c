@@ -12,15 +12,13 @@
 #include "dns/dns.h"
 #include "spf/spf.h"
 
-int cli_spf(struct cli *c, int argc, char **argv)
+/* The configuration and its resolver (dns.*) for a diagnostic command;
+ * NULL after saying why on stderr (nothing to free then). */
+struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r)
 {
-    if (argc < 3 || argc > 4) {
-        fputs("usage: postern [-c FILE] spf IP SENDER [HELO]\n", stderr);
-        return EX_USAGE_;
-    }
-    struct config *cfg = cli_load_config(c->config_path);
+    struct config *cfg = cli_load_config(config_path);
     if (!cfg)
-        return EX_FAIL;
+        return NULL;
     struct dns_config dc;
     buf_t err;
     dns_config_from(cfg, &dc);
@@ -28,11 +26,24 @@ int cli_spf(struct cli *c, int argc, char **argv)
     struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
     if (!ctx) {
         cli_err("dns: %s", err.data);
-        buf_free(&err);
         config_free(cfg);
-        return EX_FAIL;
+        cfg = NULL;
     }
     buf_free(&err);
+    *cfg_r = cfg;
+    return ctx;
+}
+
+int cli_spf(struct cli *c, int argc, char **argv)
+{
+    if (argc < 3 || argc > 4) {
+        fputs("usage: postern [-c FILE] spf IP SENDER [HELO]\n", stderr);
+        return EX_USAGE_;
+    }
+    struct config *cfg;
+    struct dns_ctx *ctx = cli_resolver(c->config_path, &cfg);
+    if (!ctx)
+        return EX_FAIL;
     struct spf_request rq = { .ip = argv[1], .sender = argv[2],
                               .helo = argc > 3 ? argv[3] : "", .receiver = cfg->hostname };
     struct spf_outcome o;

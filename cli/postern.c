@@ -25,6 +25,8 @@ static const char usage_text[] =
     "  queue flush              retry deferred mail now\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
+    "  spf IP SENDER [HELO]     SPF result word, then the explanation\n"
+    "  dmarc DOMAIN             the DMARC record, organizational domain and policy\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
@@ -79,7 +81,7 @@ static const struct command {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
-    { "config", cli_config }, { "spf", cli_spf },
+    { "config", cli_config }, { "spf", cli_spf }, { "dmarc", cli_dmarc },
     { "newaliases", cli_newaliases },
 };
 

@@ -26,6 +26,11 @@
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
 #           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
+#   dmarc:  libopendmarc-dev (lib/dmarc: DMARC policy and alignment), publicsuffix
+#           (the Public Suffix List for organizational domains), python3-authres
+#           (parses Authentication-Results in the tests), python3-authheaders
+#           (the reference DMARC evaluator the tests compare with), python3-dkim
+#           (signs the tests' messages)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
@@ -34,7 +39,8 @@ clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
-python3-spf python3-yaml"
+python3-spf python3-yaml
+libopendmarc-dev publicsuffix python3-authres python3-authheaders python3-dkim"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

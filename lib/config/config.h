@@ -19,6 +19,9 @@
 
 enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
 enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
+/* authentication.dmarc_failure: what cleanup does with a message failing
+ * DMARC whose policy asks it (never on temperror) */
+enum dmarc_failure { DMF_NONE = 0, DMF_QUARANTINE, DMF_REJECT };
 /* delivery.tls_policy: STARTTLS towards the next hop (smtp agent) */
 enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_VERIFY };
 enum mailbox_kind { MBOX_MAILDIR = 0, MBOX_MBOX, MBOX_DISCARD };
@@ -85,6 +88,8 @@ struct config {
     char    *auth_users;
     int      auth_plaintext_without_tls;
     int      authentication_spf;    /* SPF at MAIL FROM (smtpd_spf.c), Received-SPF */
+    int      authentication_dmarc;  /* DMARC at end of data (cleanup_dmarc.c) */
+    enum dmarc_failure authentication_dmarc_failure;
 
     struct strlist local_domains;
     enum mailbox_kind local_mailbox;   /* local.mailbox: maildir | mbox | discard */
