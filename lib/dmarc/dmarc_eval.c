@@ -174,6 +174,7 @@ static void copy_input(struct dmarc_eval *e, const struct dmarc_input *in)
         buf_append(&b, r, strlen(r) + 1);
     }
     e->dkim_text = buf_steal(&b);
+    buf_free(&b);                    /* steal left a fresh buffer */
     e->in = *in;
     e->in.from_domain = e->dkim_text + off[0];
     e->in.spf_result = e->dkim_text + off[1];
