@@ -129,6 +129,7 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         .nrcpt = (uint32_t)e->nrcpts,
         .queue_id = t->qid,
         .spf_result = t->spf_result, .spf_domain = t->spf_domain,
+        .dmarc_result = t->auth.dmarc_result, .dmarc_policy = t->auth.dmarc_policy,
         .size = t->size,
         .path = t->path,
     };

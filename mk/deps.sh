@@ -26,11 +26,14 @@
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
 #           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
+#   dkim:   libopendkim-dev (lib/dkim: DKIM verify and sign), opendkim-tools
+#           (opendkim-testmsg/opendkim-genkey: the independent verifier and key maker
+#           of the tests), python3-dkim (dkimpy: signs and verifies in the tests),
+#           python3-authres (parses Authentication-Results in the tests), unbound
+#           (a private DNS server on 127.0.0.1:53 inside `unshare -n` for opendkim-testmsg)
 #   dmarc:  libopendmarc-dev (lib/dmarc: DMARC policy and alignment), publicsuffix
-#           (the Public Suffix List for organizational domains), python3-authres
-#           (parses Authentication-Results in the tests), python3-authheaders
-#           (the reference DMARC evaluator the tests compare with), python3-dkim
-#           (signs the tests' messages)
+#           (the Public Suffix List for organizational domains), python3-authheaders
+#           (the reference DMARC evaluator the tests compare with)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
@@ -40,7 +43,8 @@ python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml
-libopendmarc-dev publicsuffix python3-authres python3-authheaders python3-dkim"
+libopendkim-dev opendkim-tools python3-dkim python3-authres unbound
+libopendmarc-dev publicsuffix python3-authheaders"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

@@ -143,9 +143,4 @@ void dmarc_report_line(const struct dmarc_report_row *row, struct buf *out);
  * DMARC_REPORT_MAX the file is renamed to path.1 first. 0 or -1 (errno). */
 int  dmarc_report_append(const char *path, const struct dmarc_report_row *row);
 
-/* The Authentication-Results method for o (RFC 7489 11.2, RFC 8601):
- * "dmarc=fail (p=reject sp=none pct=100 dis=reject) header.from=example.com",
- * dis = the local disposition. */
-void dmarc_ar_method(const struct dmarc_outcome *o, const char *disposition, struct buf *out);
-
 #endif

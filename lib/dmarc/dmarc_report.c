@@ -2,8 +2,8 @@
  * dmarc_report.c - what DMARC leaves behind for each message: one line of
  * aggregate-report data (RFC 7489 7.2: the fields of a <record>: source
  * IP, header_from, policy_evaluated with the disposition, the DKIM and SPF
- * results and domains, the published policy), and the dmarc= method of
- * Authentication-Results.
+ * results and domains, the published policy). (The dmarc= method of
+ * Authentication-Results is composed with the others by lib/dkim/authres.c.)
  *
  * Lines are "key=value" pairs separated by one blank; values come from
  * mail and DNS, so every byte outside printable ASCII, blanks and '=' is
@@ -88,29 +88,4 @@ int dmarc_report_append(const char *path, const struct dmarc_report_row *row)
     close(fd);
     errno = e;
     return rc;
-}
-
-/* A domain as it may stand in a header field: letters, digits, '.', '-',
- * '_' (anything else: '?'). */
-static void domain_token(buf_t *out, const char *d)
-{
-    for (size_t i = 0; d[i] && i < DNS_NAME_MAX; i++) {
-        char c = d[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '-' || c == '_';
-        buf_append_char(out, ok ? c : '?');
-    }
-}
-
-void dmarc_ar_method(const struct dmarc_outcome *o, const char *disposition, buf_t *out)
-{
-    buf_printf(out, "dmarc=%s", dmarc_result_name(o->result));
-    if (o->has_record) {
-        buf_printf(out, " (%s=%s pct=%d dis=%s)", o->sp_used ? "sp" : "p",
-                   dmarc_policy_name(o->published), o->pct, disposition);
-    }
-    if (o->from_domain[0]) {
-        buf_append_str(out, " header.from=");
-        domain_token(out, o->from_domain);
-    }
 }

@@ -21,6 +21,8 @@
 #define SPOOL_PUBLIC     "public"
 #define SPOOL_TMP        "tmp"       /* cleanup's files being written */
 #define SPOOL_STS        "sts"       /* the smtp agent's MTA-STS policy cache (lib/sts) */
+#define SPOOL_DMARC      "dmarc"     /* cleanup's DMARC aggregate-report data (lib/dmarc) */
+#define SPOOL_DMARC_RECORDS SPOOL_DMARC "/records"   /* one line per message */
 
 /* Sockets under private/ */
 #define SOCK_CLEANUP  "private/cleanup"

@@ -71,7 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     buf_t b;
     buf_init(&b, 256);
-    dmarc_ar_method(o, "none", &b);
     struct dmarc_report_row row = { 0, "Q", "192.0.2.1", "none", o, "fail", "example.com" };
     dmarc_report_line(&row, &b);
     buf_free(&b);

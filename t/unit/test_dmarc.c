@@ -3,7 +3,7 @@
  * organizational domains from the Public Suffix List, the evaluator on
  * fabricated records (alignment relaxed and strict, p= and sp=, pct= with
  * fixed draws, temperror, permerror), policy discovery driven by a table of
- * answers, the report line and the Authentication-Results method.
+ * answers and the report line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -293,7 +293,7 @@ static void test_discovery(void **state)
     assert_int_equal(o.result, DMARC_R_NONE);
 }
 
-static void test_report_and_ar(void **state)
+static void test_report(void **state)
 {
     struct dmarc_outcome o;
     decide("Ex ample=.com", "pass", "x.net", "d\n.test", "pass", "v=DMARC1; p=reject; pct=50",
@@ -309,19 +309,6 @@ static void test_report_and_ar(void **state)
         "dkim_aligned=fail spf_aligned=fail dkim_domain=d?.test dkim_result=pass "
         "spf_domain=x.net spf_result=pass p=reject sp_used=no pct=50 sampled_out=no adkim=r "
         "aspf=r");
-    buf_reset(&b);
-    dmarc_ar_method(&o, "reject", &b);
-    assert_string_equal(b.data, "dmarc=fail (p=reject pct=50 dis=reject) header.from=ex?ample?.com");
-    buf_reset(&b);
-    decide("a.example.com", "", "", NULL, NULL, "v=DMARC1; p=none; sp=quarantine",
-           "example.com", 0, &o);
-    dmarc_ar_method(&o, "none", &b);
-    assert_string_equal(b.data,
-                        "dmarc=fail (sp=quarantine pct=100 dis=none) header.from=a.example.com");
-    buf_reset(&b);
-    decide("example.com", "", "", NULL, NULL, NULL, NULL, 0, &o);
-    dmarc_ar_method(&o, "none", &b);
-    assert_string_equal(b.data, "dmarc=none header.from=example.com");
     buf_free(&b);
 }
 
@@ -336,7 +323,7 @@ int main(void)
         cmocka_unit_test(test_policy_sp_pct),
         cmocka_unit_test(test_none_temp_perm),
         cmocka_unit_test(test_discovery),
-        cmocka_unit_test(test_report_and_ar),
+        cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
