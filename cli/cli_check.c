@@ -249,6 +249,18 @@ static void check_files_as_user(struct checker *k, const struct config *cfg)
         k->problems++;
 }
 
+/* DMARC with neither SPF nor DKIM checked fails every message of a domain
+ * that publishes a policy: with a failure action that would refuse or
+ * quarantine all of them. */
+static void check_dmarc(struct checker *k, const struct config *cfg)
+{
+    if (cfg->authentication_dmarc && cfg->authentication_dmarc_failure != DMF_NONE &&
+        !cfg->authentication_spf && !cfg->authentication_dkim)
+        problem(k, "authentication.dmarc_failure",
+                "DMARC can only pass with authentication.spf or authentication.dkim on: "
+                "every message of a domain with a policy would be refused or quarantined");
+}
+
 /* Keys the parser accepts because PRODUCT.md names them, but that nothing
  * acts on yet: accepting them silently would lie to the administrator. */
 static void check_unsupported(struct checker *k, const struct config *cfg)
@@ -282,6 +294,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_root_files(&k, cfg);
     check_files_as_user(&k, cfg);
     check_unsupported(&k, cfg);
+    check_dmarc(&k, cfg);
     config_free(cfg);
     if (k.problems > 0) {
         fprintf(stderr, "%s: %d problem%s\n", c->config_path, k.problems,

@@ -260,3 +260,11 @@ def test_dmarc_cli():
         # check: the keys are supported (no "not supported yet")
         r = s.postern("check")
         assert b"dmarc" not in r.stderr, r.stderr
+        # ... but a failure action with neither SPF nor DKIM is a problem
+        good = s.conf_text
+        s.write_conf(good.replace("spf = true; dkim = true;", "spf = false;")
+                     .replace('dmarc_failure = "none"', 'dmarc_failure = "reject"'))
+        r = s.postern("check")
+        s.write_conf(good)
+        assert r.returncode == 1 and b"authentication.dmarc_failure: DMARC can only pass" \
+            in r.stderr, r.stderr
