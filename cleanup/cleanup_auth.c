@@ -351,7 +351,7 @@ void cla_start(struct cl_ctx *ctx)
 
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    buf_init(&t->auth.sigs, 0);
+    /* t->auth.sigs was initialised by txn_begin: initialising it again leaked */
     workq_submit(wq, &t->awitem);
 }
 
