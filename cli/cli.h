@@ -42,6 +42,9 @@ void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
+int cli_dkim(struct cli *c, int argc, char **argv);    /* cli_dkim.c: argv[0] = "dkim" */
+/* postern check's DKIM key checks: problems printed, their number returned. */
+int cli_check_dkim(const char *path, const struct config *cfg);
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */
