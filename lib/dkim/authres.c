@@ -8,6 +8,7 @@
 #include "dkim/authres.h"
 
 #define VALUE_MAX 255
+#define B64 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 /* RFC 2045 token: printable ASCII but SP, controls and tspecials. '@' is
  * a tspecial, but RFC 8601 2.2 lets pvalue be [local-part "@"] domain, so
@@ -112,9 +113,11 @@ static void dkim_part(buf_t *out, const struct authres *a, int *parts)
             buf_append_str(out, " header.s=");
             authres_value(out, s->selector);
         }
-        if (s->b[0]) {
+        if (s->b[0] && strspn(s->b, B64) == strlen(s->b)) {
+            /* bare, as OpenDKIM and the big receivers write it (and as
+             * python3-authres reads it): base64 is not a token ('/') */
             buf_append_str(out, " header.b=");
-            authres_value(out, s->b);
+            buf_append_str(out, s->b);
         }
         if (s->alg[0]) {
             buf_append_str(out, " header.a=");
