@@ -16,14 +16,16 @@
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
 #           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
-#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
+#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh,
+#           t/integ/test_dane.py), nsd (test_dane.py's local authoritative
+#           server for the signed zone)
 #   tour:   man-db (man -l man/*.5)
 #   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev
-dns-root-data ldnsutils
+dns-root-data ldnsutils nsd
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db

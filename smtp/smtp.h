@@ -4,6 +4,8 @@
  *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal; MX later)
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
+ *   smtp_tls.c      the TLS policy of a connection (delivery.tls, the
+ *                   delivery.tls_policy map, DANE) and the STARTTLS handshake
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
  *
@@ -22,8 +24,7 @@
 #include "mail/qfile.h"
 #include "smtp_reply.h"
 
-typedef struct ssl_st SSL;
-typedef struct ssl_ctx_st SSL_CTX;
+#include "tls/tls_client.h"
 
 /* The outcome for one recipient, as sent in DELIVER_STATUS. */
 struct smtp_rcpt {
@@ -53,11 +54,17 @@ struct smtp_hop {
     int naddr;
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
+    /* per address: the name of its host (the MX host; TLS names, SNI, DANE's
+     * TLSA name; "" = host above), and whether the MX and the address answers
+     * were both DNSSEC-secure (DANE looks up TLSA only then) */
+    char name[SMTP_MAX_ADDRS][256];
+    unsigned char secure[SMTP_MAX_ADDRS];
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */
 /* Make the resolver; call once, before the privilege drop. */
 void smtp_resolve_init(const struct config *cfg);
+struct dns_ctx *smtp_resolve_dns(void);   /* that resolver, NULL without one */
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen);
 
@@ -77,8 +84,10 @@ int  sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int ti
 /* Read one whole reply into r: 0, or -1 (err set: I/O, timeout, malformed). */
 int  sio_reply(struct sio *s, struct smtp_reply *r, int timeout);
 int  sio_write(struct sio *s, const void *p, size_t n, int timeout);
-/* STARTTLS handshake on the connection (after the 220). 0 or -1 (err). */
-int  sio_starttls(struct sio *s, SSL_CTX *ctx, const char *name, int timeout);
+/* STARTTLS handshake on the connection (after the 220), the server checked
+ * as peer says (names, DANE). 0 or -1 (err). */
+int  sio_starttls(struct sio *s, SSL_CTX *ctx, const struct tls_client_peer *peer,
+                  int timeout);
 void sio_close(struct sio *s);
 
 /* ---- credentials (smtp_auth.c) ---- */
@@ -86,6 +95,35 @@ void sio_close(struct sio *s);
  * 0 none, -1 the file cannot be read (why set). */
 int smtp_auth_lookup(const struct config *cfg, const struct smtp_hop *hop, char *user,
                      size_t ulen, char *pass, size_t plen, char *why, size_t whylen);
+
+/* ---- TLS policy (smtp_tls.c) ---- */
+/* What one connection must do about TLS. smtp_tls_policy_for is the ONE
+ * place that decides it (MTA-STS hooks in there too). */
+struct smtp_tls_req {
+    enum tls_policy level;       /* in force: dane without usable secure TLSA became
+                                  * may (or encrypt: TLSA but none usable) */
+    enum tls_policy asked;       /* what the configuration said */
+    char source[340];            /* which setting: "delivery.tls", "delivery.tls_policy[...]" */
+    char names[TLS_CLIENT_NAMES][256];
+    struct tls_client_peer peer; /* for lib/tls: SNI, names, TLSA */
+    struct dns_answer *tlsa;     /* owned; level dane only */
+};
+#define SMTP_TLS_INFO 160        /* "tls=TLSv1.3/TLS_AES_256_GCM_SHA384 verified=dane" */
+/* The policy towards address i of hop. 0, or -1 with a DSN code and reason
+ * (a TLSA lookup that failed or was bogus: that host is skipped). */
+int  smtp_tls_policy_for(const struct config *cfg, const struct smtp_hop *hop, int i,
+                         struct smtp_tls_req *req, char *dsn, size_t dsnlen, char *why,
+                         size_t whylen);
+void smtp_tls_req_free(struct smtp_tls_req *req);
+/* After EHLO: 1 send STARTTLS, 0 go on in plaintext, -1 refuse (dsn, why set). */
+int  smtp_tls_want(const struct smtp_tls_req *req, int offered, int have_ctx, const char *relay,
+                   char *dsn, size_t dsnlen, char *why, size_t whylen);
+/* After the 220 to STARTTLS: handshake and check per req; info gets the log
+ * words. 0 TLS up and good enough, -1 defer (dsn, why), -2 the handshake failed
+ * at level may: retry this host in plaintext. */
+int  smtp_tls_start(struct sio *io, SSL_CTX *ctx, const struct smtp_tls_req *req, int timeout,
+                    const char *relay, char *info, size_t infolen, char *dsn, size_t dsnlen,
+                    char *why, size_t whylen);
 
 /* ---- the dialogue (smtp_session.c) ---- */
 /* Send the message to the recipients rr[0..n) that are not done, via hop.

@@ -1,6 +1,6 @@
 /*
  * smtp_session.c - one SMTP session to a next hop (smtp.h): banner, EHLO
- * (HELO fallback), STARTTLS per delivery.tls_policy, AUTH to the relay,
+ * (HELO fallback), STARTTLS per the TLS policy (smtp_tls.c), AUTH to the relay,
  * MAIL/RCPT (pipelined when offered)/DATA, QUIT.
  *
  * Outcomes: a 2xx to the final "." delivers every recipient the peer
@@ -40,24 +40,50 @@ struct sess {
     int n;
     int tls;
     int soft;                      /* a 5xx now defers (AUTH: the relay's configuration) */
+    struct smtp_tls_req tlsreq;    /* the TLS policy towards this address (smtp_tls.c) */
+    int plain_only;                /* the may-level retry after a failed handshake */
+    int retry_plain;               /* the handshake failed at may: connect again, no TLS */
+    char tlsinfo[SMTP_TLS_INFO];   /* "tls=... verified=..." for every delivery line */
 };
+
+/* The outcome and its log line; tls: "tls=... verified=..." of the
+ * session, NULL when there was none. */
+static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
+                      const char *tls, enum dstatus st, const char *dsn, const char *fmt,
+                      va_list ap)
+{
+    r->status = st;
+    r->done = 1;
+    str_copy(r->dsn, sizeof(r->dsn), dsn);
+    vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
+    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)%s%s",
+             r->q ? r->q->addr : "?", relay, delay < 0 ? 0 : delay, r->dsn,
+             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason,
+             tls ? ", " : "", tls ? tls : "");
+}
 
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...)
 {
     va_list ap;
-    r->status = st;
-    r->done = 1;
-    str_copy(r->dsn, sizeof(r->dsn), dsn);
     va_start(ap, fmt);
-    vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+    rcpt_vset(m, r, relay, NULL, st, dsn, fmt, ap);
     va_end(ap);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
-    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-             r->q ? r->q->addr : "?", relay, delay < 0 ? 0 : delay, r->dsn,
-             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason);
+}
+
+/* smtp_rcpt_set for a recipient of this session (its TLS facts logged). */
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...) PRINTF_LIKE(5, 6);
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rcpt_vset(s->m, r, s->relay, s->tlsinfo[0] ? s->tlsinfo : NULL, st, dsn, fmt, ap);
+    va_end(ap);
 }
 
 /* Every recipient not done yet gets this outcome. */
@@ -72,7 +98,7 @@ static void fail_all(struct sess *s, enum dstatus st, const char *dsn, const cha
     va_end(ap);
     for (int i = 0; i < s->n; i++)
         if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, st, dsn, "%s", why);
+            sess_set(s, s->rr[i], st, dsn, "%s", why);
 }
 
 /* The outcome a non-2xx reply gives, for rcpt r (NULL = every pending one). */
@@ -88,8 +114,7 @@ static void reply_fail(struct sess *s, struct smtp_rcpt *r, const char *cmd)
         str_copy(dsn, sizeof(dsn), perm ? "5.0.0" : "4.0.0");
     enum dstatus st = perm ? DS_BOUNCED : DS_DEFERRED;
     if (r)
-        smtp_rcpt_set(s->m, r, s->relay, st, dsn, "host %s said: %s (in reply to %s)",
-                      s->relay, text, cmd);
+        sess_set(s, r, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
     else
         fail_all(s, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
 }
@@ -155,51 +180,41 @@ static int greet(struct sess *s)
     return -1;
 }
 
-/* STARTTLS per policy. 0 go on (TLS or allowed plaintext), -1 done. */
+/* STARTTLS as the policy says (smtp_tls.c decides). 0 go on (TLS or
+ * allowed plaintext), -1 done (outcomes set, or retry_plain set). */
 static int starttls(struct sess *s)
 {
-    enum tls_policy pol = s->cfg->tls_policy;
-    if (pol == TLSP_NONE)
-        return 0;
-    if (!(s->ext.flags & EXT_STARTTLS)) {
-        if (pol == TLSP_MAY)
-            return 0;
-        fail_all(s, DS_DEFERRED, "4.7.4", "TLS is required (delivery.tls_policy = %s), but "
-                 "was not offered by host %s", pol == TLSP_VERIFY ? "verify" : "encrypt",
-                 s->relay);
-        return -1;
-    }
-    if (s->m->tls == NULL) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS offered by %s, but no client TLS context "
-                 "(see the log at start-up)", s->relay);
-        return -1;
-    }
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int go = s->plain_only ? 0 : smtp_tls_want(&s->tlsreq, (s->ext.flags & EXT_STARTTLS) != 0,
+                                               s->m->tls != NULL, s->relay, dsn, sizeof(dsn),
+                                               why, sizeof(why));
+    if (go < 0)
+        fail_all(s, DS_DEFERRED, dsn, "%s", why);
+    if (go <= 0)
+        return go;
     if (command(s, "STARTTLS", "STARTTLS") < 0)
         return -1;
     if (s->r.code != 220) {
+        if (s->tlsreq.level == TLSP_MAY)   /* still a plaintext session: go on */
+            return 0;
+        s->soft = 1;                       /* our policy, not the message: defer */
         reply_fail(s, NULL, "STARTTLS");
+        s->soft = 0;
         return -1;
     }
-    if (sio_starttls(&s->io, s->m->tls, s->hop->host, s->cfg->tls_handshake_timeout) < 0) {
-        log_info("TLS handshake with %s failed: %s", s->relay, s->io.err);
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS handshake with %s failed: %s", s->relay,
-                 s->io.err);
+    int rc = smtp_tls_start(&s->io, s->m->tls, &s->tlsreq, s->cfg->tls_handshake_timeout,
+                            s->relay, s->tlsinfo, sizeof(s->tlsinfo), dsn, sizeof(dsn), why,
+                            sizeof(why));
+    if (rc == -2) {
+        s->retry_plain = 1;
         return -1;
     }
-    buf_t why;
-    buf_init(&why, 128);
-    int ok = tls_client_verified(s->io.ssl, &why);
-    log_info("TLS with %s: %s %s, certificate %s", s->relay, tls_version(s->io.ssl),
-             tls_cipher(s->io.ssl), why.data);
+    if (rc < 0) {
+        fail_all(s, DS_DEFERRED, dsn, "%s", why);
+        return -1;
+    }
     s->tls = 1;
-    int rc = 0;
-    if (!ok && pol == TLSP_VERIFY) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "server certificate of %s not verified (name %s): %s",
-                 s->relay, s->hop->host, why.data);
-        rc = -1;
-    }
-    buf_free(&why);
-    return rc < 0 ? -1 : greet(s);
+    return greet(s);
 }
 
 static void b64(const char *in, size_t n, char *out, size_t size)
@@ -473,8 +488,8 @@ static void transaction(struct sess *s)
     smtp_reply_format(&s->r, text, sizeof(text));
     for (int i = 0; i < s->n; i++)
         if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, DS_DELIVERED,
-                          s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s", text);
+            sess_set(s, s->rr[i], DS_DELIVERED, s->r.enh[0] == '2' ? s->r.enh : "2.0.0",
+                     "%s", text);
 out:
     buf_free(&b);
 }
@@ -491,6 +506,8 @@ static void session(struct sess *s)
         goto quit;
     transaction(s);
 quit:
+    if (s->retry_plain)   /* a broken handshake: nothing more to say on it */
+        return;
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
 }
@@ -503,7 +520,49 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-    snprintf(out, size, "%s[%s]:%d", hop->host, ip, hop->port);
+    snprintf(out, size, "%s[%s]:%d", hop->name[i][0] ? hop->name[i] : hop->host, ip,
+             hop->port);
+}
+
+/* Connect to address i of the hop and hold the session, under the TLS
+ * policy for that address; at level may a failed handshake is retried
+ * once in plaintext. 1 = a session took place (stop), 0 = try the next
+ * address. */
+static int attempt(struct sess *s, int i)
+{
+    const struct smtp_hop *hop = s->hop;
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int last = i + 1 == hop->naddr, rc = 0;
+    addr_label(hop, i, s->relay, sizeof(s->relay));
+    s->tlsinfo[0] = '\0';
+    if (smtp_tls_policy_for(s->cfg, hop, i, &s->tlsreq, dsn, sizeof(dsn), why, sizeof(why)) < 0) {
+        log_info("%s: %s", s->relay, why);
+        if (last)
+            fail_all(s, DS_DEFERRED, dsn, "%s", why);
+        return 0;
+    }
+    for (s->plain_only = 0;; s->plain_only = 1) {
+        s->retry_plain = s->tls = 0;
+        s->tlsinfo[0] = '\0';
+        if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
+                        s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
+            log_info("connect to %s: %s", s->relay, s->io.err);
+            sio_close(&s->io);
+            if (last || s->plain_only)
+                fail_all(s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s->relay, s->io.err);
+            rc = s->plain_only;
+            break;
+        }
+        str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
+        session(s);
+        sio_close(&s->io);
+        if (!s->retry_plain) {
+            rc = 1;
+            break;
+        }
+    }
+    smtp_tls_req_free(&s->tlsreq);
+    return rc;
 }
 
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
@@ -516,19 +575,9 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
     s.cfg = m->cfg;
     s.rr = rr;
     s.n = n;
-    for (int i = 0; i < hop->naddr; i++) {
-        addr_label(hop, i, s.relay, sizeof(s.relay));
-        if (sio_connect(&s.io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
-                        s.cfg->smtp_connect_timeout, s.cfg->source_address) == 0) {
-            session(&s);
-            sio_close(&s.io);
+    for (int i = 0; i < hop->naddr; i++)
+        if (attempt(&s, i))
             break;
-        }
-        log_info("connect to %s: %s", s.relay, s.io.err);
-        sio_close(&s.io);
-        if (i + 1 == hop->naddr)
-            fail_all(&s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s.relay, s.io.err);
-    }
     if (hop->naddr == 0)
         fail_all(&s, DS_DEFERRED, "4.4.3", "no address for %s", hop->host);
     /* nothing may stay undecided */

@@ -29,9 +29,9 @@ static const struct enumval ev_level[] = {
 static const struct enumval ev_format[] = { { "text", 0 }, { "json", 1 }, { NULL, 0 } };
 static const struct enumval ev_tls_level[] = {
     { "none", TLSL_NONE }, { "may", TLSL_MAY }, { "encrypt", TLSL_ENCRYPT }, { NULL, 0 } };
-static const struct enumval ev_tls_policy[] = {
+const struct enumval cfg_ev_tls_policy[] = {
     { "none", TLSP_NONE }, { "may", TLSP_MAY }, { "encrypt", TLSP_ENCRYPT },
-    { "verify", TLSP_VERIFY }, { NULL, 0 } };
+    { "dane", TLSP_DANE }, { "verify", TLSP_VERIFY }, { NULL, 0 } };
 static const struct enumval ev_tls_mode[] = {
     { "none", TLSM_NONE }, { "may", TLSM_MAY }, { "required", TLSM_REQUIRED },
     { "implicit", TLSM_IMPLICIT }, { NULL, 0 } };
@@ -44,7 +44,6 @@ static const struct enumval ev_mailbox[] = {
 
 static int check_protocol(const char *s, buf_t *msg);
 static int check_address(const char *s, buf_t *msg);
-static int check_relayhost(const char *s, buf_t *msg);
 static int check_ip(const char *s, buf_t *msg);
 
 #define DAY 86400LL
@@ -88,10 +87,10 @@ const struct param cfg_params[] = {
     { "local.mbox", P_PATH, C(local_mbox), 0, "/var/mail/%u", 0, 0, NULL,
       F_REQUIRED | F_TEMPLATE, NULL },
     { "local.aliases", P_PATH, C(local_aliases), 0, "/etc/aliases", 0, 0, NULL, 0, NULL },
-    { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, check_relayhost },
+    { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, cfg_check_relayhost },
     { "delivery.source_address", P_STR, C(source_address), 0, NULL, 0, 0, NULL, 0, check_ip },
     { "delivery.smtp_port", P_INT, C(smtp_port), 0, "25", 1, 65535, NULL, 0, NULL },
-    { "delivery.tls_policy", P_ENUM, C(tls_policy), 0, "may", 0, 0, ev_tls_policy, 0, NULL },
+    { "delivery.tls", P_ENUM, C(delivery_tls), 0, "may", 0, 0, cfg_ev_tls_policy, 0, NULL },
     { "delivery.tls_ca_file", P_PATH, C(tls_ca_file), 0, NULL, 0, 0, NULL, 0, NULL },
     { "delivery.relay_auth", P_PATH, C(relay_auth), 0, NULL, 0, 0, NULL, 0, NULL },
     { "delivery.connect_timeout", P_DUR, C(smtp_connect_timeout), 0, "30s", 1, 3600, NULL, 0,
@@ -216,7 +215,7 @@ static int check_address(const char *s, buf_t *msg)
 }
 
 /* "[host]:port", "host:port", "host" or "[host]". */
-static int check_relayhost(const char *s, buf_t *msg)
+int cfg_check_relayhost(const char *s, buf_t *msg)
 {
     const char *port = NULL;
     char host[256];
