@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from suite import Suite, free_port, make_message, wait_for
 from test_dane import Peer
 from test_relay import make_ca, make_server_cert
+from test_relay_mx import unbound_conf
 
 
 def start(ip, port, ctx=None):
@@ -62,15 +63,6 @@ ZONE = [
 ]
 
 
-def unbound_conf(d):
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in ZONE))
-    os.chmod(path, 0o644)
-    return path
-
-
 def logged(s, pattern, timeout=30):
     return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
 
@@ -92,7 +84,7 @@ def test_policy_per_destination_verify_encrypt_and_may_fallback():
         ctls.append(c)
         broken, c = start("127.0.0.5", port, tls1_only(d, ca, cakey))
         ctls.append(c)
-        dns = f'dns {{ unbound_config = "{unbound_conf(d)}"; dnssec = false; timeout = 5s; }}'
+        dns = f'dns {{ unbound_config = "{unbound_conf(ZONE)}"; dnssec = false; timeout = 5s; }}'
         policy = (f'smtp_port = {port}; tls = "may"; tls_ca_file = "{ca}"; '
                   'tls_policy { "vgood.test" = "verify"; "vbad.test" = "verify"; '
                   '"plain.test" = "encrypt"; }')
