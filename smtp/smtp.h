@@ -119,8 +119,9 @@ void smtp_tls_req_free(struct smtp_tls_req *req);
 int  smtp_tls_want(const struct smtp_tls_req *req, int offered, int have_ctx, const char *relay,
                    char *dsn, size_t dsnlen, char *why, size_t whylen);
 /* After the 220 to STARTTLS: handshake and check per req; info gets the log
- * words. 0 TLS up and good enough, -1 defer (dsn, why), -2 the handshake failed
- * at level may: retry this host in plaintext. */
+ * words. 0 TLS up and good enough; -1 TLS up but the check failed, -2 the
+ * handshake failed (the connection is unusable; at level may the caller
+ * retries this host in plaintext): dsn and why set for both. */
 int  smtp_tls_start(struct sio *io, SSL_CTX *ctx, const struct smtp_tls_req *req, int timeout,
                     const char *relay, char *info, size_t infolen, char *dsn, size_t dsnlen,
                     char *why, size_t whylen);

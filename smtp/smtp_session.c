@@ -43,6 +43,9 @@ struct sess {
     struct smtp_tls_req tlsreq;    /* the TLS policy towards this address (smtp_tls.c) */
     int plain_only;                /* the may-level retry after a failed handshake */
     int retry_plain;               /* the handshake failed at may: connect again, no TLS */
+    int broken;                    /* the handshake failed: no QUIT on this connection */
+    int unmet;                     /* TLS policy not met here: the next address may do */
+    char unmet_dsn[16], unmet_why[QF_REASON_MAX + 1];
     char tlsinfo[SMTP_TLS_INFO];   /* "tls=... verified=..." for every delivery line */
 };
 
@@ -180,8 +183,18 @@ static int greet(struct sess *s)
     return -1;
 }
 
+/* The TLS policy cannot be met at this address: -1, outcome held for
+ * attempt() (the next address, as Postfix tries the next MX). */
+static int tls_unmet(struct sess *s, const char *dsn, const char *why)
+{
+    s->unmet = 1;
+    str_copy(s->unmet_dsn, sizeof(s->unmet_dsn), dsn);
+    str_copy(s->unmet_why, sizeof(s->unmet_why), why);
+    return -1;
+}
+
 /* STARTTLS as the policy says (smtp_tls.c decides). 0 go on (TLS or
- * allowed plaintext), -1 done (outcomes set, or retry_plain set). */
+ * allowed plaintext), -1 done (outcomes set, or retry_plain / unmet set). */
 static int starttls(struct sess *s)
 {
     char dsn[16], why[QF_REASON_MAX + 1];
@@ -189,9 +202,9 @@ static int starttls(struct sess *s)
                                                s->m->tls != NULL, s->relay, dsn, sizeof(dsn),
                                                why, sizeof(why));
     if (go < 0)
-        fail_all(s, DS_DEFERRED, dsn, "%s", why);
-    if (go <= 0)
-        return go;
+        return tls_unmet(s, dsn, why);
+    if (go == 0)
+        return 0;
     if (command(s, "STARTTLS", "STARTTLS") < 0)
         return -1;
     if (s->r.code != 220) {
@@ -205,14 +218,10 @@ static int starttls(struct sess *s)
     int rc = smtp_tls_start(&s->io, s->m->tls, &s->tlsreq, s->cfg->tls_handshake_timeout,
                             s->relay, s->tlsinfo, sizeof(s->tlsinfo), dsn, sizeof(dsn), why,
                             sizeof(why));
-    if (rc == -2) {
-        s->retry_plain = 1;
-        return -1;
-    }
-    if (rc < 0) {
-        fail_all(s, DS_DEFERRED, dsn, "%s", why);
-        return -1;
-    }
+    s->broken = rc == -2;
+    s->retry_plain = s->broken && s->tlsreq.level == TLSP_MAY;
+    if (rc < 0)
+        return s->retry_plain ? -1 : tls_unmet(s, dsn, why);
     s->tls = 1;
     return greet(s);
 }
@@ -506,7 +515,7 @@ static void session(struct sess *s)
         goto quit;
     transaction(s);
 quit:
-    if (s->retry_plain)   /* a broken handshake: nothing more to say on it */
+    if (s->broken)   /* a failed handshake: nothing more to say on it */
         return;
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
@@ -526,8 +535,9 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
 
 /* Connect to address i of the hop and hold the session, under the TLS
  * policy for that address; at level may a failed handshake is retried
- * once in plaintext. 1 = a session took place (stop), 0 = try the next
- * address. */
+ * once in plaintext; a policy not met here (no STARTTLS, failed handshake
+ * or check) moves on to the next address, deferring at the last. 1 = a
+ * session took place (stop), 0 = try the next address. */
 static int attempt(struct sess *s, int i)
 {
     const struct smtp_hop *hop = s->hop;
@@ -542,7 +552,7 @@ static int attempt(struct sess *s, int i)
         return 0;
     }
     for (s->plain_only = 0;; s->plain_only = 1) {
-        s->retry_plain = s->tls = 0;
+        s->retry_plain = s->tls = s->broken = s->unmet = 0;
         s->tlsinfo[0] = '\0';
         if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
                         s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
@@ -556,8 +566,12 @@ static int attempt(struct sess *s, int i)
         str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
         session(s);
         sio_close(&s->io);
+        if (s->unmet && !last)
+            log_info("%s: %s; trying the next address", s->relay, s->unmet_why);
+        else if (s->unmet)
+            fail_all(s, DS_DEFERRED, s->unmet_dsn, "%s", s->unmet_why);
         if (!s->retry_plain) {
-            rc = 1;
+            rc = !s->unmet || last;
             break;
         }
     }

@@ -161,14 +161,11 @@ int smtp_tls_start(struct sio *io, SSL_CTX *ctx, const struct smtp_tls_req *req,
                    char *why, size_t whylen)
 {
     if (sio_starttls(io, ctx, &req->peer, timeout) < 0) {
-        if (req->level == TLSP_MAY) {
-            log_info("TLS handshake with %s failed: %s; trying again without TLS", relay,
-                     io->err);
-            return -2;
-        }
-        log_info("TLS handshake with %s failed: %s", relay, io->err);
-        set_fail(dsn, dsnlen, "4.7.5", why, whylen, "TLS handshake with %s failed: %s", relay, io->err);
-        return -1;
+        log_info("TLS handshake with %s failed: %s%s", relay, io->err,
+                 req->level == TLSP_MAY ? "; trying again without TLS" : "");
+        set_fail(dsn, dsnlen, "4.7.5", why, whylen, "TLS handshake with %s failed: %s", relay,
+                 io->err);
+        return -2;
     }
     buf_t w;
     buf_init(&w, 128);

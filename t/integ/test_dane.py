@@ -14,6 +14,8 @@ With delivery.tls = "dane":
   the MX host name, which is also sent as SNI): verified=dane;
 - bogus.dane.test: the TLSA record was altered after signing (bogus):
   deferred 4.7.5, nothing delivered;
+- two.dane.test: the best MX has the wrong TLSA, the second a matching one:
+  the second MX gets the mail (as Postfix tries the next MX);
 - notlsa.dane.test: secure, but no TLSA published: opportunistic TLS,
   delivered with verified=untrusted;
 - insecure.test: an unsigned MX pointing at the host with the wrong TLSA:
@@ -145,6 +147,8 @@ bogus IN MX 10 mx-bogus.dane.test.
 mx-bogus IN A 127.0.0.2
 _{p}._tcp.mx-bogus IN TLSA 3 1 1 {spki_sha256(self.good[0])}
 notlsa IN MX 10 mx-notlsa.dane.test.
+two IN MX 10 mx-bad.dane.test.
+two IN MX 20 mx-good.dane.test.
 mx-notlsa IN A 127.0.0.2
 """
         with open(os.path.join(d, "dane.test.zone"), "w") as f:
@@ -259,7 +263,8 @@ def test_dane_match_mismatch_bogus_and_insecure():
         dns = f'dns {{ unbound_config = "{dane.unbound}"; timeout = 10s; }}'
         with Suite(delivery=f'smtp_port = {port}; tls = "dane";', extra_conf=dns) as s:
             rcpts = ["u@good.dane.test", "u@bad.dane.test", "u@ta.dane.test",
-                     "u@bogus.dane.test", "u@notlsa.dane.test", "u@insecure.test"]
+                     "u@bogus.dane.test", "u@notlsa.dane.test", "u@insecure.test",
+                     "u@two.dane.test"]
             for i, r in enumerate(rcpts):
                 s.send("sender@example.test", [r], make_message(i, subject=r))
             # a matching DANE-EE record: delivered, authenticated by DANE
@@ -268,6 +273,11 @@ def test_dane_match_mismatch_bogus_and_insecure():
             # DANE-TA: the CA in the TLSA record, the MX host name checked and sent as SNI
             logged(s, r"to=<u@ta\.dane\.test>, .*status=sent .*verified=dane")
             assert "mx-ta.dane.test" in peers["127.0.0.4"].sni, peers["127.0.0.4"].sni
+            # the best MX fails DANE: the next one, which passes, gets the mail
+            logged(s, r"mx-bad\.dane\.test\[127\.0\.0\.3\]:\d+: server certificate .* does not "
+                      r"match its TLSA records .*; trying the next address")
+            logged(s, r"to=<u@two\.dane\.test>, relay=mx-good\.dane\.test\[127\.0\.0\.2\]:\d+, "
+                      r".*status=sent .*verified=dane")
             # no TLSA published (secure denial): opportunistic TLS
             logged(s, r"to=<u@notlsa\.dane\.test>, .*status=sent .*tls=TLSv1\.[23]/\S+ "
                       r"verified=untrusted")
@@ -288,7 +298,8 @@ def test_dane_match_mismatch_bogus_and_insecure():
             assert "u@bogus.dane.test" not in peers["127.0.0.2"].rcpts()
             assert not re.search(r"mx-bad\.dane\.test.*trying again without TLS", log), log
             assert sorted(peers["127.0.0.2"].rcpts()) == ["u@good.dane.test",
-                                                          "u@notlsa.dane.test"]
+                                                          "u@notlsa.dane.test",
+                                                          "u@two.dane.test"]
             assert peers["127.0.0.3"].rcpts() == ["u@insecure.test"]
             assert peers["127.0.0.4"].rcpts() == ["u@ta.dane.test"]
             q = s.postern("queue", "list", check=True).stdout.decode()
