@@ -210,9 +210,14 @@ static int starttls(struct sess *s)
     if (s->r.code != 220) {
         if (s->tlsreq.level == TLSP_MAY)   /* still a plaintext session: go on */
             return 0;
-        s->soft = 1;                       /* our policy, not the message: defer */
-        reply_fail(s, NULL, "STARTTLS");
-        s->soft = 0;
+        char text[QF_REASON_MAX + 1];      /* our policy, not the message: defer */
+        smtp_reply_format(&s->r, text, sizeof(text));
+        buf_t b;
+        buf_init(&b, 256);
+        buf_printf(&b, "TLS is required (%s), but host %s said: %s (in reply to STARTTLS)",
+                   s->tlsreq.source, s->relay, text);
+        tls_unmet(s, "4.7.4", b.data);
+        buf_free(&b);
         return -1;
     }
     int rc = smtp_tls_start(&s->io, s->m->tls, &s->tlsreq, s->cfg->tls_handshake_timeout,
