@@ -359,6 +359,24 @@ static void apply_tls_policy(struct loadctx *lc, const struct cnode *e, const ch
 
 static const char *const main_extra[] = { "listen", "domain", "include", NULL };
 
+/* DANE trusts only DNSSEC-validated answers: with validation off (and no
+ * unbound config that could carry its own trust anchor) it could never
+ * apply, which is a mistake worth saying rather than a silent "may". */
+static void check_dane_dnssec(struct loadctx *lc, const struct table *t,
+                              const struct cnode *root)
+{
+    const struct config *c = lc->c;
+    int dane = c->delivery_tls == TLSP_DANE;
+    for (int i = 0; i < c->ntls_policies; i++)
+        dane |= c->tls_policies[i].level == TLSP_DANE;
+    if (!dane || c->dns_dnssec || c->dns_unbound_config)
+        return;
+    const struct cnode *n = seen_of(lc->seen, t, "dns.dnssec");
+    cfg_error_add(lc->errs, n ? n->file : root->file, n ? n->line : 0, n ? n->col : 0,
+                  "dns.dnssec", "DANE (delivery.tls or delivery.tls_policy = \"dane\") needs "
+                  "DNSSEC: set dns.dnssec = true, or a trust anchor in dns.unbound_config");
+}
+
 static void finish(struct loadctx *lc, const struct table *t, const struct cnode *root)
 {
     struct config *c = lc->c;
@@ -403,6 +421,7 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
         cfg_error_add(lc->errs, n ? n->file : root->file, n ? n->line : 0, n ? n->col : 0,
                       "tls.level", "level \"encrypt\" needs tls.certificate and tls.key");
     }
+    check_dane_dnssec(lc, t, root);
     for (int i = 0; i < c->nlisteners; i++) {
         struct listener *l = &c->listeners[i];
         char ekey[256];

@@ -932,6 +932,11 @@ static void test_tls_policy_errors(void **st)
     expect_error("delivery { tls_policy { \"a.example\" = [\"may\"]; } }\n",
                  "main.conf:1:39: delivery.tls_policy[\"a.example\"]: expected one of \"none\", "
                  "\"may\", \"encrypt\", \"dane\", \"verify\", got a list");
+    /* DANE without DNSSEC could never apply */
+    expect_error("dns { dnssec = false; }\ndelivery { tls_policy { \"a.example\" = \"dane\"; } }\n",
+                 "main.conf:1:16: dns.dnssec: DANE (delivery.tls or delivery.tls_policy = "
+                 "\"dane\") needs DNSSEC: set dns.dnssec = true, or a trust anchor in "
+                 "dns.unbound_config");
     /* quoted keys only in the map */
     expect_error("limits { \"message_size\" = 10M; }\n",
                  "main.conf:1:10: limits.message_size: unexpected quoted key (only "
