@@ -1,6 +1,7 @@
 /*
  * test_tls_client.c - lib/tls/tls_client: which TLSA records DANE for SMTP
- * can use (RFC 7672 3.1). (delivery.tls and its map: test_config.c.)
+ * can use (RFC 7672 3.1), and lib/dns's TLSA name. (delivery.tls and its
+ * map: test_config.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,10 +41,22 @@ static void test_tlsa_usable(void **st)
     assert_int_equal(tls_client_tlsa_count(NULL), 0);
 }
 
+static void test_tlsa_name(void **st)
+{
+    (void)st;
+    char n[64];
+    assert_int_equal(dns_tlsa_name(25, "mx.example.com", n, sizeof(n)), 0);
+    assert_string_equal(n, "_25._tcp.mx.example.com");
+    assert_int_equal(dns_tlsa_name(25, "a-very-long-host-name.example.com.xx.yy.zz.example", n,
+                                   24), -1);
+    assert_int_equal(dns_tlsa_name(0, "mx", n, sizeof(n)), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tlsa_usable),
+        cmocka_unit_test(test_tlsa_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
