@@ -5,9 +5,12 @@
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
  *   smtp_cache.c    the one session kept open between requests (idle close)
+ *   smtp_tls.c      the TLS policy of a connection (delivery.tls, the
+ *                   delivery.tls_policy map, DANE) and the STARTTLS handshake
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
- *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts
+ *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts (its TLS part is
+ *                   applied by smtp_tls_policy_for)
  *
  * The agent is blocking like the local one (delivery/): one connection
  * from qmgr, one request, one SMTP session per next hop at a time (kept
@@ -25,8 +28,7 @@
 #include "mail/qfile.h"
 #include "smtp_reply.h"
 
-typedef struct ssl_st SSL;
-typedef struct ssl_ctx_st SSL_CTX;
+#include "tls/tls_client.h"
 
 /* The outcome for one recipient, as sent in DELIVER_STATUS. */
 struct smtp_rcpt {
@@ -57,13 +59,18 @@ struct smtp_hop {
     int naddr;
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
-    char name[SMTP_MAX_ADDRS][256];   /* MX host of each address, "" = host */
+    /* per address: the name of its host (the MX host; TLS names, SNI, DANE's
+     * TLSA name; "" = host above), and whether the MX and the address answers
+     * were both DNSSEC-secure (DANE looks up TLSA only then) */
+    char name[SMTP_MAX_ADDRS][256];
+    unsigned char secure[SMTP_MAX_ADDRS];
     int sts_mode;               /* MTA-STS policy mode (enum sts_mode), 0 no policy */
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */
 /* Make the resolver; call once, before the privilege drop. */
 void smtp_resolve_init(const struct config *cfg);
+struct dns_ctx *smtp_resolve_dns(void);   /* that resolver, NULL without one */
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen);
 
@@ -79,10 +86,11 @@ int smtp_sts_mx_ok(const struct sts_policy *p, const char *domain, const char *m
 /* Does any MX host of answer a match p? (1 without an enforce policy) */
 struct dns_answer;
 int smtp_sts_any_mx(const struct sts_policy *p, const struct dns_answer *a);
-/* The TLS policy for hop: TLSP_VERIFY under an enforce policy, else pol;
- * req gets what requires it (for DSN reasons). */
-enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, char *req,
-                             size_t reqlen);
+/* The TLS level for hop (called by smtp_tls_policy_for when DANE does not
+ * decide): TLSP_VERIFY under an enforce policy (source then names it, for
+ * DSN reasons), else pol unchanged. */
+enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, char *source,
+                             size_t len);
 /* A TLS failure that was let pass: logged when the policy is testing. */
 void smtp_sts_testing(const struct smtp_hop *hop, const char *relay, const char *what);
 /* "enforce" / "testing" / "none", or NULL for 0 (no policy). */
@@ -104,8 +112,10 @@ int  sio_connect(struct sio *s, const struct sockaddr *sa, socklen_t len, int ti
 /* Read one whole reply into r: 0, or -1 (err set: I/O, timeout, malformed). */
 int  sio_reply(struct sio *s, struct smtp_reply *r, int timeout);
 int  sio_write(struct sio *s, const void *p, size_t n, int timeout);
-/* STARTTLS handshake on the connection (after the 220). 0 or -1 (err). */
-int  sio_starttls(struct sio *s, SSL_CTX *ctx, const char *name, int timeout);
+/* STARTTLS handshake on the connection (after the 220), the server checked
+ * as peer says (names, DANE). 0 or -1 (err). */
+int  sio_starttls(struct sio *s, SSL_CTX *ctx, const struct tls_client_peer *peer,
+                  int timeout);
 void sio_close(struct sio *s);
 
 /* ---- credentials (smtp_auth.c) ---- */
@@ -113,6 +123,37 @@ void sio_close(struct sio *s);
  * 0 none, -1 the file cannot be read (why set). */
 int smtp_auth_lookup(const struct config *cfg, const struct smtp_hop *hop, char *user,
                      size_t ulen, char *pass, size_t plen, char *why, size_t whylen);
+
+/* ---- TLS policy (smtp_tls.c) ---- */
+/* What one connection must do about TLS. smtp_tls_policy_for is the ONE
+ * place that decides it (MTA-STS hooks in there too). */
+struct smtp_tls_req {
+    enum tls_policy level;       /* in force: dane without usable secure TLSA became
+                                  * may (or encrypt: TLSA but none usable) */
+    enum tls_policy asked;       /* what the configuration said */
+    char source[340];            /* which setting: "delivery.tls", "delivery.tls_policy[...]" */
+    char names[TLS_CLIENT_NAMES][256];
+    struct tls_client_peer peer; /* for lib/tls: SNI, names, TLSA */
+    struct dns_answer *tlsa;     /* owned; level dane only */
+    const struct smtp_hop *hop;  /* for MTA-STS testing-mode reports */
+};
+#define SMTP_TLS_INFO 160        /* "tls=TLSv1.3/TLS_AES_256_GCM_SHA384 verified=dane" */
+/* The policy towards address i of hop. 0, or -1 with a DSN code and reason
+ * (a TLSA lookup that failed or was bogus: that host is skipped). */
+int  smtp_tls_policy_for(const struct config *cfg, const struct smtp_hop *hop, int i,
+                         struct smtp_tls_req *req, char *dsn, size_t dsnlen, char *why,
+                         size_t whylen);
+void smtp_tls_req_free(struct smtp_tls_req *req);
+/* After EHLO: 1 send STARTTLS, 0 go on in plaintext, -1 refuse (dsn, why set). */
+int  smtp_tls_want(const struct smtp_tls_req *req, int offered, int have_ctx, const char *relay,
+                   char *dsn, size_t dsnlen, char *why, size_t whylen);
+/* After the 220 to STARTTLS: handshake and check per req; info gets the log
+ * words. 0 TLS up and good enough; -1 TLS up but the check failed, -2 the
+ * handshake failed (the connection is unusable; at level may the caller
+ * retries this host in plaintext): dsn and why set for both. */
+int  smtp_tls_start(struct sio *io, SSL_CTX *ctx, const struct smtp_tls_req *req, int timeout,
+                    const char *relay, char *info, size_t infolen, char *dsn, size_t dsnlen,
+                    char *why, size_t whylen);
 
 /* ---- the connection kept open between requests (smtp_session.c) ---- */
 #define SMTP_CACHE_IDLE_MS  3000   /* an idle kept connection is closed after this */
@@ -124,6 +165,7 @@ struct smtp_cache {
     struct smtp_ext ext;
     char relay[320];            /* host[ip]:port, for logs */
     int tls;
+    char tlsinfo[SMTP_TLS_INFO]; /* the session's tls= verified= log words */
     int rset;                   /* the last transaction failed: RSET first */
     int nmsg;                   /* transactions sent on it */
     int64_t since;              /* clock_now_ms() when it became idle */

@@ -11,9 +11,10 @@
  * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
  * null MX -> 5.1.10 bounce, NXDOMAIN -> 5.1.2, DNS trouble -> 4.4.3, an MX
  * that is ourselves cuts the list (best MX -> 4.4.6, loops back).
- * hop->host is the first usable MX name, hop->name[i] the MX host of
- * address i (TLS SNI/verify and log labels). MTA-STS (smtp_sts.c): an
- * enforce policy drops the MX hosts it does not list (none left -> 4.7.5).
+ * hop->host is the first usable MX name (log labels); each address keeps
+ * its own MX host name and DNSSEC status for TLS (hop->name, hop->secure).
+ * MTA-STS (smtp_sts.c): an enforce policy drops the MX hosts it does not
+ * list (none left -> 4.7.5).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -51,6 +52,7 @@ static int addrs(struct smtp_hop *hop, const char *host, int numeric)
         return rc;
     hop->naddr = 0;
     for (struct addrinfo *a = res; a && hop->naddr < SMTP_MAX_ADDRS; a = a->ai_next) {
+        str_copy(hop->name[hop->naddr], sizeof(hop->name[0]), host);   /* never secure */
         memcpy(&hop->addr[hop->naddr], a->ai_addr, a->ai_addrlen);
         hop->addrlen[hop->naddr++] = a->ai_addrlen;
     }
@@ -93,9 +95,16 @@ void smtp_resolve_init(const struct config *cfg)
     dctx = dns_ctx_for_daemon(cfg, "mail for domains without relayhost defers");
 }
 
-/* Append host's addresses of one type (AAAA before A: IPv6 first).
+struct dns_ctx *smtp_resolve_dns(void)
+{
+    return dctx;
+}
+
+/* Append host's addresses of one type (AAAA before A: IPv6 first), each
+ * with host's name and whether it is DNSSEC-secure (mxsec: so was the MX).
  * Returns the lookup status; a full hop just stops adding. */
-static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_t type)
+static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_t type,
+                                 int mxsec)
 {
     struct dns_answer *a = dns_resolve(dctx, host, type);
     if (a == NULL)
@@ -107,6 +116,8 @@ static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_
         const struct dns_addr *da = &a->rr[i].u.addr;
         struct sockaddr_storage *ss = &hop->addr[hop->naddr];
         memset(ss, 0, sizeof(*ss));
+        str_copy(hop->name[hop->naddr], sizeof(hop->name[0]), host);
+        hop->secure[hop->naddr] = mxsec && a->sec == DNS_SEC_SECURE;
         if (da->family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
             s6->sin6_family = AF_INET6;
@@ -127,10 +138,10 @@ static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_
 }
 
 /* Both address families of one MX host; TEMPFAIL only if neither answered. */
-static enum dns_status host_addrs(struct smtp_hop *hop, const char *host)
+static enum dns_status host_addrs(struct smtp_hop *hop, const char *host, int mxsec)
 {
-    enum dns_status s6 = add_addrs(hop, host, DNS_T_AAAA);
-    enum dns_status s4 = add_addrs(hop, host, DNS_T_A);
+    enum dns_status s6 = add_addrs(hop, host, DNS_T_AAAA, mxsec);
+    enum dns_status s4 = add_addrs(hop, host, DNS_T_A, mxsec);
     if (s6 == DNS_FOUND || s4 == DNS_FOUND)
         return DNS_FOUND;
     return (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL) ? DNS_TEMPFAIL : DNS_NOTFOUND;
@@ -181,10 +192,9 @@ static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct
             group = hop->naddr;
         }
         int first = hop->naddr;
-        if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
+        if (host_addrs(hop, a->rr[i].u.mx.host, a->sec == DNS_SEC_SECURE) == DNS_TEMPFAIL)
             *tempfail = 1;
         for (int k = first; k < hop->naddr; k++) {
-            str_copy(hop->name[k], sizeof(hop->name[k]), a->rr[i].u.mx.host);
             if (is_self(cfg, &hop->addr[k])) {
                 hop->naddr = group;
                 return 1;

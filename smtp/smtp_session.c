@@ -1,6 +1,6 @@
 /*
  * smtp_session.c - one SMTP session to a next hop (smtp.h): banner, EHLO
- * (HELO fallback), STARTTLS per delivery.tls_policy, AUTH to the relay,
+ * (HELO fallback), STARTTLS per the TLS policy (smtp_tls.c), AUTH to the relay,
  * MAIL/RCPT (pipelined when offered)/DATA, QUIT.
  *
  * Outcomes: a 2xx to the final "." delivers every recipient the peer
@@ -41,7 +41,6 @@
 struct sess {
     const struct smtp_msg *m;
     const struct smtp_hop *hop;
-    const char *name;              /* MX host name of the address in use (SNI, verify) */
     const struct config *cfg;
     struct sio io;
     struct smtp_reply r;
@@ -58,6 +57,13 @@ struct sess {
     int txn_end;                   /* 0 replies unread, 1 transaction over, 2 failed: RSET */
     struct smtp_cache *cache;      /* where the session may stay open, NULL = never */
     const char *key;               /* its destination there */
+    struct smtp_tls_req tlsreq;    /* the TLS policy towards this address (smtp_tls.c) */
+    int plain_only;                /* the may-level retry after a failed handshake */
+    int retry_plain;               /* the handshake failed at may: connect again, no TLS */
+    int broken;                    /* the handshake failed: no QUIT on this connection */
+    int unmet;                     /* TLS policy not met here: the next address may do */
+    char unmet_dsn[16], unmet_why[QF_REASON_MAX + 1];
+    char tlsinfo[SMTP_TLS_INFO];   /* "tls=... verified=..." for every delivery line */
 };
 
 /* A kept connection that fails before its first reply was closed by the
@@ -71,24 +77,46 @@ static int went_stale(struct sess *s)
     return 1;
 }
 
-void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
-                   enum dstatus st, const char *dsn, const char *fmt, ...)
+/* The outcome and its log line; tls: "tls=... verified=..." of the
+ * session, NULL when there was none. */
+static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
+                      const char *tls, enum dstatus st, const char *dsn, const char *fmt,
+                      va_list ap)
 {
-    va_list ap;
     r->status = st;
     r->done = 1;
     str_copy(r->dsn, sizeof(r->dsn), dsn);
-    va_start(ap, fmt);
     vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
-    va_end(ap);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
     const char *sts = smtp_sts_mode(r->sts_mode);
-    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)",
+    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)%s%s",
              r->q ? r->q->addr : "?", relay, sts ? ", mta_sts=" : "", sts ? sts : "",
              delay < 0 ? 0 : delay, r->dsn,
-             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason);
+             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason,
+             tls ? ", " : "", tls ? tls : "");
+}
+
+void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
+                   enum dstatus st, const char *dsn, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rcpt_vset(m, r, relay, NULL, st, dsn, fmt, ap);
+    va_end(ap);
+}
+
+/* smtp_rcpt_set for a recipient of this session (its TLS facts logged). */
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...) PRINTF_LIKE(5, 6);
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rcpt_vset(s->m, r, s->relay, s->tlsinfo[0] ? s->tlsinfo : NULL, st, dsn, fmt, ap);
+    va_end(ap);
 }
 
 /* Every recipient not done yet gets this outcome. */
@@ -103,7 +131,7 @@ static void fail_all(struct sess *s, enum dstatus st, const char *dsn, const cha
     va_end(ap);
     for (int i = 0; i < s->n; i++)
         if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, st, dsn, "%s", why);
+            sess_set(s, s->rr[i], st, dsn, "%s", why);
 }
 
 /* The outcome a non-2xx reply gives, for rcpt r (NULL = every pending one). */
@@ -119,8 +147,7 @@ static void reply_fail(struct sess *s, struct smtp_rcpt *r, const char *cmd)
         str_copy(dsn, sizeof(dsn), perm ? "5.0.0" : "4.0.0");
     enum dstatus st = perm ? DS_BOUNCED : DS_DEFERRED;
     if (r)
-        smtp_rcpt_set(s->m, r, s->relay, st, dsn, "host %s said: %s (in reply to %s)",
-                      s->relay, text, cmd);
+        sess_set(s, r, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
     else
         fail_all(s, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
 }
@@ -191,55 +218,52 @@ static int greet(struct sess *s)
     return -1;
 }
 
-/* STARTTLS per policy. 0 go on (TLS or allowed plaintext), -1 done. */
+/* The TLS policy cannot be met at this address: -1, outcome held for
+ * attempt() (the next address, as Postfix tries the next MX). */
+static int tls_unmet(struct sess *s, const char *dsn, const char *why)
+{
+    s->unmet = 1;
+    str_copy(s->unmet_dsn, sizeof(s->unmet_dsn), dsn);
+    str_copy(s->unmet_why, sizeof(s->unmet_why), why);
+    return -1;
+}
+
+/* STARTTLS as the policy says (smtp_tls.c decides). 0 go on (TLS or
+ * allowed plaintext), -1 done (outcomes set, or retry_plain / unmet set). */
 static int starttls(struct sess *s)
 {
-    char req[300];   /* what requires TLS: MTA-STS enforce raises the policy to verify */
-    enum tls_policy pol = smtp_sts_tls(s->hop, s->cfg->tls_policy, req, sizeof(req));
-    if (pol == TLSP_NONE)
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int go = s->plain_only ? 0 : smtp_tls_want(&s->tlsreq, (s->ext.flags & EXT_STARTTLS) != 0,
+                                               s->m->tls != NULL, s->relay, dsn, sizeof(dsn),
+                                               why, sizeof(why));
+    if (go < 0)
+        return tls_unmet(s, dsn, why);
+    if (go == 0)
         return 0;
-    if (!(s->ext.flags & EXT_STARTTLS)) {
-        if (pol == TLSP_MAY) {
-            smtp_sts_testing(s->hop, s->relay, "STARTTLS not offered");
-            return 0;
-        }
-        fail_all(s, DS_DEFERRED, "4.7.4", "TLS is required (%s), but was not offered by "
-                 "host %s", req, s->relay);
-        return -1;
-    }
-    if (s->m->tls == NULL) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS offered by %s, but no client TLS context "
-                 "(see the log at start-up)", s->relay);
-        return -1;
-    }
     if (command(s, "STARTTLS", "STARTTLS") < 0)
         return -1;
     if (s->r.code != 220) {
-        reply_fail(s, NULL, "STARTTLS");
+        if (s->tlsreq.level == TLSP_MAY)   /* still a plaintext session: go on */
+            return 0;
+        char text[QF_REASON_MAX + 1];      /* our policy, not the message: defer */
+        smtp_reply_format(&s->r, text, sizeof(text));
+        buf_t b;
+        buf_init(&b, 256);
+        buf_printf(&b, "TLS is required (%s), but host %s said: %s (in reply to STARTTLS)",
+                   s->tlsreq.source, s->relay, text);
+        tls_unmet(s, "4.7.4", b.data);
+        buf_free(&b);
         return -1;
     }
-    if (sio_starttls(&s->io, s->m->tls, s->name, s->cfg->tls_handshake_timeout) < 0) {
-        log_info("TLS handshake with %s failed: %s", s->relay, s->io.err);
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS handshake with %s failed: %s", s->relay,
-                 s->io.err);
-        return -1;
-    }
-    buf_t why;
-    buf_init(&why, 128);
-    int ok = tls_client_verified(s->io.ssl, &why);
-    log_info("TLS with %s: %s %s, certificate %s", s->relay, tls_version(s->io.ssl),
-             tls_cipher(s->io.ssl), why.data);
+    int rc = smtp_tls_start(&s->io, s->m->tls, &s->tlsreq, s->cfg->tls_handshake_timeout,
+                            s->relay, s->tlsinfo, sizeof(s->tlsinfo), dsn, sizeof(dsn), why,
+                            sizeof(why));
+    s->broken = rc == -2;
+    s->retry_plain = s->broken && s->tlsreq.level == TLSP_MAY;
+    if (rc < 0)
+        return s->retry_plain ? -1 : tls_unmet(s, dsn, why);
     s->tls = 1;
-    int rc = 0;
-    if (!ok && pol == TLSP_VERIFY) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "server certificate of %s not verified (name %s, "
-                 "%s): %s", s->relay, s->name, req, why.data);
-        rc = -1;
-    } else if (!ok) {
-        smtp_sts_testing(s->hop, s->relay, why.data);
-    }
-    buf_free(&why);
-    return rc < 0 ? -1 : greet(s);
+    return greet(s);
 }
 
 static void b64(const char *in, size_t n, char *out, size_t size)
@@ -519,8 +543,8 @@ static void transaction(struct sess *s)
     smtp_reply_format(&s->r, text, sizeof(text));
     for (int i = 0; i < s->n; i++)
         if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, DS_DELIVERED,
-                          s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s", text);
+            sess_set(s, s->rr[i], DS_DELIVERED, s->r.enh[0] == '2' ? s->r.enh : "2.0.0",
+                     "%s", text);
 out:
     buf_free(&b);
 }
@@ -538,6 +562,7 @@ static int keep(struct sess *s)
     c->io = s->io;
     c->ext = s->ext;
     c->tls = s->tls;
+    str_copy(c->tlsinfo, sizeof(c->tlsinfo), s->tlsinfo);
     c->rset = s->txn_end == 2;
     c->nmsg++;
     c->since = clock_now_ms();
@@ -566,6 +591,8 @@ static void session(struct sess *s)
     if (keep(s))
         return;
 quit:
+    if (s->broken)   /* a failed handshake: nothing more to say on it */
+        return;
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
 }
@@ -618,6 +645,7 @@ int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
     s.io = cache->io;
     s.ext = cache->ext;
     s.tls = cache->tls;
+    str_copy(s.tlsinfo, sizeof(s.tlsinfo), cache->tlsinfo);
     s.reused = 1;
     str_copy(s.relay, sizeof(s.relay), cache->relay);
     cache->open = 0;
@@ -647,6 +675,52 @@ int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
     return 1;
 }
 
+/* Connect to address i of the hop and hold the session, under the TLS
+ * policy for that address; at level may a failed handshake is retried
+ * once in plaintext; a policy not met here (no STARTTLS, failed handshake
+ * or check) moves on to the next address, deferring at the last. 1 = a
+ * session took place (stop), 0 = try the next address. */
+static int attempt(struct sess *s, int i)
+{
+    const struct smtp_hop *hop = s->hop;
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int last = i + 1 == hop->naddr, rc = 0;
+    addr_label(hop, i, s->relay, sizeof(s->relay));
+    s->tlsinfo[0] = '\0';
+    if (smtp_tls_policy_for(s->cfg, hop, i, &s->tlsreq, dsn, sizeof(dsn), why, sizeof(why)) < 0) {
+        log_info("%s: %s", s->relay, why);
+        if (last)
+            fail_all(s, DS_DEFERRED, dsn, "%s", why);
+        return 0;
+    }
+    for (s->plain_only = 0;; s->plain_only = 1) {
+        s->retry_plain = s->tls = s->broken = s->unmet = 0;
+        s->tlsinfo[0] = '\0';
+        if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
+                        s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
+            log_info("connect to %s: %s", s->relay, s->io.err);
+            sio_close(&s->io);
+            if (last || s->plain_only)
+                fail_all(s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s->relay, s->io.err);
+            rc = s->plain_only;
+            break;
+        }
+        str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
+        session(s);
+        sio_close(&s->io);
+        if (s->unmet && !last)
+            log_info("%s: %s; trying the next address", s->relay, s->unmet_why);
+        else if (s->unmet)
+            fail_all(s, DS_DEFERRED, s->unmet_dsn, "%s", s->unmet_why);
+        if (!s->retry_plain) {
+            rc = !s->unmet || last;
+            break;
+        }
+    }
+    smtp_tls_req_free(&s->tlsreq);
+    return rc;
+}
+
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
                           struct smtp_rcpt **rr, int n, struct smtp_cache *cache,
                           const char *key)
@@ -658,20 +732,9 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
         smtp_cache_close(cache);
         cache->nmsg = 0;
     }
-    for (int i = 0; i < hop->naddr; i++) {
-        addr_label(hop, i, s.relay, sizeof(s.relay));
-        s.name = addr_name(hop, i);
-        if (sio_connect(&s.io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
-                        s.cfg->smtp_connect_timeout, s.cfg->source_address) == 0) {
-            session(&s);
-            sio_close(&s.io);
+    for (int i = 0; i < hop->naddr; i++)
+        if (attempt(&s, i))
             break;
-        }
-        log_info("connect to %s: %s", s.relay, s.io.err);
-        sio_close(&s.io);
-        if (i + 1 == hop->naddr)
-            fail_all(&s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s.relay, s.io.err);
-    }
     if (hop->naddr == 0)
         fail_all(&s, DS_DEFERRED, "4.4.3", "no address for %s", hop->host);
     /* nothing may stay undecided */

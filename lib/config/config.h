@@ -19,8 +19,16 @@
 
 enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
 enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
-/* delivery.tls_policy: STARTTLS towards the next hop (smtp agent) */
-enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_VERIFY };
+/* delivery.tls and delivery.tls_policy: STARTTLS towards the next hop
+ * (smtp agent). Ordered by strength. */
+enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_DANE, TLSP_VERIFY };
+
+/* One delivery.tls_policy { "DEST" = "LEVEL"; } entry: DEST is a domain
+ * (".example.com": its subdomains), "[host]" or "[host]:port". */
+struct tls_policy_entry {
+    char *dest;
+    enum tls_policy level;
+};
 enum mailbox_kind { MBOX_MAILDIR = 0, MBOX_MBOX, MBOX_DISCARD };
 
 struct strlist { char **v; int n; };
@@ -101,7 +109,8 @@ struct config {
     char    *relayhost;
     int      smtp_port;
     char    *source_address;     /* delivery.source_address: bind outbound SMTP, NULL = any */
-    enum tls_policy tls_policy;  /* delivery.tls_policy (default may) */
+    enum tls_policy delivery_tls;  /* delivery.tls: the default policy (may) */
+    struct tls_policy_entry *tls_policies; int ntls_policies;  /* delivery.tls_policy map */
     char    *tls_ca_file;        /* delivery.tls_ca_file: CA for verify, NULL = system store */
     int      mta_sts;            /* delivery.mta_sts: honour RFC 8461 policies (smtp agent) */
     char    *relay_auth;         /* delivery.relay_auth: "host user password" lines, or NULL */
@@ -167,6 +176,12 @@ int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 /* Is d (case-insensitive) one of the local domains or a domain block? */
 int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
+/* delivery.tls_policy lookup of one key, as the smtp agent builds them (a
+ * domain, "[host]:port", "[host]"): exact (case-insensitive, final dot
+ * ignored), then for a domain the nearest ".parent" entry. 1 found, 0 not. */
+int config_tls_policy_lookup(const struct config *c, const char *key, enum tls_policy *r);
+/* "none", "may", "encrypt", "dane", "verify" */
+const char *config_tls_policy_name(enum tls_policy p);
 /* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
  * PREFIX/etc/postern/postern.conf (PREFIX from make, via gen/postern_prefix.h). */
 const char *config_default_path(const char *opt_c);
