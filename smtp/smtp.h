@@ -1,7 +1,7 @@
 /*
  * smtp.h - internals of the SMTP client agent shared by its files:
  *   smtp.c          accept loop, DELIVER_REQ protocol, grouping by next hop
- *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal; MX later)
+ *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal, MX)
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
  *   smtp_auth.c     the relay credentials file
@@ -53,6 +53,8 @@ struct smtp_hop {
     int naddr;
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
+    char mxhost[SMTP_MAX_ADDRS][256];   /* the name addr[i] was found under (its MX
+                                         * host, the relayhost, the literal): logs, SNI */
 };
 /* Where mail for domain goes: 0 ok, or -1 with a DSN code and reason set
  * (4.x.x deferred, 5.x.x bounced; see smtp_resolve.c). */

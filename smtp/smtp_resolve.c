@@ -1,18 +1,24 @@
 /*
  * smtp_resolve.c - the next hop for a recipient domain.
  *
- * delivery.relayhost ("[host]:port", "host:port", "host", port
- * default delivery.smtp_port) for every remote domain, or, without a
- * relayhost, an IP-literal domain ("[192.0.2.1]", "[IPv6:2001:db8::1]").
- * A relayhost name is resolved to addresses (A/AAAA via getaddrinfo; with
- * or without brackets: no MX lookup for a relayhost yet).
+ * delivery.relayhost for every remote domain (port default
+ * delivery.smtp_port), with Postfix's meaning of the brackets:
+ * "[host]:port" / "[host]" is that host itself (an IP address, or its
+ * AAAA and A records: no MX lookup), "host:port" / "host" is a domain
+ * whose MX hosts are looked up as for a recipient domain. A relayhost
+ * that cannot be resolved defers (4.4.3), even when its domain does not
+ * exist: that is the site's configuration, not the recipient's fault.
+ * Without a relayhost, an IP-literal domain ("[192.0.2.1]",
+ * "[IPv6:2001:db8::1]") is used as is.
  *
  * Otherwise MX through lib/dns (mx_lookup): hosts by preference, implicit
  * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
  * null MX -> 5.1.10 bounce, NXDOMAIN -> 5.1.2, DNS trouble -> 4.4.3, an MX
  * that is ourselves cuts the list (best MX -> 4.4.6, loops back).
- * Limit: hop->host is the first usable MX name; TLS verify/SNI and log
- * labels use it for the addresses of later MX hosts too.
+ * hop->mxhost[i] is the name address i was found under (its MX host, the
+ * relayhost, or the literal): log labels, TLS SNI and verification use
+ * it, so a fallback MX is checked against its own name. hop->host is the
+ * first usable one.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -50,6 +56,7 @@ static int addrs(struct smtp_hop *hop, const char *host, int numeric)
     hop->naddr = 0;
     for (struct addrinfo *a = res; a && hop->naddr < SMTP_MAX_ADDRS; a = a->ai_next) {
         memcpy(&hop->addr[hop->naddr], a->ai_addr, a->ai_addrlen);
+        str_copy(hop->mxhost[hop->naddr], sizeof(hop->mxhost[0]), host);
         hop->addrlen[hop->naddr++] = a->ai_addrlen;
     }
     freeaddrinfo(res);
@@ -118,6 +125,7 @@ static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_
             memcpy(&s4->sin_addr, da->addr, 4);
             hop->addrlen[hop->naddr] = sizeof(*s4);
         }
+        str_copy(hop->mxhost[hop->naddr], sizeof(hop->mxhost[0]), host);
         hop->naddr++;
     }
     dns_answer_free(a);
@@ -231,21 +239,41 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
     return 0;
 }
 
+/* The relayhost's addresses: "[host]" itself, "host" by MX (see the top). */
+static int relay_lookup(const struct config *cfg, struct smtp_hop *hop, char *dsn,
+                        size_t dsnlen, char *why, size_t whylen)
+{
+    char host[256];
+    if (split_relay(cfg->relayhost, host, sizeof(host), &hop->port) < 0)
+        return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
+    if (cfg->relayhost[0] != '[') {
+        int rc = mx_lookup(cfg, host, hop, dsn, dsnlen, why, whylen);
+        if (rc < 0)
+            dsn[0] = '4';   /* the site's relayhost, not the recipient, is wrong */
+        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+        return rc;
+    }
+    snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+    str_copy(hop->host, sizeof(hop->host), host);
+    if (addrs(hop, host, 1) == 0)
+        return 0;
+    if (dctx == NULL)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no resolver", host);
+    enum dns_status st = host_addrs(hop, host);
+    if (st == DNS_FOUND && hop->naddr > 0)
+        return 0;
+    return fail(dsn, dsnlen, "4.4.3", why, whylen,
+                st == DNS_TEMPFAIL ? "relayhost %s: address lookup failed temporarily"
+                                   : "relayhost %s: no address", host);
+}
+
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
     memset(hop, 0, sizeof(*hop));
     hop->port = cfg->smtp_port;
-    if (cfg->relayhost && cfg->relayhost[0]) {
-        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
-        if (split_relay(cfg->relayhost, hop->host, sizeof(hop->host), &hop->port) < 0)
-            return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
-        int rc = addrs(hop, hop->host, 0);
-        if (rc != 0)
-            return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no address",
-                        hop->host);
-        return 0;
-    }
+    if (cfg->relayhost && cfg->relayhost[0])
+        return relay_lookup(cfg, hop, dsn, dsnlen, why, whylen);
     size_t dl = strlen(domain);
     if (dl > 2 && domain[0] == '[' && domain[dl - 1] == ']') {
         const char *ip = domain + 1;

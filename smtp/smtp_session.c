@@ -503,7 +503,8 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-    snprintf(out, size, "%s[%s]:%d", hop->host, ip, hop->port);
+    snprintf(out, size, "%s[%s]:%d", hop->mxhost[i][0] ? hop->mxhost[i] : hop->host, ip,
+             hop->port);
 }
 
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
