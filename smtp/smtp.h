@@ -32,6 +32,7 @@ struct smtp_rcpt {
     int done;                   /* outcome final for this request */
     int accepted;               /* RCPT answered 2xx in the current session */
     enum dstatus status;
+    unsigned sflags;            /* DS_F_* sent with a delivered status (success reports) */
     char dsn[16];
     char reason[QF_REASON_MAX + 1];
 };

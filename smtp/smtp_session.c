@@ -472,9 +472,14 @@ static void transaction(struct sess *s)
     char text[QF_REASON_MAX + 1];
     smtp_reply_format(&s->r, text, sizeof(text));
     for (int i = 0; i < s->n; i++)
-        if (!s->rr[i]->done)
+        if (!s->rr[i]->done) {
+            /* NOTIFY=SUCCESS: a hop with DSN got NOTIFY and reports, else we
+             * report "relayed" (RFC 3461 5.2.2) */
+            if (s->rr[i]->q->notify & NOTIFY_SUCCESS)
+                s->rr[i]->sflags = s->ext.flags & EXT_DSN ? DS_F_NOTIFY_PASSED : DS_F_RELAYED;
             smtp_rcpt_set(s->m, s->rr[i], s->relay, DS_DELIVERED,
                           s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s", text);
+        }
 out:
     buf_free(&b);
 }
