@@ -6,6 +6,7 @@
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
+ *   smtp_mime.c     8-bit content for a next hop without 8BITMIME (lib/mail/mime8)
  *
  * The agent is blocking like the local one (delivery/): one connection
  * from qmgr, one request, one SMTP session per next hop at a time; every
@@ -89,6 +90,14 @@ void sio_close(struct sio *s);
  * 0 none, -1 the file cannot be read (why set). */
 int smtp_auth_lookup(const struct config *cfg, const struct smtp_hop *hop, char *user,
                      size_t ulen, char *pass, size_t plen, char *why, size_t whylen);
+
+/* ---- 8-bit to 7-bit downgrade (smtp_mime.c) ---- */
+struct mime8;
+#define SMTP_MIME_CHUNK 65536
+/* Scan the message for a next hop without 8BITMIME: 0 with *m8_r the
+ * converter ready for mime8_convert (NULL: the content is 7-bit already),
+ * -1 no 7-bit form (why set), -2 queue file read error (errno). */
+int smtp_mime_plan(const struct smtp_msg *m, struct mime8 **m8_r, char *why, size_t whylen);
 
 /* ---- the dialogue (smtp_session.c) ---- */
 /* Send the message to the recipients rr[0..n) that are not done, via hop.
