@@ -6,25 +6,10 @@ Python's email module."""
 import email
 import email.policy
 import re
-import threading
 import time
 
-from aiosmtpd.controller import Controller
-
+from peerutil import sink_on
 from suite import Suite, free_port, make_message, wait_for
-
-
-class Sink:
-    """A next hop without DSN (aiosmtpd does not offer it)."""
-
-    def __init__(self):
-        self.got = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.got.append((list(envelope.rcpt_tos), list(envelope.rcpt_options)))
-        return "250 2.0.0 queued as SINK1"
 
 
 def parse(path):
@@ -44,14 +29,11 @@ def send(s, rcpts, i, rcpt_options=("NOTIFY=SUCCESS",)):
 
 def test_next_hop_without_dsn_gets_relayed_report():
     port = free_port()
-    sink = Sink()
-    ctl = Controller(sink, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    with sink_on("127.0.0.1", port) as sink:
         with Suite(extra_conf=f'delivery {{ relayhost = "[127.0.0.1]:{port}"; }}\n') as s:
             send(s, ["far@remote.test"], 1)
             wait_for(lambda: sink.got, 20, "the relayed message")
-            assert sink.got[0][0] == ["far@remote.test"]
+            assert sink.got[0][1] == ["far@remote.test"]
             (path,) = s.wait_delivered("alice", 1)
             m, per_msg, rcpts = parse(path)
             assert m.get_content_type() == "multipart/report"
@@ -71,8 +53,6 @@ def test_next_hop_without_dsn_gets_relayed_report():
             s.wait_queue_empty()
             time.sleep(1)
             assert len(s.delivered("alice")) == 1
-    finally:
-        ctl.stop()
 
 
 def test_next_hop_with_dsn_reports_itself():

@@ -5,10 +5,10 @@ parts untouched); a message with an 8-bit header has no 7-bit form and
 bounces 5.6.3 to the sender, with nothing sent to the next hop."""
 import email
 import email.policy
-import re
 import socket
 import threading
 
+from peerutil import logged
 from suite import Suite, free_port, make_message, wait_for
 
 
@@ -82,10 +82,6 @@ def multipart_message():
             "Content-Transfer-Encoding: 8bit\r\n\r\n" + TEXT +
             "--XyZ\r\nContent-Type: application/octet-stream\r\n"
             "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--XyZ--\r\n").encode()
-
-
-def logged(s, pattern, timeout=20):
-    return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
 
 
 def send(s, msg):

@@ -4,13 +4,7 @@ hosts in preference order, each address labelled with the MX host it
 belongs to), "[host]:port" is that host's own A/AAAA (no MX lookup). DNS
 comes from the local-data of a test unbound.conf; the next hop is an
 aiosmtpd server on 127.0.0.2."""
-import os
-import re
-import tempfile
-import threading
-
-from aiosmtpd.controller import Controller
-
+from peerutil import logged, sink_on, unbound_conf
 from suite import Suite, free_port, make_message, wait_for
 
 ZONE = [
@@ -24,33 +18,9 @@ ZONE = [
 ]
 
 
-class Sink:
-    def __init__(self):
-        self.got = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.got.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 2.0.0 queued as SINK1"
-
-
-def unbound_conf(d):
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in ZONE))
-    os.chmod(path, 0o644)
-    return path
-
-
-def logged(s, pattern, timeout=20):
-    return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
-
-
-def run_with_relayhost(relayhost, port):
+def run_with_relayhost(relayhost):
     s = Suite(start=False)
-    ub = unbound_conf(s.dir)
+    ub = unbound_conf(s.dir, ZONE)
     s.start_with_conf(s.conf_text + f'dns {{ unbound_config = "{ub}"; dnssec = false; '
                       f'timeout = 5s; }}\ndelivery {{ relayhost = "{relayhost}"; }}\n')
     return s
@@ -58,41 +28,30 @@ def run_with_relayhost(relayhost, port):
 
 def test_relayhost_without_brackets_uses_mx():
     port = free_port()
-    sink = Sink()
-    ctl = Controller(sink, hostname="127.0.0.2", port=port)
-    ctl.start()
-    try:
-        with run_with_relayhost(f"smart.test:{port}", port) as s:
-            s.send("sender@example.test", ["far@remote.test"], make_message(1))
-            wait_for(lambda: sink.got, 30, "the message at the MX of smart.test")
-            assert sink.got[0] == ("sender@example.test", ["far@remote.test"]), sink.got
-            # the dead best MX was tried under its own name, the second one
-            # is logged under its name, not the first MX's
-            logged(s, rf"connect to dead\.smart\.test\[127\.0\.0\.3\]:{port}: ")
-            logged(s, rf"to=<far@remote\.test>, relay=mx\.smart\.test\[127\.0\.0\.2\]:{port}, "
-                      r".*status=sent \(250 2\.0\.0 queued as SINK1\)")
-            assert "127.0.0.4" not in s.log()
-    finally:
-        ctl.stop()
+    with sink_on("127.0.0.2", port) as sink, run_with_relayhost(f"smart.test:{port}") as s:
+        s.send("sender@example.test", ["far@remote.test"], make_message(1))
+        wait_for(lambda: sink.got, 30, "the message at the MX of smart.test")
+        assert sink.got[0][:2] == ("sender@example.test", ["far@remote.test"]), sink.got
+        # the dead best MX was tried under its own name, the second one
+        # is logged under its name, not the first MX's
+        logged(s, rf"connect to dead\.smart\.test\[127\.0\.0\.3\]:{port}: ")
+        logged(s, rf"to=<far@remote\.test>, relay=mx\.smart\.test\[127\.0\.0\.2\]:{port}, "
+                  r".*status=sent \(250 2\.0\.0 queued as SINK1\)")
+        assert "127.0.0.4" not in s.log()
 
 
 def test_relayhost_in_brackets_skips_mx():
     port = free_port()
-    sink = Sink()
-    ctl = Controller(sink, hostname="127.0.0.2", port=port)
-    ctl.start()
-    try:
-        with run_with_relayhost(f"[smart.test]:{port}", port) as s:
+    with sink_on("127.0.0.2", port) as sink:
+        with run_with_relayhost(f"[smart.test]:{port}") as s:
             s.send("sender@example.test", ["far@remote.test"], make_message(2))
             # smart.test's own A record (nobody listens there), never its MX
             logged(s, rf"to=<far@remote\.test>, relay=smart\.test\[127\.0\.0\.4\]:{port}, "
                       r".*dsn=4\.4\.1, status=deferred \(connect to ")
             assert "127.0.0.2" not in s.log() and "127.0.0.3" not in s.log()
             assert not sink.got
-        with run_with_relayhost(f"[nx.test]:{port}", port) as s:
+        with run_with_relayhost(f"[nx.test]:{port}") as s:
             # a relayhost that does not resolve defers (the site's fault)
             s.send("sender@example.test", ["far@remote.test"], make_message(3))
             logged(s, r"to=<far@remote\.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
                       r"\(relayhost nx\.test: no address\)")
-    finally:
-        ctl.stop()
