@@ -9,7 +9,11 @@ of its own, and its Received header and log show the TLS session. Postfix
 relays to Postern (relayhost = [127.0.0.1]:PORT, smtp_tls_security_level =
 encrypt: no TLS, no mail); Postern delivers to a local Maildir, its
 Received header says ESMTPS with the TLS version, and Postfix's log shows
-the TLS connection it made. Skipped when the postfix binaries are missing."""
+the TLS connection it made. Postfix's smtpd does not announce 8BITMIME
+here: an 8-bit message from Postern reaches its Maildir quoted-printable,
+and decodes to the text sent. Skipped when the postfix binaries are missing."""
+import email
+import email.policy
 import glob
 import os
 import pwd
@@ -92,6 +96,9 @@ smtpd_tls_cert_file = {R}/pf.pem
 smtpd_tls_key_file = {R}/pf.key
 smtpd_tls_received_header = yes
 smtpd_tls_loglevel = 1
+# Postfix accepts 8-bit mail without announcing 8BITMIME: Postern must
+# send its 7-bit form, which Postfix stores as it came
+smtpd_discard_ehlo_keywords = 8bitmime
 relayhost = [127.0.0.1]:{postern_port}
 smtp_tls_security_level = encrypt
 smtp_tls_loglevel = 1
@@ -214,6 +221,25 @@ def test_postfix_both_ways_over_starttls():
                              r"\(250 2\.0\.0 Ok: queued as", s.log())
             assert re.search(r"Anonymous TLS connection established from \S+\[127\.0\.0\.1\]",
                              pf.log()), pf.log()[-3000:]
+
+            # 8-bit mail: Postfix does not offer 8BITMIME
+            text8 = "Grüße aus Köln, 100 € \r\n"
+            msg8 = ("From: alice@example.test\r\nTo: bob@pf.test\r\nSubject: 8bit\r\n"
+                    "Message-ID: <pf8@example.test>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
+                    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    "Content-Transfer-Encoding: 8bit\r\n\r\n" + text8).encode()
+            with s.smtp() as c:
+                c.ehlo("client.example.test")
+                c.sendmail("alice@example.test", ["bob@pf.test"], msg8,
+                           mail_options=["BODY=8BITMIME"])
+            wait_for(lambda: len(pf.delivered()) == 2, 40, "the 8-bit message at Postfix")
+            got8 = [p for p in pf.delivered() if p != got][0]
+            raw = open(got8, "rb").read()
+            assert all(b < 0x80 for b in raw), raw
+            m8 = email.message_from_bytes(raw, policy=email.policy.default)
+            assert m8["Content-Transfer-Encoding"] == "quoted-printable", raw
+            assert m8.get_content() == text8.replace("\r\n", "\n"), m8.get_content()
+            assert "does not offer 8BITMIME: content converted to 7bit" in s.log()
 
             # Postfix -> Postern
             with smtplib.SMTP(PF_HOST, pf.port, timeout=30) as c:
