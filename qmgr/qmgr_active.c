@@ -164,6 +164,12 @@ void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const 
     if (index >= (uint32_t)m->env.nrcpts)
         return;
     struct qf_rcpt *r = &m->env.rcpts[index];
+    unsigned sflags = status & DS_F_MASK;   /* success-report hints (qfile.h) */
+    status &= ~(unsigned)DS_F_MASK;
+    r->rflags &= (uint8_t)~(QF_R_NOTIFY_PASSED | QF_R_RELAYED);
+    if (status == DS_DELIVERED)
+        r->rflags |= (sflags & DS_F_NOTIFY_PASSED ? QF_R_NOTIFY_PASSED : 0) |
+                     (sflags & DS_F_RELAYED ? QF_R_RELAYED : 0);
     if (status >= DS__COUNT || status == DS_PENDING) {
         status = DS_DEFERRED;   /* an agent may not leave a recipient unanswered */
         dsn = "4.3.0";

@@ -120,7 +120,7 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
 static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
+        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status | rr[i].sflags, rr[i].dsn,
                                  rr[i].reason) < 0)
             return -1;
     int left = smtp_cache_idle(&cache);

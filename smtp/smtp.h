@@ -1,7 +1,7 @@
 /*
  * smtp.h - internals of the SMTP client agent shared by its files:
  *   smtp.c          accept loop, DELIVER_REQ protocol, grouping by next hop
- *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal; MX later)
+ *   smtp_resolve.c  the next hop of a domain (relayhost, IP literal, MX)
  *   smtp_io.c       one connection: deadlines, plaintext or TLS, lines
  *   smtp_session.c  the SMTP dialogue: EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA
  *   smtp_cache.c    the one session kept open between requests (idle close)
@@ -11,6 +11,7 @@
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
  *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts (its TLS part is
  *                   applied by smtp_tls_policy_for)
+ *   smtp_mime.c     8-bit content for a next hop without 8BITMIME (lib/mail/mime8)
  *
  * The agent is blocking like the local one (delivery/): one connection
  * from qmgr, one request, one SMTP session per next hop at a time (kept
@@ -38,6 +39,7 @@ struct smtp_rcpt {
     int accepted;               /* RCPT answered 2xx in the current session */
     enum dstatus status;
     int sts_mode;               /* MTA-STS mode applied (enum sts_mode), 0 no policy */
+    unsigned sflags;            /* DS_F_* sent with a delivered status (success reports) */
     char dsn[16];
     char reason[QF_REASON_MAX + 1];
 };
@@ -175,6 +177,14 @@ void smtp_cache_init(struct smtp_cache *c);
 void smtp_cache_close(struct smtp_cache *c);
 /* Close it once idle too long; ms it may still stay idle (0 = none open). */
 int  smtp_cache_idle(struct smtp_cache *c);
+
+/* ---- 8-bit to 7-bit downgrade (smtp_mime.c) ---- */
+struct mime8;
+#define SMTP_MIME_CHUNK 65536
+/* Scan the message for a next hop without 8BITMIME: 0 with *m8_r the
+ * converter ready for mime8_convert (NULL: the content is 7-bit already),
+ * -1 no 7-bit form (why set), -2 queue file read error (errno). */
+int smtp_mime_plan(const struct smtp_msg *m, struct mime8 **m8_r, char *why, size_t whylen);
 
 /* ---- the dialogue (smtp_session.c) ---- */
 /* Send the message to the recipients rr[0..n) that are not done, via hop

@@ -1,11 +1,15 @@
 /*
  * smtp_resolve.c - the next hop for a recipient domain.
  *
- * delivery.relayhost ("[host]:port", "host:port", "host", port
- * default delivery.smtp_port) for every remote domain, or, without a
- * relayhost, an IP-literal domain ("[192.0.2.1]", "[IPv6:2001:db8::1]").
- * A relayhost name is resolved to addresses (A/AAAA via getaddrinfo; with
- * or without brackets: no MX lookup for a relayhost yet).
+ * delivery.relayhost for every remote domain (port default
+ * delivery.smtp_port), with Postfix's meaning of the brackets:
+ * "[host]:port" / "[host]" is that host itself (an IP address, or its
+ * AAAA and A records: no MX lookup), "host:port" / "host" is a domain
+ * whose MX hosts are looked up as for a recipient domain. A relayhost
+ * that cannot be resolved defers (4.4.3), even when its domain does not
+ * exist: that is the site's configuration, not the recipient's fault.
+ * Without a relayhost, an IP-literal domain ("[192.0.2.1]",
+ * "[IPv6:2001:db8::1]") is used as is.
  *
  * Otherwise MX through lib/dns (mx_lookup): hosts by preference, implicit
  * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
@@ -253,21 +257,41 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
     return 0;
 }
 
+/* The relayhost's addresses: "[host]" itself, "host" by MX (see the top). */
+static int relay_lookup(const struct config *cfg, struct smtp_hop *hop, char *dsn,
+                        size_t dsnlen, char *why, size_t whylen)
+{
+    char host[256];
+    if (split_relay(cfg->relayhost, host, sizeof(host), &hop->port) < 0)
+        return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
+    if (cfg->relayhost[0] != '[') {
+        int rc = mx_lookup(cfg, host, hop, dsn, dsnlen, why, whylen);
+        if (rc < 0)
+            dsn[0] = '4';   /* the site's relayhost, not the recipient, is wrong */
+        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+        return rc;
+    }
+    snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+    str_copy(hop->host, sizeof(hop->host), host);
+    if (addrs(hop, host, 1) == 0)
+        return 0;
+    if (dctx == NULL)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no resolver", host);
+    enum dns_status st = host_addrs(hop, host, 1);   /* no MX step: the address answer decides */
+    if (st == DNS_FOUND && hop->naddr > 0)
+        return 0;
+    return fail(dsn, dsnlen, "4.4.3", why, whylen,
+                st == DNS_TEMPFAIL ? "relayhost %s: address lookup failed temporarily"
+                                   : "relayhost %s: no address", host);
+}
+
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
     memset(hop, 0, sizeof(*hop));
     hop->port = cfg->smtp_port;
-    if (cfg->relayhost && cfg->relayhost[0]) {
-        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
-        if (split_relay(cfg->relayhost, hop->host, sizeof(hop->host), &hop->port) < 0)
-            return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
-        int rc = addrs(hop, hop->host, 0);
-        if (rc != 0)
-            return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no address",
-                        hop->host);
-        return 0;
-    }
+    if (cfg->relayhost && cfg->relayhost[0])
+        return relay_lookup(cfg, hop, dsn, dsnlen, why, whylen);
     size_t dl = strlen(domain);
     if (dl > 2 && domain[0] == '[' && domain[dl - 1] == ']') {
         const char *ip = domain + 1;

@@ -17,9 +17,10 @@
  * peer answered anything) is dropped without an outcome, and the caller
  * connects anew.
  *
- * Limits of this first version (said in the DSN reason): no 8BITMIME ->
- * 7bit conversion (an 8-bit message to a peer without 8BITMIME bounces
- * 5.6.3); SMTPUTF8 mail to a peer without it bounces 5.6.7.
+ * An 8-bit message to a peer without 8BITMIME goes as its 7-bit form
+ * (smtp_mime.c, lib/mail/mime8.h: quoted-printable parts), or bounces
+ * 5.6.3 before MAIL when it has none (8-bit headers...); SMTPUTF8 mail to
+ * a peer without it bounces 5.6.7.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "smtp.h"
+#include "mail/mime8.h"
 #include "tls/tls_client.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -64,6 +66,7 @@ struct sess {
     int unmet;                     /* TLS policy not met here: the next address may do */
     char unmet_dsn[16], unmet_why[QF_REASON_MAX + 1];
     char tlsinfo[SMTP_TLS_INFO];   /* "tls=... verified=..." for every delivery line */
+    struct mime8 *m8;              /* the 7-bit downgrade of this session, or NULL */
 };
 
 /* A kept connection that fails before its first reply was closed by the
@@ -346,9 +349,16 @@ static int precheck(struct sess *s)
         return -1;
     }
     if ((e->flags & (QF_F_8BITMIME | QF_F_BINARYMIME)) && !(s->ext.flags & EXT_8BITMIME)) {
-        fail_all(s, DS_BOUNCED, "5.6.3", "8-bit message, but host %s does not offer "
-                 "8BITMIME (conversion to 7bit is not implemented yet)", s->relay);
-        return -1;
+        char why[200];
+        int rc = smtp_mime_plan(s->m, &s->m8, why, sizeof(why));
+        if (rc == -2)
+            fail_all(s, DS_DEFERRED, "4.3.0", "queue file read error: %m");
+        else if (rc < 0)
+            fail_all(s, DS_BOUNCED, "5.6.3", "8-bit message, but host %s does not offer "
+                     "8BITMIME, and the message has no 7-bit form: %s", s->relay, why);
+        else if (s->m8)
+            log_info("host %s does not offer 8BITMIME: content converted to 7bit", s->relay);
+        return rc < 0 ? -1 : 0;
     }
     return 0;
 }
@@ -406,17 +416,56 @@ static void rcpt_cmd(struct sess *s, const struct qf_rcpt *q, buf_t *b)
     buf_append_str(b, "\r\n");
 }
 
-/* The content on the wire: CRLF, dot-stuffed, lines folded at 998 octets
- * (a header line continues with a space, i.e. as a folded header), then
+/* Wire form of content bytes: CRLF, dot-stuffed, lines folded at 998
+ * octets (a header line continues with a space, i.e. as a folded header). */
+struct wire {
+    int bol, hdr;
+    size_t col;
+};
+
+static void wire_put(struct wire *w, const char *in, size_t n, buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\n') {
+            if (w->col == 0 && w->bol)
+                w->hdr = 0;   /* the empty line ends the header */
+            buf_append(out, "\r\n", 2);
+            w->bol = 1;
+            w->col = 0;
+            continue;
+        }
+        if (w->col >= SMTP_LINE_MAX) {
+            buf_append(out, "\r\n", 2);
+            w->col = 0;
+            if (w->hdr) {
+                buf_append_char(out, ' ');
+                w->col = 1;
+            } else {
+                w->bol = 1;
+            }
+        }
+        if (w->bol && c == '.') {
+            buf_append_char(out, '.');
+            w->col++;
+        }
+        buf_append_char(out, c);
+        w->col++;
+        w->bol = 0;
+    }
+}
+
+/* The content on the wire (through the 7-bit downgrade when s->m8), then
  * ".". 0, or -1 (outcomes set). */
 static int send_body(struct sess *s)
 {
     const struct qf_env *e = s->m->env;
-    char in[65536];
-    buf_t out;
+    char in[SMTP_MIME_CHUNK];
+    buf_t out, conv;
     buf_init(&out, sizeof(in) * 2);
-    int bol = 1, hdr = 1, rc = 0;
-    size_t col = 0;
+    buf_init(&conv, s->m8 ? sizeof(in) * 2 : 1);
+    struct wire w = { 1, 1, 0 };
+    int rc = 0;
     for (uint64_t off = 0; off < e->content_len && rc == 0;) {
         size_t want = e->content_len - off < sizeof(in) ? (size_t)(e->content_len - off)
                                                          : sizeof(in);
@@ -426,43 +475,25 @@ static int send_body(struct sess *s)
             break;
         }
         off += want;
-        for (size_t i = 0; i < want; i++) {
-            char c = in[i];
-            if (c == '\n') {
-                if (col == 0 && bol)
-                    hdr = 0;   /* the empty line ends the header */
-                buf_append(&out, "\r\n", 2);
-                bol = 1;
-                col = 0;
-                continue;
-            }
-            if (col >= SMTP_LINE_MAX) {
-                buf_append(&out, "\r\n", 2);
-                col = 0;
-                if (hdr) {
-                    buf_append_char(&out, ' ');
-                    col = 1;
-                } else {
-                    bol = 1;
-                }
-            }
-            if (bol && c == '.') {
-                buf_append_char(&out, '.');
-                col++;
-            }
-            buf_append_char(&out, c);
-            col++;
-            bol = 0;
+        if (s->m8) {
+            buf_reset(&conv);
+            mime8_convert(s->m8, in, want, &conv);
+            if (off >= e->content_len)
+                mime8_convert_end(s->m8, &conv);
+            wire_put(&w, conv.data, conv.len, &out);
+        } else {
+            wire_put(&w, in, want, &out);
         }
         if (out.len >= sizeof(in) && (rc = put(s, out.data, out.len)) == 0)
             buf_reset(&out);
     }
     if (rc == 0) {
-        if (col > 0 || !bol)
+        if (w.col > 0 || !w.bol)
             buf_append(&out, "\r\n", 2);
         buf_append(&out, ".\r\n", 3);
         rc = put(s, out.data, out.len);
     }
+    buf_free(&conv);
     buf_free(&out);
     return rc;
 }
@@ -542,10 +573,17 @@ static void transaction(struct sess *s)
     char text[QF_REASON_MAX + 1];
     smtp_reply_format(&s->r, text, sizeof(text));
     for (int i = 0; i < s->n; i++)
-        if (!s->rr[i]->done)
-            sess_set(s, s->rr[i], DS_DELIVERED, s->r.enh[0] == '2' ? s->r.enh : "2.0.0",
-                     "%s", text);
+        if (!s->rr[i]->done) {
+            /* NOTIFY=SUCCESS: a hop with DSN got NOTIFY and reports, else we
+             * report "relayed" (RFC 3461 5.2.2) */
+            if (s->rr[i]->q->notify & NOTIFY_SUCCESS)
+                s->rr[i]->sflags = s->ext.flags & EXT_DSN ? DS_F_NOTIFY_PASSED : DS_F_RELAYED;
+            sess_set(s, s->rr[i], DS_DELIVERED, s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s",
+                     text);
+        }
 out:
+    mime8_free(s->m8);   /* the next transaction on a kept session plans anew */
+    s->m8 = NULL;
     buf_free(&b);
 }
 
@@ -591,6 +629,8 @@ static void session(struct sess *s)
     if (keep(s))
         return;
 quit:
+    mime8_free(s->m8);
+    s->m8 = NULL;
     if (s->broken)   /* a failed handshake: nothing more to say on it */
         return;
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
