@@ -8,6 +8,7 @@
  *   qmgr_bounce.c  delivery status notifications (bounces, delay warnings,
  *                  success reports) queued before outcomes are recorded
  *   qmgr_filter.c  the connection to filter: postq/deliver verdicts (async)
+ *   qmgr_route.c   which agent and next hop each recipient gets
  *   qmgr_rules.c   applying verdicts and mutations: bounce, defer, quarantine,
  *                  queue file rewrite, per-recipient delivery choices
  *
@@ -40,11 +41,11 @@ enum qphase { QP_POSTQ = 0, QP_DELIVER, QP_ROUTE };
 
 /* A delivery choice made at the deliver stage for one recipient. */
 enum qroute_kind { QR_DEFAULT = 0, QR_MAILDIR, QR_MBOX, QR_DISCARD, QR_RELAY, QR_FORWARD,
-                   QR_LMTP };
+                   QR_LMTP, QR_TRANSPORT };
 struct qroute {
     uint8_t kind;               /* enum qroute_kind */
     char rule[64];              /* rule/action that chose it */
-    char arg[256];              /* forward host / lmtp address */
+    char arg[256];              /* forward host / lmtp address / transport name */
 };
 
 struct qmsg {
@@ -125,6 +126,16 @@ void qmgr_filter_stop(void);
 void qmgr_rules_verdict(struct qmsg *m, enum stage s, struct filter_verdict *v);
 /* Should the postq stage run for m (not done before, not released from quarantine)? */
 int  qmgr_rules_postq_due(const struct qmsg *m);
+
+/* qmgr_route.c: the agents (qmgr_deliver.c's pools) and their next hops */
+enum { QPOOL_LOCAL, QPOOL_SMTP, QPOOL_PIPE, QPOOL__COUNT };
+#define QMGR_NEXTHOP_MAX 300
+/* Can the deliver stage's choice for recipient index be used? 0: no, the
+ * recipient was deferred (4.3.5, reason logged). */
+int  qmgr_route_ok(struct qmsg *m, uint32_t index);
+int  qmgr_route_pool(const struct qmsg *m, uint32_t index);
+/* DELIVER_RCPT.nexthop for recipient index (into out, returned). */
+const char *qmgr_route_nexthop(const struct qmsg *m, uint32_t index, char *out, size_t size);
 
 /* qmgr_deliver.c */
 void qmgr_deliver_submit(struct qmsg *m);

@@ -25,7 +25,8 @@
 #include "util/log.h"
 #include "qmgr.h"
 
-enum { POOL_LOCAL, POOL_SMTP, NPOOLS };
+enum { POOL_LOCAL = QPOOL_LOCAL, POOL_SMTP = QPOOL_SMTP, POOL_PIPE = QPOOL_PIPE,
+       NPOOLS = QPOOL__COUNT };
 
 /* One request: the recipients of m (positions in m->idx) for one agent. */
 struct job {
@@ -52,6 +53,7 @@ static struct pool {
 } pools[NPOOLS] = {
     { SOCK_LOCAL, "local", "local", NULL, 0, NULL, NULL, NULL },
     { SOCK_SMTP, "smtp", "smtp", NULL, 0, NULL, NULL, NULL },
+    { SOCK_PIPE, "pipe", "pipe", NULL, 0, NULL, NULL, NULL },
 };
 static int nbusy;
 static int stopped;
@@ -131,7 +133,7 @@ static void request_end(struct agent *a)
 
 static const char *relay_of(const struct job *j, uint32_t index)
 {
-    return j->pool == POOL_SMTP ? "smtp" : qmgr_active_relay(j->m, index);
+    return j->pool != POOL_LOCAL ? pools[j->pool].name : qmgr_active_relay(j->m, index);
 }
 
 /* Defer what the agent did not answer (reason: the DSN text), then drop
@@ -297,15 +299,8 @@ static int agent_send(struct agent *a, struct job *j)
     for (int k = 0; k < j->n; k++) {
         uint32_t index = m->idx[j->pos[k]];
         const struct qf_rcpt *r = &m->env.rcpts[index];
-        const char *nexthop = "";
-        if (m->routes) {
-            switch (m->routes[index].kind) {
-            case QR_MAILDIR: nexthop = "maildir"; break;
-            case QR_MBOX:    nexthop = "mbox"; break;
-            case QR_DISCARD: nexthop = "discard"; break;
-            default: break;
-            }
-        }
+        char nh[QMGR_NEXTHOP_MAX];
+        const char *nexthop = qmgr_route_nexthop(m, index, nh, sizeof(nh));
         struct ipc_deliver_rcpt dr = { index, r->addr, r->orig ? r->orig : "", nexthop };
         if (ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr) < 0)
             return -1;
@@ -346,20 +341,16 @@ static void kick(int pool)
     }
 }
 
-/* Which agent serves recipient index of m: a mailbox choice from the
- * rules or a local domain (config_is_local_domain, as the rcpt stage's
- * default policy decides "local") -> local; any other domain -> smtp. */
+/* Which agent serves recipient index of m: qmgr_route.c decides (the
+ * deliver stage's choice; else local domains -> local, others -> smtp). */
 static int pool_of(const struct qmsg *m, uint32_t index)
 {
-    if (m->routes && m->routes[index].kind != QR_DEFAULT)
-        return POOL_LOCAL;
-    const char *at = strrchr(m->env.rcpts[index].addr, '@');
-    return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1) ? POOL_LOCAL : POOL_SMTP;
+    return qmgr_route_pool(m, index);   /* qmgr_route.c */
 }
 
 void qmgr_deliver_submit(struct qmsg *m)
 {
-    struct job *jobs[NPOOLS] = { NULL, NULL };
+    struct job *jobs[NPOOLS] = { NULL };
     for (int i = 0; i < m->nidx; i++) {
         int p = pool_of(m, m->idx[i]);
         if (jobs[p] == NULL) {

@@ -80,12 +80,16 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
     for (uint32_t i = 0; i < n; i++) {
         if (rr[i].done)
             continue;
+        if (rr[i].nexthop[0]) {   /* forward(), lmtp(), a transport: smtp_lmtp.c */
+            smtp_lmtp_deliver(m, rr, n, i);
+            continue;
+        }
         const char *dom = rcpt_domain(rr[i].q->addr);
         int k = 0;
         /* with a relayhost every domain goes the same way: one session */
         int one_hop = m->cfg->relayhost && m->cfg->relayhost[0];
         for (uint32_t j = i; j < n; j++)
-            if (!rr[j].done && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
+            if (!rr[j].done && !rr[j].nexthop[0] && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
                 group[k++] = &rr[j];
         struct smtp_hop hop;
         char dsn[16], why[QF_REASON_MAX + 1];
@@ -128,8 +132,10 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
         union ipc_msg m;
         if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
             rc = -1;
-        else
+        else {
             rr[i].index = m.deliver_rcpt.index;
+            str_copy(rr[i].nexthop, sizeof(rr[i].nexthop), m.deliver_rcpt.nexthop);
+        }
     }
     if (rc == 0) {
         log_set_qid(qid);

@@ -133,9 +133,14 @@ static void apply_block(struct loadctx *lc, const struct table *t, void *base,
             apply_domain(lc, e);
             continue;
         }
+        if (t->p == cfg_params && !*level && strcmp(e->key, "transport") == 0) {
+            cfg_apply_transport(lc->c, lc->errs, e);
+            continue;
+        }
         if (e->label) {
             cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
-                          "unexpected label \"%.60s\" (only domain blocks take one)", e->label);
+                          "unexpected label \"%.60s\" (only domain and transport blocks "
+                          "take one)", e->label);
             continue;
         }
         if (t->p == cfg_params && !*level && strcmp(e->key, "listen") == 0) {
@@ -277,7 +282,7 @@ static void apply_domain(struct loadctx *lc, const struct cnode *e)
 
 /* ---- whole-config checks and computed defaults ------------------------- */
 
-static const char *const main_extra[] = { "listen", "domain", "include", NULL };
+static const char *const main_extra[] = { "listen", "domain", "transport", "include", NULL };
 
 static void finish(struct loadctx *lc, const struct table *t, const struct cnode *root)
 {
@@ -455,6 +460,7 @@ void config_free(struct config *c)
         cfg_free_fields(cfg_domain_params, cfg_ndomain, &c->domains[i]);
     }
     free(c->domains);
+    cfg_transports_free(c);
     free(c->path);
     free(c);
 }

@@ -46,6 +46,21 @@ struct domain_conf {
     long messages_per_hour;
 };
 
+/* transport "NAME" { ... } (config_transport.c): delivery choices the rules
+ * name with transport("NAME") or lmtp("NAME"). */
+enum transport_type { TR_LMTP = 1, TR_PIPE, TR_DISCARD, TR_SMTP };
+struct transport_conf {
+    char *name;
+    enum transport_type type;
+    char *address;              /* lmtp: "unix:/path" | "host:port" | "[host]:port" */
+    char *nexthop;              /* smtp: "[host]:port" ("" or NULL = MX) */
+    struct strlist command;     /* pipe: absolute path, then args with ${var} */
+    char *user;                 /* pipe: runs as this user (never root) */
+    int timeout;                /* pipe: seconds, 0 = delivery.command_timeout */
+    char *file; int line, col;  /* the block, for `postern check` messages */
+    int user_line, user_col, cmd_line, cmd_col;
+};
+
 struct config {
     char *path;                 /* the main file */
     char *hostname;
@@ -91,6 +106,7 @@ struct config {
     char    *local_aliases;
 
     struct domain_conf *domains; int ndomains;
+    struct transport_conf *transports; int ntransports;
 
     char    *relayhost;
     int      smtp_port;
@@ -157,6 +173,21 @@ int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 /* Is d (case-insensitive) one of the local domains or a domain block? */
 int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
+/* The transport block of that name, or NULL. */
+const struct transport_conf *config_transport(const struct config *c, const char *name);
+/* ${name}s a pipe command may use (NULL-terminated). */
+extern const char *const config_pipe_vars[];
+/* A next hop: "unix:/path" (allow_unix), "[host]:port", "host:port", "host"
+ * (default_port; 0 = a port is required). 0, or -1 with msg saying why. */
+struct nexthop {
+    int is_unix;
+    int bracketed;              /* "[host]": no MX lookup, an address or a name */
+    char host[256];
+    int port;
+    char path[108];
+};
+int config_parse_nexthop(const char *s, int default_port, int allow_unix, struct nexthop *r,
+                         buf_t *msg);
 /* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
  * POSTERN_PREFIX "/etc/postern/postern.conf" (build with -DPOSTERN_PREFIX=...). */
 #ifndef POSTERN_PREFIX
