@@ -3,7 +3,8 @@
  * value error as file:line:col: key: message), then check what the file
  * points at: the user and group exist, the spool's parent directory exists,
  * TLS certificates and keys, DKIM keys and the users file are readable, the
- * rules file compiles. A missing local.aliases file is not an error.
+ * rules file compiles, pipe transports' users and commands exist. A missing
+ * local.aliases file is not an error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -162,6 +163,54 @@ static void check_files(struct checker *k, const struct config *cfg)
     }
 }
 
+/* One problem at a place in the config (transport blocks keep theirs). */
+static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
+                       const char *fmt, ...) PRINTF_LIKE(6, 7);
+static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d:%d: %s: ", file, line, col, key);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    k->problems++;
+}
+
+/* Pipe transports: the user exists and is not root, the command is an
+ * executable file that user may run (the pipe agent's runners need both). */
+static void check_transports(struct checker *k, const struct config *cfg)
+{
+    for (int i = 0; i < cfg->ntransports; i++) {
+        const struct transport_conf *t = &cfg->transports[i];
+        if (t->type != TR_PIPE)
+            continue;
+        char key[200];
+        snprintf(key, sizeof(key), "transport.%s.user", t->name);
+        struct passwd *pw = getpwnam(t->user);
+        if (pw == NULL)
+            problem_at(k, t->file, t->user_line, t->user_col, key, "user \"%s\" does not exist",
+                       t->user);
+        else if (pw->pw_uid == 0)
+            problem_at(k, t->file, t->user_line, t->user_col, key,
+                       "\"%s\" is root: pipe commands must run unprivileged", t->user);
+        snprintf(key, sizeof(key), "transport.%s.command", t->name);
+        struct stat st;
+        const char *cmd = t->command.v[0];
+        if (stat(cmd, &st) < 0) {
+            problem_at(k, t->file, t->cmd_line, t->cmd_col, key, "%s: %s", cmd, strerror(errno));
+            continue;
+        }
+        mode_t x = pw == NULL ? 0111 : st.st_uid == pw->pw_uid ? S_IXUSR :
+                   st.st_gid == pw->pw_gid ? S_IXGRP : S_IXOTH;
+        if (!S_ISREG(st.st_mode) || !(st.st_mode & x))
+            problem_at(k, t->file, t->cmd_line, t->cmd_col, key,
+                       "%s is not an executable file%s%s", cmd, pw ? " for user " : "",
+                       pw ? t->user : "");
+    }
+}
+
 /* The daemons read these files after dropping to the user: when we are
  * root, check them as that user (in a child, so we keep root here). */
 static void check_files_as_user(struct checker *k, const struct config *cfg)
@@ -217,6 +266,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_user(&k, cfg);
     check_spool(&k, cfg);
     check_root_files(&k, cfg);
+    check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
     config_free(cfg);
     if (k.problems > 0) {
