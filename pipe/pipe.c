@@ -13,7 +13,6 @@
  * so master starts a fresh one with fresh runners.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,89 +87,45 @@ static void deliver_one(const struct config *cfg, int qfd, const struct qf_env *
     pipe_argv_free(argv);
 }
 
-/* Open and parse the queue file of the request: fd, or -1 (why in err). */
-static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, char *err,
-                        size_t errlen)
-{
-    char want[QUEUE_ID_MAX + 16], e2[200] = "";
-    qf_env_init(env);
-    if (!queue_id_valid(req->queue_id) ||
-        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
-        strcmp(want, req->path) != 0 || strcmp(req->transport, "pipe") != 0) {
-        snprintf(err, errlen, "bad request for %s (transport \"%.40s\")", req->path,
-                 req->transport);
-        return -1;
-    }
-    int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", want, strerror(errno));
-        return -1;
-    }
-    if (qf_read(fd, env, e2, sizeof(e2)) < 0)
-        snprintf(err, errlen, "queue file %s: %s", req->queue_id, e2);
-    else if (strcmp(env->queue_id, req->queue_id) != 0)
-        snprintf(err, errlen, "queue file %s holds id %s", want, env->queue_id);
-    else
-        return fd;
-    close(fd);
-    return -1;
-}
-
 /* Serve one DELIVER_REQ (already received in msg). -1 = drop the connection. */
 static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *msg)
 {
-    struct ipc_deliver_req req = msg->deliver_req;
-    uint32_t n = req.nrcpt;
-    if (n == 0 || n > QF_MAX_RCPTS) {
-        log_warn("request with %u recipients: dropping connection", n);
+    struct deliver_req req;
+    if (deliver_agent_read(c, msg, &req) < 0)
         return -1;
-    }
-    char *qid = xstrdup(req.queue_id), *path = xstrdup(req.path), *tr = xstrdup(req.transport);
-    req.queue_id = qid;
-    req.path = path;
-    req.transport = tr;
+    uint32_t n = req.n;
     struct prcpt *rr = xcalloc(n, sizeof(*rr));
-    int rc = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
-        union ipc_msg m;
-        if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1) {
-            rc = -1;
-            break;
-        }
-        rr[i].index = m.deliver_rcpt.index;
-        str_copy(rr[i].transport, sizeof(rr[i].transport), m.deliver_rcpt.nexthop);
-    }
-    if (rc == 0) {
-        log_set_qid(qid);
-        struct qf_env env;
-        char err[QF_REASON_MAX + 1];
-        int fd = open_message(&req, &env, err, sizeof(err));
+    log_set_qid(req.queue_id);
+    struct qf_env env;
+    char err[QF_REASON_MAX + 1];
+    int fd = deliver_agent_open(req.queue_id, req.path, req.transport, "pipe", &env, err,
+                                sizeof(err));
+    if (fd < 0)
+        log_warn("%s", err);
+    for (uint32_t i = 0; i < n; i++) {
+        rr[i].index = req.rcpt[i].index;
+        str_copy(rr[i].transport, sizeof(rr[i].transport), req.rcpt[i].nexthop);
         if (fd < 0)
-            log_warn("%s", err);
-        for (uint32_t i = 0; i < n; i++) {
-            if (fd < 0)
-                set_result(&rr[i], DS_DEFERRED, "4.3.0", err);
-            else if (rr[i].index >= (uint32_t)env.nrcpts)
-                set_result(&rr[i], DS_DEFERRED, "4.3.5", "no such recipient");
-            else {
-                deliver_one(s->cfg, fd, &env, &rr[i]);
-                log_result(&env, &rr[i]);
-            }
+            set_result(&rr[i], DS_DEFERRED, "4.3.0", err);
+        else if (rr[i].index >= (uint32_t)env.nrcpts)
+            set_result(&rr[i], DS_DEFERRED, "4.3.5", "no such recipient");
+        else {
+            deliver_one(s->cfg, fd, &env, &rr[i]);
+            log_result(&env, &rr[i]);
         }
-        if (fd >= 0)
-            close(fd);
-        qf_env_free(&env);
-        log_set_qid(NULL);
-        for (uint32_t i = 0; i < n && rc == 0; i++)
-            rc = deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
-                                      rr[i].reason);
-        if (rc == 0)
-            rc = deliver_agent_done(c, n);
     }
+    if (fd >= 0)
+        close(fd);
+    qf_env_free(&env);
+    log_set_qid(NULL);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
+                                  rr[i].reason);
+    if (rc == 0)
+        rc = deliver_agent_done(c, n);
     free(rr);
-    free(qid);
-    free(path);
-    free(tr);
+    deliver_req_free(&req);
     if (pipe_runners_lost())
         raise(SIGTERM);   /* finish here; master starts us again with new runners */
     return rc;

@@ -41,36 +41,8 @@ static const char *rcpt_domain(const char *addr)
 static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, char *err,
                         size_t errlen)
 {
-    char want[QUEUE_ID_MAX + 16], e2[200] = "";
-    qf_env_init(env);
-    if (!queue_id_valid(req->queue_id) ||
-        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
-        strcmp(want, req->path) != 0) {
-        snprintf(err, errlen, "bad queue file path \"%s\"", req->path);
-        return -1;
-    }
-    if (strcmp(req->transport, "smtp") != 0) {
-        snprintf(err, errlen, "transport \"%s\" not served by this agent", req->transport);
-        return -1;
-    }
-    int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", want, strerror(errno));
-        return -1;
-    }
-    if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
-        buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
-        buf_init(&b, 256);
-        buf_printf(&b, "queue file %s: %s", want, e2);
-        str_copy(err, errlen, b.data);
-        buf_free(&b);
-    } else if (strcmp(env->queue_id, req->queue_id) != 0) {
-        snprintf(err, errlen, "queue file %s holds id %s", want, env->queue_id);
-    } else {
-        return fd;
-    }
-    close(fd);
-    return -1;
+    return deliver_agent_open(req->queue_id, req->path, req->transport, "smtp", env, err,
+                              errlen);
 }
 
 /* Deliver every recipient, one session per next hop. */

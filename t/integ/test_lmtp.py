@@ -19,7 +19,7 @@ import threading
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
 
-from suite import Suite, free_port, make_message, wait_for
+from suite import Suite, rules_suite, free_port, make_message, wait_for
 
 
 class Store:
@@ -60,15 +60,6 @@ class LmtpTcp(Controller):
 class LmtpUnix(UnixSocketController):
     def factory(self):
         return LMTP(self.handler, **self.SMTP_kwargs)
-
-
-def _suite(rules, extra_conf=""):
-    s = Suite(start=False, extra_conf=extra_conf)
-    path = os.path.join(s.dir, "test.rules")
-    with open(path, "w") as f:
-        f.write(rules)
-    os.chmod(path, 0o644)
-    return s.start_with_conf(s.conf_text + f'rules = "{path}";\n')
 
 
 def _logged(s, pattern, timeout=20):
@@ -116,7 +107,7 @@ def test_lmtp_unix_socket_per_recipient_replies_and_restart():
     os.chmod(sock, 0o666)   # the agent runs as the postern user
     try:
         conf = f'transport "store" {{ type = "lmtp"; address = "unix:{sock}"; }}\n'
-        with _suite(ROUTE_NAMED, conf) as s:
+        with rules_suite(ROUTE_NAMED, conf) as s:
             rcpts = ["ok@store.test", "full@store.test", "gone@store.test"]
             s.send("alice@example.test", rcpts, make_message(1, subject="lmtp"))
             wait_for(lambda: store.got, 20, "the LMTP transaction")
@@ -163,7 +154,7 @@ def test_lmtp_tcp_mixed_replies_and_rcpt_refusal():
     ctl = LmtpTcp(store, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
-        with _suite(ROUTE_TCP % port) as s:
+        with rules_suite(ROUTE_TCP % port) as s:
             rcpts = ["gone1@store.test", "refused@store.test", "ok1@store.test",
                      "full1@store.test"]
             s.send("alice@example.test", rcpts, make_message(2))
@@ -211,7 +202,7 @@ stage deliver {
 """ % port
     try:
         conf = 'transport "null" { type = "discard"; }\n'
-        with _suite(rules, conf) as s:
+        with rules_suite(rules, conf) as s:
             s.send("alice@example.test", ["fwd@far.test", "void@example.test",
                                           "nowhere@example.test", "bad@example.test"],
                    make_message(3))

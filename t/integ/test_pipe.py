@@ -19,7 +19,7 @@ import re
 import subprocess
 import tempfile
 
-from suite import Suite, make_message, wait_for
+from suite import Suite, rules_suite, make_message, wait_for
 
 USER = "posterntest-pipe"
 
@@ -82,15 +82,6 @@ stage deliver {
 """
 
 
-def _suite(extra_conf):
-    s = Suite(start=False, extra_conf=extra_conf)
-    path = os.path.join(s.dir, "test.rules")
-    with open(path, "w") as f:
-        f.write(RULES)
-    os.chmod(path, 0o644)
-    return s.start_with_conf(s.conf_text + f'rules = "{path}";\n')
-
-
 def _records(out):
     recs = []
     for p in sorted(glob.glob(os.path.join(out, "*.json"))):
@@ -109,7 +100,7 @@ def _logged(s, pattern, timeout=30):
 
 def test_pipe_exit_codes_user_and_input():
     script, out, pw = _setup()
-    with _suite(_conf(script, out)) as s:
+    with rules_suite(RULES, _conf(script, out)) as s:
         names = ["ok", "tempfail", "nouser", "dataerr", "unavail", "noperm", "odd", "sig", "slow"]
         msg = make_message(1, subject="piped")
         s.send("alice@example.test", [f"{n}@pipe.test" for n in names], msg)
@@ -155,7 +146,7 @@ def test_pipe_exit_codes_user_and_input():
 def test_pipe_hostile_arguments_stay_one_literal_argument():
     script, out, pw = _setup()
     hostile = '"a b\' \\"c\\" $(touch /tmp/postern-pwned) `id` ;x -x"@pipe.test'
-    with _suite(_conf(script, out)) as s:
+    with rules_suite(RULES, _conf(script, out)) as s:
         with s.smtp() as c:
             c.ehlo("client.example.test")
             assert c.mail("alice@example.test")[0] == 250
