@@ -50,7 +50,7 @@ static int resolve(const struct qmsg *m, uint32_t index, char *nh, size_t nhlen,
     case QR_DISCARD: str_copy(nh, nhlen, "discard"); return QPOOL_LOCAL;
     case QR_RELAY:   return QPOOL_SMTP;
     case QR_FORWARD: case QR_LMTP:
-        if (kind == QR_LMTP && strchr(arg, ':') == NULL) {
+        if (kind == QR_LMTP && config_is_transport_name(arg)) {
             t = config_transport(cfg, arg);
             if (t == NULL || t->type != TR_LMTP) {
                 snprintf(why, whylen, "no lmtp transport \"%s\" in the configuration", arg);

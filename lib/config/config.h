@@ -175,6 +175,8 @@ int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
 /* The transport block of that name, or NULL. */
 const struct transport_conf *config_transport(const struct config *c, const char *name);
+/* Is s a transport name (letters, digits, '_', '-', '.'), not a next hop? */
+int config_is_transport_name(const char *s);
 /* ${name}s a pipe command may use (NULL-terminated). */
 extern const char *const config_pipe_vars[];
 /* A next hop: "unix:/path" (allow_unix), "[host]:port", "host:port", "host"

@@ -321,6 +321,15 @@ void cfg_transports_free(struct config *c)
     c->ntransports = 0;
 }
 
+int config_is_transport_name(const char *s)
+{
+    buf_t msg;
+    buf_init(&msg, 16);
+    int ok = cfg_check_identifier(s, &msg) == 0;
+    buf_free(&msg);
+    return ok;
+}
+
 const struct transport_conf *config_transport(const struct config *c, const char *name)
 {
     for (int i = 0; i < c->ntransports; i++)

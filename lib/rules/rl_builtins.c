@@ -171,7 +171,7 @@ static void check_header(struct rl_cc *cc, struct rl_node *call)
 
 /* forward(host) / lmtp(addr): a literal next hop is checked now (qmgr checks
  * a computed one again before it is used). lmtp("NAME") names a transport
- * block instead: no colon. */
+ * block instead. */
 static void check_hop(struct rl_cc *cc, struct rl_node *call, int lmtp)
 {
     struct rl_node *h = call->b;
@@ -182,8 +182,8 @@ static void check_hop(struct rl_cc *cc, struct rl_node *call, int lmtp)
     char s[301];
     memcpy(s, h->s, h->slen);
     s[h->slen] = '\0';
-    if (lmtp && strchr(s, ':') == NULL)
-        return;
+    if (lmtp && config_is_transport_name(s))
+        return;   /* lmtp("NAME"): a transport block, known only to qmgr's config */
     struct nexthop nh;
     buf_t msg;
     buf_init(&msg, 64);
