@@ -86,9 +86,14 @@ static void keep_output(struct pipe_result *res, size_t *len, const char *p, siz
     res->output[*len] = '\0';
 }
 
-static void child_exec(char **argv, int in_fd, int out_fd, int err_fd, const struct passwd *pw)
+static void child_exec(char **argv, int in_fd, int out_fd, int err_fd, const struct passwd *pw,
+                       pid_t runner)
 {
     setsid();
+    /* a runner that dies (its agent stopped) takes the command with it */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != runner)
+        _exit(127);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -163,9 +168,10 @@ static void run_command(const struct config *cfg, const struct transport_conf *t
         return;
     }
     int64_t deadline = clock_now_ms() + (int64_t)timeout_of(cfg, t) * 1000;
+    pid_t runner = getpid();
     pid_t pid = fork();
     if (pid == 0)
-        child_exec(argv, in_fd, out[1], errp[1], pw);
+        child_exec(argv, in_fd, out[1], errp[1], pw, runner);
     close(out[1]);
     close(errp[1]);
     int e = 0;

@@ -16,6 +16,7 @@ import json
 import os
 import pwd
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -190,3 +191,35 @@ def test_check_names_transport_problems():
                          err), err
     finally:
         s.__exit__(None, None, None)
+
+
+def test_runner_lost_or_missing_user_defers_then_recovers():
+    script, out, pw = _setup()
+    conf = (_conf(script, out) +
+            'transport "ghost" { type = "pipe"; user = "no-such-user-here";\n'
+            '  command = ["/bin/true"]; }\n')
+    rules = RULES.replace('transport(r, "t"); }',
+                          'if r.local_part == "ghost" { transport(r, "ghost"); } '
+                          'else { transport(r, "t"); } }')
+    with rules_suite(rules, conf, processes="processes { smtpd = 1; delivery = 1; }") as s:
+        s.send("alice@example.test", ["ghost@pipe.test"], make_message(3))
+        _logged(s, r'to=<ghost@pipe\.test>, relay=pipe, .*dsn=4\.3\.0, status=deferred \(user '
+                   r'"no-such-user-here" of pipe transport "ghost" does not exist\)')
+        agents = s.child_pids("pipe")
+        assert len(agents) == 1, agents
+        ps = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,uid="], capture_output=True,
+                            text=True).stdout.split("\n")
+        rows = [[int(x) for x in l.split()] for l in ps if l.strip()]
+        runners = [(p, u) for p, pp, u in rows if pp == agents[0]]
+        # one runner, for "t" (ghost has none), as t's user; the agent as postern's
+        assert [u for _, u in runners] == [pw.pw_uid], (runners, pw)
+        assert [u for p, _, u in rows if p == agents[0]] == [s.uid]
+        os.kill(runners[0][0], signal.SIGKILL)
+        s.send("alice@example.test", ["ok@pipe.test"], make_message(4))
+        _logged(s, r"to=<ok@pipe\.test>, relay=pipe, .*status=deferred \(runner of pipe "
+                   r"transport \"t\" ")
+        # the agent stepped down; master started a new one with a new runner
+        wait_for(lambda: s.child_pids("pipe") and s.child_pids("pipe") != agents, 30,
+                 "a new pipe agent")
+        wait_for(lambda: s.postern("queue", "flush").returncode == 0, 20, "flush")
+        _logged(s, r"to=<ok@pipe\.test>, relay=pipe, .*status=sent")
