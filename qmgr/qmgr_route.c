@@ -15,7 +15,7 @@
  *                            discard -> local "discard"
  *
  * A choice qmgr cannot use (a computed address that does not parse, a
- * transport no longer configured) defers the recipient with 4.3.5 and says
+ * socket in the spool or run_dir, a transport no longer configured) defers the recipient with 4.3.5 and says
  * why: a mistake in the rules or the config must not bounce mail.
  *
  * Why nothing is written to the queue file: the deliver stage runs again
@@ -29,6 +29,16 @@
 
 #include "util/log.h"
 #include "qmgr.h"
+
+/* Is path dir or below it? (the spool's private/ sockets and the run
+ * directory are never an LMTP server, whatever a rule computes) */
+static int under(const char *path, const char *dir)
+{
+    size_t n = dir ? strlen(dir) : 0;
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return n > 0 && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
 
 /* Where recipient index goes: the pool, nexthop in nh; -1 with dsn/why
  * set when the choice cannot be used. */
@@ -66,6 +76,10 @@ static int resolve(const struct qmsg *m, uint32_t index, char *nh, size_t nhlen,
             return -1;
         }
         buf_free(&msg);
+        if (hop.is_unix && (under(hop.path, cfg->spool) || under(hop.path, cfg->run_dir))) {
+            snprintf(why, whylen, "lmtp: %s is one of Postern's own sockets", hop.path);
+            return -1;
+        }
         snprintf(nh, nhlen, "%s:%s", kind == QR_LMTP ? "lmtp" : "smtp", arg);
         return QPOOL_SMTP;
     case QR_TRANSPORT:

@@ -196,16 +196,17 @@ stage deliver {
       else if r.local_part == "void" { transport(r, "null"); }
       else if r.local_part == "nowhere" { transport(r, "missing"); }
       else if r.local_part == "bad" { lmtp(r, `unix:/x/../${r.local_part}`); }
+      else if r.local_part == "own" { lmtp(r, "unix:SPOOL/private/cleanup"); }
     }
   }
 }
 """ % port
     try:
         conf = 'transport "null" { type = "discard"; }\n'
-        with rules_suite(rules, conf) as s:
+        with rules_suite(lambda s: rules.replace("SPOOL", s.spool), conf) as s:
             s.send("alice@example.test", ["fwd@far.test", "void@example.test",
-                                          "nowhere@example.test", "bad@example.test"],
-                   make_message(3))
+                                          "nowhere@example.test", "bad@example.test",
+                                          "own@example.test"], make_message(3))
             wait_for(lambda: peer.got, 20, "the forwarded message")
             assert peer.got[0] == ("alice@example.test", ["fwd@far.test"]), peer.got
             _logged(s, rf"to=<fwd@far\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
@@ -215,6 +216,8 @@ stage deliver {
                        r'\(no transport "missing" in the configuration \(chosen by rule "route"\)\)')
             _logged(s, r"to=<bad@example\.test>, relay=none, .*dsn=4\.3\.5, status=deferred "
                        r"\(lmtp: expected \"unix:/absolute/path\"")
+            _logged(s, r"to=<own@example\.test>, relay=none, .*dsn=4\.3\.5, status=deferred "
+                       r"\(lmtp: .*/private/cleanup is one of Postern's own sockets")
             assert not os.path.exists(os.path.join(s.mail, "void")), "discarded mail delivered"
     finally:
         ctl.stop()
