@@ -234,9 +234,18 @@ static ssize_t recv_packet(int sock, char *pkt, size_t size, int *fd_r)
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); n >= 0 && c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)) && *fd_r < 0)
-            memcpy(fd_r, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            /* one descriptor is expected: any other is closed, never used */
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < k; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                if (*fd_r < 0)
+                    *fd_r = fd;
+                else
+                    close(fd);
+            }
+        }
     if (n >= 0 && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
         n = -1;
     return n;
@@ -297,7 +306,8 @@ static void runner_start(const struct config *cfg, const struct transport_conf *
     if (r->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* nothing of the agent's: its listening socket, readiness pipe, other runners */
-        if (dup2(sv[1], 3) < 0 || close_range(4, ~0U, 0) < 0 || become(t, pw) < 0) {
+        if (dup2(sv[1], 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0 ||
+            close_range(4, ~0U, 0) < 0 || become(t, pw) < 0) {
             log_error("pipe runner for transport \"%s\": cannot become user %s: %m", t->name,
                       t->user);
             _exit(1);

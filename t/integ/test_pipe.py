@@ -26,10 +26,11 @@ USER = "posterntest-pipe"
 
 SCRIPT = r"""#!/usr/bin/python3
 import json, os, signal, sys, time
+fds = sorted(int(x) for x in os.listdir("/proc/self/fd"))
 out, rcpt = sys.argv[1], sys.argv[4]
 data = sys.stdin.buffer.read()
 rec = {"argv": sys.argv, "uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
-       "stdin": data.decode("utf-8", "replace"), "env": dict(os.environ)}
+       "stdin": data.decode("utf-8", "replace"), "env": dict(os.environ), "fds": fds}
 with open(os.path.join(out, "%d-%d.json" % (time.time_ns(), os.getpid())), "w") as f:
     json.dump(rec, f)
 lp = rcpt.split("@")[0]
@@ -128,6 +129,7 @@ def test_pipe_exit_codes_user_and_input():
         assert int(ok["argv"][7]) > 0
         assert (ok["uid"], ok["gid"]) == (pw.pw_uid, pw.pw_gid), ok
         assert ok["cwd"] == "/"
+        assert ok["fds"] == [0, 1, 2, 3], ok["fds"]   # 3: the listing itself; nothing leaked
         assert ok["stdin"].startswith("Return-Path: <alice@example.test>\nDelivered-To: "
                                       "ok@pipe.test\nReceived: "), ok["stdin"][:200]
         assert "Subject: piped\n" in ok["stdin"] and "\r" not in ok["stdin"]
