@@ -15,8 +15,9 @@
  *                            discard -> local "discard"
  *
  * A choice qmgr cannot use (a computed address that does not parse, a
- * socket in the spool or run_dir, a transport no longer configured) defers the recipient with 4.3.5 and says
- * why: a mistake in the rules or the config must not bounce mail.
+ * socket in the spool or run_dir, a transport no longer configured)
+ * defers the recipient with 4.3.5 and says why: a mistake in the rules or
+ * the config must not bounce mail.
  *
  * Why nothing is written to the queue file: the deliver stage runs again
  * at every activation of a message (qmgr_active_advance), so after a qmgr

@@ -61,7 +61,8 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
         /* with a relayhost every domain goes the same way: one session */
         int one_hop = m->cfg->relayhost && m->cfg->relayhost[0];
         for (uint32_t j = i; j < n; j++)
-            if (!rr[j].done && !rr[j].nexthop[0] && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
+            if (!rr[j].done && !rr[j].nexthop[0] &&
+                (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
                 group[k++] = &rr[j];
         struct smtp_hop hop;
         char dsn[16], why[QF_REASON_MAX + 1];

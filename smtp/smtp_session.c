@@ -144,7 +144,8 @@ static int greet(struct sess *s)
         return 0;
     }
     const char *cmd = hello;
-    if (s->r.code / 100 == 5 && !s->tls && !s->hop->lmtp) {   /* an old server: HELO, no extensions */
+    /* an old server: HELO, no extensions (LMTP has no fallback) */
+    if (s->r.code / 100 == 5 && !s->tls && !s->hop->lmtp) {
         snprintf(line, sizeof(line), "HELO %s", s->cfg->hostname);
         cmd = "HELO";
         if (command(s, line, cmd) < 0)
