@@ -24,6 +24,7 @@
 #include "ipc/ipc.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 struct prcpt {
@@ -94,6 +95,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
     if (deliver_agent_read(c, msg, &req) < 0)
         return -1;
     uint32_t n = req.n;
+    int64_t start = clock_now_ms();
     struct prcpt *rr = xcalloc(n, sizeof(*rr));
     log_set_qid(req.queue_id);
     struct qf_env env;
@@ -109,6 +111,9 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
             set_result(&rr[i], DS_DEFERRED, "4.3.0", err);
         else if (rr[i].index >= (uint32_t)env.nrcpts)
             set_result(&rr[i], DS_DEFERRED, "4.3.5", "no such recipient");
+        else if (clock_now_ms() - start > PIPE_REQUEST_BUDGET * 1000LL)
+            set_result(&rr[i], DS_DEFERRED, "4.3.0", "not attempted: the commands for the "
+                       "recipients before this one took too long (retried later)");
         else {
             deliver_one(s->cfg, fd, &env, &rr[i]);
             log_result(&env, &rr[i]);

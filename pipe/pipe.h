@@ -30,6 +30,12 @@
 #define PIPE_OUTPUT_MAX   1000     /* stdout+stderr kept for the DSN reason */
 #define PIPE_ARGS_MAX     256      /* argv elements */
 #define PIPE_ARGBYTES_MAX 65536    /* all of them after expansion */
+/* qmgr gives one request QMGR_AGENT_TIMEOUT (900 s) before it defers what
+ * is unanswered: a command runs at most PIPE_TIMEOUT_MAX, and no command
+ * starts after PIPE_REQUEST_BUDGET seconds of a request (the rest defer), so
+ * an answer always comes in time and nothing is delivered twice. */
+#define PIPE_TIMEOUT_MAX    300
+#define PIPE_REQUEST_BUDGET 500
 
 /* How a command ended (runner -> agent). */
 enum pipe_end { PE_EXITED = 0, PE_SIGNALED, PE_TIMEOUT, PE_NOSTART };

@@ -58,7 +58,8 @@ static const struct config *rcfg;
 
 static int timeout_of(const struct config *cfg, const struct transport_conf *t)
 {
-    return t->timeout > 0 ? t->timeout : cfg->smtp_command_timeout;
+    int secs = t->timeout > 0 ? t->timeout : cfg->smtp_command_timeout;
+    return secs > PIPE_TIMEOUT_MAX ? PIPE_TIMEOUT_MAX : secs;
 }
 
 /* Drop to the transport's user for good. -1 (why) when it cannot be done. */

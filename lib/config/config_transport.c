@@ -49,7 +49,8 @@ static const struct {
     { { "command", P_STRLIST, T(command), 0, NULL, 0, 0, NULL, F_REQUIRED, NULL }, B(TR_PIPE) },
     { { "user", P_STR, T(user), 0, NULL, 0, 0, NULL, F_REQUIRED, cfg_check_identifier },
       B(TR_PIPE) },
-    { { "timeout", P_DUR, T(timeout), 0, NULL, 1, 86400, NULL, 0, NULL }, B(TR_PIPE) },
+    /* at most the pipe agent's PIPE_TIMEOUT_MAX (pipe/pipe.h) */
+    { { "timeout", P_DUR, T(timeout), 0, NULL, 1, 300, NULL, 0, NULL }, B(TR_PIPE) },
 };
 #undef T
 enum { ROW_TYPE, ROW_ADDRESS, ROW_NEXTHOP, ROW_COMMAND, ROW_USER, ROW_TIMEOUT, NROWS };
