@@ -194,6 +194,7 @@ stage deliver {
     for r in rcpt_list {
       if r.local_part == "fwd" { forward(r, "[127.0.0.1]:%d"); }
       else if r.local_part == "void" { transport(r, "null"); }
+      else if r.local_part == "partner" { transport(r, "partner"); }
       else if r.local_part == "nowhere" { transport(r, "missing"); }
       else if r.local_part == "bad" { lmtp(r, `unix:/x/../${r.local_part}`); }
       else if r.local_part == "own" { lmtp(r, "unix:SPOOL/private/cleanup"); }
@@ -202,13 +203,19 @@ stage deliver {
 }
 """ % port
     try:
-        conf = 'transport "null" { type = "discard"; }\n'
+        conf = ('transport "null" { type = "discard"; }\n'
+                f'transport "partner" {{ type = "smtp"; nexthop = "[127.0.0.1]:{port}"; }}\n')
         with rules_suite(lambda s: rules.replace("SPOOL", s.spool), conf) as s:
             s.send("alice@example.test", ["fwd@far.test", "void@example.test",
                                           "nowhere@example.test", "bad@example.test",
-                                          "own@example.test"], make_message(3))
-            wait_for(lambda: peer.got, 20, "the forwarded message")
-            assert peer.got[0] == ("alice@example.test", ["fwd@far.test"]), peer.got
+                                          "own@example.test", "partner@example.test"],
+                   make_message(3))
+            wait_for(lambda: sum(len(rs) for _, rs in peer.got) == 2, 20, "the forwarded mail")
+            # forward() and the smtp transport name the same next hop: one transaction
+            assert len(peer.got) == 1, peer.got
+            got = sorted(r for _, rs in peer.got for r in rs)
+            assert got == ["fwd@far.test", "partner@example.test"], peer.got
+            assert all(f == "alice@example.test" for f, _ in peer.got)
             _logged(s, rf"to=<fwd@far\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
                        r".*status=sent \(250 2\.0\.0 forwarded ok\)")
             _logged(s, r"to=<void@example\.test>, relay=local, .*status=discarded")
