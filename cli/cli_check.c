@@ -41,6 +41,9 @@ static void problem(struct checker *k, const char *key, const char *fmt, ...)
     k->problems++;
 }
 
+static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
+                       const char *fmt, ...) PRINTF_LIKE(6, 7);
+
 /* A file the daemons must be able to read (checked as the invoking user). */
 static void readable(struct checker *k, const char *key, const char *file)
 {
@@ -124,14 +127,31 @@ int cli_print_rule_diags(const struct rl_diag *d)
     return d->n;
 }
 
+struct tref_ctx { struct checker *k; const struct config *cfg; };
+
+/* transport("X") / lmtp("X") in the rules: the config must have the block. */
+static void check_tref(const char *name, int lmtp, const char *file, int line, int col,
+                       void *arg)
+{
+    struct tref_ctx *x = arg;
+    const struct transport_conf *t = config_transport(x->cfg, name);
+    if (t == NULL)
+        problem_at(x->k, file, line, col, lmtp ? "lmtp" : "transport",
+                   "no transport \"%s\" { } block in %s", name, x->cfg->path);
+    else if (lmtp && t->type != TR_LMTP)
+        problem_at(x->k, file, line, col, "lmtp", "transport \"%s\" is not of type lmtp", name);
+}
+
 /* Compile the rules as filter will: every error as file:line:col: message. */
-static void check_rules(struct checker *k, const char *path)
+static void check_rules(struct checker *k, const struct config *cfg, const char *path)
 {
     struct rl_diag d = { 0 };
     struct rl_program *p = rl_compile_file(path, &d);
     k->problems += cli_print_rule_diags(&d);
     if (p == NULL && d.n == 0)
         problem(k, "rules", "%s does not compile", path);
+    struct tref_ctx x = { k, cfg };
+    rl_program_transports(p, check_tref, &x);
     rl_program_free(p);
     rl_diag_free(&d);
 }
@@ -154,7 +174,7 @@ static void check_files(struct checker *k, const struct config *cfg)
         else if (!S_ISREG(st.st_mode))
             problem(k, "rules", "%s is not a regular file", cfg->rules);
         else
-            check_rules(k, cfg->rules);
+            check_rules(k, cfg, cfg->rules);
     }
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
@@ -164,8 +184,6 @@ static void check_files(struct checker *k, const struct config *cfg)
 }
 
 /* One problem at a place in the config (transport blocks keep theirs). */
-static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
-                       const char *fmt, ...) PRINTF_LIKE(6, 7);
 static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
                        const char *fmt, ...)
 {

@@ -172,18 +172,39 @@ static void check_header(struct rl_cc *cc, struct rl_node *call)
 /* forward(host) / lmtp(addr): a literal next hop is checked now (qmgr checks
  * a computed one again before it is used). lmtp("NAME") names a transport
  * block instead. */
-static void check_hop(struct rl_cc *cc, struct rl_node *call, int lmtp)
+/* The last argument when it is a literal string (at most 300 octets). */
+static struct rl_node *literal_last(struct rl_node *call, char *s, size_t size)
 {
     struct rl_node *h = call->b;
     while (h && h->next)
         h = h->next;
-    if (h == NULL || h->kind != N_STRING || h->slen > 300)
-        return;
-    char s[301];
+    if (h == NULL || h->kind != N_STRING || h->slen >= size)
+        return NULL;
     memcpy(s, h->s, h->slen);
     s[h->slen] = '\0';
-    if (lmtp && config_is_transport_name(s))
-        return;   /* lmtp("NAME"): a transport block, known only to qmgr's config */
+    return h;
+}
+
+/* Remember a literal transport name with its place (rl_program_transports). */
+static void add_tref(struct rl_cc *cc, const struct rl_node *h, const char *name, int lmtp)
+{
+    struct rl_program *p = cc->prog;
+    if (p == NULL || p->ntrefs >= 1000)
+        return;
+    p->trefs = xrealloc(p->trefs, (size_t)(p->ntrefs + 1) * sizeof(*p->trefs));
+    p->trefs[p->ntrefs++] = (struct rl_tref){ xstrdup(name), h->file, h->line, h->col, lmtp };
+}
+
+static void check_hop(struct rl_cc *cc, struct rl_node *call, int lmtp)
+{
+    char s[301];
+    struct rl_node *h = literal_last(call, s, sizeof(s));
+    if (h == NULL)
+        return;
+    if (lmtp && config_is_transport_name(s)) {
+        add_tref(cc, h, s, 1);   /* lmtp("NAME"): a transport block of the config */
+        return;
+    }
     struct nexthop nh;
     buf_t msg;
     buf_init(&msg, 64);
@@ -200,6 +221,26 @@ static void check_forward(struct rl_cc *cc, struct rl_node *call)
 static void check_lmtp(struct rl_cc *cc, struct rl_node *call)
 {
     check_hop(cc, call, 1);
+}
+
+static void check_transport(struct rl_cc *cc, struct rl_node *call)
+{
+    char s[301];
+    struct rl_node *h = literal_last(call, s, sizeof(s));
+    if (h && !config_is_transport_name(s))
+        rl_error(cc, h->file, h->line, h->col, "transport: \"%.60s\" is not a transport name "
+                 "(letters, digits, '_', '-', '.')", s);
+    else if (h)
+        add_tref(cc, h, s, 0);
+}
+
+void rl_program_transports(const struct rl_program *p, rl_tref_fn *fn, void *arg)
+{
+    for (int i = 0; p && i < p->ntrefs; i++) {
+        const struct rl_tref *t = &p->trefs[i];
+        fn(t->name, t->lmtp, t->file >= 0 && t->file < p->nfiles ? p->files[t->file] : "?",
+           t->line, t->col, arg);
+    }
 }
 
 const struct rl_builtin rl_builtins[] = {
@@ -219,7 +260,7 @@ const struct rl_builtin rl_builtins[] = {
     { "forward", 1, 2, { A, S }, V, DELIVER, 0, b_forward, 1, check_forward },
     { "lmtp", 1, 2, { A, S }, V, DELIVER, 0, b_lmtp, 1, check_lmtp },
     { "discard", 0, 1, { A }, V, DELIVER, 0, b_discard, 0, NULL },
-    { "transport", 1, 2, { A, S }, V, DELIVER, 0, b_transport, 1, NULL },
+    { "transport", 1, 2, { A, S }, V, DELIVER, 0, b_transport, 1, check_transport },
     { "lower", 1, 1, { S }, S, STAGES_ALL, 0, b_lower, 0, NULL },
     { "upper", 1, 1, { S }, S, STAGES_ALL, 0, b_upper, 0, NULL },
 };

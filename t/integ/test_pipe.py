@@ -176,6 +176,13 @@ def test_check_names_transport_problems():
             '  command = ["/bin/true"]; }\n'
             'transport "boss" { type = "pipe"; user = "root"; command = ["/bin/true"]; }\n')
     s = Suite(start=False, extra_conf=conf)
+    rules = os.path.join(s.dir, "t.rules")
+    with open(rules, "w") as f:
+        f.write('stage deliver { action "a" { for r in rcpt_list {\n'
+                '  transport(r, "t"); transport(r, "nope");\n'
+                '  lmtp(r, "t"); } } }\n')
+    os.chmod(rules, 0o644)
+    s.write_conf(s.conf_text + f'rules = "{rules}";\n')
     try:
         r = s.postern("check")
         err = r.stderr.decode()
@@ -191,6 +198,9 @@ def test_check_names_transport_problems():
         assert re.search(rf"{re.escape(s.conf)}:{cmd}:\d+: transport\.t\.command: "
                          rf"{re.escape(script)} is not an executable file for user {USER}",
                          err), err
+        assert f'{rules}:2:35: transport: no transport "nope" {{ }} block in {s.conf}' in err, err
+        assert f'{rules}:3:11: lmtp: transport "t" is not of type lmtp' in err, err
+        assert f'transport(r, "t")' not in err and ":2:16:" not in err, err
     finally:
         s.__exit__(None, None, None)
 

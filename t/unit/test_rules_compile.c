@@ -232,10 +232,12 @@ static void test_next_hops(void **state)
     assert_null(compile("stage deliver { action \"d\" {\n"
                         "  lmtp(\"unix:run/lmtp\");\n"
                         "  forward(\"mx bad:25\");\n"
-                        "  lmtp(\"[127.0.0.1]\"); } }\n", &e));
+                        "  lmtp(\"[127.0.0.1]\");\n"
+                        "  transport(\"a b\"); } }\n", &e));
     assert_non_null(strstr(e.data, "s.rules:2:8: lmtp: expected \"unix:/absolute/path\""));
     assert_non_null(strstr(e.data, "s.rules:3:11: forward: expected a host name"));
     assert_non_null(strstr(e.data, "s.rules:4:8: lmtp: expected a port"));
+    assert_non_null(strstr(e.data, "s.rules:5:13: transport: \"a b\" is not a transport name"));
     buf_free(&e);
     buf_init(&e, 256);
     struct rl_program *p = compile("stage deliver { action \"d\" { for r in rcpt_list {\n"
