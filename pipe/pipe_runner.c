@@ -292,6 +292,9 @@ static void runner_start(const struct config *cfg, const struct transport_conf *
         log_error("%s", r->why);
         return;
     }
+    if (geteuid() != 0 && pw->pw_uid != geteuid())
+        log_warn("not started as root: pipe transport \"%s\" runs as uid %u, not as %s",
+                 t->name, (unsigned)geteuid(), t->user);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         snprintf(r->why, sizeof(r->why), "socketpair: %s", strerror(errno));
