@@ -82,8 +82,13 @@ static int svc_count(const struct config *cfg, int i)
 {
     if (strcmp(services[i].name, "smtpd") == 0)
         return cfg->smtpd_processes > 0 ? cfg->smtpd_processes : 1;
-    if (strcmp(services[i].name, "delivery") == 0 || strcmp(services[i].name, "smtp") == 0 ||
-        strcmp(services[i].name, "pipe") == 0)
+    if (strcmp(services[i].name, "pipe") == 0) {   /* one idle agent without pipe transports */
+        for (int t = 0; t < cfg->ntransports; t++)
+            if (cfg->transports[t].type == TR_PIPE)
+                return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
+        return 1;
+    }
+    if (strcmp(services[i].name, "delivery") == 0 || strcmp(services[i].name, "smtp") == 0)
         return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
     return 1;
 }
