@@ -7,6 +7,8 @@
  *   smtp_cache.c    the one session kept open between requests (idle close)
  *   smtp_tls.c      the TLS policy of a connection (delivery.tls, the
  *                   delivery.tls_policy map, DANE) and the STARTTLS handshake
+ *   smtp_lmtp.c     next hops from qmgr (forward(), lmtp(), transports) and
+ *                   LMTP's replies after the final dot
  *   smtp_auth.c     the relay credentials file
  *   smtp_reply.c    the bounded reply parser (also built by the fuzz harness)
  *   smtp_sts.c      MTA-STS (RFC 8461): the hook to lib/sts (its TLS part is
@@ -37,6 +39,7 @@ struct smtp_rcpt {
     const struct qf_rcpt *q;    /* in the parsed queue file, NULL = bad index */
     int done;                   /* outcome final for this request */
     int accepted;               /* RCPT answered 2xx in the current session */
+    char nexthop[320];          /* DELIVER_RCPT.nexthop: "" (MX/relayhost), "smtp:HOST", "lmtp:ADDR" */
     enum dstatus status;
     int sts_mode;               /* MTA-STS mode applied (enum sts_mode), 0 no policy */
     unsigned sflags;            /* DS_F_* sent with a delivered status (success reports) */
@@ -58,6 +61,7 @@ struct smtp_hop {
     char host[256];             /* name for logs, TLS SNI/verify and credentials */
     char key[300];              /* as configured: "[host]:port" (credentials lookup) */
     int port;
+    int lmtp;                   /* speak LMTP (RFC 2033): LHLO, a reply per recipient */
     int naddr;
     struct sockaddr_storage addr[SMTP_MAX_ADDRS];
     socklen_t addrlen[SMTP_MAX_ADDRS];
@@ -202,5 +206,16 @@ int  smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
 /* Set a recipient's outcome and log the line. */
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...) PRINTF_LIKE(6, 7);
+
+/* ---- next hops chosen by qmgr, LMTP (smtp_lmtp.c) ---- */
+/* Deliver rr[first] and every later recipient with the same nexthop (not
+ * "") in one session; each ends done. */
+void smtp_lmtp_deliver(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t n,
+                       uint32_t first);
+/* After LMTP's final ".": one reply per recipient accepted at RCPT, in
+ * order (RFC 2033 4.2). Sets each outcome; -1 when the connection failed
+ * (the unanswered ones deferred). */
+int smtp_lmtp_replies(const struct smtp_msg *m, struct sio *io, const char *relay,
+                      struct smtp_rcpt **rr, int n, int timeout);
 
 #endif

@@ -201,15 +201,17 @@ static int greet(struct sess *s)
 {
     char line[300];
     memset(&s->ext, 0, sizeof(s->ext));
-    snprintf(line, sizeof(line), "EHLO %s", s->cfg->hostname);
-    if (command(s, line, "EHLO") < 0)
+    const char *hello = s->hop->lmtp ? "LHLO" : "EHLO";   /* LMTP: RFC 2033 4.1 */
+    snprintf(line, sizeof(line), "%s %s", hello, s->cfg->hostname);
+    if (command(s, line, hello) < 0)
         return -1;
     if (s->r.code / 100 == 2) {
         smtp_ext_parse(&s->r, &s->ext);
         return 0;
     }
-    const char *cmd = "EHLO";
-    if (s->r.code / 100 == 5 && !s->tls) {   /* an old server: HELO, no extensions */
+    const char *cmd = hello;
+    /* an old server: HELO, no extensions (LMTP has no fallback) */
+    if (s->r.code / 100 == 5 && !s->tls && !s->hop->lmtp) {
         snprintf(line, sizeof(line), "HELO %s", s->cfg->hostname);
         cmd = "HELO";
         if (command(s, line, cmd) < 0)
@@ -563,7 +565,13 @@ static void transaction(struct sess *s)
             s->txn_end = 2;
         goto out;
     }
-    if (send_body(s) < 0 || get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") < 0)
+    if (send_body(s) < 0)
+        goto out;
+    if (s->hop && s->hop->lmtp) {   /* (no hop: a kept SMTP session) */   /* a reply per recipient (smtp_lmtp.c) */
+        smtp_lmtp_replies(s->m, &s->io, s->relay, s->rr, s->n, s->cfg->smtp_data_timeout);
+        goto out;
+    }
+    if (get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") < 0)
         goto out;
     s->txn_end = 1;   /* the reply to "." ends the transaction either way */
     if (s->r.code / 100 != 2) {
@@ -620,7 +628,8 @@ static void session(struct sess *s)
         reply_fail(s, NULL, "initial greeting");
         return;
     }
-    if (greet(s) < 0 || starttls(s) < 0 || auth(s) < 0)
+    /* LMTP goes to a local store (delivery.tls is for SMTP peers) */
+    if (greet(s) < 0 || (!s->hop->lmtp && starttls(s) < 0) || auth(s) < 0)
         goto quit;
     if (precheck(s) < 0)
         s->txn_end = 1;   /* nothing sent: the session stays usable */
@@ -647,6 +656,10 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     const struct sockaddr *sa = (const struct sockaddr *)&hop->addr[i];
+    if (sa->sa_family == AF_UNIX) {   /* LMTP over a socket: host is its path */
+        snprintf(out, size, "%s", hop->host);
+        return;
+    }
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
     else if (sa->sa_family == AF_INET6)

@@ -141,6 +141,10 @@ static void apply_block(struct loadctx *lc, const struct table *t, void *base,
             apply_domain(lc, e);
             continue;
         }
+        if (t->p == cfg_params && !*level && strcmp(e->key, "transport") == 0) {
+            cfg_apply_transport(lc->c, lc->errs, e);
+            continue;
+        }
         if (t->p == cfg_params && strcmp(name, "delivery.tls_policy") == 0) {
             apply_tls_policy(lc, e, ekey);
             continue;
@@ -153,7 +157,8 @@ static void apply_block(struct loadctx *lc, const struct table *t, void *base,
         }
         if (e->label) {
             cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
-                          "unexpected label \"%.60s\" (only domain blocks take one)", e->label);
+                          "unexpected label \"%.60s\" (only domain and transport blocks "
+                          "take one)", e->label);
             continue;
         }
         if (t->p == cfg_params && !*level && strcmp(e->key, "listen") == 0) {
@@ -364,7 +369,7 @@ static void apply_tls_policy(struct loadctx *lc, const struct cnode *e, const ch
 
 /* ---- whole-config checks and computed defaults ------------------------- */
 
-static const char *const main_extra[] = { "listen", "domain", "include", NULL };
+static const char *const main_extra[] = { "listen", "domain", "transport", "include", NULL };
 
 /* DANE trusts only DNSSEC-validated answers: with validation off (and no
  * unbound config that could carry its own trust anchor) it could never
@@ -566,6 +571,7 @@ void config_free(struct config *c)
     for (int i = 0; i < c->ntls_policies; i++)
         free(c->tls_policies[i].dest);
     free(c->tls_policies);
+    cfg_transports_free(c);
     free(c->path);
     free(c);
 }

@@ -54,6 +54,21 @@ struct domain_conf {
     long messages_per_hour;
 };
 
+/* transport "NAME" { ... } (config_transport.c): delivery choices the rules
+ * name with transport("NAME") or lmtp("NAME"). */
+enum transport_type { TR_LMTP = 1, TR_PIPE, TR_DISCARD, TR_SMTP };
+struct transport_conf {
+    char *name;
+    enum transport_type type;
+    char *address;              /* lmtp: "unix:/path" | "host:port" | "[host]:port" */
+    char *nexthop;              /* smtp: "[host]:port" ("" or NULL = MX) */
+    struct strlist command;     /* pipe: absolute path, then args with ${var} */
+    char *user;                 /* pipe: runs as this user (never root) */
+    int timeout;                /* pipe: seconds, 0 = delivery.command_timeout */
+    char *file; int line, col;  /* the block, for `postern check` messages */
+    int user_line, user_col, cmd_line, cmd_col;
+};
+
 struct config {
     char *path;                 /* the main file */
     unsigned char param_set[128];   /* per main-table row: set in a file (config show -n) */
@@ -105,6 +120,7 @@ struct config {
     char    *local_users;       /* local.users: allowed local parts with a catch-all template */
 
     struct domain_conf *domains; int ndomains;
+    struct transport_conf *transports; int ntransports;
 
     char    *relayhost;
     int      smtp_port;
@@ -182,6 +198,23 @@ const struct domain_conf *config_domain(const struct config *c, const char *d);
 int config_tls_policy_lookup(const struct config *c, const char *key, enum tls_policy *r);
 /* "none", "may", "encrypt", "dane", "verify" */
 const char *config_tls_policy_name(enum tls_policy p);
+/* The transport block of that name, or NULL. */
+const struct transport_conf *config_transport(const struct config *c, const char *name);
+/* Is s a transport name (letters, digits, '_', '-', '.'), not a next hop? */
+int config_is_transport_name(const char *s);
+/* ${name}s a pipe command may use (NULL-terminated). */
+extern const char *const config_pipe_vars[];
+/* A next hop: "unix:/path" (allow_unix), "[host]:port", "host:port", "host"
+ * (default_port; 0 = a port is required). 0, or -1 with msg saying why. */
+struct nexthop {
+    int is_unix;
+    int bracketed;              /* "[host]": no MX lookup, an address or a name */
+    char host[256];
+    int port;
+    char path[108];
+};
+int config_parse_nexthop(const char *s, int default_port, int allow_unix, struct nexthop *r,
+                         buf_t *msg);
 /* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
  * PREFIX/etc/postern/postern.conf (PREFIX from make, via gen/postern_prefix.h). */
 const char *config_default_path(const char *opt_c);

@@ -125,4 +125,8 @@ void cfg_apply_defaults(const struct param *tab, int n, void *base);
 void cfg_free_fields(const struct param *tab, int n, void *base);
 void cfg_free_strlist(struct strlist *l);
 
+/* config_transport.c: one transport "NAME" { } block; free them all. */
+void cfg_apply_transport(struct config *c, struct config_errors *errs, const struct cnode *e);
+void cfg_transports_free(struct config *c);
+
 #endif

@@ -409,7 +409,8 @@ static void test_err_unknown_key(void **st)
     expect_error("listen { smtp { adress = [\"0.0.0.0:25\"]; } }\n",
                  "main.conf:1:17: listen.smtp.adress: unknown key \"adress\" (did you mean \"address\"?)");
     expect_error("domian \"x.test\" { }\n",
-                 "main.conf:1:1: domian: unexpected label \"x.test\" (only domain blocks take one)");
+                 "main.conf:1:1: domian: unexpected label \"x.test\" (only domain and transport "
+                 "blocks take one)");
 }
 
 static void test_err_wrong_type(void **st)
