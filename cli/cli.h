@@ -19,6 +19,10 @@ struct cli {
 
 /* "postern: " + message on stderr. */
 void cli_err(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* A blocking resolver from the configuration's dns.* keys; NULL after
+ * printing "dns: REASON" (cli_spf.c). */
+struct dns_ctx;
+struct dns_ctx *cli_dns_ctx(const struct config *cfg);
 /* Load the configuration, printing every error; NULL on failure. */
 struct config *cli_load_config(const char *path);
 int cli_newaliases(struct cli *c, int argc, char **argv);   /* cli_aliases.c */

@@ -85,6 +85,7 @@ int cli_check_dkim(const char *path, const struct config *cfg)
 {
     int problems = 0;
     struct dns_ctx *ctx = NULL;
+    int tried = 0;
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
         for (int j = 0; j < d->ndkim; j++) {
@@ -99,16 +100,9 @@ int cli_check_dkim(const char *path, const struct config *cfg)
                 problems += problem(path, d, kc->selector, "%s", err);
                 continue;
             }
-            if (ctx == NULL) {
-                struct dns_config dc;
-                buf_t e;
-                buf_init(&e, 64);
-                dns_config_from(cfg, &dc);
-                ctx = dns_ctx_new(&dc, NULL, &e);
-                if (ctx == NULL)
-                    fprintf(stderr, "%s: note: dns: %s: DKIM records not compared\n", path,
-                            e.data);
-                buf_free(&e);
+            if (ctx == NULL && !tried) {
+                tried = 1;          /* a failure says "postern: dns: ..." once */
+                ctx = cli_dns_ctx(cfg);
             }
             if (ctx)
                 problems += dns_ok(path, ctx, d, kc, &k);

@@ -179,17 +179,10 @@ static int verify(const struct config *cfg, int argc, char **argv)
 {
     if (argc > 3)
         return usage();
-    struct dns_config dc;
-    buf_t err, msg;
-    dns_config_from(cfg, &dc);
-    buf_init(&err, 64);
-    struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
-    if (!ctx) {
-        cli_err("dns: %s", err.data);
-        buf_free(&err);
+    buf_t msg;
+    struct dns_ctx *ctx = cli_dns_ctx(cfg);
+    if (!ctx)
         return EX_FAIL;
-    }
-    buf_free(&err);
     buf_init(&msg, 65536);
     if (read_message(argc > 2 ? argv[2] : NULL, &msg) < 0) {
         buf_free(&msg);

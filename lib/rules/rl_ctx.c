@@ -259,20 +259,32 @@ static void result_val(struct rl_value *out, const char *s)
     str_val(out, T_STRING, *s ? s : "none");
 }
 
+/* A list value of n elements of type et in VM memory (n set), or NULL:
+ * then out is the empty list (memory cap reached). */
+static struct rl_list *list_val(struct rl_vm *vm, struct rl_value *out, int et, uint32_t n)
+{
+    struct rl_list *l = rl_vm_alloc(vm, sizeof(*l) + sizeof(l->v[0]) * (size_t)n);
+    out->t = T_LIST;
+    out->et = (uint8_t)et;
+    if (l == NULL) {
+        static const struct rl_list none = { 0 };
+        out->u.p = &none;
+        return NULL;
+    }
+    l->n = n;
+    out->u.p = l;
+    return l;
+}
+
 /* "a.test b.test" -> a list of fqdn (dkim.domains) */
 static void domains_val(struct rl_vm *vm, struct rl_value *out, const char *s)
 {
     uint32_t n = 0;
     for (const char *p = s; *p; p++)
         n += *p != ' ' && (p == s || p[-1] == ' ');
-    struct rl_list *l = rl_vm_alloc(vm, sizeof(*l) + sizeof(l->v[0]) * (size_t)n);
-    out->t = T_LIST;
-    out->et = T_FQDN;
-    if (l == NULL) {
-        static const struct rl_list none = { 0 };
-        out->u.p = &none;
+    struct rl_list *l = list_val(vm, out, T_FQDN, n);
+    if (l == NULL)
         return;
-    }
     l->n = 0;
     for (const char *p = s; *p && l->n < n;) {
         while (*p == ' ')
@@ -289,7 +301,6 @@ static void domains_val(struct rl_vm *vm, struct rl_value *out, const char *s)
             v->u.s = "";
         p += len;
     }
-    out->u.p = l;
 }
 
 void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_value *out)
@@ -311,15 +322,9 @@ void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_
     case C_MAIL_FROM: str_val(out, T_ADDR, t->f[RL_MAIL_FROM]); return;
     case C_RCPT: str_val(out, T_ADDR, t->f[RL_RCPT]); return;
     case C_RCPT_LIST: {
-        struct rl_list *l = rl_vm_alloc(vm, sizeof(*l) + sizeof(l->v[0]) * (size_t)t->nrcpts);
-        out->t = T_LIST;
-        out->et = T_ADDR;
-        if (l == NULL) {
-            static const struct rl_list none = { 0 };
-            out->u.p = &none;
+        struct rl_list *l = list_val(vm, out, T_ADDR, (uint32_t)t->nrcpts);
+        if (l == NULL)
             return;
-        }
-        l->n = (uint32_t)t->nrcpts;
         for (int i = 0; i < t->nrcpts; i++) {
             memset(&l->v[i], 0, sizeof(l->v[i]));
             str_val(&l->v[i], T_ADDR, t->rcpts[i]);
