@@ -62,6 +62,8 @@ class World:
         self.txt["s1._domainkey.sender.test"] = rsa_key(f"{d}/rsa.pem")
         self.txt["s2._domainkey.sender.test"] = ed_key(f"{d}/ed.pem")
         self.txt["t1._domainkey.testing.test"] = rsa_key(f"{d}/testing.pem") + "; t=y"
+        # the same key, but no subdomain may use it (t=s)
+        self.txt["s3._domainkey.sender.test"] = self.txt["s1._domainkey.sender.test"] + "; t=s"
         # opendkim-genkey: its key and record
         sh("opendkim-genkey", "-b", "2048", "-d", "od.test", "-s", "sel", "-D", d)
         rec = open(f"{d}/sel.txt").read()
@@ -192,8 +194,12 @@ def check_inbound(s, w, n0):
 
 def check_failures(s, w, n):
     signed = dkimpy_sign(MSG, b"s1", b"sender.test", f"{w.d}/rsa.pem")
+    sub = dkimpy_sign(MSG, b"s3", b"sender.test", f"{w.d}/rsa.pem",
+                      identity=b"x@sub.sender.test")
+    assert s.postern("dkim", "verify", input=dkimpy_sign(     # stdin
+        MSG, b"s3", b"sender.test", f"{w.d}/rsa.pem")).stdout.split(b"\t")[2] == b"pass"
     for bad in (signed.replace(b"Subject: dkim test", b"Subject: dkim Test"),
-                signed.replace(b"hello", b"hellO")):
+                signed.replace(b"hello", b"hellO"), sub):
         r = subprocess.run(["swaks", "--server", f"127.0.0.1:{s.port}", "--from", "a@sender.test",
                             "--to", "user@example.test", "--data", "-"], input=bad,
                            capture_output=True)
