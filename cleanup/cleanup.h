@@ -229,6 +229,12 @@ int  cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size);
 /* A recycled file was overwritten from offset 0: cut what is left of the
  * old content past the new end (the file must end at END). 0 or -1. */
 int  cl_tmp_trim(struct cl_txn *t);
+/* Rewrites (commit pool, auth workers): t's file opened for reading with
+ * its content located (fd, or -1 with errno); a new file beside it,
+ * tmp/ID<suffix> (fd or -1); and that file replacing t's (ok) or removed. */
+int  cl_tmp_content(const struct cl_txn *t, off_t *off_r, uint64_t *len_r);
+int  cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, size_t size);
+void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok);
 
 /* cleanup_commit.c */
 struct cl_pool *clc_start(struct event_base *base, int nthreads,

@@ -225,12 +225,11 @@ static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
     authres_format(out, ctx->cfg->authserv_id, &ar);
 }
 
-/* tmp/ID.a: the envelope again, add then the old content. */
+/* tmp/ID.a: the envelope again, add, then the old content. */
 static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint64_t len)
 {
     char npath[64];
-    str_format(npath, sizeof(npath), "%s/%s.a", SPOOL_TMP, t->qid);
-    int nfd = open(npath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    int nfd = cl_tmp_side_open(t, ".a", npath, sizeof(npath));
     if (nfd < 0)
         return fail(t, "auth: create", errno);
     struct qf_writer *w = qf_write_begin(nfd, &t->env);
@@ -252,18 +251,9 @@ static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint6
         rc = qf_write_end(w);
     else if (w)
         qf_write_abort(w);
-    if (rc < 0) {
-        e = errno ? errno : e;
-        close(nfd);
-        unlink(npath);
-        return fail(t, "auth: write", e);
-    }
-    close(t->fd);
-    unlink(t->path);
-    t->fd = nfd;
-    t->old_size = 0;
-    str_copy(t->path, sizeof(t->path), npath);
-    return 0;
+    e = rc < 0 && errno ? errno : e;
+    cl_tmp_side_done(t, nfd, npath, rc == 0);
+    return rc < 0 ? fail(t, "auth: write", e) : 0;
 }
 
 static int auth_run(struct workq_item *it, void *tstate, void *arg)
@@ -271,18 +261,12 @@ static int auth_run(struct workq_item *it, void *tstate, void *arg)
     struct cl_ctx *ctx = arg;
     struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
     struct cl_auth *a = &t->auth;
-    int rfd = open(t->path, O_RDONLY | O_CLOEXEC);
-    struct qf_env old;
+    off_t off;
+    uint64_t len;
     char err[160];
+    int rfd = cl_tmp_content(t, &off, &len);
     if (rfd < 0)
-        return fail(t, "auth: open", errno), WORKQ_DONE;
-    if (qf_read(rfd, &old, err, sizeof(err)) < 0) {
-        close(rfd);
-        return fail(t, "auth: read", EIO), WORKQ_DONE;
-    }
-    off_t off = old.content_off;
-    uint64_t len = old.content_len;
-    qf_env_free(&old);
+        return fail(t, "auth: read", errno), WORKQ_DONE;
     struct pdk_job *j = pdk_job_new(t->qid, clock_now_ms() + CL_AUTH_DEADLINE_MS);
     if (a->verify)
         pdk_job_verify(j, pdk_lookup_dns, tstate);

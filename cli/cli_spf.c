@@ -12,25 +12,16 @@
 #include "dns/dns.h"
 #include "spf/spf.h"
 
-/* The configuration and its resolver (dns.*) for a diagnostic command;
- * NULL after saying why on stderr (nothing to free then). */
-struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r)
+struct dns_ctx *cli_dns_ctx(const struct config *cfg)
 {
-    struct config *cfg = cli_load_config(config_path);
-    if (!cfg)
-        return NULL;
     struct dns_config dc;
     buf_t err;
     dns_config_from(cfg, &dc);
     buf_init(&err, 64);
     struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
-    if (!ctx) {
+    if (!ctx)
         cli_err("dns: %s", err.data);
-        config_free(cfg);
-        cfg = NULL;
-    }
     buf_free(&err);
-    *cfg_r = cfg;
     return ctx;
 }
 
@@ -40,10 +31,14 @@ int cli_spf(struct cli *c, int argc, char **argv)
         fputs("usage: postern [-c FILE] spf IP SENDER [HELO]\n", stderr);
         return EX_USAGE_;
     }
-    struct config *cfg;
-    struct dns_ctx *ctx = cli_resolver(c->config_path, &cfg);
-    if (!ctx)
+    struct config *cfg = cli_load_config(c->config_path);
+    if (!cfg)
         return EX_FAIL;
+    struct dns_ctx *ctx = cli_dns_ctx(cfg);
+    if (!ctx) {
+        config_free(cfg);
+        return EX_FAIL;
+    }
     struct spf_request rq = { .ip = argv[1], .sender = argv[2],
                               .helo = argc > 3 ? argv[3] : "", .receiver = cfg->hostname };
     struct spf_outcome o;

@@ -18,10 +18,11 @@
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
 #           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
-#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
+#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh,
+#           t/integ/test_dane.py), nsd (test_dane.py's local authoritative
+#           server for the signed zone)
 #   tour:   man-db (man -l man/*.5)
-#   peers:  nsd (the DNSSEC-signed zone server of the DANE tests), bsd-mailx
-#           (mail -s through our sendmail in the sendmail tests)
+#   peers:  bsd-mailx (mail -s through our sendmail in the sendmail tests)
 #   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
@@ -30,7 +31,8 @@
 #           (opendkim-testmsg/opendkim-genkey: the independent verifier and key maker
 #           of the tests), python3-dkim (dkimpy: signs and verifies in the tests),
 #           python3-authres (parses Authentication-Results in the tests), unbound
-#           (a private DNS server on 127.0.0.1:53 inside `unshare -n` for opendkim-testmsg)
+#           (a private DNS server on 127.0.0.1:53 inside `unshare -n` for opendkim-testmsg),
+#           iproute2 (ip link set lo up in that namespace)
 #   dmarc:  libopendmarc-dev (lib/dmarc: DMARC policy and alignment), publicsuffix
 #           (the Public Suffix List for organizational domains), python3-authheaders
 #           (the reference DMARC evaluator the tests compare with)
@@ -43,7 +45,7 @@ python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml
-libopendkim-dev opendkim-tools python3-dkim python3-authres unbound
+libopendkim-dev opendkim-tools python3-dkim python3-authres unbound iproute2
 libopendmarc-dev publicsuffix python3-authheaders"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS

@@ -8,6 +8,7 @@
 #include "dkim/authres.h"
 
 #define VALUE_MAX 255
+#define B64 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 /* RFC 2045 token: printable ASCII but SP, controls and tspecials. '@' is
  * a tspecial, but RFC 8601 2.2 lets pvalue be [local-part "@"] domain, so
@@ -19,6 +20,24 @@ static int token_char(unsigned char c, int at_ok)
     if (c == '@')
         return at_ok;
     return strchr("()<>,;:\\\"/[]?=", c) == NULL;
+}
+
+/* A quoted-string of s[0..n): controls dropped, other bytes outside
+ * printable ASCII as '?', quotes and backslashes escaped. */
+static void quoted(buf_t *out, const char *s, size_t n)
+{
+    buf_append_char(out, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 32 || c == 127)
+            continue;
+        if (c > 127)
+            c = '?';
+        if (c == '"' || c == '\\')
+            buf_append_char(out, '\\');
+        buf_append_char(out, (char)c);
+    }
+    buf_append_char(out, '"');
 }
 
 void authres_value(buf_t *out, const char *s)
@@ -33,33 +52,16 @@ void authres_value(buf_t *out, const char *s)
         buf_append(out, s, n);
         return;
     }
-    buf_append_char(out, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 32 || c == 127)
-            continue;
-        if (c == '"' || c == '\\')
-            buf_append_char(out, '\\');
-        buf_append_char(out, (char)c);
-    }
-    buf_append_char(out, '"');
+    quoted(out, s, n);
 }
 
-/* reason="..." with printable ASCII only */
+/* reason="..." */
 static void reason(buf_t *out, const char *s)
 {
     if (s == NULL || *s == '\0')
         return;
-    buf_append_str(out, " reason=\"");
-    for (size_t i = 0; s[i] && i < VALUE_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 32 || c >= 127)
-            c = '?';
-        if (c == '"' || c == '\\')
-            buf_append_char(out, '\\');
-        buf_append_char(out, (char)c);
-    }
-    buf_append_char(out, '"');
+    buf_append_str(out, " reason=");
+    quoted(out, s, strnlen(s, VALUE_MAX));
 }
 
 static void part_start(buf_t *out, int *parts)
@@ -112,9 +114,11 @@ static void dkim_part(buf_t *out, const struct authres *a, int *parts)
             buf_append_str(out, " header.s=");
             authres_value(out, s->selector);
         }
-        if (s->b[0]) {
+        if (s->b[0] && strspn(s->b, B64) == strlen(s->b)) {
+            /* bare, as OpenDKIM and the big receivers write it (and as
+             * python3-authres reads it): base64 is not a token ('/') */
             buf_append_str(out, " header.b=");
-            authres_value(out, s->b);
+            buf_append_str(out, s->b);
         }
         if (s->alg[0]) {
             buf_append_str(out, " header.a=");
@@ -188,8 +192,8 @@ int authres_is_ours(const char *f, size_t flen, const char *id)
         return 0;
     i = skip_cfws(f, flen, i + 1);
     size_t s = i;
-    int quoted = i < flen && f[i] == '"';
-    if (quoted) {                   /* authserv-id may be a quoted-string */
+    int q = i < flen && f[i] == '"';
+    if (q) {                    /* authserv-id may be a quoted-string */
         s = ++i;
         while (i < flen && f[i] != '"')
             i++;

@@ -24,6 +24,8 @@
  *    octets were unsigned, so an appended text never rides on a pass;
  *  - h= must include From (libopendkim's required header): else permerror;
  *  - x= in the past: fail ("signature expired");
+ *  - rsa-sha1 (RFC 8301 calls it historic) still verifies, as in dkimpy
+ *    and OpenDKIM, with the reason saying so;
  *  - key t=y (testing): the result stands, the reason says "testing";
  *    t=s with an i= subdomain: fail.
  * Never: let a message make libopendkim resolve, block without a bound, or

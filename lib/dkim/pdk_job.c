@@ -288,11 +288,6 @@ static void one_result(struct pdk_job *j, DKIM_SIGINFO *sig, struct pdk_sig *r)
     unsigned int flags = dkim_sig_getflags(sig);
     int err = dkim_sig_geterror(sig);
     int bh = dkim_sig_getbh(sig);
-    if (strcmp(r->alg, "rsa-sha1") == 0) {
-        r->result = PDK_POLICY;         /* RFC 8301 3.1: not to be considered valid */
-        str_copy(r->reason, sizeof(r->reason), "rsa-sha1 is not accepted (RFC 8301)");
-        return;
-    }
     if ((flags & DKIM_SIGFLAG_PASSED) && bh == DKIM_SIGBH_MATCH) {
         r->result = PDK_PASS;
         check_length(j->ver, sig, r);
@@ -306,6 +301,8 @@ static void one_result(struct pdk_job *j, DKIM_SIGINFO *sig, struct pdk_sig *r)
     } else {
         r->result = from_error(note_of(j, sig), err, r->reason, sizeof(r->reason));
     }
+    if (r->result == PDK_PASS && strcmp(r->alg, "rsa-sha1") == 0 && !r->reason[0])
+        str_copy(r->reason, sizeof(r->reason), "rsa-sha1 is historic (RFC 8301)");
     if (flags & DKIM_SIGFLAG_TESTKEY) {      /* t=y: the result stands, said so */
         size_t l = strlen(r->reason);
         str_format(r->reason + l, sizeof(r->reason) - l, "%stesting key", l ? ", " : "");

@@ -21,7 +21,7 @@
 #include "util/buf.h"
 
 #define IPC_VERSION     6   /* 4: DELIVER_DONE.held, held_ms; 5: SPF in FILTER_REQ/CLEANUP_BEGIN;
-                             * 6: DMARC in FILTER_REQ */
+                               * 6: DKIM and DMARC in FILTER_REQ */
 #define IPC_MAX_FRAME   (1u << 20)       /* body bytes */
 #define IPC_MAX_STR     65536u
 #define IPC_MAX_FIELDS  32

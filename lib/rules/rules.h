@@ -52,6 +52,12 @@ struct rl_program *rl_compile_file(const char *path, struct rl_diag *diags);
 struct rl_program *rl_compile_buffer(const char *name, const char *src, size_t len,
                                      struct rl_diag *diags);
 void rl_program_free(struct rl_program *p);
+/* Each transport name the program names literally (transport(r, "X"),
+ * lmtp(r, "X")) with its place, so `postern check` can hold it against
+ * the configuration's transport blocks (lmtp: it must be of type lmtp). */
+typedef void rl_tref_fn(const char *name, int lmtp, const char *file, int line, int col,
+                        void *arg);
+void rl_program_transports(const struct rl_program *p, rl_tref_fn *fn, void *arg);
 /* Human-readable bytecode, constants and rule table. */
 void rl_disasm(const struct rl_program *p, buf_t *out);
 /* Instructions one evaluation may execute (default RL_BUDGET_DEFAULT). */
@@ -64,7 +70,10 @@ int rl_program_stage_rules(const struct rl_program *p, enum stage s);
 enum rl_field {
     RL_CLIENT_IP = 0, RL_CLIENT_PTR, RL_HELO, RL_AUTH_USER, RL_TLS_VERSION,
     RL_TLS_CIPHER, RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
-    RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN, RL_DMARC_POLICY, RL_F__COUNT
+    RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN,
+    RL_DKIM_DOMAINS,            /* d= of the passing signatures, space-separated */
+    RL_DMARC_POLICY,            /* none | quarantine | reject (cleanup_dmarc.c) */
+    RL_F__COUNT
 };
 
 struct rl_msgcache;   /* headers/body read from the queue file (rl_ctx.c) */
