@@ -49,6 +49,8 @@ int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "
 int cli_dkim(struct cli *c, int argc, char **argv);    /* cli_dkim.c: argv[0] = "dkim" */
 /* postern check's DKIM key checks: problems printed, their number returned. */
 int cli_check_dkim(const char *path, const struct config *cfg);
+/* cli_spf.c: the configuration and its resolver, or NULL (said on stderr) */
+struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r);
 int cli_dmarc(struct cli *c, int argc, char **argv);   /* cli_dmarc.c: argv[0] = "dmarc" */
 
 /* Prints every diagnostic of a rules compilation to stderr as

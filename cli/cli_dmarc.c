@@ -38,14 +38,10 @@ int cli_dmarc(struct cli *c, int argc, char **argv)
         fputs("usage: postern [-c FILE] dmarc DOMAIN\n", stderr);
         return EX_USAGE_;
     }
-    struct config *cfg = cli_load_config(c->config_path);
-    if (!cfg)
+    struct config *cfg;
+    struct dns_ctx *ctx = cli_resolver(c->config_path, &cfg);
+    if (!ctx)
         return EX_FAIL;
-    struct dns_ctx *ctx = cli_dns_ctx(cfg);
-    if (!ctx) {
-        config_free(cfg);
-        return EX_FAIL;
-    }
     dmarc_init(NULL);
     /* no SPF or DKIM: only discovery; draw 0 keeps pct= from lowering it */
     struct dmarc_input in = { .from_domain = argv[1], .draw = 0 };
