@@ -35,6 +35,12 @@ int cli_status(struct cli *c, int argc, char **argv);
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
+/* bin/sendmail (and newaliases): the whole command, argv[0] included
+ * (sendmail.c); returns a sysexits code. */
+int cli_sendmail(int argc, char **argv);
+/* <bindir>/../libexec/NAME (build tree), else <bindir>/../libexec/postern/NAME;
+ * 0, or -1 with a message printed. */
+int cli_find_libexec(const char *name, char *out, size_t size);
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

@@ -14,7 +14,8 @@
 #           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
 #           Recommends of swaks), openssl (certificates, s_client), whois
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
-#           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
+#           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer),
+#           bsd-mailx (mail -s: test_sendmail submits through it, as users do)
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
 #           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
 #   tour:   man-db (man -l man/*.5)
@@ -25,7 +26,7 @@ PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcm
 libunbound-dev libpcre2-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
-python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
+python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc bsd-mailx
 man-db
 postfix"
 if [ "${1:-}" = "--list" ]; then

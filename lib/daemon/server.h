@@ -58,7 +58,9 @@ struct server {
     struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };
 
-enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2 };
+/* SERVER_F_POSTDROP: keep the postdrop group as a supplementary group
+ * (pickup: it reads maildrop/ files, user:postdrop 0640). */
+enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2, SERVER_F_POSTDROP = 4 };
 
 /* Runs inside server_init_ex() while still root: after the config is loaded,
  * the inherited fds are parsed and the cwd is the spool, before the

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include "util/buf.h"
 
-#define IPC_VERSION     3
+#define IPC_VERSION     4
 #define IPC_MAX_FRAME   (1u << 20)       /* body bytes */
 #define IPC_MAX_STR     65536u
 #define IPC_MAX_FIELDS  32

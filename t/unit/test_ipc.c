@@ -148,7 +148,7 @@ static void s_cleanup_begin(union ipc_msg *m)
         .session = 1, .listener = "submission", .sender = "", .client_ip = "::1",
         .client_port = 587, .client_ptr = "localhost", .helo = "me", .protocol = "ESMTPSA",
         .auth_user = "bob", .tls = "TLSv1.3 X", .envid = "e1", .ret = 1,
-        .flags = QF_F_SMTPUTF8, .size_hint = 1048576 };
+        .flags = QF_F_SMTPUTF8, .size_hint = 1048576, .local_user = "bob", .local_uid = 1001 };
 }
 static void s_cleanup_rcpt(union ipc_msg *m)
 {
