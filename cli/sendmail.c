@@ -295,6 +295,7 @@ static int envelope_sender(const struct config *cfg, const char *from, const cha
         buf_init(&b, 64);
         buf_printf(&b, "%s@%s", login, sm_origin(cfg));
         *out = buf_steal(&b);
+        buf_free(&b);
         return 0;
     }
     if (strcmp(from, "<>") == 0 || from[0] == '\0') {

@@ -355,5 +355,7 @@ char *sm_qualify(const char *a, const char *domain)
         buf_free(&b);
         return NULL;
     }
-    return buf_steal(&b);
+    char *r = buf_steal(&b);
+    buf_free(&b);               /* buf_steal leaves b re-initialised */
+    return r;
 }

@@ -223,8 +223,16 @@ enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name
     if (fd < 0) {
         if (errno == ENOENT)
             return PK_DONE;         /* gone already */
-        log_warn("maildrop/%s: open: %m", name);
-        return errno == EACCES || errno == ELOOP ? PK_REJECT : PK_RETRY;
+        int err = errno;
+        struct stat st;
+        log_warn("maildrop/%s: open: %s", name, strerror(err));
+        /* a file postdrop made group-readable that we cannot read: our
+         * group is missing (created after we started), not the file's
+         * fault - keep it; anything else that refuses us is garbage */
+        if (err == EACCES && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && (st.st_mode & 0040))
+            return PK_RETRY;
+        return err == EACCES || err == ELOOP ? PK_REJECT : PK_RETRY;
     }
     struct pk p = { .cfg = cfg, .name = name, .connected = 0 };
     p.c.fd = -1;
