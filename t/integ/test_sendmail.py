@@ -33,7 +33,7 @@ def local_users(n=1):
         created_group = True
     gid = grp.getgrnam("postdrop").gr_gid
     os.chown(POSTDROP, 0, gid)
-    os.chmod(POSTDROP, 0o2755)
+    os.chmod(POSTDROP, 0o2755)      # as make install does; undone below
     names = []
     try:
         for _ in range(n):
@@ -46,6 +46,8 @@ def local_users(n=1):
     finally:
         for u in names:
             subprocess.run(["userdel", u], capture_output=True)
+        os.chmod(POSTDROP, 0o755)   # no setgid program left in the build tree
+        os.chown(POSTDROP, 0, 0)
         if created_group:
             subprocess.run(["groupdel", "postdrop"], capture_output=True)
 
@@ -112,6 +114,12 @@ def test_sendmail_line_ends_dots_and_args():
         data = read(path)
         assert b"before\n" in data and b"after" not in data, data
         assert data.count(b"From: ") == 1
+        # a line far longer than SMTP allows passes unchanged
+        long_line = b"x" * 200000
+        r = sendmail(u, s, "carl@example.test", input=b"Subject: long\n\n" + long_line + b"\n")
+        assert r.returncode == 0, r.stderr
+        (path,) = s.wait_delivered("carl", 1)
+        assert read(path).endswith(b"\n\n" + long_line + b"\n")
 
 
 def test_sendmail_bs_dialogue():
@@ -251,3 +259,19 @@ def test_exit_codes():
         assert r.returncode == 0, r.stderr
         s.wait_delivered("leo", 1)
         assert not maildrop(s)
+
+
+def test_bv_with_system_users():
+    """With maildir = "~/Maildir" only system users are local mailboxes:
+    -bv names the user and its uid, and an unknown one is EX_NOUSER."""
+    with local_users() as (u,):
+        s = Suite(start=False, local_conf='local { mailbox = "maildir"; maildir = "~/Maildir"; }')
+        try:
+            r = sendmail(u, s, "-bv", u.pw_name, "nosuchuser@example.test")
+            out = r.stdout.decode()
+            assert r.returncode == 67, (r.returncode, out, r.stderr)            # EX_NOUSER
+            assert (f"{u.pw_name}: deliverable: local user {u.pw_name} (uid {u.pw_uid}), "
+                    f"Maildir /nonexistent/Maildir") in out, out
+            assert "nosuchuser@example.test: undeliverable: no local user" in out, out
+        finally:
+            s.__exit__(None, None, None)
