@@ -182,10 +182,12 @@ int sm_next_line(struct sm_in *in, buf_t *line)
         n--;
     buf_append(line, in->buf.data, n);
     buf_consume(&in->buf, take);
-    if (!in->dots_ok && n == 1 && line->data[0] == '.') {
-        in->ended = 1;
+    if ((!in->dots_ok || in->smtp) && n == 1 && line->data[0] == '.') {
+        in->ended = in->dot = 1;
         return 0;
     }
+    if (in->smtp && n > 0 && line->data[0] == '.')
+        buf_consume(line, 1);       /* SMTP dot-stuffing */
     buf_append_char(line, '\n');
     return 1;
 }
@@ -338,49 +340,38 @@ static int send_body(struct sm_in *in, struct sm_drop *d, const buf_t *first)
     return rc;
 }
 
-/* -bm / -t: read the message, submit it. */
-static int submit(const struct config *cfg, const struct sm_opts *o)
+int sm_submit(const struct config *cfg, struct sm_in *in, const struct sm_msg *m)
 {
-    char login[256], gecos[256];
-    caller(login, sizeof(login), gecos, sizeof(gecos));
-    struct sm_msg m = { .notify = o->notify, .ret = o->ret, .body_8bit = o->body_8bit };
-    char *sender = NULL;
-    if (envelope_sender(cfg, o->from, login, &sender) < 0) {
-        sm_err("bad sender address: %s", o->from);
-        return EX_USAGE;
-    }
-    m.sender = sender;
-    struct sm_in in = { .max = cfg->message_size > 0 ? (size_t)cfg->message_size + 2 :
-                               (size_t)1 << 30, .dots_ok = o->dots_ok };
-    buf_init(&in.buf, 65536);
+    struct sm_msg q = *m;           /* with the recipients qualified */
+    q.rcpts = (struct sm_list){ 0 };
+    struct sm_list raw = { 0 };
+    for (int i = 0; i < m->rcpts.n; i++)
+        sm_list_add(&raw, m->rcpts.v[i], strlen(m->rcpts.v[i]));
     buf_t hdr, first, nhdr, from;
     buf_init(&hdr, 4096);
     buf_init(&first, 256);
     buf_init(&nhdr, 4096);
     buf_init(&from, 256);
-    struct sm_list raw = { 0 };
-    for (int i = 0; i < o->nrcpts; i++)
-        sm_list_add(&raw, o->rcpts[i], strlen(o->rcpts[i]));
     int has_body = 0;
-    int rc = read_header(&in, &hdr, &first, &has_body);
+    int rc = read_header(in, &hdr, &first, &has_body);
     if (rc == 0) {
-        from_line(&from, o->fullname ? o->fullname : gecos, sender);
-        sm_headers(hdr.data, hdr.len, o->extract, *sender ? from.data : NULL, &nhdr, &raw);
+        from_line(&from, m->fullname, m->sender);
+        sm_headers(hdr.data, hdr.len, m->extract, *m->sender ? from.data : NULL, &nhdr, &raw);
         if (has_body)
             buf_append_char(&nhdr, '\n');
-        rc = qualify_all(cfg, &raw, &m.rcpts);
+        rc = qualify_all(cfg, &raw, &q.rcpts);
     }
-    if (rc == 0 && m.rcpts.n == 0) {
-        sm_err(o->extract ? "no recipient addresses found in the message header" :
+    if (rc == 0 && q.rcpts.n == 0) {
+        sm_err(m->extract ? "no recipient addresses found in the message header" :
                "no recipients specified");
-        rc = o->extract ? EX_DATAERR : EX_USAGE;
+        rc = m->extract ? EX_DATAERR : EX_USAGE;
     }
-    struct sm_drop *d = rc == 0 ? sm_drop_begin(cfg, &m) : NULL;
+    struct sm_drop *d = rc == 0 ? sm_drop_begin(cfg, &q) : NULL;
     if (rc == 0 && d == NULL)
         rc = EX_UNAVAILABLE;
     if (d) {
         int bad = sm_drop_content(d, nhdr.data, nhdr.len) < 0 ||
-                  (has_body && send_body(&in, d, &first) < 0);
+                  (has_body && send_body(in, d, &first) < 0);
         int too_big = bad && !d->broken;
         rc = sm_drop_end(d, bad);
         if (too_big) {
@@ -389,19 +380,43 @@ static int submit(const struct config *cfg, const struct sm_opts *o)
             rc = EX_DATAERR;
         } else if (rc != 0) {
             sm_err("the message was not queued (postdrop exit status %d)", rc);
-        } else if (o->verbose) {
+        } else if (m->verbose) {
             fprintf(stderr, "sendmail: queued for %d recipient(s) in %s/maildrop\n",
-                    m.rcpts.n, cfg->spool);
+                    q.rcpts.n, cfg->spool);
         }
     }
-    free(sender);
     sm_list_free(&raw);
-    sm_list_free(&m.rcpts);
-    buf_free(&in.buf);
+    sm_list_free(&q.rcpts);
     buf_free(&hdr);
     buf_free(&first);
     buf_free(&nhdr);
     buf_free(&from);
+    return rc;
+}
+
+/* -bm / -t: read the message from stdin, submit it. */
+static int submit(const struct config *cfg, const struct sm_opts *o)
+{
+    char login[256], gecos[256];
+    caller(login, sizeof(login), gecos, sizeof(gecos));
+    struct sm_msg m = { .notify = o->notify, .ret = o->ret, .body_8bit = o->body_8bit,
+                        .fullname = o->fullname ? o->fullname : gecos,
+                        .extract = o->extract, .verbose = o->verbose };
+    char *sender = NULL;
+    if (envelope_sender(cfg, o->from, login, &sender) < 0) {
+        sm_err("bad sender address: %s", o->from);
+        return EX_USAGE;
+    }
+    m.sender = sender;
+    for (int i = 0; i < o->nrcpts; i++)
+        sm_list_add(&m.rcpts, o->rcpts[i], strlen(o->rcpts[i]));
+    struct sm_in in = { .max = cfg->message_size > 0 ? (size_t)cfg->message_size + 2 :
+                               (size_t)1 << 30, .dots_ok = o->dots_ok };
+    buf_init(&in.buf, 65536);
+    int rc = sm_submit(cfg, &in, &m);
+    free(sender);
+    sm_list_free(&m.rcpts);
+    buf_free(&in.buf);
     return rc;
 }
 

@@ -80,6 +80,9 @@ struct sm_msg {
     struct sm_list rcpts;
     uint32_t notify, ret;
     int body_8bit;
+    const char *fullname;       /* for a From: sm_submit adds, NULL = none */
+    int extract;                /* -t */
+    int verbose;                /* -v */
 };
 struct sm_drop;
 /* Start postdrop and send the envelope; NULL on failure (message printed). */
@@ -96,11 +99,18 @@ struct sm_in {
     buf_t buf;                      /* bytes read, not yet returned as lines */
     size_t max;                     /* longest line we hold */
     int eof, dots_ok, ended;
+    int smtp;                       /* DATA of -bs: "." ends, leading dots unstuffed */
+    int dot;                        /* ended by the "." line (not by EOF) */
 };
 /* The next line into line (LF added, CRLF -> LF). 1 = a line, 0 = end of
  * the message (EOF, or a lone "." unless dots_ok), -1 = a line over
  * in->max (message too big). */
 int  sm_next_line(struct sm_in *in, buf_t *line);
+/* Read one message from in and queue it: the header section rewritten
+ * (sm_headers: Bcc gone, From: added from m->fullname and m->sender when
+ * missing, -t recipients taken), the body streamed; m->rcpts are
+ * qualified on the way. 0, or a sysexits code (message on stderr). */
+int  sm_submit(const struct config *cfg, struct sm_in *in, const struct sm_msg *m);
 
 /* sendmail_bs.c */
 int  sm_smtp(const struct config *cfg, const struct sm_opts *o, const char *login);

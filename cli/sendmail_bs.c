@@ -2,9 +2,9 @@
  * sendmail_bs.c - sendmail -bs: an SMTP dialogue on stdin/stdout, as
  * programs that speak SMTP to a pipe expect (RFC 5321 subset: HELO, EHLO,
  * MAIL, RCPT, DATA, RSET, NOOP, VRFY, HELP, QUIT). Each message goes the
- * same way as any other sendmail submission (sm_drop_*: postdrop into
- * maildrop/), so the caller's uid is recorded by postdrop, whatever MAIL
- * FROM says. DSN: RET, BODY and the first recipient's NOTIFY apply to the
+ * same way as any other sendmail submission (sm_submit: Bcc removed, From:
+ * added when missing, then postdrop into maildrop/), so the caller's uid is
+ * recorded by postdrop, whatever MAIL FROM says. DSN: RET, BODY and the first recipient's NOTIFY apply to the
  * whole message (the maildrop file has one NOTIFY). The reply to the final
  * "." is 250 only once postdrop has the message on disk.
  */
@@ -137,7 +137,7 @@ static void cmd_rcpt(struct bs *b, const struct smtp_cmd *c)
     reply("250 2.1.5 Ok");
 }
 
-/* DATA: stream the dot-unstuffed content to postdrop. */
+/* DATA: the message goes the way of any other (sm_submit). */
 static void cmd_data(struct bs *b)
 {
     if (!b->have_mail || b->m.rcpts.n == 0) {
@@ -146,34 +146,24 @@ static void cmd_data(struct bs *b)
         return;
     }
     b->m.sender = b->sender;
-    struct sm_drop *d = sm_drop_begin(b->cfg, &b->m);
-    if (d == NULL) {
-        reply("451 4.3.0 Error: cannot start postdrop");
-        return;
-    }
     reply("354 End data with <CR><LF>.<CR><LF>");
+    b->in.smtp = 1;
+    int code = sm_submit(b->cfg, &b->in, &b->m);
     buf_t line;
     buf_init(&line, 256);
-    int rc, bad = 0, ended = 0;
-    while ((rc = sm_next_line(&b->in, &line)) == 1) {
-        if (line.len == 2 && line.data[0] == '.') {
-            ended = 1;
-            break;
-        }
-        const char *p = line.data + (line.data[0] == '.');
-        if (!bad && sm_drop_content(d, p, line.len - (size_t)(p - line.data)) < 0)
-            bad = 1;                /* read on to the dot, then refuse */
-    }
+    while (sm_next_line(&b->in, &line) == 1)
+        ;                           /* a refused message: read on to the dot */
     buf_free(&line);
-    int code = sm_drop_end(d, bad || !ended);
-    if (!ended)
+    b->in.smtp = 0;
+    if (!b->in.dot)
         return;                     /* EOF inside DATA: nothing queued, no one to tell */
-    if (bad && code != EX_TEMPFAIL)
-        reply("552 5.3.4 Error: message too big");
-    else if (code != 0)
-        reply("451 4.3.0 Error: the message was not queued (postdrop exit status %d)", code);
-    else
+    b->in.ended = b->in.dot = 0;
+    if (code == 0)
         reply("250 2.0.0 Ok: queued");
+    else if (code == EX_DATAERR)
+        reply("554 5.6.0 Error: message refused (too big, or its header section too long)");
+    else
+        reply("451 4.3.0 Error: the message was not queued (sendmail status %d)", code);
     bs_reset(b);
 }
 

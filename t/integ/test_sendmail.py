@@ -126,14 +126,16 @@ def test_sendmail_bs_dialogue():
     with local_users() as (u,), Suite() as s:
         script = (b"EHLO client\r\nMAIL FROM:<bs@example.test>\r\n"
                   b"RCPT TO:<frank@example.test> NOTIFY=NEVER\r\nRCPT TO:<bad address>\r\n"
-                  b"DATA\r\nSubject: bs\r\n\r\n..dotted\r\nbody\r\n.\r\nQUIT\r\n")
+                  b"DATA\r\nSubject: bs\r\nBcc: hidden@example.test\r\n\r\n..dotted\r\nbody\r\n.\r\n"
+                  b"RSET\r\nQUIT\r\n")
         r = sendmail(u, s, "-bs", input=script)
         assert r.returncode == 0, r.stderr
         codes = [l[:3] for l in r.stdout.decode().split("\r\n") if l[3:4] == " "]
-        assert codes == ["220", "250", "250", "250", "501", "354", "250", "221"], r.stdout
+        assert codes == ["220", "250", "250", "250", "501", "354", "250", "250", "221"], r.stdout
         (path,) = s.wait_delivered("frank", 1)
         data = read(path)
         assert b"\n.dotted\nbody\n" in data and b"Return-Path: <bs@example.test>" in data
+        assert b"Bcc" not in data and b"From: bs@example.test\n" in data, data
         assert f"uid {u.pw_uid}".encode() in data
 
 
