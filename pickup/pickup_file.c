@@ -209,7 +209,8 @@ static enum pk_result pk_stream(struct pk *p, int fd)
     buf_free(&in);
     if (rc != 0)
         return (enum pk_result)(rc - 1);
-    if (p->md.done && left == 0 && read(fd, err, 1) == 0)
+    char extra;
+    if (p->md.done && left == 0 && read(fd, &extra, 1) == 0)
         return pk_end(p);
     if (err[0] == '\0')
         str_copy(err, sizeof(err), p->md.done ? "data after END" : "no END record");

@@ -79,8 +79,10 @@ static int open_maildrop(const char *spool)
     if (fstat(fd, &st) < 0)
         die(EX_TEMPFAIL, "stat %s/maildrop failed", spool);
     int root = getuid() == 0;
-    if ((st.st_mode & 07) != 0 || !(st.st_mode & S_ISVTX) ||
-        (!root && (st.st_uid == getuid() || st.st_gid != getegid())))
+    if (!root && st.st_gid != getegid())
+        die(EX_NOPERM, "%s/maildrop is not of our group (is postdrop installed setgid "
+            "postdrop?)", spool);
+    if ((st.st_mode & 07) != 0 || !(st.st_mode & S_ISVTX) || (!root && st.st_uid == getuid()))
         die(EX_NOPERM, "%s/maildrop is not a maildrop directory (postern:postdrop 1730)",
             spool);
     return fd;
