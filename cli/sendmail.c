@@ -36,6 +36,8 @@ struct sm_drop {
     pid_t pid;
     int fd;
     buf_t out;                      /* records not yet written to the pipe */
+    buf_t pend;                     /* content not yet in a record: lines are
+                                     * gathered into records of MD_REC_MAX */
     uint64_t size;
     int64_t max;                    /* limits.message_size, 0 = none */
     int broken;
@@ -96,6 +98,7 @@ struct sm_drop *sm_drop_begin(const struct config *cfg, const struct sm_msg *m)
     d->fd = p[1];
     d->max = cfg->message_size;
     buf_init(&d->out, 2 * MD_REC_MAX);
+    buf_init(&d->pend, 2 * MD_REC_MAX);
     md_put_str(&d->out, MD_SENDER, m->sender);
     for (int i = 0; i < m->rcpts.n; i++)
         md_put_str(&d->out, MD_RCPT, m->rcpts.v[i]);
@@ -112,26 +115,33 @@ struct sm_drop *sm_drop_begin(const struct config *cfg, const struct sm_msg *m)
     return d;
 }
 
-int sm_drop_content(struct sm_drop *d, const void *p, size_t n)
+/* Pending content into records: whole MD_REC_MAX ones, or all with last. */
+static int drop_records(struct sm_drop *d, int last)
 {
-    const unsigned char *s = p;
-    d->size += n;
-    if (d->max > 0 && d->size > (uint64_t)d->max)
-        return -1;
-    while (n > 0) {
-        size_t k = n < MD_REC_MAX ? n : MD_REC_MAX;
-        md_put(&d->out, MD_CONTENT, s, k);
-        s += k;
-        n -= k;
+    size_t off = 0;
+    while (d->pend.len - off >= MD_REC_MAX || (last && off < d->pend.len)) {
+        size_t k = d->pend.len - off < MD_REC_MAX ? d->pend.len - off : MD_REC_MAX;
+        md_put(&d->out, MD_CONTENT, d->pend.data + off, k);
+        off += k;
         if (d->out.len >= MD_REC_MAX && drop_flush(d) < 0)
             return -1;
     }
+    buf_consume(&d->pend, off);
     return 0;
+}
+
+int sm_drop_content(struct sm_drop *d, const void *p, size_t n)
+{
+    d->size += n;
+    if (d->max > 0 && d->size > (uint64_t)d->max)
+        return -1;
+    buf_append(&d->pend, p, n);
+    return d->pend.len >= MD_REC_MAX ? drop_records(d, 0) : 0;
 }
 
 int sm_drop_end(struct sm_drop *d, int abort_)
 {
-    if (!abort_) {
+    if (!abort_ && drop_records(d, 1) == 0) {
         char num[24];
         snprintf(num, sizeof(num), "%llu", (unsigned long long)d->size);
         md_put_str(&d->out, MD_END, num);
@@ -148,6 +158,7 @@ int sm_drop_end(struct sm_drop *d, int abort_)
     if (rc == 0 && (abort_ || d->broken))
         rc = EX_TEMPFAIL;
     buf_free(&d->out);
+    buf_free(&d->pend);
     free(d);
     return rc;
 }
@@ -160,9 +171,12 @@ int sm_next_line(struct sm_in *in, buf_t *line)
     if (in->ended)
         return 0;
     char *nl;
-    while ((nl = memchr(in->buf.data, '\n', in->buf.len)) == NULL && !in->eof) {
-        if (in->buf.len > in->max)
+    while ((nl = memchr(in->buf.data + in->pos, '\n', in->buf.len - in->pos)) == NULL &&
+           !in->eof) {
+        if (in->buf.len - in->pos > in->max)
             return -1;
+        buf_consume(&in->buf, in->pos);     /* once per read, not once per line */
+        in->pos = 0;
         buf_reserve(&in->buf, 65536);
         ssize_t n = read(STDIN_FILENO, in->buf.data + in->buf.len, 65536);
         if (n < 0 && errno == EINTR)
@@ -172,16 +186,17 @@ int sm_next_line(struct sm_in *in, buf_t *line)
         else
             in->buf.len += (size_t)n;
     }
-    size_t take = nl ? (size_t)(nl - in->buf.data) + 1 : in->buf.len;
+    const char *start = in->buf.data + in->pos;
+    size_t take = nl ? (size_t)(nl - start) + 1 : in->buf.len - in->pos;
     if (take == 0) {
         in->ended = 1;
         return 0;
     }
     size_t n = nl ? take - 1 : take;
-    if (n > 0 && nl && in->buf.data[n - 1] == '\r')
+    if (n > 0 && nl && start[n - 1] == '\r')
         n--;
-    buf_append(line, in->buf.data, n);
-    buf_consume(&in->buf, take);
+    buf_append(line, start, n);
+    in->pos += take;
     if ((!in->dots_ok || in->smtp) && n == 1 && line->data[0] == '.') {
         in->ended = in->dot = 1;
         return 0;

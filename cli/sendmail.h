@@ -96,7 +96,8 @@ int  sm_drop_end(struct sm_drop *d, int abort);
 
 /* Reading stdin as lines (sendmail.c). */
 struct sm_in {
-    buf_t buf;                      /* bytes read, not yet returned as lines */
+    buf_t buf;                      /* bytes read; from pos on not yet returned */
+    size_t pos;
     size_t max;                     /* longest line we hold */
     int eof, dots_ok, ended;
     int smtp;                       /* DATA of -bs: "." ends, leading dots unstuffed */

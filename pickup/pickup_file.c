@@ -225,13 +225,14 @@ enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name
         if (errno == ENOENT)
             return PK_DONE;         /* gone already */
         int err = errno;
-        struct stat st;
+        struct stat st, dst;
         log_warn("maildrop/%s: open: %s", name, strerror(err));
-        /* a file postdrop made group-readable that we cannot read: our
-         * group is missing (created after we started), not the file's
+        /* readable by the directory's group (postdrop), yet not by us: we
+         * lack that group (created after we started), not the file's
          * fault - keep it; anything else that refuses us is garbage */
         if (err == EACCES && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISREG(st.st_mode) && (st.st_mode & 0040))
+            fstat(dirfd, &dst) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0040) &&
+            st.st_gid == dst.st_gid)
             return PK_RETRY;
         return err == EACCES || err == ELOOP ? PK_REJECT : PK_RETRY;
     }

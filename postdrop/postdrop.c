@@ -13,7 +13,8 @@
  *    the caller, group = our effective group, sticky, nothing for others),
  *    so the group cannot be used to write elsewhere;
  *  - the file is created under a random name with O_EXCL|O_NOFOLLOW, owned
- *    by the caller, mode 0640 (group postdrop: pickup reads it; nobody else);
+ *    by the caller, mode 0640, group the directory's (postdrop: pickup
+ *    reads it; nobody else);
  *  - the VERSION and USER records are ours: the uid is getuid() and the
  *    login getpwuid()'s, never the environment's;
  *  - the caller's records are framed and checked (md_check) and the file
@@ -179,6 +180,11 @@ int main(int argc, char **argv)
         tmp_name[0] = '\0';
         die(EX_TEMPFAIL, "cannot create a file in maildrop%s", NULL);
     }
+    /* the directory's group (postdrop) may read it: pickup. A no-op when we
+     * run setgid postdrop; root running an unprivileged copy needs it. */
+    struct stat dst;
+    if (fstat(md_fd, &dst) < 0 || fchown(fd, (uid_t)-1, dst.st_gid) < 0)
+        die(EX_TEMPFAIL, "cannot set the maildrop file's group: %s", strerror(errno));
     write_head(fd);
     copy_records(fd);
     if (fchmod(fd, 0640) < 0 || fsync(fd) < 0 || close(fd) < 0)
