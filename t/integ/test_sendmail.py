@@ -277,3 +277,18 @@ def test_bv_with_system_users():
             assert "nosuchuser@example.test: undeliverable: no local user" in out, out
         finally:
             s.__exit__(None, None, None)
+
+
+def test_root_submits_without_the_setgid_bit():
+    """root (cron's mail, say) needs no setgid helper: postdrop gives the
+    file the directory's group, so pickup can read it."""
+    with Suite() as s:
+        os.chmod(POSTDROP, 0o755)
+        r = subprocess.run([SENDMAIL, "-C", s.conf, "-oi", "root"], capture_output=True,
+                           input=b"Subject: from root\n\nhello\n", timeout=60)
+        assert r.returncode == 0, r.stderr
+        (path,) = s.wait_delivered("root", 1)
+        data = read(path)
+        assert b"Received: from local (uid 0, user root)" in data, data
+        assert b"Return-Path: <root@example.test>" in data
+        assert "open: Permission denied" not in s.log()
