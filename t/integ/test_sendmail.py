@@ -259,6 +259,11 @@ def test_exit_codes():
         r = subprocess.run([newaliases], capture_output=True, timeout=60, env=root_env)
         assert r.returncode == 0 and b"2 aliases" in r.stdout, r.stderr
         assert os.path.exists(aliases + ".cdb")
+        r = sendmail(u, s, "-bv", "Team@example.test", "postmaster@example.test")
+        out = r.stdout.decode()
+        assert r.returncode == 0, (r.returncode, out, r.stderr)
+        assert "Team@example.test: deliverable: alias team: kim, leo" in out, out
+        assert "postmaster@example.test: deliverable: alias postmaster: root" in out, out
         r = sendmail(u, s, "-bv", "kim@example.test", "x@remote.example")
         assert r.returncode == 0, r.stdout
         out = r.stdout.decode()
