@@ -328,22 +328,6 @@ static void check_dmarc(struct checker *k, const struct config *cfg)
                 "every message of a domain with a policy would be refused or quarantined");
 }
 
-/* Keys the parser accepts because PRODUCT.md names them, but that nothing
- * acts on yet: accepting them silently would lie to the administrator. */
-static void check_unsupported(struct checker *k, const struct config *cfg)
-{
-    for (int i = 0; i < cfg->ndomains; i++) {
-        const struct domain_conf *d = &cfg->domains[i];
-        struct { const char *field; int set; } u[] = {
-            { "limits.messages_per_hour", d->messages_per_hour > 0 },
-        };
-        for (size_t j = 0; j < sizeof(u) / sizeof(u[0]); j++)
-            if (u[j].set)
-                problem(k, "domain", "domain \"%s\": %s is not supported yet", d->name,
-                        u[j].field);
-    }
-}
-
 int cli_check(struct cli *c, int argc, char **argv)
 {
     if (argc > 1) {
@@ -360,7 +344,6 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_root_files(&k, cfg);
     check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
-    check_unsupported(&k, cfg);
     k.problems += cli_check_dkim(k.path, cfg);
     check_dmarc(&k, cfg);
     config_free(cfg);

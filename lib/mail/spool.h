@@ -24,6 +24,11 @@
 #define SPOOL_DMARC      "dmarc"     /* cleanup's DMARC aggregate-report data (lib/dmarc) */
 #define SPOOL_DMARC_RECORDS SPOOL_DMARC "/records"   /* one line per message */
 
+/* The group of sendmail's setgid helper (libexec/postdrop): it may search
+ * the spool (0710 user:postdrop) and write into maildrop/ (1730
+ * user:postdrop); pickup keeps it to read what was submitted. */
+#define SPOOL_POSTDROP_GROUP "postdrop"
+
 /* Sockets under private/ */
 #define SOCK_CLEANUP  "private/cleanup"
 #define SOCK_FILTER   "private/filter"
