@@ -339,7 +339,6 @@ void cla_start(struct cl_ctx *ctx)
 
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    buf_init(&t->auth.sigs, 0);
     workq_submit(wq, &t->awitem);
 }
 

@@ -206,7 +206,9 @@ static char *sign_msg(const char *msg, struct pdk_key *keys, int n)
     assert_string_equal(err, "");
     pdk_job_free(j);
     buf_append_str(&sigs, msg);
-    return buf_steal(&sigs);
+    char *r = buf_steal(&sigs);
+    buf_free(&sigs);
+    return r;
 }
 
 static void verify(const char *msg, struct pdk_verdict *v)
@@ -240,7 +242,9 @@ static char *replace(const char *s, const char *a, const char *b)
     buf_append(&o, s, (size_t)(p - s));
     buf_append_str(&o, b);
     buf_append_str(&o, p + strlen(a));
-    return buf_steal(&o);
+    char *r = buf_steal(&o);
+    buf_free(&o);
+    return r;
 }
 
 static void test_roundtrip(void **state)
