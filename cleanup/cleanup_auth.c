@@ -334,6 +334,9 @@ void cla_start(struct cl_ctx *ctx)
     static const struct workq_ops ops = {
         .thread_start = auth_thread_start, .run = auth_run, .done = auth_done,
     };
+    const struct config *cfg = ctx->cfg;
+    if (!cfg->authentication_dkim && !cfg->authentication_spf && ndkeys == 0)
+        return;                     /* nothing to do: no threads (cla_wanted says 0) */
     wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
 }
 
