@@ -10,9 +10,10 @@
  * How: a job takes the transaction to a worker (struct cl_auth holds what
  * it works on and what it found: spf from smtpd, dkim[], the dmarc slot).
  * The worker reads the content once, feeding libopendkim (lib/dkim), then
- * writes tmp/ID.a: the same envelope, our new fields (DKIM-Signature
- * first, then Authentication-Results) at the top of the header section,
- * then the content unchanged; it replaces tmp/ID. Each worker thread owns
+ * writes the same envelope, our new fields (DKIM-Signature first, then
+ * Authentication-Results) at the top of the header section and the content
+ * unchanged: over tmp/ID itself from memory for content up to
+ * CL_AUTH_INPLACE_MAX, else into tmp/ID.a, which replaces tmp/ID. Each worker thread owns
  * one blocking lib/dns context made before the chroot, and the key cache is
  * shared (lib/dkim/pdk_key.c); each message's DKIM work ends by
  * CL_AUTH_DEADLINE_MS (later key lookups are temperror).
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -50,7 +52,7 @@
 #define CL_AUTH_THREADS     4
 #define CL_AUTH_DEADLINE_MS 30000
 #define COPY_CHUNK          65536
-#define HEAD_READ_MAX       (CL_HDR_MAX + 8192)   /* enough for the whole header section */
+#define CL_AUTH_INPLACE_MAX (4 * 1024 * 1024)   /* content rewritten in place from memory */
 
 /* Keys loaded before the privilege drop (root may read 0600 root files). */
 struct cla_domain_keys {
@@ -261,17 +263,33 @@ static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint6
     return rc < 0 ? fail(t, "auth: write", e) : 0;
 }
 
-static int auth_run(struct workq_item *it, void *tstate, void *arg)
+/* Small messages (most): the content is read once into memory, fed from
+ * there and written back over the same tmp/ID, which keeps its inode (and
+ * its recycled blocks: cleanup_recycle.c): no second file, no create and
+ * unlink in tmp/. Overwriting is safe: tmp/ID is nobody's but ours until
+ * the commit, and one cut short by a crash is removed at start. */
+static int rewrite_in_place(struct cl_txn *t, const buf_t *add, const buf_t *content)
 {
-    struct cl_ctx *ctx = arg;
-    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct stat st;
+    if (fstat(t->fd, &st) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
+        return fail(t, "auth: rewrite", errno);
+    struct qf_writer *w = qf_write_begin(t->fd, &t->env);
+    if (w == NULL)
+        return fail(t, "auth: rewrite", errno);
+    qf_write_content(w, add->data, add->len);
+    qf_write_content(w, content->data, content->len);
+    if (qf_write_end(w) < 0)
+        return fail(t, "auth: rewrite", errno);
+    t->old_size = st.st_size;       /* what is left past the new end goes */
+    return cl_tmp_trim(t) < 0 ? fail(t, "auth: rewrite", errno) : 0;
+}
+
+/* Verify and sign: the job over the content (in memory, else the file). */
+static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, off_t off,
+                     uint64_t len)
+{
     struct cl_auth *a = &t->auth;
-    off_t off;
-    uint64_t len;
     char err[160];
-    int rfd = cl_tmp_content(t, &off, &len);
-    if (rfd < 0)
-        return fail(t, "auth: read", errno), WORKQ_DONE;
     struct pdk_job *j = pdk_job_new(t->qid, clock_now_ms() + CL_AUTH_DEADLINE_MS);
     if (a->verify)
         pdk_job_verify(j, pdk_lookup_dns, tstate);
@@ -279,22 +297,44 @@ static int auth_run(struct workq_item *it, void *tstate, void *arg)
     for (int i = 0; dk && i < dk->n; i++)
         if (pdk_job_sign(j, &dk->keys[i], err, sizeof(err)) < 0)
             str_copy(a->sign_err, sizeof(a->sign_err), err);
-    if (feed_file(j, rfd, off, len) < 0) {
+    if (mem)
+        pdk_job_feed(j, mem->data, mem->len);
+    else if (feed_file(j, rfd, off, len) < 0) {
         pdk_job_free(j);
-        close(rfd);
-        return fail(t, "auth: read content", errno), WORKQ_DONE;
+        return fail(t, "auth: read content", errno);
     }
     pdk_job_end(j, a->verify ? &a->dkim : NULL, &a->sigs, err, sizeof(err));
     if (err[0])
         str_copy(a->sign_err, sizeof(a->sign_err), err);
     pdk_job_free(j);
-    cla_dmarc_hook(t, tstate);
-    buf_t add;
+    return 0;
+}
+
+static int auth_run(struct workq_item *it, void *tstate, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct cl_auth *a = &t->auth;
+    off_t off;
+    uint64_t len;
+    int rfd = cl_tmp_content(t, &off, &len);
+    if (rfd < 0)
+        return fail(t, "auth: read", errno), WORKQ_DONE;
+    buf_t body, add;
+    buf_init(&body, 0);
     buf_init(&add, 1024);
+    int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
+    if ((a->verify || a->sign) && dkim_pass(t, tstate, mem ? &body : NULL, rfd, off, len) < 0)
+        goto out;
+    cla_dmarc_hook(t, tstate);
     compose(ctx, t, &add);
-    if (add.len > 0)
+    if (add.len > 0 && mem)
+        rewrite_in_place(t, &add, &body);
+    else if (add.len > 0)
         rewrite(t, &add, rfd, off, len);
+out:
     buf_free(&add);
+    buf_free(&body);
     close(rfd);
     return WORKQ_DONE;
 }

@@ -291,6 +291,13 @@ def test_dkim():
         s.start()
         n = check_inbound(s, w, 0)
         n = check_failures(s, w, n)
+        # content over 4 MiB: rewritten through a second file, not in memory
+        big = MSG.replace(b"hello\r\n", b"0123456789abcdef" * 64 + b"\r\n")
+        big = big.replace(b"world", b"\r\n".join([b"x" * 1000] * 4500))
+        n += 1
+        ars, _, data = ar_of(deliver(s, dkimpy_sign(big, b"s2", b"sender.test", f"{w.d}/ed.pem",
+                                                    alg=b"ed25519-sha256"), n))
+        assert len(data) > 4500000 and "dkim=pass" in ars[0], ars
         sub = check_signing(s, w)
         # the submitted message was signed on its way in
         got = sorted(s.wait_delivered("user", n + 1), key=os.path.getmtime)[-1]
