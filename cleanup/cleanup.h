@@ -90,6 +90,10 @@ struct cl_txn {
     off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
     uint64_t session;           /* smtpd's session id (filter requests) */
+    /* a sendmail submission from pickup: the user who submitted it */
+    int local;
+    uint32_t local_uid;
+    char local_user[64];
     struct qf_env env;          /* envelope; recipients collected until content */
     struct qf_writer *w;        /* open once the first content (or END) arrives */
     uint64_t size;              /* content bytes from smtpd */
@@ -147,6 +151,8 @@ struct cl_ctx {
     int64_t q_last_fail;
     /* commit pool */
     struct cl_pool *pool;
+    /* per-tenant limits (cleanup_limit.c), one per domain block; NULL: none */
+    struct cl_rate *rates;
 };
 
 /* cleanup_conn.c */
@@ -158,6 +164,14 @@ void cl_txn_fail(struct cl_txn *t, enum local_status ls);
 /* cleanup_auth.c is done with t (cancelled: the process is stopping). */
 void cl_txn_auth_done(struct cl_ctx *ctx, struct cl_txn *t, int cancelled);
 
+/* cleanup_limit.c: domain "X" { limits { messages_per_hour } } */
+void cl_limits_init(struct cl_ctx *ctx);
+void cl_limits_free(struct cl_ctx *ctx);
+/* Is t a submission for a tenant already at its hourly limit (logged)? */
+int  cl_limit_over(struct cl_ctx *ctx, const struct cl_txn *t);
+/* t was committed: count it against its tenant's limit, if any. */
+void cl_limit_count(struct cl_ctx *ctx, const struct cl_txn *t);
+
 /* cleanup_headers.c */
 void clh_start(struct cl_txn *t);
 /* Feed content (already size-checked); failures become t->failed. */
@@ -167,10 +181,16 @@ void clh_finish(struct cl_ctx *ctx, struct cl_txn *t);
 /* Received / Message-ID / Date text (exposed for tests). */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now);
 void clh_received_spf(buf_t *out, const char *field);   /* smtpd's Received-SPF, or nothing */
+/* The local variant (sendmail through pickup): "from local (uid N, user LOGIN)". */
+void clh_received_local(buf_t *out, const struct qf_env *env, const char *login, uint32_t uid,
+                        const char *hostname, time_t now);
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 
 /* cleanup_auth.c: DKIM verify/sign and Authentication-Results */
+/* Submitted mail: SMTP AUTH, a client in mynetworks, or sendmail through
+ * pickup (signed, never verified; counts against tenant limits). */
+int  cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t);
 void cla_pre_drop(struct server *s);       /* keys and resolvers, still root */
 void cla_start(struct cl_ctx *ctx);
 void cla_stop(void);

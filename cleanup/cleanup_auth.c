@@ -20,8 +20,9 @@
  * Spoofed Authentication-Results fields (our authserv-id) are dropped while
  * the header section is emitted (cleanup_headers.c, cla_strip), for every
  * message, before anything verifies or signs it.
- * Who is "submitted": an authenticated client, a client in mynetworks, or
- * local submission (no client address). It is signed when its From domain
+ * Who is "submitted" (cl_txn_submitted, also the tenant limits'
+ * question): an authenticated client, a client in mynetworks, or sendmail
+ * through pickup. It is signed when its From domain
  * has keys, and gets no Authentication-Results (our own mail); everything
  * else is verified (authentication.dkim) and gets the field when
  * authentication.spf or authentication.dkim is on.
@@ -103,13 +104,13 @@ static const struct cla_domain_keys *keys_for(const char *domain)
     return NULL;
 }
 
-/* Submitted mail: authenticated, from mynetworks, or local (no address). */
-static int is_submission(const struct cl_ctx *ctx, const struct qf_env *e)
+int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
 {
-    if (e->auth_user && *e->auth_user)
+    const struct qf_env *e = &t->env;
+    if (t->local || (e->auth_user && *e->auth_user))
         return 1;
-    if (e->client_ip == NULL || *e->client_ip == '\0')
-        return 1;
+    if (e->client_ip == NULL)
+        return 0;
     struct sockaddr_in s4 = { .sin_family = AF_INET };
     struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
     if (inet_pton(AF_INET, e->client_ip, &s4.sin_addr) == 1)
@@ -123,7 +124,7 @@ int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
 {
     const struct config *cfg = ctx->cfg;
     struct cl_auth *a = &t->auth;
-    a->submission = is_submission(ctx, &t->env);
+    a->submission = cl_txn_submitted(ctx, t);
     a->verify = !a->submission && cfg->authentication_dkim;
     a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf);
     a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;

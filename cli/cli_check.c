@@ -316,22 +316,6 @@ static void check_files_as_user(struct checker *k, const struct config *cfg)
         k->problems++;
 }
 
-/* Keys the parser accepts because PRODUCT.md names them, but that nothing
- * acts on yet: accepting them silently would lie to the administrator. */
-static void check_unsupported(struct checker *k, const struct config *cfg)
-{
-    for (int i = 0; i < cfg->ndomains; i++) {
-        const struct domain_conf *d = &cfg->domains[i];
-        struct { const char *field; int set; } u[] = {
-            { "limits.messages_per_hour", d->messages_per_hour > 0 },
-        };
-        for (size_t j = 0; j < sizeof(u) / sizeof(u[0]); j++)
-            if (u[j].set)
-                problem(k, "domain", "domain \"%s\": %s is not supported yet", d->name,
-                        u[j].field);
-    }
-}
-
 int cli_check(struct cli *c, int argc, char **argv)
 {
     if (argc > 1) {
@@ -348,7 +332,6 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_root_files(&k, cfg);
     check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
-    check_unsupported(&k, cfg);
     k.problems += cli_check_dkim(k.path, cfg);
     config_free(cfg);
     if (k.problems > 0) {
