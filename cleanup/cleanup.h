@@ -192,6 +192,9 @@ void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 
 /* cleanup_auth.c: DKIM verify/sign and Authentication-Results */
+/* Submitted mail: SMTP AUTH, a client in mynetworks, or sendmail through
+ * pickup (signed, never verified; counts against tenant limits). */
+int  cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t);
 void cla_pre_drop(struct server *s);       /* keys and resolvers, still root */
 void cla_start(struct cl_ctx *ctx);
 void cla_stop(void);

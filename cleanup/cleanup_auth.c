@@ -10,17 +10,19 @@
  * How: a job takes the transaction to a worker (struct cl_auth holds what
  * it works on and what it found: spf from smtpd, dkim[], the dmarc slot).
  * The worker reads the content once, feeding libopendkim (lib/dkim), then
- * writes tmp/ID.a: the same envelope, our new fields (DKIM-Signature
- * first, then Authentication-Results) at the top of the header section,
- * then the content unchanged; it replaces tmp/ID. Each worker thread owns
+ * writes the same envelope, our new fields (DKIM-Signature first, then
+ * Authentication-Results) at the top of the header section and the content
+ * unchanged: over tmp/ID itself from memory for content up to
+ * CL_AUTH_INPLACE_MAX, else into tmp/ID.a, which replaces tmp/ID. Each worker thread owns
  * one blocking lib/dns context made before the chroot, and the key cache is
  * shared (lib/dkim/pdk_key.c); each message's DKIM work ends by
  * CL_AUTH_DEADLINE_MS (later key lookups are temperror).
  * Spoofed Authentication-Results fields (our authserv-id) are dropped while
  * the header section is emitted (cleanup_headers.c, cla_strip), for every
  * message, before anything verifies or signs it.
- * Who is "submitted": an authenticated client, a client in mynetworks, or
- * local submission (no client address). It is signed when its From domain
+ * Who is "submitted" (cl_txn_submitted, also the tenant limits'
+ * question): an authenticated client, a client in mynetworks, or sendmail
+ * through pickup. It is signed when its From domain
  * has keys, and gets no Authentication-Results (our own mail); everything
  * else is verified (authentication.dkim) and gets the field when
  * authentication.spf or authentication.dkim is on.
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -51,7 +54,7 @@
 #define CL_AUTH_THREADS     4
 #define CL_AUTH_DEADLINE_MS 30000
 #define COPY_CHUNK          65536
-#define HEAD_READ_MAX       (CL_HDR_MAX + 8192)   /* enough for the whole header section */
+#define CL_AUTH_INPLACE_MAX (4 * 1024 * 1024)   /* content rewritten in place from memory */
 
 /* Keys loaded before the privilege drop (root may read 0600 root files). */
 struct cla_domain_keys {
@@ -102,13 +105,13 @@ static const struct cla_domain_keys *keys_for(const char *domain)
     return NULL;
 }
 
-/* Submitted mail: authenticated, from mynetworks, or local (no address). */
-static int is_submission(const struct cl_ctx *ctx, const struct qf_env *e)
+int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
 {
-    if (e->auth_user && *e->auth_user)
+    const struct qf_env *e = &t->env;
+    if (t->local || (e->auth_user && *e->auth_user))
         return 1;
-    if (e->client_ip == NULL || *e->client_ip == '\0')
-        return 1;
+    if (e->client_ip == NULL)
+        return 0;
     struct sockaddr_in s4 = { .sin_family = AF_INET };
     struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
     if (inet_pton(AF_INET, e->client_ip, &s4.sin_addr) == 1)
@@ -122,7 +125,7 @@ int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
 {
     const struct config *cfg = ctx->cfg;
     struct cl_auth *a = &t->auth;
-    a->submission = is_submission(ctx, &t->env);
+    a->submission = cl_txn_submitted(ctx, t);
     a->verify = !a->submission && cfg->authentication_dkim;
     a->dmarc_on = !a->submission && cfg->authentication_dmarc;
     a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf ||
@@ -256,17 +259,33 @@ static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint6
     return rc < 0 ? fail(t, "auth: write", e) : 0;
 }
 
-static int auth_run(struct workq_item *it, void *tstate, void *arg)
+/* Small messages (most): the content is read once into memory, fed from
+ * there and written back over the same tmp/ID, which keeps its inode (and
+ * its recycled blocks: cleanup_recycle.c): no second file, no create and
+ * unlink in tmp/. Overwriting is safe: tmp/ID is nobody's but ours until
+ * the commit, and one cut short by a crash is removed at start. */
+static int rewrite_in_place(struct cl_txn *t, const buf_t *add, const buf_t *content)
 {
-    struct cl_ctx *ctx = arg;
-    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct stat st;
+    if (fstat(t->fd, &st) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
+        return fail(t, "auth: rewrite", errno);
+    struct qf_writer *w = qf_write_begin(t->fd, &t->env);
+    if (w == NULL)
+        return fail(t, "auth: rewrite", errno);
+    qf_write_content(w, add->data, add->len);
+    qf_write_content(w, content->data, content->len);
+    if (qf_write_end(w) < 0)
+        return fail(t, "auth: rewrite", errno);
+    t->old_size = st.st_size;       /* what is left past the new end goes */
+    return cl_tmp_trim(t) < 0 ? fail(t, "auth: rewrite", errno) : 0;
+}
+
+/* Verify and sign: the job over the content (in memory, else the file). */
+static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, off_t off,
+                     uint64_t len)
+{
     struct cl_auth *a = &t->auth;
-    off_t off;
-    uint64_t len;
     char err[160];
-    int rfd = cl_tmp_content(t, &off, &len);
-    if (rfd < 0)
-        return fail(t, "auth: read", errno), WORKQ_DONE;
     struct pdk_job *j = pdk_job_new(t->qid, clock_now_ms() + CL_AUTH_DEADLINE_MS);
     if (a->verify)
         pdk_job_verify(j, pdk_lookup_dns, tstate);
@@ -274,23 +293,45 @@ static int auth_run(struct workq_item *it, void *tstate, void *arg)
     for (int i = 0; dk && i < dk->n; i++)
         if (pdk_job_sign(j, &dk->keys[i], err, sizeof(err)) < 0)
             str_copy(a->sign_err, sizeof(a->sign_err), err);
-    if (feed_file(j, rfd, off, len) < 0) {
+    if (mem)
+        pdk_job_feed(j, mem->data, mem->len);
+    else if (feed_file(j, rfd, off, len) < 0) {
         pdk_job_free(j);
-        close(rfd);
-        return fail(t, "auth: read content", errno), WORKQ_DONE;
+        return fail(t, "auth: read content", errno);
     }
     pdk_job_end(j, a->verify ? &a->dkim : NULL, &a->sigs, err, sizeof(err));
     if (err[0])
         str_copy(a->sign_err, sizeof(a->sign_err), err);
     pdk_job_free(j);
+    return 0;
+}
+
+static int auth_run(struct workq_item *it, void *tstate, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct cl_auth *a = &t->auth;
+    off_t off;
+    uint64_t len;
+    int rfd = cl_tmp_content(t, &off, &len);
+    if (rfd < 0)
+        return fail(t, "auth: read", errno), WORKQ_DONE;
+    buf_t body, add;
+    buf_init(&body, 0);
+    buf_init(&add, 1024);
+    int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
+    if ((a->verify || a->sign) && dkim_pass(t, tstate, mem ? &body : NULL, rfd, off, len) < 0)
+        goto out;
     if (a->dmarc_on)
         cld_evaluate(ctx, t, tstate);          /* DMARC needs the DKIM results */
-    buf_t add;
-    buf_init(&add, 1024);
     compose(ctx, t, &add);
-    if (add.len > 0)
+    if (add.len > 0 && mem)
+        rewrite_in_place(t, &add, &body);
+    else if (add.len > 0)
         rewrite(t, &add, rfd, off, len);
+out:
     buf_free(&add);
+    buf_free(&body);
     close(rfd);
     return WORKQ_DONE;
 }
@@ -330,12 +371,15 @@ void cla_start(struct cl_ctx *ctx)
     static const struct workq_ops ops = {
         .thread_start = auth_thread_start, .run = auth_run, .done = auth_done,
     };
+    const struct config *cfg = ctx->cfg;
+    if (!cfg->authentication_dkim && !cfg->authentication_spf && !cfg->authentication_dmarc &&
+        ndkeys == 0)
+        return;                     /* nothing to do: no threads (cla_wanted says 0) */
     wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
 }
 
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
 {
-    /* t->auth.sigs was initialised by txn_begin: initialising it again leaked */
     workq_submit(wq, &t->awitem);
 }
 

@@ -294,6 +294,13 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
 /* cleanup_auth.c finished with t: on to the data stage. */
 void cl_txn_auth_done(struct cl_ctx *ctx, struct cl_txn *t, int cancelled)
 {
+    if (t->conn == NULL) {          /* smtpd went away: the client retries */
+        log_set_qid(t->qid);
+        log_info("lost the smtpd connection during authentication checks");
+        log_set_qid(NULL);
+        txn_drop(ctx, t);
+        return;
+    }
     if (cancelled || t->auth.err) {
         log_set_qid(t->qid);
         if (t->auth.err)
@@ -511,7 +518,7 @@ static void conn_free(struct cl_conn *c)
             clf_cancel(ctx, t);
             txn_drop(ctx, t);
             break;
-        case T_AUTH:        /* the worker finishes it; the reply goes nowhere */
+        case T_AUTH:        /* the worker finishes; cl_txn_auth_done drops it */
         case T_COMMIT:
             break;          /* the pool finishes it; cl_txn_commit_done frees it */
         }

@@ -194,6 +194,7 @@ int pdk_key_load(struct pdk_key *k, const char *path, const char *domain,
     }
     size_t n = kb.len;
     char *text = buf_steal(&kb);
+    buf_free(&kb);                  /* buf_steal leaves an empty buffer */
     BIO *bio = BIO_new_mem_buf(text, (int)n);
     EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);

@@ -10,7 +10,7 @@ test unbound.conf's local-data (nothing leaves the host):
   text unsigned is policy; an Authentication-Results claiming our
   authserv-id (any case, with a version) is dropped, another one kept;
 - dkim.result / dkim.domains reach the rules at data;
-- mail submitted through Postern (AUTH on the submission port) and
+- mail submitted through Postern (SMTP AUTH, and sendmail through pickup) and
   `postern dkim sign` output is signed by every configured key (rsa and
   ed25519) and verifies in dkimpy and in opendkim-testmsg (run in a private
   network namespace with a private unbound on 127.0.0.1:53);
@@ -291,11 +291,29 @@ def test_dkim():
         s.start()
         n = check_inbound(s, w, 0)
         n = check_failures(s, w, n)
+        # content over 4 MiB: rewritten through a second file, not in memory
+        big = MSG.replace(b"hello\r\n", b"0123456789abcdef" * 64 + b"\r\n")
+        big = big.replace(b"world", b"\r\n".join([b"x" * 1000] * 4500))
+        n += 1
+        ars, _, data = ar_of(deliver(s, dkimpy_sign(big, b"s2", b"sender.test", f"{w.d}/ed.pem",
+                                                    alg=b"ed25519-sha256"), n))
+        assert len(data) > 4500000 and "dkim=pass" in ars[0], ars
         sub = check_signing(s, w)
         # the submitted message was signed on its way in
         got = sorted(s.wait_delivered("user", n + 1), key=os.path.getmtime)[-1]
         data = open(got, "rb").read()
         body = data.split(b"Delivered-To: user@example.test\n", 1)[1]
+        assert body.count(b"DKIM-Signature:") == 2 and b"Authentication-Results" not in body
+        d = dkim.DKIM(body)
+        assert d.verify(idx=0, dnsfunc=w.dnsfunc) and d.verify(idx=1, dnsfunc=w.dnsfunc)
+        # sendmail (through pickup) is a submission too: signed, no A-R
+        from suite import ROOT
+        r = subprocess.run([os.path.join(ROOT, "bin", "sendmail"), "-i", "user@example.test"],
+                           input=sub.replace(b"\r\n", b"\n"), capture_output=True, timeout=60,
+                           env={"PATH": "/usr/bin:/bin", "POSTERN_CONFIG": s.conf})
+        assert r.returncode == 0, r.stderr
+        got = sorted(s.wait_delivered("user", n + 2), key=os.path.getmtime)[-1]
+        body = open(got, "rb").read().split(b"Delivered-To: user@example.test\n", 1)[1]
         assert body.count(b"DKIM-Signature:") == 2 and b"Authentication-Results" not in body
         d = dkim.DKIM(body)
         assert d.verify(idx=0, dnsfunc=w.dnsfunc) and d.verify(idx=1, dnsfunc=w.dnsfunc)

@@ -13,7 +13,7 @@ Cases: SPF-aligned pass, DKIM-aligned pass (strict and relaxed), unaligned
 under p=reject (550 5.7.1 with dmarc_failure = reject, delivered with
 dmarc=fail under none), no record, p=quarantine (quarantine/dmarc/), the
 subdomain policy sp=, pct=0 against pct=100, a temporary DNS failure (never
-rejected), dmarc.result/dmarc.policy in the data-stage rules, the
+rejected), DMARC on SPF alone with authentication.dkim off, dmarc.result/dmarc.policy in the data-stage rules, the
 aggregate-report lines in the spool, and `postern dmarc DOMAIN`."""
 import base64
 import glob
@@ -84,11 +84,12 @@ class World:
             return self.txt.get(name.decode().rstrip("."), "").encode()
         return self.txt.get(name.rstrip("."), None)   # authheaders' DMARC lookups
 
-    def suite(self, failure):
+    def suite(self, failure, dkim_on=True, spf_on=True):
         return Suite(mynetworks="[]", extra_conf=(
             f'rules = "{self.rules}"; dns {{ unbound_config = "{self.ub}"; timeout = 3s; }}'
-            f' authentication {{ spf = true; dkim = true; dmarc = true;'
-            f' dmarc_failure = "{failure}"; }}'))
+            f' authentication {{ spf = {"true" if spf_on else "false"};'
+            f' dkim = {"true" if dkim_on else "false"};'
+            f' dmarc = true; dmarc_failure = "{failure}"; }}'))
 
     def message(self, from_addr, n, sign=None):
         msg = (f"From: {from_addr}\r\nTo: user@example.test\r\nSubject: dmarc {n}\r\n"
@@ -239,6 +240,26 @@ def test_dmarc_failure_none():
             assert prop(d, "policy", "dmarc") in ("reject", "quarantine"), str(d)
             assert "dis=none" in (d.reason or ""), str(d)
         assert not glob.glob(os.path.join(s.spool, "quarantine", "*", "*"))
+
+
+def test_dmarc_without_dkim():
+    """authentication.dkim off: DMARC still runs, on SPF alone (a signature
+    is then not looked at)."""
+    w = World()
+    with w.suite("reject", dkim_on=False) as s:
+        assert send(s, "a@aligneddm.com", w.message("x@aligneddm.com", 1))[0] == 250
+        code, text = send(s, "a@senderdm.com", w.message("x@dkdm.com", 2, "dkdm.com"))
+        assert (code, text[:6]) == (550, b"5.7.1 "), (code, text)
+        got = s.wait_delivered("user", 1)
+        res, rules = ours(open(got[0], "rb").read())
+        assert res["dmarc"].result == "pass" and "dkim" not in res, res
+        assert rules == "pass reject", rules
+    # DMARC alone: nothing can align (no SPF, no DKIM), but it still runs
+    with w.suite("none", dkim_on=False, spf_on=False) as s:
+        assert send(s, "a@aligneddm.com", w.message("x@aligneddm.com", 3))[0] == 250
+        got = s.wait_delivered("user", 1)
+        res, rules = ours(open(got[0], "rb").read())
+        assert res["dmarc"].result == "fail" and rules == "fail reject", (res, rules)
 
 
 def test_dmarc_cli():

@@ -5,7 +5,8 @@
  * verify with a table of key records in place of the resolver): rsa and
  * ed25519 pass, a changed header or body fails, a missing key is permerror,
  * a failed lookup temperror, a testing key says so, LF and CRLF input sign
- * alike, and more than PDK_MAX_SIGS signatures stop at the bound.
+ * alike, more than PDK_MAX_SIGS signatures stop at the bound, and an x= in
+ * the past fails as expired.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <opendkim/dkim.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -206,7 +208,9 @@ static char *sign_msg(const char *msg, struct pdk_key *keys, int n)
     assert_string_equal(err, "");
     pdk_job_free(j);
     buf_append_str(&sigs, msg);
-    return buf_steal(&sigs);
+    char *r = buf_steal(&sigs);
+    buf_free(&sigs);
+    return r;
 }
 
 static void verify(const char *msg, struct pdk_verdict *v)
@@ -240,7 +244,9 @@ static char *replace(const char *s, const char *a, const char *b)
     buf_append(&o, s, (size_t)(p - s));
     buf_append_str(&o, b);
     buf_append_str(&o, p + strlen(a));
-    return buf_steal(&o);
+    char *r = buf_steal(&o);
+    buf_free(&o);
+    return r;
 }
 
 static void test_roundtrip(void **state)
@@ -327,6 +333,43 @@ static void test_too_many(void **state)
     pdk_key_free(&k);
 }
 
+/* x= in the past: a signature made by a library of the test's own with a
+ * fixed time in 2001 and a 60 s lifetime. */
+static void test_expired(void **state)
+{
+    struct pdk_key k;
+    make_key(&k, 0, "s1");
+    publish(0, "s1._domainkey.example.test", &k, "", PDK_KEY_FOUND);
+    DKIM_LIB *lib = dkim_init(NULL, NULL);
+    uint64_t fixed = 1000000000, ttl = 60;
+    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME, &fixed, sizeof fixed);
+    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL, &ttl, sizeof ttl);
+    DKIM_STAT st;
+    DKIM *d = dkim_sign(lib, (const u_char *)"t", NULL, (dkim_sigkey_t)k.pem,
+                        (const u_char *)"s1", (const u_char *)"example.test", DKIM_CANON_RELAXED,
+                        DKIM_CANON_RELAXED, DKIM_SIGN_RSASHA256, -1, &st);
+    assert_non_null(d);
+    assert_int_equal(dkim_chunk(d, (u_char *)MSG, strlen(MSG)), DKIM_STAT_OK);
+    dkim_chunk(d, NULL, 0);
+    assert_int_equal(dkim_eom(d, NULL), DKIM_STAT_OK);
+    u_char *hdr;
+    size_t len;
+    assert_int_equal(dkim_getsighdr_d(d, 16, &hdr, &len), DKIM_STAT_OK);
+    buf_t m;
+    buf_init(&m, 1024);
+    buf_printf(&m, "DKIM-Signature: %.*s\r\n%s", (int)len, (const char *)hdr, MSG);
+    assert_non_null(strstr(m.data, "x=1000000060"));
+    dkim_free(d);
+    dkim_close(lib);
+    struct pdk_verdict v;
+    verify(m.data, &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.sig[0].result, PDK_FAIL);
+    assert_string_equal(v.sig[0].reason, "signature expired");
+    buf_free(&m);
+    pdk_key_free(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_too_many),
+        cmocka_unit_test(test_expired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
