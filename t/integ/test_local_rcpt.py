@@ -1,0 +1,74 @@
+"""The RCPT check for local recipients (smtpd/smtpd_local.c) never blocks
+smtpd: a lookup that hangs (here local.users is a FIFO nobody writes yet,
+as a network directory behind NSS could hang) holds up only its own RCPT;
+other sessions of the same smtpd process (processes.smtpd = 1) are served
+at once, local recipients included, and the slow RCPT gets its answer when
+the lookup finishes."""
+import os
+import time
+
+from suite import Suite, SmtpClient
+
+
+def test_slow_local_lookup_does_not_stall_other_sessions():
+    s = Suite(start=False)
+    fifo = os.path.join(s.dir, "users.fifo")
+    os.mkfifo(fifo, 0o644)
+    users = os.path.join(s.dir, "tenant.users")
+    with open(users, "w") as f:
+        f.write("eve\n")
+    os.chmod(users, 0o644)
+    text = s.conf_text.replace("aliases = ", f'users = "{fifo}"; aliases = ', 1)
+    text += (f'domain "tenant.test" {{ mailboxes = "{s.mail}/%d/%u/Maildir"; '
+             f'users = "{users}"; }}\n')
+    with s.start_with_conf(text):
+        a = SmtpClient(s.port, timeout=30)
+        assert a.reply()[0] == 220
+        a.ehlo()
+        assert a.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        a.send("RCPT TO:<alice@example.test>\r\n")  # the helper now waits on the FIFO
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        b = SmtpClient(s.port, timeout=30)
+        assert b.reply()[0] == 220
+        b.ehlo()
+        assert b.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        assert b.cmd("RCPT TO:<eve@tenant.test>")[0] == 250
+        code, lines = b.cmd("RCPT TO:<mallory@tenant.test>")
+        assert code == 550 and "5.1.1" in lines[0], lines
+        assert b.cmd("QUIT")[0] == 221
+        b.close()
+        took = time.monotonic() - t0
+        # a blocked loop would hold b until a's 5 s bound ran out
+        assert took < 3.5, f"second session took {took:.2f}s"
+        # the lookup finishes: the FIFO names alice, and a gets its 250
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"alice\n")
+        os.close(fd)
+        code, lines = a.reply()
+        assert code == 250, lines
+        a.close()
+
+
+def test_lookup_that_never_ends_is_451_and_session_goes_on():
+    s = Suite(start=False)
+    fifo = os.path.join(s.dir, "users.fifo")
+    os.mkfifo(fifo, 0o644)
+    text = s.conf_text.replace("aliases = ", f'users = "{fifo}"; aliases = ', 1)
+    with s.start_with_conf(text):
+        a = SmtpClient(s.port, timeout=30)
+        assert a.reply()[0] == 220
+        a.ehlo()
+        assert a.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        t0 = time.monotonic()
+        code, lines = a.cmd("RCPT TO:<bob@example.test>")
+        assert code == 451 and "4.3.0" in lines[0], lines
+        assert 4 < time.monotonic() - t0 < 20
+        # the session is still served; postmaster needs no users file
+        assert a.cmd("NOOP")[0] == 250
+        assert a.cmd("RCPT TO:<postmaster@example.test>")[0] == 250
+        a.close()
+        # release the helper thread still waiting on the FIFO
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        assert "no answer within" in s.log()
