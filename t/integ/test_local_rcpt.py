@@ -10,29 +10,45 @@ import time
 from suite import Suite, SmtpClient
 
 
-def test_slow_local_lookup_does_not_stall_other_sessions():
+def fifo_users_suite(extra=""):
+    """A suite whose local.users is a FIFO: a lookup at example.test waits
+    in open() until the test writes to it."""
     s = Suite(start=False)
     fifo = os.path.join(s.dir, "users.fifo")
     os.mkfifo(fifo, 0o644)
+    text = s.conf_text.replace("aliases = ", f'users = "{fifo}"; aliases = ', 1) + extra
+    return s, text, fifo
+
+
+def release(fifo, data=b""):
+    """Let the lookup waiting on the FIFO go on: it reads data."""
+    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, data)
+    os.close(fd)
+
+
+def session_in_mail(s):
+    c = SmtpClient(s.port, timeout=30)
+    assert c.reply()[0] == 220
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<x@example.test>")[0] == 250
+    return c
+
+
+def test_slow_local_lookup_does_not_stall_other_sessions():
+    s, text, fifo = fifo_users_suite()
     users = os.path.join(s.dir, "tenant.users")
     with open(users, "w") as f:
         f.write("eve\n")
     os.chmod(users, 0o644)
-    text = s.conf_text.replace("aliases = ", f'users = "{fifo}"; aliases = ', 1)
     text += (f'domain "tenant.test" {{ mailboxes = "{s.mail}/%d/%u/Maildir"; '
              f'users = "{users}"; }}\n')
     with s.start_with_conf(text):
-        a = SmtpClient(s.port, timeout=30)
-        assert a.reply()[0] == 220
-        a.ehlo()
-        assert a.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        a = session_in_mail(s)
         a.send("RCPT TO:<alice@example.test>\r\n")  # the helper now waits on the FIFO
         time.sleep(0.2)
         t0 = time.monotonic()
-        b = SmtpClient(s.port, timeout=30)
-        assert b.reply()[0] == 220
-        b.ehlo()
-        assert b.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        b = session_in_mail(s)
         assert b.cmd("RCPT TO:<eve@tenant.test>")[0] == 250
         code, lines = b.cmd("RCPT TO:<mallory@tenant.test>")
         assert code == 550 and "5.1.1" in lines[0], lines
@@ -42,24 +58,16 @@ def test_slow_local_lookup_does_not_stall_other_sessions():
         # a blocked loop would hold b until a's 5 s bound ran out
         assert took < 3.5, f"second session took {took:.2f}s"
         # the lookup finishes: the FIFO names alice, and a gets its 250
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"alice\n")
-        os.close(fd)
+        release(fifo, b"alice\n")
         code, lines = a.reply()
         assert code == 250, lines
         a.close()
 
 
 def test_lookup_that_never_ends_is_451_and_session_goes_on():
-    s = Suite(start=False)
-    fifo = os.path.join(s.dir, "users.fifo")
-    os.mkfifo(fifo, 0o644)
-    text = s.conf_text.replace("aliases = ", f'users = "{fifo}"; aliases = ', 1)
+    s, text, fifo = fifo_users_suite()
     with s.start_with_conf(text):
-        a = SmtpClient(s.port, timeout=30)
-        assert a.reply()[0] == 220
-        a.ehlo()
-        assert a.cmd("MAIL FROM:<x@example.test>")[0] == 250
+        a = session_in_mail(s)
         t0 = time.monotonic()
         code, lines = a.cmd("RCPT TO:<bob@example.test>")
         assert code == 451 and "4.3.0" in lines[0], lines
@@ -68,7 +76,5 @@ def test_lookup_that_never_ends_is_451_and_session_goes_on():
         assert a.cmd("NOOP")[0] == 250
         assert a.cmd("RCPT TO:<postmaster@example.test>")[0] == 250
         a.close()
-        # release the helper thread still waiting on the FIFO
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.close(fd)
+        release(fifo)               # the helper thread still waiting on the FIFO
         assert "no answer within" in s.log()
