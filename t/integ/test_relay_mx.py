@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 
+from dnszone import dns_conf, write_unbound_conf
 from suite import Suite, free_port, make_message, wait_for
 
 ZONE = [
@@ -31,19 +32,14 @@ ZONE = [
 def unbound_conf():
     d = tempfile.mkdtemp(prefix="postern-ub-")
     os.chmod(d, 0o755)
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in ZONE))
-    os.chmod(path, 0o644)
-    return path
+    return write_unbound_conf(os.path.join(d, "unbound.conf"), ZONE)
 
 
 def pair():
     """(A, B): A on 127.0.0.1 is a.test, B on 127.0.0.2 is b.test and two.test."""
     ub = unbound_conf()
     port = free_port()
-    dns = f'dns {{ unbound_config = "{ub}"; dnssec = false; timeout = 5s; }}'
+    dns = dns_conf(ub, dnssec=False)
     a = Suite(host="127.0.0.1", port=port, local_domains='["localhost", "a.test"]',
               delivery=f'smtp_port = {port}; source_address = "127.0.0.5";', extra_conf=dns)
     try:
