@@ -28,10 +28,8 @@ def release(fifo, data=b""):
 
 
 def session_in_mail(s):
-    c = SmtpClient(s.port, timeout=30)
-    assert c.reply()[0] == 220
-    c.ehlo()
-    assert c.cmd("MAIL FROM:<x@example.test>")[0] == 250
+    c = SmtpClient.ready(s.port)
+    c.envelope("x@example.test")
     return c
 
 
