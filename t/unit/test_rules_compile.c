@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include "util/log.h"
 #include "rules/rules.h"
+#include "unit_tmpdir.h"
 
 static char dir[64];
 
@@ -31,8 +32,7 @@ static void put(const char *name, const char *content)
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_compile.XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tmpdir_make(dir, sizeof(dir), "test_rules_compile"), 0);
     put("f.txt", "a.b\n");
     put("bad.txt", "x\n");
     put("cyc1.rules", "import \"cyc2.rules\" as b;\n");
@@ -44,9 +44,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(dir);
 }
 
 /* Compile src as DIR/s.rules; the diagnostics, DIR shown as "@". */

@@ -29,6 +29,7 @@
 #include "mail/qfile.h"
 #include "util/clock.h"
 #include "rules/rules.h"
+#include "unit_tmpdir.h"
 
 static char dir[64];
 
@@ -505,15 +506,12 @@ static void test_deadline(void **state)
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_svc.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(dir, sizeof(dir), "test_rules_svc");
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(dir);
 }
 
 int main(void)

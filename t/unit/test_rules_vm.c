@@ -17,6 +17,7 @@
 #include "util/log.h"
 #include "mail/qfile.h"
 #include "rules/rules.h"
+#include "unit_tmpdir.h"
 
 static char dir[64];
 
@@ -303,15 +304,12 @@ static void test_bad_program(void **state)
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_vm.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(dir, sizeof(dir), "test_rules_vm");
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(dir);
 }
 
 int main(void)
