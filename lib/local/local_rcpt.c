@@ -70,18 +70,25 @@ int local_users_file_has(const char *path, const char *local, const char *domain
     return found;
 }
 
+int local_getpwnam(const char *name, struct passwd *pw, char *tmp, size_t tmplen)
+{
+    struct passwd *res = NULL;
+    int e = getpwnam_r(name, pw, tmp, tmplen, &res);
+    if (res != NULL)
+        return 1;
+    /* getpwnam_r(3): these all mean "not found" */
+    if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
+        return 0;
+    log_error("user lookup \"%s\": %s", name, strerror(e));
+    return -1;
+}
+
 /* A system user named local? 1, 0, -1 (lookup failure). */
 static int system_user(const char *local)
 {
-    struct passwd pw, *res = NULL;
+    struct passwd pw;
     char tmp[4096];
-    int e = getpwnam_r(local, &pw, tmp, sizeof(tmp), &res);
-    if (res != NULL)
-        return 1;
-    if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
-        return 0;
-    log_error("user lookup \"%s\": %s", local, strerror(e));
-    return -1;
+    return local_getpwnam(local, &pw, tmp, sizeof(tmp));
 }
 
 static int alias_known(struct aliases_db *db, const char *local)

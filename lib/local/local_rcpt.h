@@ -17,12 +17,18 @@
 #ifndef POSTERN_LOCAL_RCPT_H
 #define POSTERN_LOCAL_RCPT_H
 
+#include <pwd.h>
+#include <stddef.h>
 #include "config/config.h"
 #include "local/aliases.h"
 
 /* Is addr (local@domain, domain local) someone we deliver to? 1 yes, 0 no
  * (550 5.1.1), -1 temporary failure (4xx). db may be NULL (no aliases). */
 int local_rcpt_known(const struct config *cfg, struct aliases_db *db, const char *addr);
+
+/* getpwnam_r as a tri-state: 1 found (pw filled, its strings in tmp), 0 no
+ * such user, -1 lookup failure (NSS down: a temporary failure). */
+int local_getpwnam(const char *name, struct passwd *pw, char *tmp, size_t tmplen);
 
 /* Does a mailbox template name system users ("~/..." or an mbox in
  * /var/mail or /var/spool/mail), rather than a catch-all layout? */
