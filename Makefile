@@ -47,14 +47,15 @@ RULES_SRC = $(wildcard lib/rules/*.c)
 RULES_OBJ = $(RULES_SRC:%.c=$(OBJ)/%.o)
 RULESA    = $(OBJ)/librules.a
 
-DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp filter
+# postdrop is no daemon but sendmail's setgid helper: built the same way
+DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp pipe filter postdrop
 # a daemon is built only once its folder has sources
 BUILT_DAEMONS = $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/*.c),$(d)))
 DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
 CLI_BINS    = $(OUT)/bin/postern
-CLI_LINKS   = $(OUT)/bin/mailq $(OUT)/bin/newaliases
+CLI_LINKS   = $(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases
 
-.PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan FORCE
+.PHONY: all deps depcheck check unit integ run bench install install-sendmail uninstall-sendmail clean fuzz fuzz-run check-asan FORCE
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
 
 # PREFIX is compiled in (the default config path) through a generated header
@@ -99,7 +100,8 @@ $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS)
 
-$(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
+# sendmail, mailq and newaliases: the postern binary under other names (argv[0])
+$(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
 	ln -sf postern $@
 
 # ---- tests ---------------------------------------------------------------
@@ -157,6 +159,15 @@ bench: deps all
 
 install: all
 	./mk/install.sh "$(DESTDIR)" "$(PREFIX)" "$(OUT)"
+
+# Make the installed Postern the system's sendmail, mailq and newaliases
+# (/usr/sbin/sendmail, /usr/lib/sendmail...; a packaged MTA's files are
+# diverted, see mk/sendmail-links.sh); `make uninstall-sendmail` undoes it.
+install-sendmail:
+	./mk/sendmail-links.sh "$(PREFIX)"
+
+uninstall-sendmail:
+	./mk/sendmail-links.sh --remove "$(PREFIX)"
 
 clean:
 	rm -rf obj obj-san obj-fuzz bin libexec san

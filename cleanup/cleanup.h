@@ -68,6 +68,10 @@ struct cl_txn {
     off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
     uint64_t session;           /* smtpd's session id (filter requests) */
+    /* a sendmail submission from pickup: the user who submitted it */
+    int local;
+    uint32_t local_uid;
+    char local_user[64];
     struct qf_env env;          /* envelope; recipients collected until content */
     struct qf_writer *w;        /* open once the first content (or END) arrives */
     uint64_t size;              /* content bytes from smtpd */
@@ -123,6 +127,8 @@ struct cl_ctx {
     int64_t q_last_fail;
     /* commit pool */
     struct cl_pool *pool;
+    /* per-tenant limits (cleanup_limit.c), one per domain block; NULL: none */
+    struct cl_rate *rates;
 };
 
 /* cleanup_conn.c */
@@ -131,6 +137,14 @@ void cl_conn_close_all(struct cl_ctx *ctx);
 void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
 void cl_txn_commit_done(struct cl_txn *t, void *arg);
 void cl_txn_fail(struct cl_txn *t, enum local_status ls);
+
+/* cleanup_limit.c: domain "X" { limits { messages_per_hour } } */
+void cl_limits_init(struct cl_ctx *ctx);
+void cl_limits_free(struct cl_ctx *ctx);
+/* Is t a submission for a tenant already at its hourly limit (logged)? */
+int  cl_limit_over(struct cl_ctx *ctx, const struct cl_txn *t);
+/* t was committed: count it against its tenant's limit, if any. */
+void cl_limit_count(struct cl_ctx *ctx, const struct cl_txn *t);
 
 /* cleanup_headers.c */
 void clh_start(struct cl_txn *t);
@@ -141,6 +155,9 @@ void clh_finish(struct cl_ctx *ctx, struct cl_txn *t);
 /* Received / Message-ID / Date text (exposed for tests). */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now);
 void clh_received_spf(buf_t *out, const char *field);   /* smtpd's Received-SPF, or nothing */
+/* The local variant (sendmail through pickup): "from local (uid N, user LOGIN)". */
+void clh_received_local(buf_t *out, const struct qf_env *env, const char *login, uint32_t uid,
+                        const char *hostname, time_t now);
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 

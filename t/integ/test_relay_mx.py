@@ -8,11 +8,12 @@ delivery.source_address; a domain that does not exist
 bounces (5.1.2); being the best MX of a domain that is not ours
 defers 4.4.6 (mail loops back to myself)."""
 import os
-import re
 import tempfile
 
-from dnszone import dns_conf, write_unbound_conf
-from suite import Suite, free_port, make_message, wait_for
+import peerutil
+from dnszone import dns_conf
+from peerutil import logged
+from suite import Suite, free_port, make_message
 
 ZONE = [
     "a.test. 300 IN MX 10 mx.a.test.",
@@ -29,10 +30,11 @@ ZONE = [
 ]
 
 
-def unbound_conf():
+def unbound_conf(zone=ZONE):
+    """An unbound.conf answering zone (local-data lines) and nothing else."""
     d = tempfile.mkdtemp(prefix="postern-ub-")
     os.chmod(d, 0o755)
-    return write_unbound_conf(os.path.join(d, "unbound.conf"), ZONE)
+    return peerutil.unbound_conf(d, zone)
 
 
 def pair():
@@ -50,10 +52,6 @@ def pair():
         a.__exit__(None, None, None)
         raise
     return a, b
-
-
-def logged(s, pattern, timeout=20):
-    return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
 
 
 def test_mx_relay_between_two_posterns():
