@@ -31,10 +31,14 @@ int local_template_is_system(enum mailbox_kind kind, const char *tmpl)
            (strncmp(tmpl, "/var/mail/", 10) == 0 || strncmp(tmpl, "/var/spool/mail/", 16) == 0);
 }
 
+int local_kind_is_system(const struct config *cfg, enum mailbox_kind kind)
+{
+    return local_template_is_system(kind, kind == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir);
+}
+
 int local_layout_is_system(const struct config *cfg)
 {
-    enum mailbox_kind k = cfg->local_mailbox;
-    return local_template_is_system(k, k == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir);
+    return local_kind_is_system(cfg, cfg->local_mailbox);
 }
 
 /* Does one users-file line name local (or local@domain)? */

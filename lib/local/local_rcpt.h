@@ -33,7 +33,10 @@ int local_getpwnam(const char *name, struct passwd *pw, char *tmp, size_t tmplen
 /* Does a mailbox template name system users ("~/..." or an mbox in
  * /var/mail or /var/spool/mail), rather than a catch-all layout? */
 int local_template_is_system(enum mailbox_kind kind, const char *tmpl);
-/* The same for the configured local.mailbox and its template. */
+/* The same for mailbox kind `kind` with its configured template
+ * (local.mbox or local.maildir). */
+int local_kind_is_system(const struct config *cfg, enum mailbox_kind kind);
+/* The same for the configured local.mailbox. */
 int local_layout_is_system(const struct config *cfg);
 
 /* Is name (lowercase) one that routes to root when it has no alias
