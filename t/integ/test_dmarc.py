@@ -25,7 +25,8 @@ import authheaders
 import authres
 import dkim
 
-from suite import Suite, wait_for
+from dnszone import dns_conf
+from suite import Suite
 from spfzone import unbound_conf
 from test_rules import rules_dir, write
 
@@ -86,7 +87,7 @@ class World:
 
     def suite(self, failure, dkim_on=True, spf_on=True):
         return Suite(mynetworks="[]", extra_conf=(
-            f'rules = "{self.rules}"; dns {{ unbound_config = "{self.ub}"; timeout = 3s; }}'
+            f'rules = "{self.rules}"; {dns_conf(self.ub, timeout="3s")}'
             f' authentication {{ spf = {"true" if spf_on else "false"};'
             f' dkim = {"true" if dkim_on else "false"};'
             f' dmarc = true; dmarc_failure = "{failure}"; }}'))
