@@ -6,7 +6,7 @@
  * domain, the policy that applies to DOMAIN (p= or sp=), pct and the
  * alignment modes. Exit 0 when the answer is known (a record, none, or an
  * invalid record: permerror), 1 on a temporary DNS failure or a
- * configuration/resolver error, 2 for usage.
+ * configuration/resolver error, 2 for usage (DOMAIN not a domain name).
  */
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +49,10 @@ int cli_dmarc(struct cli *c, int argc, char **argv)
     dmarc_check_sync(ctx, &in, 0, &o);
     dns_ctx_free(ctx);
     config_free(cfg);
+    if (o.result == DMARC_R_PERMERROR && !o.record[0]) {
+        cli_err("dmarc: %s: %s", argv[1], o.reason);
+        return EX_USAGE_;
+    }
     if (o.result == DMARC_R_TEMPERROR) {
         cli_err("dmarc: %s: temperror: %s", argv[1], o.reason);
         return EX_FAIL;

@@ -100,6 +100,11 @@ void dmarc_decide(const struct dmarc_input *in, const char *record, const char *
         str_copy(o->reason, sizeof o->reason, "no From domain");
         return;
     }
+    if (!str_hostname_ok(o->from_domain, strlen(o->from_domain), 0)) {
+        o->result = DMARC_R_PERMERROR;            /* no lookup: it is not a name */
+        str_copy(o->reason, sizeof o->reason, "invalid From domain");
+        return;
+    }
     if (tempfail) {
         o->result = DMARC_R_TEMPERROR;
         str_copy(o->reason, sizeof o->reason, "DNS lookup failed temporarily");
@@ -192,7 +197,8 @@ struct dmarc_eval *dmarc_eval_new(const struct dmarc_input *in)
     struct dmarc_eval *e = xcalloc(1, sizeof *e);
     copy_input(e, in);
     start(&e->in, &e->out);
-    if (!e->out.from_domain[0]) {
+    if (!e->out.from_domain[0] ||
+        !str_hostname_ok(e->out.from_domain, strlen(e->out.from_domain), 0)) {
         dmarc_decide(&e->in, NULL, NULL, 0, &e->out);
         e->stage = 2;
     }

@@ -278,6 +278,7 @@ def test_dmarc_cli():
         r = s.postern("dmarc", "x.tempfaildm.com")
         assert r.returncode == 1 and b"temperror" in r.stderr, r
         assert s.postern("dmarc").returncode == 2
+        assert s.postern("dmarc", "a..b").returncode == 2
         assert s.postern("dmarc", "a", "b").returncode == 2
         # check: the keys are supported (no "not supported yet")
         r = s.postern("check")

@@ -204,6 +204,13 @@ static void test_none_temp_perm(void **state)
     in.from_domain = "";
     dmarc_decide(&in, "v=DMARC1; p=reject", "example.com", 0, &o);
     assert_int_equal(o.result, DMARC_R_NONE);
+    in.from_domain = "a..example.com";           /* never looked up */
+    struct dmarc_eval *e = dmarc_eval_new(&in);
+    const char *name;
+    assert_int_equal(dmarc_eval_step(e, &name), 0);
+    assert_int_equal(dmarc_eval_outcome(e)->result, DMARC_R_PERMERROR);
+    assert_int_equal(dmarc_eval_outcome(e)->policy, DMARC_P_NONE);
+    dmarc_eval_free(e);
 }
 
 /* ---- discovery through the stepper ----------------------------------- */
@@ -296,8 +303,13 @@ static void test_discovery(void **state)
 static void test_report(void **state)
 {
     struct dmarc_outcome o;
-    decide("Ex ample=.com", "pass", "x.net", "d\n.test", "pass", "v=DMARC1; p=reject; pct=50",
-           "ex ample=.com", 0, &o);
+    decide("example.com", "pass", "x.net", "d.test", "pass", "v=DMARC1; p=reject; pct=50",
+           "example.com", 0, &o);
+    /* values from mail and DNS as they might be: sanitised in the line */
+    str_copy(o.from_domain, sizeof o.from_domain, "ex ample=.com");
+    str_copy(o.record_domain, sizeof o.record_domain, "ex ample=.com");
+    str_copy(o.org_domain, sizeof o.org_domain, "ex ample=.com");
+    str_copy(o.dkim_domain, sizeof o.dkim_domain, "d\n.test");
     struct dmarc_report_row row = { 1700000000, "Q1", "192.0.2.1", "reject", &o, "pass",
                                     "x.net" };
     buf_t b;
