@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  queue flush              retry deferred mail now\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
+    "  log ID                   a message's (queue id) or session's whole life from the log\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
@@ -79,7 +80,7 @@ static const struct command {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
-    { "config", cli_config }, { "spf", cli_spf },
+    { "config", cli_config }, { "spf", cli_spf }, { "log", cli_log },
     { "newaliases", cli_newaliases },
 };
 

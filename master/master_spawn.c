@@ -170,8 +170,8 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
     L->envp[k++] = readyenv->data;
     if (s->spool_jail)
         L->envp[k++] = "POSTERN_JAIL=spool";
-    if (M.foreground)
-        L->envp[k++] = "POSTERN_LOG_STDERR=1";
+    if (M.foreground || mlog_active())
+        L->envp[k++] = "POSTERN_LOG_STDERR=1";   /* stderr: the terminal, or master's log sink */
     L->envp[k] = NULL;
 }
 
@@ -181,6 +181,8 @@ static void __attribute__((noreturn)) launch_exec(struct launch *L, int devnull)
     msignal_child_reset();
     if (devnull >= 0)
         dup2(devnull, STDIN_FILENO);
+    if (mlog_child_fd() >= 0 && dup2(mlog_child_fd(), STDERR_FILENO) < 0)
+        _exit(126);
     int tmp[64];
     for (int i = 0; i < L->nfd; i++) {
         tmp[i] = fcntl(L->src[i], F_DUPFD, 3 + L->nfd);

@@ -29,6 +29,7 @@
 
 #include "mail/addr.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "filter/qf_mutate.h"
 #include "mail/queue.h"
 #include "qmgr.h"
