@@ -21,6 +21,7 @@
 #include "master.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "daemon/server.h"
 
 #define HEALTHY_MS     10000 /* ready and up this long: the backoff starts over */
@@ -267,9 +268,14 @@ int64_t spawn_due(int64_t now)
             sl->started = now;
             sl->since = time(NULL);
             status_dirty = 1;
-            if (sl->fails > 0)
-                log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
-            else
+            if (sl->fails > 0) {
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_RESTART);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_num(&e, LF_RESTARTS, sl->restarts);
+                log_ev_emit(&e);
+            } else
                 log_debug("process %s started (pid %ld)", services[i].name, (long)pid);
         }
     }
@@ -343,7 +349,12 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 buf_printf(&start_why, "process %s %s at start-up (its reason is in the "
                            "mail log)\n", services[i].name, b.data);
             } else {
-                log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_EXIT);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_str(&e, LF_REASON, b.data);
+                log_ev_emit(&e);
             }
             buf_free(&b);
             if (sl->ready && now - sl->started >= HEALTHY_MS)

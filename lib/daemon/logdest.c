@@ -72,7 +72,8 @@ int logdest_open(const struct config *cfg, buf_t *err)
     int fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
                   O_CLOEXEC, 0640);
     if (fd < 0) {
-        buf_printf(err, "log.file %s: %s", cfg->log_file, strerror(errno));
+        buf_printf(err, "log.file %s: %s", cfg->log_file,
+                   errno == ELOOP ? "a symbolic link: refusing to log there" : strerror(errno));
         return -1;
     }
     return check_file(fd, cfg->log_file, err);

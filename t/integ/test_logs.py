@@ -77,6 +77,15 @@ def read_json_lines(path):
     return rows
 
 
+def assert_clean_file(path):
+    """The file holds what Suite.assert_clean_log checks in stderr."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    for bad in ("AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:",
+                "LeakSanitizer", "panic", "signal 6", "signal 11"):
+        assert bad not in text, f"{path} contains {bad!r}"
+
+
 def check_fields(rows):
     """Every row has the common fields and its event's; types are right."""
     for r in rows:
@@ -147,6 +156,7 @@ def test_json_events_parse_and_carry_their_fields():
         shown = [json.loads(l) for l in r.stdout.decode().splitlines()]
         s.stop()
         rows = read_json_lines(path)
+        assert_clean_file(path)
     check_fields(rows)
     events = {r["event"] for r in rows}
     want = {"start", "connect", "helo", "tls", "auth_failed", "mail", "rcpt", "reject",
@@ -257,6 +267,7 @@ def test_admin_actions_reload_and_stop_are_logged_with_who():
                              for r in read_json_lines(path)), 10, "the flush audit")
         s.stop()
         rows = read_json_lines(path)
+        assert_clean_file(path)
     check_fields(rows)
     admin = {r["action"]: r for r in rows if r["event"] == "admin"}
     assert {"hold", "flush"} <= set(admin), admin
@@ -319,4 +330,25 @@ def test_start_without_syslog_says_where_the_logs_go():
         wait_for(lambda: "stopping by root (uid 0)" in open(path).read(), 10, "stop line")
     finally:
         s.postern("stop", timeout=90)
+        s.__exit__(None, None, None)
+
+
+def test_check_names_a_log_file_it_cannot_use():
+    s = Suite(start=False)
+    base = s.conf_text
+    try:
+        s.write_conf(log_conf(s, "text", "/nonexistent-dir/postern.log"))
+        r = s.postern("check")
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode == 1 and "log.file" in out and "/nonexistent-dir" in out, out
+        link = os.path.join(s.dir, "link.log")
+        os.symlink("/etc/passwd", link)
+        s.conf_text = base
+        s.write_conf(log_conf(s, "text", link))
+        r = s.postern("check")
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode == 1 and "not a regular file" in out, out
+        r = s.postern("run", timeout=30)              # master refuses it too
+        assert r.returncode != 0 and "refusing" in (r.stdout + r.stderr).decode(), r
+    finally:
         s.__exit__(None, None, None)
