@@ -47,6 +47,15 @@ int cli_log(struct cli *c, int argc, char **argv);     /* cli_log.c: argv[0] = "
  * daemons' go: the log file, else syslog; detach returns to stderr. */
 void cli_log_attach(const struct config *cfg);
 void cli_log_detach(void);
+/* bin/sendmail (and newaliases): the whole command, argv[0] included
+ * (sendmail.c); returns a sysexits code. */
+int cli_sendmail(int argc, char **argv);
+/* Compile cfg's local.aliases into its index (cli_aliases.c; newaliases,
+ * sendmail -bi): 0, or -1 with every error printed. */
+int cli_aliases_build(const struct config *cfg);
+/* <bindir>/../libexec/NAME (build tree), else <bindir>/../libexec/postern/NAME;
+ * 0, or -1 with a message printed. */
+int cli_find_libexec(const char *name, char *out, size_t size);
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

@@ -28,7 +28,7 @@
 #define QUICK_RESTARTS 3     /* deaths in a row restarted without delay */
 #define BACKOFF_MAX_MS 60000
 
-enum fd_kind { FDS_TCP, FDS_UNIX };
+enum fd_kind { FDS_TCP, FDS_UNIX, FDS_NONE };
 
 /* The service table: one row per daemon. */
 static const struct service {
@@ -52,6 +52,12 @@ static const struct service {
     /* the SMTP client (smtp/): network only, but reads the credentials
      * file and CA files named in the config: not jailed */
     { "smtp",     FDS_UNIX, MU_SMTP,    0, 0, SIGTERM, 0 },
+    /* the pipe agent (pipe/): runs commands as the users of the pipe
+     * transports through runners it forks before its own drop: not jailed */
+    { "pipe",     FDS_UNIX, MU_PIPE,    0, 0, SIGTERM, 0 },
+    /* pickup: maildrop/ -> cleanup; one at a time (a second would submit
+     * the same file twice); reads users' files and /etc/passwd: not jailed */
+    { "pickup",   FDS_NONE, -1,         1, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 
@@ -85,6 +91,12 @@ static int svc_count(const struct config *cfg, int i)
 {
     if (strcmp(services[i].name, "smtpd") == 0)
         return cfg->smtpd_processes > 0 ? cfg->smtpd_processes : 1;
+    if (strcmp(services[i].name, "pipe") == 0) {   /* one idle agent without pipe transports */
+        for (int t = 0; t < cfg->ntransports; t++)
+            if (cfg->transports[t].type == TR_PIPE)
+                return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
+        return 1;
+    }
     if (strcmp(services[i].name, "delivery") == 0 || strcmp(services[i].name, "smtp") == 0)
         return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
     return 1;
@@ -140,7 +152,7 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
             buf_printf(fdenv, "%s%d:%s", L->nfd ? "," : "", 3 + L->nfd, M.ls[i].name);
             L->src[L->nfd++] = M.ls[i].fd;
         }
-    } else {
+    } else if (s->fds == FDS_UNIX) {
         buf_printf(fdenv, "3:%s", munix_names[s->unix_sock]);
         L->src[L->nfd++] = M.unix_fd[s->unix_sock];
         if (M.jail_fd[s->unix_sock] >= 0) {
