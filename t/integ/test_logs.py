@@ -239,6 +239,10 @@ def test_postern_log_shows_deferred_then_delivered():
                     if "to=<far@remote.test>" in l and "status=sent" in l]
             assert deferred and sent and deferred[0] < sent[-1], out
             assert re.search(r"dsn=4\.3\.2, status=deferred \(.*451 4\.3\.2 not now", out), out
+            # the smtp agent's own line for each attempt, under the queue id
+            attempts = re.findall(rf"smtp\[\d+\]: {qid}: to=<far@remote\.test>, "
+                                  rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, .*status=(\w+)", out)
+            assert attempts == ["deferred", "sent"], (attempts, out)
             for what in ("connect from [127.0.0.1]", f"{qid}: client=[127.0.0.1]",
                          "(queued)", "(queue active)", f"{qid}: removed",
                          "disconnect from [127.0.0.1]"):
