@@ -491,8 +491,13 @@ static void reload(const struct msig *from)
     mlisten_free(M.ls, M.nls);   /* fds moved out or already closed */
     M.ls = nls;
     M.nls = nnls;
+    int new_log = !same_str(nc->log_file, M.cfg->log_file);
     config_free(M.cfg);
     M.cfg = nc;
+    if (new_log && mlog_active())
+        mlog_reopen();              /* another log.file: from now on there */
+    else if (new_log)
+        log_warn("reload: log.file changed: syslog and a file switch at the next start");
     log_set_level(M.cfg->log_level);
     log_set_format(M.foreground || mlog_active(), M.cfg->log_json);
     spawn_reload();
