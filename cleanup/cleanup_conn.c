@@ -330,6 +330,17 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         return;
     }
     enum verdict v = r->status < V__COUNT ? (enum verdict)r->status : V_TEMPFAIL;
+    if (r->rule[0]) {                       /* a rule decided the data stage */
+        log_set_qid(t->qid);
+        struct log_ev e;
+        cl_ev(&e, LE_FILTER, t);
+        log_ev_str(&e, LF_STAGE, "data");
+        log_ev_str(&e, LF_VERDICT, verdict_name(v));
+        log_ev_str(&e, LF_RULE, r->rule);
+        log_ev_str(&e, LF_REASON, r->text[0] ? r->text : NULL);
+        log_ev_emit(&e);
+        log_set_qid(NULL);
+    }
     if (v == V_REJECT || v == V_DENY || v == V_DEFER || v == V_TEMPFAIL) {
         const struct verdict_reply *d = verdict_default(v, STAGE_DATA);
         int code = (int)r->code;
