@@ -246,8 +246,7 @@ void smtpd_tls_event(struct smtpd_session *s, short what)
     }
     if (what & BEV_EVENT_TIMEOUT) {
         struct log_ev ev;
-        smtpd_ev(&ev, LE_TLS_FAILED, s);
-        log_ev_str(&ev, LF_REASON, "handshake timeout");
+        smtpd_ev(&ev, LE_TLS_TIMEOUT, s);
         log_ev_emit(&ev);
         smtpd_session_free(s);
         return;
