@@ -286,6 +286,10 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         txn_drop_reply(ctx, t, &t->fail);
         return;
     }
+    if (cl_limit_over(ctx, t)) {
+        fail_and_drop(ctx, t, LR_RATE);
+        return;
+    }
     struct qf_writer *w = t->w;
     t->w = NULL;
     if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
@@ -392,6 +396,7 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
     cl_ev(&e, LE_CLEANUP, t);
     log_ev_num(&e, LF_SIZE, (long long)t->size);
     log_ev_emit(&e);
+    cl_limit_count(ctx, t);
     if (t->quarantine) {
         cl_ev(&e, LE_QUARANTINE, t);
         log_ev_str(&e, LF_QUEUE, t->qname);
