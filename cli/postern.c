@@ -25,6 +25,10 @@ static const char usage_text[] =
     "  queue flush              retry deferred mail now\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
+    "  spf IP SENDER [HELO]     SPF through the configured resolver\n"
+    "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]  new key, prints the DNS record\n"
+    "  dkim verify [FILE]       one line per DKIM-Signature (stdin without FILE)\n"
+    "  dkim sign DOMAIN [FILE]  the message signed with the domain's keys\n"
     "  log ID                   a message's (queue id) or session's whole life from the log\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
@@ -80,7 +84,8 @@ static const struct command {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
-    { "config", cli_config }, { "spf", cli_spf }, { "log", cli_log },
+    { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
+    { "log", cli_log },
     { "newaliases", cli_newaliases },
 };
 
@@ -130,7 +135,7 @@ int main(int argc, char **argv)
         setenv("POSTERN_CONFIG", c.config_path, 1);   /* -c FILE reaches sendmail */
         return cli_sendmail(argc - i, argv + i);
     }
-    if (strcmp(cmd, "rules") == 0 || strcmp(cmd, "dkim") == 0) {
+    if (strcmp(cmd, "rules") == 0) {
         if (i + 1 < argc) {
             buf_t b;
             buf_init(&b, 32);
