@@ -13,6 +13,10 @@ DNS_PKGS   = libunbound
 PKG_CFLAGS += $(shell pkg-config --cflags $(DNS_PKGS) 2>/dev/null)
 DNS_LIBS   := $(shell pkg-config --libs $(DNS_PKGS) 2>/dev/null)
 DNS_USERS  = smtpd smtp
+# libmicrohttpd (the metrics endpoint, master/master_http.c) only into master
+MHD_PKGS   = libmicrohttpd
+PKG_CFLAGS += $(shell pkg-config --cflags $(MHD_PKGS) 2>/dev/null)
+MHD_LIBS   := $(shell pkg-config --libs $(MHD_PKGS) 2>/dev/null)
 # libcurl (lib/sts/: the MTA-STS policy fetch) only into the smtp agent
 STS_PKGS   = libcurl
 PKG_CFLAGS += $(shell pkg-config --cflags $(STS_PKGS) 2>/dev/null)
@@ -94,6 +98,7 @@ $(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 $(OUT)/libexec/filter: $(RULESA)
 $(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
 $(OUT)/libexec/smtp: LIBS += $(STS_LIBS)
+$(OUT)/libexec/master: LIBS += $(MHD_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -53,6 +53,7 @@ static const struct service {
     { "smtp",     FDS_UNIX, MU_SMTP,    0, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
+_Static_assert(NSERVICES <= 16, "svc_restarts");
 
 struct slot {
     pid_t pid;               /* 0 = not running */
@@ -63,7 +64,13 @@ struct slot {
     int64_t next;            /* ms: earliest (re)start */
     int restarts;            /* deaths so far (postern status) */
     time_t since;            /* wall clock of the last start */
+    buf_t in;                /* metrics reports read from rfd, not yet decoded */
 };
+
+/* Restarts per service since master started (postern_process_restarts_total). */
+static long svc_restarts[16];
+/* A slot's key in the metrics store (its gauges). */
+#define SLOT_SRC(i, k) ((i) * 4096 + (k))
 
 /* Something in the child table changed since spawn_status last ran. */
 static int status_dirty = 1;
@@ -316,6 +323,9 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 continue;
             sl->pid = 0;
             sl->restarts += !M.stopping;
+            svc_restarts[i] += !M.stopping;
+            mmetrics_child_gone(SLOT_SRC(i, k));
+            buf_free(&sl->in);
             status_dirty = 1;
             if (sl->rfd >= 0) {
                 close(sl->rfd);
@@ -389,6 +399,8 @@ void spawn_reload(void)
             struct slot *sl = &state[i].slots[k];
             if (sl->rfd >= 0)
                 close(sl->rfd);
+            buf_free(&sl->in);
+            mmetrics_child_gone(SLOT_SRC(i, k));
             if (sl->pid == 0)
                 continue;
             kill(sl->pid, services[i].retire_sig);
@@ -421,27 +433,54 @@ int spawn_poll_fds(struct pollfd *p, int max)
     return n;
 }
 
+/* The ready byte, then metrics reports (lib/ipc/ipc_report.h). */
+static void slot_input(int i, int k, struct slot *sl)
+{
+    char b[16384];
+    ssize_t n = read(sl->rfd, b, sizeof(b));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    int off = 0;
+    if (n > 0 && !sl->ready) {
+        sl->ready = 1;
+        status_dirty = 1;
+        off = 1;
+        log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
+    }
+    if (n > off) {
+        if (sl->in.data == NULL)
+            buf_init(&sl->in, 1024);
+        buf_append(&sl->in, b + off, (size_t)(n - off));
+        if (mmetrics_input(SLOT_SRC(i, k), services[i].name, &sl->in) == 0)
+            return;
+    } else if (n > 0) {
+        return;
+    }
+    /* n == 0: closed (before ready: its exit tells why), or a bad report */
+    close(sl->rfd);
+    sl->rfd = -1;
+    buf_free(&sl->in);
+}
+
 void spawn_ready_input(int fd)
 {
     for (int i = 0; i < NSERVICES; i++)
-        for (int k = 0; k < state[i].n; k++) {
-            struct slot *sl = &state[i].slots[k];
-            if (sl->rfd != fd)
-                continue;
-            char b;
-            ssize_t n = read(fd, &b, 1);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        for (int k = 0; k < state[i].n; k++)
+            if (state[i].slots[k].rfd == fd) {
+                slot_input(i, k, &state[i].slots[k]);
                 return;
-            if (n == 1) {
-                sl->ready = 1;
-                status_dirty = 1;
-                log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
             }
-            /* n == 0: it closed the pipe without a word; its exit tells why */
-            close(fd);
-            sl->rfd = -1;
-            return;
-        }
+}
+
+void spawn_metrics(void)
+{
+    for (int i = 0; i < NSERVICES; i++) {
+        int running = 0;
+        for (int k = 0; k < state[i].n; k++)
+            running += state[i].slots[k].pid > 0;
+        mmetrics_set(MET_PROCESSES, running, services[i].name);
+        mmetrics_set(MET_PROCESS_RESTARTS, svc_restarts[i], services[i].name);
+    }
 }
 
 int spawn_all_ready(void)

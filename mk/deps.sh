@@ -26,6 +26,10 @@
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
 #           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
+#   metrics: libmicrohttpd-dev (master's metrics endpoint: HTTP parsing by a
+#           well-kept library, not by hand), python3-prometheus-client (its
+#           text-format parser checks the scrape in test_metrics), tmux
+#           (drives `postern top` in a terminal for the load-run capture)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
@@ -34,7 +38,8 @@ clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
-python3-spf python3-yaml"
+python3-spf python3-yaml
+libmicrohttpd-dev python3-prometheus-client tmux"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

@@ -54,7 +54,9 @@ struct server {
     void (*on_retire)(struct server *s);
     int retiring;
     void *ctx;                   /* daemon's own state */
-    int ready_fd;                /* POSTERN_READY_FD, -1 once used */
+    int ready_fd;                /* POSTERN_READY_FD: the ready byte, then metrics
+                                    reports (lib/ipc/ipc_report.h); -1 = none */
+    int ready_sent;
     struct evconnlistener *lis;        /* server_listen's listener */
     struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };

@@ -1,0 +1,76 @@
+/*
+ * ipc_report.c - see ipc_report.h. Used by every child of master: smtpd,
+ * cleanup, qmgr and filter through ipc_report_start, the blocking delivery
+ * agents through deliver_agent.c's wait (ipc_report_poll).
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "ipc/ipc.h"
+#include "ipc/ipc_report.h"
+#include "metrics/metrics.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static buf_t pending;          /* an encoded report not yet fully written */
+static int64_t last_ms;
+static struct event *tick;
+
+static void report(struct server *s)
+{
+    if (s->ready_fd < 0 || !s->ready_sent)
+        return;
+    if (pending.data == NULL)
+        buf_init(&pending, 1024);
+    if (pending.len == 0) {
+        buf_t body;
+        buf_init(&body, 1024);
+        if (metrics_take(&body)) {
+            struct ipc_metrics m = { { (const unsigned char *)body.data, body.len } };
+            if (ipc_put_metrics(&pending, &m) < 0)
+                log_warn("metrics report too large: dropped");
+        }
+        buf_free(&body);
+    }
+    while (pending.len > 0) {
+        ssize_t n = write(s->ready_fd, pending.data, pending.len);
+        if (n > 0) {
+            buf_consume(&pending, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;   /* master is busy: the rest goes with the next tick */
+        log_debug("metrics: master pipe closed: no more reports");
+        close(s->ready_fd);
+        s->ready_fd = -1;
+        buf_reset(&pending);
+        return;
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    report(arg);
+}
+
+void ipc_report_start(struct server *s)
+{
+    if (s->base == NULL || tick != NULL)
+        return;
+    tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+    struct timeval tv = { 1, 0 };
+    if (tick == NULL || event_add(tick, &tv) < 0)
+        log_warn("metrics: cannot start the report timer");
+}
+
+void ipc_report_poll(struct server *s)
+{
+    int64_t now = clock_now_ms();
+    if (now - last_ms < 1000)
+        return;
+    last_ms = now;
+    report(s);
+}
