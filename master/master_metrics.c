@@ -56,6 +56,7 @@ void mmetrics_init(void)
     if (store == NULL)
         store = mstore_new(MM_SERIES);
     log_set_error_hook(on_master_error);
+    errs_dirty = 1;   /* a fresh errors.status: the last run's errors are in its log */
 }
 
 struct err_ctx { const char *proc; };
