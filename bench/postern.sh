@@ -14,6 +14,8 @@
 # POSTERN_ROOT: the tree holding bin/postern and libexec/* (default: the repo).
 # PT_RULES: a rules file for the instance (rules = "..."; default: none).
 # PT_LIMITS: replaces the limits { } block.
+# PT_LOG: replaces the log line (default: level warning, text).
+# PT_EXTRA: appended to the config (the observe scenario's metrics block).
 set -u
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -32,7 +34,7 @@ pt_setup() {
     chmod 755 "$T"
     chown "$PT_USER:" "$T/mail"; chmod 755 "$T/mail"
     case "$scen" in
-        discard) local_block='local { mailbox = "discard"; }';;
+        discard|observe) local_block='local { mailbox = "discard"; }';;
         relay)   # mail for relay.test (not local) goes to the sink
                  local_block="local { mailbox = \"discard\"; }
 delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls_policy = \"none\"; }
@@ -48,6 +50,7 @@ processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
     # limits: like Postfix's process limit raised to 300 in bench-peers, so
     # that 50-way load and 200 idle sessions from 127.0.0.1 are all served.
     local limits=${PT_LIMITS:-'limits { sessions = 10000; sessions_per_ip = 1000; }'}
+    local logline=${PT_LOG:-'log      = { level = "warning"; }'}
     [ -n "${PT_RULES:-}" ] && rules_line="rules = \"$PT_RULES\";"
     cat > "$T/postern.conf" <<EOF
 # written by bench/postern.sh ($scen scenario)
@@ -55,7 +58,7 @@ hostname = "mta.bench.test";
 spool    = "$T/spool";
 run_dir  = "$T/run";      # pid file, smtpd jail: one per instance
 user     = "$PT_USER";
-log      = { level = "warning"; }
+$logline
 listen { smtp { address = ["127.0.0.1:$PT_PORT"]; } }
 local_domains = ["bench.test"];
 mynetworks    = ["127.0.0.0/8"];
@@ -63,6 +66,7 @@ $local_block
 $limits
 $tls_block
 $rules_line
+${PT_EXTRA:-}
 EOF
 }
 

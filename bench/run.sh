@@ -24,6 +24,12 @@
 #   hold     BENCH_HOLD idle sessions on Postern alone
 #   tls      discard over STARTTLS, same self-signed certificate for both,
 #            load from bench/tls-source.c (accepted/s at BENCH_TLS_CONC)
+#   observe  Postern alone: accept+queue (discard) with the metrics endpoint on
+#            (scraped every second during the runs) and log.format json, beside
+#            both off (text); both at log level info, so the difference is the
+#            cost of JSON lines and of the metrics (counting, reports, scrapes).
+#            Two instances on PT_PORT+2 / PT_PORT+3 (metrics PT_PORT+4), runs
+#            interleaved, conc BENCH_OBS_CONC ("10 50").
 #   rules    Postern alone: `postern rules bench` (median ns per stage for
 #            100-rule sets) and the filter round trip per SMTP stage (µs,
 #            one trivial rule per stage vs no rules file)
@@ -69,15 +75,16 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|relay|idle|hold|tls|rules) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules";; esac;;
+                        discard|maildir|relay|idle|hold|tls|rules|observe) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules|observe";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules}
+SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules observe}
+BENCH_OBS_CONC=${BENCH_OBS_CONC:-10 50}
 BENCH_HOLD=${BENCH_HOLD:-10000}
 BENCH_TLS_N=${BENCH_TLS_N:-1500}
 BENCH_TLS_CONC=${BENCH_TLS_CONC:-10 50}
@@ -304,7 +311,7 @@ MTAS=""
 
 T_START=$(now)
 for scen in $SCENARIOS; do
-    case $scen in idle|hold|rules) continue;; esac
+    case $scen in idle|hold|rules|observe) continue;; esac
     say "scenario $scen: starting instances"
     [ "$scen" = relay ] && start_sink
     declare -A DIR=()
@@ -434,6 +441,41 @@ if [[ " $SCENARIOS " == *" rules "* ]] && [[ " $MTAS " == *" pt "* ]]; then
     RES[pt,rules]=1
 fi
 
+# ---- observe: metrics + JSON logs on, beside off (Postern alone) ---------------
+if [[ " $SCENARIOS " == *" observe "* ]] && [[ " $MTAS " == *" pt "* ]]; then
+    P_OFF=$((PT_PORT + 2)) P_ON=$((PT_PORT + 3)) P_MET=$((PT_PORT + 4))
+    PT_PORT=$P_OFF PT_LOG='log = { level = "info"; format = "text"; }' \
+        start_mta pt observe "$WORK/pt-obs-off"
+    PT_PORT=$P_ON PT_LOG='log = { level = "info"; format = "json"; }' \
+        PT_EXTRA="metrics { address = \"127.0.0.1:$P_MET\"; }" start_mta pt observe "$WORK/pt-obs-on"
+    # a Prometheus-like scraper: every second, counts good scrapes
+    "$PY" -c 'import sys, time, urllib.request
+ok = bad = 0
+while True:
+    try:
+        t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read()
+        ok += b"postern_messages_accepted_total" in t
+    except Exception:
+        bad += 1
+    print(ok, bad, flush=True)
+    time.sleep(1)' "$P_MET" > "$WORK/scrape.out" 2>&1 &
+    SCRAPER=$!
+    PT_PORT=$P_OFF one_run pt "$WORK/pt-obs-off" observe-off 10 200
+    PT_PORT=$P_ON one_run pt "$WORK/pt-obs-on" observe-on 10 200
+    for conc in $BENCH_OBS_CONC; do
+        for rep in $(seq 1 "$BENCH_REPS"); do
+            PT_PORT=$P_OFF one_run pt "$WORK/pt-obs-off" observe-off "$conc" "$BENCH_N" "$rep"
+            PT_PORT=$P_ON one_run pt "$WORK/pt-obs-on" observe-on "$conc" "$BENCH_N" "$rep"
+        done
+    done
+    kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null
+    RES[pt,observe,scrapes]=$(tail -1 "$WORK/scrape.out")
+    printf 'Postern observe scrapes ok/failed: %s\n' "${RES[pt,observe,scrapes]}" >> "$RAW"
+    PT_PORT=$P_OFF stop_mta pt "$WORK/pt-obs-off"
+    PT_PORT=$P_ON stop_mta pt "$WORK/pt-obs-on"
+    RES[pt,observe]=1
+fi
+
 # ---- report ------------------------------------------------------------------
 {
     pfv=$(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
@@ -501,6 +543,17 @@ fi
             case "$a$b" in *n/a*) x=n/a;; *) x=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }');; esac
             label=$st; [ "$st" = banner ] && label="connect (banner)"
             printf '%-18s %10s %10s %10s\n' "$label" "$a" "$b" "$x"
+        done
+    fi
+    if [ -n "${RES[pt,observe]:-}" ]; then
+        echo "# Postern observability cost: accept+queue (discard), log level info both; off = text log,"
+        echo "#   no metrics; on = log.format json + metrics endpoint scraped every second"
+        echo "#   (scrapes ok/failed: ${RES[pt,observe,scrapes]:-?}); slower = 1 - on/off"
+        printf '%-18s %5s %10s %10s %8s\n' "scenario" "conc" "off/s" "on/s" "slower"
+        for conc in $BENCH_OBS_CONC; do
+            a=$(median ${RES[pt,observe-off,$conc,acc]:-n/a}); b=$(median ${RES[pt,observe-on,$conc,acc]:-n/a})
+            case "$a$b" in *n/a*) x=n/a;; *) x=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f%%", 100 * (1 - b / a) }');; esac
+            printf '%-18s %5s %10s %10s %8s\n' "observe accept" "$conc" "$(fmt_num "$a")" "$(fmt_num "$b")" "$x"
         done
     fi
     [ -n "$NOTES" ] && echo "# problems:$NOTES"
