@@ -112,21 +112,21 @@ static int merge_line(struct mstore *s, int src, char *line,
 int mstore_merge(struct mstore *s, int src, const char *data, size_t len,
                  void (*on_error)(int64_t when, const char *text, void *arg), void *arg)
 {
+    if (memchr(data, '\0', len) != NULL)
+        return -1;   /* text only */
     char *copy = xmalloc(len + 1);
     memcpy(copy, data, len);
     copy[len] = '\0';
     int rc = 0;
     for (char *line = copy, *nl; rc == 0 && *line; line = nl + 1) {
         nl = strchr(line, '\n');
-        if (nl == NULL || memchr(line, '\0', (size_t)(nl - line)) != NULL) {
-            rc = -1;
+        if (nl == NULL) {
+            rc = -1;   /* every line ends with a newline */
             break;
         }
         *nl = '\0';
         rc = merge_line(s, src, line, on_error, arg);
     }
-    if (rc == 0 && strlen(copy) != len)
-        rc = -1;   /* a NUL inside */
     free(copy);
     return rc;
 }

@@ -133,6 +133,8 @@ def test_scrape_counts_match_what_was_sent():
         assert urllib.request.urlopen(req, timeout=10).status == 200
         # the same text for `postern top`, in run_dir
         assert os.path.exists(os.path.join(s.run_dir, "metrics.prom"))
+        # every report master read was well formed
+        assert "metrics report" not in s.log() and "metrics line" not in s.log(), s.log()
 
 
 def test_metrics_address_loopback_only():
