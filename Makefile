@@ -51,7 +51,7 @@ RULES_SRC = $(wildcard lib/rules/*.c)
 RULES_OBJ = $(RULES_SRC:%.c=$(OBJ)/%.o)
 RULESA    = $(OBJ)/librules.a
 
-DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp filter
+DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp pipe filter
 # a daemon is built only once its folder has sources
 BUILT_DAEMONS = $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/*.c),$(d)))
 DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)

@@ -37,7 +37,7 @@ pt_setup() {
         discard|observe) local_block='local { mailbox = "discard"; }';;
         relay)   # mail for relay.test (not local) goes to the sink
                  local_block="local { mailbox = \"discard\"; }
-delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls_policy = \"none\"; }
+delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls = \"none\"; }
 processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
         maildir) local_block="local { mailbox = \"maildir\"; maildir = \"$T/mail/%u/Maildir\"; }";;
         tls)     local_block='local { mailbox = "discard"; }'

@@ -5,7 +5,8 @@
  * TLS certificates and keys, DKIM keys and the users file are readable, the
  * rules file compiles, local.aliases parses (file:line:col) and its index
  * is not older than it, local.default_user and local.vmail_user exist and
- * are not root. A missing local.aliases file is not an error.
+ * are not root, pipe transports' users and commands exist. A missing
+ * local.aliases file is not an error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,9 @@ static void problem(struct checker *k, const char *key, const char *fmt, ...)
     va_end(ap);
     k->problems++;
 }
+
+static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
+                       const char *fmt, ...) PRINTF_LIKE(6, 7);
 
 /* A file the daemons must be able to read (checked as the invoking user). */
 static void readable(struct checker *k, const char *key, const char *file)
@@ -167,14 +171,31 @@ int cli_print_rule_diags(const struct rl_diag *d)
     return d->n;
 }
 
+struct tref_ctx { struct checker *k; const struct config *cfg; };
+
+/* transport("X") / lmtp("X") in the rules: the config must have the block. */
+static void check_tref(const char *name, int lmtp, const char *file, int line, int col,
+                       void *arg)
+{
+    struct tref_ctx *x = arg;
+    const struct transport_conf *t = config_transport(x->cfg, name);
+    if (t == NULL)
+        problem_at(x->k, file, line, col, lmtp ? "lmtp" : "transport",
+                   "no transport \"%s\" { } block in %s", name, x->cfg->path);
+    else if (lmtp && t->type != TR_LMTP)
+        problem_at(x->k, file, line, col, "lmtp", "transport \"%s\" is not of type lmtp", name);
+}
+
 /* Compile the rules as filter will: every error as file:line:col: message. */
-static void check_rules(struct checker *k, const char *path)
+static void check_rules(struct checker *k, const struct config *cfg, const char *path)
 {
     struct rl_diag d = { 0 };
     struct rl_program *p = rl_compile_file(path, &d);
     k->problems += cli_print_rule_diags(&d);
     if (p == NULL && d.n == 0)
         problem(k, "rules", "%s does not compile", path);
+    struct tref_ctx x = { k, cfg };
+    rl_program_transports(p, check_tref, &x);
     rl_program_free(p);
     rl_diag_free(&d);
 }
@@ -197,7 +218,7 @@ static void check_files(struct checker *k, const struct config *cfg)
         else if (!S_ISREG(st.st_mode))
             problem(k, "rules", "%s is not a regular file", cfg->rules);
         else
-            check_rules(k, cfg->rules);
+            check_rules(k, cfg, cfg->rules);
     }
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
@@ -205,6 +226,52 @@ static void check_files(struct checker *k, const struct config *cfg)
         domain_readable(k, d, "users", d->users);
     }
     readable(k, "local.users", cfg->local_users);
+}
+
+/* One problem at a place in the config (transport blocks keep theirs). */
+static void problem_at(struct checker *k, const char *file, int line, int col, const char *key,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d:%d: %s: ", file, line, col, key);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    k->problems++;
+}
+
+/* Pipe transports: the user exists and is not root, the command is an
+ * executable file that user may run (the pipe agent's runners need both). */
+static void check_transports(struct checker *k, const struct config *cfg)
+{
+    for (int i = 0; i < cfg->ntransports; i++) {
+        const struct transport_conf *t = &cfg->transports[i];
+        if (t->type != TR_PIPE)
+            continue;
+        char key[200];
+        snprintf(key, sizeof(key), "transport.%s.user", t->name);
+        struct passwd *pw = getpwnam(t->user);
+        if (pw == NULL)
+            problem_at(k, t->file, t->user_line, t->user_col, key, "user \"%s\" does not exist",
+                       t->user);
+        else if (pw->pw_uid == 0)
+            problem_at(k, t->file, t->user_line, t->user_col, key,
+                       "\"%s\" is root: pipe commands must run unprivileged", t->user);
+        snprintf(key, sizeof(key), "transport.%s.command", t->name);
+        struct stat st;
+        const char *cmd = t->command.v[0];
+        if (stat(cmd, &st) < 0) {
+            problem_at(k, t->file, t->cmd_line, t->cmd_col, key, "%s: %s", cmd, strerror(errno));
+            continue;
+        }
+        mode_t x = pw == NULL ? 0111 : st.st_uid == pw->pw_uid ? S_IXUSR :
+                   st.st_gid == pw->pw_gid ? S_IXGRP : S_IXOTH;
+        if (!S_ISREG(st.st_mode) || !(st.st_mode & x))
+            problem_at(k, t->file, t->cmd_line, t->cmd_col, key,
+                       "%s is not an executable file%s%s", cmd, pw ? " for user " : "",
+                       pw ? t->user : "");
+    }
 }
 
 /* The daemons read these files after dropping to the user: when we are
@@ -280,6 +347,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_spool(&k, cfg);
     check_local(&k, cfg);
     check_root_files(&k, cfg);
+    check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
     check_unsupported(&k, cfg);
     config_free(cfg);

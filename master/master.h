@@ -26,7 +26,7 @@ struct mlisten {
 };
 
 /* The Unix sockets under private/, in this order. */
-enum { MU_CLEANUP, MU_FILTER, MU_QMGR, MU_LOCAL, MU_SMTP, MU__COUNT };
+enum { MU_CLEANUP, MU_FILTER, MU_QMGR, MU_LOCAL, MU_SMTP, MU_PIPE, MU__COUNT };
 
 struct master {
     struct config *cfg;

@@ -26,7 +26,8 @@
 
 #define LISTEN_BACKLOG 1024
 
-const char *const munix_names[MU__COUNT] = { "cleanup", "filter", "qmgr", "local", "smtp" };
+const char *const munix_names[MU__COUNT] = { "cleanup", "filter", "qmgr", "local", "smtp",
+                                              "pipe" };
 
 /* Split "host:port" / "[v6]:port" / ":port" / "*:port"; host NULL = wildcard. */
 static int split_addr(const char *a, char *host, size_t hsize, char *port, size_t psize)

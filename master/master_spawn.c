@@ -51,6 +51,9 @@ static const struct service {
     /* the SMTP client (smtp/): network only, but reads the credentials
      * file and CA files named in the config: not jailed */
     { "smtp",     FDS_UNIX, MU_SMTP,    0, 0, SIGTERM, 0 },
+    /* the pipe agent (pipe/): runs commands as the users of the pipe
+     * transports through runners it forks before its own drop: not jailed */
+    { "pipe",     FDS_UNIX, MU_PIPE,    0, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 _Static_assert(NSERVICES <= 16, "svc_restarts");
@@ -91,6 +94,12 @@ static int svc_count(const struct config *cfg, int i)
 {
     if (strcmp(services[i].name, "smtpd") == 0)
         return cfg->smtpd_processes > 0 ? cfg->smtpd_processes : 1;
+    if (strcmp(services[i].name, "pipe") == 0) {   /* one idle agent without pipe transports */
+        for (int t = 0; t < cfg->ntransports; t++)
+            if (cfg->transports[t].type == TR_PIPE)
+                return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
+        return 1;
+    }
     if (strcmp(services[i].name, "delivery") == 0 || strcmp(services[i].name, "smtp") == 0)
         return cfg->delivery_processes > 0 ? cfg->delivery_processes : 1;
     return 1;

@@ -18,10 +18,11 @@
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
 #           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
-#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh)
+#           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh,
+#           t/integ/test_dane.py), nsd (test_dane.py's local authoritative
+#           server for the signed zone)
 #   tour:   man-db (man -l man/*.5)
-#   peers:  nsd (the DNSSEC-signed zone server of the DANE tests), bsd-mailx
-#           (mail -s through our sendmail in the sendmail tests)
+#   peers:  bsd-mailx (mail -s through our sendmail in the sendmail tests)
 #   bench:  postfix (the private Postfix peer of `make bench`, smtp-source,
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf

@@ -10,6 +10,7 @@
  *   qmgr_bounce.c  delivery status notifications (bounces, delay warnings,
  *                  success reports) queued before outcomes are recorded
  *   qmgr_filter.c  the connection to filter: postq/deliver verdicts (async)
+ *   qmgr_route.c   which agent and next hop each recipient gets
  *   qmgr_rules.c   applying verdicts and mutations: bounce, defer, quarantine,
  *                  queue file rewrite, per-recipient delivery choices
  *
@@ -48,11 +49,11 @@ enum qphase { QP_POSTQ = 0, QP_DELIVER, QP_ROUTE };
 
 /* A delivery choice made at the deliver stage for one recipient. */
 enum qroute_kind { QR_DEFAULT = 0, QR_MAILDIR, QR_MBOX, QR_DISCARD, QR_RELAY, QR_FORWARD,
-                   QR_LMTP };
+                   QR_LMTP, QR_TRANSPORT };
 struct qroute {
     uint8_t kind;               /* enum qroute_kind */
     char rule[64];              /* rule/action that chose it */
-    char arg[256];              /* forward host / lmtp address */
+    char arg[256];              /* forward host / lmtp address / transport name */
 };
 
 struct qmsg {
@@ -176,6 +177,16 @@ struct qdest *qmgr_dest_waiting(int pool);  /* first with jobs, NULL = none */
 int  qmgr_dest_nwaiting(int pool);
 /* Move d (with jobs) to the end of its pool's list: round robin. */
 void qmgr_dest_rotate(struct qdest *d);
+
+/* qmgr_route.c: the agents (qmgr_deliver.c's pools) and their next hops */
+enum { QPOOL_LOCAL, QPOOL_SMTP, QPOOL_PIPE, QPOOL__COUNT };
+#define QMGR_NEXTHOP_MAX 300
+/* Can the deliver stage's choice for recipient index be used? 0: no, the
+ * recipient was deferred (4.3.5, reason logged). */
+int  qmgr_route_ok(struct qmsg *m, uint32_t index);
+int  qmgr_route_pool(const struct qmsg *m, uint32_t index);
+/* DELIVER_RCPT.nexthop for recipient index (into out, returned). */
+const char *qmgr_route_nexthop(const struct qmsg *m, uint32_t index, char *out, size_t size);
 
 /* qmgr_deliver.c */
 void qmgr_deliver_submit(struct qmsg *m);

@@ -188,6 +188,12 @@ void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const 
     if (index >= (uint32_t)m->env.nrcpts)
         return;
     struct qf_rcpt *r = &m->env.rcpts[index];
+    unsigned sflags = status & DS_F_MASK;   /* success-report hints (qfile.h) */
+    status &= ~(unsigned)DS_F_MASK;
+    r->rflags &= (uint8_t)~(QF_R_NOTIFY_PASSED | QF_R_RELAYED);
+    if (status == DS_DELIVERED)
+        r->rflags |= (sflags & DS_F_NOTIFY_PASSED ? QF_R_NOTIFY_PASSED : 0) |
+                     (sflags & DS_F_RELAYED ? QF_R_RELAYED : 0);
     if (status >= DS__COUNT || status == DS_PENDING) {
         status = DS_DEFERRED;   /* an agent may not leave a recipient unanswered */
         dsn = "4.3.0";
@@ -335,15 +341,13 @@ static int route(struct qmsg *m)
             log_set_qid(NULL);
             q->kind = QR_DEFAULT;
         }
-        char why[128];
         switch (q ? q->kind : QR_DEFAULT) {
         case QR_MAILDIR: case QR_MBOX: case QR_DISCARD:
             m->idx[m->nidx++] = (uint32_t)i;
             break;
-        case QR_RELAY: case QR_FORWARD: case QR_LMTP:
-            str_format(why, sizeof(why), "transport %s not available yet",
-                       q->kind == QR_RELAY ? "relay" : q->kind == QR_FORWARD ? "forward" : "lmtp");
-            qmgr_active_outcome(m, (uint32_t)i, DS_DEFERRED, "4.4.1", why, "none", 1);
+        case QR_RELAY: case QR_FORWARD: case QR_LMTP: case QR_TRANSPORT:
+            if (qmgr_route_ok(m, (uint32_t)i))   /* qmgr_route.c: agent and next hop */
+                m->idx[m->nidx++] = (uint32_t)i;
             break;
         default:   /* local domain -> private/local, else private/smtp (qmgr_deliver.c) */
             m->idx[m->nidx++] = (uint32_t)i;

@@ -11,6 +11,11 @@
  * between repeats a report, never loses one. The report is then picked
  * up from incoming/ like any message (a rescan is asked for at once).
  *
+ * Success: a recipient the smtp agent handed to a next hop that offered
+ * DSN had its NOTIFY passed on (that hop reports); one handed to a hop
+ * without DSN gets Action: relayed (RFC 3461 5.2.2.1): DELIVER_STATUS
+ * flags, kept in rflags (QF_R_NOTIFY_PASSED / QF_R_RELAYED).
+ *
  * Loops: a report has the null sender and QF_F_DSN. A failing message with
  * the null sender (a report, or anyone's <> mail) goes once to postmaster
  * as a double bounce (QF_F_DSN2); a double bounce that fails is logged and
@@ -69,7 +74,8 @@ static int format(const struct qmsg *m, const struct event *ev, const char *newi
     struct dsn_rcpt *rr = xcalloc((size_t)ev->n, sizeof(*rr));
     for (int i = 0; i < ev->n; i++) {
         const struct qf_rcpt *r = &m->env.rcpts[ev->idx[i]];
-        rr[i] = (struct dsn_rcpt){ r->addr, r->orig, r->dsn, r->reason, r->last_try };
+        rr[i] = (struct dsn_rcpt){ r->addr, r->orig, r->dsn, r->reason, r->last_try,
+                                   (r->rflags & QF_R_RELAYED) != 0 };
     }
     char msgid[QUEUE_ID_MAX + 300], boundary[QUEUE_ID_MAX + 300];
     snprintf(msgid, sizeof(msgid), "%s.dsn@%s", newid, cfg->hostname);
@@ -208,8 +214,9 @@ static void collect(struct qmsg *m, struct event *ev, int64_t now)
         case DSN_FAILED:
             take = m->dirty[i] && r->status == DS_BOUNCED;
             break;
-        case DSN_DELIVERED:
-            take = m->dirty[i] && r->status == DS_DELIVERED;
+        case DSN_DELIVERED:   /* a next hop that took NOTIFY over reports itself */
+            take = m->dirty[i] && r->status == DS_DELIVERED &&
+                   !(r->rflags & QF_R_NOTIFY_PASSED);
             break;
         case DSN_DELAYED:
             take = cfg->delay_warning > 0 && age >= cfg->delay_warning &&

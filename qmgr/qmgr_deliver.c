@@ -37,7 +37,8 @@
 #include "util/log.h"
 #include "qmgr.h"
 
-enum { POOL_LOCAL, POOL_SMTP, NPOOLS };
+enum { POOL_LOCAL = QPOOL_LOCAL, POOL_SMTP = QPOOL_SMTP, POOL_PIPE = QPOOL_PIPE,
+       NPOOLS = QPOOL__COUNT };
 _Static_assert(NPOOLS <= QMGR_POOLS, "QMGR_POOLS");
 
 #define HELD_MAX_MS 60000   /* believe an agent's held_ms up to this */
@@ -61,6 +62,7 @@ static struct pool {
 } pools[NPOOLS] = {
     { SOCK_LOCAL, "local", "local", NULL, 0, NULL, NULL },
     { SOCK_SMTP, "smtp", "smtp", NULL, 0, NULL, NULL },
+    { SOCK_PIPE, "pipe", "pipe", NULL, 0, NULL, NULL },
 };
 static int nbusy;
 static int stopped;
@@ -109,7 +111,7 @@ static void request_end(struct agent *a)
 
 static const char *relay_of(const struct qjob *j, uint32_t index)
 {
-    return j->pool == POOL_SMTP ? "smtp" : qmgr_active_relay(j->m, index);
+    return j->pool != POOL_LOCAL ? pools[j->pool].name : qmgr_active_relay(j->m, index);
 }
 
 /* Defer what the agent did not answer (reason: the DSN text), then drop
@@ -276,15 +278,8 @@ static int agent_send(struct agent *a, struct qjob *j)
     for (int k = 0; k < j->n; k++) {
         uint32_t index = m->idx[j->pos[k]];
         const struct qf_rcpt *r = &m->env.rcpts[index];
-        const char *nexthop = "";
-        if (m->routes) {
-            switch (m->routes[index].kind) {
-            case QR_MAILDIR: nexthop = "maildir"; break;
-            case QR_MBOX:    nexthop = "mbox"; break;
-            case QR_DISCARD: nexthop = "discard"; break;
-            default: break;
-            }
-        }
+        char nh[QMGR_NEXTHOP_MAX];
+        const char *nexthop = qmgr_route_nexthop(m, index, nh, sizeof(nh));
         struct ipc_deliver_rcpt dr = { index, r->addr, r->orig ? r->orig : "", nexthop };
         if (ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr) < 0)
             return -1;
@@ -391,26 +386,28 @@ static void kick(int pool)
         rate_wait(pool, rate_until, now);
 }
 
-/* Which agent serves recipient index of m: a mailbox choice from the
- * rules or a local domain (config_is_local_domain, as the rcpt stage's
- * default policy decides "local") -> local; any other domain -> smtp. */
+/* Which agent serves recipient index of m: qmgr_route.c decides (the
+ * deliver stage's choice; else local domains -> local, others -> smtp). */
 static int pool_of(const struct qmsg *m, uint32_t index)
 {
-    if (m->routes && m->routes[index].kind != QR_DEFAULT)
-        return POOL_LOCAL;
-    const char *at = strrchr(m->env.rcpts[index].addr, '@');
-    return at == NULL || config_is_local_domain(qmgr_g->cfg, at + 1) ? POOL_LOCAL : POOL_SMTP;
+    return qmgr_route_pool(m, index);   /* qmgr_route.c */
 }
 
-/* The destination of recipient index in pool: the next hop for smtp (with
- * delivery.concurrency and delivery.rate), one for all local mail. */
+/* The destination of recipient index in pool: for smtp the next hop the
+ * rules chose (forward(), lmtp(), a transport) or else deliver_nexthop,
+ * with delivery.concurrency and delivery.rate; a pipe transport is one
+ * destination; all local mail is one. */
 static struct qdest *dest_of(const struct qmsg *m, uint32_t index, int pool)
 {
-    if (pool != POOL_SMTP)
+    if (pool == POOL_LOCAL)
         return qmgr_dest_get(pool, "", INT_MAX, 0);
     const struct config *cfg = qmgr_g->cfg;
-    char name[300];
-    deliver_nexthop(cfg, m->env.rcpts[index].addr, name, sizeof(name));
+    char name[QMGR_NEXTHOP_MAX];
+    qmgr_route_nexthop(m, index, name, sizeof(name));
+    if (pool != POOL_SMTP)
+        return qmgr_dest_get(pool, name, INT_MAX, 0);
+    if (name[0] == '\0')
+        deliver_nexthop(cfg, m->env.rcpts[index].addr, name, sizeof(name));
     return qmgr_dest_get(pool, name, cfg->concurrency, cfg->rate ? 60000 / cfg->rate : 0);
 }
 

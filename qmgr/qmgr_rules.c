@@ -243,6 +243,7 @@ static void deliver_choices(struct qmsg *m, const struct filter_verdict *v)
         case FILTER_M_RELAY:   kind = QR_RELAY; break;
         case FILTER_M_FORWARD: kind = QR_FORWARD; break;
         case FILTER_M_LMTP:    kind = QR_LMTP; break;
+        case FILTER_M_TRANSPORT: kind = QR_TRANSPORT; break;
         default:
             log_set_qid(m->id);
             log_warn("rule \"%s\": %s is not applied at deliver", rule_or(mu->rule),

@@ -51,36 +51,8 @@ static const char *rcpt_domain(const char *addr)
 static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, char *err,
                         size_t errlen)
 {
-    char want[QUEUE_ID_MAX + 16], e2[200] = "";
-    qf_env_init(env);
-    if (!queue_id_valid(req->queue_id) ||
-        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
-        strcmp(want, req->path) != 0) {
-        snprintf(err, errlen, "bad queue file path \"%s\"", req->path);
-        return -1;
-    }
-    if (strcmp(req->transport, "smtp") != 0) {
-        snprintf(err, errlen, "transport \"%s\" not served by this agent", req->transport);
-        return -1;
-    }
-    int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        snprintf(err, errlen, "open %s: %s", want, strerror(errno));
-        return -1;
-    }
-    if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
-        buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
-        buf_init(&b, 256);
-        buf_printf(&b, "queue file %s: %s", want, e2);
-        str_copy(err, errlen, b.data);
-        buf_free(&b);
-    } else if (strcmp(env->queue_id, req->queue_id) != 0) {
-        snprintf(err, errlen, "queue file %s holds id %s", want, env->queue_id);
-    } else {
-        return fd;
-    }
-    close(fd);
-    return -1;
+    return deliver_agent_open(req->queue_id, req->path, req->transport, "smtp", env, err,
+                              errlen);
 }
 
 /* Deliver every recipient, one session per next hop. */
@@ -90,12 +62,17 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
     for (uint32_t i = 0; i < n; i++) {
         if (rr[i].done)
             continue;
+        if (rr[i].nexthop[0]) {   /* forward(), lmtp(), a transport: smtp_lmtp.c */
+            smtp_lmtp_deliver(m, rr, n, i);
+            continue;
+        }
         const char *dom = rcpt_domain(rr[i].q->addr);
         int k = 0;
         /* with a relayhost every domain goes the same way: one session */
         int one_hop = m->cfg->relayhost && m->cfg->relayhost[0];
         for (uint32_t j = i; j < n; j++)
-            if (!rr[j].done && (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
+            if (!rr[j].done && !rr[j].nexthop[0] &&
+                (one_hop || strcasecmp(rcpt_domain(rr[j].q->addr), dom) == 0))
                 group[k++] = &rr[j];
         char key[300];
         deliver_nexthop(m->cfg, rr[i].q->addr, key, sizeof(key));
@@ -120,7 +97,7 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
 static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
+        if (deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status | rr[i].sflags, rr[i].dsn,
                                  rr[i].reason) < 0)
             return -1;
     int left = smtp_cache_idle(&cache);
@@ -146,8 +123,10 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
         union ipc_msg m;
         if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
             rc = -1;
-        else
+        else {
             rr[i].index = m.deliver_rcpt.index;
+            str_copy(rr[i].nexthop, sizeof(rr[i].nexthop), m.deliver_rcpt.nexthop);
+        }
     }
     if (rc == 0) {
         log_set_qid(qid);

@@ -190,14 +190,19 @@ int sio_write(struct sio *s, const void *p, size_t n, int timeout)
     return 0;
 }
 
-int sio_starttls(struct sio *s, SSL_CTX *ctx, const char *name, int timeout)
+int sio_starttls(struct sio *s, SSL_CTX *ctx, const struct tls_client_peer *peer, int timeout)
 {
     int64_t deadline = clock_now_ms() + (int64_t)timeout * 1000;
     if (s->len > 0)   /* bytes after the 220 would be injected into the TLS session */
         return seterr(s, "%s", "plaintext data after the STARTTLS reply");
-    s->ssl = tls_client_ssl(ctx, s->fd, name);
+    buf_t err;
+    buf_init(&err, 64);
+    s->ssl = tls_client_ssl(ctx, s->fd, peer, &err);
     if (s->ssl == NULL)
-        return seterr(s, "%s", "cannot set up TLS");
+        seterr(s, "cannot set up TLS: %s", err.data);
+    buf_free(&err);
+    if (s->ssl == NULL)
+        return -1;
     for (;;) {
         ERR_clear_error();
         int r = SSL_connect(s->ssl);

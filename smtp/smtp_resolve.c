@@ -1,19 +1,24 @@
 /*
  * smtp_resolve.c - the next hop for a recipient domain.
  *
- * delivery.relayhost ("[host]:port", "host:port", "host", port
- * default delivery.smtp_port) for every remote domain, or, without a
- * relayhost, an IP-literal domain ("[192.0.2.1]", "[IPv6:2001:db8::1]").
- * A relayhost name is resolved to addresses (A/AAAA via getaddrinfo; with
- * or without brackets: no MX lookup for a relayhost yet).
+ * delivery.relayhost for every remote domain (port default
+ * delivery.smtp_port), with Postfix's meaning of the brackets:
+ * "[host]:port" / "[host]" is that host itself (an IP address, or its
+ * AAAA and A records: no MX lookup), "host:port" / "host" is a domain
+ * whose MX hosts are looked up as for a recipient domain. A relayhost
+ * that cannot be resolved defers (4.4.3), even when its domain does not
+ * exist: that is the site's configuration, not the recipient's fault.
+ * Without a relayhost, an IP-literal domain ("[192.0.2.1]",
+ * "[IPv6:2001:db8::1]") is used as is.
  *
  * Otherwise MX through lib/dns (mx_lookup): hosts by preference, implicit
  * MX, each host's AAAA then A addresses, at most SMTP_MAX_ADDRS in all;
  * null MX -> 5.1.10 bounce, NXDOMAIN -> 5.1.2, DNS trouble -> 4.4.3, an MX
  * that is ourselves cuts the list (best MX -> 4.4.6, loops back).
- * hop->host is the first usable MX name, hop->name[i] the MX host of
- * address i (TLS SNI/verify and log labels). MTA-STS (smtp_sts.c): an
- * enforce policy drops the MX hosts it does not list (none left -> 4.7.5).
+ * hop->host is the first usable MX name (log labels); each address keeps
+ * its own MX host name and DNSSEC status for TLS (hop->name, hop->secure).
+ * MTA-STS (smtp_sts.c): an enforce policy drops the MX hosts it does not
+ * list (none left -> 4.7.5).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -51,6 +56,7 @@ static int addrs(struct smtp_hop *hop, const char *host, int numeric)
         return rc;
     hop->naddr = 0;
     for (struct addrinfo *a = res; a && hop->naddr < SMTP_MAX_ADDRS; a = a->ai_next) {
+        str_copy(hop->name[hop->naddr], sizeof(hop->name[0]), host);   /* never secure */
         memcpy(&hop->addr[hop->naddr], a->ai_addr, a->ai_addrlen);
         hop->addrlen[hop->naddr++] = a->ai_addrlen;
     }
@@ -93,9 +99,16 @@ void smtp_resolve_init(const struct config *cfg)
     dctx = dns_ctx_for_daemon(cfg, "mail for domains without relayhost defers");
 }
 
-/* Append host's addresses of one type (AAAA before A: IPv6 first).
+struct dns_ctx *smtp_resolve_dns(void)
+{
+    return dctx;
+}
+
+/* Append host's addresses of one type (AAAA before A: IPv6 first), each
+ * with host's name and whether it is DNSSEC-secure (mxsec: so was the MX).
  * Returns the lookup status; a full hop just stops adding. */
-static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_t type)
+static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_t type,
+                                 int mxsec)
 {
     struct dns_answer *a = dns_resolve(dctx, host, type);
     if (a == NULL)
@@ -107,6 +120,8 @@ static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_
         const struct dns_addr *da = &a->rr[i].u.addr;
         struct sockaddr_storage *ss = &hop->addr[hop->naddr];
         memset(ss, 0, sizeof(*ss));
+        str_copy(hop->name[hop->naddr], sizeof(hop->name[0]), host);
+        hop->secure[hop->naddr] = mxsec && a->sec == DNS_SEC_SECURE;
         if (da->family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
             s6->sin6_family = AF_INET6;
@@ -127,10 +142,10 @@ static enum dns_status add_addrs(struct smtp_hop *hop, const char *host, uint16_
 }
 
 /* Both address families of one MX host; TEMPFAIL only if neither answered. */
-static enum dns_status host_addrs(struct smtp_hop *hop, const char *host)
+static enum dns_status host_addrs(struct smtp_hop *hop, const char *host, int mxsec)
 {
-    enum dns_status s6 = add_addrs(hop, host, DNS_T_AAAA);
-    enum dns_status s4 = add_addrs(hop, host, DNS_T_A);
+    enum dns_status s6 = add_addrs(hop, host, DNS_T_AAAA, mxsec);
+    enum dns_status s4 = add_addrs(hop, host, DNS_T_A, mxsec);
     if (s6 == DNS_FOUND || s4 == DNS_FOUND)
         return DNS_FOUND;
     return (s6 == DNS_TEMPFAIL || s4 == DNS_TEMPFAIL) ? DNS_TEMPFAIL : DNS_NOTFOUND;
@@ -181,10 +196,9 @@ static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct
             group = hop->naddr;
         }
         int first = hop->naddr;
-        if (host_addrs(hop, a->rr[i].u.mx.host) == DNS_TEMPFAIL)
+        if (host_addrs(hop, a->rr[i].u.mx.host, a->sec == DNS_SEC_SECURE) == DNS_TEMPFAIL)
             *tempfail = 1;
         for (int k = first; k < hop->naddr; k++) {
-            str_copy(hop->name[k], sizeof(hop->name[k]), a->rr[i].u.mx.host);
             if (is_self(cfg, &hop->addr[k])) {
                 hop->naddr = group;
                 return 1;
@@ -243,21 +257,41 @@ static int mx_lookup(const struct config *cfg, const char *domain, struct smtp_h
     return 0;
 }
 
+/* The relayhost's addresses: "[host]" itself, "host" by MX (see the top). */
+static int relay_lookup(const struct config *cfg, struct smtp_hop *hop, char *dsn,
+                        size_t dsnlen, char *why, size_t whylen)
+{
+    char host[256];
+    if (split_relay(cfg->relayhost, host, sizeof(host), &hop->port) < 0)
+        return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
+    if (cfg->relayhost[0] != '[') {
+        int rc = mx_lookup(cfg, host, hop, dsn, dsnlen, why, whylen);
+        if (rc < 0)
+            dsn[0] = '4';   /* the site's relayhost, not the recipient, is wrong */
+        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+        return rc;
+    }
+    snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
+    str_copy(hop->host, sizeof(hop->host), host);
+    if (addrs(hop, host, 1) == 0)
+        return 0;
+    if (dctx == NULL)
+        return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no resolver", host);
+    enum dns_status st = host_addrs(hop, host, 1);   /* no MX step: the address answer decides */
+    if (st == DNS_FOUND && hop->naddr > 0)
+        return 0;
+    return fail(dsn, dsnlen, "4.4.3", why, whylen,
+                st == DNS_TEMPFAIL ? "relayhost %s: address lookup failed temporarily"
+                                   : "relayhost %s: no address", host);
+}
+
 int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *hop,
                  char *dsn, size_t dsnlen, char *why, size_t whylen)
 {
     memset(hop, 0, sizeof(*hop));
     hop->port = cfg->smtp_port;
-    if (cfg->relayhost && cfg->relayhost[0]) {
-        snprintf(hop->key, sizeof(hop->key), "%s", cfg->relayhost);
-        if (split_relay(cfg->relayhost, hop->host, sizeof(hop->host), &hop->port) < 0)
-            return fail(dsn, dsnlen, "4.3.5", why, whylen, "bad relayhost %s", cfg->relayhost);
-        int rc = addrs(hop, hop->host, 0);
-        if (rc != 0)
-            return fail(dsn, dsnlen, "4.4.3", why, whylen, "relayhost %s: no address",
-                        hop->host);
-        return 0;
-    }
+    if (cfg->relayhost && cfg->relayhost[0])
+        return relay_lookup(cfg, hop, dsn, dsnlen, why, whylen);
     size_t dl = strlen(domain);
     if (dl > 2 && domain[0] == '[' && domain[dl - 1] == ']') {
         const char *ip = domain + 1;

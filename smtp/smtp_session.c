@@ -1,6 +1,6 @@
 /*
  * smtp_session.c - one SMTP session to a next hop (smtp.h): banner, EHLO
- * (HELO fallback), STARTTLS per delivery.tls_policy, AUTH to the relay,
+ * (HELO fallback), STARTTLS per the TLS policy (smtp_tls.c), AUTH to the relay,
  * MAIL/RCPT (pipelined when offered)/DATA, QUIT.
  *
  * Outcomes: a 2xx to the final "." delivers every recipient the peer
@@ -17,9 +17,10 @@
  * peer answered anything) is dropped without an outcome, and the caller
  * connects anew.
  *
- * Limits of this first version (said in the DSN reason): no 8BITMIME ->
- * 7bit conversion (an 8-bit message to a peer without 8BITMIME bounces
- * 5.6.3); SMTPUTF8 mail to a peer without it bounces 5.6.7.
+ * An 8-bit message to a peer without 8BITMIME goes as its 7-bit form
+ * (smtp_mime.c, lib/mail/mime8.h: quoted-printable parts), or bounces
+ * 5.6.3 before MAIL when it has none (8-bit headers...); SMTPUTF8 mail to
+ * a peer without it bounces 5.6.7.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "smtp.h"
+#include "mail/mime8.h"
 #include "tls/tls_client.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -41,7 +43,6 @@
 struct sess {
     const struct smtp_msg *m;
     const struct smtp_hop *hop;
-    const char *name;              /* MX host name of the address in use (SNI, verify) */
     const struct config *cfg;
     struct sio io;
     struct smtp_reply r;
@@ -58,6 +59,14 @@ struct sess {
     int txn_end;                   /* 0 replies unread, 1 transaction over, 2 failed: RSET */
     struct smtp_cache *cache;      /* where the session may stay open, NULL = never */
     const char *key;               /* its destination there */
+    struct smtp_tls_req tlsreq;    /* the TLS policy towards this address (smtp_tls.c) */
+    int plain_only;                /* the may-level retry after a failed handshake */
+    int retry_plain;               /* the handshake failed at may: connect again, no TLS */
+    int broken;                    /* the handshake failed: no QUIT on this connection */
+    int unmet;                     /* TLS policy not met here: the next address may do */
+    char unmet_dsn[16], unmet_why[QF_REASON_MAX + 1];
+    char tlsinfo[SMTP_TLS_INFO];   /* "tls=... verified=..." for every delivery line */
+    struct mime8 *m8;              /* the 7-bit downgrade of this session, or NULL */
 };
 
 /* A kept connection that fails before its first reply was closed by the
@@ -71,24 +80,46 @@ static int went_stale(struct sess *s)
     return 1;
 }
 
-void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
-                   enum dstatus st, const char *dsn, const char *fmt, ...)
+/* The outcome and its log line; tls: "tls=... verified=..." of the
+ * session, NULL when there was none. */
+static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
+                      const char *tls, enum dstatus st, const char *dsn, const char *fmt,
+                      va_list ap)
 {
-    va_list ap;
     r->status = st;
     r->done = 1;
     str_copy(r->dsn, sizeof(r->dsn), dsn);
-    va_start(ap, fmt);
     vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
-    va_end(ap);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
     const char *sts = smtp_sts_mode(r->sts_mode);
-    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)",
+    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)%s%s",
              r->q ? r->q->addr : "?", relay, sts ? ", mta_sts=" : "", sts ? sts : "",
              delay < 0 ? 0 : delay, r->dsn,
-             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason);
+             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason,
+             tls ? ", " : "", tls ? tls : "");
+}
+
+void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
+                   enum dstatus st, const char *dsn, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rcpt_vset(m, r, relay, NULL, st, dsn, fmt, ap);
+    va_end(ap);
+}
+
+/* smtp_rcpt_set for a recipient of this session (its TLS facts logged). */
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...) PRINTF_LIKE(5, 6);
+static void sess_set(struct sess *s, struct smtp_rcpt *r, enum dstatus st, const char *dsn,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rcpt_vset(s->m, r, s->relay, s->tlsinfo[0] ? s->tlsinfo : NULL, st, dsn, fmt, ap);
+    va_end(ap);
 }
 
 /* Every recipient not done yet gets this outcome. */
@@ -103,7 +134,7 @@ static void fail_all(struct sess *s, enum dstatus st, const char *dsn, const cha
     va_end(ap);
     for (int i = 0; i < s->n; i++)
         if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, st, dsn, "%s", why);
+            sess_set(s, s->rr[i], st, dsn, "%s", why);
 }
 
 /* The outcome a non-2xx reply gives, for rcpt r (NULL = every pending one). */
@@ -119,8 +150,7 @@ static void reply_fail(struct sess *s, struct smtp_rcpt *r, const char *cmd)
         str_copy(dsn, sizeof(dsn), perm ? "5.0.0" : "4.0.0");
     enum dstatus st = perm ? DS_BOUNCED : DS_DEFERRED;
     if (r)
-        smtp_rcpt_set(s->m, r, s->relay, st, dsn, "host %s said: %s (in reply to %s)",
-                      s->relay, text, cmd);
+        sess_set(s, r, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
     else
         fail_all(s, st, dsn, "host %s said: %s (in reply to %s)", s->relay, text, cmd);
 }
@@ -171,15 +201,17 @@ static int greet(struct sess *s)
 {
     char line[300];
     memset(&s->ext, 0, sizeof(s->ext));
-    snprintf(line, sizeof(line), "EHLO %s", s->cfg->hostname);
-    if (command(s, line, "EHLO") < 0)
+    const char *hello = s->hop->lmtp ? "LHLO" : "EHLO";   /* LMTP: RFC 2033 4.1 */
+    snprintf(line, sizeof(line), "%s %s", hello, s->cfg->hostname);
+    if (command(s, line, hello) < 0)
         return -1;
     if (s->r.code / 100 == 2) {
         smtp_ext_parse(&s->r, &s->ext);
         return 0;
     }
-    const char *cmd = "EHLO";
-    if (s->r.code / 100 == 5 && !s->tls) {   /* an old server: HELO, no extensions */
+    const char *cmd = hello;
+    /* an old server: HELO, no extensions (LMTP has no fallback) */
+    if (s->r.code / 100 == 5 && !s->tls && !s->hop->lmtp) {
         snprintf(line, sizeof(line), "HELO %s", s->cfg->hostname);
         cmd = "HELO";
         if (command(s, line, cmd) < 0)
@@ -191,55 +223,52 @@ static int greet(struct sess *s)
     return -1;
 }
 
-/* STARTTLS per policy. 0 go on (TLS or allowed plaintext), -1 done. */
+/* The TLS policy cannot be met at this address: -1, outcome held for
+ * attempt() (the next address, as Postfix tries the next MX). */
+static int tls_unmet(struct sess *s, const char *dsn, const char *why)
+{
+    s->unmet = 1;
+    str_copy(s->unmet_dsn, sizeof(s->unmet_dsn), dsn);
+    str_copy(s->unmet_why, sizeof(s->unmet_why), why);
+    return -1;
+}
+
+/* STARTTLS as the policy says (smtp_tls.c decides). 0 go on (TLS or
+ * allowed plaintext), -1 done (outcomes set, or retry_plain / unmet set). */
 static int starttls(struct sess *s)
 {
-    char req[300];   /* what requires TLS: MTA-STS enforce raises the policy to verify */
-    enum tls_policy pol = smtp_sts_tls(s->hop, s->cfg->tls_policy, req, sizeof(req));
-    if (pol == TLSP_NONE)
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int go = s->plain_only ? 0 : smtp_tls_want(&s->tlsreq, (s->ext.flags & EXT_STARTTLS) != 0,
+                                               s->m->tls != NULL, s->relay, dsn, sizeof(dsn),
+                                               why, sizeof(why));
+    if (go < 0)
+        return tls_unmet(s, dsn, why);
+    if (go == 0)
         return 0;
-    if (!(s->ext.flags & EXT_STARTTLS)) {
-        if (pol == TLSP_MAY) {
-            smtp_sts_testing(s->hop, s->relay, "STARTTLS not offered");
-            return 0;
-        }
-        fail_all(s, DS_DEFERRED, "4.7.4", "TLS is required (%s), but was not offered by "
-                 "host %s", req, s->relay);
-        return -1;
-    }
-    if (s->m->tls == NULL) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS offered by %s, but no client TLS context "
-                 "(see the log at start-up)", s->relay);
-        return -1;
-    }
     if (command(s, "STARTTLS", "STARTTLS") < 0)
         return -1;
     if (s->r.code != 220) {
-        reply_fail(s, NULL, "STARTTLS");
+        if (s->tlsreq.level == TLSP_MAY)   /* still a plaintext session: go on */
+            return 0;
+        char text[QF_REASON_MAX + 1];      /* our policy, not the message: defer */
+        smtp_reply_format(&s->r, text, sizeof(text));
+        buf_t b;
+        buf_init(&b, 256);
+        buf_printf(&b, "TLS is required (%s), but host %s said: %s (in reply to STARTTLS)",
+                   s->tlsreq.source, s->relay, text);
+        tls_unmet(s, "4.7.4", b.data);
+        buf_free(&b);
         return -1;
     }
-    if (sio_starttls(&s->io, s->m->tls, s->name, s->cfg->tls_handshake_timeout) < 0) {
-        log_info("TLS handshake with %s failed: %s", s->relay, s->io.err);
-        fail_all(s, DS_DEFERRED, "4.7.5", "TLS handshake with %s failed: %s", s->relay,
-                 s->io.err);
-        return -1;
-    }
-    buf_t why;
-    buf_init(&why, 128);
-    int ok = tls_client_verified(s->io.ssl, &why);
-    log_info("TLS with %s: %s %s, certificate %s", s->relay, tls_version(s->io.ssl),
-             tls_cipher(s->io.ssl), why.data);
+    int rc = smtp_tls_start(&s->io, s->m->tls, &s->tlsreq, s->cfg->tls_handshake_timeout,
+                            s->relay, s->tlsinfo, sizeof(s->tlsinfo), dsn, sizeof(dsn), why,
+                            sizeof(why));
+    s->broken = rc == -2;
+    s->retry_plain = s->broken && s->tlsreq.level == TLSP_MAY;
+    if (rc < 0)
+        return s->retry_plain ? -1 : tls_unmet(s, dsn, why);
     s->tls = 1;
-    int rc = 0;
-    if (!ok && pol == TLSP_VERIFY) {
-        fail_all(s, DS_DEFERRED, "4.7.5", "server certificate of %s not verified (name %s, "
-                 "%s): %s", s->relay, s->name, req, why.data);
-        rc = -1;
-    } else if (!ok) {
-        smtp_sts_testing(s->hop, s->relay, why.data);
-    }
-    buf_free(&why);
-    return rc < 0 ? -1 : greet(s);
+    return greet(s);
 }
 
 static void b64(const char *in, size_t n, char *out, size_t size)
@@ -322,9 +351,16 @@ static int precheck(struct sess *s)
         return -1;
     }
     if ((e->flags & (QF_F_8BITMIME | QF_F_BINARYMIME)) && !(s->ext.flags & EXT_8BITMIME)) {
-        fail_all(s, DS_BOUNCED, "5.6.3", "8-bit message, but host %s does not offer "
-                 "8BITMIME (conversion to 7bit is not implemented yet)", s->relay);
-        return -1;
+        char why[200];
+        int rc = smtp_mime_plan(s->m, &s->m8, why, sizeof(why));
+        if (rc == -2)
+            fail_all(s, DS_DEFERRED, "4.3.0", "queue file read error: %m");
+        else if (rc < 0)
+            fail_all(s, DS_BOUNCED, "5.6.3", "8-bit message, but host %s does not offer "
+                     "8BITMIME, and the message has no 7-bit form: %s", s->relay, why);
+        else if (s->m8)
+            log_info("host %s does not offer 8BITMIME: content converted to 7bit", s->relay);
+        return rc < 0 ? -1 : 0;
     }
     return 0;
 }
@@ -382,17 +418,56 @@ static void rcpt_cmd(struct sess *s, const struct qf_rcpt *q, buf_t *b)
     buf_append_str(b, "\r\n");
 }
 
-/* The content on the wire: CRLF, dot-stuffed, lines folded at 998 octets
- * (a header line continues with a space, i.e. as a folded header), then
+/* Wire form of content bytes: CRLF, dot-stuffed, lines folded at 998
+ * octets (a header line continues with a space, i.e. as a folded header). */
+struct wire {
+    int bol, hdr;
+    size_t col;
+};
+
+static void wire_put(struct wire *w, const char *in, size_t n, buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\n') {
+            if (w->col == 0 && w->bol)
+                w->hdr = 0;   /* the empty line ends the header */
+            buf_append(out, "\r\n", 2);
+            w->bol = 1;
+            w->col = 0;
+            continue;
+        }
+        if (w->col >= SMTP_LINE_MAX) {
+            buf_append(out, "\r\n", 2);
+            w->col = 0;
+            if (w->hdr) {
+                buf_append_char(out, ' ');
+                w->col = 1;
+            } else {
+                w->bol = 1;
+            }
+        }
+        if (w->bol && c == '.') {
+            buf_append_char(out, '.');
+            w->col++;
+        }
+        buf_append_char(out, c);
+        w->col++;
+        w->bol = 0;
+    }
+}
+
+/* The content on the wire (through the 7-bit downgrade when s->m8), then
  * ".". 0, or -1 (outcomes set). */
 static int send_body(struct sess *s)
 {
     const struct qf_env *e = s->m->env;
-    char in[65536];
-    buf_t out;
+    char in[SMTP_MIME_CHUNK];
+    buf_t out, conv;
     buf_init(&out, sizeof(in) * 2);
-    int bol = 1, hdr = 1, rc = 0;
-    size_t col = 0;
+    buf_init(&conv, s->m8 ? sizeof(in) * 2 : 1);
+    struct wire w = { 1, 1, 0 };
+    int rc = 0;
     for (uint64_t off = 0; off < e->content_len && rc == 0;) {
         size_t want = e->content_len - off < sizeof(in) ? (size_t)(e->content_len - off)
                                                          : sizeof(in);
@@ -402,43 +477,25 @@ static int send_body(struct sess *s)
             break;
         }
         off += want;
-        for (size_t i = 0; i < want; i++) {
-            char c = in[i];
-            if (c == '\n') {
-                if (col == 0 && bol)
-                    hdr = 0;   /* the empty line ends the header */
-                buf_append(&out, "\r\n", 2);
-                bol = 1;
-                col = 0;
-                continue;
-            }
-            if (col >= SMTP_LINE_MAX) {
-                buf_append(&out, "\r\n", 2);
-                col = 0;
-                if (hdr) {
-                    buf_append_char(&out, ' ');
-                    col = 1;
-                } else {
-                    bol = 1;
-                }
-            }
-            if (bol && c == '.') {
-                buf_append_char(&out, '.');
-                col++;
-            }
-            buf_append_char(&out, c);
-            col++;
-            bol = 0;
+        if (s->m8) {
+            buf_reset(&conv);
+            mime8_convert(s->m8, in, want, &conv);
+            if (off >= e->content_len)
+                mime8_convert_end(s->m8, &conv);
+            wire_put(&w, conv.data, conv.len, &out);
+        } else {
+            wire_put(&w, in, want, &out);
         }
         if (out.len >= sizeof(in) && (rc = put(s, out.data, out.len)) == 0)
             buf_reset(&out);
     }
     if (rc == 0) {
-        if (col > 0 || !bol)
+        if (w.col > 0 || !w.bol)
             buf_append(&out, "\r\n", 2);
         buf_append(&out, ".\r\n", 3);
         rc = put(s, out.data, out.len);
     }
+    buf_free(&conv);
     buf_free(&out);
     return rc;
 }
@@ -508,7 +565,13 @@ static void transaction(struct sess *s)
             s->txn_end = 2;
         goto out;
     }
-    if (send_body(s) < 0 || get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") < 0)
+    if (send_body(s) < 0)
+        goto out;
+    if (s->hop && s->hop->lmtp) {   /* (no hop: a kept SMTP session) */   /* a reply per recipient (smtp_lmtp.c) */
+        smtp_lmtp_replies(s->m, &s->io, s->relay, s->rr, s->n, s->cfg->smtp_data_timeout);
+        goto out;
+    }
+    if (get_reply(s, s->cfg->smtp_data_timeout, "end of DATA") < 0)
         goto out;
     s->txn_end = 1;   /* the reply to "." ends the transaction either way */
     if (s->r.code / 100 != 2) {
@@ -518,10 +581,17 @@ static void transaction(struct sess *s)
     char text[QF_REASON_MAX + 1];
     smtp_reply_format(&s->r, text, sizeof(text));
     for (int i = 0; i < s->n; i++)
-        if (!s->rr[i]->done)
-            smtp_rcpt_set(s->m, s->rr[i], s->relay, DS_DELIVERED,
-                          s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s", text);
+        if (!s->rr[i]->done) {
+            /* NOTIFY=SUCCESS: a hop with DSN got NOTIFY and reports, else we
+             * report "relayed" (RFC 3461 5.2.2) */
+            if (s->rr[i]->q->notify & NOTIFY_SUCCESS)
+                s->rr[i]->sflags = s->ext.flags & EXT_DSN ? DS_F_NOTIFY_PASSED : DS_F_RELAYED;
+            sess_set(s, s->rr[i], DS_DELIVERED, s->r.enh[0] == '2' ? s->r.enh : "2.0.0", "%s",
+                     text);
+        }
 out:
+    mime8_free(s->m8);   /* the next transaction on a kept session plans anew */
+    s->m8 = NULL;
     buf_free(&b);
 }
 
@@ -538,6 +608,7 @@ static int keep(struct sess *s)
     c->io = s->io;
     c->ext = s->ext;
     c->tls = s->tls;
+    str_copy(c->tlsinfo, sizeof(c->tlsinfo), s->tlsinfo);
     c->rset = s->txn_end == 2;
     c->nmsg++;
     c->since = clock_now_ms();
@@ -557,7 +628,8 @@ static void session(struct sess *s)
         reply_fail(s, NULL, "initial greeting");
         return;
     }
-    if (greet(s) < 0 || starttls(s) < 0 || auth(s) < 0)
+    /* LMTP goes to a local store (delivery.tls is for SMTP peers) */
+    if (greet(s) < 0 || (!s->hop->lmtp && starttls(s) < 0) || auth(s) < 0)
         goto quit;
     if (precheck(s) < 0)
         s->txn_end = 1;   /* nothing sent: the session stays usable */
@@ -566,6 +638,10 @@ static void session(struct sess *s)
     if (keep(s))
         return;
 quit:
+    mime8_free(s->m8);
+    s->m8 = NULL;
+    if (s->broken)   /* a failed handshake: nothing more to say on it */
+        return;
     if (sio_write(&s->io, "QUIT\r\n", 6, SMTP_QUIT_TIMEOUT) == 0)
         sio_reply(&s->io, &s->r, SMTP_QUIT_TIMEOUT);
 }
@@ -580,6 +656,10 @@ static void addr_label(const struct smtp_hop *hop, int i, char *out, size_t size
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     const struct sockaddr *sa = (const struct sockaddr *)&hop->addr[i];
+    if (sa->sa_family == AF_UNIX) {   /* LMTP over a socket: host is its path */
+        snprintf(out, size, "%s", hop->host);
+        return;
+    }
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
     else if (sa->sa_family == AF_INET6)
@@ -618,6 +698,7 @@ int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
     s.io = cache->io;
     s.ext = cache->ext;
     s.tls = cache->tls;
+    str_copy(s.tlsinfo, sizeof(s.tlsinfo), cache->tlsinfo);
     s.reused = 1;
     str_copy(s.relay, sizeof(s.relay), cache->relay);
     cache->open = 0;
@@ -647,6 +728,52 @@ int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
     return 1;
 }
 
+/* Connect to address i of the hop and hold the session, under the TLS
+ * policy for that address; at level may a failed handshake is retried
+ * once in plaintext; a policy not met here (no STARTTLS, failed handshake
+ * or check) moves on to the next address, deferring at the last. 1 = a
+ * session took place (stop), 0 = try the next address. */
+static int attempt(struct sess *s, int i)
+{
+    const struct smtp_hop *hop = s->hop;
+    char dsn[16], why[QF_REASON_MAX + 1];
+    int last = i + 1 == hop->naddr, rc = 0;
+    addr_label(hop, i, s->relay, sizeof(s->relay));
+    s->tlsinfo[0] = '\0';
+    if (smtp_tls_policy_for(s->cfg, hop, i, &s->tlsreq, dsn, sizeof(dsn), why, sizeof(why)) < 0) {
+        log_info("%s: %s", s->relay, why);
+        if (last)
+            fail_all(s, DS_DEFERRED, dsn, "%s", why);
+        return 0;
+    }
+    for (s->plain_only = 0;; s->plain_only = 1) {
+        s->retry_plain = s->tls = s->broken = s->unmet = 0;
+        s->tlsinfo[0] = '\0';
+        if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
+                        s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
+            log_info("connect to %s: %s", s->relay, s->io.err);
+            sio_close(&s->io);
+            if (last || s->plain_only)
+                fail_all(s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s->relay, s->io.err);
+            rc = s->plain_only;
+            break;
+        }
+        str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
+        session(s);
+        sio_close(&s->io);
+        if (s->unmet && !last)
+            log_info("%s: %s; trying the next address", s->relay, s->unmet_why);
+        else if (s->unmet)
+            fail_all(s, DS_DEFERRED, s->unmet_dsn, "%s", s->unmet_why);
+        if (!s->retry_plain) {
+            rc = !s->unmet || last;
+            break;
+        }
+    }
+    smtp_tls_req_free(&s->tlsreq);
+    return rc;
+}
+
 void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
                           struct smtp_rcpt **rr, int n, struct smtp_cache *cache,
                           const char *key)
@@ -658,20 +785,9 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
         smtp_cache_close(cache);
         cache->nmsg = 0;
     }
-    for (int i = 0; i < hop->naddr; i++) {
-        addr_label(hop, i, s.relay, sizeof(s.relay));
-        s.name = addr_name(hop, i);
-        if (sio_connect(&s.io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
-                        s.cfg->smtp_connect_timeout, s.cfg->source_address) == 0) {
-            session(&s);
-            sio_close(&s.io);
+    for (int i = 0; i < hop->naddr; i++)
+        if (attempt(&s, i))
             break;
-        }
-        log_info("connect to %s: %s", s.relay, s.io.err);
-        sio_close(&s.io);
-        if (i + 1 == hop->naddr)
-            fail_all(&s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s.relay, s.io.err);
-    }
     if (hop->naddr == 0)
         fail_all(&s, DS_DEFERRED, "4.4.3", "no address for %s", hop->host);
     /* nothing may stay undecided */

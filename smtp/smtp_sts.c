@@ -66,16 +66,13 @@ int smtp_sts_any_mx(const struct sts_policy *p, const struct dns_answer *a)
     return 0;
 }
 
-enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, char *req,
-                             size_t reqlen)
+enum tls_policy smtp_sts_tls(const struct smtp_hop *hop, enum tls_policy pol, char *source,
+                             size_t len)
 {
-    if (hop->sts_mode == STS_ENFORCE) {
-        snprintf(req, reqlen, "MTA-STS policy of %s, mode enforce", hop->key);
-        return TLSP_VERIFY;
-    }
-    snprintf(req, reqlen, "delivery.tls_policy = %s",
-             pol == TLSP_VERIFY ? "verify" : pol == TLSP_ENCRYPT ? "encrypt" : "may");
-    return pol;
+    if (hop->sts_mode != STS_ENFORCE)
+        return pol;
+    snprintf(source, len, "MTA-STS policy of %s, mode enforce", hop->key);
+    return TLSP_VERIFY;
 }
 
 void smtp_sts_testing(const struct smtp_hop *hop, const char *relay, const char *what)

@@ -128,6 +128,7 @@ static void duplicate(struct loadctx *lc, const struct cnode *e, const struct cn
 
 static void apply_listen(struct loadctx *lc, const struct cnode *blk);
 static void apply_domain(struct loadctx *lc, const struct cnode *e);
+static void apply_tls_policy(struct loadctx *lc, const struct cnode *e, const char *ekey);
 
 /* Walk one block of a table; level is the table-relative dotted prefix. */
 static void apply_block(struct loadctx *lc, const struct table *t, void *base,
@@ -142,9 +143,24 @@ static void apply_block(struct loadctx *lc, const struct table *t, void *base,
             apply_domain(lc, e);
             continue;
         }
+        if (t->p == cfg_params && !*level && strcmp(e->key, "transport") == 0) {
+            cfg_apply_transport(lc->c, lc->errs, e);
+            continue;
+        }
+        if (t->p == cfg_params && strcmp(name, "delivery.tls_policy") == 0) {
+            apply_tls_policy(lc, e, ekey);
+            continue;
+        }
+        if (e->qkey) {
+            cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
+                          "unexpected quoted key (only delivery.tls_policy's destinations "
+                          "are quoted)");
+            continue;
+        }
         if (e->label) {
             cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
-                          "unexpected label \"%.60s\" (only domain blocks take one)", e->label);
+                          "unexpected label \"%.60s\" (only domain and transport blocks "
+                          "take one)", e->label);
             continue;
         }
         if (t->p == cfg_params && !*level && strcmp(e->key, "listen") == 0) {
@@ -304,9 +320,96 @@ static void apply_domain(struct loadctx *lc, const struct cnode *e)
     check_pair(lc, &t, seen, "tls.certificate", d->tls_certificate, "tls.key", d->tls_key);
 }
 
+/* A delivery.tls_policy destination: a domain (".example.com" for its
+ * subdomains), "[host]" or "[host]:port". */
+static int check_tls_dest(const char *d, buf_t *msg)
+{
+    buf_t ignore;
+    buf_init(&ignore, 32);
+    int ok = d[0] == '[' ? cfg_check_relayhost(d, &ignore) == 0
+                         : strchr(d, ':') == NULL &&
+                               cfg_check_hostname(d + (d[0] == '.'), &ignore) == 0;
+    buf_free(&ignore);
+    if (ok)
+        return 0;
+    buf_printf(msg, "expected a destination like \"example.com\", \".example.com\", "
+               "\"[mx.example.com]\" or \"[mx.example.com]:25\", got \"%.80s\"", d);
+    return -1;
+}
+
+/* delivery.tls_policy { "DEST" = "LEVEL"; ... }: per-destination overrides
+ * of delivery.tls. Before the map existed, delivery.tls_policy was the
+ * default policy itself: that old form gets an error saying so. */
+static void apply_tls_policy(struct loadctx *lc, const struct cnode *e, const char *ekey)
+{
+    struct config *c = lc->c;
+    if (e->kind != CN_BLOCK) {
+        int old = e->kind == CN_VALUE;
+        cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey, old
+                      ? "delivery.tls_policy is a map of per-destination policies now; set "
+                        "the default policy with delivery.tls = \"%.20s\""
+                      : "expected a block { \"example.com\" = \"verify\"; ... }%.0s",
+                      old ? e->text : "");
+        return;
+    }
+    static const struct param lv = { "level", P_ENUM, 0, 0, NULL, 0, 0, cfg_ev_tls_policy, 0,
+                                     NULL };
+    for (int i = 0; i < e->nkids; i++) {
+        const struct cnode *x = e->kids[i];
+        char k[600];
+        buf_t msg;
+        snprintf(k, sizeof(k), "%.300s[\"%.200s\"]", ekey, x->key);
+        buf_init(&msg, 64);
+        int bad = check_tls_dest(x->key, &msg) < 0;
+        if (bad)
+            cfg_error_add(lc->errs, x->file, x->kline, x->kcol, k, "%s", msg.data);
+        buf_free(&msg);
+        for (int j = 0; !bad && j < c->ntls_policies; j++)
+            if (strcasecmp(c->tls_policies[j].dest, x->key) == 0) {
+                cfg_error_add(lc->errs, x->file, x->kline, x->kcol, k, "duplicate destination");
+                bad = 1;
+            }
+        if (!bad && c->ntls_policies >= CFG_TLS_POLICIES_MAX) {
+            cfg_error_add(lc->errs, x->file, x->kline, x->kcol, k,
+                          "too many destinations (limit %d)", CFG_TLS_POLICIES_MAX);
+            return;
+        }
+        int level = -1, before = lc->errs->n;
+        if (!bad && x->label)
+            cfg_error_add(lc->errs, x->file, x->kline, x->kcol, k, "unexpected label");
+        if (bad || x->label)
+            continue;
+        cfg_apply_value(lc->errs, &lv, &level, x, k);
+        if (lc->errs->n > before || level < 0)
+            continue;
+        c->tls_policies = xrealloc(c->tls_policies,
+                                   (size_t)(c->ntls_policies + 1) * sizeof(*c->tls_policies));
+        c->tls_policies[c->ntls_policies++] =
+            (struct tls_policy_entry){ xstrdup(x->key), (enum tls_policy)level };
+    }
+}
+
 /* ---- whole-config checks and computed defaults ------------------------- */
 
-static const char *const main_extra[] = { "listen", "domain", "include", NULL };
+static const char *const main_extra[] = { "listen", "domain", "transport", "include", NULL };
+
+/* DANE trusts only DNSSEC-validated answers: with validation off (and no
+ * unbound config that could carry its own trust anchor) it could never
+ * apply, which is a mistake worth saying rather than a silent "may". */
+static void check_dane_dnssec(struct loadctx *lc, const struct table *t,
+                              const struct cnode *root)
+{
+    const struct config *c = lc->c;
+    int dane = c->delivery_tls == TLSP_DANE;
+    for (int i = 0; i < c->ntls_policies; i++)
+        dane |= c->tls_policies[i].level == TLSP_DANE;
+    if (!dane || c->dns_dnssec || c->dns_unbound_config)
+        return;
+    const struct cnode *n = seen_of(lc->seen, t, "dns.dnssec");
+    cfg_error_add(lc->errs, n ? n->file : root->file, n ? n->line : 0, n ? n->col : 0,
+                  "dns.dnssec", "DANE (delivery.tls or delivery.tls_policy = \"dane\") needs "
+                  "DNSSEC: set dns.dnssec = true, or a trust anchor in dns.unbound_config");
+}
 
 static void finish(struct loadctx *lc, const struct table *t, const struct cnode *root)
 {
@@ -353,6 +456,7 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
         cfg_error_add(lc->errs, n ? n->file : root->file, n ? n->line : 0, n ? n->col : 0,
                       "tls.level", "level \"encrypt\" needs tls.certificate and tls.key");
     }
+    check_dane_dnssec(lc, t, root);
     for (int i = 0; i < c->nlisteners; i++) {
         struct listener *l = &c->listeners[i];
         char ekey[256];
@@ -487,6 +591,10 @@ void config_free(struct config *c)
         cfg_free_fields(cfg_domain_params, cfg_ndomain, &c->domains[i]);
     }
     free(c->domains);
+    for (int i = 0; i < c->ntls_policies; i++)
+        free(c->tls_policies[i].dest);
+    free(c->tls_policies);
+    cfg_transports_free(c);
     free(c->path);
     free(c);
 }
@@ -570,6 +678,37 @@ int config_is_local_domain(const struct config *c, const char *d)
 const char *config_prefix(void)
 {
     return POSTERN_PREFIX;
+}
+
+static const struct tls_policy_entry *tls_policy_find(const struct config *c, const char *k,
+                                                      size_t kl)
+{
+    for (int i = 0; i < c->ntls_policies; i++)
+        if (domain_eq(c->tls_policies[i].dest, k, kl))
+            return &c->tls_policies[i];
+    return NULL;
+}
+
+int config_tls_policy_lookup(const struct config *c, const char *key, enum tls_policy *r)
+{
+    size_t kl = strlen(key);
+    if (kl > 0 && key[kl - 1] == '.')
+        kl--;
+    const struct tls_policy_entry *e = tls_policy_find(c, key, kl);
+    /* a domain: then ".parent" entries, nearest first (never for "[host]") */
+    for (const char *p = key; e == NULL && key[0] != '[' && (p = strchr(p, '.')) != NULL; p++)
+        e = tls_policy_find(c, p, kl - (size_t)(p - key));
+    if (e)
+        *r = e->level;
+    return e != NULL;
+}
+
+const char *config_tls_policy_name(enum tls_policy p)
+{
+    for (const struct enumval *e = cfg_ev_tls_policy; e->name; e++)
+        if (e->v == (int)p)
+            return e->name;
+    return "?";
 }
 
 const char *config_default_path(const char *opt_c)

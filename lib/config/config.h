@@ -19,8 +19,16 @@
 
 enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
 enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
-/* delivery.tls_policy: STARTTLS towards the next hop (smtp agent) */
-enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_VERIFY };
+/* delivery.tls and delivery.tls_policy: STARTTLS towards the next hop
+ * (smtp agent). Ordered by strength. */
+enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_DANE, TLSP_VERIFY };
+
+/* One delivery.tls_policy { "DEST" = "LEVEL"; } entry: DEST is a domain
+ * (".example.com": its subdomains), "[host]" or "[host]:port". */
+struct tls_policy_entry {
+    char *dest;
+    enum tls_policy level;
+};
 enum mailbox_kind { MBOX_MAILDIR = 0, MBOX_MBOX, MBOX_DISCARD };
 
 struct strlist { char **v; int n; };
@@ -44,6 +52,21 @@ struct domain_conf {
     char *dkim_selector, *dkim_key;
     char *tls_certificate, *tls_key;
     long messages_per_hour;
+};
+
+/* transport "NAME" { ... } (config_transport.c): delivery choices the rules
+ * name with transport("NAME") or lmtp("NAME"). */
+enum transport_type { TR_LMTP = 1, TR_PIPE, TR_DISCARD, TR_SMTP };
+struct transport_conf {
+    char *name;
+    enum transport_type type;
+    char *address;              /* lmtp: "unix:/path" | "host:port" | "[host]:port" */
+    char *nexthop;              /* smtp: "[host]:port" ("" or NULL = MX) */
+    struct strlist command;     /* pipe: absolute path, then args with ${var} */
+    char *user;                 /* pipe: runs as this user (never root) */
+    int timeout;                /* pipe: seconds, 0 = delivery.command_timeout */
+    char *file; int line, col;  /* the block, for `postern check` messages */
+    int user_line, user_col, cmd_line, cmd_col;
 };
 
 struct config {
@@ -99,11 +122,13 @@ struct config {
     char    *local_users;       /* local.users: allowed local parts with a catch-all template */
 
     struct domain_conf *domains; int ndomains;
+    struct transport_conf *transports; int ntransports;
 
     char    *relayhost;
     int      smtp_port;
     char    *source_address;     /* delivery.source_address: bind outbound SMTP, NULL = any */
-    enum tls_policy tls_policy;  /* delivery.tls_policy (default may) */
+    enum tls_policy delivery_tls;  /* delivery.tls: the default policy (may) */
+    struct tls_policy_entry *tls_policies; int ntls_policies;  /* delivery.tls_policy map */
     char    *tls_ca_file;        /* delivery.tls_ca_file: CA for verify, NULL = system store */
     int      mta_sts;            /* delivery.mta_sts: honour RFC 8461 policies (smtp agent) */
     char    *relay_auth;         /* delivery.relay_auth: "host user password" lines, or NULL */
@@ -169,6 +194,29 @@ int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 /* Is d (case-insensitive) one of the local domains or a domain block? */
 int config_is_local_domain(const struct config *c, const char *d);
 const struct domain_conf *config_domain(const struct config *c, const char *d);
+/* delivery.tls_policy lookup of one key, as the smtp agent builds them (a
+ * domain, "[host]:port", "[host]"): exact (case-insensitive, final dot
+ * ignored), then for a domain the nearest ".parent" entry. 1 found, 0 not. */
+int config_tls_policy_lookup(const struct config *c, const char *key, enum tls_policy *r);
+/* "none", "may", "encrypt", "dane", "verify" */
+const char *config_tls_policy_name(enum tls_policy p);
+/* The transport block of that name, or NULL. */
+const struct transport_conf *config_transport(const struct config *c, const char *name);
+/* Is s a transport name (letters, digits, '_', '-', '.'), not a next hop? */
+int config_is_transport_name(const char *s);
+/* ${name}s a pipe command may use (NULL-terminated). */
+extern const char *const config_pipe_vars[];
+/* A next hop: "unix:/path" (allow_unix), "[host]:port", "host:port", "host"
+ * (default_port; 0 = a port is required). 0, or -1 with msg saying why. */
+struct nexthop {
+    int is_unix;
+    int bracketed;              /* "[host]": no MX lookup, an address or a name */
+    char host[256];
+    int port;
+    char path[108];
+};
+int config_parse_nexthop(const char *s, int default_port, int allow_unix, struct nexthop *r,
+                         buf_t *msg);
 /* The config path to use: -c, else $POSTERN_CONFIG, else the compiled default
  * PREFIX/etc/postern/postern.conf (PREFIX from make, via gen/postern_prefix.h). */
 const char *config_default_path(const char *opt_c);

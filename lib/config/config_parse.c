@@ -625,7 +625,11 @@ static void parse_entry(struct parser *ps, struct lexer *lx, struct cnode *block
 {
     struct token *t = &lx->tok;
     char tmp[64], key[256];
-    if (t->kind != T_WORD) {
+    /* A quoted key names something that is not a word (a map's key, e.g.
+     * delivery.tls_policy's "[mx.example]:25"); config.c accepts it only
+     * where a map is expected. It takes no label. */
+    int qkey = t->kind == T_STRING;
+    if (t->kind != T_WORD && !qkey) {
         cfg_error_add(ps->errs, lx->src->path, t->line, t->col, path,
                       "expected a key, got %s", tok_desc(t, tmp, sizeof(tmp)));
         if (t->kind == T_LBRACE || t->kind == T_LBRACK || t->kind == T_SEMI ||
@@ -635,7 +639,7 @@ static void parse_entry(struct parser *ps, struct lexer *lx, struct cnode *block
             lx_next(ps, lx);
         return;
     }
-    if (strcmp(t->text.data, "include") == 0) {
+    if (!qkey && strcmp(t->text.data, "include") == 0) {
         parse_include(ps, lx, block, depth, path);
         return;
     }
@@ -643,7 +647,7 @@ static void parse_entry(struct parser *ps, struct lexer *lx, struct cnode *block
     int kline = t->line, kcol = t->col;
     dotted(key, sizeof(key), path, k);
     lx_next(ps, lx);
-    if (t->kind == T_STRING || t->kind == T_WORD) {
+    if (!qkey && (t->kind == T_STRING || t->kind == T_WORD)) {
         label = xstrndup(t->text.data, t->text.len);
         lx_next(ps, lx);
         if (t->kind != T_LBRACE && t->kind != T_EQ) {
@@ -677,6 +681,7 @@ static void parse_entry(struct parser *ps, struct lexer *lx, struct cnode *block
                       "missing ';' after value");
     }
     v->key = k;
+    v->qkey = qkey;
     v->label = label;
     v->kline = kline;
     v->kcol = kcol;

@@ -31,6 +31,7 @@ struct cnode {
     enum cnode_kind kind;
     int quoted;                 /* CN_VALUE written as "string" */
     char *key;                  /* entry name inside a block (NULL for list items) */
+    int qkey;                   /* the key was written as "string" (map keys) */
     char *label;                /* domain "x" { } */
     char *text;                 /* CN_VALUE */
     struct cnode **kids;        /* list items or block entries */
@@ -109,10 +110,13 @@ struct table {
 #define CFG_TABLE_MAX 128       /* rows in one table (checked at compile time) */
 extern const struct param cfg_params[], cfg_listener_params[], cfg_domain_params[];
 extern const int cfg_nparams, cfg_nlistener, cfg_ndomain;
+extern const struct enumval cfg_ev_tls_policy[];   /* delivery.tls and its map */
+#define CFG_TLS_POLICIES_MAX 10000      /* delivery.tls_policy entries */
 
 /* Item checks also used on block names: 0 ok, -1 with a message. */
 int cfg_check_hostname(const char *s, buf_t *msg);
 int cfg_check_identifier(const char *s, buf_t *msg);
+int cfg_check_relayhost(const char *s, buf_t *msg);   /* "[host]:port", "host:port", "host" */
 /* Parse value node v for parameter p into its field of base; problems go to errs. */
 void cfg_apply_value(struct config_errors *errs, const struct param *p, void *base,
                      const struct cnode *v, const char *key);
@@ -120,5 +124,9 @@ void cfg_apply_value(struct config_errors *errs, const struct param *p, void *ba
 void cfg_apply_defaults(const struct param *tab, int n, void *base);
 void cfg_free_fields(const struct param *tab, int n, void *base);
 void cfg_free_strlist(struct strlist *l);
+
+/* config_transport.c: one transport "NAME" { } block; free them all. */
+void cfg_apply_transport(struct config *c, struct config_errors *errs, const struct cnode *e);
+void cfg_transports_free(struct config *c);
 
 #endif

@@ -29,9 +29,9 @@ static const struct enumval ev_level[] = {
 static const struct enumval ev_format[] = { { "text", 0 }, { "json", 1 }, { NULL, 0 } };
 static const struct enumval ev_tls_level[] = {
     { "none", TLSL_NONE }, { "may", TLSL_MAY }, { "encrypt", TLSL_ENCRYPT }, { NULL, 0 } };
-static const struct enumval ev_tls_policy[] = {
+const struct enumval cfg_ev_tls_policy[] = {
     { "none", TLSP_NONE }, { "may", TLSP_MAY }, { "encrypt", TLSP_ENCRYPT },
-    { "verify", TLSP_VERIFY }, { NULL, 0 } };
+    { "dane", TLSP_DANE }, { "verify", TLSP_VERIFY }, { NULL, 0 } };
 static const struct enumval ev_tls_mode[] = {
     { "none", TLSM_NONE }, { "may", TLSM_MAY }, { "required", TLSM_REQUIRED },
     { "implicit", TLSM_IMPLICIT }, { NULL, 0 } };
@@ -44,7 +44,6 @@ static const struct enumval ev_mailbox[] = {
 
 static int check_protocol(const char *s, buf_t *msg);
 static int check_address(const char *s, buf_t *msg);
-static int check_relayhost(const char *s, buf_t *msg);
 static int check_ip(const char *s, buf_t *msg);
 
 #define DAY 86400LL
@@ -94,10 +93,10 @@ const struct param cfg_params[] = {
       NULL },
     { "local.vmail_user", P_STR, C(local_vmail_user), 0, "", 0, 0, NULL, 0, NULL },
     { "local.users", P_PATH, C(local_users), 0, NULL, 0, 0, NULL, 0, NULL },
-    { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, check_relayhost },
+    { "delivery.relayhost", P_STR, C(relayhost), 0, NULL, 0, 0, NULL, 0, cfg_check_relayhost },
     { "delivery.source_address", P_STR, C(source_address), 0, NULL, 0, 0, NULL, 0, check_ip },
     { "delivery.smtp_port", P_INT, C(smtp_port), 0, "25", 1, 65535, NULL, 0, NULL },
-    { "delivery.tls_policy", P_ENUM, C(tls_policy), 0, "may", 0, 0, ev_tls_policy, 0, NULL },
+    { "delivery.tls", P_ENUM, C(delivery_tls), 0, "may", 0, 0, cfg_ev_tls_policy, 0, NULL },
     { "delivery.tls_ca_file", P_PATH, C(tls_ca_file), 0, NULL, 0, 0, NULL, 0, NULL },
     { "delivery.mta_sts", P_BOOL, C(mta_sts), 0, "true", 0, 0, NULL, 0, NULL },
     { "delivery.relay_auth", P_PATH, C(relay_auth), 0, NULL, 0, 0, NULL, 0, NULL },
@@ -231,7 +230,7 @@ static int check_address(const char *s, buf_t *msg)
 }
 
 /* "[host]:port", "host:port", "host" or "[host]". */
-static int check_relayhost(const char *s, buf_t *msg)
+int cfg_check_relayhost(const char *s, buf_t *msg)
 {
     const char *port = NULL;
     char host[256];

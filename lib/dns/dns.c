@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -370,6 +371,20 @@ struct dns_answer *dns_resolve(struct dns_ctx *ctx, const char *name, uint16_t t
 struct dns_answer *dns_resolve_mx(struct dns_ctx *ctx, const char *domain)
 {
     return resolve_kind(ctx, domain, DNS_T_MX, Q_MX);
+}
+
+int dns_tlsa_name(int port, const char *host, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "_%d._tcp.%s", port, host);
+    return n < 0 || (size_t)n >= cap || port < 1 || port > 65535 ? -1 : 0;
+}
+
+struct dns_answer *dns_resolve_tlsa(struct dns_ctx *ctx, int port, const char *host)
+{
+    char name[DNS_NAME_MAX + 32];
+    if (dns_tlsa_name(port, host, name, sizeof(name)) < 0)
+        name[0] = '\0';   /* not started: a temporary failure answer */
+    return resolve_kind(ctx, name, DNS_T_TLSA, Q_PLAIN);
 }
 
 /* internal: start without needing an event base (fcrdns in sync mode) */

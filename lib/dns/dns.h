@@ -149,6 +149,11 @@ void dns_fcrdns_cancel(struct dns_fcrdns *f);
  * NULL: a failure is an answer with DNS_TEMPFAIL. */
 struct dns_answer *dns_resolve(struct dns_ctx *ctx, const char *name, uint16_t type);
 struct dns_answer *dns_resolve_mx(struct dns_ctx *ctx, const char *domain);
+/* TLSA of a service (RFC 6698 3): "_PORT._tcp.HOST"; DANE (RFC 7672) asks
+ * it only when the host's MX and address answers were secure. */
+struct dns_answer *dns_resolve_tlsa(struct dns_ctx *ctx, int port, const char *host);
+/* "_25._tcp.mx.example.com" into out. 0, or -1 when it does not fit. */
+int dns_tlsa_name(int port, const char *host, char *out, size_t cap);
 enum dns_status dns_fcrdns_sync(struct dns_ctx *ctx, const char *ip, char *name_r, size_t cap);
 
 void dns_answer_free(struct dns_answer *a);

@@ -3,13 +3,18 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "ipc/deliver_agent.h"
 #include "ipc/ipc_report.h"
+#include "mail/spool.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -129,4 +134,78 @@ void deliver_agent_run(struct server *s, const char *sockname, deliver_req_fn re
         serve_conn(s, fd, req);
     }
     log_debug("stopping");
+}
+
+int deliver_agent_read(struct ipc_conn *c, const union ipc_msg *m, struct deliver_req *r)
+{
+    const struct ipc_deliver_req *q = &m->deliver_req;
+    memset(r, 0, sizeof(*r));
+    if (q->nrcpt == 0 || q->nrcpt > QF_MAX_RCPTS) {
+        log_warn("request with %u recipients: dropping connection", q->nrcpt);
+        return -1;
+    }
+    /* copy the strings: they point into the frame buffer */
+    r->queue_id = xstrdup(q->queue_id);
+    r->path = xstrdup(q->path);
+    r->transport = xstrdup(q->transport);
+    r->rcpt = xcalloc(q->nrcpt, sizeof(*r->rcpt));
+    for (uint32_t i = 0; i < q->nrcpt; i++) {
+        union ipc_msg rm;
+        if (ipc_expect(c, IPC_DELIVER_RCPT, &rm) != 1) {
+            deliver_req_free(r);
+            return -1;
+        }
+        r->rcpt[i].index = rm.deliver_rcpt.index;
+        r->rcpt[i].nexthop = xstrdup(rm.deliver_rcpt.nexthop);
+        r->n = i + 1;
+    }
+    return 0;
+}
+
+void deliver_req_free(struct deliver_req *r)
+{
+    for (uint32_t i = 0; r->rcpt && i < r->n; i++)
+        free(r->rcpt[i].nexthop);
+    free(r->rcpt);
+    free(r->queue_id);
+    free(r->path);
+    free(r->transport);
+    memset(r, 0, sizeof(*r));
+}
+
+int deliver_agent_open(const char *queue_id, const char *path, const char *req_transport,
+                       const char *transport, struct qf_env *env, char *err, size_t errlen)
+{
+    char want[QUEUE_ID_MAX + 16], e2[200] = "";
+    qf_env_init(env);
+    if (!queue_id_valid(queue_id) ||
+        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", queue_id) < 0 ||
+        strcmp(want, path) != 0) {
+        snprintf(err, errlen, "bad queue file path \"%.100s\"", path);
+        return -1;
+    }
+    if (strcmp(req_transport, transport) != 0) {
+        snprintf(err, errlen, "transport \"%.40s\" not served by this agent", req_transport);
+        return -1;
+    }
+    int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", want, strerror(errno));
+        return -1;
+    }
+    if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
+        buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
+        buf_init(&b, 256);
+        buf_printf(&b, "queue file %s: %s", want, e2);
+        str_copy(err, errlen, b.data);
+        buf_free(&b);
+    } else if (strcmp(env->queue_id, queue_id) != 0) {
+        snprintf(err, errlen, "queue file %s holds id %.40s", want, env->queue_id);
+    } else {
+        return fd;
+    }
+    close(fd);
+    qf_env_free(env);
+    qf_env_init(env);
+    return -1;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "daemon/server.h"
 #include "ipc/ipc.h"
+#include "mail/qfile.h"
 
 /* Serve one DELIVER_REQ (already received in m); -1 drops the connection. */
 typedef int (*deliver_req_fn)(struct server *s, struct ipc_conn *c, union ipc_msg *m);
@@ -45,5 +46,22 @@ void deliver_agent_set_idle(deliver_idle_fn fn);
  * (its connection cache): delivery.relayhost when set, else the address's
  * domain in lower case ("" without one). */
 void deliver_nexthop(const struct config *cfg, const char *addr, char *out, size_t size);
+
+/* One DELIVER_REQ with its recipients, the strings copied out of the frames. */
+struct deliver_req {
+    char *queue_id, *path, *transport;
+    uint32_t n;
+    struct deliver_req_rcpt { uint32_t index; char *nexthop; } *rcpt;
+};
+/* Take the DELIVER_REQ in m and read its n DELIVER_RCPT. 0, or -1: a
+ * protocol error (logged; drop the connection; nothing to free). */
+int  deliver_agent_read(struct ipc_conn *c, const union ipc_msg *m, struct deliver_req *r);
+void deliver_req_free(struct deliver_req *r);
+
+/* Open and parse the request's queue file, which must be active/<its
+ * valid queue id> holding that id, for an agent serving `transport`:
+ * fd (read-only), or -1 with err set (env is then empty). */
+int  deliver_agent_open(const char *queue_id, const char *path, const char *req_transport,
+                        const char *transport, struct qf_env *env, char *err, size_t errlen);
 
 #endif

@@ -136,6 +136,14 @@ static const char *intro(enum dsn_action a)
     }
 }
 
+static int any_relayed(const struct dsn_msg *d)
+{
+    for (int i = 0; i < d->nrcpts; i++)
+        if (d->rcpts[i].relayed)
+            return 1;
+    return 0;
+}
+
 static void put_notification(buf_t *out, const struct dsn_msg *d)
 {
     part_begin(out, d, "Notification", "text/plain; charset=utf-8");
@@ -148,6 +156,10 @@ static void put_notification(buf_t *out, const struct dsn_msg *d)
         dsn_date(date, sizeof(date), d->retry_until);
         buf_printf(out, "It will be tried until %s.\n", date);
     }
+    if (d->action == DSN_DELIVERED && any_relayed(d))
+        buf_append_str(out, "\nRecipients marked \"relayed\" were handed to a mail system that\n"
+                            "does not send delivery reports: you may still hear of a failure\n"
+                            "from there, but of no success.\n");
     buf_append_char(out, '\n');
     for (int i = 0; i < d->nrcpts; i++) {
         const struct dsn_rcpt *r = &d->rcpts[i];
@@ -181,7 +193,8 @@ static void put_rcpt_status(buf_t *out, const struct dsn_msg *d, const struct ds
     buf_append_str(out, "Final-Recipient: rfc822; ");
     put_text(out, r->addr);
     buf_append_char(out, '\n');
-    put_field(out, "Action", action_word(d->action));
+    put_field(out, "Action", r->relayed && d->action == DSN_DELIVERED ? "relayed"
+                                                                      : action_word(d->action));
     put_field(out, "Status", r->status);
     if (r->reason[0] && d->action != DSN_DELIVERED) {
         buf_append_str(out, is_smtp_reply(r->reason) ? "Diagnostic-Code: smtp; "

@@ -28,6 +28,8 @@ struct dsn_rcpt {
     const char *status;      /* enhanced status "5.1.1" */
     const char *reason;      /* the agent's or remote server's text, "" = none */
     int64_t last_try;        /* unix seconds, 0 = never tried */
+    int relayed;             /* DSN_DELIVERED only: handed to a next hop that does not
+                              * send reports itself: Action: relayed (RFC 3461 5.2.2.1) */
 };
 
 struct dsn_msg {

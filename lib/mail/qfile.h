@@ -49,6 +49,11 @@ enum dstatus {
     DS_DISCARDED,     /* done: dropped by policy */
     DS__COUNT
 };
+/* IPC DELIVER_STATUS.status may carry these above a DS_DELIVERED, for the
+ * success report (RFC 3461 5.2.2): the next hop took NOTIFY=SUCCESS over
+ * (it offered DSN: it reports, we do not), or it did not offer DSN (we
+ * report "relayed"). qmgr keeps them as QF_R_NOTIFY_PASSED / QF_R_RELAYED. */
+enum { DS_F_NOTIFY_PASSED = 0x100, DS_F_RELAYED = 0x200, DS_F_MASK = 0xff00 };
 
 /* DSN NOTIFY bits */
 enum { NOTIFY_NONE = 0, NOTIFY_NEVER = 1, NOTIFY_SUCCESS = 2, NOTIFY_FAILURE = 4,
@@ -64,7 +69,11 @@ enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4, QF_F_FACCEPT =
 /* qf_rcpt.rflags: the RCPT head's second byte (was a zero pad before; files
  * without any flag set read the same in older readers). Updated in place. */
 enum { QF_R_DELAY_SENT = 1,  /* the delay warning for this recipient is queued */
-       QF_R_ALL = 1 };
+       QF_R_ALL = 1,         /* the bits written to the file */
+       /* qmgr's memory only, for this pass's success report (never written:
+        * the report is queued before the outcome is recorded) */
+       QF_R_NOTIFY_PASSED = 0x40,  /* delivered to a next hop that reports success itself */
+       QF_R_RELAYED = 0x80 };      /* delivered to a next hop without DSN: "relayed" */
 
 struct qf_rcpt {
     char    *addr;

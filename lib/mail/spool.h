@@ -29,6 +29,7 @@
 #define SOCK_QMGR     "private/qmgr"
 #define SOCK_LOCAL    "private/local"
 #define SOCK_SMTP     "private/smtp"
+#define SOCK_PIPE     "private/pipe"
 
 #define QUEUE_ID_MAX 32
 

@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <string.h>
+#include "config/config.h"
 #include "filter/filter_mut.h"
 #include "util/log.h"
 #include "mail/hdr.h"
@@ -77,7 +78,7 @@ static int mut(struct rl_vm *vm, enum filter_mut_kind k, struct rl_value *a, int
         arg = text(vm, &a[0]);
         arg2 = text(vm, &a[1]);
         break;
-    case FILTER_M_FORWARD: case FILTER_M_LMTP:
+    case FILTER_M_FORWARD: case FILTER_M_LMTP: case FILTER_M_TRANSPORT:
         rcpt = n == max ? text(vm, &a[0]) : "";
         arg = text(vm, &a[n - 1]);
         break;
@@ -124,6 +125,7 @@ MUTFN(b_relay, FILTER_M_RELAY, 1)
 MUTFN(b_forward, FILTER_M_FORWARD, 2)
 MUTFN(b_lmtp, FILTER_M_LMTP, 2)
 MUTFN(b_discard, FILTER_M_DISCARD, 1)
+MUTFN(b_transport, FILTER_M_TRANSPORT, 2)
 
 static int b_case(struct rl_vm *vm, struct rl_value *a, int up, struct rl_value *out)
 {
@@ -167,6 +169,80 @@ static void check_header(struct rl_cc *cc, struct rl_node *call)
                  (int)(h->slen > 60 ? 60 : h->slen), h->s);
 }
 
+/* forward(host) / lmtp(addr): a literal next hop is checked now (qmgr checks
+ * a computed one again before it is used). lmtp("NAME") names a transport
+ * block instead. */
+/* The last argument when it is a literal string (at most 300 octets). */
+static struct rl_node *literal_last(struct rl_node *call, char *s, size_t size)
+{
+    struct rl_node *h = call->b;
+    while (h && h->next)
+        h = h->next;
+    if (h == NULL || h->kind != N_STRING || h->slen >= size)
+        return NULL;
+    memcpy(s, h->s, h->slen);
+    s[h->slen] = '\0';
+    return h;
+}
+
+/* Remember a literal transport name with its place (rl_program_transports). */
+static void add_tref(struct rl_cc *cc, const struct rl_node *h, const char *name, int lmtp)
+{
+    struct rl_program *p = cc->prog;
+    if (p == NULL || p->ntrefs >= 1000)
+        return;
+    p->trefs = xrealloc(p->trefs, (size_t)(p->ntrefs + 1) * sizeof(*p->trefs));
+    p->trefs[p->ntrefs++] = (struct rl_tref){ xstrdup(name), h->file, h->line, h->col, lmtp };
+}
+
+static void check_hop(struct rl_cc *cc, struct rl_node *call, int lmtp)
+{
+    char s[301];
+    struct rl_node *h = literal_last(call, s, sizeof(s));
+    if (h == NULL)
+        return;
+    if (lmtp && config_is_transport_name(s)) {
+        add_tref(cc, h, s, 1);   /* lmtp("NAME"): a transport block of the config */
+        return;
+    }
+    struct nexthop nh;
+    buf_t msg;
+    buf_init(&msg, 64);
+    if (config_parse_nexthop(s, lmtp ? 0 : 25, lmtp, &nh, &msg) < 0)
+        rl_error(cc, h->file, h->line, h->col, "%s: %s", lmtp ? "lmtp" : "forward", msg.data);
+    buf_free(&msg);
+}
+
+static void check_forward(struct rl_cc *cc, struct rl_node *call)
+{
+    check_hop(cc, call, 0);
+}
+
+static void check_lmtp(struct rl_cc *cc, struct rl_node *call)
+{
+    check_hop(cc, call, 1);
+}
+
+static void check_transport(struct rl_cc *cc, struct rl_node *call)
+{
+    char s[301];
+    struct rl_node *h = literal_last(call, s, sizeof(s));
+    if (h && !config_is_transport_name(s))
+        rl_error(cc, h->file, h->line, h->col, "transport: \"%.60s\" is not a transport name "
+                 "(letters, digits, '_', '-', '.')", s);
+    else if (h)
+        add_tref(cc, h, s, 0);
+}
+
+void rl_program_transports(const struct rl_program *p, rl_tref_fn *fn, void *arg)
+{
+    for (int i = 0; p && i < p->ntrefs; i++) {
+        const struct rl_tref *t = &p->trefs[i];
+        fn(t->name, t->lmtp, t->file >= 0 && t->file < p->nfiles ? p->files[t->file] : "?",
+           t->line, t->col, arg);
+    }
+}
+
 const struct rl_builtin rl_builtins[] = {
     /* name, min, max, args, result, stages, may_tempfail, fn, lead_opt, check */
     { "log", 1, 2, { S, S }, V, STAGES_ALL, 0, b_log, 1, check_log },
@@ -181,9 +257,10 @@ const struct rl_builtin rl_builtins[] = {
     { "maildir", 0, 1, { A }, V, DELIVER, 0, b_maildir, 0, NULL },
     { "mbox", 0, 1, { A }, V, DELIVER, 0, b_mbox, 0, NULL },
     { "relay", 0, 1, { A }, V, DELIVER, 0, b_relay, 0, NULL },
-    { "forward", 1, 2, { A, S }, V, DELIVER, 0, b_forward, 1, NULL },
-    { "lmtp", 1, 2, { A, S }, V, DELIVER, 0, b_lmtp, 1, NULL },
+    { "forward", 1, 2, { A, S }, V, DELIVER, 0, b_forward, 1, check_forward },
+    { "lmtp", 1, 2, { A, S }, V, DELIVER, 0, b_lmtp, 1, check_lmtp },
     { "discard", 0, 1, { A }, V, DELIVER, 0, b_discard, 0, NULL },
+    { "transport", 1, 2, { A, S }, V, DELIVER, 0, b_transport, 1, check_transport },
     { "lower", 1, 1, { S }, S, STAGES_ALL, 0, b_lower, 0, NULL },
     { "upper", 1, 1, { S }, S, STAGES_ALL, 0, b_upper, 0, NULL },
 };

@@ -75,6 +75,9 @@ void rl_program_free(struct rl_program *p)
         free(p->rules[i].name);
     for (int i = 0; i < p->nfiles; i++)
         free(p->files[i]);
+    for (int i = 0; i < p->ntrefs; i++)
+        free(p->trefs[i].name);
+    free(p->trefs);
     free(p->files);
     free(p->svcs);
     free(p->owned);

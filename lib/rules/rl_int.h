@@ -158,7 +158,10 @@ struct rl_program {
     struct rl_service **svcs; int nsvcs;
     struct rl_owned *owned; int nowned, capowned;
     long budget;
+    struct rl_tref *trefs; int ntrefs;   /* transport("X") / lmtp("X") names (rl_builtins.c) */
 };
+/* A transport block named literally by the rules, for `postern check`. */
+struct rl_tref { char *name; int file, line, col, lmtp; };
 void rl_program_own(struct rl_program *p, void *ptr, void (*fn)(void *));
 char *rl_program_strndup(struct rl_program *p, const char *s, size_t n);   /* owned */
 int  rl_program_const(struct rl_program *p, const struct rl_value *v);

@@ -52,6 +52,12 @@ struct rl_program *rl_compile_file(const char *path, struct rl_diag *diags);
 struct rl_program *rl_compile_buffer(const char *name, const char *src, size_t len,
                                      struct rl_diag *diags);
 void rl_program_free(struct rl_program *p);
+/* Each transport name the program names literally (transport(r, "X"),
+ * lmtp(r, "X")) with its place, so `postern check` can hold it against
+ * the configuration's transport blocks (lmtp: it must be of type lmtp). */
+typedef void rl_tref_fn(const char *name, int lmtp, const char *file, int line, int col,
+                        void *arg);
+void rl_program_transports(const struct rl_program *p, rl_tref_fn *fn, void *arg);
 /* Human-readable bytecode, constants and rule table. */
 void rl_disasm(const struct rl_program *p, buf_t *out);
 /* Instructions one evaluation may execute (default RL_BUDGET_DEFAULT). */

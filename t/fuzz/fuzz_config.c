@@ -39,6 +39,17 @@ static void fuzz_values(const uint8_t *data, size_t size)
             __builtin_trap();         /* a network must contain its own address */
     }
     (void)config_parse_address(s, &ss, &len);
+    /* next hops (transport blocks, forward()/lmtp()): what is accepted is whole */
+    for (int allow_unix = 0; allow_unix < 2; allow_unix++) {
+        struct nexthop nh;
+        buf_t msg;
+        buf_init(&msg, 64);
+        if (config_parse_nexthop(s, allow_unix ? 0 : 25, allow_unix, &nh, &msg) == 0 &&
+            (nh.is_unix ? (!allow_unix || nh.path[0] != '/')
+                        : (nh.host[0] == '\0' || nh.port < 1 || nh.port > 65535)))
+            __builtin_trap();
+        buf_free(&msg);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -61,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c != NULL) {
         (void)config_is_local_domain(c, "example.test");
         (void)config_domain(c, "tenant.example");
+        (void)config_transport(c, "archive");
     }
     buf_free(&b);
     config_free(c);

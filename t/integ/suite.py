@@ -324,3 +324,15 @@ delivery {{ retry = {retry}; lifetime = 1h;{" " + delivery if delivery else ""} 
 
     def wait_queue_empty(self, timeout=30):
         wait_for(lambda: not self.queue_files(), timeout, "an empty queue")
+
+
+def rules_suite(rules, extra_conf="", **kw):
+    """A started Suite whose config names a rules file holding `rules`
+    (written in the suite's directory, readable by filter); rules may be a
+    function of the (not yet started) Suite that returns the text."""
+    s = Suite(start=False, extra_conf=extra_conf, **kw)
+    path = os.path.join(s.dir, "test.rules")
+    with open(path, "w") as f:
+        f.write(rules(s) if callable(rules) else rules)
+    os.chmod(path, 0o644)
+    return s.start_with_conf(s.conf_text + f'rules = "{path}";\n')

@@ -7,7 +7,7 @@ import subprocess
 
 from suite import ROOT
 
-CLEAN = ("smtpd", "cleanup", "qmgr", "delivery", "master")
+CLEAN = ("smtpd", "cleanup", "qmgr", "delivery", "smtp", "pipe", "master")
 
 
 def rl_symbols(path):

@@ -197,7 +197,7 @@ def test_enforce_verified_delivers_and_wrong_name_defers():
     with Rig() as r:
         delivered(r, "bob@good.test", r.good, "mx.good.test", "enforce", 1)
         logged(r.s, r"TLS with mx\.good\.test\[127\.0\.0\.2\]:\d+: TLSv1\.[23] \S+, "
-                    r"certificate verified")
+                    r"level verify \(MTA-STS policy of good\.test, mode enforce\), certificate trusted")
         # the policy is cached in the spool, owned by the postern user
         path = os.path.join(r.s.spool, "sts", "good.test")
         st = os.stat(path)

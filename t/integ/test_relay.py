@@ -186,12 +186,13 @@ def test_relay_starttls_verify_and_auth():
             os.chown(creds, s.uid, s.gid)
             os.chmod(creds, 0o600)
             s.start_with_conf(s.conf_text + relay_conf(
-                port, f'tls_policy = "verify"; tls_ca_file = "{ca}"; relay_auth = "{creds}";'))
+                port, f'tls = "verify"; tls_ca_file = "{ca}"; relay_auth = "{creds}";'))
             s.send("sender@example.test", ["far@remote.test"], make_message(2))
             wait_for(lambda: peer.got, 20, "the relayed message")
             assert peer.auth and peer.auth[0][1] == b"relayuser" and peer.auth[0][2] == b"s3cret", peer.auth
-            logged(s, r"TLS with 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: TLSv1\.[23] \S+, certificate verified")
-            logged(s, r"to=<far@remote.test>, .*status=sent")
+            logged(s, r"TLS with 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: TLSv1\.[23] \S+, level verify "
+                      r"\(delivery\.tls\), certificate trusted: verified")
+            logged(s, r"to=<far@remote.test>, .*status=sent .*, tls=TLSv1\.[23]/\S+ verified=trusted")
         finally:
             ctl.stop()
 
@@ -203,9 +204,10 @@ def test_relay_verify_wrong_name_defers():
         peer, port, ctl = start_peer(tls_context=ctx)
         try:
             s.start_with_conf(s.conf_text + relay_conf(
-                port, f'tls_policy = "verify"; tls_ca_file = "{ca}";'))
+                port, f'tls = "verify"; tls_ca_file = "{ca}";'))
             s.send("sender@example.test", ["far@remote.test"], make_message(3))
-            logged(s, r"to=<far@remote.test>, .*dsn=4\.7\.5, status=deferred .*not verified")
+            logged(s, r"to=<far@remote.test>, .*dsn=4\.7\.5, status=deferred .*not verified.*"
+                      r"tls=TLSv1\.[23]/\S+ verified=untrusted")
             assert not peer.got
         finally:
             ctl.stop()
@@ -266,7 +268,7 @@ def test_relay_auth_failure_and_plaintext_defer():
             os.chown(creds, s.uid, s.gid)
             os.chmod(creds, 0o600)
             s.start_with_conf(s.conf_text + relay_conf(
-                port, f'tls_policy = "encrypt"; relay_auth = "{creds}";'))
+                port, f'tls = "encrypt"; relay_auth = "{creds}";'))
             s.send("sender@example.test", ["far@remote.test"], make_message(12))
             logged(s, r"to=<far@remote.test>, .*dsn=4\.7\.8, status=deferred .*535 5\.7\.8.*"
                       r"in reply to AUTH")

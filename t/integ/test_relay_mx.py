@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 
+import peerutil
 from suite import Suite, free_port, make_message, wait_for
 
 ZONE = [
@@ -28,15 +29,11 @@ ZONE = [
 ]
 
 
-def unbound_conf():
+def unbound_conf(zone=ZONE):
+    """An unbound.conf answering zone (local-data lines) and nothing else."""
     d = tempfile.mkdtemp(prefix="postern-ub-")
     os.chmod(d, 0o755)
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in ZONE))
-    os.chmod(path, 0o644)
-    return path
+    return peerutil.unbound_conf(d, zone)
 
 
 def pair():

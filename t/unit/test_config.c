@@ -409,7 +409,8 @@ static void test_err_unknown_key(void **st)
     expect_error("listen { smtp { adress = [\"0.0.0.0:25\"]; } }\n",
                  "main.conf:1:17: listen.smtp.adress: unknown key \"adress\" (did you mean \"address\"?)");
     expect_error("domian \"x.test\" { }\n",
-                 "main.conf:1:1: domian: unexpected label \"x.test\" (only domain blocks take one)");
+                 "main.conf:1:1: domian: unexpected label \"x.test\" (only domain and transport "
+                 "blocks take one)");
 }
 
 static void test_err_wrong_type(void **st)
@@ -851,6 +852,100 @@ static int teardown(void **st)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static const char *level(const struct config *c, const char *key)
+{
+    enum tls_policy p;
+    return config_tls_policy_lookup(c, key, &p) ? config_tls_policy_name(p) : "-";
+}
+
+static void test_tls_policy_map(void **st)
+{
+    (void)st;
+    buf_t e;
+    buf_init(&e, 64);
+    struct config *c = load(
+        "hostname = \"h.test\";\n"
+        "delivery { tls = \"dane\";\n"
+        "  tls_policy { \"bank.example\" = \"verify\"; \"[mx.partner.example]\" = \"dane\";\n"
+        "               \"[relay.example]:587\" = \"encrypt\"; \".corp.example\" = \"none\";\n"
+        "               plain.example = \"may\"; } }\n", &e);
+    if (c == NULL)
+        print_error("%s", e.data);
+    assert_non_null(c);
+    assert_int_equal(c->delivery_tls, TLSP_DANE);
+    assert_int_equal(c->ntls_policies, 5);
+    assert_string_equal(level(c, "bank.example"), "verify");
+    assert_string_equal(level(c, "BANK.example."), "verify");
+    assert_string_equal(level(c, "sub.bank.example"), "-");        /* no ".bank.example" */
+    assert_string_equal(level(c, "[mx.partner.example]"), "dane");
+    assert_string_equal(level(c, "[mx.partner.example]:25"), "-");  /* caller tries both */
+    assert_string_equal(level(c, "mx.partner.example"), "-");       /* a host is no domain */
+    assert_string_equal(level(c, "[relay.example]:587"), "encrypt");
+    assert_string_equal(level(c, "[relay.example]"), "-");
+    assert_string_equal(level(c, "a.b.corp.example"), "none");      /* parent entry */
+    assert_string_equal(level(c, "corp.example"), "-");
+    assert_string_equal(level(c, "plain.example"), "may");
+    assert_string_equal(config_tls_policy_name(TLSP_ENCRYPT), "encrypt");
+    config_free(c);
+    buf_free(&e);
+}
+
+static void test_tls_policy_default(void **st)
+{
+    (void)st;
+    buf_t e;
+    buf_init(&e, 64);
+    struct config *c = load("hostname = \"h.test\";\n", &e);
+    assert_non_null(c);
+    assert_int_equal(c->delivery_tls, TLSP_MAY);
+    assert_int_equal(c->ntls_policies, 0);
+    assert_string_equal(level(c, "example.com"), "-");
+    config_free(c);
+    buf_free(&e);
+}
+
+static void test_tls_policy_errors(void **st)
+{
+    (void)st;
+    /* the old form: the default policy was called delivery.tls_policy */
+    expect_error("delivery { tls_policy = \"may\"; }\n",
+                 "main.conf:1:12: delivery.tls_policy: delivery.tls_policy is a map of "
+                 "per-destination policies now; set the default policy with delivery.tls = "
+                 "\"may\"");
+    expect_error("delivery.tls_policy = \"verify\";\n",
+                 "main.conf:1:1: delivery.tls_policy: delivery.tls_policy is a map of "
+                 "per-destination policies now; set the default policy with delivery.tls = "
+                 "\"verify\"");
+    expect_error("delivery { tls = \"secure\"; }\n",
+                 "main.conf:1:18: delivery.tls: expected one of \"none\", \"may\", \"encrypt\", "
+                 "\"dane\", \"verify\", got \"secure\"");
+    expect_error("delivery { tls_policy { \"a.example\" = \"strict\"; } }\n",
+                 "main.conf:1:39: delivery.tls_policy[\"a.example\"]: expected one of \"none\", "
+                 "\"may\", \"encrypt\", \"dane\", \"verify\", got \"strict\"");
+    expect_error("delivery { tls_policy { \"bad host\" = \"may\"; } }\n",
+                 "main.conf:1:25: delivery.tls_policy[\"bad host\"]: expected a destination like "
+                 "\"example.com\", \".example.com\", \"[mx.example.com]\" or "
+                 "\"[mx.example.com]:25\", got \"bad host\"");
+    expect_error("delivery { tls_policy { \"[x.example]:99999\" = \"may\"; } }\n",
+                 "main.conf:1:25: delivery.tls_policy[\"[x.example]:99999\"]: expected a "
+                 "destination like \"example.com\", \".example.com\", \"[mx.example.com]\" or "
+                 "\"[mx.example.com]:25\", got \"[x.example]:99999\"");
+    expect_error("delivery { tls_policy { \"a.example\" = \"may\"; \"A.example\" = \"none\"; } }\n",
+                 "main.conf:1:46: delivery.tls_policy[\"A.example\"]: duplicate destination");
+    expect_error("delivery { tls_policy { \"a.example\" = [\"may\"]; } }\n",
+                 "main.conf:1:39: delivery.tls_policy[\"a.example\"]: expected one of \"none\", "
+                 "\"may\", \"encrypt\", \"dane\", \"verify\", got a list");
+    /* DANE without DNSSEC could never apply */
+    expect_error("dns { dnssec = false; }\ndelivery { tls_policy { \"a.example\" = \"dane\"; } }\n",
+                 "main.conf:1:16: dns.dnssec: DANE (delivery.tls or delivery.tls_policy = "
+                 "\"dane\") needs DNSSEC: set dns.dnssec = true, or a trust anchor in "
+                 "dns.unbound_config");
+    /* quoted keys only in the map */
+    expect_error("limits { \"message_size\" = 10M; }\n",
+                 "main.conf:1:10: limits.message_size: unexpected quoted key (only "
+                 "delivery.tls_policy's destinations are quoted)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -883,6 +978,9 @@ int main(void)
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_parse_address),
         cmocka_unit_test(test_default_path),
+        cmocka_unit_test(test_tls_policy_map),
+        cmocka_unit_test(test_tls_policy_default),
+        cmocka_unit_test(test_tls_policy_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

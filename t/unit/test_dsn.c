@@ -75,8 +75,8 @@ static void test_failed(void **st)
     (void)st;
     struct dsn_rcpt r[2] = {
         { "bob@example.test", "rfc822;Bob@Example.test", "5.1.1",
-          "550 5.1.1 <bob@example.test>: no such user", T_NOW - 2 },
-        { "c#d@example.test", "", "5.1.3", "bad address syntax for a local mailbox", T_NOW - 1 },
+          "550 5.1.1 <bob@example.test>: no such user", T_NOW - 2, 0 },
+        { "c#d@example.test", "", "5.1.3", "bad address syntax for a local mailbox", T_NOW - 1, 0 },
     };
     struct dsn_msg d = msg(DSN_FAILED, r, 2);
     d.envid = "env-1";
@@ -120,7 +120,7 @@ static void test_delayed(void **st)
 {
     (void)st;
     struct dsn_rcpt r[1] = {
-        { "dave@example.test", "bare@example.test", "4.2.0", "mailbox not writable", T_NOW },
+        { "dave@example.test", "bare@example.test", "4.2.0", "mailbox not writable", T_NOW, 0 },
     };
     struct dsn_msg d = msg(DSN_DELAYED, r, 1);
     expect(&d, "Subject: x", 10,
@@ -155,7 +155,7 @@ static void test_delayed(void **st)
 static void test_delivered_full(void **st)
 {
     (void)st;
-    struct dsn_rcpt r[1] = { { "bob@example.test", "", "2.0.0", "delivered to maildir", 0 } };
+    struct dsn_rcpt r[1] = { { "bob@example.test", "", "2.0.0", "delivered to maildir", 0, 0 } };
     struct dsn_msg d = msg(DSN_DELIVERED, r, 1);
     d.full = 1;
     expect(&d, orig_msg, strlen(orig_msg),
@@ -184,11 +184,56 @@ static void test_delivered_full(void **st)
         "--" BOUNDARY "--\n");
 }
 
+/* A next hop without DSN took one of two NOTIFY=SUCCESS recipients:
+ * Action: relayed for it, with the explanation (RFC 3461 5.2.2.1). */
+static void test_relayed(void **st)
+{
+    (void)st;
+    struct dsn_rcpt r[2] = {
+        { "far@remote.test", "", "2.0.0", "250 2.0.0 queued as X1", 0, 1 },
+        { "bob@example.test", "", "2.0.0", "delivered to maildir", 0, 0 },
+    };
+    struct dsn_msg d = msg(DSN_DELIVERED, r, 2);
+    expect(&d, orig_msg, strlen(orig_msg),
+        HEAD("Successful Mail Delivery Report")
+        "Your message was delivered to the recipients below, as you asked\n"
+        "with NOTIFY=SUCCESS.\n"
+        "\n"
+        "Recipients marked \"relayed\" were handed to a mail system that\n"
+        "does not send delivery reports: you may still hear of a failure\n"
+        "from there, but of no success.\n"
+        "\n"
+        "<far@remote.test>: 250 2.0.0 queued as X1\n"
+        "<bob@example.test>: delivered to maildir\n"
+        "\n"
+        STATUS_PART
+        "Arrival-Date: Sat, 05 Dec 2026 12:33:20 +0000\n"
+        "\n"
+        "Final-Recipient: rfc822; far@remote.test\n"
+        "Action: relayed\n"
+        "Status: 2.0.0\n"
+        "\n"
+        "Final-Recipient: rfc822; bob@example.test\n"
+        "Action: delivered\n"
+        "Status: 2.0.0\n"
+        "\n"
+        "--" BOUNDARY "\n"
+        "Content-Description: Message Headers\n"
+        "Content-Type: text/rfc822-headers\n"
+        "\n"
+        "Subject: hi\n"
+        "From: a@b\n"
+        "\n"
+        "body\n"
+        "\n"
+        "--" BOUNDARY "--\n");
+}
+
 /* CR/LF in envelope text (ENVID, reasons, addresses) never starts a line. */
 static void test_no_line_injection(void **st)
 {
     (void)st;
-    struct dsn_rcpt r[1] = { { "a\n@b", "", "5.0.0", "x\r\nBcc: evil", 0 } };
+    struct dsn_rcpt r[1] = { { "a\n@b", "", "5.0.0", "x\r\nBcc: evil", 0, 0 } };
     struct dsn_msg d = msg(DSN_FAILED, r, 1);
     d.envid = "e\nX-Injected: 1";
     d.to = "s\r\nBcc: evil";
@@ -238,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed),
+        cmocka_unit_test(test_relayed),
         cmocka_unit_test(test_delayed),
         cmocka_unit_test(test_delivered_full),
         cmocka_unit_test(test_no_line_injection),

@@ -223,6 +223,34 @@ static void test_all_errors_reported(void **state)
     buf_free(&e);
 }
 
+/* A literal next hop of forward()/lmtp() is checked at compile time;
+ * lmtp("NAME") and transport(r, "NAME") name transport blocks. */
+static void test_next_hops(void **state)
+{
+    buf_t e;
+    buf_init(&e, 256);
+    assert_null(compile("stage deliver { action \"d\" {\n"
+                        "  lmtp(\"unix:run/lmtp\");\n"
+                        "  forward(\"mx bad:25\");\n"
+                        "  lmtp(\"[127.0.0.1]\");\n"
+                        "  transport(\"a b\"); } }\n", &e));
+    assert_non_null(strstr(e.data, "s.rules:2:8: lmtp: expected \"unix:/absolute/path\""));
+    assert_non_null(strstr(e.data, "s.rules:3:11: forward: expected a host name"));
+    assert_non_null(strstr(e.data, "s.rules:4:8: lmtp: expected a port"));
+    assert_non_null(strstr(e.data, "s.rules:5:13: transport: \"a b\" is not a transport name"));
+    buf_free(&e);
+    buf_init(&e, 256);
+    struct rl_program *p = compile("stage deliver { action \"d\" { for r in rcpt_list {\n"
+                                   "  lmtp(r, \"dovecot\"); lmtp(r, \"unix:/run/dovecot/lmtp\");\n"
+                                   "  transport(r, \"archive\"); transport(\"null\");\n"
+                                   "  forward(r, `[${r.domain}]:2525`); } } }\n", &e);
+    if (p == NULL)
+        fprintf(stderr, "%s", e.data);
+    assert_non_null(p);
+    rl_program_free(p);
+    buf_free(&e);
+}
+
 static void test_valid_programs(void **state)
 {
     static const char *const ok[] = {
@@ -309,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_one_error_per_mistake),
         cmocka_unit_test(test_all_errors_reported),
         cmocka_unit_test(test_valid_programs),
+        cmocka_unit_test(test_next_hops),
         cmocka_unit_test(test_disasm),
         cmocka_unit_test(test_shipped_examples),
         cmocka_unit_test(test_missing_file),
