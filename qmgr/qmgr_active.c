@@ -160,12 +160,12 @@ const char *qmgr_active_relay(const struct qmsg *m, uint32_t index)
     }
 }
 
-/* The transport label of a delivery: from the relay the log names. */
+/* The transport label of a delivery, from the relay the log names: the
+ * agent pool's name (smtp, pipe), "local" for every local mailbox kind, or
+ * "none" (no agent: expired, refused by a rule, discarded). */
 static const char *transport_of(const char *relay)
 {
-    if (strncmp(relay, "local", 5) == 0)
-        return "local";
-    return strcmp(relay, "none") == 0 ? "none" : "smtp";
+    return strncmp(relay, "local", 5) == 0 ? "local" : relay;
 }
 
 /* Metrics: attempts by transport and outcome; arrival-to-delivery delay. */

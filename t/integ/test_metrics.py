@@ -34,13 +34,14 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0)
 
 
-def wait_metric(port, name, want, timeout=20, **labels):
-    """Children report at most once a second: wait for the value."""
+def wait_metric(port, name, want, timeout=20, at_least=False, **labels):
+    """Children report at most once a second (the blocking agents between
+    requests): wait for the value (or at least it)."""
     got = []
 
     def ok():
         got[:] = [value(scrape(port), name, **labels)]
-        return got[0] == want
+        return got[0] >= want if at_least else got[0] == want
     try:
         wait_for(ok, timeout, f"{name}{labels} == {want}", interval=0.3)
     except AssertionError:
@@ -75,12 +76,12 @@ def test_scrape_counts_match_what_was_sent():
         os.mkdir(os.path.join(s.mail, "carol"), 0o500)   # root's: delivery to carol defers
         base = scrape(port)
         conns0 = value(base, "postern_smtpd_connections_total", listener="smtp")
-        msgs = [make_message(i) for i in range(3)]
+        msgs = [make_message(i) for i in range(4)]   # Message-ID has the time: made once
         with s.smtp() as c:
             c.ehlo("client.example.test")
-            for m in msgs:
+            for m in msgs[:3]:
                 c.sendmail("a@ok.test", ["bob@example.test"], m)
-            c.sendmail("a@ok.test", ["carol@example.test"], make_message(7))
+            c.sendmail("a@ok.test", ["carol@example.test"], msgs[3])
             for rc in ("x@remote.example", "y@remote.example"):
                 c.mail("a@ok.test")
                 code, _ = c.rcpt(rc)
@@ -89,7 +90,7 @@ def test_scrape_counts_match_what_was_sent():
             code, _ = c.mail("spam@blocked.test")
             assert code == 554, code
         s.wait_delivered("bob", 3)
-        sent_bytes = sum(len(m) for m in msgs) + len(make_message(7))
+        sent_bytes = sum(len(m) for m in msgs)
 
         wait_metric(port, "postern_messages_accepted_total", 4, listener="smtp")
         wait_metric(port, "postern_received_bytes_total", sent_bytes, listener="smtp")
@@ -157,7 +158,9 @@ def shape(s, *args):
 
 def test_queue_shape_counts_match_the_queue():
     # an unreachable relayhost: every remote message stays deferred
-    with Suite(delivery='relayhost = "[127.0.0.1]:1";', retry="[1h]") as s:
+    port = free_port()
+    with Suite(delivery='relayhost = "[127.0.0.1]:1";', retry="[1h]",
+               extra_conf=f'metrics {{ address = "127.0.0.1:{port}"; }}') as s:
         for i in range(3):
             s.send("a@ok.test", [f"u{i}@a.example"], make_message(i))
         for i in range(2):
@@ -175,6 +178,15 @@ def test_queue_shape_counts_match_the_queue():
             for d in {r["address"].rsplit("@", 1)[1].lower() for r in row["recipients"]}:
                 want[d] = want.get(d, 0) + 1
         assert want == {"a.example": 4, "b.example": 2, "c.example": 1}, want
+
+        # the smtp agent's side: every recipient deferred, connections refused
+        wait_metric(port, "postern_delivery_attempts_total", 8, transport="smtp",
+                    status="deferred")
+        wait_metric(port, "postern_smtp_connections_total", 1, at_least=True, result="failed")
+        m = scrape(port)
+        assert value(m, "postern_smtp_connections_total", result="ok") == 0, m
+        assert value(m, "postern_delivery_attempt_seconds_count", transport="smtp") == 6, m
+        assert value(m, "postern_queue_messages", queue="deferred") == 6, m
 
         now = int(time.time())
         for at, col in ((now, 0), (now + 25 * 60, 3), (now + 120 * 60, 5),
