@@ -86,7 +86,9 @@ static void take_sample(const struct config *cfg, struct sample *s)
     s->rejected = prom_sum(b.data, "postern_messages_rejected_total", NULL);
     s->bytes = prom_sum(b.data, "postern_received_bytes_total", NULL);
     s->conns = prom_sum(b.data, "postern_smtpd_connections_total", NULL);
-    s->sent = prom_sum(b.data, "postern_delivery_attempts_total", "status=\"sent\"");
+    /* delivered: sent, or discarded as the configuration or a rule said */
+    s->sent = prom_sum(b.data, "postern_delivery_attempts_total", "status=\"sent\"") +
+              prom_sum(b.data, "postern_delivery_attempts_total", "status=\"discarded\"");
     s->deferred = prom_sum(b.data, "postern_delivery_attempts_total", "status=\"deferred\"");
     s->bounced = prom_sum(b.data, "postern_delivery_attempts_total", "status=\"bounced\"");
     s->sessions = prom_sum(b.data, "postern_smtpd_sessions_active", NULL);
@@ -157,7 +159,7 @@ static void frame(struct top *T)
     buf_printf(&o, "in:  %7.1f msg/s  %9.1f KiB/s   rejected/s %.1f   (accepted %.0f)\n",
                rate(b->accepted, a->accepted, dt), rate(b->bytes, a->bytes, dt) / 1024,
                rate(b->rejected, a->rejected, dt), b->accepted);
-    buf_printf(&o, "out: %7.1f msg/s sent   deferred/s %.1f   bounced/s %.1f   (sent %.0f)\n",
+    buf_printf(&o, "out: %7.1f msg/s delivered   deferred/s %.1f   bounced/s %.1f   (delivered %.0f)\n",
                rate(b->sent, a->sent, dt), rate(b->deferred, a->deferred, dt),
                rate(b->bounced, a->bounced, dt), b->sent);
     queue_sizes(T->cfg, &o);

@@ -241,7 +241,7 @@ def test_status_last_errors_and_top_once():
         assert "\033[" not in out, out   # no terminal: no control codes
         assert out.startswith("postern top - "), out
         assert "sessions: 0 open" in out, out
-        assert "(accepted 1)" in out and "(sent 1)" in out, out
+        assert "(accepted 1)" in out and "(delivered 1)" in out, out
         assert "corrupt 1" in out and "deferred 0" in out, out
         assert "top destinations by deferred mail (0 messages deferred)" in out, out
         r = s.postern("top", "-n", "2", check=True, timeout=30)
