@@ -202,11 +202,12 @@ int queue_shape(const struct config *cfg, int argc, char **argv)
     int json = 0;
     int64_t now = (int64_t)time(NULL);
     for (int i = 0; i < argc; i++) {
-        int r = qsel_parse(&sel, argc, argv, &i);
-        if (r < 0)
-            return EX_USAGE_;
-        if (r > 0)
+        int r = qsel_parse(&sel, argc, argv, &i);   /* --queue, --sender, ... */
+        if (r != 0) {
+            if (r < 0)
+                return EX_USAGE_;
             continue;
+        }
         char *end;
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;

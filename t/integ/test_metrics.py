@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import smtplib
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from suite import Suite, free_port, make_message, wait_for
+from test_rules import rules_dir, write
 
 
 def scrape(port):
@@ -49,12 +49,8 @@ def wait_metric(port, name, want, timeout=20, at_least=False, **labels):
 
 
 def rules_file(text):
-    d = tempfile.mkdtemp(prefix="postern-rules-")
-    os.chmod(d, 0o755)
-    path = os.path.join(d, "main.rules")
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o644)
+    path = os.path.join(rules_dir(), "main.rules")
+    write(path, text)
     return path
 
 
