@@ -16,7 +16,8 @@
  * SIGTERM when master dies, and creates the event base. The daemon tells
  * master it serves with server_ready() (server_run does it; a
  * SERVER_F_NO_EVENT daemon is ready when server_init returns): one byte on
- * the pipe named by POSTERN_READY_FD.
+ * the pipe named by POSTERN_READY_FD, which then stays open (non-blocking)
+ * for the metrics reports of lib/ipc/ipc_report.h.
  * SIGTERM/SIGINT call the daemon's on_stop (drain) callback, SIGUSR1 its
  * on_retire (graceful retirement on reload); SIGPIPE is
  * ignored. Nothing a daemon does after server_init runs as root.

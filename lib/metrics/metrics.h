@@ -11,8 +11,9 @@
  *
  * master merges the reports into one store (mstore_*: counters add up,
  * gauges are kept per child slot and summed) and renders the Prometheus
- * text exposition format (version 0.0.4). Both tables are bounded: a
- * series that does not fit is dropped and counted once in the log.
+ * text exposition format (version 0.0.4). Both tables are bounded (512
+ * series in a child, 4096 in master): a series that does not fit is
+ * dropped, never grown into.
  * Label values are cut to METRIC_LABEL_MAX - 1 printable ASCII octets
  * (anything else becomes '?'); they come from the config, the code and
  * rule names, never from mail.
