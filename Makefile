@@ -51,12 +51,13 @@ RULES_SRC = $(wildcard lib/rules/*.c)
 RULES_OBJ = $(RULES_SRC:%.c=$(OBJ)/%.o)
 RULESA    = $(OBJ)/librules.a
 
-DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp pipe filter
+# postdrop is no daemon but sendmail's setgid helper: built the same way
+DAEMONS  = master smtpd cleanup pickup qmgr delivery smtp pipe filter postdrop
 # a daemon is built only once its folder has sources
 BUILT_DAEMONS = $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/*.c),$(d)))
 DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
 CLI_BINS    = $(OUT)/bin/postern
-CLI_LINKS   = $(OUT)/bin/mailq $(OUT)/bin/newaliases
+CLI_LINKS   = $(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases
 
 .PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan FORCE
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
@@ -104,7 +105,8 @@ $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS)
 
-$(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
+# sendmail, mailq and newaliases: the postern binary under other names (argv[0])
+$(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
 	ln -sf postern $@
 
 # ---- tests ---------------------------------------------------------------

@@ -68,6 +68,10 @@ struct cl_txn {
     off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
     uint64_t session;           /* smtpd's session id (filter requests) */
+    /* a sendmail submission from pickup: the user who submitted it */
+    int local;
+    uint32_t local_uid;
+    char local_user[64];
     struct qf_env env;          /* envelope; recipients collected until content */
     struct qf_writer *w;        /* open once the first content (or END) arrives */
     uint64_t size;              /* content bytes from smtpd */
@@ -141,6 +145,9 @@ void clh_finish(struct cl_ctx *ctx, struct cl_txn *t);
 /* Received / Message-ID / Date text (exposed for tests). */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now);
 void clh_received_spf(buf_t *out, const char *field);   /* smtpd's Received-SPF, or nothing */
+/* The local variant (sendmail through pickup): "from local (uid N, user LOGIN)". */
+void clh_received_local(buf_t *out, const struct qf_env *env, const char *login, uint32_t uid,
+                        const char *hostname, time_t now);
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
 

@@ -170,6 +170,21 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     t->spf_result = dupinfo(b->spf_result);
     t->spf_domain = dupinfo(b->spf_domain);
     t->received_spf = dupinfo(b->received_spf);
+    if (b->local_user && *b->local_user) {
+        /* pickup: kept for the Received field and noted in the queue file */
+        buf_t note, who;
+        buf_init(&note, 128);
+        buf_init(&who, 64);
+        clh_sanitize(&who, b->local_user, sizeof(t->local_user) - 1, 1);
+        t->local = 1;
+        t->local_uid = b->local_uid;
+        str_copy(t->local_user, sizeof(t->local_user), who.data);
+        buf_printf(&note, "local submission: user %s (uid %u) through sendmail", who.data,
+                   (unsigned)b->local_uid);
+        qf_env_add_note(e, note.data);
+        buf_free(&note);
+        buf_free(&who);
+    }
 
     if (ctx->cfg->message_size > 0 && b->size_hint > (uint64_t)ctx->cfg->message_size) {
         cl_txn_fail(t, LR_SIZE_DECLARED);

@@ -80,6 +80,31 @@ void clh_received_spf(buf_t *out, const char *field)
         filter_hdr_fold(out, "Received-SPF", field + sizeof name - 1);
 }
 
+/* "\tby HOST (Postern) with PROTO id ID [for <rcpt>]; date": both variants. */
+static void received_tail(buf_t *out, const struct qf_env *env, const char *hostname,
+                          time_t now)
+{
+    buf_append_str(out, "\tby ");
+    buf_append_str(out, hostname);
+    buf_append_str(out, " (Postern) with ");
+    const char *proto = env->protocol && *env->protocol ? env->protocol : "SMTP";
+    if ((env->flags & QF_F_SMTPUTF8) && strncmp(proto, "ESMTP", 5) == 0) {
+        buf_append_str(out, "UTF8SMTP");        /* RFC 6531 3.7.3: UTF8SMTP[S][A] */
+        proto += 5;
+    }
+    clh_sanitize(out, proto, 16, 0);
+    buf_append_str(out, " id ");
+    buf_append_str(out, env->queue_id);
+    if (env->nrcpts == 1) {
+        buf_append_str(out, "\n\tfor <");
+        received_for(out, env->rcpts[0].addr, (env->flags & QF_F_SMTPUTF8) != 0);
+        buf_append_char(out, '>');
+    }
+    buf_append_str(out, "; ");
+    clh_date(out, now);
+    buf_append_char(out, '\n');
+}
+
 /* RFC 5321 section 4.4 trace field. */
 void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, time_t now)
 {
@@ -108,25 +133,16 @@ void clh_received(buf_t *out, const struct qf_env *env, const char *hostname, ti
         buf_append_str(out, ")\n");
         buf_free(&v);
     }
-    buf_append_str(out, "\tby ");
-    buf_append_str(out, hostname);
-    buf_append_str(out, " (Postern) with ");
-    const char *proto = env->protocol && *env->protocol ? env->protocol : "SMTP";
-    if ((env->flags & QF_F_SMTPUTF8) && strncmp(proto, "ESMTP", 5) == 0) {
-        buf_append_str(out, "UTF8SMTP");        /* RFC 6531 3.7.3: UTF8SMTP[S][A] */
-        proto += 5;
-    }
-    clh_sanitize(out, proto, 16, 0);
-    buf_append_str(out, " id ");
-    buf_append_str(out, env->queue_id);
-    if (env->nrcpts == 1) {
-        buf_append_str(out, "\n\tfor <");
-        received_for(out, env->rcpts[0].addr, (env->flags & QF_F_SMTPUTF8) != 0);
-        buf_append_char(out, '>');
-    }
-    buf_append_str(out, "; ");
-    clh_date(out, now);
-    buf_append_char(out, '\n');
+    received_tail(out, env, hostname, now);
+}
+
+void clh_received_local(buf_t *out, const struct qf_env *env, const char *login, uint32_t uid,
+                        const char *hostname, time_t now)
+{
+    buf_printf(out, "Received: from local (uid %u, user ", (unsigned)uid);
+    clh_sanitize(out, login, 64, 1);
+    buf_append_str(out, ")\n");
+    received_tail(out, env, hostname, now);
 }
 
 static void write_out(struct cl_txn *t, const void *p, size_t n)
@@ -154,7 +170,10 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     buf_t add;
     buf_init(&add, 512);
     clh_received_spf(&add, t->received_spf);
-    clh_received(&add, &t->env, ctx->hostname, now);
+    if (t->local)
+        clh_received_local(&add, &t->env, t->local_user, t->local_uid, ctx->hostname, now);
+    else
+        clh_received(&add, &t->env, ctx->hostname, now);
     /* header mutations decided before DATA (cleanup_rules.c) need the
      * whole section in one piece */
     int mut = clr_has_header_muts(&t->muts);

@@ -43,6 +43,15 @@ void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
+/* bin/sendmail (and newaliases): the whole command, argv[0] included
+ * (sendmail.c); returns a sysexits code. */
+int cli_sendmail(int argc, char **argv);
+/* Compile cfg's local.aliases into its index (cli_aliases.c; newaliases,
+ * sendmail -bi): 0, or -1 with every error printed. */
+int cli_aliases_build(const struct config *cfg);
+/* <bindir>/../libexec/NAME (build tree), else <bindir>/../libexec/postern/NAME;
+ * 0, or -1 with a message printed. */
+int cli_find_libexec(const char *name, char *out, size_t size);
 
 /* Prints every diagnostic of a rules compilation to stderr as
  * file:line:col: message; returns how many (cli_check.c). */

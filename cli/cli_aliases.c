@@ -9,30 +9,34 @@
 #include "cli.h"
 #include "local/aliases.h"
 
+int cli_aliases_build(const struct config *cfg)
+{
+    if (cfg->local_aliases == NULL || cfg->local_aliases[0] == '\0') {
+        cli_err("newaliases: local.aliases is not set");
+        return -1;
+    }
+    buf_t err, idx;
+    buf_init(&err, 256);
+    buf_init(&idx, 64);
+    aliases_db_path(cfg->local_aliases, &idx);
+    int n = aliases_compile(cfg->local_aliases, NULL, &err);
+    if (n < 0) {
+        fputs(err.data ? err.data : "", stderr);
+        cli_err("newaliases: %s not rebuilt: the old index stays", idx.data);
+    } else {
+        printf("newaliases: %d aliases in %s\n", n, idx.data);
+    }
+    buf_free(&err);
+    buf_free(&idx);
+    return n < 0 ? -1 : 0;
+}
+
 int cli_newaliases(struct cli *c, int argc, char **argv)
 {
     struct config *cfg = cli_load_config(c->config_path);
     if (cfg == NULL)
         return EX_FAIL;
-    int rc = EX_FAIL;
-    if (cfg->local_aliases == NULL || cfg->local_aliases[0] == '\0') {
-        cli_err("newaliases: local.aliases is not set");
-    } else {
-        buf_t err, idx;
-        buf_init(&err, 256);
-        buf_init(&idx, 64);
-        aliases_db_path(cfg->local_aliases, &idx);
-        int n = aliases_compile(cfg->local_aliases, NULL, &err);
-        if (n < 0) {
-            fputs(err.data ? err.data : "", stderr);
-            cli_err("newaliases: %s not rebuilt: the old index stays", idx.data);
-        } else {
-            printf("newaliases: %d aliases in %s\n", n, idx.data);
-            rc = 0;
-        }
-        buf_free(&err);
-        buf_free(&idx);
-    }
+    int rc = cli_aliases_build(cfg) == 0 ? 0 : EX_FAIL;
     config_free(cfg);
     return rc;
 }

@@ -38,8 +38,7 @@ static int no_args(const char *cmd, int argc)
     return 0;
 }
 
-/* <bindir>/../libexec/master (build tree), else <bindir>/../libexec/postern/master. */
-static int find_master(char *out, size_t size)
+int cli_find_libexec(const char *name, char *out, size_t size)
 {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -49,14 +48,20 @@ static int find_master(char *out, size_t size)
     }
     exe[n] = '\0';
     const char *dir = dirname(exe);
-    static const char *const rel[] = { "../libexec/master", "../libexec/postern/master" };
+    static const char *const rel[] = { "../libexec", "../libexec/postern" };
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-        if (str_format(out, size, "%s/%s", dir, rel[i]) == 0 && access(out, X_OK) == 0)
+        if (str_format(out, size, "%s/%s/%s", dir, rel[i], name) == 0 &&
+            access(out, X_OK) == 0)
             return 0;
     }
-    cli_err("cannot find the master program (looked for %s/../libexec/master and "
-            "%s/../libexec/postern/master)", dir, dir);
+    cli_err("cannot find the %s program (looked for %s/../libexec/%s and "
+            "%s/../libexec/postern/%s)", name, dir, name, dir, name);
     return -1;
+}
+
+static int find_master(char *out, size_t size)
+{
+    return cli_find_libexec("master", out, size);
 }
 
 int cli_master_running(const struct config *cfg, long *pid_r)

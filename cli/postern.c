@@ -91,12 +91,8 @@ int main(int argc, char **argv)
     const char *prog = basename(argv[0]);
     log_init("postern", 1, 0, LOG_L_WARN);
     struct cli c = { NULL };
-    if (strcmp(prog, "newaliases") == 0) {
-        c.config_path = config_default_path(NULL);
-        return cli_newaliases(&c, argc, argv);
-    }
-    if (strcmp(prog, "sendmail") == 0)
-        return not_yet("sendmail");
+    if (strcmp(prog, "newaliases") == 0 || strcmp(prog, "sendmail") == 0)
+        return cli_sendmail(argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
         if (strcmp(argv[i], "--") == 0) {
@@ -132,8 +128,12 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
         if (strcmp(cmd, commands[k].name) == 0)
             return commands[k].fn(&c, argc - i, argv + i);
-    if (strcmp(cmd, "rules") == 0 || strcmp(cmd, "dkim") == 0 || strcmp(cmd, "sendmail") == 0) {
-        if (i + 1 < argc && strcmp(cmd, "sendmail") != 0) {
+    if (strcmp(cmd, "sendmail") == 0) {
+        setenv("POSTERN_CONFIG", c.config_path, 1);   /* -c FILE reaches sendmail */
+        return cli_sendmail(argc - i, argv + i);
+    }
+    if (strcmp(cmd, "rules") == 0 || strcmp(cmd, "dkim") == 0) {
+        if (i + 1 < argc) {
             buf_t b;
             buf_init(&b, 32);
             buf_printf(&b, "%s %s", cmd, argv[i + 1]);

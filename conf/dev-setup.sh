@@ -2,7 +2,8 @@
 # dev-setup.sh - run by `make run` before starting the suite with
 # conf/dev.conf. As root: creates the `postern` user when missing and
 # prepares run/ (spool parent) and run/mail (owned by postern, so delivery
-# running as postern can create Maildirs). Always: a self-signed TLS
+# running as postern can create Maildirs), creates the postdrop group and
+# makes libexec/postdrop setgid to it (sendmail by any user). Always: a self-signed TLS
 # certificate under run/tls/ and run/auth-users (dev/dev) on first start. As a normal user it only creates
 # the directories: every process then runs as the invoking user.
 set -eu
@@ -37,6 +38,18 @@ if ! getent passwd "$USER_NAME" >/dev/null; then
   echo "dev-setup: created user $USER_NAME"
 fi
 chown "$USER_NAME:" "$ROOT/run/mail"
+
+# sendmail's helper: group postdrop, and the built libexec/postdrop setgid to it
+if ! getent group postdrop >/dev/null; then
+  groupadd --system postdrop
+  echo "dev-setup: created group postdrop"
+fi
+for d in "$ROOT/libexec" "$ROOT/san/libexec"; do
+  if [ -f "$d/postdrop" ]; then
+    chown root:postdrop "$d/postdrop"
+    chmod 2755 "$d/postdrop"
+  fi
+done
 
 # the daemons run as postern: they must be able to reach run/mail
 if command -v runuser >/dev/null && ! runuser -u "$USER_NAME" -- test -x "$ROOT/run/mail"; then

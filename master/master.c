@@ -196,18 +196,27 @@ static void make_jail(void)
 }
 
 /* The spool and its subdirectories, owned by the user: opened without
- * following symlinks, owner and mode set on the descriptors. */
+ * following symlinks, owner and mode set on the descriptors. With the
+ * postdrop group (sendmail's helper), the spool is 0710 user:postdrop so
+ * postdrop can reach maildrop/, 1730 user:postdrop: it may create files
+ * there but not list them, nor touch another user's (sticky). */
 static void make_spool(void)
 {
     buf_t err;
     buf_init(&err, 128);
     uid_t uid = M.as_root ? M.uid : (uid_t)-1;
-    int sfd = spool_make_dir(AT_FDCWD, M.cfg->spool, 0700, uid, M.gid, &err);
+    struct group *gr = M.as_root ? getgrnam(SPOOL_POSTDROP_GROUP) : NULL;
+    gid_t pgid = gr ? gr->gr_gid : M.gid;
+    if (M.as_root && gr == NULL)
+        log_warn("group \"%s\" does not exist: sendmail cannot submit mail until it is "
+                 "created (make install does)", SPOOL_POSTDROP_GROUP);
+    int sfd = spool_make_dir(AT_FDCWD, M.cfg->spool, gr ? 0710 : 0700, uid, pgid, &err);
     if (sfd < 0)
         log_fatal("spool: %s", err.data);
     for (int i = 0; spool_dirs[i]; i++) {
-        int fd = spool_make_dir(sfd, spool_dirs[i], strcmp(spool_dirs[i], SPOOL_PUBLIC) == 0 ?
-                                0710 : 0700, uid, M.gid, &err);
+        int drop = strcmp(spool_dirs[i], SPOOL_MAILDROP) == 0;
+        mode_t mode = drop && gr ? 01730 : strcmp(spool_dirs[i], SPOOL_PUBLIC) == 0 ? 0710 : 0700;
+        int fd = spool_make_dir(sfd, spool_dirs[i], mode, uid, drop ? pgid : M.gid, &err);
         if (fd < 0)
             log_fatal("spool %s/%s", M.cfg->spool, err.data);
         close(fd);

@@ -27,7 +27,7 @@
 #define QUICK_RESTARTS 3     /* deaths in a row restarted without delay */
 #define BACKOFF_MAX_MS 60000
 
-enum fd_kind { FDS_TCP, FDS_UNIX };
+enum fd_kind { FDS_TCP, FDS_UNIX, FDS_NONE };
 
 /* The service table: one row per daemon. */
 static const struct service {
@@ -54,6 +54,9 @@ static const struct service {
     /* the pipe agent (pipe/): runs commands as the users of the pipe
      * transports through runners it forks before its own drop: not jailed */
     { "pipe",     FDS_UNIX, MU_PIPE,    0, 0, SIGTERM, 0 },
+    /* pickup: maildrop/ -> cleanup; one at a time (a second would submit
+     * the same file twice); reads users' files and /etc/passwd: not jailed */
+    { "pickup",   FDS_NONE, -1,         1, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
 _Static_assert(NSERVICES <= 16, "svc_restarts");
@@ -155,7 +158,7 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
             buf_printf(fdenv, "%s%d:%s", L->nfd ? "," : "", 3 + L->nfd, M.ls[i].name);
             L->src[L->nfd++] = M.ls[i].fd;
         }
-    } else {
+    } else if (s->fds == FDS_UNIX) {
         buf_printf(fdenv, "3:%s", munix_names[s->unix_sock]);
         L->src[L->nfd++] = M.unix_fd[s->unix_sock];
         if (M.jail_fd[s->unix_sock] >= 0) {

@@ -16,7 +16,8 @@
 #           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
 #           Recommends of swaks), openssl (certificates, s_client), whois
 #           (mkpasswd: the AUTH tests' yescrypt/bcrypt hashes), procps (ps,
-#           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer)
+#           pkill), psmisc (killall, fuser), python3-aiosmtpd (SMTP peer),
+#           bsd-mailx (mail -s: test_sendmail submits through it, as users do)
 #   dns:    dns-root-data (/usr/share/dns/root.key: the DNSSEC root trust anchor),
 #           ldnsutils (ldns-keygen/ldns-signzone: t/unit/data/dnssec/make.sh,
 #           t/integ/test_dane.py), nsd (test_dane.py's local authoritative

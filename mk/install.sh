@@ -1,7 +1,8 @@
 #!/bin/sh
 # install.sh DESTDIR PREFIX [BUILDDIR] - installs a built Postern tree.
-#   bin/postern (+ mailq, newaliases links)   -> $DESTDIR$PREFIX/bin/
+#   bin/postern (+ sendmail, mailq, newaliases links) -> $DESTDIR$PREFIX/bin/
 #   libexec/<daemon>                           -> $DESTDIR$PREFIX/libexec/postern/
+#   libexec/postdrop (sendmail's helper)       -> the same, root:postdrop 2755
 #   man/*.[158]                                -> $DESTDIR$PREFIX/share/man/manN/
 #   conf/postern.conf, conf/rules/*            -> $DESTDIR$PREFIX/etc/postern/ (never replaced)
 #   a self-signed tls/mx.pem + mx.key and an empty `users` file there when missing
@@ -28,10 +29,10 @@ root="$DESTDIR$PREFIX"
 install -d -m 0755 "$root/bin" "$root/libexec/postern" "$root/etc/postern"
 
 install -m 0755 "$BUILD/bin/postern" "$root/bin/postern"
-for l in mailq newaliases; do
+for l in sendmail mailq newaliases; do
   ln -sf postern "$root/bin/$l"
 done
-echo "installed $root/bin/postern (+ mailq, newaliases)"
+echo "installed $root/bin/postern (+ sendmail, mailq, newaliases)"
 
 n=0
 for f in "$BUILD"/libexec/*; do
@@ -86,6 +87,16 @@ chmod 0644 "$unit/postern.service"
 echo "installed $unit/postern.service"
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ]; then
+  # sendmail's setgid helper: its group may search the spool and write maildrop/
+  if ! getent group postdrop >/dev/null; then
+    groupadd --system postdrop
+    echo "created group postdrop"
+  fi
+  if [ -f "$root/libexec/postern/postdrop" ]; then
+    chown root:postdrop "$root/libexec/postern/postdrop"
+    chmod 2755 "$root/libexec/postern/postdrop"
+    echo "set $root/libexec/postern/postdrop setgid postdrop"
+  fi
   if ! getent group "$USER_NAME" >/dev/null; then
     groupadd --system "$USER_NAME"
     echo "created group $USER_NAME"

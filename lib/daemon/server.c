@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "daemon/server.h"
+#include "mail/spool.h"
 #include "util/log.h"
 #include "metrics/metrics.h"
 
@@ -77,9 +78,12 @@ static void resolve_ids(const struct config *cfg, uid_t *uid_r, gid_t *gid_r)
     *gid_r = gid;
 }
 
-static void drop_to(uid_t uid, gid_t gid)
+/* extra: a supplementary group to keep ((gid_t)-1 = none): pickup's
+ * postdrop group, which reads the files users submit (SERVER_F_POSTDROP). */
+static void drop_to(uid_t uid, gid_t gid, gid_t extra)
 {
-    if (setgroups(1, &gid) < 0)
+    gid_t groups[2] = { gid, extra };
+    if (setgroups(extra == (gid_t)-1 ? 1 : 2, groups) < 0)
         log_fatal("setgroups: %m");
     if (setresgid(gid, gid, gid) < 0)
         log_fatal("setresgid(%u): %m", (unsigned)gid);
@@ -138,7 +142,7 @@ void server_drop_privileges(const struct config *cfg)
     uid_t uid;
     gid_t gid;
     resolve_ids(cfg, &uid, &gid);
-    drop_to(uid, gid);
+    drop_to(uid, gid, (gid_t)-1);
 }
 
 /* chroot into <run_dir>/<name>, which must be root's and writable by root
@@ -391,6 +395,15 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         uid_t uid;
         gid_t gid;
         resolve_ids(s->cfg, &uid, &gid);
+        gid_t extra = (gid_t)-1;
+        if (flags & SERVER_F_POSTDROP) {
+            struct group *gr = getgrnam(SPOOL_POSTDROP_GROUP);
+            if (gr)
+                extra = gr->gr_gid;
+            else
+                log_warn("group \"%s\" does not exist: nothing can be submitted with "
+                         "sendmail (make install creates it)", SPOOL_POSTDROP_GROUP);
+        }
         const char *jail = getenv("POSTERN_JAIL");
         if (SAN_BUILD && ((flags & SERVER_F_JAIL) || jail))
             log_debug("sanitizer build: not chrooted (LeakSanitizer needs /proc)");
@@ -401,7 +414,7 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         if (flags & SERVER_F_KEEP_SETID)
             drop_keep_setid(uid, gid);
         else
-            drop_to(uid, gid);
+            drop_to(uid, gid, extra);
     }
     if (geteuid() == 0 || getuid() == 0)
         log_fatal("running as root after start-up: refusing");

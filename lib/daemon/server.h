@@ -64,8 +64,10 @@ struct server {
 
 /* SERVER_F_KEEP_SETID: only the local agent (delivery/): drop to the user
  * but keep CAP_SETUID and CAP_SETGID, so a child can become one recipient
- * for one delivery (as Postfix local(8) does); nothing else is kept. */
-enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2, SERVER_F_KEEP_SETID = 4 };
+ * for one delivery (as Postfix local(8) does); nothing else is kept.
+ * SERVER_F_POSTDROP: keep the postdrop group as a supplementary group
+ * (pickup: it reads maildrop/ files, user:postdrop 0640). */
+enum { SERVER_F_NO_EVENT = 1, SERVER_F_JAIL = 2, SERVER_F_KEEP_SETID = 4, SERVER_F_POSTDROP = 8 };
 
 /* Set this process's capabilities: permitted = effective = mask (bits
  * 1 << CAP_*), inheritable empty; 0 or -1. server_set_caps(0) drops all. */

@@ -23,6 +23,11 @@
 #define SPOOL_TMP        "tmp"       /* cleanup's files being written */
 #define SPOOL_STS        "sts"       /* the smtp agent's MTA-STS policy cache (lib/sts) */
 
+/* The group of sendmail's setgid helper (libexec/postdrop): it may search
+ * the spool (0710 user:postdrop) and write into maildrop/ (1730
+ * user:postdrop); pickup keeps it to read what was submitted. */
+#define SPOOL_POSTDROP_GROUP "postdrop"
+
 /* Sockets under private/ */
 #define SOCK_CLEANUP  "private/cleanup"
 #define SOCK_FILTER   "private/filter"

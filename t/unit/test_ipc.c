@@ -150,7 +150,8 @@ static void s_cleanup_begin(union ipc_msg *m)
         .client_port = 587, .client_ptr = "localhost", .helo = "me", .protocol = "ESMTPSA",
         .auth_user = "bob", .tls = "TLSv1.3 X", .envid = "e1", .ret = 1,
         .flags = QF_F_SMTPUTF8, .size_hint = 1048576, .spf_result = "pass",
-        .spf_domain = "x.example", .received_spf = "Received-SPF: pass (h: ok) identity=helo" };
+        .spf_domain = "x.example", .received_spf = "Received-SPF: pass (h: ok) identity=helo",
+        .local_user = "bob", .local_uid = 1001 };
 }
 static void s_cleanup_rcpt(union ipc_msg *m)
 {

@@ -1,0 +1,256 @@
+/*
+ * pickup_file.c - one maildrop file to cleanup: opened without following
+ * links, a regular file with one link and bounded size, every record framed
+ * and checked (md_rec_next, md_check) as it is read; the envelope goes out
+ * as CLEANUP_BEGIN/RCPT when the first content record arrives, the content
+ * as CLEANUP_DATA, and END only after the file's own END record was read
+ * and checked. Anything wrong after BEGIN aborts the transaction (END
+ * abort=1), so cleanup never queues a half-checked message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "pickup.h"
+#include "ipc/ipc.h"
+#include "mail/addr.h"
+#include "mail/maildrop.h"
+#include "mail/qfile.h"
+#include "mail/spool.h"
+#include "mail/stage.h"
+#include "util/log.h"
+
+#define PK_OVERHEAD (16u << 20)     /* envelope and framing beyond the content */
+
+struct pk {
+    const struct config *cfg;
+    const char *name;
+    struct stat st;
+    struct md_state md;
+    char *sender;
+    char **rcpts; int nrcpts;
+    char login[MD_TEXT_MAX + 1];
+    int utf8;
+    struct ipc_conn c;
+    int connected;                  /* BEGIN sent */
+};
+
+static void pk_free(struct pk *p)
+{
+    free(p->sender);
+    for (int i = 0; i < p->nrcpts; i++)
+        free(p->rcpts[i]);
+    free(p->rcpts);
+    if (p->c.fd >= 0)
+        ipc_conn_close(&p->c);
+}
+
+static char *dup_rec(const struct md_rec *r)
+{
+    return xstrndup((const char *)r->p, r->len);
+}
+
+/* The user: the file's owner (the USER record must agree) and its login. */
+static int pk_user(struct pk *p)
+{
+    if (p->md.uid != (uint32_t)p->st.st_uid) {
+        log_warn("maildrop/%s: user record says uid %u, the file belongs to uid %u",
+                 p->name, (unsigned)p->md.uid, (unsigned)p->st.st_uid);
+        return -1;
+    }
+    struct passwd *pw = getpwuid(p->st.st_uid);
+    const char *login = pw && pw->pw_name[0] ? pw->pw_name : p->md.login;
+    str_copy(p->login, sizeof(p->login), login);
+    return 0;
+}
+
+static void set_timeouts(int fd)
+{
+    struct timeval rt = { PK_REPLY_TIMEOUT, 0 }, st = { PK_SEND_TIMEOUT, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st));
+}
+
+/* Connect, HELLO, BEGIN, RCPT x n. 0, or -1 (cleanup unavailable). */
+static int pk_begin(struct pk *p)
+{
+    static uint64_t counter;
+    int fd = ipc_connect_unix(SOCK_CLEANUP);
+    if (fd < 0) {
+        log_warn("maildrop/%s: cannot connect to %s: %m (will retry)", p->name, SOCK_CLEANUP);
+        return -1;
+    }
+    set_timeouts(fd);
+    ipc_conn_init(&p->c, fd, "cleanup");
+    p->connected = 1;
+    if (ipc_hello_client(&p->c, IPC_PROTO_CLEANUP) < 0)
+        return -1;
+    uint32_t flags = (p->md.body_8bit ? QF_F_8BITMIME : 0) | (p->utf8 ? QF_F_SMTPUTF8 : 0);
+    struct ipc_cleanup_begin b = {
+        .session = (uint64_t)getpid() << 32 | ++counter, .listener = "pickup",
+        .sender = p->sender, .client_ip = "", .client_port = 0, .client_ptr = "", .helo = "",
+        .protocol = "local", .auth_user = "", .tls = "", .envid = "", .ret = p->md.ret,
+        .flags = flags, .size_hint = 0, .local_user = p->login,
+        .local_uid = (uint32_t)p->st.st_uid,
+    };
+    if (ipc_queue(&p->c, IPC_CLEANUP_BEGIN, &b) < 0)
+        return -1;
+    for (int i = 0; i < p->nrcpts; i++) {
+        struct ipc_cleanup_rcpt r = { p->rcpts[i], "", p->md.notify };
+        if (ipc_queue(&p->c, IPC_CLEANUP_RCPT, &r) < 0)
+            return -1;
+    }
+    return ipc_flush(&p->c);
+}
+
+/* END and the reply. */
+static enum pk_result pk_end(struct pk *p)
+{
+    struct ipc_cleanup_end e = { 0 };
+    union ipc_msg m;
+    if (ipc_send(&p->c, IPC_CLEANUP_END, &e) < 0 ||
+        ipc_expect(&p->c, IPC_CLEANUP_REPLY, &m) != 1) {
+        log_warn("maildrop/%s: no answer from cleanup (will retry)", p->name);
+        return PK_RETRY;
+    }
+    const struct ipc_cleanup_reply *r = &m.cleanup_reply;
+    if (r->status == V_ACCEPT || r->status == V_NEXT) {
+        log_info("maildrop/%s: uid=%u user=%s from=<%s> nrcpt=%d: queued as %s", p->name,
+                 (unsigned)p->st.st_uid, p->login, p->sender, p->nrcpts, r->queue_id);
+        return PK_DONE;
+    }
+    int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;
+    log_warn("maildrop/%s: uid=%u from=<%s>: cleanup refused it%s (status %s, %u %s %s)",
+             p->name, (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
+             verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
+             (unsigned)r->code, r->enhanced, r->text);
+    return temp ? PK_RETRY : PK_REJECT;
+}
+
+/* One checked record. 0 = go on, else the file's fate. */
+static int pk_record(struct pk *p, const struct md_rec *r)
+{
+    if (r->type == MD_SENDER) {
+        p->sender = dup_rec(r);
+    } else if (r->type == MD_RCPT) {
+        p->rcpts = xrealloc(p->rcpts, sizeof(char *) * (size_t)(p->nrcpts + 1));
+        p->rcpts[p->nrcpts++] = dup_rec(r);
+    } else if (r->type == MD_USER) {
+        return pk_user(p) < 0 ? PK_REJECT + 1 : 0;
+    }
+    if (r->type == MD_SENDER || r->type == MD_RCPT)
+        p->utf8 |= !addr_is_ascii((const char *)r->p, r->len);
+    if ((r->type == MD_CONTENT || r->type == MD_END) && !p->connected) {
+        if (p->cfg->recipients > 0 && p->nrcpts > p->cfg->recipients) {
+            log_warn("maildrop/%s: %d recipients (limits.recipients is %d)", p->name,
+                     p->nrcpts, p->cfg->recipients);
+            return PK_REJECT + 1;
+        }
+        if (pk_begin(p) < 0)
+            return PK_RETRY + 1;
+    }
+    if (r->type == MD_CONTENT) {
+        if (p->cfg->message_size > 0 && p->md.content > (uint64_t)p->cfg->message_size) {
+            log_warn("maildrop/%s: message over limits.message_size", p->name);
+            return PK_REJECT + 1;
+        }
+        struct ipc_cleanup_data d = { { r->p, r->len } };
+        if (ipc_send(&p->c, IPC_CLEANUP_DATA, &d) < 0)
+            return PK_RETRY + 1;
+    }
+    return 0;
+}
+
+/* Read, check and forward every record; the file's fate. */
+static enum pk_result pk_stream(struct pk *p, int fd)
+{
+    buf_t in;
+    buf_init(&in, 2 * MD_REC_MAX);
+    char err[128] = "";
+    uint64_t total = 0, max = (p->cfg->message_size > 0 ? (uint64_t)p->cfg->message_size :
+                                (1ULL << 30)) + PK_OVERHEAD;
+    int rc = 0, eof = 0;
+    while (rc == 0 && !p->md.done) {
+        struct md_rec r;
+        long n = md_rec_next((const unsigned char *)in.data, in.len, &r, err, sizeof(err));
+        if (n > 0) {
+            if (md_check(&p->md, &r, 0, err, sizeof(err)) < 0)
+                break;
+            rc = pk_record(p, &r);
+            buf_consume(&in, (size_t)n);
+            continue;
+        }
+        if (n < 0 || eof)
+            break;
+        buf_reserve(&in, MD_REC_MAX);
+        ssize_t got = read(fd, in.data + in.len, MD_REC_MAX);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf(err, sizeof(err), "read: %s", strerror(errno));
+            break;
+        }
+        eof = got == 0;
+        in.len += (size_t)got;
+        total += (uint64_t)got;
+        if (total > max) {
+            snprintf(err, sizeof(err), "file larger than %llu bytes", (unsigned long long)max);
+            break;
+        }
+    }
+    size_t left = in.len;
+    buf_free(&in);
+    if (rc != 0)
+        return (enum pk_result)(rc - 1);
+    char extra;
+    if (p->md.done && left == 0 && read(fd, &extra, 1) == 0)
+        return pk_end(p);
+    if (err[0] == '\0')
+        str_copy(err, sizeof(err), p->md.done ? "data after END" : "no END record");
+    log_warn("maildrop/%s (uid %u): refused: %s", p->name, (unsigned)p->st.st_uid, err);
+    return PK_REJECT;
+}
+
+enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return PK_DONE;         /* gone already */
+        int err = errno;
+        struct stat st, dst;
+        log_warn("maildrop/%s: open: %s", name, strerror(err));
+        /* readable by the directory's group (postdrop), yet not by us: we
+         * lack that group (created after we started), not the file's
+         * fault - keep it; anything else that refuses us is garbage */
+        if (err == EACCES && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            fstat(dirfd, &dst) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0040) &&
+            st.st_gid == dst.st_gid)
+            return PK_RETRY;
+        return err == EACCES || err == ELOOP ? PK_REJECT : PK_RETRY;
+    }
+    struct pk p = { .cfg = cfg, .name = name, .connected = 0 };
+    p.c.fd = -1;
+    md_state_init(&p.md);
+    enum pk_result res;
+    if (fstat(fd, &p.st) < 0 || !S_ISREG(p.st.st_mode) || p.st.st_nlink != 1) {
+        log_warn("maildrop/%s: not a regular file with one link: refused", name);
+        res = PK_REJECT;
+    } else {
+        res = pk_stream(&p, fd);
+    }
+    if (p.connected && res != PK_DONE && p.c.fd >= 0) {
+        struct ipc_cleanup_end e = { 1 };   /* abort: nothing is queued */
+        ipc_send(&p.c, IPC_CLEANUP_END, &e);
+    }
+    close(fd);
+    pk_free(&p);
+    return res;
+}
