@@ -4,6 +4,7 @@
  * agents through deliver_agent.c's wait (ipc_report_poll).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -16,6 +17,8 @@
 static buf_t pending;          /* an encoded report not yet fully written */
 static int64_t last_ms;
 static struct event *tick;
+static struct server *exit_srv;  /* the last report at exit (a drained child) */
+static pid_t exit_pid;           /* ... of this process, not of a forked helper */
 
 static void report(struct server *s)
 {
@@ -51,6 +54,25 @@ static void report(struct server *s)
     }
 }
 
+static void report_at_exit(void)
+{
+    if (exit_srv == NULL || getpid() != exit_pid)
+        return;
+    for (int i = 0; i < 2; i++)   /* what is pending, then what is new */
+        report(exit_srv);
+}
+
+/* The counts of a child's last second reach master when it exits normally
+ * (a retired smtpd after its last session, a stop). */
+static void report_on_exit(struct server *s)
+{
+    if (exit_srv != NULL)
+        return;
+    exit_srv = s;
+    exit_pid = getpid();
+    atexit(report_at_exit);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     report(arg);
@@ -60,6 +82,7 @@ void ipc_report_start(struct server *s)
 {
     if (s->base == NULL || tick != NULL)
         return;
+    report_on_exit(s);
     tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = { 1, 0 };
     if (tick == NULL || event_add(tick, &tv) < 0)
@@ -68,6 +91,7 @@ void ipc_report_start(struct server *s)
 
 void ipc_report_poll(struct server *s)
 {
+    report_on_exit(s);
     int64_t now = clock_now_ms();
     if (now - last_ms < 1000)
         return;

@@ -5,7 +5,9 @@
  * At most one a second, only when something changed, never blocking: the
  * pipe is non-blocking and a report master has not read yet holds the next
  * one back (its counts wait in the table, nothing is lost or duplicated).
- * A pipe master closed (a retired child) ends reporting.
+ * A child reports once more when it exits normally (atexit), so the counts
+ * of a drained, retired smtpd are not lost; master reads a retired child's
+ * pipe until it exits. A pipe master closed ends reporting.
  */
 #ifndef POSTERN_IPC_REPORT_H
 #define POSTERN_IPC_REPORT_H

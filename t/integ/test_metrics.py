@@ -242,3 +242,20 @@ def test_status_last_errors_and_top_once():
         assert "top destinations by deferred mail (0 messages deferred)" in out, out
         r = s.postern("top", "-n", "2", check=True, timeout=30)
         assert r.stdout.decode().count("postern top - ") == 2, r.stdout
+
+
+def test_counts_survive_a_reload():
+    """A reload retires every process: what they counted in their last
+    second still reaches master (a report at exit, the retired pipes read
+    until the processes are gone), and counters do not restart."""
+    port = free_port()
+    with Suite(extra_conf=f'metrics {{ address = "127.0.0.1:{port}"; }}') as s:
+        for i in range(3):
+            s.send("a@ok.test", ["bob@example.test"], make_message(i))
+            s.postern("reload", check=True, timeout=60)   # right after: not reported yet
+        s.wait_delivered("bob", 3)
+        wait_metric(port, "postern_messages_accepted_total", 3, listener="smtp")
+        wait_metric(port, "postern_delivery_attempts_total", 3, transport="local", status="sent")
+        m = scrape(port)
+        assert value(m, "postern_process_restarts_total", process="smtpd") == 0, m
+        assert value(m, "postern_smtpd_sessions_active", listener="smtp") == 0, m
