@@ -180,6 +180,14 @@ static void enter_spool_jail(const struct config *cfg)
     log_debug("jailed in %s", cfg->spool);
 }
 
+/* The pipe to master once the ready byte went out (metrics reports). */
+static int master_pipe = -1;
+
+int server_master_pipe(void)
+{
+    return master_pipe;
+}
+
 void server_ready(struct server *s)
 {
     if (s->ready_fd < 0 || s->ready_sent)
@@ -188,6 +196,7 @@ void server_ready(struct server *s)
     if (write(s->ready_fd, "R", 1) < 0) { /* master gone: PDEATHSIG follows */ }
     /* the pipe stays open for metrics reports, which never block */
     fd_set_nonblock(s->ready_fd, 1);
+    master_pipe = s->ready_fd;
 }
 
 /* Error-level events: counted, and kept for master's `postern status`. */

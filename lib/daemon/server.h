@@ -88,6 +88,10 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
 void server_drop_privileges(const struct config *cfg);
 /* Tell master this daemon serves (once; later calls do nothing). */
 void server_ready(struct server *s);
+/* The pipe to master after server_ready (-1 before): the metrics reports
+ * (lib/ipc/ipc_report.c) write to it, also at exit, when the struct server
+ * may be freed already. */
+int  server_master_pipe(void);
 /* server_ready, then dispatch the event loop until server_stop_loop(). */
 void server_run(struct server *s);
 void server_stop_loop(struct server *s);

@@ -17,12 +17,13 @@
 static buf_t pending;          /* an encoded report not yet fully written */
 static int64_t last_ms;
 static struct event *tick;
-static struct server *exit_srv;  /* the last report at exit (a drained child) */
-static pid_t exit_pid;           /* ... of this process, not of a forked helper */
+static int closed;              /* master closed the pipe: no more reports */
+static pid_t report_pid;         /* the exit report is this process's, not a forked helper's */
 
-static void report(struct server *s)
+static void report(void)
 {
-    if (s->ready_fd < 0 || !s->ready_sent)
+    int report_fd = server_master_pipe();
+    if (report_fd < 0 || closed)
         return;
     if (pending.data == NULL)
         buf_init(&pending, 1024);
@@ -37,7 +38,7 @@ static void report(struct server *s)
         buf_free(&body);
     }
     while (pending.len > 0) {
-        ssize_t n = write(s->ready_fd, pending.data, pending.len);
+        ssize_t n = write(report_fd, pending.data, pending.len);
         if (n > 0) {
             buf_consume(&pending, (size_t)n);
             continue;
@@ -47,42 +48,32 @@ static void report(struct server *s)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;   /* master is busy: the rest goes with the next tick */
         log_debug("metrics: master pipe closed: no more reports");
-        close(s->ready_fd);
-        s->ready_fd = -1;
+        closed = 1;   /* the descriptor stays the server's (ready_fd) */
         buf_reset(&pending);
         return;
     }
 }
 
-static void report_at_exit(void)
-{
-    if (exit_srv == NULL || getpid() != exit_pid)
-        return;
-    for (int i = 0; i < 2; i++)   /* what is pending, then what is new */
-        report(exit_srv);
-}
-
 /* The counts of a child's last second reach master when it exits normally
  * (a retired smtpd after its last session, a stop). */
-static void report_on_exit(struct server *s)
+static void report_at_exit(void)
 {
-    if (exit_srv != NULL)
-        return;
-    exit_srv = s;
-    exit_pid = getpid();
-    atexit(report_at_exit);
+    if (getpid() == report_pid)
+        for (int i = 0; i < 2; i++)   /* what is pending, then what is new */
+            report();
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-    report(arg);
+    report();
 }
 
 void ipc_report_start(struct server *s)
 {
     if (s->base == NULL || tick != NULL)
         return;
-    report_on_exit(s);
+    report_pid = getpid();
+    atexit(report_at_exit);
     tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = { 1, 0 };
     if (tick == NULL || event_add(tick, &tv) < 0)
@@ -91,10 +82,13 @@ void ipc_report_start(struct server *s)
 
 void ipc_report_poll(struct server *s)
 {
-    report_on_exit(s);
+    if (report_pid == 0) {
+        report_pid = getpid();
+        atexit(report_at_exit);
+    }
     int64_t now = clock_now_ms();
     if (now - last_ms < 1000)
         return;
     last_ms = now;
-    report(s);
+    report();
 }
