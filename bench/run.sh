@@ -26,10 +26,11 @@
 #            load from bench/tls-source.c (accepted/s at BENCH_TLS_CONC)
 #   observe  Postern alone: accept+queue (discard) with the metrics endpoint on
 #            (scraped every second during the runs) and log.format json, beside
-#            both off (text); both at log level info, so the difference is the
-#            cost of JSON lines and of the metrics (counting, reports, scrapes).
-#            Two instances on PT_PORT+2 / PT_PORT+3 (metrics PT_PORT+4), runs
-#            interleaved, conc BENCH_OBS_CONC ("10 50").
+#            both off (text), and metrics alone (text log); all at log level
+#            info, so the differences are the cost of the metrics (counting,
+#            reports, scrapes) and of JSON lines. Three instances on
+#            PT_PORT+2, +3, +5 (endpoints +4, +6), runs interleaved, conc
+#            BENCH_OBS_CONC ("10 50").
 #   rules    Postern alone: `postern rules bench` (median ns per stage for
 #            100-rule sets) and the filter round trip per SMTP stage (µs,
 #            one trivial rule per stage vs no rules file)
@@ -442,36 +443,45 @@ if [[ " $SCENARIOS " == *" rules "* ]] && [[ " $MTAS " == *" pt "* ]]; then
 fi
 
 # ---- observe: metrics + JSON logs on, beside off (Postern alone) ---------------
+# three instances side by side: off (text log), metrics (text log + the
+# endpoint), on (JSON log + the endpoint); runs interleaved
 if [[ " $SCENARIOS " == *" observe "* ]] && [[ " $MTAS " == *" pt "* ]]; then
-    P_OFF=$((PT_PORT + 2)) P_ON=$((PT_PORT + 3)) P_MET=$((PT_PORT + 4))
+    P_OFF=$((PT_PORT + 2)) P_ON=$((PT_PORT + 3)) P_MET=$((PT_PORT + 4)) P_MO=$((PT_PORT + 5))
+    P_MOMET=$((PT_PORT + 6))
     PT_PORT=$P_OFF PT_LOG='log = { level = "info"; format = "text"; }' \
         start_mta pt observe "$WORK/pt-obs-off"
+    PT_PORT=$P_MO PT_LOG='log = { level = "info"; format = "text"; }' \
+        PT_EXTRA="metrics { address = \"127.0.0.1:$P_MOMET\"; }" start_mta pt observe "$WORK/pt-obs-metrics"
     PT_PORT=$P_ON PT_LOG='log = { level = "info"; format = "json"; }' \
         PT_EXTRA="metrics { address = \"127.0.0.1:$P_MET\"; }" start_mta pt observe "$WORK/pt-obs-on"
-    # a Prometheus-like scraper: every second, counts good scrapes
+    # a Prometheus-like scraper for each endpoint: every second, counts good scrapes
     "$PY" -c 'import sys, time, urllib.request
 ok = bad = 0
 while True:
-    try:
-        t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read()
-        ok += b"postern_messages_accepted_total" in t
-    except Exception:
-        bad += 1
+    for p in sys.argv[1:]:
+        try:
+            t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % p, timeout=5).read()
+            ok += b"postern_messages_accepted_total" in t
+        except Exception:
+            bad += 1
     print(ok, bad, flush=True)
-    time.sleep(1)' "$P_MET" > "$WORK/scrape.out" 2>&1 &
+    time.sleep(1)' "$P_MET" "$P_MOMET" > "$WORK/scrape.out" 2>&1 &
     SCRAPER=$!
-    PT_PORT=$P_OFF one_run pt "$WORK/pt-obs-off" observe-off 10 200
-    PT_PORT=$P_ON one_run pt "$WORK/pt-obs-on" observe-on 10 200
+    obs_run() {  # obs_run VARIANT CONC N [REP]
+        local port=$P_OFF; [ "$1" = on ] && port=$P_ON; [ "$1" = metrics ] && port=$P_MO
+        PT_PORT=$port one_run pt "$WORK/pt-obs-$1" "observe-$1" "$2" "$3" "${4:-}"
+    }
+    for v in off metrics on; do obs_run "$v" 10 200; done
     for conc in $BENCH_OBS_CONC; do
         for rep in $(seq 1 "$BENCH_REPS"); do
-            PT_PORT=$P_OFF one_run pt "$WORK/pt-obs-off" observe-off "$conc" "$BENCH_N" "$rep"
-            PT_PORT=$P_ON one_run pt "$WORK/pt-obs-on" observe-on "$conc" "$BENCH_N" "$rep"
+            for v in off metrics on; do obs_run "$v" "$conc" "$BENCH_N" "$rep"; done
         done
     done
     kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null
     RES[pt,observe,scrapes]=$(tail -1 "$WORK/scrape.out")
     printf 'Postern observe scrapes ok/failed: %s\n' "${RES[pt,observe,scrapes]}" >> "$RAW"
     PT_PORT=$P_OFF stop_mta pt "$WORK/pt-obs-off"
+    PT_PORT=$P_MO stop_mta pt "$WORK/pt-obs-metrics"
     PT_PORT=$P_ON stop_mta pt "$WORK/pt-obs-on"
     RES[pt,observe]=1
 fi
@@ -546,14 +556,19 @@ fi
         done
     fi
     if [ -n "${RES[pt,observe]:-}" ]; then
-        echo "# Postern observability cost: accept+queue (discard), log level info both; off = text log,"
-        echo "#   no metrics; on = log.format json + metrics endpoint scraped every second"
-        echo "#   (scrapes ok/failed: ${RES[pt,observe,scrapes]:-?}); slower = 1 - on/off"
-        printf '%-18s %5s %10s %10s %8s\n' "scenario" "conc" "off/s" "on/s" "slower"
+        echo "# Postern observability cost: accept+queue (discard), log level info in all three:"
+        echo "#   off = text log, no metrics; metrics = text log + metrics endpoint; on = JSON log +"
+        echo "#   metrics endpoint; both endpoints scraped every second (scrapes ok/failed:"
+        echo "#   ${RES[pt,observe,scrapes]:-?}); slower = 1 - x/off of the medians"
+        printf '%-18s %5s %9s %9s %9s %9s %9s\n' "scenario" "conc" "off/s" "metrics/s" "slower" "on/s" "slower"
         for conc in $BENCH_OBS_CONC; do
-            a=$(median ${RES[pt,observe-off,$conc,acc]:-n/a}); b=$(median ${RES[pt,observe-on,$conc,acc]:-n/a})
-            case "$a$b" in *n/a*) x=n/a;; *) x=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f%%", 100 * (1 - b / a) }');; esac
-            printf '%-18s %5s %10s %10s %8s\n' "observe accept" "$conc" "$(fmt_num "$a")" "$(fmt_num "$b")" "$x"
+            a=$(median ${RES[pt,observe-off,$conc,acc]:-n/a})
+            b=$(median ${RES[pt,observe-metrics,$conc,acc]:-n/a})
+            c=$(median ${RES[pt,observe-on,$conc,acc]:-n/a})
+            xb=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f%%", 100 * (1 - b / a); else print "n/a" }')
+            xc=$(awk -v a="$a" -v b="$c" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f%%", 100 * (1 - b / a); else print "n/a" }')
+            printf '%-18s %5s %9s %9s %9s %9s %9s\n' "observe accept" "$conc" "$(fmt_num "$a")" \
+                "$(fmt_num "$b")" "$xb" "$(fmt_num "$c")" "$xc"
         done
     fi
     [ -n "$NOTES" ] && echo "# problems:$NOTES"
