@@ -3,7 +3,8 @@ with python3-prometheus-client's text parser, its counters compared with what
 the test sent (accepted, rejected by reason and by rule, bytes, deliveries,
 queue size, restarts); the endpoint's bounds (only GET /metrics); the
 loopback-only check; `postern queue shape` against the queue (ages shifted
-with --at); the last errors in `postern status`; `postern top --once`."""
+with --at); the last errors in `postern status`; `postern top --once`;
+counts that survive a reload; DNS queries and failures."""
 import json
 import os
 import signal
@@ -259,3 +260,30 @@ def test_counts_survive_a_reload():
         m = scrape(port)
         assert value(m, "postern_process_restarts_total", process="smtpd") == 0, m
         assert value(m, "postern_smtpd_sessions_active", listener="smtp") == 0, m
+
+
+def test_dns_counters():
+    """smtpd's client.ptr lookups (a PTR, then the A of its name) through the
+    test unbound.conf: the PTR answers, the A is in a refused zone: a
+    temporary failure."""
+    port = free_port()
+    d = rules_dir()
+    ub = os.path.join(d, "unbound.conf")
+    write(ub, 'server:\n  module-config: "iterator"\n  local-zone: "." static\n'
+              '  local-zone: "127.in-addr.arpa." nodefault\n'
+              '  local-data: "1.0.0.127.in-addr.arpa. 300 IN PTR client.example.test."\n'
+              '  local-zone: "example.test." refuse\n')
+    rules = os.path.join(d, "main.rules")
+    write(rules, 'stage mail { rule "ptr" { if client.ptr == "x" { return deny; } } }\n')
+    with Suite(extra_conf=f'rules = "{rules}"; dns {{ unbound_config = "{ub}"; timeout = 5s; }}\n'
+                          f'metrics {{ address = "127.0.0.1:{port}"; }}') as s:
+        with s.smtp() as c:   # (the suite's start-up probes looked up too)
+            c.ehlo("client.example.test")
+            assert c.mail("a@ok.test")[0] == 250
+        wait_metric(port, "postern_dns_queries_total", 1, at_least=True, process="smtpd",
+                    type="PTR")
+        # the PTR name's A lookup hits the refused zone: a temporary failure
+        wait_metric(port, "postern_dns_failures_total", 1, at_least=True, process="smtpd",
+                    type="A")
+        m = scrape(port)
+        assert value(m, "postern_dns_failures_total", process="smtpd", type="PTR") == 0, m
