@@ -365,8 +365,11 @@ static void print_errors(const struct config *cfg)
     if (str_format(path, sizeof(path), "%s/errors.status", cfg->run_dir) < 0)
         return;
     FILE *f = fopen(path, "re");
-    if (f == NULL)
+    if (f == NULL) {
+        if (errno == EACCES)
+            printf("\nlast errors: (root only)\n");
         return;
+    }
     while (fgets(line, sizeof(line), f)) {
         if (n == STATUS_ERRORS) {
             memmove(rows[0], rows[1], sizeof(rows[0]) * (STATUS_ERRORS - 1));

@@ -5,6 +5,7 @@
  * oldest message), the last error-level events of every process, and the
  * files `postern status` and `postern top` read from run_dir:
  *   errors.status  the last MM_ERRORS errors, "UNIXTIME PROCESS TEXT" lines
+ *                  (mode 0640: log text may name addresses)
  *   metrics.prom   the Prometheus text, rewritten at most once a second
  *                  while something changes (mode 0640: rule names)
  * Queue gauges come from readdir alone (the arrival second is in the queue
@@ -189,7 +190,7 @@ void mmetrics_tick(int64_t now_ms)
         buf_init(&b, 1024);
         for (int i = 0; i < nerrs; i++)
             buf_printf(&b, "%lld %s %s\n", (long long)errs[i].when, errs[i].proc, errs[i].text);
-        master_write_run_file("errors.status", &b, 0644);
+        master_write_run_file("errors.status", &b, 0640);   /* may name addresses */
         buf_free(&b);
         errs_dirty = 0;
     }
