@@ -46,10 +46,13 @@ static void error_add(int64_t when, const char *proc, const char *text)
     errs_dirty = 1;
 }
 
+static int writing;   /* a failure to write our own files is not kept: no loop */
+
 /* master's own error-level events */
 static void on_master_error(const char *text)
 {
-    error_add((int64_t)time(NULL), "master", text);
+    if (!writing)
+        error_add((int64_t)time(NULL), "master", text);
 }
 
 void mmetrics_init(void)
@@ -190,7 +193,9 @@ void mmetrics_tick(int64_t now_ms)
         buf_init(&b, 1024);
         for (int i = 0; i < nerrs; i++)
             buf_printf(&b, "%lld %s %s\n", (long long)errs[i].when, errs[i].proc, errs[i].text);
+        writing = 1;
         master_write_run_file("errors.status", &b, 0640);   /* may name addresses */
+        writing = 0;
         buf_free(&b);
         errs_dirty = 0;
     }
@@ -201,6 +206,8 @@ void mmetrics_tick(int64_t now_ms)
     buf_t b;
     buf_init(&b, 8192);
     mmetrics_render(&b);
+    writing = 1;
     master_write_run_file("metrics.prom", &b, 0640);
+    writing = 0;
     buf_free(&b);
 }
