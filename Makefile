@@ -59,7 +59,7 @@ DAEMON_BINS = $(BUILT_DAEMONS:%=$(OUT)/libexec/%)
 CLI_BINS    = $(OUT)/bin/postern
 CLI_LINKS   = $(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases
 
-.PHONY: all deps depcheck check unit integ run bench install clean fuzz fuzz-run check-asan FORCE
+.PHONY: all deps depcheck check unit integ run bench install install-sendmail uninstall-sendmail clean fuzz fuzz-run check-asan FORCE
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
 
 # PREFIX is compiled in (the default config path) through a generated header
@@ -164,6 +164,15 @@ bench: deps all
 
 install: all
 	./mk/install.sh "$(DESTDIR)" "$(PREFIX)" "$(OUT)"
+
+# Make the installed Postern the system's sendmail, mailq and newaliases
+# (/usr/sbin/sendmail, /usr/lib/sendmail...; a packaged MTA's files are
+# diverted, see mk/sendmail-links.sh); `make uninstall-sendmail` undoes it.
+install-sendmail:
+	./mk/sendmail-links.sh "$(PREFIX)"
+
+uninstall-sendmail:
+	./mk/sendmail-links.sh --remove "$(PREFIX)"
 
 clean:
 	rm -rf obj obj-san obj-fuzz bin libexec san

@@ -15,7 +15,9 @@
 # PT_RULES: a rules file for the instance (rules = "..."; default: none).
 # PT_LIMITS: replaces the limits { } block.
 # PT_LOG: replaces the log line (default: level warning, text).
-# PT_EXTRA: appended to the config (the observe scenario's metrics block).
+# PT_MYNETWORKS: replaces mynetworks (default ["127.0.0.0/8"]).
+# PT_EXTRA: more configuration appended (the auth scenario's blocks, the
+#   observe scenario's metrics block).
 set -u
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -34,12 +36,12 @@ pt_setup() {
     chmod 755 "$T"
     chown "$PT_USER:" "$T/mail"; chmod 755 "$T/mail"
     case "$scen" in
-        discard|observe) local_block='local { mailbox = "discard"; }';;
         relay)   # mail for relay.test (not local) goes to the sink
                  local_block="local { mailbox = \"discard\"; }
 delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls = \"none\"; }
 processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
         maildir) local_block="local { mailbox = \"maildir\"; maildir = \"$T/mail/%u/Maildir\"; }";;
+        discard|auth|observe) local_block='local { mailbox = "discard"; }';;
         tls)     local_block='local { mailbox = "discard"; }'
                  [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||
                      die "postern.sh setup tls: BENCH_TLS_CERT / BENCH_TLS_KEY not set"
@@ -61,7 +63,7 @@ user     = "$PT_USER";
 $logline
 listen { smtp { address = ["127.0.0.1:$PT_PORT"]; } }
 local_domains = ["bench.test"];
-mynetworks    = ["127.0.0.0/8"];
+mynetworks    = ${PT_MYNETWORKS:-["127.0.0.0/8"]};
 $local_block
 $limits
 $tls_block

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
 #
-#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules]...
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules|auth]...
 #
 # Scenarios (default: all):
 #   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
@@ -76,15 +76,15 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|relay|idle|hold|tls|rules|observe) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules|observe";; esac;;
+                        discard|maildir|relay|idle|hold|tls|rules|auth|observe) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules|auth|observe";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules observe}
+SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules auth observe}
 BENCH_OBS_CONC=${BENCH_OBS_CONC:-10 50}
 BENCH_HOLD=${BENCH_HOLD:-10000}
 BENCH_TLS_N=${BENCH_TLS_N:-1500}
@@ -112,7 +112,7 @@ RESULTS=$WORK/bench-results.txt
 : > "$RAW"
 
 # ---- tls: one self-signed certificate per run, and the load generator -------
-if [[ " $SCENARIOS " == *" tls "* ]]; then
+if [[ " $SCENARIOS " == *" tls "* || " $SCENARIOS " == *" auth "* ]]; then
     mkdir -p "$WORK/tls"
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mta.bench.test \
         -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" >"$WORK/tls/req.log" 2>&1 ||
@@ -312,7 +312,7 @@ MTAS=""
 
 T_START=$(now)
 for scen in $SCENARIOS; do
-    case $scen in idle|hold|rules|observe) continue;; esac
+    case $scen in idle|hold|rules|auth|observe) continue;; esac
     say "scenario $scen: starting instances"
     [ "$scen" = relay ] && start_sink
     declare -A DIR=()
@@ -486,6 +486,14 @@ while True:
     RES[pt,observe]=1
 fi
 
+# ---- auth: Postern with SPF+DKIM+DMARC verification on vs off (bench/auth.sh) --
+if [[ " $SCENARIOS " == *" auth "* ]] && [ $DO_PT = 1 ]; then
+    say "scenario auth: SPF+DKIM+DMARC on vs off"
+    "$BENCH_DIR/auth.sh" "$WORK" "$TLS_SOURCE" > "$WORK/auth.rows" ||
+        NOTES="$NOTES
+# auth scenario failed (see stderr)"
+fi
+
 # ---- report ------------------------------------------------------------------
 {
     pfv=$(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
@@ -570,6 +578,13 @@ fi
             printf '%-18s %5s %9s %9s %9s %9s %9s\n' "observe accept" "$conc" "$(fmt_num "$a")" \
                 "$(fmt_num "$b")" "$xb" "$(fmt_num "$c")" "$xc"
         done
+    fi
+    if [ -s "$WORK/auth.rows" ]; then
+        echo "# Postern email authentication: accepted/s with SPF (MAIL FROM), DKIM verification and DMARC"
+        echo "#   (end of DATA) on vs off; one DKIM-signed message per connection (bench/auth.sh), DNS from"
+        echo "#   unbound local-data; cost = 1 - on/off (target < 20%)"
+        printf '%-34s %10s %10s %8s\n' "auth" "off/s" "on/s" "cost"
+        cat "$WORK/auth.rows"
     fi
     [ -n "$NOTES" ] && echo "# problems:$NOTES"
     echo "# total bench time $(calc "$(now) - $T_START" | cut -d. -f1) s; raw runs: run/bench-raw.txt"

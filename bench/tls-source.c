@@ -2,13 +2,15 @@
  * tls-source.c - a small smtp-source with STARTTLS, for `make bench`
  * (scenario tls). Built by bench/run.sh:  cc -O2 -o tls-source tls-source.c -lssl -lcrypto -lpthread
  *
- *   tls-source [-s SESSIONS] [-m MESSAGES] [-l LENGTH] [-f FROM] [-t TO] [-P] [-q] HOST:PORT
+ *   tls-source [-s SESSIONS] [-m MESSAGES] [-l LENGTH] [-f FROM] [-t TO] [-M FILE] [-P] [-q] HOST:PORT
  *
  * Like smtp-source's default: one message per connection, SESSIONS
  * connections at a time (one thread each, blocking I/O), MESSAGES in all.
  * Each connection: banner, EHLO, STARTTLS, TLS handshake (full: no session
  * resumption, certificate not verified), EHLO, MAIL, RCPT, DATA with a
- * LENGTH-byte body, QUIT. -P: plain SMTP (no STARTTLS), to compare the
+ * LENGTH-byte body (-M FILE: FILE as the whole message instead, sent as it
+ * is: CRLF lines, dot-stuffed; the auth scenario sends a DKIM-signed one),
+ * QUIT. -P: plain SMTP (no STARTTLS), to compare the
  * generator with smtp-source. -q (diagnostic): ACK at once (TCP_QUICKACK before
  * every read), which hides a server's Nagle + delayed-ACK stall (a small
  * write held back until the client's delayed ACK, ~40 ms on Linux).
@@ -39,6 +41,7 @@ static SSL_CTX *g_ctx;
 static int g_plain, g_quickack, g_total = 100;
 static const char *g_from = "a@bench.test", *g_to = "b@bench.test";
 static char *g_body;
+static int g_whole;             /* -M: g_body is the whole message */
 static size_t g_bodylen;
 static atomic_int g_next, g_ok, g_failed;
 static pthread_mutex_t g_errlock = PTHREAD_MUTEX_INITIALIZER;
@@ -187,7 +190,8 @@ static void one_message(int n)
              "From: <%s>\r\nTo: <%s>\r\nSubject: tls-source message %d\r\n"
              "Message-ID: <%d.%ld@tls-source.bench.test>\r\n\r\n",
              g_from, g_to, n, n, (long)getpid());
-    if (conn_write(&c, line, strlen(line)) < 0 || conn_write(&c, g_body, g_bodylen) < 0) {
+    if ((!g_whole && conn_write(&c, line, strlen(line)) < 0) ||
+        conn_write(&c, g_body, g_bodylen) < 0) {
         fail("DATA: write failed");
         goto out;
     }
@@ -224,13 +228,15 @@ static double now(void)
 int main(int argc, char **argv)
 {
     int sessions = 1, length = 2048, o;
-    while ((o = getopt(argc, argv, "s:m:l:f:t:Pq")) != -1) {
+    const char *msgfile = NULL;
+    while ((o = getopt(argc, argv, "s:m:l:f:t:M:Pq")) != -1) {
         switch (o) {
         case 's': sessions = atoi(optarg); break;
         case 'm': g_total = atoi(optarg); break;
         case 'l': length = atoi(optarg); break;
         case 'f': g_from = optarg; break;
         case 't': g_to = optarg; break;
+        case 'M': msgfile = optarg; break;
         case 'P': g_plain = 1; break;
         case 'q': g_quickack = 1; break;
         default: goto usage;
@@ -247,8 +253,27 @@ int main(int argc, char **argv)
     if (inet_pton(AF_INET, host, &g_addr.sin_addr) != 1)
         goto usage;
 
+    if (msgfile) {
+        FILE *f = fopen(msgfile, "rb");
+        if (f == NULL || fseek(f, 0, SEEK_END) < 0) {
+            perror(msgfile);
+            return 2;
+        }
+        long sz = ftell(f);
+        rewind(f);
+        g_body = malloc((size_t)sz + 1);
+        if (sz <= 0 || fread(g_body, 1, (size_t)sz, f) != (size_t)sz) {
+            fprintf(stderr, "%s: cannot read\n", msgfile);
+            return 2;
+        }
+        fclose(f);
+        g_bodylen = (size_t)sz;
+        g_whole = 1;
+        length = 0;
+    }
     /* body: LENGTH bytes in lines of at most 78 characters + CRLF, then "." */
-    g_body = malloc((size_t)length + 2 * (size_t)(length / 78 + 2) + 8);
+    if (!g_whole)
+        g_body = malloc((size_t)length + 2 * (size_t)(length / 78 + 2) + 8);
     size_t p = 0;
     for (int i = 0; i < length; i++) {
         g_body[p++] = (char)('a' + i % 26);
@@ -257,7 +282,8 @@ int main(int argc, char **argv)
             g_body[p++] = '\n';
         }
     }
-    g_bodylen = p;
+    if (!g_whole)
+        g_bodylen = p;
 
     g_ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(g_ctx, SSL_VERIFY_NONE, NULL);
@@ -284,6 +310,6 @@ int main(int argc, char **argv)
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: tls-source [-s SESSIONS] [-m MESSAGES] [-l LENGTH] [-f FROM] [-t TO] [-P] [-q] HOST:PORT\n");
+    fprintf(stderr, "usage: tls-source [-s SESSIONS] [-m MESSAGES] [-l LENGTH] [-f FROM] [-t TO] [-M FILE] [-P] [-q] HOST:PORT\n");
     return 2;
 }

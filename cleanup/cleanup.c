@@ -104,6 +104,7 @@ int main(int argc, char **argv)
     set_hostname(ctx);
 
     purge_tmp();
+    cl_limits_init(ctx);
     ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
                           cl_txn_commit_done, ctx);
     server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
     if (ctx->drain_timer)
         event_free(ctx->drain_timer);
     server_unlisten(s);
+    cl_limits_free(ctx);
     log_debug("exiting");
     return 0;
 }

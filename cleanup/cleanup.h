@@ -127,6 +127,8 @@ struct cl_ctx {
     int64_t q_last_fail;
     /* commit pool */
     struct cl_pool *pool;
+    /* per-tenant limits (cleanup_limit.c), one per domain block; NULL: none */
+    struct cl_rate *rates;
 };
 
 /* cleanup_conn.c */
@@ -135,6 +137,14 @@ void cl_conn_close_all(struct cl_ctx *ctx);
 void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
 void cl_txn_commit_done(struct cl_txn *t, void *arg);
 void cl_txn_fail(struct cl_txn *t, enum local_status ls);
+
+/* cleanup_limit.c: domain "X" { limits { messages_per_hour } } */
+void cl_limits_init(struct cl_ctx *ctx);
+void cl_limits_free(struct cl_ctx *ctx);
+/* Is t a submission for a tenant already at its hourly limit (logged)? */
+int  cl_limit_over(struct cl_ctx *ctx, const struct cl_txn *t);
+/* t was committed: count it against its tenant's limit, if any. */
+void cl_limit_count(struct cl_ctx *ctx, const struct cl_txn *t);
 
 /* cleanup_headers.c */
 void clh_start(struct cl_txn *t);

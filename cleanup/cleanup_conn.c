@@ -268,6 +268,10 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         txn_drop_reply(ctx, t, &t->fail);
         return;
     }
+    if (cl_limit_over(ctx, t)) {
+        fail_and_drop(ctx, t, LR_RATE);
+        return;
+    }
     struct qf_writer *w = t->w;
     t->w = NULL;
     if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
@@ -361,6 +365,7 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
               t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch);
     log_info("from=<%s>, size=%llu, nrcpt=%d (queued)", t->env.sender,
              (unsigned long long)t->size, t->env.nrcpts);
+    cl_limit_count(ctx, t);
     if (t->quarantine)
         log_info("quarantined (%s) by rule \"%s\"", t->qname, t->qrule);
     if (c)

@@ -324,7 +324,6 @@ static void check_unsupported(struct checker *k, const struct config *cfg)
         const struct domain_conf *d = &cfg->domains[i];
         struct { const char *field; int set; } u[] = {
             { "dkim", d->dkim_key != NULL || d->dkim_selector != NULL },
-            { "limits.messages_per_hour", d->messages_per_hour > 0 },
         };
         for (size_t j = 0; j < sizeof(u) / sizeof(u[0]); j++)
             if (u[j].set)

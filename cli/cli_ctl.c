@@ -54,8 +54,13 @@ int cli_find_libexec(const char *name, char *out, size_t size)
             access(out, X_OK) == 0)
             return 0;
     }
-    cli_err("cannot find the %s program (looked for %s/../libexec/%s and "
-            "%s/../libexec/postern/%s)", name, dir, name, dir, name);
+    /* a copy or hard link elsewhere (a system sendmail): the installed tree */
+    if (str_format(out, size, "%s/libexec/postern/%s", config_prefix(), name) == 0 &&
+        access(out, X_OK) == 0)
+        return 0;
+    cli_err("cannot find the %s program (looked for %s/../libexec/%s, "
+            "%s/../libexec/postern/%s and %s/libexec/postern/%s)", name, dir, name, dir, name,
+            config_prefix(), name);
     return -1;
 }
 

@@ -3,7 +3,9 @@
  * without sending anything and without asking DNS. One line per
  * recipient: "addr: deliverable: how" or "addr: undeliverable: why".
  * Exit 0 when every recipient is deliverable, else EX_NOUSER (EX_DATAERR
- * for a syntax error). Aliases are not expanded here yet.
+ * for a syntax error). An alias shows its items (one level: what the
+ * local agent would expand next); postmaster and MAILER-DAEMON without an
+ * alias go to root.
  */
 #include <pwd.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 
 #include "sendmail.h"
 #include "mail/addr.h"
+#include "local/aliases.h"
+#include "local/local_rcpt.h"
 
 /* A mailbox template with %u (local part) and %d (domain) filled in. */
 static void expand(buf_t *out, const char *tpl, const char *lp, const char *dom)
@@ -29,6 +33,33 @@ static void expand(buf_t *out, const char *tpl, const char *lp, const char *dom)
     }
 }
 
+/* The alias name (lowercase) of local.aliases, as "alias NAME: items" in
+ * how: 1 found, 0 not, -1 the index cannot be read. */
+static int verify_alias(const struct config *cfg, const char *name, buf_t *how)
+{
+    if (cfg->local_aliases == NULL || cfg->local_aliases[0] == '\0')
+        return 0;
+    struct aliases_db *db = aliases_db_new(cfg->local_aliases);
+    struct alias_list l;
+    alias_list_init(&l);
+    int r = aliases_lookup(db, name, &l);
+    if (r > 0) {
+        buf_printf(how, "alias %s:", name);
+        for (size_t i = 0; i < l.n; i++) {
+            const struct alias_item *it = &l.v[i];
+            buf_append_str(how, i ? ", " : " ");
+            buf_append_str(how, it->kind == AK_PIPE ? "|" : it->kind == AK_INCLUDE ? ":include:"
+                                : it->kind == AK_LOCAL ? "\\" : "");
+            buf_append_str(how, it->value);
+        }
+    } else if (r < 0) {
+        buf_printf(how, "the aliases index of %s cannot be read", cfg->local_aliases);
+    }
+    alias_list_free(&l);
+    aliases_db_free(db);
+    return r;
+}
+
 /* A local domain's recipient; 1 = deliverable. */
 static int verify_local(const struct config *cfg, const char *lp, const char *dom, buf_t *how)
 {
@@ -36,6 +67,16 @@ static int verify_local(const struct config *cfg, const char *lp, const char *do
         buf_append_str(how, "local, discarded (local.mailbox = discard)");
         return 1;
     }
+    char name[ALIAS_NAME_MAX];
+    size_t i = 0;
+    for (; lp[i] && i + 1 < sizeof(name); i++)
+        name[i] = (char)(lp[i] >= 'A' && lp[i] <= 'Z' ? lp[i] + 32 : lp[i]);
+    name[i] = '\0';
+    int a = verify_alias(cfg, name, how);
+    if (a != 0)
+        return a > 0;
+    if (local_is_root_alias(name) && getpwnam(lp) == NULL)
+        lp = "root";   /* postmaster, MAILER-DAEMON: root's mailbox (local_rcpt.h) */
     int mbox = cfg->local_mailbox == MBOX_MBOX;
     const char *tpl = mbox ? (cfg->local_mbox ? cfg->local_mbox : "/var/mail/%u") :
                              (cfg->local_maildir ? cfg->local_maildir : "~/Maildir");
@@ -46,7 +87,7 @@ static int verify_local(const struct config *cfg, const char *lp, const char *do
     }
     struct passwd *pw = getpwnam(lp);
     if (pw == NULL) {
-        buf_printf(how, "no local user \"%s\" (aliases are not looked at by -bv yet)", lp);
+        buf_printf(how, "no local user or alias \"%s\"", lp);
         return 0;
     }
     buf_printf(how, "local user %s (uid %lu), %s ", pw->pw_name, (unsigned long)pw->pw_uid,

@@ -76,6 +76,7 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
                 group[k++] = &rr[j];
         char key[300];
         deliver_nexthop(m->cfg, rr[i].q->addr, key, sizeof(key));
+        smtp_times_start();   /* delays= of this group's lines (DNS counts as connection) */
         if (smtp_session_reuse(m, group, k, &cache, key))
             continue;
         struct smtp_hop hop;
@@ -130,6 +131,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
     }
     if (rc == 0) {
         log_set_qid(qid);
+        smtp_times_start();   /* lines logged before any next hop (no queue file...) */
         struct qf_env env;
         char err[QF_REASON_MAX + 1];
         int fd = open_message(&req, &env, err, sizeof(err));

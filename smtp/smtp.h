@@ -203,6 +203,10 @@ void smtp_session_deliver(const struct smtp_msg *m, const struct smtp_hop *hop,
  * had closed it before answering (no outcome set): use smtp_session_deliver. */
 int  smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
                         struct smtp_cache *cache, const char *key);
+/* A delivery to one next hop starts: the clock of the delays=Q/C/T field
+ * of its log lines (Q: arrival to now; C connection set-up: DNS, connect,
+ * greeting, STARTTLS, AUTH, nothing on a kept session; T: the transfer). */
+void smtp_times_start(void);
 /* Set a recipient's outcome and log the line. */
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
                    enum dstatus st, const char *dsn, const char *fmt, ...) PRINTF_LIKE(6, 7);

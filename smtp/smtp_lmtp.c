@@ -108,6 +108,7 @@ void smtp_lmtp_deliver(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t 
         for (int g = 0; g < k; g++)
             smtp_rcpt_set(m, group[g], "none", DS_DEFERRED, dsn, "%s", why);
     } else {
+        smtp_times_start();
         smtp_session_deliver(m, &hop, group, k, NULL, NULL);   /* never kept */
     }
     free(group);

@@ -81,6 +81,32 @@ static int went_stale(struct sess *s)
     return 1;
 }
 
+/* Wall clock and monotonic marks of the delivery in progress (one at a
+ * time per agent process; smtp_times_start). */
+static struct {
+    double req_wall;   /* seconds, at smtp_times_start */
+    int64_t req_ms;    /* clock_now_ms() then */
+    int64_t ready_ms;  /* the session could send MAIL (0: not yet) */
+} times;
+
+void smtp_times_start(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    times.req_wall = (double)tv.tv_sec + tv.tv_usec / 1e6;
+    times.req_ms = clock_now_ms();
+    times.ready_ms = 0;
+}
+
+/* delays=Q/C/T (see smtp.h) for a line logged now. */
+static void delays(const struct smtp_msg *m, char *out, size_t size)
+{
+    double q = times.req_wall - (double)m->env->arrival / 1e6;
+    int64_t now = clock_now_ms(), ready = times.ready_ms ? times.ready_ms : now;
+    double c = (double)(ready - times.req_ms) / 1e3, t = (double)(now - ready) / 1e3;
+    snprintf(out, size, "%.2f/%.2f/%.2f", q < 0 ? 0 : q, c < 0 ? 0 : c, t < 0 ? 0 : t);
+}
+
 /* The outcome and its log line; tls: "tls=... verified=..." of the
  * session, NULL when there was none. */
 static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
@@ -94,10 +120,12 @@ static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char 
     struct timeval tv;
     gettimeofday(&tv, NULL);
     double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
+    char dl[64];
+    delays(m, dl, sizeof(dl));
     const char *sts = smtp_sts_mode(r->sts_mode);
-    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, dsn=%s, status=%s (%s)%s%s",
+    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, delays=%s, dsn=%s, status=%s (%s)%s%s",
              r->q ? r->q->addr : "?", relay, sts ? ", mta_sts=" : "", sts ? sts : "",
-             delay < 0 ? 0 : delay, r->dsn,
+             delay < 0 ? 0 : delay, dl, r->dsn,
              st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason,
              tls ? ", " : "", tls ? tls : "");
 }
@@ -632,6 +660,7 @@ static void session(struct sess *s)
     /* LMTP goes to a local store (delivery.tls is for SMTP peers) */
     if (greet(s) < 0 || (!s->hop->lmtp && starttls(s) < 0) || auth(s) < 0)
         goto quit;
+    times.ready_ms = clock_now_ms();
     if (precheck(s) < 0)
         s->txn_end = 1;   /* nothing sent: the session stays usable */
     else
@@ -706,6 +735,7 @@ int smtp_session_reuse(const struct smtp_msg *m, struct smtp_rcpt **rr, int n,
     cache->io.fd = -1;
     cache->io.ssl = NULL;
     log_trace(TRACE_SMTP, "%s: connection reused (%d before)", s.relay, cache->nmsg);
+    times.ready_ms = clock_now_ms();   /* no connection set-up on a kept session */
     /* a refused RSET is the peer's (e.g. 421 at its idle limit): start anew */
     if (cache->rset && (command(&s, "RSET", "RSET") < 0 || s.r.code / 100 != 2))
         s.stale = 1;

@@ -56,6 +56,25 @@ def test_install_prefix_and_sample_config():
         unit = open(os.path.join(p1, "lib/systemd/system/postern.service")).read()
         assert f"ExecStart={p1}/bin/postern run" in unit, unit
         assert oct(os.stat(os.path.join(p1, "etc/postern/tls/mx.key")).st_mode & 0o777) == "0o600"
+        # Postern as the system's sendmail (make install-sendmail), in a scratch root
+        sysroot = os.path.join(tmp, "sys")
+        os.makedirs(os.path.join(sysroot, "usr/sbin"))
+        with open(os.path.join(sysroot, "usr/sbin/sendmail"), "w") as f:
+            f.write("#!/bin/sh\necho other MTA\n")
+        links = os.path.join(REPO, "mk", "sendmail-links.sh")
+        run(links, p1, sysroot)
+        for name in ("usr/sbin/sendmail", "usr/lib/sendmail", "usr/bin/mailq",
+                     "usr/bin/newaliases"):
+            assert os.readlink(os.path.join(sysroot, name)) == postern, name
+        assert open(os.path.join(sysroot, "usr/sbin/sendmail.pre-postern")).read().endswith(
+            "other MTA\n")
+        _, out = run(os.path.join(sysroot, "usr/sbin/sendmail"), "-bv", "postmaster@localhost")
+        assert "\npostmaster@localhost: deliverable: " in "\n" + out, out
+        _, out = run(links, p1, sysroot)   # again: nothing changes
+        assert "already Postern" in out and "pre-postern" not in out, out
+        run(links, "--remove", p1, sysroot)
+        assert open(os.path.join(sysroot, "usr/sbin/sendmail")).read().endswith("other MTA\n")
+        assert not os.path.lexists(os.path.join(sysroot, "usr/bin/mailq"))
         # the same object tree, another prefix: the compiled-in path follows
         p2 = os.path.join(tmp, "p2")
         make_install(tmp, p2)

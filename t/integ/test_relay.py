@@ -116,7 +116,7 @@ def test_relay_byte_exact_and_split_local_remote():
             assert content.startswith(b"Received: "), content[:80]
             assert content.endswith(wire(msg)), content[-200:]
             logged(s, rf"to=<far@remote.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
-                      r"delay=[0-9.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 queued as PEER1\)")
+                      r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 queued as PEER1\)")
             s.wait_queue_empty()
             # a line over 998 octets is folded on the wire, never sent longer
             long_body = ("y" * 2500 + "\r\n").encode()
