@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
 #
-#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules|auth]...
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules|auth|observe]...
 #
 # Scenarios (default: all):
 #   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
