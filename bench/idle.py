@@ -11,17 +11,7 @@ import socket
 import sys
 import time
 
-
-def read_reply(s):
-    buf = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            raise EOFError("connection closed")
-        buf += d
-        for line in buf.split(b"\r\n")[:-1]:
-            if len(line) >= 4 and line[3:4] == b" ":
-                return int(line[:3])
+from smtpreply import read_reply
 
 
 def main():

@@ -15,20 +15,9 @@ import statistics
 import sys
 import time
 
+from smtpreply import read_reply
+
 STAGES = ("banner", "ehlo", "mail", "rcpt")
-
-
-def read_reply(s):
-    buf = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            raise EOFError("connection closed")
-        buf += d
-        if buf.endswith(b"\r\n"):
-            last = buf[:-2].rsplit(b"\r\n", 1)[-1]
-            if len(last) >= 4 and last[3:4] == b" ":
-                return int(last[:3])
 
 
 def session(host, port, out):

@@ -93,9 +93,15 @@ static void on_stop(struct server *s)
     drain_tick(-1, 0, ctx);
 }
 
+/* server_init_ex hook: still root, outside the spool's jail */
+static void pre_drop(struct server *s, void *arg)
+{
+    cla_pre_drop(s);
+}
+
 int main(int argc, char **argv)
 {
-    struct server *s = server_init("cleanup", argc, argv, 0);
+    struct server *s = server_init_ex("cleanup", argc, argv, 0, pre_drop, NULL);
     struct cl_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->srv = s;
     ctx->cfg = s->cfg;
@@ -107,6 +113,7 @@ int main(int argc, char **argv)
     cl_limits_init(ctx);
     ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
                           cl_txn_commit_done, ctx);
+    cla_start(ctx);
     server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
     log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
 
@@ -117,6 +124,7 @@ int main(int argc, char **argv)
     cl_conn_close_all(ctx);
     clf_close(ctx);
     clq_close(ctx);
+    cla_stop();
     if (clc_inflight(ctx->pool) == 0)
         clc_stop(ctx->pool);
     if (ctx->drain_timer)

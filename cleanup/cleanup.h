@@ -23,6 +23,7 @@
 #include "mail/spool.h"
 #include "mail/stage.h"
 #include "util/workq.h"
+#include "dkim/pdk.h"
 
 struct filter_clnt;
 
@@ -40,7 +41,8 @@ struct cl_pool;
 enum cl_state {
     T_ENVELOPE = 0,     /* BEGIN seen, collecting recipients */
     T_CONTENT,          /* DATA chunks arriving */
-    T_FILTER,           /* END seen, waiting for the data verdict */
+    T_AUTH,             /* END seen, with cleanup_auth.c's workers (DKIM, A-R) */
+    T_FILTER,           /* waiting for the data verdict */
     T_COMMIT,           /* in the commit pool */
 };
 
@@ -57,6 +59,26 @@ struct cl_reply {
     int code;
     char enhanced[16];
     char text[CL_TEXT_MAX];
+};
+
+/* Email authentication of one message (cleanup_auth.c). Set in the loop
+ * before the job, filled by a worker while state == T_AUTH, read by the
+ * loop afterwards. SPF itself comes from smtpd (cl_txn.spf_*). */
+struct cl_auth {
+    int submission;             /* authenticated, mynetworks or local */
+    int verify, sign, add_ar;   /* what the job does */
+    int stripped;               /* spoofed Authentication-Results dropped */
+    char from_domain[256];      /* the From field's domain, lower case, or "" */
+    struct pdk_verdict dkim;    /* one result per DKIM-Signature */
+    buf_t sigs;                 /* the DKIM-Signature fields we made */
+    char sign_err[192];
+    /* DMARC (lib/dmarc fills these in cla_dmarc_hook; "" = not evaluated) */
+    char dmarc_result[16];      /* pass | fail | none | temperror | permerror */
+    char dmarc_policy[16];      /* policy.dmarc: none | quarantine | reject */
+    char dmarc_reason[128];
+    /* worker failure (file not rewritten: the transaction gets 4xx) */
+    int err;
+    const char *where;
 };
 
 struct cl_txn {
@@ -93,6 +115,8 @@ struct cl_txn {
     int rewrite;                /* the pool rewrites the file first (data mutations) */
     /* SPF from smtpd (CLEANUP_BEGIN): for the data stage and Received-SPF */
     char *spf_result, *spf_domain, *received_spf;
+    struct cl_auth auth;        /* DKIM, Authentication-Results (cleanup_auth.c) */
+    struct workq_item awitem;   /* its job */
     /* commit pool (touched by worker threads while state == T_COMMIT) */
     struct workq_item witem;
     struct cl_txn *cnext;
@@ -137,6 +161,8 @@ void cl_conn_close_all(struct cl_ctx *ctx);
 void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
 void cl_txn_commit_done(struct cl_txn *t, void *arg);
 void cl_txn_fail(struct cl_txn *t, enum local_status ls);
+/* cleanup_auth.c is done with t (cancelled: the process is stopping). */
+void cl_txn_auth_done(struct cl_ctx *ctx, struct cl_txn *t, int cancelled);
 
 /* cleanup_limit.c: domain "X" { limits { messages_per_hour } } */
 void cl_limits_init(struct cl_ctx *ctx);
@@ -160,6 +186,23 @@ void clh_received_local(buf_t *out, const struct qf_env *env, const char *login,
                         const char *hostname, time_t now);
 void clh_date(buf_t *out, time_t now);
 void clh_sanitize(buf_t *out, const char *s, size_t max, int in_comment);
+
+/* cleanup_auth.c: DKIM verify/sign and Authentication-Results */
+/* Submitted mail: SMTP AUTH, a client in mynetworks, or sendmail through
+ * pickup (signed, never verified; counts against tenant limits). */
+int  cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t);
+void cla_pre_drop(struct server *s);       /* keys and resolvers, still root */
+void cla_start(struct cl_ctx *ctx);
+void cla_stop(void);
+/* The header section as it is emitted: From domain noted, spoofed
+ * Authentication-Results dropped; the rest appended to out. */
+void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out, const char *hdr,
+                 size_t len);
+int  cla_wanted(struct cl_ctx *ctx, struct cl_txn *t);   /* the job has work */
+void cla_submit(struct cl_ctx *ctx, struct cl_txn *t);   /* -> cl_txn_auth_done */
+void cla_txn_free(struct cl_txn *t);
+const char *cla_dkim_result(const struct cl_txn *t);     /* dkim.result */
+void cla_dkim_domains(const struct cl_txn *t, buf_t *out);   /* dkim.domains */
 
 /* cleanup_rules.c */
 /* CLEANUP_MUT from smtpd (before content): remembered, noted; 0 or -1 (bad). */
@@ -194,6 +237,12 @@ int  cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size);
 /* A recycled file was overwritten from offset 0: cut what is left of the
  * old content past the new end (the file must end at END). 0 or -1. */
 int  cl_tmp_trim(struct cl_txn *t);
+/* Rewrites (commit pool, auth workers): t's file opened for reading with
+ * its content located (fd, or -1 with errno); a new file beside it,
+ * tmp/ID<suffix> (fd or -1); and that file replacing t's (ok) or removed. */
+int  cl_tmp_content(const struct cl_txn *t, off_t *off_r, uint64_t *len_r);
+int  cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, size_t size);
+void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok);
 
 /* cleanup_commit.c */
 struct cl_pool *clc_start(struct event_base *base, int nthreads,

@@ -26,6 +26,7 @@
 #define RCPT_LIMIT_HARD 100000   /* QF_MAX_RCPTS, whatever the config says */
 
 static void conn_free(struct cl_conn *c);
+static void txn_ask_filter(struct cl_ctx *ctx, struct cl_txn *t);
 
 static int64_t now_us(void)
 {
@@ -109,6 +110,7 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
     free(t->spf_result);
     free(t->spf_domain);
     free(t->received_spf);
+    cla_txn_free(t);
     filter_muts_free(&t->muts);
     filter_muts_free(&t->dmuts);
     buf_free(&t->hbuf);
@@ -146,6 +148,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     t->arrival_us = now_us();
     t->session = b->session;
     qf_env_init(&t->env);
+    buf_init(&t->auth.sigs, 0);
     clh_start(t);
     ctx->ntxn++;
     c->txn = t;
@@ -280,6 +283,38 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));
         return;
     }
+    if (cla_wanted(ctx, t)) {
+        t->state = T_AUTH;              /* DKIM and Authentication-Results first */
+        cla_submit(ctx, t);
+        return;
+    }
+    txn_ask_filter(ctx, t);
+}
+
+/* cleanup_auth.c finished with t: on to the data stage. */
+void cl_txn_auth_done(struct cl_ctx *ctx, struct cl_txn *t, int cancelled)
+{
+    if (t->conn == NULL) {          /* smtpd went away: the client retries */
+        log_set_qid(t->qid);
+        log_info("lost the smtpd connection during authentication checks");
+        log_set_qid(NULL);
+        txn_drop(ctx, t);
+        return;
+    }
+    if (cancelled || t->auth.err) {
+        log_set_qid(t->qid);
+        if (t->auth.err)
+            log_error("%s: %s", t->auth.where, strerror(t->auth.err));
+        log_set_qid(NULL);
+        fail_and_drop(ctx, t, cancelled ? LR_SHUTDOWN : local_reply_errno(t->auth.err, LR_WRITE));
+        return;
+    }
+    txn_ask_filter(ctx, t);
+}
+
+/* The file is complete: the data stage decides (or nobody needs asking). */
+static void txn_ask_filter(struct cl_ctx *ctx, struct cl_txn *t)
+{
     t->state = T_FILTER;
     if (t->faccept || !clf_data_wanted(ctx)) {
         /* faccept before DATA, or no data rules: nothing to ask */
@@ -476,6 +511,7 @@ static void conn_free(struct cl_conn *c)
             clf_cancel(ctx, t);
             txn_drop(ctx, t);
             break;
+        case T_AUTH:        /* the worker finishes; cl_txn_auth_done drops it */
         case T_COMMIT:
             break;          /* the pool finishes it; cl_txn_commit_done frees it */
         }

@@ -113,6 +113,9 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         *sp = '\0';
         cipher = strchr(e->tls, ' ') + 1;
     }
+    buf_t doms;                     /* dkim.domains */
+    buf_init(&doms, 64);
+    cla_dkim_domains(t, &doms);
     struct ipc_filter_req r = {
         .stage = STAGE_DATA,
         .session = t->session,
@@ -129,10 +132,13 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         .nrcpt = (uint32_t)e->nrcpts,
         .queue_id = t->qid,
         .spf_result = t->spf_result, .spf_domain = t->spf_domain,
+        .dkim_result = cla_dkim_result(t), .dkim_domains = doms.data,
         .size = t->size,
         .path = t->path,
     };
-    if (filter_clnt_ask(ctx->fclnt, &r, t) < 0) {
+    int asked = filter_clnt_ask(ctx->fclnt, &r, t);
+    buf_free(&doms);
+    if (asked < 0) {
         if (data_needs_filter(ctx))
             return -1;              /* the caller answers 451 */
         unavailable(ctx, t);

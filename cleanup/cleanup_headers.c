@@ -177,13 +177,18 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     /* header mutations decided before DATA (cleanup_rules.c) need the
      * whole section in one piece */
     int mut = clr_has_header_muts(&t->muts);
+    /* the client's fields, without spoofed Authentication-Results */
+    buf_t own;
+    buf_init(&own, (size_t)hs->end_off + 1);
+    cla_headers(ctx, t, &own, t->hbuf.data, (size_t)hs->end_off);
     if (!mut) {
         write_out(t, add.data, add.len);
         buf_reset(&add);
-        write_out(t, t->hbuf.data, (size_t)hs->end_off);
+        write_out(t, own.data, own.len);
     } else {
-        buf_append(&add, t->hbuf.data, (size_t)hs->end_off);
+        buf_append(&add, own.data, own.len);
     }
+    buf_free(&own);
     if (hs->end_off > 0 && t->hbuf.data[hs->end_off - 1] != '\n')
         buf_append_char(&add, '\n');   /* unterminated last field at end of content */
     if (!(hs->seen & HDR_SEEN_MESSAGE_ID))

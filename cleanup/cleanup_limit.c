@@ -15,7 +15,6 @@
  * at the end of DATA with 450 4.7.0 (LR_RATE): the client keeps it and
  * retries later, nothing is lost.
  */
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,16 +55,7 @@ static struct cl_rate *rate_of(struct cl_ctx *ctx, const struct cl_txn *t)
     const struct domain_conf *d = config_domain(cfg, addr_domain(t->env.sender));
     if (d == NULL || d->messages_per_hour <= 0)
         return NULL;
-    int submitted = t->local || (t->env.auth_user && t->env.auth_user[0]);
-    if (!submitted && t->env.client_ip) {
-        struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
-        struct sockaddr_in s4 = { .sin_family = AF_INET };
-        if (inet_pton(AF_INET, t->env.client_ip, &s4.sin_addr) == 1)
-            submitted = cidr_match_sa(&cfg->mynetworks, (const struct sockaddr *)&s4);
-        else if (inet_pton(AF_INET6, t->env.client_ip, &s6.sin6_addr) == 1)
-            submitted = cidr_match_sa(&cfg->mynetworks, (const struct sockaddr *)&s6);
-    }
-    return submitted ? &ctx->rates[d - cfg->domains] : NULL;
+    return cl_txn_submitted(ctx, t) ? &ctx->rates[d - cfg->domains] : NULL;
 }
 
 void cl_limits_init(struct cl_ctx *ctx)

@@ -132,3 +132,41 @@ int cl_tmp_trim(struct cl_txn *t)
     t->old_size = 0;
     return 0;
 }
+
+int cl_tmp_content(const struct cl_txn *t, off_t *off_r, uint64_t *len_r)
+{
+    int rfd = open(t->path, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0)
+        return -1;
+    struct qf_env old;
+    char err[128];
+    if (qf_read(rfd, &old, err, sizeof(err)) < 0) {
+        close(rfd);
+        errno = EIO;
+        return -1;
+    }
+    *off_r = old.content_off;
+    *len_r = old.content_len;
+    qf_env_free(&old);
+    return rfd;
+}
+
+int cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, size_t size)
+{
+    str_format(path, size, "%s/%s%s", SPOOL_TMP, t->qid, suffix);
+    return open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+}
+
+void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok)
+{
+    if (!ok) {
+        close(nfd);
+        unlink(npath);
+        return;
+    }
+    close(t->fd);           /* the new file replaces the old one */
+    unlink(t->path);
+    t->fd = nfd;
+    t->old_size = 0;
+    str_copy(t->path, sizeof(t->path), npath);
+}

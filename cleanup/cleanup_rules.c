@@ -96,20 +96,12 @@ static int fail(struct cl_txn *t, const char *where, int err)
 int clr_rewrite(struct cl_txn *t)
 {
     char npath[64];
-    str_format(npath, sizeof(npath), "%s/%s.r", SPOOL_TMP, t->qid);
-    int rfd = open(t->path, O_RDONLY | O_CLOEXEC);
+    off_t off;
+    uint64_t len;
+    int rfd = cl_tmp_content(t, &off, &len);
     if (rfd < 0)
-        return fail(t, "rewrite: open", errno);
-    struct qf_env old;
-    char err[128];
-    if (qf_read(rfd, &old, err, sizeof(err)) < 0) {
-        close(rfd);
-        return fail(t, "rewrite: read", EIO);
-    }
-    off_t off = old.content_off;
-    uint64_t len = old.content_len;
-    qf_env_free(&old);
-    int nfd = open(npath, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        return fail(t, "rewrite: read", errno);
+    int nfd = cl_tmp_side_open(t, ".r", npath, sizeof(npath));
     if (nfd < 0) {
         int e = errno;
         close(rfd);
@@ -118,15 +110,6 @@ int clr_rewrite(struct cl_txn *t)
     int rc = qfm_write(nfd, &t->env, rfd, off, len, t->dmuts.v, t->dmuts.n);
     int e = errno;
     close(rfd);
-    if (rc < 0) {
-        close(nfd);
-        unlink(npath);
-        return fail(t, "rewrite: write", e);
-    }
-    /* the new file replaces the old one */
-    close(t->fd);
-    unlink(t->path);
-    t->fd = nfd;
-    str_copy(t->path, sizeof(t->path), npath);
-    return 0;
+    cl_tmp_side_done(t, nfd, npath, rc == 0);
+    return rc < 0 ? fail(t, "rewrite: write", e) : 0;
 }

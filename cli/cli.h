@@ -19,6 +19,10 @@ struct cli {
 
 /* "postern: " + message on stderr. */
 void cli_err(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* A blocking resolver from the configuration's dns.* keys; NULL after
+ * printing "dns: REASON" (cli_spf.c). */
+struct dns_ctx;
+struct dns_ctx *cli_dns_ctx(const struct config *cfg);
 /* Load the configuration, printing every error; NULL on failure. */
 struct config *cli_load_config(const char *path);
 int cli_newaliases(struct cli *c, int argc, char **argv);   /* cli_aliases.c */
@@ -43,6 +47,9 @@ void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
+int cli_dkim(struct cli *c, int argc, char **argv);    /* cli_dkim.c: argv[0] = "dkim" */
+/* postern check's DKIM key checks: problems printed, their number returned. */
+int cli_check_dkim(const char *path, const struct config *cfg);
 /* bin/sendmail (and newaliases): the whole command, argv[0] included
  * (sendmail.c); returns a sysexits code. */
 int cli_sendmail(int argc, char **argv);

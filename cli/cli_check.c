@@ -2,7 +2,8 @@
  * cli_check.c - postern check: load the configuration (every syntax and
  * value error as file:line:col: key: message), then check what the file
  * points at: the user and group exist, the spool's parent directory exists,
- * TLS certificates and keys, DKIM keys and the users file are readable, the
+ * TLS certificates and keys and the users file are readable, DKIM keys are
+ * private, parse and match their DNS record (cli_check_dkim.c), the
  * rules file compiles, local.aliases parses (file:line:col) and its index
  * is not older than it, local.default_user and local.vmail_user exist and
  * are not root, pipe transports' users and commands exist. A missing
@@ -222,7 +223,6 @@ static void check_files(struct checker *k, const struct config *cfg)
     }
     for (int i = 0; i < cfg->ndomains; i++) {
         const struct domain_conf *d = &cfg->domains[i];
-        domain_readable(k, d, "dkim.key", d->dkim_key);
         domain_readable(k, d, "users", d->users);
     }
     readable(k, "local.users", cfg->local_users);
@@ -316,22 +316,6 @@ static void check_files_as_user(struct checker *k, const struct config *cfg)
         k->problems++;
 }
 
-/* Keys the parser accepts because PRODUCT.md names them, but that nothing
- * acts on yet: accepting them silently would lie to the administrator. */
-static void check_unsupported(struct checker *k, const struct config *cfg)
-{
-    for (int i = 0; i < cfg->ndomains; i++) {
-        const struct domain_conf *d = &cfg->domains[i];
-        struct { const char *field; int set; } u[] = {
-            { "dkim", d->dkim_key != NULL || d->dkim_selector != NULL },
-        };
-        for (size_t j = 0; j < sizeof(u) / sizeof(u[0]); j++)
-            if (u[j].set)
-                problem(k, "domain", "domain \"%s\": %s is not supported yet", d->name,
-                        u[j].field);
-    }
-}
-
 int cli_check(struct cli *c, int argc, char **argv)
 {
     if (argc > 1) {
@@ -348,7 +332,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_root_files(&k, cfg);
     check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
-    check_unsupported(&k, cfg);
+    k.problems += cli_check_dkim(k.path, cfg);
     config_free(cfg);
     if (k.problems > 0) {
         fprintf(stderr, "%s: %d problem%s\n", c->config_path, k.problems,

@@ -12,6 +12,19 @@
 #include "dns/dns.h"
 #include "spf/spf.h"
 
+struct dns_ctx *cli_dns_ctx(const struct config *cfg)
+{
+    struct dns_config dc;
+    buf_t err;
+    dns_config_from(cfg, &dc);
+    buf_init(&err, 64);
+    struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
+    if (!ctx)
+        cli_err("dns: %s", err.data);
+    buf_free(&err);
+    return ctx;
+}
+
 int cli_spf(struct cli *c, int argc, char **argv)
 {
     if (argc < 3 || argc > 4) {
@@ -21,18 +34,11 @@ int cli_spf(struct cli *c, int argc, char **argv)
     struct config *cfg = cli_load_config(c->config_path);
     if (!cfg)
         return EX_FAIL;
-    struct dns_config dc;
-    buf_t err;
-    dns_config_from(cfg, &dc);
-    buf_init(&err, 64);
-    struct dns_ctx *ctx = dns_ctx_new(&dc, NULL, &err);
+    struct dns_ctx *ctx = cli_dns_ctx(cfg);
     if (!ctx) {
-        cli_err("dns: %s", err.data);
-        buf_free(&err);
         config_free(cfg);
         return EX_FAIL;
     }
-    buf_free(&err);
     struct spf_request rq = { .ip = argv[1], .sender = argv[2],
                               .helo = argc > 3 ? argv[3] : "", .receiver = cfg->hostname };
     struct spf_outcome o;

@@ -27,6 +27,10 @@ static const char usage_text[] =
     "  queue shape [--json]     queued mail by destination domain and age (qshape)\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
+    "  spf IP SENDER [HELO]     SPF through the configured resolver\n"
+    "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]  new key, prints the DNS record\n"
+    "  dkim verify [FILE]       one line per DKIM-Signature (stdin without FILE)\n"
+    "  dkim sign DOMAIN [FILE]  the message signed with the domain's keys\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
@@ -82,7 +86,7 @@ static const struct command {
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
     { "top", cli_top },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
-    { "config", cli_config }, { "spf", cli_spf },
+    { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
     { "newaliases", cli_newaliases },
 };
 
@@ -132,7 +136,7 @@ int main(int argc, char **argv)
         setenv("POSTERN_CONFIG", c.config_path, 1);   /* -c FILE reaches sendmail */
         return cli_sendmail(argc - i, argv + i);
     }
-    if (strcmp(cmd, "rules") == 0 || strcmp(cmd, "dkim") == 0) {
+    if (strcmp(cmd, "rules") == 0) {
         if (i + 1 < argc) {
             buf_t b;
             buf_init(&b, 32);

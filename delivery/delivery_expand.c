@@ -157,8 +157,7 @@ static int mailbox(struct exp *e, const char *local, const char *domain, const c
     struct dlv_ident id;
     int rc = delivery_path_resolve(e->cfg, addr.data, e->kind, &mk, &path, &r);
     if (rc == 0 && mk != MBOX_DISCARD) {
-        const char *tmpl = mk == MBOX_MBOX ? e->cfg->local_mbox : e->cfg->local_maildir;
-        if (local_template_is_system(mk, tmpl)) {
+        if (local_kind_is_system(e->cfg, mk)) {
             int f = dlv_ident_lookup(local, &id);
             if (f <= 0) {
                 dlv_result_set(&r, f < 0 ? DS_DEFERRED : DS_BOUNCED, f < 0 ? "4.3.0" : "5.1.1",
@@ -363,7 +362,7 @@ static int forward(struct exp *e, const char *local, const char *domain, const c
      * password lookup per recipient */
     enum mailbox_kind k = e->kind >= 0 ? (enum mailbox_kind)e->kind : e->cfg->local_mailbox;
     if (!e->cfg->local_forward ||
-        !local_template_is_system(k, k == MBOX_MBOX ? e->cfg->local_mbox : e->cfg->local_maildir) ||
+        !local_kind_is_system(e->cfg, k) ||
         dlv_ident_lookup(local, &id) != 1 || id.home[0] != '/')
         return 0;
     buf_t path;

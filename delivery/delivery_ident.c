@@ -22,6 +22,7 @@
 
 #include "delivery.h"
 #include "daemon/server.h"
+#include "local/local_rcpt.h"
 #include "util/log.h"
 
 int dlv_can_switch(void)
@@ -47,19 +48,23 @@ void dlv_ident_self(struct dlv_ident *id)
     str_copy(id->home, sizeof(id->home), pw && pw->pw_dir ? pw->pw_dir : "/");
 }
 
+static void ident_of(const struct passwd *pw, struct dlv_ident *id)
+{
+    id->uid = pw->pw_uid;
+    id->gid = pw->pw_gid;
+    str_copy(id->user, sizeof(id->user), pw->pw_name);
+    str_copy(id->home, sizeof(id->home), pw->pw_dir ? pw->pw_dir : "/");
+}
+
 int dlv_ident_lookup(const char *name, struct dlv_ident *id)
 {
-    struct passwd pw, *res = NULL;
+    struct passwd pw;
     char tmp[4096];
     memset(id, 0, sizeof(*id));
-    int e = getpwnam_r(name, &pw, tmp, sizeof(tmp), &res);
-    if (res == NULL)
-        return e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM ? 0 : -1;
-    id->uid = pw.pw_uid;
-    id->gid = pw.pw_gid;
-    str_copy(id->user, sizeof(id->user), pw.pw_name);
-    str_copy(id->home, sizeof(id->home), pw.pw_dir ? pw.pw_dir : "/");
-    return 1;
+    int r = local_getpwnam(name, &pw, tmp, sizeof(tmp));
+    if (r == 1)
+        ident_of(&pw, id);
+    return r;
 }
 
 int dlv_ident_of_uid(uid_t uid, struct dlv_ident *id)
@@ -69,10 +74,7 @@ int dlv_ident_of_uid(uid_t uid, struct dlv_ident *id)
     memset(id, 0, sizeof(*id));
     if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) != 0 || res == NULL)
         return -1;
-    id->uid = pw.pw_uid;
-    id->gid = pw.pw_gid;
-    str_copy(id->user, sizeof(id->user), pw.pw_name);
-    str_copy(id->home, sizeof(id->home), pw.pw_dir ? pw.pw_dir : "/");
+    ident_of(&pw, id);
     return 0;
 }
 

@@ -292,6 +292,32 @@ static int write_message(const struct dlv_msg *m, int fd, const char *rcpt)
     return rc;
 }
 
+/* The message to fd, then fsync: 0, or -1 with errno and *op_r. */
+static int write_synced(const struct dlv_msg *m, int fd, const char *rcpt, const char **op_r)
+{
+    *op_r = "write";
+    int rc = write_message(m, fd, rcpt);
+    if (rc == 0) {
+        *op_r = "fsync";
+        rc = fsync(fd);
+    }
+    return rc;
+}
+
+/* Close fd after rc: a close error fails what had succeeded; errno and
+ * *op_r stay those of the first failure. */
+static int close_after(int fd, int rc, const char **op_r)
+{
+    int err = errno;
+    if (close(fd) < 0 && rc == 0) {
+        *op_r = "close";
+        rc = -1;
+        err = errno;
+    }
+    errno = err;
+    return rc;
+}
+
 /* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST = already
  * there), unlink tmp. 0, or -1 with errno and *op_r. */
 static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
@@ -307,18 +333,8 @@ static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, cons
     }
     if (fd < 0)
         return -1;
-    *op_r = "write";
-    int rc = write_message(m, fd, rcpt);
-    if (rc == 0) {
-        *op_r = "fsync";
-        rc = fsync(fd);
-    }
+    int rc = close_after(fd, write_synced(m, fd, rcpt, op_r), op_r);
     int err = errno;
-    if (close(fd) < 0 && rc == 0) {
-        *op_r = "close";
-        rc = -1;
-        err = errno;
-    }
     if (rc == 0) {
         *op_r = "link";
         if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0 && errno != EEXIST) {
@@ -373,12 +389,7 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             return 1;
         return -1;
     }
-    *op_r = "write";
-    int rc = write_message(m, fd, rcpt);
-    if (rc == 0) {
-        *op_r = "fsync";
-        rc = fsync(fd);
-    }
+    int rc = write_synced(m, fd, rcpt, op_r);
     if (rc == 0) {
         *op_r = "link";
         rc = link_tmpfile(fd, e->newfd, name);
@@ -394,14 +405,7 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             rc = fsync(fd);
         }
     }
-    int err = errno;
-    if (close(fd) < 0 && rc == 0) {
-        *op_r = "close";
-        rc = -1;
-        err = errno;
-    }
-    errno = err;
-    return rc;
+    return close_after(fd, rc, op_r);
 }
 
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,

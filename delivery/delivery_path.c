@@ -6,13 +6,13 @@
  * PW_CACHE_SECS).
  * Must never build a path from a local part that mbox_path refused.
  */
-#include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "delivery.h"
+#include "local/local_rcpt.h"
 #include "mail/mbox_path.h"
 
 /* Found home directories are cached for a while (like nscd's positive
@@ -54,14 +54,14 @@ static int home_of(const char *local, buf_t *home, struct dlv_result *r)
         if (slot->home != NULL && (c->home == NULL || c->at < slot->at))
             slot = c;
     }
-    struct passwd pw, *res = NULL;
+    struct passwd pw, *res = &pw;
     char tmp[4096];
-    int e = getpwnam_r(local, &pw, tmp, sizeof(tmp), &res);
-    if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM) {
-        dlv_result_set(r, DS_DEFERRED, "4.3.0", "user lookup %s: %s", local, strerror(e));
+    int found = local_getpwnam(local, &pw, tmp, sizeof(tmp));
+    if (found < 0) {
+        dlv_result_set(r, DS_DEFERRED, "4.3.0", "user lookup %s failed", local);
         return -1;
     }
-    if (res == NULL || res->pw_dir == NULL || res->pw_dir[0] != '/') {
+    if (found == 0 || res->pw_dir == NULL || res->pw_dir[0] != '/') {
         if (slot->home != NULL && strcmp(slot->name, local) == 0) {
             free(slot->home);   /* gone: forget it */
             slot->home = NULL;

@@ -42,6 +42,7 @@ PROGRAMS = [
     "useradd", "groupadd", "getent", "runuser",        # t/run-integ.sh, conf/dev-setup.sh
     "man",                                             # README tour: man -l man/*.5
     "perl",                                            # swaks
+    "unshare", "ip", "mount", "unbound", "bash",       # test_dkim: opendkim-testmsg's private DNS
 ]
 # swaks' modules for what the tests use (--tls/--tlsc, --auth PLAIN/LOGIN,
 # --pipeline, plain sockets): see `swaks --support`.

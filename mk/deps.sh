@@ -32,6 +32,12 @@
 #           well-kept library, not by hand), python3-prometheus-client (its
 #           text-format parser checks the scrape in test_metrics), tmux
 #           (drives `postern top` in a terminal for the load-run capture)
+#   dkim:   libopendkim-dev (lib/dkim: DKIM verify and sign), opendkim-tools
+#           (opendkim-testmsg/opendkim-genkey: the independent verifier and key maker
+#           of the tests), python3-dkim (dkimpy: signs and verifies in the tests),
+#           python3-authres (parses Authentication-Results in the tests), unbound
+#           (a private DNS server on 127.0.0.1:53 inside `unshare -n` for opendkim-testmsg),
+#           iproute2 (ip link set lo up in that namespace)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
@@ -41,7 +47,8 @@ python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml
-libmicrohttpd-dev python3-prometheus-client tmux"
+libmicrohttpd-dev python3-prometheus-client tmux
+libopendkim-dev opendkim-tools python3-dkim python3-authres unbound iproute2"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

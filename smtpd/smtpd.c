@@ -242,12 +242,14 @@ int main(int argc, char **argv)
     if (nlisteners == 0)
         log_warn("no listening sockets inherited (POSTERN_FDS): serving nothing");
     smtpd_filter_init(s->base);
+    smtpd_local_init(s->base);
     smtpd_auth_init(s->base);
     smtpd_dns_init(s->base);
     log_info("started: %d listener%s", nlisteners, nlisteners == 1 ? "" : "s");
     ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     smtpd_cleanup_shutdown();
+    smtpd_local_shutdown();         /* before filter's: its callbacks queue there */
     smtpd_filter_shutdown();
     smtpd_auth_shutdown();
     smtpd_dns_shutdown();

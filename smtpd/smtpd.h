@@ -254,9 +254,18 @@ void smtpd_tls_session_free(struct smtpd_session *s);
 struct dns_fcrdns;
 struct event;
 void smtpd_dns_pre_drop(const struct config *cfg);   /* before the jail */
-/* smtpd_local.c: fork the local-recipient helper (before the jail) and set
- * the default policy's local check to ask it. */
+/* smtpd_local.c: the local-recipient check (550 5.1.1) without blocking:
+ * fork its helper (before the jail), hook it to the loop, ask it. */
 void smtpd_local_pre_drop(struct server *srv);
+void smtpd_local_init(struct event_base *base);
+/* Is addr a local recipient? known: 1 yes, 0 no, -1 temporary failure. */
+typedef void smtpd_local_fn(int known, void *arg);
+#define SMTPD_LOCAL_ASKED 2
+/* SMTPD_LOCAL_ASKED: cb(known, arg) follows once from the loop (within a
+ * bounded time, or at smtpd_local_shutdown with -1); else the answer now
+ * (0 or -1) and cb is never called. */
+int smtpd_local_ask(const char *addr, smtpd_local_fn *cb, void *arg);
+void smtpd_local_shutdown(void);       /* open questions: cb(-1) */
 void smtpd_dns_init(struct event_base *base);
 void smtpd_dns_shutdown(void);
 void smtpd_dns_start(struct smtpd_session *s);        /* at session start */

@@ -36,8 +36,10 @@
 
 struct smtpd_pending {
     struct smtpd_pending *next;     /* the local list */
-    uint64_t id;                    /* a request to filter; 0 = a local verdict */
-    struct smtpd_session *s;        /* NULL once the session is gone (local list) */
+    uint64_t id;                    /* a request to filter; 0 = a local verdict
+                                     * (on the local list, or waiting for the local
+                                     * check, which puts it there) */
+    struct smtpd_session *s;        /* NULL once the session is gone (local verdict) */
     enum stage stage;
     char *rcpt;                     /* rcpt stage: the recipient asked for */
     struct verdict_out local;       /* a local verdict */
@@ -118,13 +120,10 @@ static void on_local(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Queue the default policy's verdict for p (a stage without rules). */
-static void decide_local(struct smtpd_pending *p)
+/* Put p on the local list, its verdict to be delivered from the loop. */
+static void local_queue(struct smtpd_pending *p)
 {
-    struct smtpd_session *s = p->s;
-    p->id = 0;
     p->next = NULL;
-    policy_decide_stage(p->stage, p->rcpt, s->ip, s->auth_user ? s->auth_user : "", &p->local);
     if (lhead == NULL)
         lhead = p;
     else
@@ -133,6 +132,37 @@ static void decide_local(struct smtpd_pending *p)
     if (local_ev == NULL)
         local_ev = event_new(fbase, -1, 0, on_local, NULL);
     event_active(local_ev, 0, 0);
+}
+
+/* The local check's answer for p (smtpd_local.c); p->s may be gone. */
+static void local_known(int known, void *arg)
+{
+    struct smtpd_pending *p = arg;
+    policy_local_verdict(known, &p->local);
+    local_queue(p);
+}
+
+/* The default policy's verdict for p (a stage without rules); a local
+ * recipient's waits for the local check, which never blocks the loop. */
+static void decide_local(struct smtpd_pending *p)
+{
+    struct smtpd_session *s = p->s;
+    p->id = 0;
+    buf_t a;
+    buf_init(&a, 64);
+    int asked = 0;
+    if (policy_local_query(p->stage, p->rcpt, &a)) {
+        int r = smtpd_local_ask(a.data, local_known, p);
+        asked = r == SMTPD_LOCAL_ASKED;
+        if (!asked)
+            policy_local_verdict(r, &p->local);
+    } else {
+        policy_decide_stage(p->stage, p->rcpt, s->ip, s->auth_user ? s->auth_user : "",
+                            &p->local);
+    }
+    buf_free(&a);
+    if (!asked)
+        local_queue(p);
 }
 
 /* filter's answer to p; NULL: the link broke before it came. */
@@ -235,7 +265,7 @@ void smtpd_filter_cancel(struct smtpd_session *s)
     struct smtpd_pending *p = s->pend;
     s->pend = NULL;
     if (p && p->id == 0) {
-        p->s = NULL;                /* on the local list: dropped there */
+        p->s = NULL;                /* a local verdict: dropped when it comes */
     } else if (p) {
         if (fc)
             filter_clnt_cancel(fc, p->id);

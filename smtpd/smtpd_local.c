@@ -1,21 +1,28 @@
 /*
  * smtpd_local.c - is a recipient at a local domain someone we deliver to?
- * (lib/local/local_rcpt.h; the default policy answers 550 5.1.1 when not.)
+ * (lib/local/local_rcpt.h; the default policy answers 550 5.1.1 when not,
+ * smtpd_filter.c asks here through policy_local_query.)
  *
  * smtpd lives in an empty jail: no /etc/passwd, no aliases index. So before
  * the jail a helper process is forked (smtpd_local_pre_drop): it drops to
  * the user like every child (not jailed, not dumpable, dies with smtpd) and
  * answers one question per packet on a SOCK_SEQPACKET pair:
- * {u32 id, address} -> {u32 id, '1' | '0' | 'T'}. smtpd asks synchronously
- * with a bounded wait (LOCAL_CHECK_MS): the alias index is a local file
- * read, but getpwnam goes through NSS and could be slow with a network
- * directory (LDAP); a late or missing answer is a temporary failure (451),
- * and a late answer is recognised by its id and dropped. Must never let the
- * helper keep a listener or the readiness pipe, never block longer than
- * LOCAL_CHECK_MS per recipient.
+ * {u32 id, address} -> {u32 id, '1' | '0' | 'T'}. Its HELPER_THREADS
+ * threads each take the next question, so one slow lookup (getpwnam goes
+ * through NSS, which may wait on a network directory; a users file may sit
+ * on a slow disk) holds up only itself; answers come back in any order,
+ * matched by id.
+ *
+ * smtpd never waits for the helper: a question is sent without blocking
+ * and its answer read by an event of the loop; each question has a timer
+ * (LOCAL_CHECK_MS) after which it is a temporary failure (451), and at
+ * most LOCAL_PENDING_MAX are open at once (more: 451 at once), so a stuck
+ * helper costs bounded memory. A late answer is recognised by its id and
+ * dropped. Must never let the helper keep a listener or the readiness
+ * pipe, never block the loop.
  */
 #include <errno.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,82 +30,194 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <event2/event.h>
 
 #include "smtpd.h"
-#include "filter/filter_policy.h"
 #include "local/local_rcpt.h"
-#include "util/clock.h"
 #include "util/log.h"
 
-#define LOCAL_CHECK_MS  5000
-#define LOCAL_ADDR_MAX  1024
+#define LOCAL_CHECK_MS     5000
+#define LOCAL_ADDR_MAX     1024
+#define LOCAL_PENDING_MAX  256
+#define HELPER_THREADS     4
 
-static int qfd = -1;
-static uint32_t next_id;
+/* ---- the helper (its own process) ----------------------------------------- */
 
-/* The helper: answer until smtpd goes away. */
-static void __attribute__((noreturn)) helper(const struct config *cfg, int fd)
+struct helper_arg {
+    const struct config *cfg;
+    int fd;
+};
+
+/* One helper thread: answer until smtpd goes away. Each thread has its own
+ * alias reader; concurrent recv/send on a SEQPACKET socket take and give
+ * whole packets. */
+static void *helper_thread(void *arg)
 {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    server_drop_privileges(cfg);
-    prctl(PR_SET_DUMPABLE, 0);
-    struct aliases_db *db = aliases_db_new(cfg->local_aliases);
+    const struct helper_arg *h = arg;
+    struct aliases_db *db = aliases_db_new(h->cfg->local_aliases);
     unsigned char q[4 + LOCAL_ADDR_MAX + 1];
     for (;;) {
-        ssize_t n = recv(fd, q, sizeof(q) - 1, 0);
+        ssize_t n = recv(h->fd, q, sizeof(q) - 1, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 4)
             _exit(0);
         q[n] = '\0';
-        int r = memchr(q + 4, '\0', (size_t)n - 4) ? 0
-                                                    : local_rcpt_known(cfg, db, (char *)q + 4);
+        int r = memchr(q + 4, '\0', (size_t)n - 4)
+                    ? 0 : local_rcpt_known(h->cfg, db, (char *)q + 4);
         unsigned char a[5];
         memcpy(a, q, 4);
         a[4] = r > 0 ? '1' : r == 0 ? '0' : 'T';
-        if (send(fd, a, sizeof(a), MSG_NOSIGNAL) < 0)
+        if (send(h->fd, a, sizeof(a), MSG_NOSIGNAL) < 0)
             _exit(0);
+    }
+    return NULL;
+}
+
+static void __attribute__((noreturn)) helper(const struct config *cfg, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    server_drop_privileges(cfg);
+    prctl(PR_SET_DUMPABLE, 0);
+    static struct helper_arg h;
+    h.cfg = cfg;
+    h.fd = fd;
+    for (int i = 1; i < HELPER_THREADS; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, helper_thread, &h) != 0)
+            log_warn("local recipient helper: cannot start thread %d", i);
+    }
+    helper_thread(&h);
+    _exit(0);
+}
+
+/* ---- smtpd's side ---------------------------------------------------------- */
+
+struct local_q {
+    struct local_q *next, *prev;
+    uint32_t id;
+    smtpd_local_fn *cb;
+    void *arg;
+    struct event *timer;
+};
+
+static int qfd = -1;
+static uint32_t next_id;
+static struct event_base *lbase;
+static struct event *answer_ev;
+static struct local_q *open_qs;
+static int nopen;
+
+/* Close q: off the list, its callback told known (1, 0, -1). */
+static void finish(struct local_q *q, int known)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        open_qs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    nopen--;
+    event_free(q->timer);
+    smtpd_local_fn *cb = q->cb;
+    void *arg = q->arg;
+    free(q);
+    cb(known, arg);
+}
+
+/* The helper is gone: every open question fails, and so does every later one. */
+static void helper_gone(void)
+{
+    log_error("local recipient check: helper gone: local recipients get 451");
+    if (answer_ev)
+        event_free(answer_ev);
+    answer_ev = NULL;
+    close(qfd);
+    qfd = -1;
+    while (open_qs)
+        finish(open_qs, -1);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    log_warn("local recipient check: no answer within %d ms", LOCAL_CHECK_MS);
+    finish(arg, -1);
+}
+
+static void on_answer(evutil_socket_t fd, short what, void *arg)
+{
+    for (;;) {
+        unsigned char a[5];
+        ssize_t n = recv(qfd, a, sizeof(a), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n != 5) {
+            helper_gone();
+            return;
+        }
+        uint32_t id;
+        memcpy(&id, a, 4);
+        struct local_q *q = open_qs;
+        while (q && q->id != id)
+            q = q->next;
+        if (q)                      /* else: an answer after its timeout */
+            finish(q, a[4] == '1' ? 1 : a[4] == '0' ? 0 : -1);
     }
 }
 
-/* The policy's local check: ask the helper. */
-static int ask(const char *addr)
+int smtpd_local_ask(const char *addr, smtpd_local_fn *cb, void *arg)
 {
     size_t len = strlen(addr);
-    if (qfd < 0 || len > LOCAL_ADDR_MAX)
-        return qfd < 0 ? -1 : 0;
-    unsigned char q[4 + LOCAL_ADDR_MAX];
+    if (qfd < 0 || answer_ev == NULL)
+        return -1;
+    if (len > LOCAL_ADDR_MAX)
+        return 0;                   /* longer than any address we deliver to */
+    if (nopen >= LOCAL_PENDING_MAX) {
+        log_warn("local recipient check: %d questions open: 451", nopen);
+        return -1;
+    }
+    unsigned char pkt[4 + LOCAL_ADDR_MAX];
     uint32_t id = ++next_id;
-    memcpy(q, &id, 4);
-    memcpy(q + 4, addr, len);
-    if (send(qfd, q, 4 + len, MSG_NOSIGNAL) < 0) {
+    memcpy(pkt, &id, 4);
+    memcpy(pkt + 4, addr, len);
+    if (send(qfd, pkt, 4 + len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         log_error("local recipient check: %m");
         return -1;
     }
-    int64_t deadline = clock_now_ms() + LOCAL_CHECK_MS;
-    for (;;) {
-        int64_t left = deadline - clock_now_ms();
-        struct pollfd p = { qfd, POLLIN, 0 };
-        if (left <= 0 || (poll(&p, 1, (int)left) <= 0 && errno != EINTR)) {
-            log_warn("local recipient check: no answer within %d ms", LOCAL_CHECK_MS);
-            return -1;
-        }
-        unsigned char a[5];
-        ssize_t n = recv(qfd, a, sizeof(a), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n != 5) {
-            log_error("local recipient check: helper gone");
-            close(qfd);
-            qfd = -1;
-            return -1;
-        }
-        uint32_t got;
-        memcpy(&got, a, 4);
-        if (got == id)
-            return a[4] == '1' ? 1 : a[4] == '0' ? 0 : -1;
-        /* an answer to an earlier question that timed out: drop it */
-    }
+    struct local_q *q = xcalloc(1, sizeof(*q));
+    q->id = id;
+    q->cb = cb;
+    q->arg = arg;
+    q->timer = evtimer_new(lbase, on_timeout, q);
+    struct timeval tv = { LOCAL_CHECK_MS / 1000, (LOCAL_CHECK_MS % 1000) * 1000 };
+    evtimer_add(q->timer, &tv);
+    q->next = open_qs;
+    if (open_qs)
+        open_qs->prev = q;
+    open_qs = q;
+    nopen++;
+    return SMTPD_LOCAL_ASKED;
+}
+
+void smtpd_local_init(struct event_base *base)
+{
+    lbase = base;
+    if (qfd < 0)
+        return;
+    fd_set_nonblock(qfd, 1);
+    answer_ev = event_new(base, qfd, EV_READ | EV_PERSIST, on_answer, NULL);
+    event_add(answer_ev, NULL);
+}
+
+void smtpd_local_shutdown(void)
+{
+    while (open_qs)
+        finish(open_qs, -1);
+    if (answer_ev)
+        event_free(answer_ev);
+    answer_ev = NULL;
 }
 
 void smtpd_local_pre_drop(struct server *srv)
@@ -120,5 +239,4 @@ void smtpd_local_pre_drop(struct server *srv)
     }
     close(sv[1]);
     qfd = sv[0];
-    policy_set_local_check(ask);
 }

@@ -131,6 +131,11 @@ static void apply_domain(struct loadctx *lc, const struct cnode *e);
 static void apply_tls_policy(struct loadctx *lc, const struct cnode *e, const char *ekey);
 
 /* Walk one block of a table; level is the table-relative dotted prefix. */
+static const struct cnode *seen_of(const struct cnode **seen, const struct table *t,
+                                   const char *name);
+static void apply_dkim_again(struct loadctx *lc, const struct table *t, void *base,
+                             const struct cnode *e, const char *ekey);
+
 static void apply_block(struct loadctx *lc, const struct table *t, void *base,
                         const struct cnode **seen, const struct cnode *blk, const char *level)
 {
@@ -169,6 +174,12 @@ static void apply_block(struct loadctx *lc, const struct table *t, void *base,
                               "expected a block: listen { smtp { address = [...]; } }");
             else
                 apply_listen(lc, e);
+            continue;
+        }
+        if (t->p == cfg_domain_params && !*level && strcmp(e->key, "dkim") == 0 &&
+            e->kind == CN_BLOCK && (seen_of(seen, t, "dkim.selector") ||
+                                    seen_of(seen, t, "dkim.key"))) {
+            apply_dkim_again(lc, t, base, e, ekey);   /* a second key: rollover */
             continue;
         }
         int r = find_param(t, name);
@@ -231,6 +242,43 @@ static void check_metrics(struct loadctx *lc, const struct table *t, const struc
     cfg_error_add(lc->errs, n ? n->file : lc->c->path, n ? n->line : 0, n ? n->col : 0,
                   "metrics.address", "\"%s\" is not a loopback address: the endpoint has no "
                   "authentication (set metrics.allow_remote = true to serve it anyway)", a);
+}
+
+static void dkim_push(struct domain_conf *d, char *selector, char *key)
+{
+    d->dkim = xrealloc(d->dkim, (size_t)(d->ndkim + 1) * sizeof(*d->dkim));
+    d->dkim[d->ndkim].selector = selector;
+    d->dkim[d->ndkim].key = key;
+    d->ndkim++;
+}
+
+/* Another `dkim { selector; key; }` block in a domain: parsed with the
+ * same rows into a scratch domain, its pair appended to d->dkim. */
+static void apply_dkim_again(struct loadctx *lc, const struct table *t, void *base,
+                             const struct cnode *e, const char *ekey)
+{
+    struct domain_conf *d = base, tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    cfg_apply_defaults(cfg_domain_params, cfg_ndomain, &tmp);
+    const struct cnode *seen2[CFG_TABLE_MAX] = { 0 };
+    apply_block(lc, t, &tmp, seen2, e, "dkim");
+    check_pair(lc, t, seen2, "dkim.selector", tmp.dkim_selector, "dkim.key", tmp.dkim_key);
+    if (tmp.dkim_selector && tmp.dkim_key) {
+        int dup = d->dkim_selector && strcmp(d->dkim_selector, tmp.dkim_selector) == 0;
+        for (int i = 0; i < d->ndkim; i++)
+            dup |= strcmp(d->dkim[i].selector, tmp.dkim_selector) == 0;
+        if (dup)
+            cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
+                          "selector \"%s\" appears twice", tmp.dkim_selector);
+        else if (d->ndkim + 1 >= CFG_DKIM_KEYS_MAX)
+            cfg_error_add(lc->errs, e->file, e->kline, e->kcol, ekey,
+                          "too many dkim blocks (limit %d)", CFG_DKIM_KEYS_MAX);
+        else {
+            dkim_push(d, tmp.dkim_selector, tmp.dkim_key);
+            tmp.dkim_selector = tmp.dkim_key = NULL;
+        }
+    }
+    cfg_free_fields(cfg_domain_params, cfg_ndomain, &tmp);
 }
 
 static void apply_listen(struct loadctx *lc, const struct cnode *blk)
@@ -317,6 +365,17 @@ static void apply_domain(struct loadctx *lc, const struct cnode *e)
     struct table t = { cfg_domain_params, cfg_ndomain, ekey, NULL };
     apply_block(lc, &t, d, seen, e, "");
     check_pair(lc, &t, seen, "dkim.selector", d->dkim_selector, "dkim.key", d->dkim_key);
+    if (d->dkim_selector && d->dkim_key) {
+        /* dkim[0] is the first block (the table's fields); extras follow */
+        struct dkim_key_conf *extra = d->dkim;
+        int nextra = d->ndkim;
+        d->dkim = NULL;
+        d->ndkim = 0;
+        dkim_push(d, xstrdup(d->dkim_selector), xstrdup(d->dkim_key));
+        for (int i = 0; i < nextra; i++)
+            dkim_push(d, extra[i].selector, extra[i].key);
+        free(extra);
+    }
     check_pair(lc, &t, seen, "tls.certificate", d->tls_certificate, "tls.key", d->tls_key);
 }
 
@@ -422,6 +481,10 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
         h[sizeof(h) - 1] = '\0';
         c->hostname = xstrdup(h);
     }
+    if (c->authserv_id == NULL)
+        c->authserv_id = xstrdup(c->hostname);
+    if (c->dkim_keys == NULL)
+        c->dkim_keys = xstrdup(POSTERN_PREFIX "/etc/postern/dkim");
     if (c->run_dir == NULL)   /* root-owned; unprivileged (dev) runs: the spool */
         c->run_dir = xstrdup(geteuid() == 0 ? "/run/postern" : c->spool);
     if (c->pid_file == NULL) {
@@ -589,6 +652,11 @@ void config_free(struct config *c)
     for (int i = 0; i < c->ndomains; i++) {
         free(c->domains[i].name);
         cfg_free_fields(cfg_domain_params, cfg_ndomain, &c->domains[i]);
+        for (int k = 0; k < c->domains[i].ndkim; k++) {
+            free(c->domains[i].dkim[k].selector);
+            free(c->domains[i].dkim[k].key);
+        }
+        free(c->domains[i].dkim);
     }
     free(c->domains);
     for (int i = 0; i < c->ntls_policies; i++)

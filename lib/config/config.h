@@ -45,11 +45,20 @@ struct listener {
     int auth_offered;           /* AUTH advertised on this listener */
 };
 
+/* One signing key of a domain: a `dkim { selector; key; }` block (the
+ * block may come more than once per domain: every key signs, so a new
+ * selector can be published and used before the old one is retired). */
+struct dkim_key_conf {
+    char *selector, *key;
+};
+#define CFG_DKIM_KEYS_MAX 8      /* dkim blocks per domain (PDK_MAX_KEYS) */
+
 struct domain_conf {
     char *name;
     char *mailboxes;            /* template: "%d" domain, "%u" local part */
     char *users;
-    char *dkim_selector, *dkim_key;
+    char *dkim_selector, *dkim_key;   /* the first dkim block (also in dkim[0]) */
+    struct dkim_key_conf *dkim; int ndkim;   /* every dkim block, in order */
     char *tls_certificate, *tls_key;
     long messages_per_hour;
 };
@@ -110,6 +119,9 @@ struct config {
     char    *auth_users;
     int      auth_plaintext_without_tls;
     int      authentication_spf;    /* SPF at MAIL FROM (smtpd_spf.c), Received-SPF */
+    int      authentication_dkim;   /* verify DKIM in cleanup (cleanup_auth.c) */
+    char    *authserv_id;           /* authentication.authserv_id (default: hostname) */
+    char    *dkim_keys;             /* authentication.dkim_keys: keygen's directory */
 
     struct strlist local_domains;
     enum mailbox_kind local_mailbox;   /* local.mailbox: maildir | mbox | discard */

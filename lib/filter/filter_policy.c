@@ -44,20 +44,12 @@ static void bare_addr(const char *rcpt, buf_t *out)
         buf_set(out, rcpt, n);
 }
 
-/* A local recipient nobody receives mail for: 550 5.1.1 (or 451 when the
- * lookup failed); 0 when it is known (or nobody checks). */
-static int unknown_local(const char *rcpt, struct verdict_out *out)
+void policy_local_verdict(int known, struct verdict_out *out)
 {
-    if (local_check == NULL)
-        return 0;
-    buf_t a;
-    buf_init(&a, 64);
-    bare_addr(rcpt, &a);
-    int r = local_check(a.data);
-    buf_free(&a);
-    if (r > 0)
-        return 0;
-    if (r < 0) {
+    memset(out, 0, sizeof(*out));
+    if (known > 0) {
+        out->status = V_ACCEPT;
+    } else if (known < 0) {
         out->status = V_TEMPFAIL;
         out->code = 451;
         str_copy(out->enhanced, sizeof(out->enhanced), "4.3.0");
@@ -69,7 +61,30 @@ static int unknown_local(const char *rcpt, struct verdict_out *out)
         str_copy(out->text, sizeof(out->text),
                  "Recipient address rejected: User unknown in local recipient table");
     }
+}
+
+int policy_local_query(enum stage st, const char *rcpt, buf_t *addr_r)
+{
+    if (st != STAGE_RCPT || pcfg == NULL || !policy_rcpt_is_local(pcfg, rcpt ? rcpt : ""))
+        return 0;
+    bare_addr(rcpt, addr_r);
     return 1;
+}
+
+/* A local recipient: the process's local check decides (known when
+ * nobody checks). */
+static void local_rcpt(const char *rcpt, struct verdict_out *out)
+{
+    if (local_check == NULL) {
+        policy_local_verdict(1, out);
+        return;
+    }
+    buf_t a;
+    buf_init(&a, 64);
+    bare_addr(rcpt, &a);
+    int r = local_check(a.data);
+    buf_free(&a);
+    policy_local_verdict(r, out);
 }
 
 int policy_rcpt_is_local(const struct config *cfg, const char *rcpt)
@@ -138,8 +153,7 @@ void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,
         return;
     }
     if (policy_rcpt_is_local(pcfg, rcpt ? rcpt : "")) {
-        if (!unknown_local(rcpt, out))
-            out->status = V_ACCEPT;
+        local_rcpt(rcpt, out);
         return;
     }
     if (policy_client_trusted(pcfg, client_ip, auth_user)) {

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "ipc/ipc.h"
 #include "mail/stage.h"
+#include "util/buf.h"
 
 struct verdict_out {
     enum verdict status;
@@ -25,10 +26,18 @@ struct verdict_out {
 void policy_init(const struct config *cfg);
 /* Is a recipient at a local domain someone we deliver to (lib/local/
  * local_rcpt.h)? 1 yes, 0 no (550 5.1.1), -1 temporary failure (451 4.3.0).
- * Each process sets how it asks (smtpd: its helper outside the jail;
- * filter: directly); unset = every local recipient is known. */
+ * A process with a synchronous check sets it (filter: directly, in its
+ * worker threads); unset = every local recipient is known (smtpd asks its
+ * helper asynchronously through policy_local_query instead). */
 typedef int policy_local_fn(const char *addr);
 void policy_set_local_check(policy_local_fn *fn);
+/* For a process whose local check answers later (smtpd, from its event
+ * loop): 1 when the verdict for (st, rcpt) is a local recipient's, hanging
+ * on the local check: addr_r is the address to ask; then
+ * policy_local_verdict() gives the verdict for the answer (1, 0, -1, as
+ * policy_local_fn). 0: policy_decide_stage() answers at once. */
+int policy_local_query(enum stage st, const char *rcpt, buf_t *addr_r);
+void policy_local_verdict(int known, struct verdict_out *out);
 void policy_decide(const struct ipc_filter_req *req, struct verdict_out *out);
 /* The same from the pieces smtpd knows (rcpt: only at STAGE_RCPT). */
 void policy_decide_stage(enum stage st, const char *rcpt, const char *client_ip,

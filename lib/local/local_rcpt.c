@@ -31,10 +31,14 @@ int local_template_is_system(enum mailbox_kind kind, const char *tmpl)
            (strncmp(tmpl, "/var/mail/", 10) == 0 || strncmp(tmpl, "/var/spool/mail/", 16) == 0);
 }
 
+int local_kind_is_system(const struct config *cfg, enum mailbox_kind kind)
+{
+    return local_template_is_system(kind, kind == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir);
+}
+
 int local_layout_is_system(const struct config *cfg)
 {
-    enum mailbox_kind k = cfg->local_mailbox;
-    return local_template_is_system(k, k == MBOX_MBOX ? cfg->local_mbox : cfg->local_maildir);
+    return local_kind_is_system(cfg, cfg->local_mailbox);
 }
 
 /* Does one users-file line name local (or local@domain)? */
@@ -70,18 +74,25 @@ int local_users_file_has(const char *path, const char *local, const char *domain
     return found;
 }
 
+int local_getpwnam(const char *name, struct passwd *pw, char *tmp, size_t tmplen)
+{
+    struct passwd *res = NULL;
+    int e = getpwnam_r(name, pw, tmp, tmplen, &res);
+    if (res != NULL)
+        return 1;
+    /* getpwnam_r(3): these all mean "not found" */
+    if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
+        return 0;
+    log_error("user lookup \"%s\": %s", name, strerror(e));
+    return -1;
+}
+
 /* A system user named local? 1, 0, -1 (lookup failure). */
 static int system_user(const char *local)
 {
-    struct passwd pw, *res = NULL;
+    struct passwd pw;
     char tmp[4096];
-    int e = getpwnam_r(local, &pw, tmp, sizeof(tmp), &res);
-    if (res != NULL)
-        return 1;
-    if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
-        return 0;
-    log_error("user lookup \"%s\": %s", local, strerror(e));
-    return -1;
+    return local_getpwnam(local, &pw, tmp, sizeof(tmp));
 }
 
 static int alias_known(struct aliases_db *db, const char *local)

@@ -17,6 +17,8 @@
 #ifndef POSTERN_LOCAL_RCPT_H
 #define POSTERN_LOCAL_RCPT_H
 
+#include <pwd.h>
+#include <stddef.h>
 #include "config/config.h"
 #include "local/aliases.h"
 
@@ -24,10 +26,17 @@
  * (550 5.1.1), -1 temporary failure (4xx). db may be NULL (no aliases). */
 int local_rcpt_known(const struct config *cfg, struct aliases_db *db, const char *addr);
 
+/* getpwnam_r as a tri-state: 1 found (pw filled, its strings in tmp), 0 no
+ * such user, -1 lookup failure (NSS down: a temporary failure). */
+int local_getpwnam(const char *name, struct passwd *pw, char *tmp, size_t tmplen);
+
 /* Does a mailbox template name system users ("~/..." or an mbox in
  * /var/mail or /var/spool/mail), rather than a catch-all layout? */
 int local_template_is_system(enum mailbox_kind kind, const char *tmpl);
-/* The same for the configured local.mailbox and its template. */
+/* The same for mailbox kind `kind` with its configured template
+ * (local.mbox or local.maildir). */
+int local_kind_is_system(const struct config *cfg, enum mailbox_kind kind);
+/* The same for the configured local.mailbox. */
 int local_layout_is_system(const struct config *cfg);
 
 /* Is name (lowercase) one that routes to root when it has no alias

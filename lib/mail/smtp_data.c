@@ -16,8 +16,8 @@
  * memchr and handled at once by plain_run(), which has exactly the effect of
  * feeding those bytes one by one (same output, size, linelen, errors);
  * only line ends, dots at the start of a line and odd bytes go through the
- * byte-at-a-time state machine. t/fuzz checks the result against the plain
- * byte loop (t/fuzz/smtp_data_ref.h).
+ * byte-at-a-time state machine. t/fuzz checks the result against the same
+ * machine fed byte by byte (smtp_data_feed_bytewise, smtp_bdat_feed_bytewise).
  */
 #include <string.h>
 #include "mail/smtp_data.h"
@@ -117,13 +117,16 @@ static void plain_run(struct smtp_data *d, buf_t *out, const unsigned char *p, s
     d->state = ST_TEXT;
 }
 
-size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+/* fast = 0: every byte through the state machine (the fuzzers' reference) */
+static size_t data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out,
+                        int fast)
 {
     size_t i;
     for (i = 0; i < n && !d->done; i++) {
         unsigned char c = p[i];
         /* inside a line (a dot at the start of one is removed first) */
-        if (d->state == ST_TEXT || d->state == ST_DOT || (d->state == ST_BOL && c != '.')) {
+        if (fast &&
+            (d->state == ST_TEXT || d->state == ST_DOT || (d->state == ST_BOL && c != '.'))) {
             size_t k = plain_span(p + i, n - i);
             if (k) {
                 plain_run(d, out, p + i, k);
@@ -171,6 +174,16 @@ size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf
     return i;
 }
 
+size_t smtp_data_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    return data_feed(d, p, n, out, 1);
+}
+
+size_t smtp_data_feed_bytewise(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    return data_feed(d, p, n, out, 0);
+}
+
 /* ---- BDAT: states BOL (after LF or at the start), TEXT, CR ---------------- */
 
 void smtp_bdat_init(struct smtp_data *d, uint64_t max_size, uint64_t max_line)
@@ -178,11 +191,11 @@ void smtp_bdat_init(struct smtp_data *d, uint64_t max_size, uint64_t max_line)
     smtp_data_init(d, max_size, max_line);
 }
 
-void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+static void bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out, int fast)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = p[i];
-        if (d->state != ST_CR) {
+        if (fast && d->state != ST_CR) {
             size_t k = plain_span(p + i, n - i);
             if (k) {
                 plain_run(d, out, p + i, k);
@@ -201,6 +214,16 @@ void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t
         }
         text_byte(d, out, c);                   /* CR -> ST_CR, else ST_TEXT */
     }
+}
+
+void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    bdat_feed(d, p, n, out, 1);
+}
+
+void smtp_bdat_feed_bytewise(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out)
+{
+    bdat_feed(d, p, n, out, 0);
 }
 
 void smtp_bdat_end(struct smtp_data *d, buf_t *out)

@@ -68,4 +68,9 @@ void smtp_bdat_feed(struct smtp_data *d, const unsigned char *p, size_t n, buf_t
  * was not transmitted and is not counted in size). Sets d->done. */
 void smtp_bdat_end(struct smtp_data *d, buf_t *out);
 
+/* The same decoders with every byte through the state machine (no run of
+ * plain bytes at once): the reference the fuzzers hold the fast paths to. */
+size_t smtp_data_feed_bytewise(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out);
+void smtp_bdat_feed_bytewise(struct smtp_data *d, const unsigned char *p, size_t n, buf_t *out);
+
 #endif

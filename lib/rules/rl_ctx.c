@@ -21,7 +21,7 @@
 enum {
     C_CLIENT_IP, C_CLIENT_PORT, C_CLIENT_PTR, C_HELO, C_AUTH_USER, C_TLS_VERSION, C_TLS_CIPHER,
     C_MAIL_FROM, C_RCPT, C_RCPT_LIST, C_MSG_HEADER, C_MSG_SUBJECT, C_MSG_SIZE, C_MSG_BODY,
-    C_SPF, C_DKIM, C_DMARC, C_QUEUE_ID, C_SPF_DOMAIN, C__COUNT
+    C_SPF, C_DKIM, C_DMARC, C_QUEUE_ID, C_SPF_DOMAIN, C_DKIM_DOMAINS, C__COUNT
 };
 
 #define PREQ_AND_AFTER(s) STAGES_FROM(s)
@@ -45,6 +45,7 @@ const struct rl_ctxdef rl_ctx_table[C__COUNT] = {
     [C_DMARC]       = { "dmarc.result", TY(T_STRING, 0), STAGES_FROM(STAGE_DATA), 0 },
     [C_QUEUE_ID]    = { "queue_id",     TY(T_STRING, 0), STAGES_FROM(STAGE_DATA), 0 },
     [C_SPF_DOMAIN]  = { "spf.domain",   TY(T_FQDN, 0),   STAGES_FROM(STAGE_MAIL), 0 },
+    [C_DKIM_DOMAINS] = { "dkim.domains", TY(T_LIST, T_FQDN), STAGES_FROM(STAGE_DATA), 0 },
 };
 const int rl_ctx_count = C__COUNT;
 
@@ -107,7 +108,8 @@ void rl_txn_add_rcpt(struct rl_txn *t, const char *addr)
 void rl_txn_reset_mail(struct rl_txn *t)
 {
     static const enum rl_field mail_fields[] = { RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
-                                                 RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN };
+                                                 RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN,
+                                                 RL_DKIM_DOMAINS };
     for (size_t i = 0; i < sizeof(mail_fields) / sizeof(mail_fields[0]); i++)
         rl_txn_set(t, mail_fields[i], NULL);
     for (int i = 0; i < t->nrcpts; i++)
@@ -257,6 +259,50 @@ static void result_val(struct rl_value *out, const char *s)
     str_val(out, T_STRING, *s ? s : "none");
 }
 
+/* A list value of n elements of type et in VM memory (n set), or NULL:
+ * then out is the empty list (memory cap reached). */
+static struct rl_list *list_val(struct rl_vm *vm, struct rl_value *out, int et, uint32_t n)
+{
+    struct rl_list *l = rl_vm_alloc(vm, sizeof(*l) + sizeof(l->v[0]) * (size_t)n);
+    out->t = T_LIST;
+    out->et = (uint8_t)et;
+    if (l == NULL) {
+        static const struct rl_list none = { 0 };
+        out->u.p = &none;
+        return NULL;
+    }
+    l->n = n;
+    out->u.p = l;
+    return l;
+}
+
+/* "a.test b.test" -> a list of fqdn (dkim.domains) */
+static void domains_val(struct rl_vm *vm, struct rl_value *out, const char *s)
+{
+    uint32_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += *p != ' ' && (p == s || p[-1] == ' ');
+    struct rl_list *l = list_val(vm, out, T_FQDN, n);
+    if (l == NULL)
+        return;
+    l->n = 0;
+    for (const char *p = s; *p && l->n < n;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len == 0)
+            break;
+        struct rl_value *v = &l->v[l->n++];
+        memset(v, 0, sizeof(*v));
+        v->t = T_FQDN;
+        v->u.s = rl_vm_strdup(vm, p, len);
+        v->len = v->u.s ? (uint32_t)len : 0;
+        if (v->u.s == NULL)
+            v->u.s = "";
+        p += len;
+    }
+}
+
 void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_value *out)
 {
     struct rl_txn *t = vm->txn;
@@ -276,15 +322,9 @@ void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_
     case C_MAIL_FROM: str_val(out, T_ADDR, t->f[RL_MAIL_FROM]); return;
     case C_RCPT: str_val(out, T_ADDR, t->f[RL_RCPT]); return;
     case C_RCPT_LIST: {
-        struct rl_list *l = rl_vm_alloc(vm, sizeof(*l) + sizeof(l->v[0]) * (size_t)t->nrcpts);
-        out->t = T_LIST;
-        out->et = T_ADDR;
-        if (l == NULL) {
-            static const struct rl_list none = { 0 };
-            out->u.p = &none;
+        struct rl_list *l = list_val(vm, out, T_ADDR, (uint32_t)t->nrcpts);
+        if (l == NULL)
             return;
-        }
-        l->n = (uint32_t)t->nrcpts;
         for (int i = 0; i < t->nrcpts; i++) {
             memset(&l->v[i], 0, sizeof(l->v[i]));
             str_val(&l->v[i], T_ADDR, t->rcpts[i]);
@@ -295,6 +335,7 @@ void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_
     case C_SPF: result_val(out, t->f[RL_SPF]); return;
     case C_SPF_DOMAIN: str_val(out, T_FQDN, t->f[RL_SPF_DOMAIN]); return;
     case C_DKIM: result_val(out, t->f[RL_DKIM]); return;
+    case C_DKIM_DOMAINS: domains_val(vm, out, t->f[RL_DKIM_DOMAINS]); return;
     case C_DMARC: result_val(out, t->f[RL_DMARC]); return;
     case C_QUEUE_ID: str_val(out, T_STRING, t->f[RL_QUEUE_ID]); return;
     default: break;

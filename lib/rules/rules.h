@@ -70,7 +70,9 @@ int rl_program_stage_rules(const struct rl_program *p, enum stage s);
 enum rl_field {
     RL_CLIENT_IP = 0, RL_CLIENT_PTR, RL_HELO, RL_AUTH_USER, RL_TLS_VERSION,
     RL_TLS_CIPHER, RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
-    RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN, RL_F__COUNT
+    RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN,
+    RL_DKIM_DOMAINS,            /* d= of the passing signatures, space-separated */
+    RL_F__COUNT
 };
 
 struct rl_msgcache;   /* headers/body read from the queue file (rl_ctx.c) */

@@ -8,6 +8,7 @@ import time
 
 from aiosmtpd.controller import Controller
 
+from dnszone import write_unbound_conf
 from suite import wait_for
 
 
@@ -43,12 +44,7 @@ def sink_on(host, port):
 
 def unbound_conf(d, zone):
     """An unbound.conf in d answering only from the local-data rows of zone."""
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in zone))
-    os.chmod(path, 0o644)
-    return path
+    return write_unbound_conf(os.path.join(d, "unbound.conf"), zone)
 
 
 def logged(s, pattern, timeout=20):

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 
+from dnszone import dns_conf, write_unbound_conf
 from suite import POSTERN
 
 
@@ -83,21 +84,21 @@ def flatten(zonedata):
 
 
 def unbound_conf(zonedata, path):
-    lines = ['server:', '  module-config: "iterator"', '  local-zone: "." static',
-             '  local-zone: "in-addr.arpa." nodefault', '  local-zone: "ip6.arpa." nodefault']
+    """Write zonedata as an unbound.conf at path (dnszone.py); returns path."""
+    zones = [("in-addr.arpa.", "nodefault"), ("ip6.arpa.", "nodefault")]
+    data = []
     recs = flatten(zonedata)
     timeouts = {name.lower().rstrip(".") for name, t, _ in recs if t == "TIMEOUT"}
-    zones = set()
+    seen = set()
     for name, t, v in recs:
         low = name.lower().rstrip(".")
         n = _esc_name(name)
         # a refusing zone refuses the names below it too: those with data
         # of their own get a zone of their own
         if t == "TIMEOUT" or any(low.endswith("." + z) for z in timeouts):
-            if n.lower() not in zones:
-                kind = "refuse" if t == "TIMEOUT" or low in timeouts else "static"
-                lines.append(f'  local-zone: "{n}" {kind}')
-                zones.add(n.lower())
+            if n.lower() not in seen:
+                zones.append((n, "refuse" if t == "TIMEOUT" or low in timeouts else "static"))
+                seen.add(n.lower())
             if t == "TIMEOUT":
                 continue
         if t == "TXT":
@@ -108,9 +109,8 @@ def unbound_conf(zonedata, path):
             rd = _esc_name(v)
         else:
             rd = str(v)
-        lines.append(f"  local-data: '{n} 300 IN {t} {rd}'")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        data.append(f"{n} 300 IN {t} {rd}")
+    return write_unbound_conf(path, data, zones)
 
 
 class SpfRig:
@@ -122,8 +122,7 @@ class SpfRig:
         unbound_conf(zonedata, self.ub)
         self.conf = os.path.join(self.dir, "postern.conf")
         with open(self.conf, "w") as f:
-            f.write(f'hostname = "{hostname}";\n'
-                    f'dns {{ unbound_config = "{self.ub}"; timeout = 3s; }}\n')
+            f.write(f'hostname = "{hostname}";\n{dns_conf(self.ub, timeout="3s")}\n')
 
     def check(self, ip, sender, helo):
         """(result, explanation) from `postern spf`."""

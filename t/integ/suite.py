@@ -111,6 +111,44 @@ class SmtpClient:
         assert code == 250, lines
         return {l[4:].upper() for l in lines[1:]}
 
+    @classmethod
+    def ready(cls, port, timeout=30, helo="client.example.test"):
+        """Connected, greeted (220) and after a successful EHLO; the
+        extensions offered are in .exts."""
+        c = cls(port, timeout=timeout)
+        code, lines = c.reply()
+        assert code == 220, lines
+        c.exts = c.ehlo(helo)
+        return c
+
+    def envelope(self, sender, rcpts=()):
+        """MAIL FROM and RCPT TO that must all succeed."""
+        code, lines = self.cmd(f"MAIL FROM:<{sender}>")
+        assert code == 250, lines
+        for r in rcpts:
+            code, lines = self.cmd(f"RCPT TO:<{r}>")
+            assert code == 250, (r, lines)
+
+    def data(self, msg):
+        """DATA (354), msg (dot-stuffed by the caller) and the end of data:
+        the reply to it."""
+        code, lines = self.cmd("DATA")
+        assert code == 354, lines
+        self.send(msg + b".\r\n")
+        return self.reply()
+
+    def bdat(self, msg, chunk=None):
+        """msg in BDAT chunks of `chunk` octets (None: one chunk), the last
+        one LAST: the replies of every chunk, in order."""
+        chunk = chunk or len(msg)
+        replies = []
+        for off in range(0, len(msg), chunk):
+            part = msg[off:off + chunk]
+            last = off + chunk >= len(msg)
+            self.send(f"BDAT {len(part)}{' LAST' if last else ''}\r\n".encode() + part)
+            replies.append(self.reply())
+        return replies
+
     def closed(self):
         """EOF, a reset, a timeout or a TLS error: the server is done with us."""
         try:

@@ -185,11 +185,9 @@ def test_kill9_smtpd_and_filter_restart():
 
 def test_mbox_delivery():
     s = Suite(start=False)
-    try:
-        s.write_conf(s.conf_text.replace(
+    with s.start_with_conf(s.conf_text.replace(
             f'mailbox = "maildir"; maildir = "{s.mail}/%u/Maildir";',
-            f'mailbox = "mbox"; mbox = "{s.mail}/%u.mbox";'))
-        s.start()
+            f'mailbox = "mbox"; mbox = "{s.mail}/%u.mbox";')):
         body = "From the start\r\n>From quoted\r\nplain\r\n"
         s.send("a@example.test", ["bob@example.test"], make_message(5, body=body))
         s.send("a@example.test", ["bob@example.test"], make_message(6, body=body))
@@ -203,15 +201,11 @@ def test_mbox_delivery():
         assert b"\n>From the start\n" in data
         assert b"\n>>From quoted\n" in data
         assert b"Delivered-To: bob@example.test\n" in data
-    finally:
-        s.__exit__(None, None, None)
 
 
 def test_json_logs_carry_the_queue_id():
     s = Suite(start=False)
-    try:
-        s.write_conf(s.conf_text.replace('format = "text"', 'format = "json"'))
-        s.start()
+    with s.start_with_conf(s.conf_text.replace('format = "text"', 'format = "json"')):
         with s.smtp() as c:
             c.ehlo("json.example")
             c.mail("sender@example.test")
@@ -234,8 +228,6 @@ def test_json_logs_carry_the_queue_id():
         for r in mine:                             # once known, on every line
             assert r.get("qid") == qid, r
         assert any("status=sent" in r["msg"] for r in mine), mine
-    finally:
-        s.__exit__(None, None, None)
 
 
 def test_recycled_queue_files_shrink_and_grow():

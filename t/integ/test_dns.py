@@ -4,8 +4,8 @@ here from the local-data of a test unbound.conf (dns.unbound_config;
 nothing leaves the host), and the rules see it."""
 import os
 
-from suite import Suite
-from test_rules import rules_dir, write
+from dnszone import dns_conf, write_unbound_conf
+from test_rules import rules_dir, rules_suite
 
 RULES = '''
 stage mail {
@@ -19,13 +19,9 @@ stage mail {
 
 def dns_suite(local_data):
     d = rules_dir()
-    ub = os.path.join(d, "unbound.conf")
-    write(ub, 'server:\n  module-config: "iterator"\n  local-zone: "." static\n'
-              '  local-zone: "127.in-addr.arpa." nodefault\n' +
-          "".join(f'  local-data: "{x}"\n' for x in local_data))
-    rules = os.path.join(d, "main.rules")
-    write(rules, RULES)
-    return Suite(extra_conf=f'rules = "{rules}"; dns {{ unbound_config = "{ub}"; timeout = 5s; }}')
+    ub = write_unbound_conf(os.path.join(d, "unbound.conf"), local_data,
+                            zones=[("127.in-addr.arpa.", "nodefault")])
+    return rules_suite(RULES, d=d, extra_conf=dns_conf(ub))
 
 
 def mail_reply(s):

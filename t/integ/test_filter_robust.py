@@ -170,19 +170,11 @@ def test_filter_down_default_policy_applies():
         assert code == 250, (code, text)
         mpid = kill_filter_hold_master(s)
         try:
-            c = SmtpClient(s.port)
-            code, lines = c.reply()
-            assert code == 220, lines
-            c.ehlo()
-            assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-            code, lines = c.cmd("RCPT TO:<bob@example.test>")
-            assert code == 250, lines
+            c = SmtpClient.ready(s.port)
+            c.envelope("a@example.test", ["bob@example.test"])
             code, lines = c.cmd("RCPT TO:<someone@elsewhere.test>")
             assert code == 554 and "Relay access denied" in lines[0], lines
-            code, lines = c.cmd("DATA")
-            assert code == 354, lines
-            c.send(make_message(2) + b".\r\n")
-            code, lines = c.reply()
+            code, lines = c.data(make_message(2))
             assert 400 <= code < 500, lines
             c.cmd("QUIT")
             c.close()
@@ -216,11 +208,9 @@ def test_frozen_filter_does_not_hold_stages_without_rules():
         assert code == 250, (code, text)
         os.kill(fpids[0], signal.SIGSTOP)
         try:
-            c = SmtpClient(s.port, timeout=10)
             t0 = time.time()
-            assert c.reply()[0] == 220
-            c.ehlo()
-            assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
+            c = SmtpClient.ready(s.port, timeout=10)
+            c.envelope("a@example.test")
             code, lines = c.cmd("RCPT TO:<someone@elsewhere.test>")
             assert code == 554 and "Relay access denied" in lines[0], lines
             code, lines = c.cmd("RCPT TO:<bob@example.test>")
@@ -241,21 +231,11 @@ def test_no_rules_file_needs_no_filter():
     with Suite(mynetworks="[]") as s:
         mpid = kill_filter_hold_master(s, smtpd_connected=False)
         try:
-            c = SmtpClient(s.port)
-            code, lines = c.reply()
-            assert code == 220, lines
-            c.ehlo()
-            assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-            code, lines = c.cmd("RCPT TO:<bob@example.test>")
-            assert code == 250, lines
-            code, lines = c.cmd("RCPT TO:<postmaster>")
-            assert code == 250, lines
+            c = SmtpClient.ready(s.port)
+            c.envelope("a@example.test", ["bob@example.test", "postmaster"])
             code, lines = c.cmd("RCPT TO:<x@elsewhere.test>")
             assert code == 554 and "Relay access denied" in lines[0], lines
-            code, lines = c.cmd("DATA")
-            assert code == 354, lines
-            c.send(make_message(1) + b".\r\n")
-            code, lines = c.reply()
+            code, lines = c.data(make_message(1))
             assert code == 250, lines
             c.cmd("QUIT")
             c.close()

@@ -31,33 +31,20 @@ def message(size, tag):
 
 
 def session(s):
-    c = SmtpClient(s.port, timeout=120)
-    assert c.reply()[0] == 220
-    exts = c.ehlo()
-    return c, exts
+    c = SmtpClient.ready(s.port, timeout=120)
+    return c, c.exts
 
 
 def send_data(c, msg):
-    assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-    assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
-    assert c.cmd("DATA")[0] == 354
-    c.send(msg + b".\r\n")
-    return c.reply()
+    c.envelope("a@example.test", ["alice@example.test"])
+    return c.data(msg)
 
 
 def send_bdat(c, msg, chunk=None):
     """BDAT in chunks of `chunk` octets (None: one chunk). The replies of
     every chunk, in order."""
-    assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-    assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
-    chunk = chunk or len(msg)
-    replies = []
-    for off in range(0, len(msg), chunk):
-        part = msg[off:off + chunk]
-        last = off + chunk >= len(msg)
-        c.send(f"BDAT {len(part)}{' LAST' if last else ''}\r\n".encode() + part)
-        replies.append(c.reply())
-    return replies
+    c.envelope("a@example.test", ["alice@example.test"])
+    return c.bdat(msg, chunk)
 
 
 def check_limit(limit_text, limit):

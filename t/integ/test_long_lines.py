@@ -37,30 +37,17 @@ def stuff(msg):
 
 
 def session(s):
-    c = SmtpClient(s.port, timeout=60)
-    assert c.reply()[0] == 220
-    c.ehlo()
-    return c
+    return SmtpClient.ready(s.port, timeout=60)
 
 
 def data_txn(c, msg):
-    assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-    assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
-    assert c.cmd("DATA")[0] == 354
-    c.send(stuff(msg) + b".\r\n")
-    return c.reply()
+    c.envelope("a@example.test", ["alice@example.test"])
+    return c.data(stuff(msg))
 
 
 def bdat_txn(c, msg, chunk=65536 + 17):
-    assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
-    assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
-    replies = []
-    for off in range(0, len(msg), chunk):
-        part = msg[off:off + chunk]
-        last = off + chunk >= len(msg)
-        c.send(f"BDAT {len(part)}{' LAST' if last else ''}\r\n".encode() + part)
-        replies.append(c.reply())
-    return replies
+    c.envelope("a@example.test", ["alice@example.test"])
+    return c.bdat(msg, chunk)
 
 
 def test_long_lines_delivered_intact():

@@ -25,6 +25,7 @@ import time
 
 from aiosmtpd.controller import Controller
 
+from dnszone import dns_conf, write_unbound_conf
 from suite import Suite, free_port, make_message, wait_for
 from test_relay import Peer, make_ca, make_server_cert
 
@@ -61,16 +62,6 @@ ZONE = [
     "none.test. 300 IN MX 10 mx.bad.test.",
 ] + [f"{d}. 300 IN MX 10 mx.bad.test." for d in REFUSED] + [f"mta-sts.{d}. 300 IN A {HTTPS_IP}" for d in DOMAINS]
 TXT = [f'_mta-sts.{d}. 300 IN TXT "v=STSv1; id=1{i};"' for i, d in enumerate(DOMAINS)]
-
-
-def unbound_conf(d):
-    path = os.path.join(d, "unbound.conf")
-    with open(path, "w") as f:
-        f.write('server:\n  module-config: "iterator"\n  local-zone: "." static\n' +
-                "".join(f'  local-data: "{x}"\n' for x in ZONE) +
-                "".join(f"  local-data: '{x}'\n" for x in TXT))
-    os.chmod(path, 0o644)
-    return path
 
 
 class PolicyServer:
@@ -145,8 +136,8 @@ class Rig:
                                     make_server_cert(self.dir, ca, cakey, "DNS:wrong.test",
                                                      "bad"))
             self.stop.append(c2.stop)
-            dns = (f'dns {{ unbound_config = "{unbound_conf(self.dir)}"; dnssec = false; '
-                   f'timeout = 5s; }}')
+            ub = write_unbound_conf(os.path.join(self.dir, "unbound.conf"), ZONE + TXT)
+            dns = dns_conf(ub, dnssec=False)
             self.s = Suite(delivery=f'smtp_port = {port}; tls_ca_file = "{ca}"; '
                                     f'mta_sts = true;', extra_conf=dns)
             self.stop.append(lambda: self.s.__exit__(*self.exc))   # log shown on failure

@@ -8,11 +8,12 @@ delivery.source_address; a domain that does not exist
 bounces (5.1.2); being the best MX of a domain that is not ours
 defers 4.4.6 (mail loops back to myself)."""
 import os
-import re
 import tempfile
 
 import peerutil
-from suite import Suite, free_port, make_message, wait_for
+from dnszone import dns_conf
+from peerutil import logged
+from suite import Suite, free_port, make_message
 
 ZONE = [
     "a.test. 300 IN MX 10 mx.a.test.",
@@ -40,7 +41,7 @@ def pair():
     """(A, B): A on 127.0.0.1 is a.test, B on 127.0.0.2 is b.test and two.test."""
     ub = unbound_conf()
     port = free_port()
-    dns = f'dns {{ unbound_config = "{ub}"; dnssec = false; timeout = 5s; }}'
+    dns = dns_conf(ub, dnssec=False)
     a = Suite(host="127.0.0.1", port=port, local_domains='["localhost", "a.test"]',
               delivery=f'smtp_port = {port}; source_address = "127.0.0.5";', extra_conf=dns)
     try:
@@ -51,10 +52,6 @@ def pair():
         a.__exit__(None, None, None)
         raise
     return a, b
-
-
-def logged(s, pattern, timeout=20):
-    return wait_for(lambda: re.search(pattern, s.log()), timeout, f"log line /{pattern}/")
 
 
 def test_mx_relay_between_two_posterns():

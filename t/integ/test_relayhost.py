@@ -4,6 +4,7 @@ hosts in preference order, each address labelled with the MX host it
 belongs to), "[host]:port" is that host's own A/AAAA (no MX lookup). DNS
 comes from the local-data of a test unbound.conf; the next hop is an
 aiosmtpd server on 127.0.0.2."""
+from dnszone import dns_conf
 from peerutil import logged, sink_on, unbound_conf
 from suite import Suite, free_port, make_message, wait_for
 
@@ -21,8 +22,8 @@ ZONE = [
 def run_with_relayhost(relayhost):
     s = Suite(start=False)
     ub = unbound_conf(s.dir, ZONE)
-    s.start_with_conf(s.conf_text + f'dns {{ unbound_config = "{ub}"; dnssec = false; '
-                      f'timeout = 5s; }}\ndelivery {{ relayhost = "{relayhost}"; }}\n')
+    s.start_with_conf(s.conf_text + dns_conf(ub, dnssec=False) +
+                      f'\ndelivery {{ relayhost = "{relayhost}"; }}\n')
     return s
 
 

@@ -32,13 +32,15 @@ def write(path, text):
     os.chmod(path, 0o644)
 
 
-def rules_suite(text, files=None, **kw):
-    d = rules_dir()
+def rules_suite(text, files=None, d=None, extra_conf="", **kw):
+    """A suite running the rules text (main.rules in d, a fresh rules_dir()
+    by default, beside files {name: content}); extra_conf follows."""
+    d = d or rules_dir()
     for name, content in (files or {}).items():
         write(os.path.join(d, name), content)
     path = os.path.join(d, "main.rules")
     write(path, text)
-    s = Suite(extra_conf=f'rules = "{path}";', **kw)
+    s = Suite(extra_conf=f'rules = "{path}"; {extra_conf}', **kw)
     s.rules_path = path
     s.rules_dir = d
     return s

@@ -138,11 +138,9 @@ def test_size_limits_and_dot_only_crlf_ends_data():
 
 def test_ipv6_listener_and_swaks_pipelining():
     s = Suite(start=False)
-    try:
-        s.write_conf(s.conf_text.replace(
+    with s.start_with_conf(s.conf_text.replace(
             f'address = ["127.0.0.1:{s.port}"]',
-            f'address = ["127.0.0.1:{s.port}", "[::1]:{s.port}"]'))
-        s.start()
+            f'address = ["127.0.0.1:{s.port}", "[::1]:{s.port}"]')):
         r = Raw(s.port, host="::1", family=socket.AF_INET6)
         assert r.reply()[0] == 220
         r.cmd("EHLO v6.example")
@@ -161,8 +159,6 @@ def test_ipv6_listener_and_swaks_pipelining():
         # Message-ID and Date are added by cleanup when missing
         body = strip_delivery_headers(data)
         assert b"\nMessage-ID: <" in b"\n" + body or b"Message-Id: <" in body
-    finally:
-        s.__exit__(None, None, None)
 
 
 def test_many_messages_per_connection_and_unstuffing():

@@ -6,9 +6,9 @@ for <>, and nothing of it when SPF is off."""
 import os
 import smtplib
 
-from suite import Suite
+from dnszone import dns_conf
 from spfzone import unbound_conf
-from test_rules import rules_dir, write
+from test_rules import rules_dir, rules_suite
 
 ZONE = {
     "pass.test": [{"TXT": "v=spf1 ip4:127.0.0.0/8 -all"}],
@@ -34,13 +34,9 @@ stage data {
 
 def spf_suite(spf=True):
     d = rules_dir()
-    ub = os.path.join(d, "unbound.conf")
-    unbound_conf(ZONE, ub)
-    os.chmod(ub, 0o644)
-    rules = os.path.join(d, "main.rules")
-    write(rules, RULES)
-    return Suite(extra_conf=f'rules = "{rules}"; dns {{ unbound_config = "{ub}"; timeout = 5s; }}'
-                            f' authentication {{ spf = {"true" if spf else "false"}; }}')
+    ub = unbound_conf(ZONE, os.path.join(d, "unbound.conf"))
+    return rules_suite(RULES, d=d, extra_conf=dns_conf(ub) +
+                       f' authentication {{ spf = {"true" if spf else "false"}; }}')
 
 
 def mail(s, sender, helo="client.example.test"):

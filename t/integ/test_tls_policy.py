@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from suite import Suite, free_port, make_message, wait_for
 from test_dane import Peer
 from test_relay import make_ca, make_server_cert
+from dnszone import dns_conf
 from test_relay_mx import unbound_conf
 
 
@@ -84,7 +85,7 @@ def test_policy_per_destination_verify_encrypt_and_may_fallback():
         ctls.append(c)
         broken, c = start("127.0.0.5", port, tls1_only(d, ca, cakey))
         ctls.append(c)
-        dns = f'dns {{ unbound_config = "{unbound_conf(ZONE)}"; dnssec = false; timeout = 5s; }}'
+        dns = dns_conf(unbound_conf(ZONE), dnssec=False)
         policy = (f'smtp_port = {port}; tls = "may"; tls_ca_file = "{ca}"; '
                   'tls_policy { "vgood.test" = "verify"; "vbad.test" = "verify"; '
                   '"plain.test" = "encrypt"; }')

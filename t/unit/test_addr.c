@@ -1,7 +1,7 @@
 /*
- * test_addr.c - lib/mail/addr.c and lib/mail/smtp_cmd.c: RFC 5321 paths, limits,
- * quoted local parts, IP literals, source routes, ESMTP parameters, xtext,
- * and the MAIL/RCPT argument parser.
+ * test_addr.c - lib/mail/addr.c: RFC 5321 paths, limits, quoted local parts,
+ * IP literals, source routes, ESMTP parameters, xtext (the command parser
+ * that uses them: test_smtp_cmd.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,6 @@
 #include <string.h>
 #include <cmocka.h>
 #include "mail/addr.h"
-#include "mail/smtp_cmd.h"
 
 struct path_case {
     const char *in;
@@ -245,48 +244,6 @@ static void test_xtext(void **state)
     buf_free(&b);
 }
 
-static void test_cmd_split(void **state)
-{
-    struct smtp_cmd c;
-    assert_int_equal(smtp_cmd_split("mail FROM:<a@b>  ", 17, &c), 0);
-    assert_string_equal(c.verb, "MAIL");
-    assert_int_equal(c.arglen, 10);
-    assert_memory_equal(c.arg, "FROM:<a@b>", 10);
-    assert_int_equal(smtp_cmd_split("QUIT", 4, &c), 0);
-    assert_string_equal(c.verb, "QUIT");
-    assert_int_equal(c.arglen, 0);
-    assert_int_equal(smtp_cmd_split("", 0, &c), 0);
-    assert_string_equal(c.verb, "");
-    assert_int_equal(smtp_cmd_split("MA:L x", 6, &c), -1);
-    assert_int_equal(smtp_cmd_split("AAAAAAAAAAAAAAAAAAAA", 20, &c), -1);
-}
-
-static void test_mailrcpt(void **state)
-{
-    buf_t a;
-    struct smtp_mailrcpt r;
-    buf_init(&a, 64);
-    const char *s = "FROM:<a@b.c> SIZE=10 BODY=7BIT";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "FROM:", ADDR_F_NULL_OK, &a, &r), SMTP_MR_OK);
-    assert_string_equal(a.data, "a@b.c");
-    assert_int_equal(r.nparams, 2);
-    s = "from: <>";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "FROM:", ADDR_F_NULL_OK, &a, &r), SMTP_MR_OK);
-    assert_string_equal(a.data, "");
-    s = "FROM <a@b>";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "FROM:", 0, &a, &r), SMTP_MR_SYNTAX);
-    s = "TO:<a@b>x";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "TO:", 0, &a, &r), SMTP_MR_ADDR);
-    s = "TO:<>";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "TO:", ADDR_F_POSTMASTER, &a, &r), SMTP_MR_ADDR);
-    assert_int_equal(r.addr_err, ADDR_ERR_NULL);
-    s = "TO:<a@b> =x";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "TO:", 0, &a, &r), SMTP_MR_PARAM);
-    s = "TO:<a@b> A B C D E F G H I J K L M N O P Q";
-    assert_int_equal(smtp_cmd_mailrcpt(s, strlen(s), "TO:", 0, &a, &r), SMTP_MR_TOOMANY);
-    buf_free(&a);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,8 +254,6 @@ int main(void)
         { "bare mailbox", test_check_mailbox, NULL, NULL, NULL },
         { "ESMTP parameters", test_params, NULL, NULL, NULL },
         { "xtext", test_xtext, NULL, NULL, NULL },
-        { "command split", test_cmd_split, NULL, NULL, NULL },
-        { "MAIL/RCPT argument", test_mailrcpt, NULL, NULL, NULL },
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

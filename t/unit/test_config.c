@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "unit_tmpdir.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
 
@@ -847,9 +848,7 @@ static int setup(void **st)
 static int teardown(void **st)
 {
     (void)st;
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(tmpdir);
 }
 
 static const char *level(const struct config *c, const char *key)
@@ -946,9 +945,46 @@ static void test_tls_policy_errors(void **st)
                  "delivery.tls_policy's destinations are quoted)");
 }
 
+/* Several dkim blocks in one domain (key rollover) and the authentication keys. */
+static void test_dkim_blocks(void **st)
+{
+    struct config *c = load_ok(
+        "hostname = \"mx.a.test\";\n"
+        "authentication { dkim = true; }\n"
+        "domain \"a.test\" {\n"
+        "  dkim { selector = \"s1\"; key = \"/k/a.s1\"; }\n"
+        "  dkim { selector = \"s2\"; key = \"/k/a.s2\"; }\n"
+        "  dkim { selector = \"s3\"; key = \"/k/a.s3\"; }\n"
+        "}\n"
+        "domain \"b.test\" { mailboxes = \"/m/%d/%u\"; }\n");
+    const struct domain_conf *d = config_domain(c, "a.test");
+    assert_non_null(d);
+    assert_int_equal(d->ndkim, 3);
+    assert_string_equal(d->dkim_selector, "s1");
+    assert_string_equal(d->dkim[0].selector, "s1");
+    assert_string_equal(d->dkim[1].key, "/k/a.s2");
+    assert_string_equal(d->dkim[2].selector, "s3");
+    assert_int_equal(config_domain(c, "b.test")->ndkim, 0);
+    assert_int_equal(c->authentication_dkim, 1);
+    assert_string_equal(c->authserv_id, "mx.a.test");
+    assert_non_null(strstr(c->dkim_keys, "/etc/postern/dkim"));
+    config_free(c);
+    expect_error("domain \"a.test\" { dkim { selector = \"s1\"; key = \"/k/1\"; }\n"
+                 "dkim { selector = \"s1\"; key = \"/k/2\"; } }\n",
+                 "main.conf:2:1: domain.a.test.dkim: selector \"s1\" appears twice");
+    expect_error("domain \"a.test\" { dkim { selector = \"s1\"; key = \"/k/1\"; }\n"
+                 "dkim { selector = \"s2\"; } }\n",
+                 "main.conf:2:8: domain.a.test.dkim.selector: dkim.selector is set but "
+                 "dkim.key is not: both are needed");
+    expect_error("authentication { authserv_id = \"a b\"; }\n",
+                 "main.conf:1:32: authentication.authserv_id: expected a domain name like "
+                 "mx.example.com, got \"a b\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dkim_blocks),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_product_example),
         cmocka_unit_test(test_repo_confs),

@@ -123,7 +123,8 @@ static void s_filter_req(union ipc_msg *m)
         .client_ip = "192.0.2.1", .client_port = 65535, .client_ptr = "c.example", .helo = "h",
         .auth_user = "", .tls_version = "TLSv1.3", .tls_cipher = "TLS_AES_128_GCM_SHA256",
         .mail_from = "a@b", .rcpt = "x@y", .nrcpt = 3, .queue_id = "", .size = UINT64_MAX,
-        .path = "", .spf_result = "softfail", .spf_domain = "b" };
+        .path = "", .spf_result = "softfail", .spf_domain = "b", .dkim_result = "pass",
+        .dkim_domains = "a.test b.test" };
 }
 static void s_filter_reply(union ipc_msg *m)
 {

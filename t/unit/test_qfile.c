@@ -263,6 +263,19 @@ static unsigned char *pattern(size_t n)
 
 /* ---- round trips --------------------------------------------------------- */
 
+/* e written (content fed in chunks of sizes) and read back into r, which
+ * must equal it; the file's descriptor. */
+static int roundtrip(const struct qf_env *e, const unsigned char *content, size_t n,
+                     const size_t *sizes, size_t nsizes, struct qf_env *r)
+{
+    int fd = write_file(e, content, n, sizes, nsizes);
+    char err[256] = "";
+    assert_int_equal(qf_read(fd, r, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_env_equal(e, r);
+    return fd;
+}
+
 static void test_roundtrip_all_records(void **state)
 {
     (void)state;
@@ -270,11 +283,7 @@ static void test_roundtrip_all_records(void **state)
     make_env(&e, 5, 1);
     static const char content[] = "Received: from x\nSubject: hi\n\nbody line\n.\nend\n";
     static const size_t sizes[] = { 1, 3, 10 };
-    int fd = write_file(&e, (const unsigned char *)content, sizeof(content) - 1, sizes, 3);
-    char err[256] = "";
-    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
-    assert_string_equal(err, "");
-    assert_env_equal(&e, &r);
+    int fd = roundtrip(&e, (const unsigned char *)content, sizeof(content) - 1, sizes, 3, &r);
     assert_content(fd, &r, (const unsigned char *)content, sizeof(content) - 1);
 
     /* every record type of the table occurs in the file */
@@ -287,6 +296,7 @@ static void test_roundtrip_all_records(void **state)
 
     /* qf_parse on the same bytes agrees with qf_read */
     struct qf_env m;
+    char err[256] = "";
     assert_int_equal(qf_parse(p, len, &m, err, sizeof(err)), 0);
     assert_env_equal(&r, &m);
     assert_int_equal(m.content_off, r.content_off);
@@ -317,10 +327,7 @@ static void test_roundtrip_notes(void **state)
     assert_int_equal(e.nnotes, QF_MAX_NOTES);
     assert_string_equal(e.notes[2], "two  lines");
     static const size_t one[] = { 3 };
-    int fd = write_file(&e, (const unsigned char *)"S: x\n\nb\n", 8, one, 1);
-    char err[256] = "";
-    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
-    assert_env_equal(&e, &r);
+    int fd = roundtrip(&e, (const unsigned char *)"S: x\n\nb\n", 8, one, 1, &r);
     assert_string_equal(r.notes[0], "rule \"a\": bcc <b@c>");
     assert_string_equal(r.notes[1], "");
     qf_env_free(&r);
@@ -335,10 +342,7 @@ static void test_roundtrip_defaults(void **state)
     qf_env_init(&e);
     set_str(&e.queue_id, "ABC123");
     qf_env_add_rcpt(&e, "x@y", NULL, 0);
-    int fd = write_file(&e, NULL, 0, NULL, 0);
-    char err[256];
-    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
-    assert_env_equal(&e, &r);
+    int fd = roundtrip(&e, NULL, 0, NULL, 0, &r);
     assert_string_equal(r.sender, "");
     assert_null(r.quarantine);
     assert_int_equal(r.content_len, 0);
@@ -355,10 +359,7 @@ static void test_content_chunks_large(void **state)
     unsigned char *c = pattern(n);
     struct qf_env e, r;
     make_env(&e, 2, 0);
-    int fd = write_file(&e, c, n, sizes, sizeof(sizes) / sizeof(sizes[0]));
-    char err[256];
-    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
-    assert_env_equal(&e, &r);
+    int fd = roundtrip(&e, c, n, sizes, sizeof(sizes) / sizeof(sizes[0]), &r);
     assert_content(fd, &r, c, n);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
@@ -396,10 +397,7 @@ static void test_many_rcpts(void **state)
     make_env(&e, 3000, 0);           /* envelope > 64 KiB: flushed mid-way */
     static const size_t one[] = { 100 };
     unsigned char *c = pattern(1000);
-    int fd = write_file(&e, c, 1000, one, 1);
-    char err[256];
-    assert_int_equal(qf_read(fd, &r, err, sizeof(err)), 0);
-    assert_env_equal(&e, &r);
+    int fd = roundtrip(&e, c, 1000, one, 1, &r);
     assert_content(fd, &r, c, 1000);
     qf_env_free(&r);
     qf_env_free(&e);

@@ -15,24 +15,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "util/log.h"
-#include "rules/rules.h"
-
-static char dir[64];
-
-static void put(const char *name, const char *content)
-{
-    char p[256];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
+#include "unit_rules.h"
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_compile.XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(rules_dir_setup(state), 0);
     put("f.txt", "a.b\n");
     put("bad.txt", "x\n");
     put("cyc1.rules", "import \"cyc2.rules\" as b;\n");
@@ -40,13 +27,6 @@ static int setup(void **state)
     put("imp_stage.rules", "object jane = address \"jane@doe.test\";\nstage mail { }\n");
     put("objs.rules", "object jane = address \"jane@doe.test\";\n");
     return 0;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 /* Compile src as DIR/s.rules; the diagnostics, DIR shown as "@". */
@@ -342,5 +322,5 @@ int main(void)
         cmocka_unit_test(test_shipped_examples),
         cmocka_unit_test(test_missing_file),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, rules_dir_teardown);
 }

@@ -28,22 +28,7 @@
 #include "util/log.h"
 #include "mail/qfile.h"
 #include "util/clock.h"
-#include "rules/rules.h"
-
-static char dir[64];
-
-static struct rl_program *prog(const char *src)
-{
-    char name[128];
-    snprintf(name, sizeof(name), "%s/t.rules", dir);
-    struct rl_diag d = { 0 };
-    struct rl_program *p = rl_compile_buffer(name, src, strlen(src), &d);
-    for (int i = 0; i < d.n; i++)
-        fprintf(stderr, "%d:%d: %s\n", d.v[i].line, d.v[i].col, d.v[i].msg);
-    rl_diag_free(&d);
-    assert_non_null(p);
-    return p;
-}
+#include "unit_rules.h"
 
 static void slurp(const char *name, buf_t *out)
 {
@@ -503,19 +488,6 @@ static void test_deadline(void **state)
     rl_program_free(p);
 }
 
-static int setup(void **state)
-{
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_svc.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
     log_init("test_rules_services", 1, 0, LOG_L_FATAL);
@@ -529,5 +501,5 @@ int main(void)
         cmocka_unit_test(test_cmd_clean_child),
         cmocka_unit_test(test_deadline),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, rules_dir_setup, rules_dir_teardown);
 }

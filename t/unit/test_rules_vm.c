@@ -16,22 +16,7 @@
 #include <cmocka.h>
 #include "util/log.h"
 #include "mail/qfile.h"
-#include "rules/rules.h"
-
-static char dir[64];
-
-static struct rl_program *prog(const char *src)
-{
-    char name[128];
-    snprintf(name, sizeof(name), "%s/t.rules", dir);
-    struct rl_diag d = { 0 };
-    struct rl_program *p = rl_compile_buffer(name, src, strlen(src), &d);
-    for (int i = 0; i < d.n; i++)
-        fprintf(stderr, "%d:%d: %s\n", d.v[i].line, d.v[i].col, d.v[i].msg);
-    rl_diag_free(&d);
-    assert_non_null(p);
-    return p;
-}
+#include "unit_rules.h"
 
 static void txn(struct rl_txn *t)
 {
@@ -202,21 +187,11 @@ static void test_budget(void **state)
     rl_program_free(p);
 }
 
-static void write_file(const char *name, const char *content)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
-
 static void test_file_objects(void **state)
 {
-    write_file("dom.txt", "# blocked\nbad.example\n.sub.example  # subdomains\n");
-    write_file("ips.txt", "192.0.2.0/24\n2001:db8::1\n");
-    write_file("addrs.txt", "x@a.test\n@whole.test\n");
+    put("dom.txt", "# blocked\nbad.example\n.sub.example  # subdomains\n");
+    put("ips.txt", "192.0.2.0/24\n2001:db8::1\n");
+    put("addrs.txt", "x@a.test\n@whole.test\n");
     struct rl_program *p = prog(
         "object dom = file:fqdn \"dom.txt\";\nobject ips = file:cidr \"ips.txt\";\n"
         "object addrs = file:address \"addrs.txt\";\n"
@@ -243,11 +218,11 @@ static void test_file_objects(void **state)
     rl_txn_set(&t, RL_MAIL_FROM, "a@new.example");
     rl_txn_set(&t, RL_CLIENT_IP, "1.2.3.4");
     assert_int_equal(rl_eval(p, STAGE_MAIL, &t, &r), V_NEXT);
-    write_file("dom.txt", "bad.example\nnew.example\nlonger-file.example\n");
+    put("dom.txt", "bad.example\nnew.example\nlonger-file.example\n");
     sleep(1);
     assert_int_equal(rl_eval(p, STAGE_MAIL, &t, &r), V_DENY);
     /* a broken file keeps the previous contents */
-    write_file("dom.txt", "not a domain!\n");
+    put("dom.txt", "not a domain!\n");
     sleep(1);
     assert_int_equal(rl_eval(p, STAGE_MAIL, &t, &r), V_DENY);
     rl_result_free(&r);
@@ -301,19 +276,6 @@ static void test_bad_program(void **state)
     rl_txn_free(&t);
 }
 
-static int setup(void **state)
-{
-    snprintf(dir, sizeof(dir), "/tmp/test_rules_vm.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
     log_init("test_rules_vm", 1, 0, LOG_L_FATAL);
@@ -326,5 +288,5 @@ int main(void)
         cmocka_unit_test(test_data_stage),
         cmocka_unit_test(test_bad_program),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, rules_dir_setup, rules_dir_teardown);
 }

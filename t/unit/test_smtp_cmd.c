@@ -17,8 +17,12 @@ static void test_split(void **state)
     assert_string_equal(c.verb, "MAIL");
     assert_int_equal(c.arglen, 10);
     assert_memory_equal(c.arg, "FROM:<a@b>", 10);
+    assert_int_equal(smtp_cmd_split("QUIT", 4, &c), 0);
+    assert_string_equal(c.verb, "QUIT");
+    assert_int_equal(c.arglen, 0);
     assert_int_equal(smtp_cmd_split("", 0, &c), 0);
     assert_string_equal(c.verb, "");
+    assert_int_equal(smtp_cmd_split("MA:L x", 6, &c), -1);          /* not a letter */
     assert_int_equal(smtp_cmd_split("NO\rOP", 5, &c), -1);          /* bare CR */
     assert_int_equal(smtp_cmd_split("NO\xc3\x96P", 5, &c), -1);      /* 8-bit verb */
     assert_int_equal(smtp_cmd_split("ABCDEFGHIJKLMNOP", 16, &c), -1); /* verb > 15 */
@@ -68,6 +72,9 @@ static void test_mailrcpt(void **state)
     assert_int_equal(smtp_cmd_mailrcpt(s1, strlen(s1), "FROM:", ADDR_F_NULL_OK, &a, &r), SMTP_MR_OK);
     assert_string_equal(a.data, "a@example.test");
     assert_int_equal(r.nparams, 3);
+    const char *s0 = "from: <>";
+    assert_int_equal(smtp_cmd_mailrcpt(s0, strlen(s0), "FROM:", ADDR_F_NULL_OK, &a, &r), SMTP_MR_OK);
+    assert_string_equal(a.data, "");
     const char *s2 = "FROM: <a@example.test>";      /* space after the colon: lenient */
     assert_int_equal(smtp_cmd_mailrcpt(s2, strlen(s2), "FROM:", 0, &a, &r), SMTP_MR_OK);
     const char *s3 = "FROM :<a@example.test>";
@@ -79,6 +86,13 @@ static void test_mailrcpt(void **state)
     assert_int_equal(smtp_cmd_mailrcpt(s5, strlen(s5), "TO:", 0, &a, &r), SMTP_MR_ADDR);
     const char *s6 = "TO:<a@example.test> =x";
     assert_int_equal(smtp_cmd_mailrcpt(s6, strlen(s6), "TO:", 0, &a, &r), SMTP_MR_PARAM);
+    const char *s8 = "TO:<>";
+    assert_int_equal(smtp_cmd_mailrcpt(s8, strlen(s8), "TO:", ADDR_F_POSTMASTER, &a, &r), SMTP_MR_ADDR);
+    assert_int_equal(r.addr_err, ADDR_ERR_NULL);
+    const char *s9 = "TO:<a@b> A B C D E F G H I J K L M N O P Q";
+    assert_int_equal(smtp_cmd_mailrcpt(s9, strlen(s9), "TO:", 0, &a, &r), SMTP_MR_TOOMANY);
+    const char *s10 = "FROM <a@b>";                 /* no colon */
+    assert_int_equal(smtp_cmd_mailrcpt(s10, strlen(s10), "FROM:", 0, &a, &r), SMTP_MR_SYNTAX);
     const char *s7 = "TO:<a\xc2\x85@example.test>";  /* C1 control, even as UTF-8 */
     assert_int_equal(smtp_cmd_mailrcpt(s7, strlen(s7), "TO:", ADDR_F_UTF8, &a, &r), SMTP_MR_ADDR);
     buf_free(&a);

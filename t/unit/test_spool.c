@@ -21,6 +21,7 @@
 #include "util/buf.h"
 #include "mail/queue.h"
 #include "mail/spool.h"
+#include "unit_tmpdir.h"
 
 #define PER_THREAD 50000
 #define NTHREADS   4
@@ -195,8 +196,7 @@ static void test_queue_path(void **st)
 /* A scratch spool with the queue directories; returns its fd. */
 static int scratch_spool(char *dir, size_t size)
 {
-    snprintf(dir, size, "/tmp/test_spool.XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tmpdir_make(dir, size, "test_spool"), 0);
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     assert_true(fd >= 0);
     for (int i = 0; spool_dirs[i]; i++)
@@ -238,9 +238,7 @@ static void test_queue_move(void **st)
     assert_int_equal(queue_fsync_dir(base, SPOOL_CORRUPT), 0);
     assert_int_equal(queue_fsync_dir(base, "nonexistent"), -1);
     close(base);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tmpdir_remove(dir), 0);
 }
 
 static void test_queue_publish(void **st)
@@ -263,9 +261,7 @@ static void test_queue_publish(void **st)
     assert_int_equal(errno, ENOENT);
     assert_int_equal(chdir(cwd), 0);
     close(base);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tmpdir_remove(dir), 0);
 }
 
 int main(void)

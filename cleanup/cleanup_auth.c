@@ -1,0 +1,414 @@
+/*
+ * cleanup_auth.c - email authentication at the end of data: DKIM verify
+ * (inbound), DKIM sign (submitted mail of a domain with dkim keys) and the
+ * Authentication-Results field (RFC 8601), in cleanup's own worker threads.
+ *
+ * When: after the queue file tmp/ID is complete and before the data stage
+ * is asked (so dkim.result and dkim.domains reach the rules, and
+ * msg.header("Authentication-Results") sees our field). A transaction that
+ * needs nothing here goes on at once (cla_wanted() == 0).
+ * How: a job takes the transaction to a worker (struct cl_auth holds what
+ * it works on and what it found: spf from smtpd, dkim[], the dmarc slot).
+ * The worker reads the content once, feeding libopendkim (lib/dkim), then
+ * writes the same envelope, our new fields (DKIM-Signature first, then
+ * Authentication-Results) at the top of the header section and the content
+ * unchanged: over tmp/ID itself from memory for content up to
+ * CL_AUTH_INPLACE_MAX, else into tmp/ID.a, which replaces tmp/ID. Each worker thread owns
+ * one blocking lib/dns context made before the chroot, and the key cache is
+ * shared (lib/dkim/pdk_key.c); each message's DKIM work ends by
+ * CL_AUTH_DEADLINE_MS (later key lookups are temperror).
+ * Spoofed Authentication-Results fields (our authserv-id) are dropped while
+ * the header section is emitted (cleanup_headers.c, cla_strip), for every
+ * message, before anything verifies or signs it.
+ * Who is "submitted" (cl_txn_submitted, also the tenant limits'
+ * question): an authenticated client, a client in mynetworks, or sendmail
+ * through pickup. It is signed when its From domain
+ * has keys, and gets no Authentication-Results (our own mail); everything
+ * else is verified (authentication.dkim) and gets the field when
+ * authentication.spf or authentication.dkim is on.
+ * DMARC slots in after the DKIM pass (cla_dmarc_hook): it sees spf, dkim[]
+ * and the From domain and fills auth->dmarc_*; the field then carries it.
+ * Worker threads never log and touch only the transaction's auth part,
+ * its path/fd (swapped) and envelope (read).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "dkim/authres.h"
+#include "dkim/pdk.h"
+#include "dns/dns.h"
+#include "filter/qf_mutate.h"
+#include "util/clock.h"
+#include "util/fdio.h"
+#include "util/log.h"
+
+#define CL_AUTH_THREADS     4
+#define CL_AUTH_DEADLINE_MS 30000
+#define COPY_CHUNK          65536
+#define CL_AUTH_INPLACE_MAX (4 * 1024 * 1024)   /* content rewritten in place from memory */
+
+/* Keys loaded before the privilege drop (root may read 0600 root files). */
+struct cla_domain_keys {
+    char domain[256];
+    struct pdk_key keys[PDK_MAX_KEYS];
+    int n;
+};
+
+static struct cla_domain_keys *dkeys;
+static int ndkeys;
+static struct dns_ctx *dctx[CL_AUTH_THREADS];
+static int dctx_next;
+static struct workq *wq;
+
+void cla_pre_drop(struct server *s)
+{
+    const struct config *cfg = s->cfg;
+    for (int i = 0; i < cfg->ndomains; i++) {
+        const struct domain_conf *d = &cfg->domains[i];
+        if (d->ndkim == 0)
+            continue;
+        dkeys = xrealloc(dkeys, (size_t)(ndkeys + 1) * sizeof(*dkeys));
+        struct cla_domain_keys *dk = &dkeys[ndkeys++];
+        memset(dk, 0, sizeof(*dk));
+        str_copy(dk->domain, sizeof(dk->domain), d->name);
+        for (int k = 0; k < d->ndkim && dk->n < PDK_MAX_KEYS; k++) {
+            char err[256];
+            if (pdk_key_load(&dk->keys[dk->n], d->dkim[k].key, d->name, d->dkim[k].selector,
+                             err, sizeof(err)) < 0) {
+                log_error("dkim: domain %s selector %s: %s: mail of the domain is signed "
+                          "without this key", d->name, d->dkim[k].selector, err);
+                continue;
+            }
+            dk->n++;
+        }
+    }
+    if (!cfg->authentication_dkim)
+        return;
+    for (int i = 0; i < CL_AUTH_THREADS; i++)
+        dctx[i] = dns_ctx_for_daemon(cfg, "DKIM results are temperror");
+}
+
+static const struct cla_domain_keys *keys_for(const char *domain)
+{
+    for (int i = 0; i < ndkeys; i++)
+        if (strcasecmp(dkeys[i].domain, domain) == 0)
+            return dkeys[i].n ? &dkeys[i] : NULL;
+    return NULL;
+}
+
+int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
+{
+    const struct qf_env *e = &t->env;
+    if (t->local || (e->auth_user && *e->auth_user))
+        return 1;
+    if (e->client_ip == NULL)
+        return 0;
+    struct sockaddr_in s4 = { .sin_family = AF_INET };
+    struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
+    if (inet_pton(AF_INET, e->client_ip, &s4.sin_addr) == 1)
+        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s4);
+    if (inet_pton(AF_INET6, e->client_ip, &s6.sin6_addr) == 1)
+        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s6);
+    return 0;
+}
+
+int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
+{
+    const struct config *cfg = ctx->cfg;
+    struct cl_auth *a = &t->auth;
+    a->submission = cl_txn_submitted(ctx, t);
+    a->verify = !a->submission && cfg->authentication_dkim;
+    a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf);
+    a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;
+    return wq != NULL && (a->verify || a->add_ar || a->sign);
+}
+
+/* ---- the header section as it is emitted (loop thread) --------------------- */
+
+/* The domain of the (first) From field's address, lower case, or "". */
+static void from_domain(const char *hdr, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(hdr + i, '\n', len - i);
+        size_t e = nl ? (size_t)(nl - hdr) + 1 : len;
+        while (e < len && (hdr[e] == ' ' || hdr[e] == '\t')) {
+            nl = memchr(hdr + e, '\n', len - e);
+            e = nl ? (size_t)(nl - hdr) + 1 : len;
+        }
+        if (qfm_field_is(hdr + i, e - i, "From")) {
+            const char *f = hdr + i, *at = NULL;
+            const char *lt = memchr(f, '<', e - i);
+            const char *s = lt ? lt : f;
+            const char *end = hdr + e;
+            for (const char *p = s; p < end && *p != '>' && *p != ','; p++)
+                if (*p == '@')
+                    at = p;
+            size_t j = 0;
+            for (const char *p = at ? at + 1 : end; p < end && j + 1 < cap; p++) {
+                char c = *p;
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '-' || c == '.'))
+                    break;
+                out[j++] = (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+            }
+            out[j] = '\0';
+            return;
+        }
+        i = e;
+    }
+}
+
+void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out, const char *hdr,
+                 size_t len)
+{
+    from_domain(hdr, len, t->auth.from_domain, sizeof(t->auth.from_domain));
+    int n = authres_strip(out, hdr, len, ctx->cfg->authserv_id);
+    if (n > 0) {
+        t->auth.stripped = n;
+        log_info("removed %d Authentication-Results field%s claiming \"%s\"", n,
+                 n == 1 ? "" : "s", ctx->cfg->authserv_id);
+    }
+}
+
+/* ---- the worker ------------------------------------------------------------ */
+
+static int fail(struct cl_txn *t, const char *where, int err)
+{
+    t->auth.err = err ? err : EIO;
+    t->auth.where = where;
+    return -1;
+}
+
+/* Feed the content at off..off+len of fd to the job. */
+static int feed_file(struct pdk_job *j, int fd, off_t off, uint64_t len)
+{
+    char *b = xmalloc(COPY_CHUNK);
+    int r = 0;
+    while (len > 0) {
+        size_t n = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
+        if (fdio_pread_all(fd, b, n, off) < 0) {
+            r = -1;
+            break;
+        }
+        pdk_job_feed(j, b, n);
+        off += (off_t)n;
+        len -= n;
+    }
+    free(b);
+    return r;
+}
+
+/* DMARC's place: runs after DKIM with spf, dkim[] and the From domain in
+ * a; fills a->dmarc_*. Nothing yet (lib/dmarc). */
+static void cla_dmarc_hook(struct cl_txn *t, void *tstate)
+{
+    (void)t;
+    (void)tstate;
+}
+
+static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
+{
+    struct cl_auth *a = &t->auth;
+    buf_append(out, a->sigs.data, a->sigs.len);
+    if (!a->add_ar)
+        return;
+    struct authres ar = {
+        .spf_result = t->spf_result, .spf_domain = t->spf_domain,
+        .spf_sender = t->env.sender, .spf_helo = t->env.sender[0] == '\0',
+        .dkim_on = a->verify, .dkim = &a->dkim,
+        .dmarc_result = a->dmarc_result[0] ? a->dmarc_result : NULL,
+        .dmarc_header_from = a->from_domain, .dmarc_policy = a->dmarc_policy,
+        .dmarc_reason = a->dmarc_reason,
+    };
+    authres_format(out, ctx->cfg->authserv_id, &ar);
+}
+
+/* tmp/ID.a: the envelope again, add, then the old content. */
+static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint64_t len)
+{
+    char npath[64];
+    int nfd = cl_tmp_side_open(t, ".a", npath, sizeof(npath));
+    if (nfd < 0)
+        return fail(t, "auth: create", errno);
+    struct qf_writer *w = qf_write_begin(nfd, &t->env);
+    int rc = w ? 0 : -1;
+    if (w)
+        qf_write_content(w, add->data, add->len);
+    char *b = xmalloc(COPY_CHUNK);
+    while (rc == 0 && len > 0) {
+        size_t n = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
+        rc = fdio_pread_all(rfd, b, n, off);
+        if (rc == 0)
+            qf_write_content(w, b, n);
+        off += (off_t)n;
+        len -= n;
+    }
+    free(b);
+    int e = errno;
+    if (w && rc == 0)
+        rc = qf_write_end(w);
+    else if (w)
+        qf_write_abort(w);
+    e = rc < 0 && errno ? errno : e;
+    cl_tmp_side_done(t, nfd, npath, rc == 0);
+    return rc < 0 ? fail(t, "auth: write", e) : 0;
+}
+
+/* Small messages (most): the content is read once into memory, fed from
+ * there and written back over the same tmp/ID, which keeps its inode (and
+ * its recycled blocks: cleanup_recycle.c): no second file, no create and
+ * unlink in tmp/. Overwriting is safe: tmp/ID is nobody's but ours until
+ * the commit, and one cut short by a crash is removed at start. */
+static int rewrite_in_place(struct cl_txn *t, const buf_t *add, const buf_t *content)
+{
+    struct stat st;
+    if (fstat(t->fd, &st) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
+        return fail(t, "auth: rewrite", errno);
+    struct qf_writer *w = qf_write_begin(t->fd, &t->env);
+    if (w == NULL)
+        return fail(t, "auth: rewrite", errno);
+    qf_write_content(w, add->data, add->len);
+    qf_write_content(w, content->data, content->len);
+    if (qf_write_end(w) < 0)
+        return fail(t, "auth: rewrite", errno);
+    t->old_size = st.st_size;       /* what is left past the new end goes */
+    return cl_tmp_trim(t) < 0 ? fail(t, "auth: rewrite", errno) : 0;
+}
+
+/* Verify and sign: the job over the content (in memory, else the file). */
+static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, off_t off,
+                     uint64_t len)
+{
+    struct cl_auth *a = &t->auth;
+    char err[160];
+    struct pdk_job *j = pdk_job_new(t->qid, clock_now_ms() + CL_AUTH_DEADLINE_MS);
+    if (a->verify)
+        pdk_job_verify(j, pdk_lookup_dns, tstate);
+    const struct cla_domain_keys *dk = a->sign ? keys_for(a->from_domain) : NULL;
+    for (int i = 0; dk && i < dk->n; i++)
+        if (pdk_job_sign(j, &dk->keys[i], err, sizeof(err)) < 0)
+            str_copy(a->sign_err, sizeof(a->sign_err), err);
+    if (mem)
+        pdk_job_feed(j, mem->data, mem->len);
+    else if (feed_file(j, rfd, off, len) < 0) {
+        pdk_job_free(j);
+        return fail(t, "auth: read content", errno);
+    }
+    pdk_job_end(j, a->verify ? &a->dkim : NULL, &a->sigs, err, sizeof(err));
+    if (err[0])
+        str_copy(a->sign_err, sizeof(a->sign_err), err);
+    pdk_job_free(j);
+    return 0;
+}
+
+static int auth_run(struct workq_item *it, void *tstate, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct cl_auth *a = &t->auth;
+    off_t off;
+    uint64_t len;
+    int rfd = cl_tmp_content(t, &off, &len);
+    if (rfd < 0)
+        return fail(t, "auth: read", errno), WORKQ_DONE;
+    buf_t body, add;
+    buf_init(&body, 0);
+    buf_init(&add, 1024);
+    int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
+    if ((a->verify || a->sign) && dkim_pass(t, tstate, mem ? &body : NULL, rfd, off, len) < 0)
+        goto out;
+    cla_dmarc_hook(t, tstate);
+    compose(ctx, t, &add);
+    if (add.len > 0 && mem)
+        rewrite_in_place(t, &add, &body);
+    else if (add.len > 0)
+        rewrite(t, &add, rfd, off, len);
+out:
+    buf_free(&add);
+    buf_free(&body);
+    close(rfd);
+    return WORKQ_DONE;
+}
+
+static void *auth_thread_start(void *arg)
+{
+    int i = __atomic_fetch_add(&dctx_next, 1, __ATOMIC_RELAXED);
+    return i < CL_AUTH_THREADS ? dctx[i] : NULL;
+}
+
+static void auth_done(struct workq_item *it, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    struct cl_auth *a = &t->auth;
+    log_set_qid(t->qid);
+    if (a->verify) {
+        buf_t d;
+        buf_init(&d, 64);
+        pdk_verdict_domains(&a->dkim, &d);
+        for (int i = 0; i < a->dkim.n; i++)
+            log_info("dkim=%s d=%s s=%s%s%s", pdk_result_name(a->dkim.sig[i].result),
+                     a->dkim.sig[i].domain, a->dkim.sig[i].selector,
+                     a->dkim.sig[i].reason[0] ? " reason=" : "", a->dkim.sig[i].reason);
+        buf_free(&d);
+    }
+    if (a->sign && a->sign_err[0])
+        log_warn("dkim: %s", a->sign_err);
+    else if (a->sign)
+        log_info("dkim: signed for %s", a->from_domain);
+    log_set_qid(NULL);
+    cl_txn_auth_done(ctx, t, it->wq_cancelled);
+}
+
+void cla_start(struct cl_ctx *ctx)
+{
+    static const struct workq_ops ops = {
+        .thread_start = auth_thread_start, .run = auth_run, .done = auth_done,
+    };
+    const struct config *cfg = ctx->cfg;
+    if (!cfg->authentication_dkim && !cfg->authentication_spf && ndkeys == 0)
+        return;                     /* nothing to do: no threads (cla_wanted says 0) */
+    wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
+}
+
+void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
+{
+    workq_submit(wq, &t->awitem);
+}
+
+void cla_stop(void)
+{
+    if (wq)
+        workq_free(wq, 1);
+    wq = NULL;
+    for (int i = 0; i < CL_AUTH_THREADS; i++) {
+        dns_ctx_free(dctx[i]);
+        dctx[i] = NULL;
+    }
+}
+
+void cla_txn_free(struct cl_txn *t)
+{
+    buf_free(&t->auth.sigs);
+}
+
+const char *cla_dkim_result(const struct cl_txn *t)
+{
+    return t->auth.verify ? pdk_result_name(pdk_verdict_best(&t->auth.dkim)) : "none";
+}
+
+void cla_dkim_domains(const struct cl_txn *t, buf_t *out)
+{
+    if (t->auth.verify)
+        pdk_verdict_domains(&t->auth.dkim, out);
+}
