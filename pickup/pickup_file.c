@@ -26,6 +26,7 @@
 #include "mail/spool.h"
 #include "mail/stage.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 #define PK_OVERHEAD (16u << 20)     /* envelope and framing beyond the content */
 
@@ -124,6 +125,7 @@ static enum pk_result pk_end(struct pk *p)
     if (r->status == V_ACCEPT || r->status == V_NEXT) {
         log_info("maildrop/%s: uid=%u user=%s from=<%s> nrcpt=%d: queued as %s", p->name,
                  (unsigned)p->st.st_uid, p->login, p->sender, p->nrcpts, r->queue_id);
+        metric_add(MET_MSG_ACCEPTED, 1, "pickup", NULL);   /* local submission */
         return PK_DONE;
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;

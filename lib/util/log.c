@@ -27,6 +27,10 @@ static struct {
     int syslog_open;
 } L = { "postern", 1, 0, LOG_L_INFO, 0, "", NULL, 0 };
 
+/* kept apart from L: set once by the daemon skeleton, read by log_vmsg */
+static log_error_hook_fn error_hook;
+void log_set_error_hook(log_error_hook_fn fn) { error_hook = fn; }
+
 static const char *level_names[] = { "debug", "info", "warning", "error", "fatal", "panic" };
 static const int level_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT, LOG_CRIT };
 
@@ -214,6 +218,11 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     } else {
         line[o] = '\0';
         syslog(level_prio[lvl], "%s", line);
+    }
+    if (lvl >= LOG_L_ERROR && error_hook) {
+        char text[LOG_ESC_MAX + sizeof(qid) + 2];
+        str_format(text, sizeof(text), "%s%s%s", qid, qi ? ": " : "", msg);
+        error_hook(text);
     }
     errno = saved;
 }
