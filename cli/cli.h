@@ -37,6 +37,7 @@ int cli_start(struct cli *c, int argc, char **argv);
 int cli_stop(struct cli *c, int argc, char **argv);
 int cli_reload(struct cli *c, int argc, char **argv);
 int cli_status(struct cli *c, int argc, char **argv);
+int cli_top(struct cli *c, int argc, char **argv);        /* cli_top.c */
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */

@@ -17,12 +17,14 @@ static const char usage_text[] =
     "commands:\n"
     "  run                      run in the foreground, log to stderr (Ctrl-C stops)\n"
     "  start | stop | reload    control the background daemon\n"
-    "  status                   exit 0 when running\n"
+    "  status                   processes, queues, last errors; exit 0 when running\n"
+    "  top [--once | -n N]      live view: sessions, rates, queues, deferred destinations\n"
     "  check                    validate the configuration and the files it names\n"
     "  queue list [--json]      list queued messages (also: mailq)\n"
     "  queue show ID [--json|--raw]\n"
     "  queue hold|release|delete|requeue ID...|ALL\n"
     "  queue flush              retry deferred mail now\n"
+    "  queue shape [--json]     queued mail by destination domain and age (qshape)\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
     "  spf IP SENDER [HELO]     SPF through the configured resolver\n"
@@ -83,6 +85,7 @@ static const struct command {
 } commands[] = {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
+    { "top", cli_top },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
     { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
     { "log", cli_log },

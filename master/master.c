@@ -43,6 +43,7 @@
 #define READY_LINE "postern-master-ready\n"
 #define RELOAD_STATUS "reload.status"
 #define DAEMONS_STATUS "daemons.status"
+#define MASTER_POLL_CHILDREN 2048   /* children whose pipes are read */
 
 struct master M = { .unix_fd = { -1, -1, -1, -1 }, .jail_fd = { -1, -1, -1, -1 },
                     .jail_priv_fd = -1 };
@@ -347,13 +348,12 @@ static void report(const char *text)
     if (write(report_fd, text, n) < 0) { /* `postern start` gone */ }
 }
 
-/* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons, replaced
- * atomically (run_dir is root's). */
-static void write_run_file(const char *name, const buf_t *b)
+/* A file in run_dir (root's), replaced atomically. */
+void master_write_run_file(const char *name, const buf_t *b, mode_t mode)
 {
     char tmp[64];
     str_format(tmp, sizeof(tmp), "%s.tmp", name);
-    int fd = openat(run_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int fd = openat(run_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0 || fdio_write_all(fd, b->data, b->len) < 0 ||
         renameat(run_fd, tmp, run_fd, name) < 0)
         log_error("cannot write %s/%s: %m", M.cfg->run_dir, name);
@@ -361,13 +361,14 @@ static void write_run_file(const char *name, const buf_t *b)
         close(fd);
 }
 
+/* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons. */
 static void reload_status(int ok, const char *why)
 {
     buf_t b;
     buf_init(&b, 128);
     buf_printf(&b, "%ld %u %s\n%s", (long)getpid(), reload_seq, ok ? "ok" : "failed",
                why ? why : "");
-    write_run_file(RELOAD_STATUS, &b);
+    master_write_run_file(RELOAD_STATUS, &b, 0644);
     buf_free(&b);
 }
 
@@ -378,7 +379,7 @@ static void daemons_status(void)
     buf_t b;
     buf_init(&b, 512);
     if (spawn_status(&b))
-        write_run_file(DAEMONS_STATUS, &b);
+        master_write_run_file(DAEMONS_STATUS, &b, 0644);
     buf_free(&b);
 }
 
@@ -500,6 +501,7 @@ static void reload(const struct msig *from)
         log_warn("reload: log.file changed: syslog and a file switch at the next start");
     log_set_level(M.cfg->log_level);
     log_set_format(M.foreground || mlog_active(), M.cfg->log_json);
+    mhttp_configure();
     spawn_reload();
     log_info("reload: configuration reloaded, replacing processes (%d processes; "
              "filter reloads in place)", spawn_total(M.cfg));
@@ -550,20 +552,28 @@ static void run_loop(int sigfd)
             }
             wait = stop_deadline - now;
         }
-        struct pollfd pfd[258];
+        /* signals, the log sink, the metrics endpoint, every child's pipe
+         * (ready, reports) */
+        struct pollfd pfd[3 + MASTER_POLL_CHILDREN];
         pfd[0].fd = sigfd;
         pfd[0].events = POLLIN;
-        pfd[1].fd = mlog_poll_fd();     /* -1: ignored by poll */
+        if (wait < 0 || wait > 1000)
+            wait = 1000;   /* run_dir files once a second */
+        pfd[1].fd = mhttp_fd(&wait);
         pfd[1].events = POLLIN;
-        int npfd = 2 + spawn_poll_fds(pfd + 2, 256);
-        int rc = poll(pfd, (nfds_t)npfd, wait < 0 ? -1 : (int)(wait > 60000 ? 60000 : wait));
+        pfd[2].fd = mlog_poll_fd();     /* -1: ignored by poll */
+        pfd[2].events = POLLIN;
+        int npfd = 3 + spawn_poll_fds(pfd + 3, MASTER_POLL_CHILDREN);
+        int rc = poll(pfd, (nfds_t)npfd, (int)wait);
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %m");
-        if (rc > 0 && pfd[1].revents)
+        if (rc > 0 && pfd[2].revents)
             mlog_input();
-        for (int i = 2; rc > 0 && i < npfd; i++)
+        for (int i = 3; rc > 0 && i < npfd; i++)
             if (pfd[i].revents)
                 spawn_ready_input(pfd[i].fd);
+        mhttp_run();
+        mmetrics_tick(clock_now_ms());
         int sig;
         struct msig from;
         while ((sig = msignal_next(&from)) != 0) {
@@ -639,10 +649,13 @@ int main(int argc, char **argv)
     if (!M.foreground)
         daemon_detach(null);
     log_by(LE_START, NULL, getuid());
+    mmetrics_init();
+    mhttp_configure();
     spawn_init();
     waiting = W_START;
     wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
     run_loop(sigfd);
+    mhttp_stop();
     munix_close(1);
     mlisten_free(M.ls, M.nls);
     unlinkat(pid_dir_fd, pid_base, 0);

@@ -27,6 +27,7 @@
 #include "mail/stage.h"
 #include "util/log.h"
 #include "util/log_event.h"
+#include "metrics/metrics.h"
 
 #define PK_OVERHEAD (16u << 20)     /* envelope and framing beyond the content */
 
@@ -132,6 +133,7 @@ static enum pk_result pk_end(struct pk *p)
         log_ev_num(&ev, LF_NRCPT, p->nrcpts);
         log_ev_str(&ev, LF_QUEUE_ID, r->queue_id);
         log_ev_emit(&ev);
+        metric_add(MET_MSG_ACCEPTED, 1, "pickup", NULL);   /* local submission */
         return PK_DONE;
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;

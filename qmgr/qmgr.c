@@ -19,6 +19,7 @@
 #include "util/log_event.h"
 #include "qmgr.h"
 #include "daemon/server.h"
+#include "ipc/ipc_report.h"
 
 #define QMGR_WAKE_FLUSH 1
 
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
     qmgr_scan_recover();
     qmgr_scan_incoming();
     qmgr_scan_deferred(0);
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     /* what is still in active/ is recovered at the next start */
     evconnlistener_free(listener);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
@@ -25,6 +26,7 @@
 #include "util/log_event.h"
 #include "qmgr.h"
 #include "mail/queue.h"
+#include "metrics/metrics.h"
 
 #define HASH_SIZE 1024
 
@@ -172,6 +174,28 @@ const char *qmgr_active_relay(const struct qmsg *m, uint32_t index)
     }
 }
 
+/* The transport label of a delivery, from the relay the log names: the
+ * agent pool's name (smtp, pipe), "local" for every local mailbox kind, or
+ * "none" (no agent: expired, refused by a rule, discarded). */
+static const char *transport_of(const char *relay)
+{
+    return strncmp(relay, "local", 5) == 0 ? "local" : relay;
+}
+
+/* Metrics: attempts by transport and outcome; arrival-to-delivery delay. */
+static void count_outcome(const struct qmsg *m, unsigned status, const char *relay, int attempt)
+{
+    const char *tr = transport_of(relay);
+    if (attempt)
+        metric_add(MET_DELIVERY_ATTEMPTS, 1, tr, status_word(status));
+    if (status == DS_DELIVERED) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);   /* arrival is wall-clock microseconds */
+        int64_t us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec - m->env.arrival;
+        metric_observe(MET_DELIVERY_DELAY, us, tr, NULL);
+    }
+}
+
 void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const char *dsn,
                          const char *reason, const char *relay, int attempt)
 {
@@ -200,6 +224,7 @@ void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const 
     log_set_qid(m->id);
     log_outcome(m, r, relay, status_word(status));
     log_set_qid(NULL);
+    count_outcome(m, status, relay, attempt);
 }
 
 /* Is this recipient's domain one of ours (no domain: local too)? */

@@ -37,6 +37,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/log_event.h"
+#include "metrics/metrics.h"
 
 #define SMTP_LINE_MAX 998          /* octets per wire line without CRLF (RFC 5321 4.5.3.1.6) */
 #define SMTP_QUIT_TIMEOUT 5
@@ -814,12 +815,14 @@ static int attempt(struct sess *s, int i)
         if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
                         s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
             log_info("connect to %s: %s", s->relay, s->io.err);
+            metric_add(MET_SMTP_CONNECTIONS, 1, "failed", NULL);
             sio_close(&s->io);
             if (last || s->plain_only)
                 fail_all(s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s->relay, s->io.err);
             rc = s->plain_only;
             break;
         }
+        metric_add(MET_SMTP_CONNECTIONS, 1, "ok", NULL);
         str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
         session(s);
         sio_close(&s->io);

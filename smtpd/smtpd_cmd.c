@@ -23,6 +23,7 @@
 #include "mail/addr.h"
 #include "mail/qfile.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 enum {
     F_PRE_HELO = 1,     /* allowed before HELO/EHLO */
@@ -268,6 +269,7 @@ static void v_connect(struct smtpd_session *s, const struct smtpd_verdict *v)
     snprintf(line, sizeof(line), "220 %s ESMTP Postern", smtpd_cfg->hostname);
     smtpd_reply_raw(s, line);
     s->state = SS_CMD;
+    metric_add(MET_SMTPD_SESSIONS, 1, s->lis->name, NULL);
 }
 
 static int helo_name_ok(const char *arg, size_t len)

@@ -26,6 +26,7 @@
 #include "smtpd.h"
 #include "mail/spool.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 void smtpd_data_start(struct smtpd_session *s)
 {
@@ -131,6 +132,8 @@ void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status, 
     if (queued && queue_id_valid(qid)) {
         smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
         s->junk = 0;                        /* limits.junk_commands: mail moved */
+        metric_add(MET_MSG_ACCEPTED, 1, s->lis->name, NULL);
+        metric_add(MET_BYTES_RECEIVED, t->dec.size, s->lis->name, NULL);
         /* the line that links the session id to the queue id */
         struct log_ev e;
         smtpd_ev(&e, LE_QUEUED, s);

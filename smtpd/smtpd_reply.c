@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include "smtpd.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 #define REPLY_TEXT_MAX 400
 
@@ -131,6 +132,15 @@ void smtpd_verdict_reply(const struct smtpd_verdict *v, enum stage st, unsigned 
 void smtpd_log_reject(struct smtpd_session *s, const char *verb, unsigned code,
                       const char *enh, const char *text, const char *rule)
 {
+    /* the stage label is the command in lower case: connect, mail, rcpt.. */
+    char stage[16];
+    size_t i = 0;
+    for (; verb[i] && i < sizeof(stage) - 1; i++)
+        stage[i] = (char)tolower((unsigned char)verb[i]);
+    stage[i] = '\0';
+    metric_add(MET_MSG_REJECTED, 1, stage, enh);
+    if (rule && rule[0])
+        metric_add(MET_MSG_REJECTED_RULE, 1, stage, rule);
     struct log_ev e;
     smtpd_ev(&e, LE_REJECT, s);
     log_ev_str(&e, LF_COMMAND, verb);

@@ -35,6 +35,7 @@
 #include "mail/smtp_cmd.h"
 #include "util/bev_flush.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 struct smtpd_session *smtpd_sessions;
 int smtpd_nsessions;
@@ -145,6 +146,7 @@ void smtpd_session_free(struct smtpd_session *s)
     if (s->next)
         s->next->prev = s->prev;
     smtpd_nsessions--;
+    metric_gauge(MET_SMTPD_SESSIONS_ACTIVE, -1, s->lis->name, NULL);
     bufferevent_free(s->bev);
     smtpd_session_gone(s);
     free(s);
@@ -411,6 +413,8 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
         smtpd_sessions->prev = s;
     smtpd_sessions = s;
     smtpd_nsessions++;
+    metric_add(MET_SMTPD_CONNECTIONS, 1, l->name, NULL);
+    metric_gauge(MET_SMTPD_SESSIONS_ACTIVE, 1, l->name, NULL);
     struct log_ev e;
     smtpd_ev(&e, LE_CONNECT, s);
     log_ev_str(&e, LF_LISTENER, l->name);

@@ -31,6 +31,7 @@
 #include "smtpd.h"
 #include "tls/tls.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 static struct tls_server *tls_srv;
 
@@ -222,6 +223,7 @@ static void established(struct smtpd_session *s)
     free(s->tls_info);
     s->tls_info = xstrdup(info);
     s->tls_on = 1;
+    metric_add(MET_SMTPD_TLS_SESSIONS, 1, s->lis->name, NULL);
     buf_t d;
     buf_init(&d, 128);
     tls_session_describe(ssl, &d);

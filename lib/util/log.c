@@ -32,6 +32,10 @@ static struct {
     char sid[32];
 } L = { "postern", 1, 0, LOG_L_INFO, 0, "", NULL, 0, STDERR_FILENO, "" };
 
+/* kept apart from L: set once by the daemon skeleton, read by log_vmsg */
+static log_error_hook_fn error_hook;
+void log_set_error_hook(log_error_hook_fn fn) { error_hook = fn; }
+
 static const char *level_names[] = { "debug", "info", "warning", "error", "fatal", "panic" };
 static const int level_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT, LOG_CRIT };
 
@@ -253,6 +257,13 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     log_ev_level(&e, lvl);
     log_ev_str(&e, LF_MSG, raw);
     log_ev_emit(&e);
+    if (lvl >= LOG_L_ERROR && error_hook) {
+        char text[4 * LOG_RAW_MAX + 4 * sizeof(L.qid) + 3], qid[4 * sizeof(L.qid) + 1];
+        size_t qi = log_escape(qid, sizeof(qid), L.qid, strnlen(L.qid, sizeof(L.qid)));
+        size_t o = log_put(text, 0, sizeof(text), "%s%s", qid, qi ? ": " : "");
+        log_escape(text + o, sizeof(text) - o, raw, strnlen(raw, sizeof(raw)));
+        error_hook(text);
+    }
     errno = saved;
 }
 

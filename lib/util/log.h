@@ -78,4 +78,10 @@ size_t log_put(char *out, size_t o, size_t cap, const char *fmt, ...) PRINTF_LIK
 typedef void (*log_fatal_hook_fn)(enum log_level lvl, const char *msg);
 void log_set_fatal_hook(log_fatal_hook_fn fn);
 
+/* Called with every error-level (and worse) message, escaped and with its
+ * queue id, after it was written: daemons keep the latest for master
+ * (lib/metrics: `postern status` shows them). NULL = none. */
+typedef void (*log_error_hook_fn)(const char *text);
+void log_set_error_hook(log_error_hook_fn fn);
+
 #endif
