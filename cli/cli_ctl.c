@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "daemon/logdest.h"
 #include "rules/rules.h"
 
 #define STOP_WAIT_MS 60000
@@ -174,6 +175,23 @@ int cli_run(struct cli *c, int argc, char **argv)
     return EX_FAIL;
 }
 
+/* Where the daemon's log lines go (the rule of daemon/logdest.h, which
+ * master follows): never a silent loss when there is no syslog. */
+static void print_log_destination(const struct config *cfg)
+{
+    buf_t path;
+    buf_init(&path, 64);
+    int fallback;
+    if (logdest_of(cfg, &path, &fallback) == LOGDEST_SYSLOG)
+        printf("logging to syslog (mail facility)\n");
+    else if (fallback)
+        printf("logging to %s (no syslog: /dev/log is missing; set log.file to choose)\n",
+               path.data);
+    else
+        printf("logging to %s\n", path.data);
+    buf_free(&path);
+}
+
 int cli_start(struct cli *c, int argc, char **argv)
 {
     long pid;
@@ -221,6 +239,7 @@ int cli_start(struct cli *c, int argc, char **argv)
         return EX_FAIL;
     }
     printf("postern started (pid %ld)\n", pid);
+    print_log_destination(cfg);
     config_free(cfg);
     return 0;
 }

@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]  new key, prints the DNS record\n"
     "  dkim verify [FILE]       one line per DKIM-Signature (stdin without FILE)\n"
     "  dkim sign DOMAIN [FILE]  the message signed with the domain's keys\n"
+    "  log ID                   a message's (queue id) or session's whole life from the log\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
@@ -87,6 +88,7 @@ static const struct command {
     { "top", cli_top },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
     { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
+    { "log", cli_log },
     { "newaliases", cli_newaliases },
 };
 

@@ -110,8 +110,16 @@ void mhttp_run(void);
 void mhttp_stop(void);
 
 /* master_signal.c */
+/* master_log.c: log.file (or the spool's file without /dev/log) */
+int  mlog_setup(buf_t *err);               /* 0 (also: not a file), -1 with err */
+int  mlog_active(void);                    /* master writes a log file */
+int  mlog_child_fd(void);                  /* children's stderr, -1 = none */
+int  mlog_poll_fd(void);                   /* readable: call mlog_input */
+void mlog_input(void);
+void mlog_reopen(void);                    /* SIGUSR1 / SIGHUP: after logrotate */
 int  msignal_init(void);                   /* returns the read end of the self-pipe */
-int  msignal_next(void);                   /* next pending signal number or 0 */
+struct msig { int sig; pid_t pid; uid_t uid; };   /* a signal and its sender */
+int  msignal_next(struct msig *r);          /* next pending signal number or 0 */
 void msignal_block(sigset_t *old);         /* block our signals (around fork) */
 void msignal_restore(const sigset_t *old);
 void msignal_child_reset(void);            /* in a forked child: defaults, unblocked */

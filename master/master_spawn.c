@@ -21,6 +21,7 @@
 #include "master.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "daemon/server.h"
 
 #define HEALTHY_MS     10000 /* ready and up this long: the backoff starts over */
@@ -195,8 +196,8 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
     L->envp[k++] = readyenv->data;
     if (s->spool_jail)
         L->envp[k++] = "POSTERN_JAIL=spool";
-    if (M.foreground)
-        L->envp[k++] = "POSTERN_LOG_STDERR=1";
+    if (M.foreground || mlog_active())
+        L->envp[k++] = "POSTERN_LOG_STDERR=1";   /* stderr: the terminal, or master's log sink */
     L->envp[k] = NULL;
 }
 
@@ -206,6 +207,8 @@ static void __attribute__((noreturn)) launch_exec(struct launch *L, int devnull)
     msignal_child_reset();
     if (devnull >= 0)
         dup2(devnull, STDIN_FILENO);
+    if (mlog_child_fd() >= 0 && dup2(mlog_child_fd(), STDERR_FILENO) < 0)
+        _exit(126);
     int tmp[64];
     for (int i = 0; i < L->nfd; i++) {
         tmp[i] = fcntl(L->src[i], F_DUPFD, 3 + L->nfd);
@@ -290,9 +293,14 @@ int64_t spawn_due(int64_t now)
             sl->started = now;
             sl->since = time(NULL);
             status_dirty = 1;
-            if (sl->fails > 0)
-                log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
-            else
+            if (sl->fails > 0) {
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_RESTART);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_num(&e, LF_RESTARTS, sl->restarts);
+                log_ev_emit(&e);
+            } else
                 log_debug("process %s started (pid %ld)", services[i].name, (long)pid);
         }
     }
@@ -377,7 +385,12 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 buf_printf(&start_why, "process %s %s at start-up (its reason is in the "
                            "mail log)\n", services[i].name, b.data);
             } else {
-                log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_EXIT);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_str(&e, LF_REASON, b.data);
+                log_ev_emit(&e);
             }
             buf_free(&b);
             if (sl->ready && now - sl->started >= HEALTHY_MS)

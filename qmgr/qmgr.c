@@ -16,6 +16,7 @@
 
 #include "ipc/ipc_bev.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "qmgr.h"
 #include "daemon/server.h"
 #include "ipc/ipc_report.h"
@@ -80,7 +81,9 @@ static int client_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, v
 {
     if (t == IPC_QMGR_AUDIT) {
         /* only root and the mail user reach private/qmgr; escaped by log */
-        log_info("admin: %.1000s", u->qmgr_audit.text);
+        const struct ipc_qmgr_audit *a = &u->qmgr_audit;
+        log_admin(a->kind, a->action, a->count == UINT32_MAX ? -1 : (long long)a->count, a->ids,
+                  a->user, a->uid);
         return 0;
     }
     if (t != IPC_QMGR_WAKEUP)

@@ -57,6 +57,7 @@ const struct param cfg_params[] = {
     { "run_dir", P_PATH, C(run_dir), 0, NULL, 0, 0, NULL, 0, NULL },
     { "log.level", P_ENUM, C(log_level), 0, "info", 0, 0, ev_level, 0, NULL },
     { "log.format", P_ENUM, C(log_json), 0, "text", 0, 0, ev_format, 0, NULL },
+    { "log.file", P_PATH, C(log_file), 0, NULL, 0, 0, NULL, 0, NULL },
     { "limits.message_size", P_SIZE, C(message_size), 0, "50M", 1024, 1LL << 40, NULL, 0, NULL },
     { "limits.recipients", P_INT, C(recipients), 0, "1000", 1, 1000000, NULL, 0, NULL },
     { "limits.sessions", P_INT, C(sessions), 0, "10000", 1, 10000000, NULL, 0, NULL },

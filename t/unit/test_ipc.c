@@ -172,7 +172,7 @@ static void s_cleanup_reply(union ipc_msg *m)
 static void s_qmgr_wakeup(union ipc_msg *m) { m->qmgr_wakeup = (struct ipc_qmgr_wakeup){ "", 1 }; }
 static void s_qmgr_audit(union ipc_msg *m)
 {
-    m->qmgr_audit = (struct ipc_qmgr_audit){ "queue hold: 1 message (A1) by root (uid 0)" };
+    m->qmgr_audit = (struct ipc_qmgr_audit){ "queue", "hold", 1, "A1", "root", 0 };
 }
 static void s_deliver_req(union ipc_msg *m)
 {
