@@ -13,6 +13,10 @@ DNS_PKGS   = libunbound
 PKG_CFLAGS += $(shell pkg-config --cflags $(DNS_PKGS) 2>/dev/null)
 DNS_LIBS   := $(shell pkg-config --libs $(DNS_PKGS) 2>/dev/null)
 DNS_USERS  = smtpd smtp cleanup
+# libmicrohttpd (the metrics endpoint, master/master_http.c) only into master
+MHD_PKGS   = libmicrohttpd
+PKG_CFLAGS += $(shell pkg-config --cflags $(MHD_PKGS) 2>/dev/null)
+MHD_LIBS   := $(shell pkg-config --libs $(MHD_PKGS) 2>/dev/null)
 # libopendkim (lib/dkim/: DKIM verify and sign) only into cleanup and bin/postern;
 # its header is included as <opendkim/dkim.h> (no -I: lib/dkim has a dkim.h-free API)
 DKIM_LIBS  := $(shell pkg-config --libs opendkim 2>/dev/null)
@@ -101,6 +105,7 @@ $(OUT)/libexec/%: $$(call objs,$$*) $(LIBA)
 $(OUT)/libexec/filter: $(RULESA)
 $(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
 $(OUT)/libexec/smtp: LIBS += $(STS_LIBS)
+$(OUT)/libexec/master: LIBS += $(MHD_LIBS)
 $(OUT)/libexec/cleanup: LIBS += $(DKIM_LIBS) $(DMARC_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)

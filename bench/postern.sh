@@ -14,8 +14,10 @@
 # POSTERN_ROOT: the tree holding bin/postern and libexec/* (default: the repo).
 # PT_RULES: a rules file for the instance (rules = "..."; default: none).
 # PT_LIMITS: replaces the limits { } block.
+# PT_LOG: replaces the log line (default: level warning, text).
 # PT_MYNETWORKS: replaces mynetworks (default ["127.0.0.0/8"]).
-# PT_EXTRA: more configuration appended (the auth scenario's blocks).
+# PT_EXTRA: more configuration appended (the auth scenario's blocks, the
+#   observe scenario's metrics block).
 set -u
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -39,7 +41,7 @@ pt_setup() {
 delivery { relayhost = \"[127.0.0.1]:${BENCH_SINK_PORT:-10029}\"; tls = \"none\"; }
 processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
         maildir) local_block="local { mailbox = \"maildir\"; maildir = \"$T/mail/%u/Maildir\"; }";;
-        discard|auth) local_block='local { mailbox = "discard"; }';;
+        discard|auth|observe) local_block='local { mailbox = "discard"; }';;
         tls)     local_block='local { mailbox = "discard"; }'
                  [ -f "${BENCH_TLS_CERT:-}" ] && [ -f "${BENCH_TLS_KEY:-}" ] ||
                      die "postern.sh setup tls: BENCH_TLS_CERT / BENCH_TLS_KEY not set"
@@ -50,6 +52,7 @@ processes { delivery = ${BENCH_RELAY_PROCS:-20}; }";;
     # limits: like Postfix's process limit raised to 300 in bench-peers, so
     # that 50-way load and 200 idle sessions from 127.0.0.1 are all served.
     local limits=${PT_LIMITS:-'limits { sessions = 10000; sessions_per_ip = 1000; }'}
+    local logline=${PT_LOG:-'log      = { level = "warning"; }'}
     [ -n "${PT_RULES:-}" ] && rules_line="rules = \"$PT_RULES\";"
     cat > "$T/postern.conf" <<EOF
 # written by bench/postern.sh ($scen scenario)
@@ -57,7 +60,7 @@ hostname = "mta.bench.test";
 spool    = "$T/spool";
 run_dir  = "$T/run";      # pid file, smtpd jail: one per instance
 user     = "$PT_USER";
-log      = { level = "warning"; }
+$logline
 listen { smtp { address = ["127.0.0.1:$PT_PORT"]; } }
 local_domains = ["bench.test"];
 mynetworks    = ${PT_MYNETWORKS:-["127.0.0.0/8"]};

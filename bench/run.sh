@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: Postern vs a private Postfix, same box, same sitting.
 #
-#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules|auth]...
+#   bench/run.sh [--postfix-only | --postern-only] [--scenario discard|maildir|relay|idle|hold|tls|rules|auth|observe]...
 #
 # Scenarios (default: all):
 #   discard  accept + durable queue + null delivery  (accepted/s, delivered/s)
@@ -24,6 +24,13 @@
 #   hold     BENCH_HOLD idle sessions on Postern alone
 #   tls      discard over STARTTLS, same self-signed certificate for both,
 #            load from bench/tls-source.c (accepted/s at BENCH_TLS_CONC)
+#   observe  Postern alone: accept+queue (discard) with the metrics endpoint on
+#            (scraped every second during the runs) and log.format json, beside
+#            both off (text), and metrics alone (text log); all at log level
+#            info, so the differences are the cost of the metrics (counting,
+#            reports, scrapes) and of JSON lines. Three instances on
+#            PT_PORT+2, +3, +5 (endpoints +4, +6), runs interleaved, conc
+#            BENCH_OBS_CONC ("10 50").
 #   rules    Postern alone: `postern rules bench` (median ns per stage for
 #            100-rule sets) and the filter round trip per SMTP stage (µs,
 #            one trivial rule per stage vs no rules file)
@@ -69,15 +76,16 @@ while [ $# -gt 0 ]; do
         --postfix-only) DO_PT=0;;
         --postern-only) DO_PF=0;;
         --scenario) shift; case "${1:-}" in
-                        discard|maildir|relay|idle|hold|tls|rules|auth) SCENARIOS="$SCENARIOS $1";;
-                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules|auth";; esac;;
+                        discard|maildir|relay|idle|hold|tls|rules|auth|observe) SCENARIOS="$SCENARIOS $1";;
+                        *) die "--scenario discard|maildir|relay|idle|hold|tls|rules|auth|observe";; esac;;
         --scenario=*) set -- "--scenario" "${1#--scenario=}" "${@:2}"; continue;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
         *) die "unknown argument $1 (see --help)";;
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules auth}
+SCENARIOS=${SCENARIOS:-discard maildir relay idle hold tls rules auth observe}
+BENCH_OBS_CONC=${BENCH_OBS_CONC:-10 50}
 BENCH_HOLD=${BENCH_HOLD:-10000}
 BENCH_TLS_N=${BENCH_TLS_N:-1500}
 BENCH_TLS_CONC=${BENCH_TLS_CONC:-10 50}
@@ -304,7 +312,7 @@ MTAS=""
 
 T_START=$(now)
 for scen in $SCENARIOS; do
-    case $scen in idle|hold|rules|auth) continue;; esac
+    case $scen in idle|hold|rules|auth|observe) continue;; esac
     say "scenario $scen: starting instances"
     [ "$scen" = relay ] && start_sink
     declare -A DIR=()
@@ -434,6 +442,50 @@ if [[ " $SCENARIOS " == *" rules "* ]] && [[ " $MTAS " == *" pt "* ]]; then
     RES[pt,rules]=1
 fi
 
+# ---- observe: metrics + JSON logs on, beside off (Postern alone) ---------------
+# three instances side by side: off (text log), metrics (text log + the
+# endpoint), on (JSON log + the endpoint); runs interleaved
+if [[ " $SCENARIOS " == *" observe "* ]] && [[ " $MTAS " == *" pt "* ]]; then
+    P_OFF=$((PT_PORT + 2)) P_ON=$((PT_PORT + 3)) P_MET=$((PT_PORT + 4)) P_MO=$((PT_PORT + 5))
+    P_MOMET=$((PT_PORT + 6))
+    PT_PORT=$P_OFF PT_LOG='log = { level = "info"; format = "text"; }' \
+        start_mta pt observe "$WORK/pt-obs-off"
+    PT_PORT=$P_MO PT_LOG='log = { level = "info"; format = "text"; }' \
+        PT_EXTRA="metrics { address = \"127.0.0.1:$P_MOMET\"; }" start_mta pt observe "$WORK/pt-obs-metrics"
+    PT_PORT=$P_ON PT_LOG='log = { level = "info"; format = "json"; }' \
+        PT_EXTRA="metrics { address = \"127.0.0.1:$P_MET\"; }" start_mta pt observe "$WORK/pt-obs-on"
+    # a Prometheus-like scraper for each endpoint: every second, counts good scrapes
+    "$PY" -c 'import sys, time, urllib.request
+ok = bad = 0
+while True:
+    for p in sys.argv[1:]:
+        try:
+            t = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % p, timeout=5).read()
+            ok += b"postern_messages_accepted_total" in t
+        except Exception:
+            bad += 1
+    print(ok, bad, flush=True)
+    time.sleep(1)' "$P_MET" "$P_MOMET" > "$WORK/scrape.out" 2>&1 &
+    SCRAPER=$!
+    obs_run() {  # obs_run VARIANT CONC N [REP]
+        local port=$P_OFF; [ "$1" = on ] && port=$P_ON; [ "$1" = metrics ] && port=$P_MO
+        PT_PORT=$port one_run pt "$WORK/pt-obs-$1" "observe-$1" "$2" "$3" "${4:-}"
+    }
+    for v in off metrics on; do obs_run "$v" 10 200; done
+    for conc in $BENCH_OBS_CONC; do
+        for rep in $(seq 1 "$BENCH_REPS"); do
+            for v in off metrics on; do obs_run "$v" "$conc" "$BENCH_N" "$rep"; done
+        done
+    done
+    kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null
+    RES[pt,observe,scrapes]=$(tail -1 "$WORK/scrape.out")
+    printf 'Postern observe scrapes ok/failed: %s\n' "${RES[pt,observe,scrapes]}" >> "$RAW"
+    PT_PORT=$P_OFF stop_mta pt "$WORK/pt-obs-off"
+    PT_PORT=$P_MO stop_mta pt "$WORK/pt-obs-metrics"
+    PT_PORT=$P_ON stop_mta pt "$WORK/pt-obs-on"
+    RES[pt,observe]=1
+fi
+
 # ---- auth: Postern with SPF+DKIM+DMARC verification on vs off (bench/auth.sh) --
 if [[ " $SCENARIOS " == *" auth "* ]] && [ $DO_PT = 1 ]; then
     say "scenario auth: SPF+DKIM+DMARC on vs off"
@@ -509,6 +561,22 @@ fi
             case "$a$b" in *n/a*) x=n/a;; *) x=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }');; esac
             label=$st; [ "$st" = banner ] && label="connect (banner)"
             printf '%-18s %10s %10s %10s\n' "$label" "$a" "$b" "$x"
+        done
+    fi
+    if [ -n "${RES[pt,observe]:-}" ]; then
+        echo "# Postern observability cost: accept+queue (discard), log level info in all three:"
+        echo "#   off = text log, no metrics; metrics = text log + metrics endpoint; on = JSON log +"
+        echo "#   metrics endpoint; both endpoints scraped every second (scrapes ok/failed:"
+        echo "#   ${RES[pt,observe,scrapes]:-?}); slower = 1 - x/off of the medians"
+        printf '%-18s %5s %9s %9s %9s %9s %9s\n' "scenario" "conc" "off/s" "metrics/s" "slower" "on/s" "slower"
+        for conc in $BENCH_OBS_CONC; do
+            a=$(median ${RES[pt,observe-off,$conc,acc]:-n/a})
+            b=$(median ${RES[pt,observe-metrics,$conc,acc]:-n/a})
+            c=$(median ${RES[pt,observe-on,$conc,acc]:-n/a})
+            xb=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f%%", 100 * (1 - b / a); else print "n/a" }')
+            xc=$(awk -v a="$a" -v b="$c" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f%%", 100 * (1 - b / a); else print "n/a" }')
+            printf '%-18s %5s %9s %9s %9s %9s %9s\n' "observe accept" "$conc" "$(fmt_num "$a")" \
+                "$(fmt_num "$b")" "$xb" "$(fmt_num "$c")" "$xc"
         done
     fi
     if [ -s "$WORK/auth.rows" ]; then

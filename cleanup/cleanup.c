@@ -23,6 +23,7 @@
 
 #include "cleanup.h"
 #include "util/log.h"
+#include "ipc/ipc_report.h"
 
 /* Remove files a previous run left half-written in tmp/. */
 static void purge_tmp(void)
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
     server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
     log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
 
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
 
     /* the drain timer counts 200 ms ticks */

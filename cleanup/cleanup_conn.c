@@ -22,6 +22,7 @@
 #include "cleanup.h"
 #include "ipc/ipc_bev.h"
 #include "util/log.h"
+#include "util/log_event.h"
 
 #define RCPT_LIMIT_HARD 100000   /* QF_MAX_RCPTS, whatever the config says */
 
@@ -120,13 +121,30 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
     ctx->ntxn--;
 }
 
+/* A log event of this transaction: queue id (from the context), smtpd's
+ * session id, sender and recipient count. */
+static void cl_ev(struct log_ev *e, enum log_event ev, const struct cl_txn *t)
+{
+    log_ev_init(e, ev);
+    if (t->session)
+        log_ev_printf(e, LF_SESSION, "%016llx", (unsigned long long)t->session);
+    log_ev_str(e, LF_SENDER, t->env.sender);
+    log_ev_num(e, LF_NRCPT, t->env.nrcpts);
+}
+
 static void txn_drop_reply(struct cl_ctx *ctx, struct cl_txn *t, const struct cl_reply *r)
 {
     struct cl_conn *c = t->conn;
     log_set_qid(t->qid);
-    if (r->local != LR_ABORTED)
-        log_info("reject: %d %s %s; from=<%s> nrcpt=%d", r->code, r->enhanced,
-                 r->text, t->env.sender, t->env.nrcpts);
+    if (r->local != LR_ABORTED) {
+        struct log_ev e;
+        cl_ev(&e, LE_CLEANUP_REJECT, t);
+        log_ev_num(&e, LF_CODE, r->code);
+        log_ev_str(&e, LF_DSN, r->enhanced);
+        log_ev_str(&e, LF_REASON, r->text);
+        log_ev_str(&e, LF_VERDICT, r->local ? NULL : verdict_name((enum verdict)r->status));
+        log_ev_emit(&e);
+    }
     log_set_qid(NULL);
     if (c)
         send_reply(c, "", r);
@@ -358,6 +376,17 @@ void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_f
         return;
     }
     enum verdict v = r->status < V__COUNT ? (enum verdict)r->status : V_TEMPFAIL;
+    if (r->rule[0]) {                       /* a rule decided the data stage */
+        log_set_qid(t->qid);
+        struct log_ev e;
+        cl_ev(&e, LE_FILTER, t);
+        log_ev_str(&e, LF_STAGE, "data");
+        log_ev_str(&e, LF_VERDICT, verdict_name(v));
+        log_ev_str(&e, LF_RULE, r->rule);
+        log_ev_str(&e, LF_REASON, r->text[0] ? r->text : NULL);
+        log_ev_emit(&e);
+        log_set_qid(NULL);
+    }
     if (v == V_REJECT || v == V_DENY || v == V_DEFER || v == V_TEMPFAIL) {
         const struct verdict_reply *d = verdict_default(v, STAGE_DATA);
         int code = (int)r->code;
@@ -405,11 +434,18 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
     }
     log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d)",
               t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch);
-    log_info("from=<%s>, size=%llu, nrcpt=%d (queued)", t->env.sender,
-             (unsigned long long)t->size, t->env.nrcpts);
+    struct log_ev e;
+    cl_ev(&e, LE_CLEANUP, t);
+    log_ev_num(&e, LF_SIZE, (long long)t->size);
+    log_ev_emit(&e);
     cl_limit_count(ctx, t);
-    if (t->quarantine)
-        log_info("quarantined (%s) by rule \"%s\"", t->qname, t->qrule);
+    if (t->quarantine) {
+        cl_ev(&e, LE_QUARANTINE, t);
+        log_ev_str(&e, LF_QUEUE, t->qname);
+        log_ev_str(&e, LF_RULE, t->qrule);
+        log_ev_str(&e, LF_STAGE, "data");
+        log_ev_emit(&e);
+    }
     if (c)
         send_reply(c, t->qid, NULL);
     else

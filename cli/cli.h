@@ -37,6 +37,7 @@ int cli_start(struct cli *c, int argc, char **argv);
 int cli_stop(struct cli *c, int argc, char **argv);
 int cli_reload(struct cli *c, int argc, char **argv);
 int cli_status(struct cli *c, int argc, char **argv);
+int cli_top(struct cli *c, int argc, char **argv);        /* cli_top.c */
 int cli_check(struct cli *c, int argc, char **argv);
 int cli_queue(struct cli *c, int argc, char **argv);   /* argv[0] = "queue" */
 int cli_mailq(struct cli *c, int argc, char **argv);   /* queue list */
@@ -46,6 +47,11 @@ void cli_queue_summary(const struct config *cfg);
 int cli_version(struct cli *c, int argc, char **argv);  /* cli_info.c */
 int cli_config(struct cli *c, int argc, char **argv);   /* config show */
 int cli_spf(struct cli *c, int argc, char **argv);     /* cli_spf.c: argv[0] = "spf" */
+int cli_log(struct cli *c, int argc, char **argv);     /* cli_log.c: argv[0] = "log" */
+/* The CLI's own log lines (admin actions when qmgr is away) go where the
+ * daemons' go: the log file, else syslog; detach returns to stderr. */
+void cli_log_attach(const struct config *cfg);
+void cli_log_detach(void);
 int cli_dkim(struct cli *c, int argc, char **argv);    /* cli_dkim.c: argv[0] = "dkim" */
 /* postern check's DKIM key checks: problems printed, their number returned. */
 int cli_check_dkim(const char *path, const struct config *cfg);

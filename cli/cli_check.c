@@ -143,6 +143,22 @@ static void check_spool(struct checker *k, const struct config *cfg)
     free(copy);
 }
 
+/* master creates log.file but not its directory; an existing file must be
+ * a regular one (master refuses anything else at start). */
+static void check_log_file(struct checker *k, const struct config *cfg)
+{
+    if (cfg->log_file == NULL || cfg->log_file[0] == '\0')
+        return;
+    char *copy = xstrdup(cfg->log_file);
+    const char *parent = dirname(copy);
+    struct stat st;
+    if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode))
+        problem(k, "log.file", "directory %s does not exist", parent);
+    else if (lstat(cfg->log_file, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_nlink != 1))
+        problem(k, "log.file", "%s is not a regular file with one link", cfg->log_file);
+    free(copy);
+}
+
 /* smtpd reads TLS certificates and keys and auth.users before it drops
  * root (keys are often root-only): checked as the invoking user. */
 static void check_root_files(struct checker *k, const struct config *cfg)
@@ -203,6 +219,7 @@ static void check_rules(struct checker *k, const struct config *cfg, const char 
 
 static void check_files(struct checker *k, const struct config *cfg)
 {
+    check_log_file(k, cfg);
     if (cfg->dns_unbound_config && *cfg->dns_unbound_config)
         readable(k, "dns.unbound_config", cfg->dns_unbound_config);
     /* the smtp agent reads both as the user, at delivery / start-up */

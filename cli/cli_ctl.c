@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "daemon/logdest.h"
 #include "rules/rules.h"
 
 #define STOP_WAIT_MS 60000
@@ -174,6 +175,23 @@ int cli_run(struct cli *c, int argc, char **argv)
     return EX_FAIL;
 }
 
+/* Where the daemon's log lines go (the rule of daemon/logdest.h, which
+ * master follows): never a silent loss when there is no syslog. */
+static void print_log_destination(const struct config *cfg)
+{
+    buf_t path;
+    buf_init(&path, 64);
+    int fallback;
+    if (logdest_of(cfg, &path, &fallback) == LOGDEST_SYSLOG)
+        printf("logging to syslog (mail facility)\n");
+    else if (fallback)
+        printf("logging to %s (no syslog: /dev/log is missing; set log.file to choose)\n",
+               path.data);
+    else
+        printf("logging to %s\n", path.data);
+    buf_free(&path);
+}
+
 int cli_start(struct cli *c, int argc, char **argv)
 {
     long pid;
@@ -221,6 +239,7 @@ int cli_start(struct cli *c, int argc, char **argv)
         return EX_FAIL;
     }
     printf("postern started (pid %ld)\n", pid);
+    print_log_destination(cfg);
     config_free(cfg);
     return 0;
 }
@@ -360,6 +379,45 @@ static void print_daemons(const struct config *cfg)
     fclose(f);
 }
 
+/* <run_dir>/errors.status (master: the last error-level events of every
+ * process, oldest first, "UNIXTIME PROCESS TEXT"): the newest STATUS_ERRORS. */
+#define STATUS_ERRORS 10
+static void print_errors(const struct config *cfg)
+{
+    char path[4200], line[1024], rows[STATUS_ERRORS][1024];
+    int n = 0;
+    if (str_format(path, sizeof(path), "%s/errors.status", cfg->run_dir) < 0)
+        return;
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        if (errno == EACCES)
+            printf("\nlast errors: (root only)\n");
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (n == STATUS_ERRORS) {
+            memmove(rows[0], rows[1], sizeof(rows[0]) * (STATUS_ERRORS - 1));
+            n--;
+        }
+        str_copy(rows[n++], sizeof(rows[0]), line);
+    }
+    fclose(f);
+    printf("\nlast errors:%s\n", n ? "" : " none");
+    for (int i = 0; i < n; i++) {
+        char *proc = strchr(rows[i], ' '), *text = proc ? strchr(proc + 1, ' ') : NULL;
+        if (text == NULL)
+            continue;
+        *proc++ = '\0';
+        *text++ = '\0';
+        time_t t = (time_t)strtoll(rows[i], NULL, 10);
+        struct tm tm;
+        char when[32];
+        localtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        printf("  %s %-9s %s", when, proc, text);   /* text keeps its newline */
+    }
+}
+
 int cli_status(struct cli *c, int argc, char **argv)
 {
     long pid;
@@ -375,6 +433,8 @@ int cli_status(struct cli *c, int argc, char **argv)
         print_daemons(cfg);
     if (r >= 0)
         cli_queue_summary(cfg);
+    if (r == 1)
+        print_errors(cfg);
     config_free(cfg);
     return r == 1 ? 0 : EX_FAIL;
 }

@@ -59,7 +59,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 }
 
 /* A JSON string; bytes that are not UTF-8 become \u00XX (Latin-1 reading). */
-static void json_str(buf_t *b, const void *data, size_t n)
+void json_str(buf_t *b, const void *data, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = data;
@@ -618,6 +618,7 @@ static int queue_usage(void)
           "       postern queue show ID [--json|--raw]\n"
           "       postern queue hold|release|delete|requeue ID...|ALL|SELECTOR...\n"
           "       postern queue flush\n"
+          "       postern queue shape [--json] [--at UNIXTIME] [SELECTOR...]\n"
           "selectors: --queue incoming|active|deferred|hold|quarantine[/NAME]|corrupt,\n"
           "           --sender ADDR|@DOMAIN|'<>', --rcpt ADDR|@DOMAIN,\n"
           "           --older-than AGE, --newer-than AGE (30m, 4h, 2d)\n", stderr);
@@ -660,6 +661,14 @@ int cli_queue(struct cli *c, int argc, char **argv)
     argv += 2;
     if (strcmp(sub, "list") == 0)
         return list_args(c, argc, argv, 't');
+    if (strcmp(sub, "shape") == 0) {
+        struct config *cfg = cli_load_config(c->config_path);
+        if (cfg == NULL)
+            return EX_FAIL;
+        int rc = queue_shape(cfg, argc, argv);
+        config_free(cfg);
+        return rc;
+    }
     int mode = 't';
     const char *id = NULL;
     enum action act = A_DELETE;

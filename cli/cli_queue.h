@@ -41,6 +41,7 @@ int  qsel_match(const struct qsel *s, const struct qent *q, const struct qf_env 
 int  qsel_given(const struct qsel *s);
 
 void text_str(buf_t *b, const char *s);
+void json_str(buf_t *b, const void *data, size_t n);   /* a JSON string, UTF-8 checked */
 void flush_out(buf_t *b);
 int  scan(const struct config *cfg, int which, struct qlist *l);
 /* Open spool/dir/id and parse it. 0 ok, -1 err (err set), -2 gone. */
@@ -48,6 +49,22 @@ int  open_read(const struct config *cfg, const struct qent *q, struct qf_env *en
                char *err, size_t errlen);
 int  find_id(const struct config *cfg, const char *id, int which, struct qent *q_r);
 int  bad_id(const char *id);
+
+/* cli_shape.c: queued mail by destination domain and age (queue shape, top) */
+#define SHAPE_BUCKETS 10                    /* 5 10 20 40 80 160 320 640 1280 1280+ */
+extern const int shape_minutes[SHAPE_BUCKETS - 1];
+struct shape_row { char *domain; long total; long b[SHAPE_BUCKETS]; };
+struct shape {
+    struct shape_row all;                   /* "TOTAL" */
+    struct shape_row *rows; int n;          /* by total, largest first */
+    int *hash; int hcap;                    /* while collecting */
+};
+/* Read the queues sel names (default incoming, active, deferred); ages as
+ * of now (unix seconds). -1 when a queue could not be read (said why). */
+int  shape_collect(const struct config *cfg, const struct qsel *sel, int64_t now,
+                   struct shape *s);
+void shape_free(struct shape *s);
+int  queue_shape(const struct config *cfg, int argc, char **argv);
 
 enum action { A_DELETE, A_HOLD, A_RELEASE, A_REQUEUE };
 int  queue_action(const struct config *cfg, enum action act, int argc, char **argv);

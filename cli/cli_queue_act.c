@@ -21,6 +21,7 @@
 #include "ipc/ipc.h"
 #include "daemon/server.h"
 #include "util/log.h"
+#include "util/log_event.h"
 
 /* ---- flush and the actions -------------------------------------------- */
 
@@ -57,10 +58,9 @@ static int qmgr_wakeup(const struct config *cfg, uint32_t flags, int quiet)
     return qmgr_send(cfg, IPC_QMGR_WAKEUP, &w, quiet);
 }
 
-static int qmgr_send_audit(const struct config *cfg, const char *text)
+static int qmgr_send_audit(const struct config *cfg, const struct ipc_qmgr_audit *m)
 {
-    struct ipc_qmgr_audit m = { text };
-    return qmgr_send(cfg, IPC_QMGR_AUDIT, &m, 1);
+    return qmgr_send(cfg, IPC_QMGR_AUDIT, m, 1);
 }
 
 static const struct action_def {
@@ -238,20 +238,16 @@ static void audit_end(struct audit *a, const struct config *cfg, int done)
 {
     uid_t uid = getuid();
     struct passwd *pw = getpwuid(uid);
-    buf_t t;
-    buf_init(&t, 128);
-    buf_printf(&t, "queue %s", a->what);
-    if (done >= 0)
-        buf_printf(&t, ": %d message%s%s%s%s%s", done, done == 1 ? "" : "s",
-                   done ? " (" : "", a->ids.len ? a->ids.data : "",
-                   done > AUDIT_IDS_MAX ? " ..." : "", done ? ")" : "");
-    buf_printf(&t, " by %s (uid %lu)", pw ? pw->pw_name : "?", (unsigned long)uid);
-    if (qmgr_send_audit(cfg, t.data) < 0) {
-        log_set_format(0, cfg->log_json);
-        log_info("%s", t.data);
-        log_set_format(1, 0);
+    if (done > AUDIT_IDS_MAX)
+        buf_append_str(&a->ids, " ...");
+    struct ipc_qmgr_audit m = {
+        .kind = "queue", .action = a->what, .count = done >= 0 ? (uint32_t)done : UINT32_MAX,
+        .ids = done > 0 ? a->ids.data : "", .user = pw ? pw->pw_name : "?", .uid = (uint32_t)uid };
+    if (qmgr_send_audit(cfg, &m) < 0) {
+        cli_log_attach(cfg);                /* the daemons' log file, or syslog */
+        log_admin(m.kind, m.action, done >= 0 ? done : -1, m.ids, m.user, m.uid);
+        cli_log_detach();
     }
-    buf_free(&t);
     buf_free(&a->ids);
 }
 /* Which of argv are ids, "ALL" or selectors: 0 ok, else an exit status. */

@@ -17,18 +17,21 @@ static const char usage_text[] =
     "commands:\n"
     "  run                      run in the foreground, log to stderr (Ctrl-C stops)\n"
     "  start | stop | reload    control the background daemon\n"
-    "  status                   exit 0 when running\n"
+    "  status                   processes, queues, last errors; exit 0 when running\n"
+    "  top [--once | -n N]      live view: sessions, rates, queues, deferred destinations\n"
     "  check                    validate the configuration and the files it names\n"
     "  queue list [--json]      list queued messages (also: mailq)\n"
     "  queue show ID [--json|--raw]\n"
     "  queue hold|release|delete|requeue ID...|ALL\n"
     "  queue flush              retry deferred mail now\n"
+    "  queue shape [--json]     queued mail by destination domain and age (qshape)\n"
     "  rules check [FILE] | rules test FILE ...\n"
     "  config show [-n|-d] [KEY...]  effective settings (-n: set in files, -d: defaults)\n"
     "  spf IP SENDER [HELO]     SPF through the configured resolver\n"
     "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519]  new key, prints the DNS record\n"
     "  dkim verify [FILE]       one line per DKIM-Signature (stdin without FILE)\n"
     "  dkim sign DOMAIN [FILE]  the message signed with the domain's keys\n"
+    "  log ID                   a message's (queue id) or session's whole life from the log\n"
     "  dmarc DOMAIN             the DMARC record, organizational domain and policy\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
@@ -83,8 +86,10 @@ static const struct command {
 } commands[] = {
     { "run", cli_run }, { "start", cli_start }, { "stop", cli_stop },
     { "reload", cli_reload }, { "status", cli_status }, { "check", cli_check },
+    { "top", cli_top },
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
     { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
+    { "log", cli_log },
     { "dmarc", cli_dmarc },
     { "newaliases", cli_newaliases },
 };

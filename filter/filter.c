@@ -32,6 +32,7 @@
 #include "ipc/ipc_bev.h"
 #include "util/log.h"
 #include "mail/spool.h"
+#include "ipc/ipc_report.h"
 
 #define OUT_HIGH (4 * 1024 * 1024)   /* stop reading a peer with this much unsent */
 #define OUT_LOW  (256 * 1024)        /* ... until it drained below this */
@@ -280,6 +281,7 @@ int main(int argc, char **argv)
                  count_rules(ctx->prog), FILTER_WORKERS);
     else
         log_info("ready: default policy (no rules)");
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     while (ctx->conns)
         fconn_free(ctx->conns);

@@ -44,6 +44,7 @@
 #include "util/log.h"
 #include "mail/qfile.h"
 #include "util/workq.h"
+#include "metrics/metrics.h"
 
 #define HBITS 17
 #define HSIZE (1u << HBITS)
@@ -70,6 +71,7 @@ struct fjob {
     struct fjob *next;               /* session wait queue */
     struct fjob *pnext;              /* the pool's queue */
     int64_t deadline;                /* CLOCK_MONOTONIC ms (clock_now_ms) */
+    int64_t start_us;                /* the request's arrival (filter latency metric) */
     struct event *timer;             /* loop: fires at the deadline */
     int answered;                    /* loop: the timer replied; the result is dropped */
     int expired;                     /* worker: the deadline cut the evaluation */
@@ -382,6 +384,8 @@ static void job_finish(struct fjob *j)
         job_release(j);
         return;
     }
+    metric_observe(MET_FILTER_DURATION, clock_now_us() - j->start_us,
+                   stage_name((enum stage)j->q.stage), NULL);
     struct rl_result *r = &j->res;
     enum verdict st = r->status < V__COUNT ? r->status : V_TEMPFAIL;
     int code = r->code;
@@ -722,6 +726,7 @@ void fe_request(struct fconn *c, const struct ipc_filter_req *q)
      * previous job is part of it */
     int tmo = C->cfg->rules_timeout > 0 ? C->cfg->rules_timeout : 30;
     j->deadline = clock_now_ms() + (int64_t)tmo * 1000;
+    j->start_us = clock_now_us();
     j->timer = evtimer_new(C->srv->base, on_deadline, j);
     struct timeval tv = { .tv_sec = tmo };
     if (j->timer == NULL || evtimer_add(j->timer, &tv) < 0)

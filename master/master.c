@@ -34,6 +34,7 @@
 #include "util/clock.h"
 #include "util/fdio.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
 
@@ -42,6 +43,7 @@
 #define READY_LINE "postern-master-ready\n"
 #define RELOAD_STATUS "reload.status"
 #define DAEMONS_STATUS "daemons.status"
+#define MASTER_POLL_CHILDREN 2048   /* children whose pipes are read */
 
 struct master M = { .unix_fd = { -1, -1, -1, -1 }, .jail_fd = { -1, -1, -1, -1 },
                     .jail_priv_fd = -1 };
@@ -56,7 +58,7 @@ static enum { W_NONE, W_START, W_RELOAD } waiting;
 static int64_t wait_deadline;
 static unsigned reload_seq;
 static int reload_pending;     /* SIGHUP during the start: reload once it is over */
-static void reload(void);
+static void reload(const struct msig *from);
 
 static void __attribute__((noreturn)) usage(void)
 {
@@ -316,7 +318,26 @@ static void daemon_detach(int null)
     report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     dup2(null, STDERR_FILENO);
     close(null);
-    log_set_format(0, M.cfg->log_json);
+    if (!mlog_active())
+        log_set_format(0, M.cfg->log_json);
+}
+
+/* An event naming who sent the signal (uid of the sender, from the
+ * kernel); a signal from the terminal (Ctrl-C) or the kernel names nobody. */
+static void log_by(enum log_event ev, const struct msig *r, uid_t uid)
+{
+    struct log_ev e;
+    log_ev_init(&e, ev);
+    if (ev == LE_START)
+        log_ev_num(&e, LF_PROCESSES, spawn_total(M.cfg));
+    if (ev == LE_RELOAD)
+        log_ev_str(&e, LF_PATH, M.config_path);
+    if (r == NULL || r->pid > 0) {
+        struct passwd *pw = getpwuid(uid);
+        log_ev_str(&e, LF_BY, pw ? pw->pw_name : "?");
+        log_ev_num(&e, LF_UID, uid);
+    }
+    log_ev_emit(&e);
 }
 
 static void report(const char *text)
@@ -327,13 +348,12 @@ static void report(const char *text)
     if (write(report_fd, text, n) < 0) { /* `postern start` gone */ }
 }
 
-/* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons, replaced
- * atomically (run_dir is root's). */
-static void write_run_file(const char *name, const buf_t *b)
+/* A file in run_dir (root's), replaced atomically. */
+void master_write_run_file(const char *name, const buf_t *b, mode_t mode)
 {
     char tmp[64];
     str_format(tmp, sizeof(tmp), "%s.tmp", name);
-    int fd = openat(run_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int fd = openat(run_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0 || fdio_write_all(fd, b->data, b->len) < 0 ||
         renameat(run_fd, tmp, run_fd, name) < 0)
         log_error("cannot write %s/%s: %m", M.cfg->run_dir, name);
@@ -341,13 +361,14 @@ static void write_run_file(const char *name, const buf_t *b)
         close(fd);
 }
 
+/* <run_dir>/reload.status: "PID SEQ ok|failed\n" + reasons. */
 static void reload_status(int ok, const char *why)
 {
     buf_t b;
     buf_init(&b, 128);
     buf_printf(&b, "%ld %u %s\n%s", (long)getpid(), reload_seq, ok ? "ok" : "failed",
                why ? why : "");
-    write_run_file(RELOAD_STATUS, &b);
+    master_write_run_file(RELOAD_STATUS, &b, 0644);
     buf_free(&b);
 }
 
@@ -358,11 +379,11 @@ static void daemons_status(void)
     buf_t b;
     buf_init(&b, 512);
     if (spawn_status(&b))
-        write_run_file(DAEMONS_STATUS, &b);
+        master_write_run_file(DAEMONS_STATUS, &b, 0644);
     buf_free(&b);
 }
 
-static void begin_stop(int sig);
+static void begin_stop(int sig, const struct msig *from);
 
 /* Children all ready, one failed at start-up, or out of time. */
 static void check_waiting(int64_t now)
@@ -387,7 +408,8 @@ static void check_waiting(int64_t now)
         report(why.data);
         log_error("start-up failed: stopping");
         start_failed = 1;
-        begin_stop(SIGTERM);
+        struct msig self = { SIGTERM, 0, 0 };   /* nobody asked: start-up failed */
+        begin_stop(SIGTERM, &self);
     } else if (waiting == W_START && failed) {
         log_error("start-up: %s", why.data);   /* run: keep restarting */
     } else if (waiting == W_RELOAD && ready) {
@@ -408,7 +430,7 @@ static void check_waiting(int64_t now)
         waiting = W_NONE;
         if (was_start && reload_pending && !M.stopping) {
             reload_pending = 0;
-            reload();
+            reload(NULL);
         }
     }
     buf_free(&why);
@@ -420,10 +442,11 @@ static int same_str(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-static void reload(void)
+static void reload(const struct msig *from)
 {
     reload_seq++;
-    log_info("reload: reading %s", M.config_path);
+    mlog_reopen();                  /* logrotate may send HUP rather than USR1 */
+    log_by(LE_RELOAD, from, from ? from->uid : getuid());
     buf_t errs;
     buf_init(&errs, 128);
     struct config *nc = load_config(M.config_path, "reload: ", 1, &errs);
@@ -469,10 +492,16 @@ static void reload(void)
     mlisten_free(M.ls, M.nls);   /* fds moved out or already closed */
     M.ls = nls;
     M.nls = nnls;
+    int new_log = !same_str(nc->log_file, M.cfg->log_file);
     config_free(M.cfg);
     M.cfg = nc;
+    if (new_log && mlog_active())
+        mlog_reopen();              /* another log.file: from now on there */
+    else if (new_log)
+        log_warn("reload: log.file changed: syslog and a file switch at the next start");
     log_set_level(M.cfg->log_level);
-    log_set_format(M.foreground, M.cfg->log_json);
+    log_set_format(M.foreground || mlog_active(), M.cfg->log_json);
+    mhttp_configure();
     spawn_reload();
     log_info("reload: configuration reloaded, replacing processes (%d processes; "
              "filter reloads in place)", spawn_total(M.cfg));
@@ -480,14 +509,14 @@ static void reload(void)
     wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
 }
 
-static void begin_stop(int sig)
+static void begin_stop(int sig, const struct msig *from)
 {
     if (M.stopping) {
         log_info("already stopping (signal %d)", sig);
         return;
     }
     M.stopping = 1;
-    log_info("stopping");
+    log_by(LE_STOP, from, from->uid);
     /* Ctrl-C reached the whole process group: pass SIGINT on (children
      * ignore a second SIGINT), so every child drains exactly once */
     spawn_signal_all(sig == SIGINT ? SIGINT : SIGTERM);
@@ -523,26 +552,41 @@ static void run_loop(int sigfd)
             }
             wait = stop_deadline - now;
         }
-        struct pollfd pfd[257];
+        /* signals, the log sink, the metrics endpoint, every child's pipe
+         * (ready, reports) */
+        struct pollfd pfd[3 + MASTER_POLL_CHILDREN];
         pfd[0].fd = sigfd;
         pfd[0].events = POLLIN;
-        int npfd = 1 + spawn_poll_fds(pfd + 1, 256);
-        int rc = poll(pfd, (nfds_t)npfd, wait < 0 ? -1 : (int)(wait > 60000 ? 60000 : wait));
+        if (wait < 0 || wait > 1000)
+            wait = 1000;   /* run_dir files once a second */
+        pfd[1].fd = mhttp_fd(&wait);
+        pfd[1].events = POLLIN;
+        pfd[2].fd = mlog_poll_fd();     /* -1: ignored by poll */
+        pfd[2].events = POLLIN;
+        int npfd = 3 + spawn_poll_fds(pfd + 3, MASTER_POLL_CHILDREN);
+        int rc = poll(pfd, (nfds_t)npfd, (int)wait);
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %m");
-        for (int i = 1; rc > 0 && i < npfd; i++)
+        if (rc > 0 && pfd[2].revents)
+            mlog_input();
+        for (int i = 3; rc > 0 && i < npfd; i++)
             if (pfd[i].revents)
                 spawn_ready_input(pfd[i].fd);
+        mhttp_run();
+        mmetrics_tick(clock_now_ms());
         int sig;
-        while ((sig = msignal_next()) != 0) {
+        struct msig from;
+        while ((sig = msignal_next(&from)) != 0) {
             if (sig == SIGCHLD)
                 spawn_reap(clock_now_ms());
+            else if (sig == SIGUSR1)
+                mlog_reopen();
             else if (sig == SIGHUP && !M.stopping && waiting == W_START)
                 reload_pending = 1;   /* `postern start` waits for the first verdict */
             else if (sig == SIGHUP && !M.stopping)
-                reload();
+                reload(&from);
             else if (sig == SIGTERM || sig == SIGINT)
-                begin_stop(sig);
+                begin_stop(sig, &from);
         }
         daemons_status();
     }
@@ -585,6 +629,11 @@ int main(int argc, char **argv)
     if (M.as_root && setgroups(0, NULL) < 0)
         log_fatal("setgroups: %m");
     make_spool();
+    buf_t lerr;
+    buf_init(&lerr, 64);
+    if (mlog_setup(&lerr) < 0)
+        log_fatal("%s", lerr.data);
+    buf_free(&lerr);
     make_run_dir();
     pidfile_lock();
     make_jail();
@@ -599,16 +648,20 @@ int main(int argc, char **argv)
         log_fatal("signal set-up: %m");
     if (!M.foreground)
         daemon_detach(null);
-    log_info("starting Postern (%d processes)", spawn_total(M.cfg));
+    log_by(LE_START, NULL, getuid());
+    mmetrics_init();
+    mhttp_configure();
     spawn_init();
     waiting = W_START;
     wait_deadline = clock_now_ms() + READY_TIMEOUT_MS;
     run_loop(sigfd);
+    mhttp_stop();
     munix_close(1);
     mlisten_free(M.ls, M.nls);
     unlinkat(pid_dir_fd, pid_base, 0);
     unlinkat(run_fd, RELOAD_STATUS, 0);
     close(pid_fd);
+    mlog_input();                   /* the children's last lines */
     log_info("stopped");
     config_free(M.cfg);
     return start_failed ? 1 : 0;

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <poll.h>
 #include "config/config.h"
+#include "metrics/metrics.h"
 
 /* One bound TCP address of one listen block. */
 struct mlisten {
@@ -81,9 +82,44 @@ int  spawn_take_failures(buf_t *why);
  * the start, 0 when not running), and 1; else 0 and nothing appended. */
 int  spawn_status(buf_t *b);
 
+/* The child's metrics reports (after its ready byte) are fed to
+ * mmetrics_input; master's own gauges are set by spawn_metrics. */
+void spawn_metrics(void);                  /* processes and restarts per service */
+
+/* master.c */
+/* Write <run_dir>/name atomically (temp file + rename) with mode. */
+void master_write_run_file(const char *name, const buf_t *b, mode_t mode);
+
+/* master_metrics.c: the store, queue gauges, last errors, run_dir files */
+void mmetrics_init(void);
+/* Decode the METRICS frames in in (consumed); src is the child's slot.
+ * -1 on a protocol error: stop reading that child. */
+int  mmetrics_input(int src, const char *proc, buf_t *in);
+void mmetrics_child_gone(int src);
+void mmetrics_set(enum metric_id id, int64_t v, const char *l1);
+void mmetrics_render(buf_t *out);           /* the Prometheus text, gauges fresh */
+void mmetrics_tick(int64_t now_ms);         /* errors.status, metrics.prom */
+
+/* master_http.c: the metrics endpoint (libmicrohttpd, no threads) */
+/* Start, restart or stop it for M.cfg->metrics_address; 0 or -1 (logged). */
+int  mhttp_configure(void);
+/* Its descriptor for poll (-1 = off) and the longest wait it allows (ms,
+ * -1 = any); mhttp_run after poll, whatever it said. */
+int  mhttp_fd(int64_t *wait_ms);
+void mhttp_run(void);
+void mhttp_stop(void);
+
 /* master_signal.c */
+/* master_log.c: log.file (or the spool's file without /dev/log) */
+int  mlog_setup(buf_t *err);               /* 0 (also: not a file), -1 with err */
+int  mlog_active(void);                    /* master writes a log file */
+int  mlog_child_fd(void);                  /* children's stderr, -1 = none */
+int  mlog_poll_fd(void);                   /* readable: call mlog_input */
+void mlog_input(void);
+void mlog_reopen(void);                    /* SIGUSR1 / SIGHUP: after logrotate */
 int  msignal_init(void);                   /* returns the read end of the self-pipe */
-int  msignal_next(void);                   /* next pending signal number or 0 */
+struct msig { int sig; pid_t pid; uid_t uid; };   /* a signal and its sender */
+int  msignal_next(struct msig *r);          /* next pending signal number or 0 */
 void msignal_block(sigset_t *old);         /* block our signals (around fork) */
 void msignal_restore(const sigset_t *old);
 void msignal_child_reset(void);            /* in a forked child: defaults, unblocked */

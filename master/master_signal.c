@@ -1,7 +1,9 @@
 /*
- * master_signal.c - master's signals (SIGCHLD, SIGHUP, SIGTERM, SIGINT) as
- * bytes on a non-blocking self-pipe, read by the poll loop in master.c, so
- * no real work ever runs inside a signal handler.
+ * master_signal.c - master's signals (SIGCHLD, SIGHUP, SIGTERM, SIGINT,
+ * SIGUSR1) as records on a non-blocking self-pipe, read by the poll loop in
+ * master.c, so no real work ever runs inside a signal handler. Each record
+ * names the sender (pid and uid from the kernel's siginfo): reload and
+ * stop are logged with who asked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,14 +14,16 @@
 #include "master.h"
 
 static int sig_pipe[2] = { -1, -1 };
-static const int handled[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+static const int handled[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
 #define NHANDLED (int)(sizeof(handled) / sizeof(handled[0]))
 
-static void on_signal(int sig)
+/* one write of a small record on a pipe is atomic (< PIPE_BUF) */
+static void on_signal(int sig, siginfo_t *si, void *uc)
 {
+    (void)uc;
     int saved = errno;
-    unsigned char b = (unsigned char)sig;
-    if (write(sig_pipe[1], &b, 1) < 0) { /* pipe full: a byte is pending anyway */ }
+    struct msig r = { sig, si ? si->si_pid : 0, si ? si->si_uid : (uid_t)-1 };
+    if (write(sig_pipe[1], &r, sizeof(r)) < 0) { /* pipe full: a record is pending anyway */ }
     errno = saved;
 }
 
@@ -29,9 +33,9 @@ int msignal_init(void)
         return -1;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
+    sa.sa_sigaction = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP | SA_SIGINFO;
     for (int i = 0; i < NHANDLED; i++)
         if (sigaction(handled[i], &sa, NULL) < 0)
             return -1;
@@ -39,11 +43,10 @@ int msignal_init(void)
     return sig_pipe[0];
 }
 
-int msignal_next(void)
+int msignal_next(struct msig *r)
 {
-    unsigned char b;
-    ssize_t n = read(sig_pipe[0], &b, 1);
-    return n == 1 ? b : 0;
+    ssize_t n = read(sig_pipe[0], r, sizeof(*r));
+    return n == (ssize_t)sizeof(*r) ? r->sig : 0;
 }
 
 void msignal_block(sigset_t *old)

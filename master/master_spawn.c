@@ -21,6 +21,7 @@
 #include "master.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "daemon/server.h"
 
 #define HEALTHY_MS     10000 /* ready and up this long: the backoff starts over */
@@ -59,6 +60,7 @@ static const struct service {
     { "pickup",   FDS_NONE, -1,         1, 0, SIGTERM, 0 },
 };
 #define NSERVICES (int)(sizeof(services) / sizeof(services[0]))
+_Static_assert(NSERVICES <= 16, "svc_restarts");
 
 struct slot {
     pid_t pid;               /* 0 = not running */
@@ -69,7 +71,13 @@ struct slot {
     int64_t next;            /* ms: earliest (re)start */
     int restarts;            /* deaths so far (postern status) */
     time_t since;            /* wall clock of the last start */
+    buf_t in;                /* metrics reports read from rfd, not yet decoded */
 };
+
+/* Restarts per service since master started (postern_process_restarts_total). */
+static long svc_restarts[16];
+/* A slot's key in the metrics store (its gauges). */
+#define SLOT_SRC(i, k) ((i) * 4096 + (k))
 
 /* Something in the child table changed since spawn_status last ran. */
 static int status_dirty = 1;
@@ -77,7 +85,13 @@ static int status_dirty = 1;
 static struct svc_state { struct slot *slots; int n; } state[NSERVICES];
 
 /* Children of a previous configuration, draining after SIGTERM. */
-static struct retired { pid_t pid; int svc; } *retired;
+static struct retired {
+    pid_t pid; int svc;
+    int rfd; buf_t in;       /* its metrics reports while it drains; -1 = closed */
+} *retired;
+static void drain_reports(int fd, buf_t *in, int src, int svc);
+/* A retired child's key in the metrics store (apart from the slots'). */
+#define RETIRED_SRC(pid) ((1 << 30) + (int)(pid))
 static int nretired;
 
 /* Children that died before they said ready (spawn_take_failures). */
@@ -182,8 +196,8 @@ static void launch_prepare(struct launch *L, int svc, buf_t *fdenv, buf_t *ready
     L->envp[k++] = readyenv->data;
     if (s->spool_jail)
         L->envp[k++] = "POSTERN_JAIL=spool";
-    if (M.foreground)
-        L->envp[k++] = "POSTERN_LOG_STDERR=1";
+    if (M.foreground || mlog_active())
+        L->envp[k++] = "POSTERN_LOG_STDERR=1";   /* stderr: the terminal, or master's log sink */
     L->envp[k] = NULL;
 }
 
@@ -193,6 +207,8 @@ static void __attribute__((noreturn)) launch_exec(struct launch *L, int devnull)
     msignal_child_reset();
     if (devnull >= 0)
         dup2(devnull, STDIN_FILENO);
+    if (mlog_child_fd() >= 0 && dup2(mlog_child_fd(), STDERR_FILENO) < 0)
+        _exit(126);
     int tmp[64];
     for (int i = 0; i < L->nfd; i++) {
         tmp[i] = fcntl(L->src[i], F_DUPFD, 3 + L->nfd);
@@ -277,9 +293,14 @@ int64_t spawn_due(int64_t now)
             sl->started = now;
             sl->since = time(NULL);
             status_dirty = 1;
-            if (sl->fails > 0)
-                log_info("process %s restarted (pid %ld)", services[i].name, (long)pid);
-            else
+            if (sl->fails > 0) {
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_RESTART);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_num(&e, LF_RESTARTS, sl->restarts);
+                log_ev_emit(&e);
+            } else
                 log_debug("process %s started (pid %ld)", services[i].name, (long)pid);
         }
     }
@@ -313,6 +334,12 @@ static int reap_retired(pid_t pid, int status)
             log_warn("process %s pid %ld %s (while draining)", services[retired[i].svc].name,
                      (long)pid, b.data);
         buf_free(&b);
+        if (retired[i].rfd >= 0) {   /* its last report may still be in the pipe */
+            drain_reports(retired[i].rfd, &retired[i].in, RETIRED_SRC(pid), retired[i].svc);
+            close(retired[i].rfd);
+        }
+        buf_free(&retired[i].in);
+        mmetrics_child_gone(RETIRED_SRC(pid));
         retired[i] = retired[--nretired];
         return 1;
     }
@@ -328,6 +355,11 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 continue;
             sl->pid = 0;
             sl->restarts += !M.stopping;
+            svc_restarts[i] += !M.stopping;
+            if (sl->rfd >= 0 && sl->ready)   /* its last report may still be in the pipe */
+                drain_reports(sl->rfd, &sl->in, SLOT_SRC(i, k), i);
+            mmetrics_child_gone(SLOT_SRC(i, k));
+            buf_free(&sl->in);
             status_dirty = 1;
             if (sl->rfd >= 0) {
                 close(sl->rfd);
@@ -353,7 +385,12 @@ static void reap_slot(pid_t pid, int status, int64_t now)
                 buf_printf(&start_why, "process %s %s at start-up (its reason is in the "
                            "mail log)\n", services[i].name, b.data);
             } else {
-                log_warn("process %s pid %ld %s", services[i].name, (long)pid, b.data);
+                struct log_ev e;
+                log_ev_init(&e, LE_DAEMON_EXIT);
+                log_ev_str(&e, LF_SERVICE, services[i].name);
+                log_ev_num(&e, LF_CHILD, pid);
+                log_ev_str(&e, LF_REASON, b.data);
+                log_ev_emit(&e);
             }
             buf_free(&b);
             if (sl->ready && now - sl->started >= HEALTHY_MS)
@@ -399,15 +436,25 @@ void spawn_reload(void)
         }
         for (int k = 0; k < state[i].n; k++) {
             struct slot *sl = &state[i].slots[k];
-            if (sl->rfd >= 0)
-                close(sl->rfd);
+            mmetrics_child_gone(SLOT_SRC(i, k));
+            if (sl->pid == 0 || !sl->ready || sl->rfd < 0) {
+                if (sl->rfd >= 0)
+                    close(sl->rfd);
+                buf_free(&sl->in);
+            }
             if (sl->pid == 0)
                 continue;
             kill(sl->pid, services[i].retire_sig);
             retired = xrealloc(retired, sizeof(*retired) * (size_t)(nretired + 1));
-            retired[nretired].pid = sl->pid;
-            retired[nretired].svc = i;
-            nretired++;
+            struct retired *r = &retired[nretired++];
+            r->pid = sl->pid;
+            r->svc = i;
+            r->rfd = -1;
+            memset(&r->in, 0, sizeof(r->in));
+            if (sl->ready && sl->rfd >= 0) {   /* it keeps reporting while it drains */
+                r->rfd = sl->rfd;
+                r->in = sl->in;
+            }
         }
         free(state[i].slots);
         state[i].n = svc_count(M.cfg, i);
@@ -419,41 +466,114 @@ void spawn_reload(void)
     }
 }
 
+static void poll_add(struct pollfd *p, int *n, int max, int fd)
+{
+    if (fd < 0 || *n >= max)
+        return;
+    p[*n].fd = fd;
+    p[*n].events = POLLIN;
+    p[*n].revents = 0;
+    (*n)++;
+}
+
 int spawn_poll_fds(struct pollfd *p, int max)
 {
     int n = 0;
     for (int i = 0; i < NSERVICES; i++)
-        for (int k = 0; k < state[i].n && n < max; k++)
-            if (state[i].slots[k].rfd >= 0) {
-                p[n].fd = state[i].slots[k].rfd;
-                p[n].events = POLLIN;
-                p[n].revents = 0;
-                n++;
-            }
+        for (int k = 0; k < state[i].n; k++)
+            poll_add(p, &n, max, state[i].slots[k].rfd);
+    for (int i = 0; i < nretired; i++)
+        poll_add(p, &n, max, retired[i].rfd);
     return n;
+}
+
+/* Append n bytes read from a child's pipe and decode its reports; 0, or
+ * -1 when the pipe is to be closed (a bad report). */
+static int reports_in(buf_t *in, const char *b, size_t n, int src, const char *proc)
+{
+    if (in->data == NULL)
+        buf_init(in, 1024);
+    buf_append(in, b, n);
+    return mmetrics_input(src, proc, in);
+}
+
+/* The ready byte, then metrics reports (lib/ipc/ipc_report.h). */
+static void slot_input(int i, int k, struct slot *sl)
+{
+    char b[16384];
+    ssize_t n = read(sl->rfd, b, sizeof(b));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    int off = 0;
+    if (n > 0 && !sl->ready) {
+        sl->ready = 1;
+        status_dirty = 1;
+        off = 1;
+        log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
+    }
+    if (n > off) {
+        if (reports_in(&sl->in, b + off, (size_t)(n - off), SLOT_SRC(i, k),
+                       services[i].name) == 0)
+            return;
+    } else if (n > 0) {
+        return;
+    }
+    /* n == 0: closed (before ready: its exit tells why), or a bad report */
+    close(sl->rfd);
+    sl->rfd = -1;
+    buf_free(&sl->in);
+}
+
+/* A dead child's pipe: whatever it wrote before it exited (no more can
+ * come: the writer is gone, so this ends at EOF). */
+static void drain_reports(int fd, buf_t *in, int src, int svc)
+{
+    char b[16384];
+    ssize_t n;
+    for (int i = 0; i < 64 && (n = read(fd, b, sizeof(b))) > 0; i++)
+        if (reports_in(in, b, (size_t)n, src, services[svc].name) < 0)
+            return;
+}
+
+/* A retired child's reports until it exits (or closes the pipe). */
+static void retired_input(struct retired *r)
+{
+    char b[16384];
+    ssize_t n = read(r->rfd, b, sizeof(b));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0 && reports_in(&r->in, b, (size_t)n, RETIRED_SRC(r->pid),
+                            services[r->svc].name) == 0)
+        return;
+    close(r->rfd);
+    r->rfd = -1;
+    buf_free(&r->in);
 }
 
 void spawn_ready_input(int fd)
 {
     for (int i = 0; i < NSERVICES; i++)
-        for (int k = 0; k < state[i].n; k++) {
-            struct slot *sl = &state[i].slots[k];
-            if (sl->rfd != fd)
-                continue;
-            char b;
-            ssize_t n = read(fd, &b, 1);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        for (int k = 0; k < state[i].n; k++)
+            if (state[i].slots[k].rfd == fd) {
+                slot_input(i, k, &state[i].slots[k]);
                 return;
-            if (n == 1) {
-                sl->ready = 1;
-                status_dirty = 1;
-                log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
             }
-            /* n == 0: it closed the pipe without a word; its exit tells why */
-            close(fd);
-            sl->rfd = -1;
+    for (int i = 0; i < nretired; i++)
+        if (retired[i].rfd == fd) {
+            retired_input(&retired[i]);
             return;
         }
+}
+
+void spawn_metrics(void)
+{
+    for (int i = 0; i < NSERVICES; i++) {
+        int running = 0;
+        for (int k = 0; k < state[i].n; k++)
+            running += state[i].slots[k].pid > 0;
+        mmetrics_set(MET_PROCESSES, running, services[i].name);
+        mmetrics_set(MET_PROCESS_RESTARTS, svc_restarts[i], services[i].name);
+    }
 }
 
 int spawn_all_ready(void)

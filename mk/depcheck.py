@@ -48,7 +48,7 @@ PROGRAMS = [
 # --pipeline, plain sockets): see `swaks --support`.
 PERL_MODULES = ["Net::SSLeay", "MIME::Base64", "Digest::MD5", "IO::Socket", "Time::HiRes",
                 "POSIX", "Sys::Hostname"]
-EXTRA_PKGCONFIG = ["cmocka", "libcurl"]   # libcurl: lib/sts (Makefile STS_PKGS)
+EXTRA_PKGCONFIG = ["cmocka", "libcurl", "libmicrohttpd"]   # libcurl: lib/sts (Makefile STS_PKGS); libmicrohttpd: master (MHD_PKGS)
 APT_OPTS = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
             "--no-replaces", "--no-enhances"]
 

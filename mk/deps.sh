@@ -28,6 +28,10 @@
 #           smtp-sink; installed unconfigured: "No configuration", not started)
 #   spf:    python3-spf (pyspf: the reference SPF evaluator, and the openspf
 #           RFC 7208 test suite in its doc folder), python3-yaml (reads that suite)
+#   metrics: libmicrohttpd-dev (master's metrics endpoint: HTTP parsing by a
+#           well-kept library, not by hand), python3-prometheus-client (its
+#           text-format parser checks the scrape in test_metrics), tmux
+#           (drives `postern top` in a terminal for the load-run capture)
 #   dkim:   libopendkim-dev (lib/dkim: DKIM verify and sign), opendkim-tools
 #           (opendkim-testmsg/opendkim-genkey: the independent verifier and key maker
 #           of the tests), python3-dkim (dkimpy: signs and verifies in the tests),
@@ -46,6 +50,7 @@ python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc
 man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml
+libmicrohttpd-dev python3-prometheus-client tmux
 libopendkim-dev opendkim-tools python3-dkim python3-authres unbound iproute2
 libopendmarc-dev publicsuffix python3-authheaders"
 if [ "${1:-}" = "--list" ]; then

@@ -3,7 +3,7 @@
 #   bin/postern (+ sendmail, mailq, newaliases links) -> $DESTDIR$PREFIX/bin/
 #   libexec/<daemon>                           -> $DESTDIR$PREFIX/libexec/postern/
 #   libexec/postdrop (sendmail's helper)       -> the same, root:postdrop 2755
-#   man/*.[158]                                -> $DESTDIR$PREFIX/share/man/manN/
+#   man/*.[1578]                               -> $DESTDIR$PREFIX/share/man/manN/
 #   conf/postern.conf, conf/rules/*            -> $DESTDIR$PREFIX/etc/postern/ (never replaced)
 #   a self-signed tls/mx.pem + mx.key and an empty `users` file there when missing
 #   conf/postern.service.in                    -> $DESTDIR$PREFIX/lib/systemd/system/postern.service
@@ -42,7 +42,7 @@ for f in "$BUILD"/libexec/*; do
 done
 echo "installed $n daemons in $root/libexec/postern/"
 
-for f in "$SRC"/man/*.[158]; do
+for f in "$SRC"/man/*.[1578]; do
   [ -f "$f" ] || continue
   sec=${f##*.}
   install -d -m 0755 "$root/share/man/man$sec"

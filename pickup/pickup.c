@@ -28,6 +28,7 @@
 #include "daemon/server.h"
 #include "mail/spool.h"
 #include "util/log.h"
+#include "ipc/ipc_report.h"
 
 struct pk_ctx {
     struct server *srv;
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
         event_add(c.ev_inotify, NULL);
     }
     event_active(c.ev_sweep, EV_TIMEOUT, 0);    /* what came while we were down */
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     if (c.ev_inotify)
         event_free(c.ev_inotify);

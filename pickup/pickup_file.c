@@ -26,6 +26,8 @@
 #include "mail/spool.h"
 #include "mail/stage.h"
 #include "util/log.h"
+#include "util/log_event.h"
+#include "metrics/metrics.h"
 
 #define PK_OVERHEAD (16u << 20)     /* envelope and framing beyond the content */
 
@@ -122,8 +124,16 @@ static enum pk_result pk_end(struct pk *p)
     }
     const struct ipc_cleanup_reply *r = &m.cleanup_reply;
     if (r->status == V_ACCEPT || r->status == V_NEXT) {
-        log_info("maildrop/%s: uid=%u user=%s from=<%s> nrcpt=%d: queued as %s", p->name,
-                 (unsigned)p->st.st_uid, p->login, p->sender, p->nrcpts, r->queue_id);
+        struct log_ev ev;
+        log_ev_init(&ev, LE_PICKUP);
+        log_ev_printf(&ev, LF_PATH, "maildrop/%s", p->name);
+        log_ev_num(&ev, LF_UID, p->st.st_uid);
+        log_ev_str(&ev, LF_USER, p->login);
+        log_ev_str(&ev, LF_SENDER, p->sender);
+        log_ev_num(&ev, LF_NRCPT, p->nrcpts);
+        log_ev_str(&ev, LF_QUEUE_ID, r->queue_id);
+        log_ev_emit(&ev);
+        metric_add(MET_MSG_ACCEPTED, 1, "pickup", NULL);   /* local submission */
         return PK_DONE;
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;

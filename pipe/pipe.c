@@ -26,6 +26,7 @@
 #include "mail/spool.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/log_event.h"
 
 struct prcpt {
     uint32_t index;
@@ -46,9 +47,16 @@ static void log_result(const struct qf_env *env, const struct prcpt *r)
 {
     const char *word = r->status == DS_DELIVERED ? "sent" :
                        r->status == DS_BOUNCED ? "bounced" : "deferred";
-    log_info("to=<%s>, relay=%s, dsn=%s, status=%s (%s)",
-             r->index < (uint32_t)env->nrcpts ? env->rcpts[r->index].addr : "?", r->transport,
-             r->dsn, word, r->reason);
+    struct log_ev e;
+    log_ev_init(&e, LE_ATTEMPT);
+    log_ev_str(&e, LF_TRANSPORT, "pipe");
+    log_ev_str(&e, LF_SENDER, env->sender);
+    log_ev_str(&e, LF_RECIPIENT, r->index < (uint32_t)env->nrcpts ? env->rcpts[r->index].addr : "?");
+    log_ev_str(&e, LF_RELAY, r->transport);
+    log_ev_str(&e, LF_DSN, r->dsn);
+    log_ev_str(&e, LF_STATUS, word);
+    log_ev_str(&e, LF_REASON, r->reason);
+    log_ev_emit(&e);
 }
 
 /* Run the transport's command for one recipient. */

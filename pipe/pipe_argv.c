@@ -34,6 +34,7 @@
 #include "mail/spool.h"
 #include "util/fdio.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 void pipe_vars_init(struct pipe_vars *pv, const struct qf_env *env, const struct qf_rcpt *r,
                     const struct transport_conf *t)
@@ -216,6 +217,10 @@ void pipe_outcome(const struct transport_conf *t, const struct pipe_result *res,
     const char *cmd = t->command.n ? t->command.v[0] : "?";
     const char *out = res->output;
     const char *sep = out[0] ? ": " : "";
+    static const char *const ends[] = { "exited", "signaled", "timeout", "nostart" };
+    metric_add(MET_PIPE_COMMANDS, 1, t->name,
+               res->end == PE_EXITED && res->code == 0 ? "ok" :
+               (unsigned)res->end < 4 ? ends[res->end] : "?");
     *st = DS_DEFERRED;
     str_copy(dsn, dsnlen, "4.3.0");
     switch (res->end) {

@@ -16,8 +16,10 @@
 
 #include "ipc/ipc_bev.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "qmgr.h"
 #include "daemon/server.h"
+#include "ipc/ipc_report.h"
 
 #define QMGR_WAKE_FLUSH 1
 
@@ -79,7 +81,9 @@ static int client_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *u, v
 {
     if (t == IPC_QMGR_AUDIT) {
         /* only root and the mail user reach private/qmgr; escaped by log */
-        log_info("admin: %.1000s", u->qmgr_audit.text);
+        const struct ipc_qmgr_audit *a = &u->qmgr_audit;
+        log_admin(a->kind, a->action, a->count == UINT32_MAX ? -1 : (long long)a->count, a->ids,
+                  a->user, a->uid);
         return 0;
     }
     if (t != IPC_QMGR_WAKEUP)
@@ -167,6 +171,7 @@ int main(int argc, char **argv)
     qmgr_scan_recover();
     qmgr_scan_incoming();
     qmgr_scan_deferred(0);
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     /* what is still in active/ is recovered at the next start */
     evconnlistener_free(listener);

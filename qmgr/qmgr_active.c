@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
 #include "util/log.h"
+#include "util/log_event.h"
 #include "qmgr.h"
 #include "mail/queue.h"
+#include "metrics/metrics.h"
 
 #define HASH_SIZE 1024
 
@@ -121,14 +124,34 @@ static const char *status_word(unsigned st)
     }
 }
 
+/* The outcome of one recipient: the event is named after the status word
+ * (sent -> delivered, deferred, bounced, expired, discarded). */
+static void log_rcpt(const struct qmsg *m, const struct qf_rcpt *r, const char *relay,
+                     const char *word, const char *reason)
+{
+    double delay = (double)qmgr_now() - (double)m->env.arrival / 1e6;
+    enum log_event ev = strcmp(word, "sent") == 0 ? LE_DELIVERED :
+                        strcmp(word, "bounced") == 0 ? LE_BOUNCED :
+                        strcmp(word, "expired") == 0 ? LE_EXPIRED :
+                        strcmp(word, "discarded") == 0 ? LE_DISCARDED : LE_DEFERRED;
+    struct log_ev e;
+    log_ev_init(&e, ev);
+    log_ev_str(&e, LF_QUEUE_ID, m->id);
+    log_ev_str(&e, LF_SENDER, m->env.sender);
+    log_ev_str(&e, LF_RECIPIENT, r->addr);
+    log_ev_str(&e, LF_ORCPT, r->orig && r->orig[0] ? r->orig : NULL);
+    log_ev_str(&e, LF_RELAY, relay);
+    log_ev_dbl(&e, LF_DELAY, delay < 0 ? 0 : delay);
+    log_ev_str(&e, LF_DSN, r->dsn);
+    log_ev_str(&e, LF_STATUS, word);
+    log_ev_str(&e, LF_REASON, reason);
+    log_ev_emit(&e);
+}
+
 static void log_outcome(const struct qmsg *m, const struct qf_rcpt *r, const char *relay,
                         const char *word)
 {
-    double delay = (double)qmgr_now() - (double)m->env.arrival / 1e6;
-    if (delay < 0)
-        delay = 0;
-    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr, relay, delay,
-             r->dsn, word, r->reason);
+    log_rcpt(m, r, relay, word, r->reason);
 }
 
 void qmgr_active_log(const struct qmsg *m, uint32_t index, const char *relay, const char *word,
@@ -136,14 +159,7 @@ void qmgr_active_log(const struct qmsg *m, uint32_t index, const char *relay, co
 {
     if (index >= (uint32_t)m->env.nrcpts)
         return;
-    const struct qf_rcpt *r = &m->env.rcpts[index];
-    double delay = (double)qmgr_now() - (double)m->env.arrival / 1e6;
-    if (delay < 0)
-        delay = 0;
-    log_set_qid(m->id);
-    log_info("to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)", r->addr, relay, delay,
-             r->dsn, word, reason);
-    log_set_qid(NULL);
+    log_rcpt(m, &m->env.rcpts[index], relay, word, reason);
 }
 
 const char *qmgr_active_relay(const struct qmsg *m, uint32_t index)
@@ -155,6 +171,28 @@ const char *qmgr_active_relay(const struct qmsg *m, uint32_t index)
     case QR_MBOX:    return "local (mbox)";
     case QR_DISCARD: return "local (discard)";
     default:         return "local";
+    }
+}
+
+/* The transport label of a delivery, from the relay the log names: the
+ * agent pool's name (smtp, pipe), "local" for every local mailbox kind, or
+ * "none" (no agent: expired, refused by a rule, discarded). */
+static const char *transport_of(const char *relay)
+{
+    return strncmp(relay, "local", 5) == 0 ? "local" : relay;
+}
+
+/* Metrics: attempts by transport and outcome; arrival-to-delivery delay. */
+static void count_outcome(const struct qmsg *m, unsigned status, const char *relay, int attempt)
+{
+    const char *tr = transport_of(relay);
+    if (attempt)
+        metric_add(MET_DELIVERY_ATTEMPTS, 1, tr, status_word(status));
+    if (status == DS_DELIVERED) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);   /* arrival is wall-clock microseconds */
+        int64_t us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec - m->env.arrival;
+        metric_observe(MET_DELIVERY_DELAY, us, tr, NULL);
     }
 }
 
@@ -186,6 +224,7 @@ void qmgr_active_outcome(struct qmsg *m, uint32_t index, unsigned status, const 
     log_set_qid(m->id);
     log_outcome(m, r, relay, status_word(status));
     log_set_qid(NULL);
+    count_outcome(m, status, relay, attempt);
 }
 
 /* Is this recipient's domain one of ours (no domain: local too)? */
@@ -245,8 +284,11 @@ void qmgr_active_finish(struct qmsg *m)
         snprintf(fpath, sizeof(fpath), SPOOL_TMP "/.free-%s", m->id);
         if (rename(path, fpath) < 0 && unlink(path) < 0)
             log_error("unlink %s: %m", path);
-        else
-            log_info("removed");
+        else {
+            struct log_ev e;
+            log_ev_init(&e, LE_REMOVED);
+            log_ev_emit(&e);
+        }
     } else {
         int ioerr = 0;
         for (int i = 0; i < m->env.nrcpts; i++)
@@ -447,10 +489,14 @@ int qmgr_active_start(const char *dir, const char *id)
     }
     m->dirty = xcalloc((size_t)m->env.nrcpts, 1);
     count_rcpts(m);
-    log_set_qid(id);
-    log_info("from=<%s>, size=%llu, nrcpt=%d (queue active)", m->env.sender,
-             (unsigned long long)m->env.content_len, m->env.nrcpts);
-    log_set_qid(NULL);
+    struct log_ev e;
+    log_ev_init(&e, LE_ACTIVE);
+    log_ev_str(&e, LF_QUEUE_ID, id);
+    log_ev_str(&e, LF_SENDER, m->env.sender);
+    log_ev_num(&e, LF_SIZE, (long long)m->env.content_len);
+    log_ev_num(&e, LF_NRCPT, m->env.nrcpts);
+    log_ev_str(&e, LF_QUEUE, dir);
+    log_ev_emit(&e);
     m->phase = QP_POSTQ;
     qmgr_active_advance(m);
     return 1;

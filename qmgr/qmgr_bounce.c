@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/log_event.h"
 #include "mail/dsn.h"
 #include "mail/queue.h"
 #include "qmgr.h"
@@ -193,10 +194,16 @@ static int send_report(const struct qmsg *m, const struct event *ev, int64_t now
         rc = commit(newid, to, flags, note, &text, now);
     buf_free(&text);
     if (rc == 0) {
-        log_info("%s %s notification: %s",
-                 flags & QF_F_DSN2 ? "postmaster" : "sender",
-                 ev->action == DSN_FAILED ? "non-delivery" :
-                 ev->action == DSN_DELAYED ? "delay" : "delivery", newid);
+        /* names the report's queue id: `postern log` follows it */
+        struct log_ev e;
+        log_ev_init(&e, LE_BOUNCE);
+        log_ev_str(&e, LF_QUEUE_ID, m->id);
+        log_ev_str(&e, LF_BOUNCE_ID, newid);
+        log_ev_str(&e, LF_KIND, ev->action == DSN_FAILED ? "non-delivery" :
+                                ev->action == DSN_DELAYED ? "delay" : "delivery");
+        log_ev_str(&e, LF_RECIPIENT, to);
+        log_ev_str(&e, LF_NOTIFY, flags & QF_F_DSN2 ? "postmaster" : "sender");
+        log_ev_emit(&e);
         qmgr_wake_at(now);   /* picked up from incoming/ by the next scan */
     }
     return rc;

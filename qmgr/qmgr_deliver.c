@@ -36,6 +36,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "qmgr.h"
+#include "metrics/metrics.h"
 
 enum { POOL_LOCAL = QPOOL_LOCAL, POOL_SMTP = QPOOL_SMTP, POOL_PIPE = QPOOL_PIPE,
        NPOOLS = QPOOL__COUNT };
@@ -50,6 +51,7 @@ struct agent {
     int pool;
     char held[300];             /* destination whose session it keeps open, "" = none */
     int64_t held_until;         /* clock_now_ms() until which to believe that */
+    int64_t sent_us;            /* the request went out (attempt latency metric) */
     struct agent *next;
 };
 
@@ -199,6 +201,8 @@ static int agent_frame(struct agent *a, enum ipc_type t, union ipc_msg *u)
         uint32_t ms = u->deliver_done.held_ms;
         str_copy(a->held, sizeof(a->held), u->deliver_done.held);
         a->held_until = clock_now_ms() + (ms < HELD_MAX_MS ? ms : HELD_MAX_MS);
+        metric_observe(MET_DELIVERY_DURATION, clock_now_us() - a->sent_us,
+                       pools[j->pool].transport, NULL);
         request_end(a);
         return 1;
     }
@@ -267,6 +271,7 @@ static int agent_send(struct agent *a, struct qjob *j)
     a->job = j;
     a->nstatus = 0;
     a->held[0] = '\0';   /* the agent closes a session to another destination */
+    a->sent_us = clock_now_us();
     nbusy++;
     struct ipc_deliver_req req = { m->id, NULL, pools[j->pool].transport, m->env.sender,
                                    (uint32_t)j->n };

@@ -29,6 +29,7 @@
 
 #include "mail/addr.h"
 #include "util/log.h"
+#include "util/log_event.h"
 #include "filter/qf_mutate.h"
 #include "mail/queue.h"
 #include "qmgr.h"
@@ -85,9 +86,15 @@ static void defer_verdict(struct qmsg *m, enum stage s, const struct filter_verd
     const char *dsn = v->enhanced[0] ? v->enhanced :
                       def && def->enhanced ? def->enhanced : "4.7.1";
     const char *text = v->text[0] ? v->text : (def && def->text ? def->text : "deferred");
-    log_set_qid(m->id);
-    log_info("%s: deferred by rule \"%s\": %s", stage_name(s), rule_or(v->rule), text);
-    log_set_qid(NULL);
+    struct log_ev e;
+    log_ev_init(&e, LE_FILTER);
+    log_ev_str(&e, LF_QUEUE_ID, m->id);
+    log_ev_str(&e, LF_STAGE, stage_name(s));
+    log_ev_str(&e, LF_VERDICT, "deferred");
+    log_ev_str(&e, LF_RULE, rule_or(v->rule));
+    log_ev_str(&e, LF_DSN, dsn);
+    log_ev_str(&e, LF_REASON, text);
+    log_ev_emit(&e);
     /* at postq the stage is asked again at the next try: not counted as a
      * delivery attempt (the retry interval stays the first one) */
     qmgr_active_defer_all(m, dsn, text, s == STAGE_DELIVER, 0);
@@ -157,7 +164,13 @@ static void quarantine(struct qmsg *m, const char *name, const char *rule,
          * before it is written only means postq runs again at release */
         if (rewrite(m, dir, v, err, sizeof(err)) < 0)
             log_error("cannot record the quarantine in the queue file: %s", err);
-        log_info("quarantined in %s by rule \"%s\"", dir, rule_or(rule));
+        struct log_ev e;
+        log_ev_init(&e, LE_QUARANTINE);
+        log_ev_str(&e, LF_QUEUE, name);
+        log_ev_str(&e, LF_PATH, dir);
+        log_ev_str(&e, LF_RULE, rule_or(rule));
+        log_ev_str(&e, LF_STAGE, "postq");
+        log_ev_emit(&e);
         log_set_qid(NULL);
         qmgr_active_drop(m);
         return;

@@ -36,6 +36,8 @@
 #include "tls/tls_client.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/log_event.h"
+#include "metrics/metrics.h"
 
 #define SMTP_LINE_MAX 998          /* octets per wire line without CRLF (RFC 5321 4.5.3.1.6) */
 #define SMTP_QUIT_TIMEOUT 5
@@ -106,6 +108,28 @@ static void delays(const struct smtp_msg *m, char *out, size_t size)
     snprintf(out, size, "%.2f/%.2f/%.2f", q < 0 ? 0 : q, c < 0 ? 0 : c, t < 0 ? 0 : t);
 }
 
+/* tls is "tls=VERSION/CIPHER verified=HOW" or "tls=none verified=none"
+ * (smtp_tls.c, smtp_session_deliver): into the event's fields. */
+static void log_tls_fields(struct log_ev *e, const char *tls)
+{
+    char v[SMTP_TLS_INFO];
+    if (tls == NULL || strncmp(tls, "tls=", 4) != 0)
+        return;
+    str_copy(v, sizeof(v), tls + 4);
+    char *sp = strchr(v, ' ');
+    if (sp == NULL || strncmp(sp + 1, "verified=", 9) != 0)
+        return;
+    *sp = '\0';
+    log_ev_printf(e, LF_TLS_VERIFIED, "%s", sp + 10);
+    log_ev_printf(e, LF_TLS_INFO, "%s", v);
+    char *slash = strchr(v, '/');
+    if (slash) {
+        *slash = '\0';
+        log_ev_printf(e, LF_TLS_VERSION, "%s", v);
+        log_ev_printf(e, LF_TLS_CIPHER, "%s", slash + 1);
+    }
+}
+
 /* The outcome and its log line; tls: "tls=... verified=..." of the
  * session, NULL when there was none. */
 static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
@@ -121,12 +145,21 @@ static void rcpt_vset(const struct smtp_msg *m, struct smtp_rcpt *r, const char 
     double delay = ((double)tv.tv_sec * 1e6 + tv.tv_usec - (double)m->env->arrival) / 1e6;
     char dl[64];
     delays(m, dl, sizeof(dl));
-    const char *sts = smtp_sts_mode(r->sts_mode);
-    log_info("to=<%s>, relay=%s%s%s, delay=%.2f, delays=%s, dsn=%s, status=%s (%s)%s%s",
-             r->q ? r->q->addr : "?", relay, sts ? ", mta_sts=" : "", sts ? sts : "",
-             delay < 0 ? 0 : delay, dl, r->dsn,
-             st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred", r->reason,
-             tls ? ", " : "", tls ? tls : "");
+    struct log_ev e;
+    log_ev_init(&e, LE_ATTEMPT);
+    log_ev_str(&e, LF_TRANSPORT, "smtp");
+    log_ev_str(&e, LF_SENDER, m->env->sender);
+    log_ev_str(&e, LF_RECIPIENT, r->q ? r->q->addr : "?");
+    log_ev_str(&e, LF_RELAY, relay);
+    log_ev_str(&e, LF_MTA_STS, smtp_sts_mode(r->sts_mode));
+    log_ev_dbl(&e, LF_DELAY, delay < 0 ? 0 : delay);
+    log_ev_str(&e, LF_DELAYS, dl);
+    log_ev_str(&e, LF_DSN, r->dsn);
+    log_ev_str(&e, LF_STATUS,
+               st == DS_DELIVERED ? "sent" : st == DS_BOUNCED ? "bounced" : "deferred");
+    log_ev_str(&e, LF_REASON, r->reason);
+    log_tls_fields(&e, tls);
+    log_ev_emit(&e);
 }
 
 void smtp_rcpt_set(const struct smtp_msg *m, struct smtp_rcpt *r, const char *relay,
@@ -782,12 +815,14 @@ static int attempt(struct sess *s, int i)
         if (sio_connect(&s->io, (const struct sockaddr *)&hop->addr[i], hop->addrlen[i],
                         s->cfg->smtp_connect_timeout, s->cfg->source_address) < 0) {
             log_info("connect to %s: %s", s->relay, s->io.err);
+            metric_add(MET_SMTP_CONNECTIONS, 1, "failed", NULL);
             sio_close(&s->io);
             if (last || s->plain_only)
                 fail_all(s, DS_DEFERRED, "4.4.1", "connect to %s: %s", s->relay, s->io.err);
             rc = s->plain_only;
             break;
         }
+        metric_add(MET_SMTP_CONNECTIONS, 1, "ok", NULL);
         str_copy(s->tlsinfo, sizeof(s->tlsinfo), "tls=none verified=none");
         session(s);
         sio_close(&s->io);

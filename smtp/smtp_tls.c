@@ -38,6 +38,7 @@
 #include "smtp.h"
 #include "dns/dns.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 static void set_fail(char *dsn, size_t dsnlen, const char *code, char *why, size_t whylen,
                      const char *fmt, ...) PRINTF_LIKE(6, 7);
@@ -187,6 +188,7 @@ int smtp_tls_start(struct sio *io, SSL_CTX *ctx, const struct smtp_tls_req *req,
     enum tls_auth auth = tls_client_verified(io->ssl, &w);
     snprintf(info, infolen, "tls=%s/%s verified=%s", tls_version(io->ssl), tls_cipher(io->ssl),
              tls_auth_name(auth));
+    metric_add(MET_SMTP_TLS, 1, config_tls_policy_name(req->level), tls_auth_name(auth));
     log_info("TLS with %s: %s %s, level %s (%s), certificate %s: %s", relay,
              tls_version(io->ssl), tls_cipher(io->ssl), config_tls_policy_name(req->level),
              req->source, tls_auth_name(auth), w.data);

@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 #include "smtpd.h"
 #include "util/log.h"
+#include "ipc/ipc_report.h"
 
 struct server *smtpd_server;
 struct config *smtpd_cfg;
@@ -245,6 +246,7 @@ int main(int argc, char **argv)
     smtpd_auth_init(s->base);
     smtpd_dns_init(s->base);
     log_info("started: %d listener%s", nlisteners, nlisteners == 1 ? "" : "s");
+    ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);
     smtpd_cleanup_shutdown();
     smtpd_local_shutdown();         /* before filter's: its callbacks queue there */

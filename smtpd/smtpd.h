@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include "util/buf.h"
+#include "util/log_event.h"
 #include "config/config.h"
 #include "filter/filter_mut.h"
 #include "mail/local_reply.h"
@@ -103,7 +104,8 @@ struct smtpd_session {
     struct smtpd_session *next, *prev;
     struct bufferevent *bev;
     struct smtpd_listener *lis;
-    uint64_t id;
+    uint64_t id;            /* time << 32 | random: unique, sortable */
+    char     sid[17];       /* id as 16 hex digits: the log's session id */
     char     ip[INET6_ADDRSTRLEN];
     unsigned port;
     char    *helo;          /* NULL until HELO/EHLO accepted */
@@ -159,6 +161,8 @@ void smtpd_session_gone(struct smtpd_session *s);   /* counts, drain check */
 
 /* smtpd_session.c */
 void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsigned port);
+/* A log event of this session: session id and client set. */
+void smtpd_ev(struct log_ev *e, enum log_event ev, const struct smtpd_session *s);
 void smtpd_session_process(struct smtpd_session *s);
 void smtpd_session_close(struct smtpd_session *s);   /* after flushing replies */
 void smtpd_session_free(struct smtpd_session *s);    /* now */

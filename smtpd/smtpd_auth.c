@@ -253,12 +253,6 @@ static int response(struct smtpd_session *s, const char *line, size_t len, buf_t
     return 0;
 }
 
-static void log_user(buf_t *b, const char *user)
-{
-    size_t n = strlen(user);
-    buf_append_printable(b, user, n > 64 ? 64 : n);
-}
-
 static void reply_failure(struct smtpd_session *s)
 {
     smtpd_reply(s, 535, "5.7.8", "Authentication credentials invalid");
@@ -277,14 +271,13 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
 static void failed(struct smtpd_session *s, const char *why)
 {
     int n = fail_record(s->ip);
-    buf_t b;
-    buf_init(&b, 128);
-    buf_printf(&b, "authentication failed from [%s]:%u: mechanism=%s, user=<", s->ip, s->port,
-               s->auth->mech);
-    log_user(&b, s->auth->user ? s->auth->user : "");
-    buf_printf(&b, ">, %s, failures=%d", why, n);
-    log_warn("%s", b.data);
-    buf_free(&b);
+    struct log_ev e;
+    smtpd_ev(&e, LE_AUTH_FAILED, s);
+    log_ev_str(&e, LF_MECHANISM, s->auth->mech);
+    log_ev_printf(&e, LF_USER, "%.64s", s->auth->user ? s->auth->user : "");
+    log_ev_str(&e, LF_REASON, why);
+    log_ev_num(&e, LF_FAILURES, n);
+    log_ev_emit(&e);
     if (n >= AUTH_FAIL_MAX) {
         log_warn("too many authentication failures from [%s]:%u: disconnecting", s->ip,
                  s->port);
@@ -338,13 +331,11 @@ void smtpd_auth_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
         auth_end(s);
         return;
     }
-    buf_t b;
-    buf_init(&b, 128);
-    buf_printf(&b, "authenticated [%s]:%u: mechanism=%s, user=<", s->ip, s->port, s->auth->mech);
-    log_user(&b, s->auth_user);
-    buf_append_char(&b, '>');
-    log_info("%s", b.data);
-    buf_free(&b);
+    struct log_ev e;
+    smtpd_ev(&e, LE_AUTH, s);
+    log_ev_str(&e, LF_MECHANISM, s->auth->mech);
+    log_ev_printf(&e, LF_USER, "%.64s", s->auth_user);
+    log_ev_emit(&e);
     smtpd_reply(s, 235, "2.7.0", "Authentication successful");
     auth_end(s);
 }

@@ -138,7 +138,9 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
     unsigned status = cr->status, code = cr->code, local = cr->local;
     cc_release(s);                  /* may free the frame: everything is copied */
+    log_set_session(s->sid);
     smtpd_data_cleanup_reply(s, 1, status, local, qid, code, enh, text);   /* may free s */
+    log_set_session(NULL);
     return 0;
 }
 

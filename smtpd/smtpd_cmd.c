@@ -23,6 +23,7 @@
 #include "mail/addr.h"
 #include "mail/qfile.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 enum {
     F_PRE_HELO = 1,     /* allowed before HELO/EHLO */
@@ -137,6 +138,9 @@ void smtpd_cmd_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
     s->wait = W_NONE;
     if (c == NULL)
         log_panic("verdict for a session not waiting for one");
+    char was[32];                       /* nested in another session's callback? */
+    str_copy(was, sizeof(was), log_session());
+    log_set_session(s->sid);
     if (v->status == V_FACCEPT) {
         if (c->stage <= STAGE_HELO)
             s->faccept = 1;
@@ -157,6 +161,7 @@ void smtpd_cmd_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
     smtpd_txn_free(s->wait_txn);
     s->wait_txn = NULL;
     smtpd_session_resume(s);
+    log_set_session(was);
 }
 
 /* A new connection: ask filter at connect; the greeting follows its verdict. */
@@ -264,6 +269,7 @@ static void v_connect(struct smtpd_session *s, const struct smtpd_verdict *v)
     snprintf(line, sizeof(line), "220 %s ESMTP Postern", smtpd_cfg->hostname);
     smtpd_reply_raw(s, line);
     s->state = SS_CMD;
+    metric_add(MET_SMTPD_SESSIONS, 1, s->lis->name, NULL);
 }
 
 static int helo_name_ok(const char *arg, size_t len)
@@ -315,6 +321,12 @@ static void v_helo(struct smtpd_session *s, const struct smtpd_verdict *v)
     free(s->helo);
     s->helo = s->wait_arg;
     s->wait_arg = NULL;
+    struct log_ev e;
+    smtpd_ev(&e, LE_HELO, s);
+    log_ev_str(&e, LF_HELO, s->helo);
+    log_ev_str(&e, LF_COMMAND, esmtp ? "EHLO" : "HELO");
+    log_ev_str(&e, LF_RULE, v->rule && *v->rule ? v->rule : NULL);
+    log_ev_emit(&e);
     char line[600];
     if (!s->esmtp) {
         snprintf(line, sizeof(line), "250 %s", smtpd_cfg->hostname);
@@ -451,6 +463,11 @@ static void v_mail(struct smtpd_session *s, const struct smtpd_verdict *v)
     }
     s->txn = s->wait_txn;
     s->wait_txn = NULL;
+    struct log_ev e;
+    smtpd_ev(&e, LE_MAIL, s);
+    log_ev_str(&e, LF_SENDER, s->txn->sender);
+    log_ev_str(&e, LF_RULE, v->rule && *v->rule ? v->rule : NULL);
+    log_ev_emit(&e);
     smtpd_reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -515,6 +532,12 @@ static void v_rcpt(struct smtpd_session *s, const struct smtpd_verdict *v)
     s->wait_orcpt = NULL;
     t->rcpts[t->nrcpts++] = s->wait_arg;
     s->wait_arg = NULL;
+    struct log_ev e;
+    smtpd_ev(&e, LE_RCPT, s);
+    log_ev_str(&e, LF_SENDER, t->sender);
+    log_ev_str(&e, LF_RECIPIENT, t->rcpts[t->nrcpts - 1]);
+    log_ev_str(&e, LF_RULE, v->rule && *v->rule ? v->rule : NULL);
+    log_ev_emit(&e);
     smtpd_reply(s, 250, "2.1.5", "Ok");
 }
 

@@ -26,6 +26,7 @@
 #include "smtpd.h"
 #include "mail/spool.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 void smtpd_data_start(struct smtpd_session *s)
 {
@@ -131,18 +132,17 @@ void smtpd_data_cleanup_reply(struct smtpd_session *s, int ok, unsigned status, 
     if (queued && queue_id_valid(qid)) {
         smtpd_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
         s->junk = 0;                        /* limits.junk_commands: mail moved */
-        buf_t b;
-        buf_init(&b, 128);
-        buf_printf(&b, "client=[%s]:%u, helo=<", s->ip, s->port);
-        if (s->helo)
-            buf_append_printable(&b, s->helo, strlen(s->helo));
-        buf_append_str(&b, ">, from=<");
-        buf_append_printable(&b, t->sender, strlen(t->sender));
-        buf_printf(&b, ">, nrcpt=%d, size=%llu", t->nrcpts, (unsigned long long)t->dec.size);
-        log_set_qid(qid);
-        log_info("%s", b.data);
-        log_set_qid(NULL);
-        buf_free(&b);
+        metric_add(MET_MSG_ACCEPTED, 1, s->lis->name, NULL);
+        metric_add(MET_BYTES_RECEIVED, t->dec.size, s->lis->name, NULL);
+        /* the line that links the session id to the queue id */
+        struct log_ev e;
+        smtpd_ev(&e, LE_QUEUED, s);
+        log_ev_str(&e, LF_QUEUE_ID, qid);
+        log_ev_str(&e, LF_HELO, s->helo ? s->helo : "");
+        log_ev_str(&e, LF_SENDER, t->sender);
+        log_ev_num(&e, LF_NRCPT, t->nrcpts);
+        log_ev_num(&e, LF_SIZE, (long long)t->dec.size);
+        log_ev_emit(&e);
     } else if (ok && !queued && local != LR_NONE) {
         smtpd_refuse_local(s, "DATA", local < LR__COUNT ? (enum local_status)local : LR_TEMP);
     } else if (ok && !queued && status < V__COUNT) {

@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include "smtpd.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 #define REPLY_TEXT_MAX 400
 
@@ -131,33 +132,28 @@ void smtpd_verdict_reply(const struct smtpd_verdict *v, enum stage st, unsigned 
 void smtpd_log_reject(struct smtpd_session *s, const char *verb, unsigned code,
                       const char *enh, const char *text, const char *rule)
 {
-    buf_t b;
-    buf_init(&b, 256);
-    buf_printf(&b, "reject: %s from [%s]:%u: %u %s ", verb, s->ip, s->port, code, enh);
-    buf_append_printable(&b, text, strlen(text));
-    if (s->txn || s->wait_txn) {
-        const char *from = s->txn ? s->txn->sender : s->wait_txn->sender;
-        buf_append_str(&b, "; from=<");
-        buf_append_printable(&b, from, strlen(from));
-        buf_append_char(&b, '>');
-    }
-    if (s->wait_arg && strcmp(verb, "RCPT") == 0) {
-        buf_append_str(&b, " to=<");
-        buf_append_printable(&b, s->wait_arg, strlen(s->wait_arg));
-        buf_append_char(&b, '>');
-    }
-    if (s->helo) {
-        buf_append_str(&b, " helo=<");
-        buf_append_printable(&b, s->helo, strlen(s->helo));
-        buf_append_char(&b, '>');
-    }
-    if (rule && rule[0]) {
-        buf_append_str(&b, " rule=\"");
-        buf_append_printable(&b, rule, strlen(rule));
-        buf_append_char(&b, '"');
-    }
-    log_info("%s", b.data);
-    buf_free(&b);
+    /* the stage label is the command in lower case: connect, mail, rcpt.. */
+    char stage[16];
+    size_t i = 0;
+    for (; verb[i] && i < sizeof(stage) - 1; i++)
+        stage[i] = (char)tolower((unsigned char)verb[i]);
+    stage[i] = '\0';
+    metric_add(MET_MSG_REJECTED, 1, stage, enh);
+    if (rule && rule[0])
+        metric_add(MET_MSG_REJECTED_RULE, 1, stage, rule);
+    struct log_ev e;
+    smtpd_ev(&e, LE_REJECT, s);
+    log_ev_str(&e, LF_COMMAND, verb);
+    log_ev_num(&e, LF_CODE, code);
+    log_ev_str(&e, LF_DSN, enh);
+    log_ev_str(&e, LF_REASON, text);
+    if (s->txn || s->wait_txn)
+        log_ev_str(&e, LF_SENDER, s->txn ? s->txn->sender : s->wait_txn->sender);
+    if (s->wait_arg && strcmp(verb, "RCPT") == 0)
+        log_ev_str(&e, LF_RECIPIENT, s->wait_arg);
+    log_ev_str(&e, LF_HELO, s->helo);
+    log_ev_str(&e, LF_RULE, rule && rule[0] ? rule : NULL);
+    log_ev_emit(&e);
 }
 
 /* Answer a refusing verdict and log it. */

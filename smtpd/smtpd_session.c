@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
@@ -34,10 +35,10 @@
 #include "mail/smtp_cmd.h"
 #include "util/bev_flush.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 struct smtpd_session *smtpd_sessions;
 int smtpd_nsessions;
-static uint32_t session_counter;
 
 static void set_tv(struct timeval *tv, int secs)
 {
@@ -114,8 +115,13 @@ static void log_disconnect(struct smtpd_session *s)
     for (int i = 0; i < n && i < SMTPD_NCMD_COUNT; i++)
         if (s->counts[i])
             buf_printf(&b, " %s=%u", smtpd_cmd_name(i), s->counts[i]);
-    log_info("disconnect from [%s]:%u%s commands=%u errors=%d", s->ip, s->port, b.data,
-             s->ncommands, s->errors);
+    struct log_ev e;
+    smtpd_ev(&e, LE_DISCONNECT, s);
+    if (b.len > 1)
+        log_ev_str(&e, LF_COUNTS, b.data + 1);
+    log_ev_num(&e, LF_COMMANDS, s->ncommands);
+    log_ev_num(&e, LF_ERRORS, s->errors);
+    log_ev_emit(&e);
     buf_free(&b);
 }
 
@@ -140,6 +146,7 @@ void smtpd_session_free(struct smtpd_session *s)
     if (s->next)
         s->next->prev = s->prev;
     smtpd_nsessions--;
+    metric_gauge(MET_SMTPD_SESSIONS_ACTIVE, -1, s->lis->name, NULL);
     bufferevent_free(s->bev);
     smtpd_session_gone(s);
     free(s);
@@ -293,8 +300,10 @@ void smtpd_session_resume(struct smtpd_session *s)
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct smtpd_session *s = arg;
+    log_set_session(s->sid);            /* on every line logged meanwhile */
     smtpd_session_process(s);
     session_check(s);
+    log_set_session(NULL);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -306,9 +315,18 @@ static void on_write(struct bufferevent *bev, void *arg)
     session_check(s);
 }
 
+static void on_event_session(struct smtpd_session *s, short what);
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
+    log_set_session(s->sid);
+    on_event_session(s, what);
+    log_set_session(NULL);
+}
+
+static void on_event_session(struct smtpd_session *s, short what)
+{
     if (s->wait == W_TLS) {
         smtpd_tls_event(s, what);           /* handshake done, failed or timed out */
         return;
@@ -358,10 +376,21 @@ void smtpd_session_drain(struct smtpd_session *s)
     session_check(s);
 }
 
+void smtpd_ev(struct log_ev *e, enum log_event ev, const struct smtpd_session *s)
+{
+    log_ev_init(e, ev);
+    log_ev_str(e, LF_SESSION, s->sid);
+    log_ev_client(e, s->ip, s->port);
+}
+
 void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsigned port)
 {
     struct smtpd_session *s = xcalloc(1, sizeof(*s));
-    s->id = ((uint64_t)(uint32_t)getpid() << 32) | ++session_counter;
+    /* unique across processes and restarts (pids are reused), sortable by
+     * time: the key filter keeps per-session state under, and the log's
+     * session id that links smtpd's lines to the queue id */
+    s->id = ((uint64_t)(uint32_t)time(NULL) << 32) | arc4random();
+    str_format(s->sid, sizeof(s->sid), "%016llx", (unsigned long long)s->id);
     s->lis = l;
     str_copy(s->ip, sizeof(s->ip), ip);
     s->port = port;
@@ -384,7 +413,12 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
         smtpd_sessions->prev = s;
     smtpd_sessions = s;
     smtpd_nsessions++;
-    log_info("connect from [%s]:%u to %s", s->ip, s->port, l->name);
+    metric_add(MET_SMTPD_CONNECTIONS, 1, l->name, NULL);
+    metric_gauge(MET_SMTPD_SESSIONS_ACTIVE, 1, l->name, NULL);
+    struct log_ev e;
+    smtpd_ev(&e, LE_CONNECT, s);
+    log_ev_str(&e, LF_LISTENER, l->name);
+    log_ev_emit(&e);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     smtpd_dns_start(s);
     if (s->wait != W_TLS)

@@ -31,6 +31,7 @@
 #include "smtpd.h"
 #include "tls/tls.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 static struct tls_server *tls_srv;
 
@@ -222,10 +223,16 @@ static void established(struct smtpd_session *s)
     free(s->tls_info);
     s->tls_info = xstrdup(info);
     s->tls_on = 1;
+    metric_add(MET_SMTPD_TLS_SESSIONS, 1, s->lis->name, NULL);
     buf_t d;
     buf_init(&d, 128);
     tls_session_describe(ssl, &d);
-    log_info("TLS connection established from [%s]:%u: %s", s->ip, s->port, d.data);
+    struct log_ev e;
+    smtpd_ev(&e, LE_TLS, s);
+    log_ev_str(&e, LF_TLS_INFO, d.data);
+    log_ev_str(&e, LF_TLS_VERSION, tls_version(ssl));
+    log_ev_str(&e, LF_TLS_CIPHER, tls_cipher(ssl));
+    log_ev_emit(&e);
     buf_free(&d);
     s->wait = W_NONE;
     if (s->state == SS_CONNECT)
@@ -240,7 +247,9 @@ void smtpd_tls_event(struct smtpd_session *s, short what)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        log_info("TLS handshake timeout from [%s]:%u", s->ip, s->port);
+        struct log_ev ev;
+        smtpd_ev(&ev, LE_TLS_TIMEOUT, s);
+        log_ev_emit(&ev);
         smtpd_session_free(s);
         return;
     }
@@ -254,8 +263,11 @@ void smtpd_tls_event(struct smtpd_session *s, short what)
             buf_append_str(&e, "; ");
         buf_append_str(&e, b);
     }
-    log_info("TLS handshake failed from [%s]:%u: %s", s->ip, s->port,
-             e.len ? e.data : (what & BEV_EVENT_EOF) ? "connection closed" : "I/O error");
+    struct log_ev ev;
+    smtpd_ev(&ev, LE_TLS_FAILED, s);
+    log_ev_str(&ev, LF_REASON,
+               e.len ? e.data : (what & BEV_EVENT_EOF) ? "connection closed" : "I/O error");
+    log_ev_emit(&ev);
     buf_free(&e);
     smtpd_session_free(s);
 }

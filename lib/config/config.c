@@ -9,7 +9,9 @@
  * any. It never touches the files the config names (certificates,
  * users...): `postern check` and the daemons do.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -220,6 +222,26 @@ static void check_pair(struct loadctx *lc, const struct table *t, const struct c
     join(ekey, sizeof(ekey), t->prefix, set);
     cfg_error_add(lc->errs, n ? n->file : lc->c->path, n ? n->kline : 0, n ? n->kcol : 0, ekey,
                   "%s is set but %s is not: both are needed", set, unset);
+}
+
+/* The metrics endpoint has no authentication: a non-loopback address only
+ * when metrics.allow_remote says so. */
+static void check_metrics(struct loadctx *lc, const struct table *t, const struct cnode **seen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *a = lc->c->metrics_address;
+    if (a == NULL || lc->c->metrics_allow_remote || config_parse_address(a, &ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET &&
+        (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127)
+        return;
+    if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+        return;
+    const struct cnode *n = seen_of(seen, t, "metrics.address");
+    cfg_error_add(lc->errs, n ? n->file : lc->c->path, n ? n->line : 0, n ? n->col : 0,
+                  "metrics.address", "\"%s\" is not a loopback address: the endpoint has no "
+                  "authentication (set metrics.allow_remote = true to serve it anyway)", a);
 }
 
 static void dkim_push(struct domain_conf *d, char *selector, char *key)
@@ -491,6 +513,7 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
         cfg_error_add(lc->errs, root->file, 0, 0, "listen", "no listener defined");
     }
     check_pair(lc, t, seen, "tls.certificate", c->tls_certificate, "tls.key", c->tls_key);
+    check_metrics(lc, t, seen);
     if (c->tls_level == TLSL_ENCRYPT && c->tls_certificate == NULL) {
         const struct cnode *n = seen_of(seen, t, "tls.level");
         cfg_error_add(lc->errs, n ? n->file : root->file, n ? n->line : 0, n ? n->col : 0,

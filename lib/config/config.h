@@ -90,6 +90,9 @@ struct config {
     char *group;                /* its group (default: user's primary group) */
     enum log_level log_level;
     int log_json;
+    char *log_file;             /* log.file: absolute path, NULL = syslog/stderr */
+    char *metrics_address;      /* "127.0.0.1:9153", NULL = no metrics endpoint */
+    int metrics_allow_remote;   /* a non-loopback metrics.address is allowed */
     char *run_dir;              /* root-owned: pid file, smtpd's jail; default
                                    /run/postern (the spool when not root) */
     char *pid_file;             /* default <run_dir>/postern.pid */

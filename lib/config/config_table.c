@@ -60,6 +60,7 @@ const struct param cfg_params[] = {
     { "run_dir", P_PATH, C(run_dir), 0, NULL, 0, 0, NULL, 0, NULL },
     { "log.level", P_ENUM, C(log_level), 0, "info", 0, 0, ev_level, 0, NULL },
     { "log.format", P_ENUM, C(log_json), 0, "text", 0, 0, ev_format, 0, NULL },
+    { "log.file", P_PATH, C(log_file), 0, NULL, 0, 0, NULL, 0, NULL },
     { "limits.message_size", P_SIZE, C(message_size), 0, "50M", 1024, 1LL << 40, NULL, 0, NULL },
     { "limits.recipients", P_INT, C(recipients), 0, "1000", 1, 1000000, NULL, 0, NULL },
     { "limits.sessions", P_INT, C(sessions), 0, "10000", 1, 10000000, NULL, 0, NULL },
@@ -129,6 +130,10 @@ const struct param cfg_params[] = {
     { "limits.rules_timeout", P_DUR, C(rules_timeout), 0, "30s", 1, 100, NULL, 0, NULL },
     { "processes.smtpd", P_INT, C(smtpd_processes), 0, NULL, 1, 1024, NULL, 0, NULL },
     { "processes.cleanup_threads", P_INT, C(cleanup_threads), 0, "8", 1, 256, NULL, 0, NULL },
+    /* master's metrics endpoint; unset = off. Loopback only unless allow_remote
+     * (there is no authentication: config.c checks the pair) */
+    { "metrics.address", P_STR, C(metrics_address), 0, NULL, 0, 0, NULL, 0, check_address },
+    { "metrics.allow_remote", P_BOOL, C(metrics_allow_remote), 0, "false", 0, 0, NULL, 0, NULL },
     { "processes.delivery", P_INT, C(delivery_processes), 0, "4", 1, 1024, NULL, 0, NULL },
 };
 #undef C

@@ -27,6 +27,7 @@
 #include "daemon/server.h"
 #include "mail/spool.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
 
@@ -179,13 +180,30 @@ static void enter_spool_jail(const struct config *cfg)
     log_debug("jailed in %s", cfg->spool);
 }
 
+/* The pipe to master once the ready byte went out (metrics reports). */
+static int master_pipe = -1;
+
+int server_master_pipe(void)
+{
+    return master_pipe;
+}
+
 void server_ready(struct server *s)
 {
-    if (s->ready_fd < 0)
+    if (s->ready_fd < 0 || s->ready_sent)
         return;
+    s->ready_sent = 1;
     if (write(s->ready_fd, "R", 1) < 0) { /* master gone: PDEATHSIG follows */ }
-    close(s->ready_fd);
-    s->ready_fd = -1;
+    /* the pipe stays open for metrics reports, which never block */
+    fd_set_nonblock(s->ready_fd, 1);
+    master_pipe = s->ready_fd;
+}
+
+/* Error-level events: counted, and kept for master's `postern status`. */
+static void on_log_error(const char *text)
+{
+    metric_add(MET_LOG_ERRORS, 1, log_progname(), NULL);
+    metric_error(text);
 }
 
 static void parse_ready_fd(struct server *s)
@@ -375,6 +393,7 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         log_set_trace((unsigned)strtoul(tr, NULL, 0));
     parse_fds(s);
     parse_ready_fd(s);
+    log_set_error_hook(on_log_error);
     pid_t master = getppid();
     if (chdir(s->cfg->spool) < 0)
         log_fatal("chdir %s: %m", s->cfg->spool);

@@ -16,7 +16,8 @@
  * SIGTERM when master dies, and creates the event base. The daemon tells
  * master it serves with server_ready() (server_run does it; a
  * SERVER_F_NO_EVENT daemon is ready when server_init returns): one byte on
- * the pipe named by POSTERN_READY_FD.
+ * the pipe named by POSTERN_READY_FD, which then stays open (non-blocking)
+ * for the metrics reports of lib/ipc/ipc_report.h.
  * SIGTERM/SIGINT call the daemon's on_stop (drain) callback, SIGUSR1 its
  * on_retire (graceful retirement on reload); SIGPIPE is
  * ignored. Nothing a daemon does after server_init runs as root.
@@ -54,7 +55,9 @@ struct server {
     void (*on_retire)(struct server *s);
     int retiring;
     void *ctx;                   /* daemon's own state */
-    int ready_fd;                /* POSTERN_READY_FD, -1 once used */
+    int ready_fd;                /* POSTERN_READY_FD: the ready byte, then metrics
+                                    reports (lib/ipc/ipc_report.h); -1 = none */
+    int ready_sent;
     struct evconnlistener *lis;        /* server_listen's listener */
     struct evconnlistener *jail_lis;   /* server_listen's "<name>+jail" twin */
 };
@@ -85,6 +88,10 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
 void server_drop_privileges(const struct config *cfg);
 /* Tell master this daemon serves (once; later calls do nothing). */
 void server_ready(struct server *s);
+/* The pipe to master after server_ready (-1 before): the metrics reports
+ * (lib/ipc/ipc_report.c) write to it, also at exit, when the struct server
+ * may be freed already. */
+int  server_master_pipe(void);
 /* server_ready, then dispatch the event loop until server_stop_loop(). */
 void server_run(struct server *s);
 void server_stop_loop(struct server *s);

@@ -411,7 +411,8 @@ void pdk_verdict_domains(const struct pdk_verdict *v, buf_t *out)
 }
 
 /* LeakSanitizer (make SAN=1) reads this in the programs that link lib/dkim
- * (cleanup, bin/postern, test_dkim, fuzz_dkim): libopendkim's Ed25519
+ * (cleanup, bin/postern, test_dkim; the fuzz targets, which link every
+ * object of lib/): libopendkim's Ed25519
  * signing leak (pdk.h, "Known limit") is theirs. Its OpenSSL objects are
  * seen only as far as libcrypto (built without frame pointers, the stack
  * ends there), so libcrypto's allocations are not reported in these

@@ -22,6 +22,7 @@
 #include "dns/dns_int.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "metrics/metrics.h"
 
 void dns_config_from(const struct config *c, struct dns_config *dc_r)
 {
@@ -180,6 +181,19 @@ static struct dns_answer *answer_new(const struct dns_query *q)
     return a;
 }
 
+static const char *type_label(uint16_t t)
+{
+    switch (t) {
+    case DNS_T_A:    return "A";
+    case DNS_T_AAAA: return "AAAA";
+    case DNS_T_MX:   return "MX";
+    case DNS_T_TXT:  return "TXT";
+    case DNS_T_PTR:  return "PTR";
+    case DNS_T_TLSA: return "TLSA";
+    default:         return "other";
+    }
+}
+
 /* Finishes q: unlinks, post-processes, hands a to the callback, frees q. */
 static void query_done(struct dns_query *q, struct dns_answer *a)
 {
@@ -188,6 +202,9 @@ static void query_done(struct dns_query *q, struct dns_answer *a)
     query_unlink(q);
     if (q->kind == Q_MX)
         dns_mx_finish(a, q->name);
+    metric_add(MET_DNS_QUERIES, 1, log_progname(), type_label(q->type));
+    if (a->status == DNS_TEMPFAIL)
+        metric_add(MET_DNS_FAILURES, 1, log_progname(), type_label(q->type));
     if (log_trace_on(TRACE_DNS))
         log_trace(TRACE_DNS, "dns: %s type %u: %s, %s, %d records%s%s", a->qname, a->qtype,
                   dns_status_name(a->status), dns_sec_name(a->sec), a->n,

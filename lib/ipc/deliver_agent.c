@@ -13,11 +13,13 @@
 #include <sys/socket.h>
 
 #include "ipc/deliver_agent.h"
+#include "ipc/ipc_report.h"
 #include "mail/spool.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_flag;
 static deliver_idle_fn idle_fn;
+static struct server *agent_srv;   /* for the metrics report between requests */
 
 void deliver_agent_set_idle(deliver_idle_fn fn)
 {
@@ -36,6 +38,7 @@ static int wait_readable(int fd)
     while (!stop_flag) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int ms = idle_fn ? idle_fn() : 0;
+        ipc_report_poll(agent_srv);
         int r = poll(&p, 1, ms > 0 && ms < 1000 ? ms : 1000);
         if (r > 0)
             return 1;
@@ -105,6 +108,7 @@ void deliver_nexthop(const struct config *cfg, const char *addr, char *out, size
 
 void deliver_agent_run(struct server *s, const char *sockname, deliver_req_fn req)
 {
+    agent_srv = s;
     int lfd = server_fd_named(s, sockname);
     if (lfd < 0)
         log_fatal("no listening socket named \"%s\" (POSTERN_FDS)", sockname);

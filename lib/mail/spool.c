@@ -79,6 +79,19 @@ void queue_id_new(char *id, size_t size)
     snprintf(id, size, "%s", tmp);
 }
 
+int64_t queue_id_time(const char *id)
+{
+    static const char al[] = "0123456789ABCDEFGHJKLMNPQRSTVWXZ";
+    int64_t t = 0;
+    for (int i = 0; i < 7; i++) {
+        const char *p = id[i] ? strchr(al, id[i]) : NULL;
+        if (p == NULL)
+            return 0;
+        t = t << 5 | (int64_t)(p - al);
+    }
+    return t;
+}
+
 int queue_id_valid(const char *s)
 {
     size_t n = strlen(s);

@@ -6,6 +6,7 @@
 #define POSTERN_SPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "util/buf.h"
 
@@ -54,6 +55,9 @@ int spool_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gi
 /* New unique queue id: [0-9A-Z]+, sortable by time, unique across processes
  * and threads (time, pid, thread-safe counter). */
 void queue_id_new(char *id, size_t size);
+/* The arrival second (unix time) a queue id was made at; 0 when the id is
+ * not one of queue_id_new's (too short, other letters). */
+int64_t queue_id_time(const char *id);
 /* Is s a syntactically valid queue id (safe to use as a file name)? */
 int  queue_id_valid(const char *s);
 

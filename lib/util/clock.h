@@ -10,5 +10,6 @@
 #include <stdint.h>
 
 int64_t clock_now_ms(void);     /* CLOCK_MONOTONIC, milliseconds */
+int64_t clock_now_us(void);     /* CLOCK_MONOTONIC, microseconds (latency metrics) */
 
 #endif

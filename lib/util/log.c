@@ -1,8 +1,10 @@
 /*
- * log.c - text/JSON logging to stderr or syslog with the current queue id.
- * Every message is escaped here, whoever logs it: bytes outside printable
- * ASCII become \xNN (text), and JSON lines escape per RFC 8259 on top, so
- * every JSON line is valid JSON and valid UTF-8.
+ * log.c - text/JSON logging to stderr (or the log file fd) or syslog with
+ * the current queue id and session id. Every value is escaped, whoever logs
+ * it: bytes outside printable ASCII become \xNN (text), and JSON lines
+ * escape per RFC 8259 on top, so every JSON line is valid JSON and valid
+ * UTF-8. Free-text messages become the event "log" (log_event.c renders
+ * every line, log_write_line adds the common head and writes it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <sys/time.h>
 
 #include "util/log.h"
+#include "util/log_event.h"
 
 static struct {
     char prog[32];
@@ -25,7 +28,13 @@ static struct {
     char qid[64];
     log_fatal_hook_fn hook;
     int syslog_open;
-} L = { "postern", 1, 0, LOG_L_INFO, 0, "", NULL, 0 };
+    int fd;                     /* "stderr" */
+    char sid[32];
+} L = { "postern", 1, 0, LOG_L_INFO, 0, "", NULL, 0, STDERR_FILENO, "" };
+
+/* kept apart from L: set once by the daemon skeleton, read by log_vmsg */
+static log_error_hook_fn error_hook;
+void log_set_error_hook(log_error_hook_fn fn) { error_hook = fn; }
 
 static const char *level_names[] = { "debug", "info", "warning", "error", "fatal", "panic" };
 static const int level_prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT, LOG_CRIT };
@@ -52,6 +61,20 @@ void log_set_trace(unsigned mask) { L.trace = mask; }
 int log_trace_on(enum log_trace cat) { return (L.trace & (unsigned)cat) != 0; }
 const char *log_progname(void) { return L.prog; }
 void log_set_fatal_hook(log_fatal_hook_fn fn) { L.hook = fn; }
+
+void log_set_fd(int fd) { L.fd = fd; }
+int log_is_json(void) { return L.json; }
+const char *log_qid(void) { return L.qid; }
+const char *log_session(void) { return L.sid; }
+int log_level_enabled(enum log_level lvl) { return lvl >= L.min || lvl >= LOG_L_FATAL; }
+
+void log_set_session(const char *sid)
+{
+    if (sid == NULL)
+        L.sid[0] = '\0';
+    else
+        str_copy(L.sid, sizeof(L.sid), sid);
+}
 
 void log_set_qid(const char *qid)
 {
@@ -116,10 +139,7 @@ void log_append_client_line(buf_t *b, const char *line, size_t len)
     buf_append_printable(b, line, len);       /* NUL stays visible: \x00 */
 }
 
-/* Appends s as the body of a JSON string (RFC 8259): quotes, backslash and
- * controls escaped; s is ASCII here (log_escape ran first), so every line
- * is valid UTF-8 and valid JSON. Stops before cap - reserve. */
-static size_t json_escape(char *out, size_t o, size_t cap, const char *s, size_t n)
+size_t log_json_escape(char *out, size_t o, size_t cap, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -146,9 +166,7 @@ static size_t json_escape(char *out, size_t o, size_t cap, const char *s, size_t
     return o;
 }
 
-/* snprintf that never moves past cap - 1 (o stays the length written). */
-static size_t put(char *out, size_t o, size_t cap, const char *fmt, ...) PRINTF_LIKE(4, 5);
-static size_t put(char *out, size_t o, size_t cap, const char *fmt, ...)
+size_t log_put(char *out, size_t o, size_t cap, const char *fmt, ...)
 {
     if (o + 1 >= cap)
         return o;
@@ -161,7 +179,71 @@ static size_t put(char *out, size_t o, size_t cap, const char *fmt, ...)
     return (size_t)n < cap - o ? o + (size_t)n : cap - 1;
 }
 
-enum { LOG_RAW_MAX = 2048, LOG_ESC_MAX = 4 * LOG_RAW_MAX + 1, LOG_LINE_MAX = 2 * LOG_ESC_MAX + 512 };
+/* `,"key":"value"` with value escaped twice (log_escape, then JSON). */
+static size_t put_json_str(char *out, size_t o, size_t cap, const char *key, const char *v)
+{
+    char esc[4 * 64 + 1];
+    size_t n = log_escape(esc, sizeof(esc), v, strnlen(v, 64));
+    o = log_put(out, o, cap, ",\"%s\":\"", key);
+    o = log_json_escape(out, o, cap, esc, n);
+    return log_put(out, o, cap, "\"");
+}
+
+enum { LOG_HEAD_MAX = 1024, LOG_LINE_MAX = LOG_BODY_MAX + LOG_HEAD_MAX };
+
+void log_write_line(enum log_level lvl, const char *event, const char *qid, const char *sid,
+                    const char *body, size_t n)
+{
+    static __thread char line[LOG_LINE_MAX];
+    char ts[40], prog[4 * sizeof(L.prog) + 1];
+    struct timeval tv;
+    struct tm tm;
+    size_t o = 0, cap = sizeof(line) - 3;       /* room for "}" / "\n" */
+    log_escape(prog, sizeof(prog), L.prog, strnlen(L.prog, sizeof(L.prog)));
+    gettimeofday(&tv, NULL);
+    if (n > LOG_BODY_MAX)
+        n = LOG_BODY_MAX;
+    if (L.json) {
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        o = log_put(line, o, cap, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
+                    (long)(tv.tv_usec / 1000), level_names[lvl]);
+        o = put_json_str(line, o, cap, "process", prog);
+        o = log_put(line, o, cap, ",\"pid\":%ld,\"event\":\"%s\"", (long)getpid(), event);
+        if (sid && *sid)
+            o = put_json_str(line, o, cap, "session", sid);
+        if (qid && *qid)
+            o = put_json_str(line, o, cap, "queue_id", qid);
+        memcpy(line + o, body, n);              /* whole fields (log_event.c) */
+        o += n;
+        line[o++] = '}';
+    } else {
+        if (L.to_stderr) {
+            localtime_r(&tv.tv_sec, &tm);
+            strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
+            o = log_put(line, o, cap, "%s postern/%s[%ld]: ", ts, prog, (long)getpid());
+        }
+        if (lvl != LOG_L_INFO)
+            o = log_put(line, o, cap, "%s: ", level_names[lvl]);
+        const char *id = qid && *qid ? qid : sid && *sid ? sid : NULL;
+        if (id) {
+            char esc[4 * 64 + 1];
+            log_escape(esc, sizeof(esc), id, strnlen(id, 64));
+            o = log_put(line, o, cap, "%s: ", esc);
+        }
+        if (n > cap - o)
+            n = cap - o;
+        memcpy(line + o, body, n);
+        o += n;
+    }
+    if (L.to_stderr) {
+        line[o++] = '\n';
+        if (write(L.fd, line, o) < 0) { /* nowhere left to report */ }
+    } else {
+        line[o] = '\0';
+        syslog(level_prio[lvl], "%s", line);
+    }
+}
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
@@ -170,50 +252,17 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
     int saved = errno;
     char raw[LOG_RAW_MAX];
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    /* every byte outside printable ASCII becomes \xNN, whoever the caller
-     * is: no CR/LF/NUL, control or 8-bit byte from the wire reaches a log
-     * line; the message is bounded, so logging never fails */
-    static __thread char msg[LOG_ESC_MAX], line[LOG_LINE_MAX];
-    char qid[4 * sizeof(L.qid) + 1], prog[4 * sizeof(L.prog) + 1];
-    size_t mi = log_escape(msg, sizeof(msg), raw, strnlen(raw, sizeof(raw)));
-    size_t qi = log_escape(qid, sizeof(qid), L.qid, strnlen(L.qid, sizeof(L.qid)));
-    size_t pi = log_escape(prog, sizeof(prog), L.prog, strnlen(L.prog, sizeof(L.prog)));
-    const char *lvl_prefix = lvl == LOG_L_INFO ? "" : level_names[lvl];
-    const char *lvl_sep = lvl == LOG_L_INFO ? "" : ": ";
-    size_t o = 0, cap = sizeof(line) - 3;       /* room for "\"}" / "\n" */
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    char ts[40];
-    if (L.json) {
-        gmtime_r(&tv.tv_sec, &tm);
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        o = put(line, o, cap, "{\"ts\":\"%s.%03ldZ\",\"prog\":\"", ts, (long)(tv.tv_usec / 1000));
-        o = json_escape(line, o, cap, prog, pi);
-        o = put(line, o, cap, "\",\"pid\":%ld,\"level\":\"%s\"", (long)getpid(), level_names[lvl]);
-        if (qi) {
-            o = put(line, o, cap, ",\"qid\":\"");
-            o = json_escape(line, o, cap, qid, qi);
-            o = put(line, o, cap, "\"");
-        }
-        o = put(line, o, cap, ",\"msg\":\"");
-        o = json_escape(line, o, cap, msg, mi);
-        memcpy(line + o, "\"}", 2);         /* always closed: every line parses */
-        o += 2;
-    } else {
-        if (L.to_stderr) {
-            localtime_r(&tv.tv_sec, &tm);
-            strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
-            o = put(line, o, cap, "%s postern/%s[%ld]: ", ts, prog, (long)getpid());
-        }
-        o = put(line, o, cap, "%s%s%s%s%s", lvl_prefix, lvl_sep, qid, qi ? ": " : "", msg);
-    }
-    if (L.to_stderr) {
-        line[o++] = '\n';
-        if (write(STDERR_FILENO, line, o) < 0) { /* nowhere left to report */ }
-    } else {
-        line[o] = '\0';
-        syslog(level_prio[lvl], "%s", line);
+    struct log_ev e;
+    log_ev_init(&e, LE_LOG);
+    log_ev_level(&e, lvl);
+    log_ev_str(&e, LF_MSG, raw);
+    log_ev_emit(&e);
+    if (lvl >= LOG_L_ERROR && error_hook) {
+        char text[4 * LOG_RAW_MAX + 4 * sizeof(L.qid) + 3], qid[4 * sizeof(L.qid) + 1];
+        size_t qi = log_escape(qid, sizeof(qid), L.qid, strnlen(L.qid, sizeof(L.qid)));
+        size_t o = log_put(text, 0, sizeof(text), "%s%s", qid, qi ? ": " : "");
+        log_escape(text + o, sizeof(text) - o, raw, strnlen(raw, sizeof(raw)));
+        error_hook(text);
     }
     errno = saved;
 }

@@ -25,10 +25,17 @@ enum log_trace { TRACE_IPC = 1, TRACE_RULES = 2, TRACE_QUEUE = 4, TRACE_SMTP = 8
 void log_init(const char *progname, int to_stderr, int json, enum log_level min);
 void log_set_level(enum log_level min);
 void log_set_format(int to_stderr, int json);
+/* Where "stderr" lines go (default 2): master points it at log.file. */
+void log_set_fd(int fd);
+int  log_is_json(void);
 void log_set_trace(unsigned mask);
 int  log_trace_on(enum log_trace cat);
 int  log_level_parse(const char *s, enum log_level *lvl_r);   /* "debug".."error" */
 void log_set_qid(const char *qid);          /* NULL clears; copied */
+/* The smtpd session id (16 hex digits) on every line while set; NULL clears. */
+void log_set_session(const char *sid);
+const char *log_qid(void);                  /* "" when none */
+const char *log_session(void);
 const char *log_progname(void);
 
 void log_debug(const char *fmt, ...) PRINTF_LIKE(1, 2);
@@ -52,8 +59,29 @@ size_t log_escape(char *out, size_t cap, const char *in, size_t n);
  * Escaped with buf_append_printable (NUL, controls, backslash as \xNN). */
 void log_append_client_line(buf_t *b, const char *line, size_t len);
 
+/* The one writer of a finished line (log_event.c): adds ts, level,
+ * process and pid (JSON: the body holds `,"key":value` pairs; text: the
+ * message after the "ID: " prefix, which names qid, else sid, when not
+ * empty), and writes it to stderr/the log fd or syslog. Bodies are
+ * already escaped. */
+enum { LOG_RAW_MAX = 2048, LOG_BODY_MAX = 24576 };
+void log_write_line(enum log_level lvl, const char *event, const char *qid, const char *sid,
+                    const char *body, size_t n);
+int  log_level_enabled(enum log_level lvl);
+/* Appends s (printable ASCII) as a JSON string body at out[o], never past
+ * cap - 1; returns the new length. */
+size_t log_json_escape(char *out, size_t o, size_t cap, const char *s, size_t n);
+/* snprintf at out[o] that never moves past cap - 1; returns the new length. */
+size_t log_put(char *out, size_t o, size_t cap, const char *fmt, ...) PRINTF_LIKE(4, 5);
+
 /* Called instead of exiting on fatal/panic when set (tests longjmp out). */
 typedef void (*log_fatal_hook_fn)(enum log_level lvl, const char *msg);
 void log_set_fatal_hook(log_fatal_hook_fn fn);
+
+/* Called with every error-level (and worse) message, escaped and with its
+ * queue id, after it was written: daemons keep the latest for master
+ * (lib/metrics: `postern status` shows them). NULL = none. */
+typedef void (*log_error_hook_fn)(const char *text);
+void log_set_error_hook(log_error_hook_fn fn);
 
 #endif

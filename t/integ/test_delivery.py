@@ -221,13 +221,13 @@ def test_json_logs_carry_the_queue_id():
             if not line.startswith("{"):
                 continue
             rows.append(json.loads(line))          # every line is valid JSON
-        assert rows and all({"ts", "prog", "pid", "level", "msg"} <= set(r) for r in rows)
-        mine = [r for r in rows if qid in r["msg"] or r.get("qid") == qid]
-        progs = {r["prog"] for r in mine}
-        assert {"cleanup", "qmgr"} <= progs, progs
+        assert rows and all({"ts", "process", "pid", "level", "event"} <= set(r) for r in rows)
+        mine = [r for r in rows if qid in r.get("msg", "") or r.get("queue_id") == qid]
+        progs = {r["process"] for r in mine}
+        assert {"smtpd", "cleanup", "qmgr"} <= progs, progs
         for r in mine:                             # once known, on every line
-            assert r.get("qid") == qid, r
-        assert any("status=sent" in r["msg"] for r in mine), mine
+            assert r.get("queue_id") == qid, r
+        assert any(r["event"] == "delivered" and r["status"] == "sent" for r in mine), mine
 
 
 def test_recycled_queue_files_shrink_and_grow():

@@ -121,7 +121,7 @@ def test_postq_quarantine_then_release_delivers():
                          20, "a file in quarantine/junk")
         assert len(files) == 1, files
         qid = os.path.basename(files[0])
-        _logged(s, rf'{qid}: quarantined in quarantine/junk by rule "hold junk"')
+        _logged(s, rf'{qid}: quarantined \(junk\) by rule "hold junk"')
         rows = _queue(s)
         assert [(r["id"], r["queue"], r.get("quarantine")) for r in rows] == \
             [(qid, "quarantine/junk", "junk")], rows

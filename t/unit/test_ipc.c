@@ -173,7 +173,7 @@ static void s_cleanup_reply(union ipc_msg *m)
 static void s_qmgr_wakeup(union ipc_msg *m) { m->qmgr_wakeup = (struct ipc_qmgr_wakeup){ "", 1 }; }
 static void s_qmgr_audit(union ipc_msg *m)
 {
-    m->qmgr_audit = (struct ipc_qmgr_audit){ "queue hold: 1 message (A1) by root (uid 0)" };
+    m->qmgr_audit = (struct ipc_qmgr_audit){ "queue", "hold", 1, "A1", "root", 0 };
 }
 static void s_deliver_req(union ipc_msg *m)
 {
@@ -188,6 +188,11 @@ static void s_deliver_status(union ipc_msg *m)
     m->deliver_status = (struct ipc_deliver_status){ 1, DS_DEFERRED, "4.2.2", "mailbox full" };
 }
 static void s_deliver_done(union ipc_msg *m) { m->deliver_done = (struct ipc_deliver_done){ 2, "example.org", 3000 }; }
+static void s_metrics(union ipc_msg *m)
+{
+    static const char text[] = "C\tpostern_messages_accepted_total\tsmtp\t\t3\n";
+    m->metrics = (struct ipc_metrics){ { (const unsigned char *)text, sizeof(text) - 1 } };
+}
 
 static const struct sample {
     enum ipc_type t;
@@ -211,6 +216,7 @@ static const struct sample {
     { IPC_FILTER_END, s_filter_end },
     { IPC_CLEANUP_MUT, s_cleanup_mut },
     { IPC_QMGR_AUDIT, s_qmgr_audit },
+    { IPC_METRICS, s_metrics },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 

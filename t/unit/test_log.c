@@ -15,6 +15,7 @@
 
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/log_event.h"
 
 /* ---- capturing stderr ---------------------------------------------------- */
 
@@ -212,7 +213,7 @@ static void test_json_lines_valid(void **state)
             assert_string_equal(msg.data, "user=<\\xff\\xfe\\x09\">");
             break;
         case 2:
-            assert_non_null(strstr(p, "\"qid\":\"Q\\\\x01\\\\x80\\\"ID\""));
+            assert_non_null(strstr(p, "\"queue_id\":\"Q\\\\x01\\\\x80\\\"ID\""));
             assert_string_equal(msg.data, "queued \\x90");
             break;
         case 3:
@@ -270,6 +271,95 @@ static void test_client_line_redacts_auth(void **state)
     check_client_line("EHLO client.test", "EHLO client.test");
 }
 
+/* ---- structured events (lib/util/log_event.c) ----------------------------- */
+
+static void render(struct log_ev *e, int json, const char *want)
+{
+    char out[4096];
+    log_ev_render(e, json, out, sizeof(out));
+    assert_string_equal(out, want);
+}
+
+static void test_event_text_layout(void **state)
+{
+    (void)state;
+    struct log_ev e;
+    log_ev_init(&e, LE_DELIVERED);
+    log_ev_str(&e, LF_RECIPIENT, "a\"b@x\r\n.test");
+    log_ev_str(&e, LF_RELAY, "local");
+    log_ev_dbl(&e, LF_DELAY, 0.5);
+    log_ev_str(&e, LF_DSN, "2.0.0");
+    log_ev_str(&e, LF_STATUS, "sent");
+    log_ev_str(&e, LF_REASON, "maildir");
+    render(&e, 0, "to=<a\"b@x\\x0d\\x0a.test>, relay=local, delay=0.50, dsn=2.0.0, "
+                  "status=sent (maildir)");
+    render(&e, 1, ",\"recipient\":\"a\\\"b@x\\\\x0d\\\\x0a.test\",\"dsn\":\"2.0.0\","
+                  "\"status\":\"sent\",\"reason\":\"maildir\",\"relay\":\"local\",\"delay\":0.500");
+    /* optional parts and the plural */
+    log_ev_init(&e, LE_ADMIN);
+    log_ev_str(&e, LF_KIND, "queue");
+    log_ev_str(&e, LF_ACTION, "flush");
+    log_ev_str(&e, LF_BY, "root");
+    log_ev_num(&e, LF_UID, 0);
+    render(&e, 0, "admin: queue flush by root (uid 0)");
+    log_ev_num(&e, LF_COUNT, 1);
+    log_ev_str(&e, LF_IDS, "ABC");
+    render(&e, 0, "admin: queue flush: 1 message (ABC) by root (uid 0)");
+    log_ev_num(&e, LF_COUNT, 2);
+    render(&e, 0, "admin: queue flush: 2 messages (ABC) by root (uid 0)");
+}
+
+static void test_event_value_bounds(void **state)
+{
+    (void)state;
+    static char big[3 * LOG_VALUE_MAX];
+    memset(big, '\x01', sizeof(big) - 1);
+    struct log_ev e;
+    log_ev_init(&e, LE_HELO);
+    log_ev_client(&e, "192.0.2.1", 25);
+    log_ev_str(&e, LF_HELO, big);
+    char out[LOG_BODY_MAX];
+    size_t n = log_ev_render(&e, 1, out, sizeof(out));
+    /* cut at LOG_VALUE_MAX octets, each "\x01" then JSON-escaped ("\\x01") */
+    assert_true(n < 5 * LOG_VALUE_MAX + 100);
+    assert_non_null(strstr(out, "\"client\":\"[192.0.2.1]:25\""));
+    n = log_ev_render(&e, 0, out, sizeof(out));
+    assert_true(n <= 4 * LOG_VALUE_MAX + 100);
+}
+
+static void emit_session_event(void)
+{
+    log_set_session("00aa11bb22cc33dd");
+    struct log_ev e;
+    log_ev_init(&e, LE_CONNECT);
+    log_ev_client(&e, "192.0.2.1", 2525);
+    log_ev_str(&e, LF_LISTENER, "smtp");
+    log_ev_emit(&e);
+    log_set_qid("QID1");
+    log_info("free text");
+    log_set_qid(NULL);
+    log_set_session(NULL);
+}
+
+static void test_event_lines(void **state)
+{
+    (void)state;
+    log_init("test_log", 1, 1, LOG_L_INFO);
+    char *out = capture(emit_session_event);
+    log_init("test_log", 1, 0, LOG_L_INFO);
+    char *text = capture(emit_session_event);
+    log_init("test_log", 1, 0, LOG_L_PANIC);
+    assert_non_null(strstr(out, "\"process\":\"test_log\",\"pid\":"));
+    assert_non_null(strstr(out, ",\"event\":\"connect\",\"session\":\"00aa11bb22cc33dd\","
+                                "\"client\":\"[192.0.2.1]:2525\",\"listener\":\"smtp\"}\n"));
+    assert_non_null(strstr(out, "\"event\":\"log\",\"session\":\"00aa11bb22cc33dd\","
+                                "\"queue_id\":\"QID1\",\"msg\":\"free text\"}\n"));
+    assert_non_null(strstr(text, "]: 00aa11bb22cc33dd: connect from [192.0.2.1]:2525 to smtp\n"));
+    assert_non_null(strstr(text, "]: QID1: free text\n"));
+    free(out);
+    free(text);
+}
+
 int main(void)
 {
     log_init("test_log", 1, 0, LOG_L_PANIC);
@@ -279,6 +369,9 @@ int main(void)
         cmocka_unit_test(test_json_lines_valid),
         cmocka_unit_test(test_text_lines_escaped),
         cmocka_unit_test(test_client_line_redacts_auth),
+        cmocka_unit_test(test_event_text_layout),
+        cmocka_unit_test(test_event_value_bounds),
+        cmocka_unit_test(test_event_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
