@@ -20,6 +20,9 @@ MHD_LIBS   := $(shell pkg-config --libs $(MHD_PKGS) 2>/dev/null)
 # libopendkim (lib/dkim/: DKIM verify and sign) only into cleanup and bin/postern;
 # its header is included as <opendkim/dkim.h> (no -I: lib/dkim has a dkim.h-free API)
 DKIM_LIBS  := $(shell pkg-config --libs opendkim 2>/dev/null)
+# libopendmarc (lib/dmarc/: DMARC record parsing, the public suffix list)
+# only into cleanup and the CLI
+DMARC_LIBS = -lopendmarc
 # libcurl (lib/sts/: the MTA-STS policy fetch) only into the smtp agent
 STS_PKGS   = libcurl
 PKG_CFLAGS += $(shell pkg-config --cflags $(STS_PKGS) 2>/dev/null)
@@ -103,11 +106,11 @@ $(OUT)/libexec/filter: $(RULESA)
 $(DNS_USERS:%=$(OUT)/libexec/%): LIBS += $(DNS_LIBS)
 $(OUT)/libexec/smtp: LIBS += $(STS_LIBS)
 $(OUT)/libexec/master: LIBS += $(MHD_LIBS)
-$(OUT)/libexec/cleanup: LIBS += $(DKIM_LIBS)
+$(OUT)/libexec/cleanup: LIBS += $(DKIM_LIBS) $(DMARC_LIBS)
 
 $(OUT)/bin/postern: $$(call objs,cli) $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS) $(DKIM_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS) $(DKIM_LIBS) $(DMARC_LIBS)
 
 # sendmail, mailq and newaliases: the postern binary under other names (argv[0])
 $(OUT)/bin/sendmail $(OUT)/bin/mailq $(OUT)/bin/newaliases: $(OUT)/bin/postern
@@ -118,7 +121,7 @@ UNIT_SRC  = $(wildcard t/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRC:t/unit/%.c=$(OBJ)/t/%)
 $(OBJ)/t/%: t/unit/%.c $(RULESA) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS) $(STS_LIBS) $(DKIM_LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RULESA) $(LIBA) $(LIBS) $(DNS_LIBS) $(STS_LIBS) $(DKIM_LIBS) $(DMARC_LIBS) $(shell pkg-config --libs cmocka)
 
 deps:
 	@./mk/deps.sh
@@ -153,7 +156,7 @@ obj-fuzz/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c -o $@ $<
 obj-fuzz/fuzz_%: t/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS) $(DNS_LIBS) $(STS_LIBS) $(DKIM_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS) $(DNS_LIBS) $(STS_LIBS) $(DKIM_LIBS) $(DMARC_LIBS)
 fuzz: $(FUZZ_BINS)
 fuzz-run: fuzz
 	@./t/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

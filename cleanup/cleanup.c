@@ -97,6 +97,7 @@ static void on_stop(struct server *s)
 static void pre_drop(struct server *s, void *arg)
 {
     cla_pre_drop(s);
+    cld_pre_drop(s->cfg);
 }
 
 int main(int argc, char **argv)

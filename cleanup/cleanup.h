@@ -67,15 +67,19 @@ struct cl_reply {
 struct cl_auth {
     int submission;             /* authenticated, mynetworks or local */
     int verify, sign, add_ar;   /* what the job does */
+    int dmarc_on;               /* evaluate DMARC (authentication.dmarc, not a submission) */
     int stripped;               /* spoofed Authentication-Results dropped */
     char from_domain[256];      /* the From field's domain, lower case, or "" */
     struct pdk_verdict dkim;    /* one result per DKIM-Signature */
     buf_t sigs;                 /* the DKIM-Signature fields we made */
     char sign_err[192];
-    /* DMARC (lib/dmarc fills these in cla_dmarc_hook; "" = not evaluated) */
+    /* DMARC (cleanup_dmarc.c fills these after DKIM; "" = not evaluated) */
     char dmarc_result[16];      /* pass | fail | none | temperror | permerror */
-    char dmarc_policy[16];      /* policy.dmarc: none | quarantine | reject */
+    char dmarc_policy[16];      /* policy.dmarc and dmarc.policy: what the record asks
+                                 * for this message (p= or sp=, after pct=); "" no record */
     char dmarc_reason[128];
+    struct dmarc_outcome *dmarc;    /* the whole outcome (reports, logs), or NULL */
+    int dmarc_disposition;      /* enum dmarc_policy: what we do (dmarc_failure) */
     /* worker failure (file not rewritten: the transaction gets 4xx) */
     int err;
     const char *where;
@@ -203,6 +207,14 @@ void cla_submit(struct cl_ctx *ctx, struct cl_txn *t);   /* -> cl_txn_auth_done 
 void cla_txn_free(struct cl_txn *t);
 const char *cla_dkim_result(const struct cl_txn *t);     /* dkim.result */
 void cla_dkim_domains(const struct cl_txn *t, buf_t *out);   /* dkim.domains */
+
+/* cleanup_dmarc.c: DMARC after DKIM (in the auth worker), then its log,
+ * report data and action in the loop */
+struct dns_ctx;
+void cld_pre_drop(const struct config *cfg);     /* the public suffix list */
+void cld_evaluate(struct cl_ctx *ctx, struct cl_txn *t, struct dns_ctx *dns);
+/* 1: reject the message with *rep (550 5.7.1); quarantine sets t->qname. */
+int  cld_after(struct cl_ctx *ctx, struct cl_txn *t, struct cl_reply *rep);
 
 /* cleanup_rules.c */
 /* CLEANUP_MUT from smtpd (before content): remembered, noted; 0 or -1 (bad). */

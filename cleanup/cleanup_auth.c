@@ -26,8 +26,9 @@
  * has keys, and gets no Authentication-Results (our own mail); everything
  * else is verified (authentication.dkim) and gets the field when
  * authentication.spf or authentication.dkim is on.
- * DMARC slots in after the DKIM pass (cla_dmarc_hook): it sees spf, dkim[]
- * and the From domain and fills auth->dmarc_*; the field then carries it.
+ * DMARC slots in after the DKIM pass (cleanup_dmarc.c, cld_evaluate): it
+ * sees spf, dkim[] and the From domain and fills auth->dmarc_*; the field
+ * then carries it.
  * Worker threads never log and touch only the transaction's auth part,
  * its path/fd (swapped) and envelope (read).
  */
@@ -90,10 +91,10 @@ void cla_pre_drop(struct server *s)
             dk->n++;
         }
     }
-    if (!cfg->authentication_dkim)
+    if (!cfg->authentication_dkim && !cfg->authentication_dmarc)
         return;
     for (int i = 0; i < CL_AUTH_THREADS; i++)
-        dctx[i] = dns_ctx_for_daemon(cfg, "DKIM results are temperror");
+        dctx[i] = dns_ctx_for_daemon(cfg, "DKIM and DMARC results are temperror");
 }
 
 static const struct cla_domain_keys *keys_for(const char *domain)
@@ -126,9 +127,11 @@ int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
     struct cl_auth *a = &t->auth;
     a->submission = cl_txn_submitted(ctx, t);
     a->verify = !a->submission && cfg->authentication_dkim;
-    a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf);
+    a->dmarc_on = !a->submission && cfg->authentication_dmarc;
+    a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf ||
+                                   cfg->authentication_dmarc);
     a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;
-    return wq != NULL && (a->verify || a->add_ar || a->sign);
+    return wq != NULL && (a->verify || a->add_ar || a->sign || a->dmarc_on);
 }
 
 /* ---- the header section as it is emitted (loop thread) --------------------- */
@@ -206,14 +209,6 @@ static int feed_file(struct pdk_job *j, int fd, off_t off, uint64_t len)
     }
     free(b);
     return r;
-}
-
-/* DMARC's place: runs after DKIM with spf, dkim[] and the From domain in
- * a; fills a->dmarc_*. Nothing yet (lib/dmarc). */
-static void cla_dmarc_hook(struct cl_txn *t, void *tstate)
-{
-    (void)t;
-    (void)tstate;
 }
 
 static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
@@ -327,7 +322,8 @@ static int auth_run(struct workq_item *it, void *tstate, void *arg)
     int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
     if ((a->verify || a->sign) && dkim_pass(t, tstate, mem ? &body : NULL, rfd, off, len) < 0)
         goto out;
-    cla_dmarc_hook(t, tstate);
+    if (a->dmarc_on)
+        cld_evaluate(ctx, t, tstate);          /* DMARC needs the DKIM results */
     compose(ctx, t, &add);
     if (add.len > 0 && mem)
         rewrite_in_place(t, &add, &body);
@@ -376,7 +372,8 @@ void cla_start(struct cl_ctx *ctx)
         .thread_start = auth_thread_start, .run = auth_run, .done = auth_done,
     };
     const struct config *cfg = ctx->cfg;
-    if (!cfg->authentication_dkim && !cfg->authentication_spf && ndkeys == 0)
+    if (!cfg->authentication_dkim && !cfg->authentication_spf && !cfg->authentication_dmarc &&
+        ndkeys == 0)
         return;                     /* nothing to do: no threads (cla_wanted says 0) */
     wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
 }
@@ -400,6 +397,8 @@ void cla_stop(void)
 void cla_txn_free(struct cl_txn *t)
 {
     buf_free(&t->auth.sigs);
+    free(t->auth.dmarc);
+    t->auth.dmarc = NULL;
 }
 
 const char *cla_dkim_result(const struct cl_txn *t)

@@ -327,6 +327,13 @@ void cl_txn_auth_done(struct cl_ctx *ctx, struct cl_txn *t, int cancelled)
         fail_and_drop(ctx, t, cancelled ? LR_SHUTDOWN : local_reply_errno(t->auth.err, LR_WRITE));
         return;
     }
+    struct cl_reply rep;
+    if (cld_after(ctx, t, &rep)) {      /* authentication.dmarc_failure = reject */
+        t->failed = 1;
+        t->fail = rep;
+        txn_drop_reply(ctx, t, &rep);
+        return;
+    }
     txn_ask_filter(ctx, t);
 }
 

@@ -133,6 +133,7 @@ int clf_ask(struct cl_ctx *ctx, struct cl_txn *t)
         .queue_id = t->qid,
         .spf_result = t->spf_result, .spf_domain = t->spf_domain,
         .dkim_result = cla_dkim_result(t), .dkim_domains = doms.data,
+        .dmarc_result = t->auth.dmarc_result, .dmarc_policy = t->auth.dmarc_policy,
         .size = t->size,
         .path = t->path,
     };

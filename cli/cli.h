@@ -55,6 +55,9 @@ void cli_log_detach(void);
 int cli_dkim(struct cli *c, int argc, char **argv);    /* cli_dkim.c: argv[0] = "dkim" */
 /* postern check's DKIM key checks: problems printed, their number returned. */
 int cli_check_dkim(const char *path, const struct config *cfg);
+/* cli_spf.c: the configuration and its resolver, or NULL (said on stderr) */
+struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r);
+int cli_dmarc(struct cli *c, int argc, char **argv);   /* cli_dmarc.c: argv[0] = "dmarc" */
 /* bin/sendmail (and newaliases): the whole command, argv[0] included
  * (sendmail.c); returns a sysexits code. */
 int cli_sendmail(int argc, char **argv);

@@ -333,6 +333,18 @@ static void check_files_as_user(struct checker *k, const struct config *cfg)
         k->problems++;
 }
 
+/* DMARC with neither SPF nor DKIM checked fails every message of a domain
+ * that publishes a policy: with a failure action that would refuse or
+ * quarantine all of them. */
+static void check_dmarc(struct checker *k, const struct config *cfg)
+{
+    if (cfg->authentication_dmarc && cfg->authentication_dmarc_failure != DMF_NONE &&
+        !cfg->authentication_spf && !cfg->authentication_dkim)
+        problem(k, "authentication.dmarc_failure",
+                "DMARC can only pass with authentication.spf or authentication.dkim on: "
+                "every message of a domain with a policy would be refused or quarantined");
+}
+
 int cli_check(struct cli *c, int argc, char **argv)
 {
     if (argc > 1) {
@@ -350,6 +362,7 @@ int cli_check(struct cli *c, int argc, char **argv)
     check_transports(&k, cfg);
     check_files_as_user(&k, cfg);
     k.problems += cli_check_dkim(k.path, cfg);
+    check_dmarc(&k, cfg);
     config_free(cfg);
     if (k.problems > 0) {
         fprintf(stderr, "%s: %d problem%s\n", c->config_path, k.problems,

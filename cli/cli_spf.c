@@ -25,20 +25,30 @@ struct dns_ctx *cli_dns_ctx(const struct config *cfg)
     return ctx;
 }
 
+/* The configuration and its resolver for a diagnostic command (spf,
+ * dmarc): NULL after saying why (nothing to free then). */
+struct dns_ctx *cli_resolver(const char *config_path, struct config **cfg_r)
+{
+    struct config *cfg = cli_load_config(config_path);
+    struct dns_ctx *ctx = cfg ? cli_dns_ctx(cfg) : NULL;
+    if (!ctx && cfg) {
+        config_free(cfg);
+        cfg = NULL;
+    }
+    *cfg_r = cfg;
+    return ctx;
+}
+
 int cli_spf(struct cli *c, int argc, char **argv)
 {
     if (argc < 3 || argc > 4) {
         fputs("usage: postern [-c FILE] spf IP SENDER [HELO]\n", stderr);
         return EX_USAGE_;
     }
-    struct config *cfg = cli_load_config(c->config_path);
-    if (!cfg)
+    struct config *cfg;
+    struct dns_ctx *ctx = cli_resolver(c->config_path, &cfg);
+    if (!ctx)
         return EX_FAIL;
-    struct dns_ctx *ctx = cli_dns_ctx(cfg);
-    if (!ctx) {
-        config_free(cfg);
-        return EX_FAIL;
-    }
     struct spf_request rq = { .ip = argv[1], .sender = argv[2],
                               .helo = argc > 3 ? argv[3] : "", .receiver = cfg->hostname };
     struct spf_outcome o;

@@ -32,6 +32,7 @@ static const char usage_text[] =
     "  dkim verify [FILE]       one line per DKIM-Signature (stdin without FILE)\n"
     "  dkim sign DOMAIN [FILE]  the message signed with the domain's keys\n"
     "  log ID                   a message's (queue id) or session's whole life from the log\n"
+    "  dmarc DOMAIN             the DMARC record, organizational domain and policy\n"
     "  version                  version, build options and library versions\n"
     "  newaliases               compile local.aliases into its index (file:line errors)\n"
     "\n"
@@ -89,6 +90,7 @@ static const struct command {
     { "queue", cli_queue }, { "rules", cli_rules }, { "version", cli_version },
     { "config", cli_config }, { "spf", cli_spf }, { "dkim", cli_dkim },
     { "log", cli_log },
+    { "dmarc", cli_dmarc },
     { "newaliases", cli_newaliases },
 };
 

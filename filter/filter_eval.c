@@ -64,7 +64,7 @@ struct fsess {
 /* The request's strings, owned by the job. */
 #define REQ_STRS(X) X(listener) X(client_ip) X(client_ptr) X(helo) X(auth_user) \
     X(tls_version) X(tls_cipher) X(mail_from) X(rcpt) X(queue_id) X(path) X(spf_result) \
-    X(spf_domain) X(dkim_result) X(dkim_domains)
+    X(spf_domain) X(dkim_result) X(dkim_domains) X(dmarc_result) X(dmarc_policy)
 
 struct fjob {
     struct workq_item item;          /* first: the completion's handle is the job */
@@ -688,6 +688,11 @@ static void job_dispatch(struct fjob *j)
         /* DKIM (cleanup at data) */
         rl_txn_set(t, RL_DKIM, q->dkim_result);
         rl_txn_set(t, RL_DKIM_DOMAINS, q->dkim_domains);
+    }
+    if (q->dmarc_result[0]) {
+        /* DMARC (cleanup at data) */
+        rl_txn_set(t, RL_DMARC, q->dmarc_result);
+        rl_txn_set(t, RL_DMARC_POLICY, q->dmarc_policy);
     }
     rl_txn_set(t, RL_RCPT, st == STAGE_RCPT ? q->rcpt : "");
     if (st >= STAGE_DATA) {

@@ -38,6 +38,9 @@
 #           python3-authres (parses Authentication-Results in the tests), unbound
 #           (a private DNS server on 127.0.0.1:53 inside `unshare -n` for opendkim-testmsg),
 #           iproute2 (ip link set lo up in that namespace)
+#   dmarc:  libopendmarc-dev (lib/dmarc: DMARC policy and alignment), publicsuffix
+#           (the Public Suffix List for organizational domains), python3-authheaders
+#           (the reference DMARC evaluator the tests compare with)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
 libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
@@ -48,7 +51,8 @@ man-db nsd bsd-mailx
 postfix
 python3-spf python3-yaml
 libmicrohttpd-dev python3-prometheus-client tmux
-libopendkim-dev opendkim-tools python3-dkim python3-authres unbound iproute2"
+libopendkim-dev opendkim-tools python3-dkim python3-authres unbound iproute2
+libopendmarc-dev publicsuffix python3-authheaders"
 if [ "${1:-}" = "--list" ]; then
   echo $PKGS
   exit 0

@@ -9,7 +9,7 @@ its folder ("mail/qfile.h"), so a file's dependencies are visible at its top.
 Run from the repository root; prints every violation, exit 1 if any."""
 import os, re, sys
 
-LAYERS = ["util", "metrics", "config", "dns", "dkim", "spf", "tls", "sts", "mail", "local", "daemon", "ipc", "filter", "rules"]
+LAYERS = ["util", "metrics", "config", "dns", "dkim", "spf", "dmarc", "tls", "sts", "mail", "local", "daemon", "ipc", "filter", "rules"]
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 

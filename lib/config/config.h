@@ -19,6 +19,9 @@
 
 enum tls_mode { TLSM_NONE = 0, TLSM_MAY, TLSM_REQUIRED, TLSM_IMPLICIT };
 enum tls_level { TLSL_NONE = 0, TLSL_MAY, TLSL_ENCRYPT };
+/* authentication.dmarc_failure: what cleanup does with a message failing
+ * DMARC whose policy asks it (never on temperror) */
+enum dmarc_failure { DMF_NONE = 0, DMF_QUARANTINE, DMF_REJECT };
 /* delivery.tls and delivery.tls_policy: STARTTLS towards the next hop
  * (smtp agent). Ordered by strength. */
 enum tls_policy { TLSP_NONE = 0, TLSP_MAY, TLSP_ENCRYPT, TLSP_DANE, TLSP_VERIFY };
@@ -123,6 +126,8 @@ struct config {
     int      authentication_dkim;   /* verify DKIM in cleanup (cleanup_auth.c) */
     char    *authserv_id;           /* authentication.authserv_id (default: hostname) */
     char    *dkim_keys;             /* authentication.dkim_keys: keygen's directory */
+    int      authentication_dmarc;  /* DMARC at end of data (cleanup_dmarc.c) */
+    enum dmarc_failure authentication_dmarc_failure;
 
     struct strlist local_domains;
     enum mailbox_kind local_mailbox;   /* local.mailbox: maildir | mbox | discard */

@@ -38,6 +38,9 @@ static const struct enumval ev_tls_mode[] = {
 static const struct enumval ev_auth[] = {
     { "none", AUTH_NONE }, { "optional", AUTH_OPTIONAL }, { "required", AUTH_REQUIRED },
     { NULL, 0 } };
+static const struct enumval ev_dmarc_failure[] = {
+    { "none", DMF_NONE }, { "quarantine", DMF_QUARANTINE }, { "reject", DMF_REJECT },
+    { NULL, 0 } };
 static const struct enumval ev_mailbox[] = {
     { "maildir", MBOX_MAILDIR }, { "mbox", MBOX_MBOX }, { "discard", MBOX_DISCARD },
     { NULL, 0 } };
@@ -86,6 +89,9 @@ const struct param cfg_params[] = {
     { "authentication.authserv_id", P_STR, C(authserv_id), 0, NULL, 0, 0, NULL, 0,
       cfg_check_hostname },
     { "authentication.dkim_keys", P_PATH, C(dkim_keys), 0, NULL, 0, 0, NULL, 0, NULL },
+    { "authentication.dmarc", P_BOOL, C(authentication_dmarc), 0, "false", 0, 0, NULL, 0, NULL },
+    { "authentication.dmarc_failure", P_ENUM, C(authentication_dmarc_failure), 0, "none", 0, 0,
+      ev_dmarc_failure, 0, NULL },
     { "local_domains", P_STRLIST, C(local_domains), 0, "", 0, 0, NULL, 0, cfg_check_hostname },
     { "local.mailbox", P_ENUM, C(local_mailbox), 0, "maildir", 0, 0, ev_mailbox, 0, NULL },
     { "local.maildir", P_PATH, C(local_maildir), 0, "~/Maildir", 0, 0, NULL,

@@ -158,6 +158,28 @@ enum dns_status dns_fcrdns_sync(struct dns_ctx *ctx, const char *ip, char *name_
 
 void dns_answer_free(struct dns_answer *a);
 
+/* ---- dns_step.c: driving an evaluator that names its lookups --------- */
+/* lib/spf and lib/dmarc evaluate with no I/O: step names the next lookup
+ * (1) or says the evaluation is over (0), answer takes ownership of its
+ * answer, abort ends it as a temporary failure (overall deadline). */
+struct dns_step_ops {
+    int  (*step)(void *ev, const char **name_r, uint16_t *type_r);
+    void (*answer)(void *ev, struct dns_answer *a);
+    void (*abort)(void *ev, const char *why);
+    const char *too_long;        /* abort's reason at the overall deadline */
+};
+/* Blocking: every lookup through dns_resolve, the whole at most overall_ms. */
+void dns_step_sync(struct dns_ctx *ctx, const struct dns_step_ops *ops, void *ev,
+                   int overall_ms);
+/* In the context's event loop: done(arg) runs once, later (never from
+ * inside dns_step_start), when ev is finished, unless cancelled first; the
+ * driver is freed before done runs. NULL when it cannot start. */
+struct dns_step;
+struct dns_step *dns_step_start(struct dns_ctx *ctx, struct event_base *base,
+                                const struct dns_step_ops *ops, void *ev, int overall_ms,
+                                void (*done)(void *arg), void *arg);
+void dns_step_cancel(struct dns_step *s);
+
 /* ---- dns_rr.c: wire-format rdata, no libunbound (fuzzed) ------------- */
 
 /* Parses one record's rdata (no rdlength prefix, names uncompressed as

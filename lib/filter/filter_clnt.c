@@ -333,4 +333,5 @@ void filter_req_init(struct ipc_filter_req *req, enum stage stage)
     req->listener = req->client_ip = req->client_ptr = req->helo = req->auth_user = "";
     req->tls_version = req->tls_cipher = req->mail_from = req->rcpt = "";
     req->queue_id = req->path = "";
+    req->spf_result = req->spf_domain = req->dmarc_result = req->dmarc_policy = "";
 }

@@ -20,10 +20,11 @@
 #include <stdint.h>
 #include "util/buf.h"
 
-#define IPC_VERSION     8   /* 4: DELIVER_DONE.held, held_ms; 5: SPF in FILTER_REQ/CLEANUP_BEGIN;
+#define IPC_VERSION     9   /* 4: DELIVER_DONE.held, held_ms; 5: SPF in FILTER_REQ/CLEANUP_BEGIN;
                              * 6: CLEANUP_BEGIN.local_user, local_uid;
                              * 7: DKIM in FILTER_REQ;
-                             * 8: QMGR_AUDIT fields */
+                             * 8: QMGR_AUDIT fields;
+                             * 9: DMARC in FILTER_REQ */
 #define IPC_MAX_FRAME   (1u << 20)       /* body bytes */
 #define IPC_MAX_STR     65536u
 #define IPC_MAX_FIELDS  32

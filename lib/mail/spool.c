@@ -16,7 +16,8 @@
 
 const char *const spool_dirs[] = {
     SPOOL_MAILDROP, SPOOL_INCOMING, SPOOL_ACTIVE, SPOOL_DEFERRED, SPOOL_HOLD,
-    SPOOL_CORRUPT, SPOOL_QUARANTINE, SPOOL_PRIVATE, SPOOL_PUBLIC, SPOOL_TMP, SPOOL_STS, NULL
+    SPOOL_CORRUPT, SPOOL_QUARANTINE, SPOOL_PRIVATE, SPOOL_PUBLIC, SPOOL_TMP, SPOOL_STS,
+    SPOOL_DMARC, NULL
 };
 
 int spool_make_dir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid, buf_t *err)

@@ -22,6 +22,8 @@
 #define SPOOL_PUBLIC     "public"
 #define SPOOL_TMP        "tmp"       /* cleanup's files being written */
 #define SPOOL_STS        "sts"       /* the smtp agent's MTA-STS policy cache (lib/sts) */
+#define SPOOL_DMARC      "dmarc"     /* cleanup's DMARC aggregate-report data (lib/dmarc) */
+#define SPOOL_DMARC_RECORDS SPOOL_DMARC "/records"   /* one line per message */
 
 /* The group of sendmail's setgid helper (libexec/postdrop): it may search
  * the spool (0710 user:postdrop) and write into maildrop/ (1730

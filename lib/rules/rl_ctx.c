@@ -21,7 +21,8 @@
 enum {
     C_CLIENT_IP, C_CLIENT_PORT, C_CLIENT_PTR, C_HELO, C_AUTH_USER, C_TLS_VERSION, C_TLS_CIPHER,
     C_MAIL_FROM, C_RCPT, C_RCPT_LIST, C_MSG_HEADER, C_MSG_SUBJECT, C_MSG_SIZE, C_MSG_BODY,
-    C_SPF, C_DKIM, C_DMARC, C_QUEUE_ID, C_SPF_DOMAIN, C_DKIM_DOMAINS, C__COUNT
+    C_SPF, C_DKIM, C_DMARC, C_QUEUE_ID, C_SPF_DOMAIN, C_DKIM_DOMAINS, C_DMARC_POLICY,
+    C__COUNT
 };
 
 #define PREQ_AND_AFTER(s) STAGES_FROM(s)
@@ -46,6 +47,7 @@ const struct rl_ctxdef rl_ctx_table[C__COUNT] = {
     [C_QUEUE_ID]    = { "queue_id",     TY(T_STRING, 0), STAGES_FROM(STAGE_DATA), 0 },
     [C_SPF_DOMAIN]  = { "spf.domain",   TY(T_FQDN, 0),   STAGES_FROM(STAGE_MAIL), 0 },
     [C_DKIM_DOMAINS] = { "dkim.domains", TY(T_LIST, T_FQDN), STAGES_FROM(STAGE_DATA), 0 },
+    [C_DMARC_POLICY] = { "dmarc.policy", TY(T_STRING, 0), STAGES_FROM(STAGE_DATA), 0 },
 };
 const int rl_ctx_count = C__COUNT;
 
@@ -109,7 +111,7 @@ void rl_txn_reset_mail(struct rl_txn *t)
 {
     static const enum rl_field mail_fields[] = { RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
                                                  RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN,
-                                                 RL_DKIM_DOMAINS };
+                                                 RL_DKIM_DOMAINS, RL_DMARC_POLICY };
     for (size_t i = 0; i < sizeof(mail_fields) / sizeof(mail_fields[0]); i++)
         rl_txn_set(t, mail_fields[i], NULL);
     for (int i = 0; i < t->nrcpts; i++)
@@ -337,6 +339,7 @@ void rl_ctx_get(struct rl_vm *vm, int id, const struct rl_value *arg, struct rl_
     case C_DKIM: result_val(out, t->f[RL_DKIM]); return;
     case C_DKIM_DOMAINS: domains_val(vm, out, t->f[RL_DKIM_DOMAINS]); return;
     case C_DMARC: result_val(out, t->f[RL_DMARC]); return;
+    case C_DMARC_POLICY: result_val(out, t->f[RL_DMARC_POLICY]); return;
     case C_QUEUE_ID: str_val(out, T_STRING, t->f[RL_QUEUE_ID]); return;
     default: break;
     }

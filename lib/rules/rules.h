@@ -72,6 +72,7 @@ enum rl_field {
     RL_TLS_CIPHER, RL_MAIL_FROM, RL_RCPT, RL_QUEUE_ID, RL_MSG_PATH,
     RL_SPF, RL_DKIM, RL_DMARC, RL_SPF_DOMAIN,
     RL_DKIM_DOMAINS,            /* d= of the passing signatures, space-separated */
+    RL_DMARC_POLICY,            /* none | quarantine | reject (cleanup_dmarc.c) */
     RL_F__COUNT
 };
 

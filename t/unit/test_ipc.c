@@ -124,7 +124,8 @@ static void s_filter_req(union ipc_msg *m)
         .auth_user = "", .tls_version = "TLSv1.3", .tls_cipher = "TLS_AES_128_GCM_SHA256",
         .mail_from = "a@b", .rcpt = "x@y", .nrcpt = 3, .queue_id = "", .size = UINT64_MAX,
         .path = "", .spf_result = "softfail", .spf_domain = "b", .dkim_result = "pass",
-        .dkim_domains = "a.test b.test" };
+        .dkim_domains = "a.test b.test",
+        .dmarc_result = "fail", .dmarc_policy = "quarantine" };
 }
 static void s_filter_reply(union ipc_msg *m)
 {

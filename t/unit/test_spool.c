@@ -118,7 +118,7 @@ static void test_spool_dirs(void **state)
         if (strcmp(*d, SPOOL_TMP) == 0)
             tmp = 1;
     }
-    assert_int_equal(n, 11);   /* ... tmp, sts */
+    assert_int_equal(n, 12);   /* ... tmp, sts, dmarc */
     assert_true(tmp);
 }
 

@@ -1,0 +1,108 @@
+/*
+ * cleanup_dmarc.c - DMARC (lib/dmarc) for cleanup, in two halves around
+ * cleanup_auth.c's job:
+ *  - cld_evaluate, in the auth worker thread right after DKIM: the From
+ *    domain (cleanup_auth.c noted it while the header section went out),
+ *    smtpd's SPF result and the DKIM results give the outcome, through the
+ *    worker's own blocking lib/dns context (lookups bounded by dns.timeout,
+ *    the whole by CLD_OVERALL_MS). It fills the auth slots the
+ *    Authentication-Results field and the rules read. No logging here.
+ *  - cld_after, in the loop once the job is done: one log line, one line of
+ *    aggregate-report data (SPOOL_DMARC_RECORDS), and the action of
+ *    authentication.dmarc_failure for a failing message whose policy asks
+ *    it: quarantine into quarantine/dmarc/, or reject (550 5.7.1 at end of
+ *    data). temperror, permerror and none never lead to either.
+ * Only mail from outside is evaluated (cla_wanted: not for submissions).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "dmarc/dmarc.h"
+#include "util/log.h"
+
+#define CLD_OVERALL_MS   15000
+#define DMARC_QUARANTINE "dmarc"          /* quarantine/dmarc/ */
+
+void cld_pre_drop(const struct config *cfg)
+{
+    if (cfg->authentication_dmarc)
+        dmarc_init(NULL);                  /* the public suffix list, outside the jail */
+}
+
+/* What we do with the message: authentication.dmarc_failure caps what the
+ * policy (after pct=) asks of a failing message. */
+static enum dmarc_policy disposition(const struct config *cfg, const struct dmarc_outcome *o)
+{
+    if (o->result != DMARC_R_FAIL || cfg->authentication_dmarc_failure == DMF_NONE)
+        return DMARC_P_NONE;
+    if (cfg->authentication_dmarc_failure == DMF_QUARANTINE && o->policy == DMARC_P_REJECT)
+        return DMARC_P_QUARANTINE;
+    return o->policy;
+}
+
+void cld_evaluate(struct cl_ctx *ctx, struct cl_txn *t, struct dns_ctx *dns)
+{
+    struct cl_auth *a = &t->auth;
+    struct dmarc_dkim k[DMARC_DKIM_MAX];
+    int n = 0;
+    for (int i = 0; i < a->dkim.n && n < DMARC_DKIM_MAX; i++, n++) {
+        k[n].domain = a->dkim.sig[i].domain;
+        k[n].result = pdk_result_name(a->dkim.sig[i].result);
+    }
+    struct dmarc_input in = { .from_domain = a->from_domain, .spf_result = t->spf_result,
+                              .spf_domain = t->spf_domain, .dkim = k, .ndkim = n,
+                              .draw = -1 };
+    struct dmarc_outcome *o = xmalloc(sizeof *o);
+    if (dns)
+        dmarc_check_sync(dns, &in, CLD_OVERALL_MS, o);
+    else
+        dmarc_decide(&in, NULL, NULL, 1, o);     /* no resolver: temperror */
+    free(a->dmarc);
+    a->dmarc = o;
+    a->dmarc_disposition = disposition(ctx->cfg, o);
+    str_copy(a->dmarc_result, sizeof a->dmarc_result, dmarc_result_name(o->result));
+    str_copy(a->dmarc_policy, sizeof a->dmarc_policy,
+             o->has_record ? dmarc_policy_name(o->policy) : "");
+    if (o->has_record)
+        str_format(a->dmarc_reason, sizeof a->dmarc_reason, "%s=%s pct=%d%s dis=%s",
+                   o->sp_used ? "sp" : "p", dmarc_policy_name(o->published), o->pct,
+                   o->sampled_out ? " sampled out" : "",
+                   dmarc_policy_name(a->dmarc_disposition));
+    else
+        str_copy(a->dmarc_reason, sizeof a->dmarc_reason, o->reason);
+}
+
+int cld_after(struct cl_ctx *ctx, struct cl_txn *t, struct cl_reply *rep)
+{
+    struct cl_auth *a = &t->auth;
+    const struct dmarc_outcome *o = a->dmarc;
+    if (o == NULL)
+        return 0;
+    const char *dis = dmarc_policy_name(a->dmarc_disposition);
+    log_set_qid(t->qid);
+    log_info("dmarc=%s header.from=%s policy=%s disposition=%s (%s)",
+             dmarc_result_name(o->result), o->from_domain[0] ? o->from_domain : "-",
+             dmarc_policy_name(o->policy), dis, o->reason);
+    struct dmarc_report_row row = {
+        .when = (int64_t)time(NULL), .queue_id = t->qid, .client_ip = t->env.client_ip,
+        .disposition = dis, .o = o, .spf_result = t->spf_result, .spf_domain = t->spf_domain,
+    };
+    if (o->from_domain[0] && dmarc_report_append(SPOOL_DMARC_RECORDS, &row) < 0)
+        log_warn("dmarc: cannot append to %s: %m: report data of this message lost",
+                 SPOOL_DMARC_RECORDS);
+    int reject = 0;
+    if (a->dmarc_disposition == DMARC_P_QUARANTINE) {
+        str_copy(t->qname, sizeof t->qname, DMARC_QUARANTINE);
+        str_copy(t->qrule, sizeof t->qrule, "authentication.dmarc_failure");
+    } else if (a->dmarc_disposition == DMARC_P_REJECT) {
+        *rep = (struct cl_reply){ V_REJECT, LR_NONE, 550, "5.7.1", "" };
+        str_format(rep->text, sizeof rep->text,
+                   "Message rejected: DMARC policy of %.180s", o->from_domain);
+        log_info("rejected: DMARC policy of %s", o->from_domain);
+        reject = 1;
+    }
+    log_set_qid(NULL);
+    return reject;
+}
