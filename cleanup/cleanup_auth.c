@@ -349,14 +349,10 @@ static void auth_done(struct workq_item *it, void *arg)
     struct cl_auth *a = &t->auth;
     log_set_qid(t->qid);
     if (a->verify) {
-        buf_t d;
-        buf_init(&d, 64);
-        pdk_verdict_domains(&a->dkim, &d);
         for (int i = 0; i < a->dkim.n; i++)
             log_info("dkim=%s d=%s s=%s%s%s", pdk_result_name(a->dkim.sig[i].result),
                      a->dkim.sig[i].domain, a->dkim.sig[i].selector,
                      a->dkim.sig[i].reason[0] ? " reason=" : "", a->dkim.sig[i].reason);
-        buf_free(&d);
     }
     if (a->sign && a->sign_err[0])
         log_warn("dkim: %s", a->sign_err);

@@ -211,6 +211,10 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
         cl_txn_fail(t, LR_SIZE_DECLARED);
         return;
     }
+    if (cl_limit_over(ctx, t)) {   /* the envelope decides: refuse before any content */
+        cl_txn_fail(t, LR_RATE);
+        return;
+    }
     t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid, &t->old_size);
     if (t->fd < 0) {
         int err = errno;
@@ -287,10 +291,6 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
     clh_finish(ctx, t);
     if (t->failed) {
         txn_drop_reply(ctx, t, &t->fail);
-        return;
-    }
-    if (cl_limit_over(ctx, t)) {
-        fail_and_drop(ctx, t, LR_RATE);
         return;
     }
     struct qf_writer *w = t->w;

@@ -11,9 +11,10 @@
  * The window is the last 60 minutes in one-minute buckets, counted when a
  * message is committed (a refused one does not count). cleanup is one
  * process, so the count is global; it lives in memory and starts again
- * when cleanup restarts (a reload). Over the limit the message is refused
- * at the end of DATA with 450 4.7.0 (LR_RATE): the client keeps it and
- * retries later, nothing is lost.
+ * when cleanup restarts (a reload). Over the limit the transaction is
+ * failed at CLEANUP_BEGIN (nothing is written) and refused at the end of
+ * DATA with 450 4.7.0 (LR_RATE): the client keeps it and retries later.
+ * Messages in flight at once may pass the limit by that many.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -326,8 +326,9 @@ static int envelope_sender(const struct config *cfg, const char *from, const cha
 /* Qualify and check every recipient; 0 or EX_DATAERR (message printed). */
 static int qualify_all(const struct config *cfg, const struct sm_list *in, struct sm_list *out)
 {
+    const char *origin = sm_origin(cfg);
     for (int i = 0; i < in->n; i++) {
-        char *a = sm_qualify(in->v[i], sm_origin(cfg));
+        char *a = sm_qualify(in->v[i], origin);
         if (a == NULL) {
             sm_err("bad recipient address: %s", in->v[i]);
             return EX_DATAERR;

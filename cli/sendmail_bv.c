@@ -35,11 +35,11 @@ static void expand(buf_t *out, const char *tpl, const char *lp, const char *dom)
 
 /* The alias name (lowercase) of local.aliases, as "alias NAME: items" in
  * how: 1 found, 0 not, -1 the index cannot be read. */
-static int verify_alias(const struct config *cfg, const char *name, buf_t *how)
+static int verify_alias(const struct config *cfg, struct aliases_db *db, const char *name,
+                        buf_t *how)
 {
     if (cfg->local_aliases == NULL || cfg->local_aliases[0] == '\0')
         return 0;
-    struct aliases_db *db = aliases_db_new(cfg->local_aliases);
     struct alias_list l;
     alias_list_init(&l);
     int r = aliases_lookup(db, name, &l);
@@ -56,12 +56,12 @@ static int verify_alias(const struct config *cfg, const char *name, buf_t *how)
         buf_printf(how, "the aliases index of %s cannot be read", cfg->local_aliases);
     }
     alias_list_free(&l);
-    aliases_db_free(db);
     return r;
 }
 
 /* A local domain's recipient; 1 = deliverable. */
-static int verify_local(const struct config *cfg, const char *lp, const char *dom, buf_t *how)
+static int verify_local(const struct config *cfg, struct aliases_db *db, const char *lp,
+                        const char *dom, buf_t *how)
 {
     if (cfg->local_mailbox == MBOX_DISCARD) {
         buf_append_str(how, "local, discarded (local.mailbox = discard)");
@@ -72,7 +72,7 @@ static int verify_local(const struct config *cfg, const char *lp, const char *do
     for (; lp[i] && i + 1 < sizeof(name); i++)
         name[i] = (char)(lp[i] >= 'A' && lp[i] <= 'Z' ? lp[i] + 32 : lp[i]);
     name[i] = '\0';
-    int a = verify_alias(cfg, name, how);
+    int a = verify_alias(cfg, db, name, how);
     if (a != 0)
         return a > 0;
     if (local_is_root_alias(name) && getpwnam(lp) == NULL)
@@ -102,7 +102,8 @@ static int verify_local(const struct config *cfg, const char *lp, const char *do
 }
 
 /* One recipient; 1 = deliverable, 0 = not, -1 = bad syntax. */
-static int verify_one(const struct config *cfg, const char *raw, buf_t *how)
+static int verify_one(const struct config *cfg, struct aliases_db *db, const char *raw,
+                      buf_t *how)
 {
     char *a = sm_qualify(raw, sm_origin(cfg));
     if (a == NULL) {
@@ -119,7 +120,7 @@ static int verify_one(const struct config *cfg, const char *raw, buf_t *how)
         buf_printf(how, "virtual domain %s, mailbox ", dc->name);
         expand(how, dc->mailboxes, lp.data, dom);
     } else if (config_is_local_domain(cfg, dom)) {
-        ok = verify_local(cfg, lp.data, dom, how);
+        ok = verify_local(cfg, db, lp.data, dom, how);
     } else if (cfg->relayhost && *cfg->relayhost) {
         buf_printf(how, "remote, through the relayhost %s", cfg->relayhost);
     } else {
@@ -135,15 +136,17 @@ int sm_verify(const struct config *cfg, const struct sm_list *rcpts)
     int rc = 0;
     buf_t how;
     buf_init(&how, 256);
+    struct aliases_db *db = aliases_db_new(cfg->local_aliases);   /* opened once, lazily */
     for (int i = 0; i < rcpts->n; i++) {
         buf_reset(&how);
-        int r = verify_one(cfg, rcpts->v[i], &how);
+        int r = verify_one(cfg, db, rcpts->v[i], &how);
         printf("%s: %s: %s\n", rcpts->v[i], r > 0 ? "deliverable" : "undeliverable", how.data);
         if (r < 0)
             rc = EX_DATAERR;
         else if (r == 0 && rc == 0)
             rc = EX_NOUSER;
     }
+    aliases_db_free(db);
     buf_free(&how);
     return rc;
 }

@@ -628,7 +628,8 @@ static void transaction(struct sess *s)
     }
     if (send_body(s) < 0)
         goto out;
-    if (s->hop && s->hop->lmtp) {   /* (no hop: a kept SMTP session) */   /* a reply per recipient (smtp_lmtp.c) */
+    /* LMTP: a reply per recipient (smtp_lmtp.c); no hop: a kept session, always SMTP */
+    if (s->hop && s->hop->lmtp) {
         smtp_lmtp_replies(s->m, &s->io, s->relay, s->rr, s->n, s->cfg->smtp_data_timeout);
         goto out;
     }
