@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "metrics/metrics_int.h"
@@ -93,7 +94,13 @@ static int merge_line(struct mstore *s, int src, char *line,
     if (k != MK_HISTO) {
         if (num(f[4], &v) < 0)
             return -1;
-        e->v = k == MK_GAUGE ? v : e->v + v;
+        int64_t sum;   /* a child's delta is not trusted to stay in range: saturate */
+        if (k == MK_GAUGE)
+            e->v = v;
+        else if (!__builtin_add_overflow(e->v, v, &sum))
+            e->v = sum;
+        else
+            e->v = v > 0 ? INT64_MAX : INT64_MIN;
         return 0;
     }
     long long c, sum, b;
