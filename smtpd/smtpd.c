@@ -11,6 +11,7 @@
  * when no session is left or after SMTPD_DRAIN_SECS.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,7 +20,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include "smtpd.h"
 #include "util/log.h"
 #include "ipc/ipc_report.h"
@@ -104,10 +104,8 @@ static void refuse(int fd, const char *ip, unsigned port, const char *why)
     close(fd);
 }
 
-static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+void smtpd_accepted(struct smtpd_listener *l, int fd, const struct sockaddr *sa)
 {
-    struct smtpd_listener *l = arg;
     char ip[INET6_ADDRSTRLEN];
     unsigned port;
     sa_to_ip(sa, ip, sizeof(ip), &port);
@@ -125,18 +123,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         return;
     }
     ip_find(ip, 1)->n++;
-    /* replies are already batched per pipelined group, so Nagle only delays
-     * them - most visibly TLS 1.3 session tickets behind a delayed ACK */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    smtpd_session_start(l, fd, ip, port);
-}
-
-static void on_accept_error(struct evconnlistener *evl, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE/ENOBUFS: keep serving the sessions we have */
-    log_warn("accept on %s: %s", ((struct smtpd_listener *)arg)->name, strerror(e));
+    smtpd_session_start(l, fd, ip, port);   /* TCP_NODELAY: from the listener */
 }
 
 /* Called when a session is freed. */
@@ -158,12 +145,8 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void close_listeners(void)
 {
-    for (int i = 0; i < nlisteners; i++) {
-        if (listeners[i].evl) {
-            evconnlistener_free(listeners[i].evl);
-            listeners[i].evl = NULL;
-        }
-    }
+    for (int i = 0; i < nlisteners; i++)
+        smtpd_io_unlisten(&listeners[i]);
 }
 
 /* Reload (SIGUSR1): the replacement smtpd already accepts on the same
@@ -233,11 +216,15 @@ int main(int argc, char **argv)
         l->conf = conf;
         l->name = conf->name;
         fd_set_nonblock(s->fds[i].fd, 1);
-        l->evl = evconnlistener_new(s->base, on_accept, l, LEV_OPT_CLOSE_ON_EXEC |
-                                    LEV_OPT_CLOSE_ON_FREE, 0, s->fds[i].fd);
-        if (l->evl == NULL)
+        fcntl(s->fds[i].fd, F_SETFD, FD_CLOEXEC);
+        /* replies are already batched per pipelined group, so Nagle only
+         * delays them - most visibly TLS 1.3 session tickets behind a
+         * delayed ACK. Set on the listening socket, Linux hands it to every
+         * accepted one: no setsockopt per connection. */
+        int one = 1;
+        setsockopt(s->fds[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (smtpd_io_listen(l, s->fds[i].fd) < 0)
             log_fatal("cannot listen on fd %d (%s)", s->fds[i].fd, l->name);
-        evconnlistener_set_error_cb(l->evl, on_accept_error);
     }
     if (nlisteners == 0)
         log_warn("no listening sockets inherited (POSTERN_FDS): serving nothing");

@@ -5,7 +5,8 @@
  * is a bufferevent plus a small struct; transaction state (struct
  * smtpd_txn) exists only between MAIL and the end of the transaction.
  * Files: smtpd.c (main, listeners, limits, drain), smtpd_session.c (I/O,
- * line framing, timeouts, life cycle), smtpd_cmd.c (verb table, handlers),
+ * line framing, timeouts, life cycle), smtpd_io.c (client reads and
+ * accepts with fewer system calls than libevent's), smtpd_cmd.c (verb table, handlers),
  * smtpd_data.c (DATA phase), smtpd_bdat.c (BDAT chunks, RFC 3030),
  * smtpd_esmtp.c (EHLO keywords and MAIL/RCPT parameters: SIZE, BODY,
  * SMTPUTF8, DSN), smtpd_reply.c (replies, reject logs),
@@ -29,7 +30,7 @@
 #include "mail/stage.h"
 
 struct bufferevent;
-struct evconnlistener;
+struct event;
 
 #define SMTPD_CHUNK          65536       /* CLEANUP_DATA payload limit */
 #define SMTPD_CLEANUP_HIGH   (1u << 20)  /* stop reading the client above this backlog */
@@ -44,7 +45,8 @@ struct evconnlistener;
 struct smtpd_listener {
     const struct listener *conf;         /* listen block */
     const char *name;
-    struct evconnlistener *evl;
+    int fd;                              /* the listening socket, -1 once closed */
+    struct event *ev;                    /* its readiness (smtpd_io.c), NULL once closed */
 };
 
 /* Mutations from filter that cleanup applies (header mutations,
@@ -158,6 +160,14 @@ struct smtpd_verdict {
 extern struct server *smtpd_server;
 extern struct config *smtpd_cfg;
 void smtpd_session_gone(struct smtpd_session *s);   /* counts, drain check */
+/* A connection accept4()ed on l (non-blocking): limits, then a session. */
+struct sockaddr;
+void smtpd_accepted(struct smtpd_listener *l, int fd, const struct sockaddr *sa);
+
+/* smtpd_io.c: reads and accepts without libevent's extra system calls */
+void smtpd_io_plain(struct bufferevent *bev);       /* read a plain bev with read() */
+int  smtpd_io_listen(struct smtpd_listener *l, int fd);   /* -1: failed */
+void smtpd_io_unlisten(struct smtpd_listener *l);   /* stop accepting, close fd */
 
 /* smtpd_session.c */
 void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsigned port);

@@ -235,6 +235,9 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         s->cleanup_broken = 0;
         return -1;
     }
+    /* goes with the first content sent or the END (smtpd_cleanup_end
+     * flushes): one write per message instead of two and an EPOLLOUT round */
+    ipc_peer_hold(s->cleanup->ipc);
     return 0;
 }
 
@@ -260,6 +263,8 @@ int smtpd_cleanup_end(struct smtpd_session *s, int abort)
         return -1;
     }
     ipc_peer_set_timeout(s->cleanup->ipc, CLEANUP_REPLY_TIMEOUT);
+    /* the transaction's frames now, in one write: no EPOLLOUT round */
+    ipc_peer_flush(s->cleanup->ipc);
     return 0;
 }
 

@@ -164,6 +164,10 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
             q = q->next;
         if (q)                      /* else: an answer after its timeout */
             finish(q, a[4] == '1' ? 1 : a[4] == '0' ? 0 : -1);
+        /* no question left open: no answer is due, so no recv() that can
+         * only say EAGAIN (a late one keeps the socket readable) */
+        if (open_qs == NULL || qfd < 0)
+            return;
     }
 }
 

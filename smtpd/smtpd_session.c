@@ -383,24 +383,43 @@ void smtpd_ev(struct log_ev *e, enum log_event ev, const struct smtpd_session *s
     log_ev_client(e, s->ip, s->port);
 }
 
+/* 32 random bits for a session id: splitmix64 seeded once per process
+ * from the kernel (arc4random() asks the kernel on every call: a getrandom
+ * system call per connection). Ids need to be unique, not secret. */
+static uint32_t session_random(void)
+{
+    static uint64_t x;
+    static int seeded;
+    if (!seeded) {
+        x = (uint64_t)arc4random() << 32 | arc4random();
+        seeded = 1;
+    }
+    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
 void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsigned port)
 {
     struct smtpd_session *s = xcalloc(1, sizeof(*s));
     /* unique across processes and restarts (pids are reused), sortable by
      * time: the key filter keeps per-session state under, and the log's
      * session id that links smtpd's lines to the queue id */
-    s->id = ((uint64_t)(uint32_t)time(NULL) << 32) | arc4random();
+    s->id = ((uint64_t)(uint32_t)time(NULL) << 32) | session_random();
     str_format(s->sid, sizeof(s->sid), "%016llx", (unsigned long long)s->id);
     s->lis = l;
     str_copy(s->ip, sizeof(s->ip), ip);
     s->port = port;
     s->state = SS_CONNECT;
     s->tmo_r = s->tmo_w = -1;
-    evutil_make_socket_nonblocking(fd);
+    /* fd is non-blocking: accept4(SOCK_NONBLOCK), smtpd_io.c */
     if (smtpd_tls_implicit(l)) {
         s->bev = smtpd_tls_accept(s, fd);   /* sets W_TLS: greeting after the handshake */
     } else {
         s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (s->bev)
+            smtpd_io_plain(s->bev);     /* read() without libevent's FIONREAD */
         s->plain_bev = 1;
     }
     if (s->bev == NULL)

@@ -15,6 +15,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 
 #include "util/bev_flush.h"
@@ -220,6 +221,13 @@ void ipc_peer_flush(struct ipc_peer *p)
 {
     if (p && p->bev)
         bev_flush_now(p->bev);      /* plain sockets only: ours are */
+}
+
+void ipc_peer_hold(struct ipc_peer *p)
+{
+    /* the bufferevent adds its write event again when more is queued */
+    if (p && p->bev)
+        event_del(&p->bev->ev_write);
 }
 
 size_t ipc_peer_backlog(const struct ipc_peer *p)

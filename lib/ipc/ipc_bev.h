@@ -70,6 +70,10 @@ int  ipc_peer_send(struct ipc_peer *p, enum ipc_type t, const void *msg);
 /* Write what is queued now, as far as the socket takes it (before a close,
  * or to skip an EPOLLOUT round: lib/util/bev_flush.h); libevent sends the rest. */
 void ipc_peer_flush(struct ipc_peer *p);
+/* Keep what is queued until the next send or flush: no write and no
+ * EPOLLOUT round for a frame that more frames follow soon (smtpd's
+ * CLEANUP_BEGIN, sent with the content). */
+void ipc_peer_hold(struct ipc_peer *p);
 /* Bytes queued and not yet written. */
 size_t ipc_peer_backlog(const struct ipc_peer *p);
 
