@@ -5,8 +5,7 @@
  * is a bufferevent plus a small struct; transaction state (struct
  * smtpd_txn) exists only between MAIL and the end of the transaction.
  * Files: smtpd.c (main, listeners, limits, drain), smtpd_session.c (I/O,
- * line framing, timeouts, life cycle), smtpd_io.c (client reads and
- * accepts with fewer system calls than libevent's), smtpd_cmd.c (verb table, handlers),
+ * line framing, timeouts, life cycle), smtpd_io.c (accepting), smtpd_cmd.c (verb table, handlers),
  * smtpd_data.c (DATA phase), smtpd_bdat.c (BDAT chunks, RFC 3030),
  * smtpd_esmtp.c (EHLO keywords and MAIL/RCPT parameters: SIZE, BODY,
  * SMTPUTF8, DSN), smtpd_reply.c (replies, reject logs),
@@ -164,8 +163,7 @@ void smtpd_session_gone(struct smtpd_session *s);   /* counts, drain check */
 struct sockaddr;
 void smtpd_accepted(struct smtpd_listener *l, int fd, const struct sockaddr *sa);
 
-/* smtpd_io.c: reads and accepts without libevent's extra system calls */
-void smtpd_io_plain(struct bufferevent *bev);       /* read a plain bev with read() */
+/* smtpd_io.c: accepting without libevent's extra system calls */
 int  smtpd_io_listen(struct smtpd_listener *l, int fd);   /* -1: failed */
 void smtpd_io_unlisten(struct smtpd_listener *l);   /* stop accepting, close fd */
 

@@ -172,6 +172,7 @@ static void c_drained(struct ipc_peer *p, void *arg)
 
 static const struct ipc_peer_ops cc_ops = {
     .proto = IPC_PROTO_CLEANUP, .connect_nonblock = 1, .out_low = SMTPD_CLEANUP_LOW,
+    .read_direct = 1,
     .on_frame = c_frame, .on_error = c_error, .on_drained = c_drained,
 };
 

@@ -34,6 +34,7 @@
 #include "smtpd.h"
 #include "mail/smtp_cmd.h"
 #include "util/bev_flush.h"
+#include "util/bev_read.h"
 #include "util/log.h"
 #include "metrics/metrics.h"
 
@@ -419,7 +420,7 @@ void smtpd_session_start(struct smtpd_listener *l, int fd, const char *ip, unsig
     } else {
         s->bev = bufferevent_socket_new(smtpd_server->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (s->bev)
-            smtpd_io_plain(s->bev);     /* read() without libevent's FIONREAD */
+            bev_read_direct(s->bev);    /* read() without libevent's FIONREAD */
         s->plain_bev = 1;
     }
     if (s->bev == NULL)

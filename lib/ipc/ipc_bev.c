@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "util/bev_flush.h"
+#include "util/bev_read.h"
 #include "ipc/ipc_bev.h"
 #include "util/log.h"
 #include "daemon/server.h"
@@ -166,6 +167,8 @@ static struct ipc_peer *peer_new(struct event_base *base, int fd, const char *na
     p->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (p->bev == NULL)
         log_fatal("bufferevent_socket_new failed");
+    if (ops->read_direct)
+        bev_read_direct(p->bev);
     int wcb = ops->out_high || ops->on_drained;
     bufferevent_setcb(p->bev, peer_read, wcb ? peer_write : NULL, peer_event, p);
     if (wcb)

@@ -42,6 +42,7 @@ struct ipc_peer_ops {
     int connect_nonblock;       /* client: connect without blocking the loop */
     size_t out_low;             /* write watermark: on_drained / resume below it */
     size_t out_high;            /* > 0: stop reading while more is unsent */
+    int read_direct;            /* 1: one read() per wake-up, no FIONREAD (util/bev_read.h) */
     /* The peer's HELLO was accepted (server side: ours is queued already). */
     void (*on_hello)(struct ipc_peer *p, void *arg);
     /* One decoded message after HELLO; its strings live until it returns.
