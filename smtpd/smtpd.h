@@ -45,7 +45,8 @@ struct smtpd_listener {
     const struct listener *conf;         /* listen block */
     const char *name;
     int fd;                              /* the listening socket, -1 once closed */
-    struct event *ev;                    /* its readiness (smtpd_io.c), NULL once closed */
+    struct event *ev;                    /* its readiness (smtpd_io.c) unless excl */
+    int excl;                            /* watched through smtpd_io.c's EPOLLEXCLUSIVE set */
 };
 
 /* Mutations from filter that cleanup applies (header mutations,
