@@ -110,6 +110,8 @@ int smtpd_session_idle(const struct smtpd_session *s)
 
 static void log_disconnect(struct smtpd_session *s)
 {
+    if (!log_event_on(LE_DISCONNECT))
+        return;                         /* the counts cost a buffer and a printf each */
     buf_t b;
     buf_init(&b, 128);
     int n = smtpd_cmd_count();

@@ -5,10 +5,12 @@
  * value too long is cut, a field that does not fit is dropped and the
  * line says "truncated":true, so every JSON line still parses.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/log_event.h"
 
 _Static_assert(LF__COUNT <= 64, "one bit per field in log_ev.set");
@@ -36,12 +38,17 @@ void log_ev_init(struct log_ev *e, enum log_event ev)
     e->lvl = events[ev].lvl;
     e->set = 0;
     e->used = 0;
+    e->client_raw = 0;
 }
+
+int log_event_on(enum log_event ev) { return log_level_enabled(events[ev].lvl); }
 
 void log_ev_level(struct log_ev *e, enum log_level lvl) { e->lvl = lvl; }
 
 void log_ev_str(struct log_ev *e, enum log_field f, const char *s)
 {
+    if (f == LF_CLIENT)
+        e->client_raw = 0;
     if (s == NULL) {
         e->set &= ~(1ULL << f);
         return;
@@ -81,7 +88,11 @@ void log_ev_printf(struct log_ev *e, enum log_field f, const char *fmt, ...)
 
 void log_ev_client(struct log_ev *e, const char *ip, unsigned port)
 {
-    log_ev_printf(e, LF_CLIENT, "[%s]:%u", ip ? ip : "?", port);
+    /* shaped in value_text: most events are built and not logged */
+    e->v[LF_CLIENT].s = ip ? ip : "?";
+    e->v[LF_CLIENT].n = port;
+    e->set |= 1ULL << LF_CLIENT;
+    e->client_raw = 1;
 }
 
 static int is_set(const struct log_ev *e, int f) { return f >= 0 && (e->set >> f & 1) != 0; }
@@ -96,6 +107,11 @@ static size_t value_text(const struct log_ev *e, int f, char *out, size_t cap)
     default: break;
     }
     const char *s = e->v[f].s;
+    char client[LOG_EV_SCRATCH];        /* as log_ev_printf would have cut it */
+    if (f == LF_CLIENT && e->client_raw) {
+        snprintf(client, sizeof(client), "[%s]:%u", s, (unsigned)e->v[f].n);
+        s = client;
+    }
     return log_escape(out, cap, s, strnlen(s, LOG_VALUE_MAX));
 }
 
@@ -107,55 +123,135 @@ static int field_by_name(const char *name, size_t n)
     return -1;
 }
 
-/* Every field named inside t[0..n) is set? */
-static int segment_complete(const struct log_ev *e, const char *t, size_t n)
+/*
+ * The text layouts, compiled once (per process, on first use) into ops, so
+ * that rendering a line looks no field up by name: OP_LIT copies text,
+ * OP_FIELD / OP_PLURAL show field f, OP_OPT opens a "[...]" part shown only
+ * when every field in need is set (never: it names an unknown field),
+ * else rendering goes on at op skip. The result is what scanning the layout
+ * text gave: an unknown field shows nothing, ']' anywhere is dropped, a '['
+ * without ']' is dropped, a '{' without '}' ends the line.
+ */
+enum { OP_LIT, OP_FIELD, OP_PLURAL, OP_OPT };
+struct op {
+    unsigned char k, never;
+    short f;                    /* OP_FIELD, OP_PLURAL: -1 unknown */
+    unsigned len;               /* OP_LIT */
+    unsigned skip;              /* OP_OPT: first op past the part */
+    const char *s;              /* OP_LIT */
+    uint64_t need;              /* OP_OPT */
+    const char *end;            /* OP_OPT while compiling: the part's ']' */
+};
+static struct op *ops;
+static unsigned ev_op[LE__COUNT + 1];   /* event ev: ops[ev_op[ev] .. ev_op[ev + 1]) */
+static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
+
+/* The fields named inside t[0..n): their bits, never = an unknown one. */
+static uint64_t segment_need(const char *t, size_t n, unsigned char *never)
 {
+    uint64_t need = 0;
     for (size_t i = 0; i < n; i++) {
         if (t[i] != '{')
             continue;
         size_t j = i + 1;
         while (j < n && t[j] != '}' && t[j] != '|')
             j++;
-        if (!is_set(e, field_by_name(t + i + 1, j - i - 1)))
-            return 0;
+        int f = field_by_name(t + i + 1, j - i - 1);
+        if (f < 0)
+            *never = 1;
+        else
+            need |= 1ULL << f;
     }
-    return 1;
+    return need;
+}
+
+/* Ops for one layout from ops[k]; returns the next free index. */
+static unsigned compile_one(const char *t, unsigned k)
+{
+    unsigned first = k;
+    for (const char *p = t; *p; p++) {
+        /* a part ends after its ']': rendering goes on at the next op */
+        for (unsigned i = first; i < k; i++)
+            if (ops[i].k == OP_OPT && ops[i].end && ops[i].end < p) {
+                ops[i].skip = k;
+                ops[i].end = NULL;
+            }
+        if (*p == '[') {
+            const char *end = strchr(p, ']');
+            if (end) {
+                struct op *o = &ops[k++];
+                *o = (struct op){ .k = OP_OPT, .end = end };
+                o->need = segment_need(p + 1, (size_t)(end - p - 1), &o->never);
+            }
+            continue;
+        }
+        if (*p == ']')
+            continue;
+        if (*p == '{') {
+            const char *end = strchr(p, '}');
+            if (end == NULL)
+                break;
+            const char *bar = memchr(p, '|', (size_t)(end - p));
+            int f = field_by_name(p + 1, (size_t)((bar ? bar : end) - p - 1));
+            ops[k++] = (struct op){ .k = bar ? OP_PLURAL : OP_FIELD, .f = (short)f };
+            p = end;
+            continue;
+        }
+        if (k > first && ops[k - 1].k == OP_LIT && ops[k - 1].s + ops[k - 1].len == p)
+            ops[k - 1].len++;
+        else
+            ops[k++] = (struct op){ .k = OP_LIT, .s = p, .len = 1 };
+    }
+    for (unsigned i = first; i < k; i++)     /* parts that end the layout */
+        if (ops[i].k == OP_OPT && ops[i].end) {
+            ops[i].skip = k;
+            ops[i].end = NULL;
+        }
+    return k;
+}
+
+static void compile_all(void)
+{
+    size_t total = 0;
+    for (int ev = 0; ev < LE__COUNT; ev++)
+        total += strlen(events[ev].text);       /* at most one op per character */
+    ops = xcalloc(total + 1, sizeof(*ops));
+    unsigned k = 0;
+    for (int ev = 0; ev < LE__COUNT; ev++) {
+        ev_op[ev] = k;
+        k = compile_one(events[ev].text, k);
+    }
+    ev_op[LE__COUNT] = k;
 }
 
 static size_t render_text(const struct log_ev *e, char *out, size_t cap)
 {
     static __thread char val[4 * LOG_VALUE_MAX + 1];
-    const char *t = events[e->ev].text;
+    pthread_once(&ops_once, compile_all);
     size_t o = 0;
-    for (const char *p = t; *p && o + 1 < cap; p++) {
-        if (*p == '[') {
-            const char *end = strchr(p, ']');
-            if (end && !segment_complete(e, p + 1, (size_t)(end - p - 1)))
-                p = end;
-            continue;
+    unsigned i = ev_op[e->ev], end = ev_op[e->ev + 1];
+    while (i < end && o + 1 < cap) {
+        const struct op *op = &ops[i++];
+        if (op->k == OP_LIT) {
+            size_t n = op->len < cap - 1 - o ? op->len : cap - 1 - o;
+            memcpy(out + o, op->s, n);
+            o += n;
+        } else if (op->k == OP_OPT) {
+            if (op->never || (e->set & op->need) != op->need)
+                i = op->skip;
+        } else if (is_set(e, op->f)) {
+            if (op->k == OP_PLURAL)         /* {count|s}: plural suffix */
+                o = log_put(out, o, cap, "%s", e->v[op->f].n == 1 ? "" : "s");
+            else {
+                size_t n = value_text(e, op->f, val, sizeof(val));
+                o = log_put(out, o, cap, "%.*s", (int)n, val);
+            }
         }
-        if (*p == ']')
-            continue;
-        if (*p != '{') {
-            out[o++] = *p;
-            continue;
-        }
-        const char *end = strchr(p, '}');
-        if (end == NULL)
-            break;
-        const char *bar = memchr(p, '|', (size_t)(end - p));
-        int f = field_by_name(p + 1, (size_t)((bar ? bar : end) - p - 1));
-        if (bar && is_set(e, f))            /* {count|s}: plural suffix */
-            o = log_put(out, o, cap, "%s", e->v[f].n == 1 ? "" : "s");
-        else if (is_set(e, f)) {
-            size_t n = value_text(e, f, val, sizeof(val));
-            o = log_put(out, o, cap, "%.*s", (int)n, val);
-        }
-        p = end;
     }
     out[o] = '\0';
     return o;
 }
+
 
 /* `,"key":value` for one field into tmp; 0 when it did not fit. */
 static size_t json_field(const struct log_ev *e, int f, char *out, size_t cap)

@@ -45,6 +45,7 @@ struct log_ev {
     struct { const char *s; long long n; double d; } v[LF__COUNT];
     char scratch[LOG_EV_SCRATCH];       /* log_ev_printf copies */
     size_t used;
+    int client_raw;                     /* LF_CLIENT is ip (.s) and port (.n), shaped when rendered */
 };
 
 void log_ev_init(struct log_ev *e, enum log_event ev);
@@ -54,9 +55,13 @@ void log_ev_num(struct log_ev *e, enum log_field f, long long n);
 void log_ev_dbl(struct log_ev *e, enum log_field f, double d);
 void log_ev_bool(struct log_ev *e, enum log_field f, int b);
 void log_ev_printf(struct log_ev *e, enum log_field f, const char *fmt, ...) PRINTF_LIKE(3, 4);
-/* "[ip]:port", the client's form everywhere. */
+/* "[ip]:port", the client's form everywhere; ip is borrowed like a string
+ * and the text is made only if the event is logged. */
 void log_ev_client(struct log_ev *e, const char *ip, unsigned port);
 void log_ev_emit(struct log_ev *e);
+/* Would the event be logged at the level in force? For callers whose
+ * field values cost work to make (log_ev_emit checks anyway). */
+int  log_event_on(enum log_event ev);
 
 /* The event "admin": an administrative action (count < 0: none) by user
  * name / uid; qmgr logs the CLI's, the CLI itself when qmgr is away. */

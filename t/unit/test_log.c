@@ -360,6 +360,29 @@ static void test_event_lines(void **state)
     free(text);
 }
 
+/* log_ev_client shapes "[ip]:port" only when rendering; a later
+ * log_ev_str replaces it; log_event_on follows the level in force. */
+static void test_event_client_lazy(void **state)
+{
+    (void)state;
+    struct log_ev e;
+    log_ev_init(&e, LE_CONNECT);
+    log_ev_client(&e, "2001:db8::1\n", 25);
+    log_ev_str(&e, LF_LISTENER, "smtp");
+    render(&e, 0, "connect from [2001:db8::1\\x0a]:25 to smtp");
+    render(&e, 1, ",\"client\":\"[2001:db8::1\\\\x0a]:25\",\"listener\":\"smtp\"");
+    log_ev_str(&e, LF_CLIENT, "plain");
+    render(&e, 0, "connect from plain to smtp");
+    log_ev_client(&e, NULL, 7);
+    render(&e, 0, "connect from [?]:7 to smtp");
+    log_init("test_log", 1, 0, LOG_L_WARN);
+    assert_false(log_event_on(LE_CONNECT));
+    assert_true(log_event_on(LE_AUTH_FAILED));
+    log_init("test_log", 1, 0, LOG_L_INFO);
+    assert_true(log_event_on(LE_CONNECT));
+    log_init("test_log", 1, 0, LOG_L_PANIC);
+}
+
 int main(void)
 {
     log_init("test_log", 1, 0, LOG_L_PANIC);
@@ -372,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_event_text_layout),
         cmocka_unit_test(test_event_value_bounds),
         cmocka_unit_test(test_event_lines),
+        cmocka_unit_test(test_event_client_lazy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
