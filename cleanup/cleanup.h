@@ -68,6 +68,7 @@ struct cl_auth {
     int submission;             /* authenticated, mynetworks or local */
     int verify, sign, add_ar;   /* what the job does */
     int dmarc_on;               /* evaluate DMARC (authentication.dmarc, not a submission) */
+    int decided;                /* the fields above are set (cla_headers) */
     int stripped;               /* spoofed Authentication-Results dropped */
     char from_domain[256];      /* the From field's domain, lower case, or "" */
     struct pdk_verdict dkim;    /* one result per DKIM-Signature */
@@ -199,9 +200,11 @@ void cla_pre_drop(struct server *s);       /* keys and resolvers, still root */
 void cla_start(struct cl_ctx *ctx);
 void cla_stop(void);
 /* The header section as it is emitted: From domain noted, spoofed
- * Authentication-Results dropped; the rest appended to out. */
-void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out, const char *hdr,
-                 size_t len);
+ * Authentication-Results dropped; the rest appended to own. What the job
+ * will do is decided here; when only SPF is there to report, the
+ * Authentication-Results field is composed now into ar (no job). */
+void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
+                 const char *hdr, size_t len);
 int  cla_wanted(struct cl_ctx *ctx, struct cl_txn *t);   /* the job has work */
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t);   /* -> cl_txn_auth_done */
 void cla_txn_free(struct cl_txn *t);

@@ -293,6 +293,14 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         txn_drop_reply(ctx, t, &t->fail);
         return;
     }
+    int auth = cla_wanted(ctx, t);
+    const void *p;
+    size_t n;
+    if (auth && qf_write_buffered(t->w, &p, &n) == 0) {
+        t->state = T_AUTH;              /* still in memory: the job writes it once */
+        cla_submit(ctx, t);
+        return;
+    }
     struct qf_writer *w = t->w;
     t->w = NULL;
     if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
@@ -301,7 +309,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));
         return;
     }
-    if (cla_wanted(ctx, t)) {
+    if (auth) {
         t->state = T_AUTH;              /* DKIM and Authentication-Results first */
         cla_submit(ctx, t);
         return;
