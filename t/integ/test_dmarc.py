@@ -202,6 +202,10 @@ def test_dmarc_reject():
                 assert res["dkim"].result == "pass", (name, str(res["dkim"]))
         quarantined = glob.glob(os.path.join(s.spool, "quarantine", "dmarc", "*"))
         assert len(quarantined) == 3, quarantined
+        # applied as a quarantine mutation: the queue file notes who decided
+        show = s.postern("queue", "show", os.path.basename(quarantined[0]),
+                         check=True).stdout.decode()
+        assert "authentication.dmarc_failure" in show and "dmarc" in show, show
         log = s.log()
         assert "dmarc=fail header.from=rejectdm.com policy=reject disposition=reject" in log, log
         assert "dmarc=temperror header.from=tempfaildm.com" in log, log
