@@ -50,6 +50,7 @@
 #include "cleanup.h"
 #include "dkim/authres.h"
 #include "dkim/pdk.h"
+#include "dmarc/dmarc.h"
 #include "dns/dns.h"
 #include "filter/qf_mutate.h"
 #include "util/clock.h"
@@ -393,6 +394,12 @@ static int auth_run(struct workq_item *it, void *tstate, void *arg)
         fail(t, "auth: write", EIO);   /* not reached: cleanup_conn.c checked */
     }
     buf_free(&add);
+    struct cl_auth *a = &t->auth;
+    if (a->fuse && a->err == 0 && a->dmarc_disposition == DMARC_P_NONE) {
+        a->fused = 1;                   /* nothing left for the loop to decide */
+        clc_run_here(ctx->pool, t);
+        return WORKQ_HANDED;
+    }
     return WORKQ_DONE;
 }
 
@@ -402,11 +409,9 @@ static void *auth_thread_start(void *arg)
     return i < CL_AUTH_THREADS ? dctx[i] : NULL;
 }
 
-static void auth_done(struct workq_item *it, void *arg)
+void cla_log(const struct cl_txn *t)
 {
-    struct cl_ctx *ctx = arg;
-    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
-    struct cl_auth *a = &t->auth;
+    const struct cl_auth *a = &t->auth;
     log_set_qid(t->qid);
     if (a->verify) {
         for (int i = 0; i < a->dkim.n; i++)
@@ -419,6 +424,15 @@ static void auth_done(struct workq_item *it, void *arg)
     else if (a->sign)
         log_info("dkim: signed for %s", a->from_domain);
     log_set_qid(NULL);
+}
+
+static void auth_done(struct workq_item *it, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    if (t->auth.fuse)
+        clc_unexpect(ctx->pool);        /* the loop carries on (not fused) */
+    cla_log(t);
     cl_txn_auth_done(ctx, t, it->wq_cancelled);
 }
 
@@ -434,8 +448,19 @@ void cla_start(struct cl_ctx *ctx)
     wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
 }
 
+/* When nothing can come between the job and the commit (no data-stage
+ * rules to ask, no mutation or quarantine pending), the worker goes on to
+ * the commit itself unless DMARC asks for more (auth_run): one hand-over
+ * per message, as without authentication, instead of worker -> loop ->
+ * commit worker. The loop then hears of t once, at commit done. */
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
 {
+    struct cl_auth *a = &t->auth;
+    a->fuse = (t->faccept || !clf_data_wanted(ctx)) && t->dmuts.n == 0 && !t->qname[0] &&
+              !t->rewrite;
+    a->fused = 0;
+    if (a->fuse)
+        clc_expect(ctx->pool);
     workq_submit(wq, &t->awitem);
 }
 

@@ -431,6 +431,11 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
 {
     struct cl_ctx *ctx = arg;
     struct cl_conn *c = t->conn;
+    if (t->auth.fused) {                /* the auth job's loop part, now */
+        struct cl_reply none;
+        cla_log(t);
+        cld_after(ctx, t, &none);       /* disposition none: log and report line only */
+    }
     log_set_qid(t->qid);
     if (t->cerr) {
         log_error("commit failed at %s: %s", t->cwhere, strerror(t->cerr));
@@ -440,8 +445,9 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
         fail_and_drop(ctx, t, local_reply_errno(t->cerr, LR_WRITE));
         return;
     }
-    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d)",
-              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch);
+    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d%s)",
+              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch,
+              t->auth.fused ? ", by the authentication worker" : "");
     struct log_ev e;
     cl_ev(&e, LE_CLEANUP, t);
     log_ev_num(&e, LF_SIZE, (long long)t->size);
