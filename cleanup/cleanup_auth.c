@@ -37,10 +37,8 @@
  * Worker threads never log and touch only the transaction's auth part,
  * its path/fd (swapped) and envelope (read).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,6 +50,7 @@
 #include "dkim/pdk.h"
 #include "dmarc/dmarc.h"
 #include "dns/dns.h"
+#include "filter/filter_policy.h"
 #include "filter/qf_mutate.h"
 #include "util/clock.h"
 #include "util/fdio.h"
@@ -113,18 +112,8 @@ static const struct cla_domain_keys *keys_for(const char *domain)
 
 int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
 {
-    const struct qf_env *e = &t->env;
-    if (t->local || (e->auth_user && *e->auth_user))
-        return 1;
-    if (e->client_ip == NULL)
-        return 0;
-    struct sockaddr_in s4 = { .sin_family = AF_INET };
-    struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
-    if (inet_pton(AF_INET, e->client_ip, &s4.sin_addr) == 1)
-        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s4);
-    if (inet_pton(AF_INET6, e->client_ip, &s6.sin6_addr) == 1)
-        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s6);
-    return 0;
+    /* the same question as the default relay policy's (lib/filter) */
+    return t->local || policy_client_trusted(ctx->cfg, t->env.client_ip, t->env.auth_user);
 }
 
 /* What the job does for t (once the From domain is known). */
