@@ -218,8 +218,8 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     pthread_mutex_lock(&p->mu);
     t->csyncs = 2;
     tq_push(&p->renamed, t);
-    pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    pthread_cond_signal(&p->cv);        /* unlocked: see workq_submit */
 
     int err = fsync(t->fd) < 0 ? errno : 0;
     if (close(t->fd) < 0 && err == 0)
@@ -311,6 +311,23 @@ void clc_submit(struct cl_pool *p, struct cl_txn *t)
 {
     p->inflight++;
     workq_submit(p->q, &t->witem);
+}
+
+void clc_expect(struct cl_pool *p)
+{
+    p->inflight++;
+}
+
+void clc_unexpect(struct cl_pool *p)
+{
+    p->inflight--;
+}
+
+/* In an auth worker thread: the same steps as a pool worker's. */
+void clc_run_here(struct cl_pool *p, struct cl_txn *t)
+{
+    if (pool_run(&t->witem, NULL, p) == WORKQ_DONE)
+        workq_complete(p->q, &t->witem);
 }
 
 int clc_inflight(struct cl_pool *p)
