@@ -11,7 +11,8 @@
  * disabled). Enabling, disabling, read timeouts and the read high-water
  * mark keep working: they act on the same struct event.
  * Call it right after bufferevent_socket_new(), before reading is enabled.
- * Not for TLS or filtering bufferevents, and never after bufferevent_setfd()
+ * Not for TLS or filtering bufferevents nor with BEV_OPT_DEFER_CALLBACKS
+ * (the read callback runs at once), and never after bufferevent_setfd()
  * (which gives libevent's callback back).
  */
 #ifndef POSTERN_BEV_READ_H
