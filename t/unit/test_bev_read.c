@@ -40,92 +40,103 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* A bufferevent on sv[0] reading with bev_read_direct; sv[1] is the peer. */
-static struct bufferevent *setup(struct event_base *base, int sv[2], struct seen *s)
+struct fix {
+    struct event_base *base;
+    struct bufferevent *bev;     /* NULL once a callback freed it */
+    int sv[2];
+    struct seen s;
+};
+
+static void setup(struct fix *f, int free_in_read)
 {
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-    assert_non_null(bev);
-    bev_read_direct(bev);
-    bufferevent_setcb(bev, on_read, NULL, on_event, s);
-    bufferevent_enable(bev, EV_READ);
-    return bev;
+    memset(f, 0, sizeof(*f));
+    f->s.free_in_read = free_in_read;
+    f->base = event_base_new();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, f->sv), 0);
+    f->bev = bufferevent_socket_new(f->base, f->sv[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_non_null(f->bev);
+    bev_read_direct(f->bev);
+    bufferevent_setcb(f->bev, on_read, NULL, on_event, &f->s);
+    bufferevent_enable(f->bev, EV_READ);
+}
+
+static void teardown(struct fix *f)
+{
+    if (f->bev)
+        bufferevent_free(f->bev);
+    if (f->sv[1] >= 0)
+        close(f->sv[1]);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);     /* deferred finalizers */
+    event_base_free(f->base);
+}
+
+static size_t input_len(const struct fix *f)
+{
+    return evbuffer_get_length(bufferevent_get_input(f->bev));
 }
 
 static void test_data_then_eof(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    struct seen s = { 0 };
-    int sv[2];
-    struct bufferevent *bev = setup(base, sv, &s);
-    assert_int_equal(write(sv[1], "EHLO x\r\n", 8), 8);
-    event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(s.reads, 1);
-    assert_int_equal(s.have, 8);
-    assert_memory_equal(evbuffer_pullup(bufferevent_get_input(bev), 8), "EHLO x\r\n", 8);
-    close(sv[1]);
-    event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(s.what, BEV_EVENT_READING | BEV_EVENT_EOF);
-    assert_int_equal(bufferevent_get_enabled(bev) & EV_READ, 0);
-    bufferevent_free(bev);
-    event_base_free(base);
+    struct fix f;
+    setup(&f, 0);
+    assert_int_equal(write(f.sv[1], "EHLO x\r\n", 8), 8);
+    event_base_loop(f.base, EVLOOP_ONCE);
+    assert_int_equal(f.s.reads, 1);
+    assert_int_equal(f.s.have, 8);
+    assert_memory_equal(evbuffer_pullup(bufferevent_get_input(f.bev), 8), "EHLO x\r\n", 8);
+    close(f.sv[1]);
+    f.sv[1] = -1;
+    event_base_loop(f.base, EVLOOP_ONCE);
+    assert_int_equal(f.s.what, BEV_EVENT_READING | BEV_EVENT_EOF);
+    assert_int_equal(bufferevent_get_enabled(f.bev) & EV_READ, 0);
+    teardown(&f);
 }
 
 static void test_read_timeout(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    struct seen s = { 0 };
-    int sv[2];
-    struct bufferevent *bev = setup(base, sv, &s);
+    struct fix f;
+    setup(&f, 0);
     struct timeval tv = { 0, 20000 };
-    bufferevent_set_timeouts(bev, &tv, NULL);
-    event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(s.reads, 0);
-    assert_int_equal(s.what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
-    assert_int_equal(bufferevent_get_enabled(bev) & EV_READ, 0);
-    bufferevent_free(bev);
-    close(sv[1]);
-    event_base_free(base);
+    bufferevent_set_timeouts(f.bev, &tv, NULL);
+    event_base_loop(f.base, EVLOOP_ONCE);
+    assert_int_equal(f.s.reads, 0);
+    assert_int_equal(f.s.what, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
+    assert_int_equal(bufferevent_get_enabled(f.bev) & EV_READ, 0);
+    teardown(&f);
 }
 
 static void test_high_watermark(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    struct seen s = { 0 };
-    int sv[2];
-    struct bufferevent *bev = setup(base, sv, &s);
-    bufferevent_setwatermark(bev, EV_READ, 0, 10);
+    struct fix f;
+    setup(&f, 0);
+    bufferevent_setwatermark(f.bev, EV_READ, 0, 10);
     char big[100];
     memset(big, 'a', sizeof(big));
-    assert_int_equal(write(sv[1], big, sizeof(big)), (ssize_t)sizeof(big));
-    event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(s.have, 10);               /* never past the mark */
-    event_base_loop(base, EVLOOP_NONBLOCK);
-    assert_int_equal(evbuffer_get_length(bufferevent_get_input(bev)), 10);
-    evbuffer_drain(bufferevent_get_input(bev), 10);   /* below it: reading resumes */
-    event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(s.have, 10);
-    assert_int_equal(s.reads, 2);
-    bufferevent_free(bev);
-    close(sv[1]);
-    event_base_free(base);
+    assert_int_equal(write(f.sv[1], big, sizeof(big)), (ssize_t)sizeof(big));
+    event_base_loop(f.base, EVLOOP_ONCE);
+    assert_int_equal(f.s.have, 10);             /* never past the mark */
+    event_base_loop(f.base, EVLOOP_NONBLOCK);
+    assert_int_equal(input_len(&f), 10);
+    evbuffer_drain(bufferevent_get_input(f.bev), 10);   /* below it: reading resumes */
+    event_base_loop(f.base, EVLOOP_ONCE);
+    assert_int_equal(f.s.have, 10);
+    assert_int_equal(f.s.reads, 2);
+    teardown(&f);
 }
 
 static void test_free_inside_read(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    struct seen s = { .free_in_read = 1 };
-    int sv[2];
-    setup(base, sv, &s);
-    assert_int_equal(write(sv[1], "QUIT\r\n", 6), 6);
-    event_base_loop(base, EVLOOP_ONCE);
-    event_base_loop(base, EVLOOP_NONBLOCK);     /* the deferred finalizer */
-    assert_int_equal(s.reads, 1);
-    close(sv[1]);
-    event_base_free(base);
+    struct fix f;
+    setup(&f, 1);
+    assert_int_equal(write(f.sv[1], "QUIT\r\n", 6), 6);
+    event_base_loop(f.base, EVLOOP_ONCE);
+    f.bev = NULL;                               /* on_read freed it */
+    assert_int_equal(f.s.reads, 1);
+    teardown(&f);
 }
 
 int main(void)
