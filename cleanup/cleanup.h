@@ -68,6 +68,9 @@ struct cl_auth {
     int submission;             /* authenticated, mynetworks or local */
     int verify, sign, add_ar;   /* what the job does */
     int dmarc_on;               /* evaluate DMARC (authentication.dmarc, not a submission) */
+    int decided;                /* the fields above are set (cla_headers) */
+    int fuse;                   /* the commit may follow in the worker (cla_submit) */
+    int fused;                  /* it did: the loop hears of t at commit done */
     int stripped;               /* spoofed Authentication-Results dropped */
     char from_domain[256];      /* the From field's domain, lower case, or "" */
     struct pdk_verdict dkim;    /* one result per DKIM-Signature */
@@ -199,12 +202,16 @@ void cla_pre_drop(struct server *s);       /* keys and resolvers, still root */
 void cla_start(struct cl_ctx *ctx);
 void cla_stop(void);
 /* The header section as it is emitted: From domain noted, spoofed
- * Authentication-Results dropped; the rest appended to out. */
-void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out, const char *hdr,
-                 size_t len);
+ * Authentication-Results dropped; the rest appended to own. What the job
+ * will do is decided here; when only SPF is there to report, the
+ * Authentication-Results field is composed now into ar (no job). */
+void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
+                 const char *hdr, size_t len);
 int  cla_wanted(struct cl_ctx *ctx, struct cl_txn *t);   /* the job has work */
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t);   /* -> cl_txn_auth_done */
 void cla_txn_free(struct cl_txn *t);
+/* The loop's part once the job is done: its log lines. */
+void cla_log(const struct cl_txn *t);
 const char *cla_dkim_result(const struct cl_txn *t);     /* dkim.result */
 void cla_dkim_domains(const struct cl_txn *t, buf_t *out);   /* dkim.domains */
 
@@ -260,6 +267,13 @@ void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok);
 struct cl_pool *clc_start(struct event_base *base, int nthreads,
                           void (*done)(struct cl_txn *t, void *arg), void *arg);
 void clc_submit(struct cl_pool *p, struct cl_txn *t);
+/* cleanup_auth.c's straight-to-commit jobs: the loop counts one in flight
+ * when it submits it (expect), and takes it back if the worker did not go
+ * on to the commit (unexpect); the worker commits with clc_run_here, and
+ * the completion comes as for clc_submit. */
+void clc_expect(struct cl_pool *p);
+void clc_unexpect(struct cl_pool *p);
+void clc_run_here(struct cl_pool *p, struct cl_txn *t);
 int  clc_inflight(struct cl_pool *p);
 void clc_stop(struct cl_pool *p);
 

@@ -9,11 +9,16 @@
  * needs nothing here goes on at once (cla_wanted() == 0).
  * How: a job takes the transaction to a worker (struct cl_auth holds what
  * it works on and what it found: spf from smtpd, dkim[], the dmarc slot).
- * The worker reads the content once, feeding libopendkim (lib/dkim), then
- * writes the same envelope, our new fields (DKIM-Signature first, then
+ * The worker feeds the content to libopendkim (lib/dkim) once, then writes
+ * the envelope, our new fields (DKIM-Signature first, then
  * Authentication-Results) at the top of the header section and the content
- * unchanged: over tmp/ID itself from memory for content up to
- * CL_AUTH_INPLACE_MAX, else into tmp/ID.a, which replaces tmp/ID. Each worker thread owns
+ * unchanged. A message that fits the queue writer's buffer (most) has not
+ * reached the file yet: it is fed from that buffer and the file is written
+ * once (write_once). A larger one was written: it is read back and written
+ * over tmp/ID from memory up to CL_AUTH_INPLACE_MAX, else through tmp/ID.a,
+ * which replaces tmp/ID. When SPF is all there is to report (no DKIM, no
+ * DMARC, nothing to sign) there is no job: the field is composed with the
+ * header section (cla_headers). Each worker thread owns
  * one blocking lib/dns context made before the chroot, and the key cache is
  * shared (lib/dkim/pdk_key.c); each message's DKIM work ends by
  * CL_AUTH_DEADLINE_MS (later key lookups are temperror).
@@ -32,10 +37,8 @@
  * Worker threads never log and touch only the transaction's auth part,
  * its path/fd (swapped) and envelope (read).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -45,7 +48,9 @@
 #include "cleanup.h"
 #include "dkim/authres.h"
 #include "dkim/pdk.h"
+#include "dmarc/dmarc.h"
 #include "dns/dns.h"
+#include "filter/filter_policy.h"
 #include "filter/qf_mutate.h"
 #include "util/clock.h"
 #include "util/fdio.h"
@@ -107,21 +112,12 @@ static const struct cla_domain_keys *keys_for(const char *domain)
 
 int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
 {
-    const struct qf_env *e = &t->env;
-    if (t->local || (e->auth_user && *e->auth_user))
-        return 1;
-    if (e->client_ip == NULL)
-        return 0;
-    struct sockaddr_in s4 = { .sin_family = AF_INET };
-    struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
-    if (inet_pton(AF_INET, e->client_ip, &s4.sin_addr) == 1)
-        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s4);
-    if (inet_pton(AF_INET6, e->client_ip, &s6.sin6_addr) == 1)
-        return cidr_match_sa(&ctx->cfg->mynetworks, (struct sockaddr *)&s6);
-    return 0;
+    /* the same question as the default relay policy's (lib/filter) */
+    return t->local || policy_client_trusted(ctx->cfg, t->env.client_ip, t->env.auth_user);
 }
 
-int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
+/* What the job does for t (once the From domain is known). */
+static void decide(struct cl_ctx *ctx, struct cl_txn *t)
 {
     const struct config *cfg = ctx->cfg;
     struct cl_auth *a = &t->auth;
@@ -131,10 +127,36 @@ int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
     a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf ||
                                    cfg->authentication_dmarc);
     a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;
+    a->decided = 1;
+}
+
+int cla_wanted(struct cl_ctx *ctx, struct cl_txn *t)
+{
+    struct cl_auth *a = &t->auth;
+    if (!a->decided)
+        decide(ctx, t);
     return wq != NULL && (a->verify || a->add_ar || a->sign || a->dmarc_on);
 }
 
 /* ---- the header section as it is emitted (loop thread) --------------------- */
+
+static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
+{
+    struct cl_auth *a = &t->auth;
+    buf_append(out, a->sigs.data, a->sigs.len);
+    if (!a->add_ar)
+        return;
+    struct authres ar = {
+        .spf_result = t->spf_result, .spf_domain = t->spf_domain,
+        .spf_sender = t->env.sender, .spf_helo = t->env.sender[0] == '\0',
+        .dkim_on = a->verify, .dkim = &a->dkim,
+        .dmarc_result = a->dmarc_result[0] ? a->dmarc_result : NULL,
+        .dmarc_header_from = a->from_domain, .dmarc_policy = a->dmarc_policy,
+        .dmarc_reason = a->dmarc_reason,
+    };
+    authres_format(out, ctx->cfg->authserv_id, &ar);
+}
+
 
 /* The domain of the (first) From field's address, lower case, or "". */
 static void from_domain(const char *hdr, size_t len, char *out, size_t cap)
@@ -171,11 +193,17 @@ static void from_domain(const char *hdr, size_t len, char *out, size_t cap)
     }
 }
 
-void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out, const char *hdr,
-                 size_t len)
+void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
+                 const char *hdr, size_t len)
 {
-    from_domain(hdr, len, t->auth.from_domain, sizeof(t->auth.from_domain));
-    int n = authres_strip(out, hdr, len, ctx->cfg->authserv_id);
+    struct cl_auth *a = &t->auth;
+    from_domain(hdr, len, a->from_domain, sizeof(a->from_domain));
+    decide(ctx, t);
+    if (a->add_ar && !a->verify && !a->dmarc_on && !a->sign) {
+        compose(ctx, t, ar);            /* SPF alone: known since MAIL FROM */
+        a->add_ar = 0;
+    }
+    int n = authres_strip(own, hdr, len, ctx->cfg->authserv_id);
     if (n > 0) {
         t->auth.stripped = n;
         log_info("removed %d Authentication-Results field%s claiming \"%s\"", n,
@@ -211,23 +239,6 @@ static int feed_file(struct pdk_job *j, int fd, off_t off, uint64_t len)
     return r;
 }
 
-static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
-{
-    struct cl_auth *a = &t->auth;
-    buf_append(out, a->sigs.data, a->sigs.len);
-    if (!a->add_ar)
-        return;
-    struct authres ar = {
-        .spf_result = t->spf_result, .spf_domain = t->spf_domain,
-        .spf_sender = t->env.sender, .spf_helo = t->env.sender[0] == '\0',
-        .dkim_on = a->verify, .dkim = &a->dkim,
-        .dmarc_result = a->dmarc_result[0] ? a->dmarc_result : NULL,
-        .dmarc_header_from = a->from_domain, .dmarc_policy = a->dmarc_policy,
-        .dmarc_reason = a->dmarc_reason,
-    };
-    authres_format(out, ctx->cfg->authserv_id, &ar);
-}
-
 /* tmp/ID.a: the envelope again, add, then the old content. */
 static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint64_t len)
 {
@@ -259,30 +270,40 @@ static int rewrite(struct cl_txn *t, const buf_t *add, int rfd, off_t off, uint6
     return rc < 0 ? fail(t, "auth: write", e) : 0;
 }
 
-/* Small messages (most): the content is read once into memory, fed from
+/* The message is still in t->w's buffer (cleanup_conn.c kept it there):
+ * write the file once, our fields first. tmp/ID has nothing yet (a
+ * recycled file's old bytes are cut after the new end). */
+static int write_once(struct cl_txn *t, const buf_t *add, const void *content, size_t len)
+{
+    struct qf_writer *w = qf_write_begin(t->fd, &t->env);
+    if (w == NULL)
+        return fail(t, "auth: write", errno);
+    qf_write_content(w, add->data, add->len);
+    qf_write_content(w, content, len);
+    if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0)
+        return fail(t, "auth: write", errno);
+    return 0;
+}
+
+/* Messages already written (larger than the writer's buffer) up to
+ * CL_AUTH_INPLACE_MAX: the content is read once into memory, fed from
  * there and written back over the same tmp/ID, which keeps its inode (and
  * its recycled blocks: cleanup_recycle.c): no second file, no create and
  * unlink in tmp/. Overwriting is safe: tmp/ID is nobody's but ours until
  * the commit, and one cut short by a crash is removed at start. */
-static int rewrite_in_place(struct cl_txn *t, const buf_t *add, const buf_t *content)
+static int rewrite_in_place(struct cl_txn *t, const buf_t *add, const void *content,
+                            size_t len)
 {
     struct stat st;
     if (fstat(t->fd, &st) < 0 || lseek(t->fd, 0, SEEK_SET) < 0)
         return fail(t, "auth: rewrite", errno);
-    struct qf_writer *w = qf_write_begin(t->fd, &t->env);
-    if (w == NULL)
-        return fail(t, "auth: rewrite", errno);
-    qf_write_content(w, add->data, add->len);
-    qf_write_content(w, content->data, content->len);
-    if (qf_write_end(w) < 0)
-        return fail(t, "auth: rewrite", errno);
     t->old_size = st.st_size;       /* what is left past the new end goes */
-    return cl_tmp_trim(t) < 0 ? fail(t, "auth: rewrite", errno) : 0;
+    return write_once(t, add, content, len);
 }
 
 /* Verify and sign: the job over the content (in memory, else the file). */
-static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, off_t off,
-                     uint64_t len)
+static int dkim_pass(struct cl_txn *t, void *tstate, const void *mem, size_t memlen, int rfd,
+                     off_t off, uint64_t len)
 {
     struct cl_auth *a = &t->auth;
     char err[160];
@@ -294,7 +315,7 @@ static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, 
         if (pdk_job_sign(j, &dk->keys[i], err, sizeof(err)) < 0)
             str_copy(a->sign_err, sizeof(a->sign_err), err);
     if (mem)
-        pdk_job_feed(j, mem->data, mem->len);
+        pdk_job_feed(j, mem, memlen);
     else if (feed_file(j, rfd, off, len) < 0) {
         pdk_job_free(j);
         return fail(t, "auth: read content", errno);
@@ -306,33 +327,68 @@ static int dkim_pass(struct cl_txn *t, void *tstate, const buf_t *mem, int rfd, 
     return 0;
 }
 
+/* DKIM, then DMARC (it needs the DKIM results), then our fields. */
+static int evaluate(struct cl_ctx *ctx, struct cl_txn *t, void *tstate, const void *mem,
+                    size_t memlen, int rfd, off_t off, uint64_t len, buf_t *add)
+{
+    struct cl_auth *a = &t->auth;
+    if ((a->verify || a->sign) && dkim_pass(t, tstate, mem, memlen, rfd, off, len) < 0)
+        return -1;
+    if (a->dmarc_on)
+        cld_evaluate(ctx, t, tstate);
+    compose(ctx, t, add);
+    return 0;
+}
+
+/* The message in the file already: read back, then rewritten if we add. */
+static void run_written(struct cl_ctx *ctx, struct cl_txn *t, void *tstate, buf_t *add)
+{
+    off_t off;
+    uint64_t len;
+    int rfd = cl_tmp_content(t, &off, &len);
+    if (rfd < 0) {
+        fail(t, "auth: read", errno);
+        return;
+    }
+    buf_t body;
+    buf_init(&body, 0);
+    int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
+    if (evaluate(ctx, t, tstate, mem ? body.data : NULL, body.len, rfd, off, len, add) == 0 &&
+        add->len > 0) {
+        if (mem)
+            rewrite_in_place(t, add, body.data, body.len);
+        else
+            rewrite(t, add, rfd, off, len);
+    }
+    buf_free(&body);
+    close(rfd);
+}
+
 static int auth_run(struct workq_item *it, void *tstate, void *arg)
 {
     struct cl_ctx *ctx = arg;
     struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
-    struct cl_auth *a = &t->auth;
-    off_t off;
-    uint64_t len;
-    int rfd = cl_tmp_content(t, &off, &len);
-    if (rfd < 0)
-        return fail(t, "auth: read", errno), WORKQ_DONE;
-    buf_t body, add;
-    buf_init(&body, 0);
+    buf_t add;
     buf_init(&add, 1024);
-    int mem = len <= CL_AUTH_INPLACE_MAX && fdio_pread_buf(rfd, off, (size_t)len, &body) == 0;
-    if ((a->verify || a->sign) && dkim_pass(t, tstate, mem ? &body : NULL, rfd, off, len) < 0)
-        goto out;
-    if (a->dmarc_on)
-        cld_evaluate(ctx, t, tstate);          /* DMARC needs the DKIM results */
-    compose(ctx, t, &add);
-    if (add.len > 0 && mem)
-        rewrite_in_place(t, &add, &body);
-    else if (add.len > 0)
-        rewrite(t, &add, rfd, off, len);
-out:
+    const void *p;
+    size_t n;
+    if (t->w && qf_write_buffered(t->w, &p, &n) == 0) {
+        if (evaluate(ctx, t, tstate, p, n, -1, 0, 0, &add) == 0)
+            write_once(t, &add, p, n);
+        qf_write_abort(t->w);           /* p pointed into it */
+        t->w = NULL;
+    } else if (t->w == NULL) {
+        run_written(ctx, t, tstate, &add);
+    } else {
+        fail(t, "auth: write", EIO);   /* not reached: cleanup_conn.c checked */
+    }
     buf_free(&add);
-    buf_free(&body);
-    close(rfd);
+    struct cl_auth *a = &t->auth;
+    if (a->fuse && a->err == 0 && a->dmarc_disposition == DMARC_P_NONE) {
+        a->fused = 1;                   /* nothing left for the loop to decide */
+        clc_run_here(ctx->pool, t);
+        return WORKQ_HANDED;
+    }
     return WORKQ_DONE;
 }
 
@@ -342,11 +398,9 @@ static void *auth_thread_start(void *arg)
     return i < CL_AUTH_THREADS ? dctx[i] : NULL;
 }
 
-static void auth_done(struct workq_item *it, void *arg)
+void cla_log(const struct cl_txn *t)
 {
-    struct cl_ctx *ctx = arg;
-    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
-    struct cl_auth *a = &t->auth;
+    const struct cl_auth *a = &t->auth;
     log_set_qid(t->qid);
     if (a->verify) {
         for (int i = 0; i < a->dkim.n; i++)
@@ -359,6 +413,15 @@ static void auth_done(struct workq_item *it, void *arg)
     else if (a->sign)
         log_info("dkim: signed for %s", a->from_domain);
     log_set_qid(NULL);
+}
+
+static void auth_done(struct workq_item *it, void *arg)
+{
+    struct cl_ctx *ctx = arg;
+    struct cl_txn *t = (struct cl_txn *)(void *)((char *)it - offsetof(struct cl_txn, awitem));
+    if (t->auth.fuse)
+        clc_unexpect(ctx->pool);        /* the loop carries on (not fused) */
+    cla_log(t);
     cl_txn_auth_done(ctx, t, it->wq_cancelled);
 }
 
@@ -374,8 +437,19 @@ void cla_start(struct cl_ctx *ctx)
     wq = workq_new(ctx->srv->base, CL_AUTH_THREADS, &ops, ctx);
 }
 
+/* When nothing can come between the job and the commit (no data-stage
+ * rules to ask, no mutation or quarantine pending), the worker goes on to
+ * the commit itself unless DMARC asks for more (auth_run): one hand-over
+ * per message, as without authentication, instead of worker -> loop ->
+ * commit worker. The loop then hears of t once, at commit done. */
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t)
 {
+    struct cl_auth *a = &t->auth;
+    a->fuse = (t->faccept || !clf_data_wanted(ctx)) && t->dmuts.n == 0 && !t->qname[0] &&
+              !t->rewrite;
+    a->fused = 0;
+    if (a->fuse)
+        clc_expect(ctx->pool);
     workq_submit(wq, &t->awitem);
 }
 

@@ -313,6 +313,23 @@ void clc_submit(struct cl_pool *p, struct cl_txn *t)
     workq_submit(p->q, &t->witem);
 }
 
+void clc_expect(struct cl_pool *p)
+{
+    p->inflight++;
+}
+
+void clc_unexpect(struct cl_pool *p)
+{
+    p->inflight--;
+}
+
+/* In an auth worker thread: the same steps as a pool worker's. */
+void clc_run_here(struct cl_pool *p, struct cl_txn *t)
+{
+    if (pool_run(&t->witem, NULL, p) == WORKQ_DONE)
+        workq_complete(p->q, &t->witem);
+}
+
 int clc_inflight(struct cl_pool *p)
 {
     return p->inflight;

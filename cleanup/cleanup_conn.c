@@ -293,6 +293,14 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         txn_drop_reply(ctx, t, &t->fail);
         return;
     }
+    int auth = cla_wanted(ctx, t);
+    const void *p;
+    size_t n;
+    if (auth && qf_write_buffered(t->w, &p, &n) == 0) {
+        t->state = T_AUTH;              /* still in memory: the job writes it once */
+        cla_submit(ctx, t);
+        return;
+    }
     struct qf_writer *w = t->w;
     t->w = NULL;
     if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
@@ -301,7 +309,7 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
         fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));
         return;
     }
-    if (cla_wanted(ctx, t)) {
+    if (auth) {
         t->state = T_AUTH;              /* DKIM and Authentication-Results first */
         cla_submit(ctx, t);
         return;
@@ -423,6 +431,11 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
 {
     struct cl_ctx *ctx = arg;
     struct cl_conn *c = t->conn;
+    if (t->auth.fused) {                /* the auth job's loop part, now */
+        struct cl_reply none;
+        cla_log(t);
+        cld_after(ctx, t, &none);       /* disposition none: log and report line only */
+    }
     log_set_qid(t->qid);
     if (t->cerr) {
         log_error("commit failed at %s: %s", t->cwhere, strerror(t->cerr));
@@ -432,8 +445,9 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
         fail_and_drop(ctx, t, local_reply_errno(t->cerr, LR_WRITE));
         return;
     }
-    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d)",
-              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch);
+    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d%s)",
+              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch,
+              t->auth.fused ? ", by the authentication worker" : "");
     struct log_ev e;
     cl_ev(&e, LE_CLEANUP, t);
     log_ev_num(&e, LF_SIZE, (long long)t->size);

@@ -10,7 +10,8 @@
  *  - cld_after, in the loop once the job is done: one log line, one line of
  *    aggregate-report data (SPOOL_DMARC_RECORDS), and the action of
  *    authentication.dmarc_failure for a failing message whose policy asks
- *    it: quarantine into quarantine/dmarc/, or reject (550 5.7.1 at end of
+ *    it: quarantine into quarantine/dmarc/ (a quarantine mutation, as the
+ *    rules make it), or reject (550 5.7.1 at end of
  *    data). temperror, permerror and none never lead to either.
  * Only mail from outside is evaluated (cla_wanted: not for submissions).
  */
@@ -94,8 +95,11 @@ int cld_after(struct cl_ctx *ctx, struct cl_txn *t, struct cl_reply *rep)
                  SPOOL_DMARC_RECORDS);
     int reject = 0;
     if (a->dmarc_disposition == DMARC_P_QUARANTINE) {
-        str_copy(t->qname, sizeof t->qname, DMARC_QUARANTINE);
-        str_copy(t->qrule, sizeof t->qrule, "authentication.dmarc_failure");
+        /* through the mutation path like a rule's quarantine: noted in the
+         * queue file, applied with the data stage's mutations */
+        if (filter_muts_add(&t->dmuts, CL_MAX_MUTS, FILTER_M_QUARANTINE, "", DMARC_QUARANTINE,
+                            "", "authentication.dmarc_failure") < 0)
+            log_warn("dmarc: quarantine over the mutation cap: the message is delivered");
     } else if (a->dmarc_disposition == DMARC_P_REJECT) {
         *rep = (struct cl_reply){ V_REJECT, LR_NONE, 550, "5.7.1", "" };
         str_format(rep->text, sizeof rep->text,

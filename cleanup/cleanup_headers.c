@@ -167,6 +167,14 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
 {
     struct hdr_scan *hs = &t->hs;
     time_t now = (time_t)(t->arrival_us / 1000000);
+    /* the client's fields, without spoofed Authentication-Results; ours on
+     * top when SPF is all it reports (else cleanup_auth.c adds it later) */
+    buf_t own, ar;
+    buf_init(&own, (size_t)hs->end_off + 1);
+    buf_init(&ar, 0);
+    cla_headers(ctx, t, &own, &ar, t->hbuf.data, (size_t)hs->end_off);
+    write_out(t, ar.data, ar.len);
+    buf_free(&ar);
     buf_t add;
     buf_init(&add, 512);
     clh_received_spf(&add, t->received_spf);
@@ -177,10 +185,6 @@ static void emit_headers(struct cl_ctx *ctx, struct cl_txn *t)
     /* header mutations decided before DATA (cleanup_rules.c) need the
      * whole section in one piece */
     int mut = clr_has_header_muts(&t->muts);
-    /* the client's fields, without spoofed Authentication-Results */
-    buf_t own;
-    buf_init(&own, (size_t)hs->end_off + 1);
-    cla_headers(ctx, t, &own, t->hbuf.data, (size_t)hs->end_off);
     if (!mut) {
         write_out(t, add.data, add.len);
         buf_reset(&add);

@@ -139,8 +139,10 @@ struct dmarc_report_row {
  * (no blank, control byte or '=' from the message or DNS). */
 struct buf;
 void dmarc_report_line(const struct dmarc_report_row *row, struct buf *out);
-/* Appends the line to path (opened O_APPEND, one write); past
- * DMARC_REPORT_MAX the file is renamed to path.1 first. 0 or -1 (errno). */
+/* Appends the line to path (kept open O_APPEND, one write; the path is
+ * looked at again once a second, so a file moved away is followed by a new
+ * one); past DMARC_REPORT_MAX the file is renamed to path.1 first. 0 or -1
+ * (errno). */
 int  dmarc_report_append(const char *path, const struct dmarc_report_row *row);
 
 #endif

@@ -9,7 +9,7 @@
  * mail and DNS, so every byte outside printable ASCII, blanks and '=' is
  * written as '?', and each value is bounded. The file is bounded too: at
  * DMARC_REPORT_MAX bytes it is renamed to FILE.1 (replacing the previous
- * one) and started anew. Format in postern.conf(5) and HACKING.md.
+ * one) and started anew. The file is kept open between lines (rf_ready). Format in postern.conf(5) and HACKING.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 
 #include "dmarc/dmarc.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/fdio.h"
 
 #define VALUE_MAX 255
@@ -66,26 +67,78 @@ void dmarc_report_line(const struct dmarc_report_row *row, buf_t *out)
     value(out, "aspf", o->has_record ? s : NULL);
 }
 
-int dmarc_report_append(const char *path, const struct dmarc_report_row *row)
+/* The records file stays open between messages (one write per message,
+ * not stat+open+write+close). Once a second the path is looked at again:
+ * a file moved or removed by someone else (a report sender) is left to
+ * them and a new one is opened; the size seen then, plus what was written
+ * since, decides the rotation. One file per process (cleanup's). */
+static struct {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    int64_t checked_ms;
+    char path[256];
+} rf = { .fd = -1 };
+
+static void rf_close(void)
 {
+    if (rf.fd >= 0)
+        close(rf.fd);
+    rf.fd = -1;
+}
+
+/* rf.fd is open on path, rotated when due. 0 or -1 (errno). */
+static int rf_ready(const char *path)
+{
+    int64_t now = clock_now_ms();
+    if (rf.fd >= 0 && strcmp(rf.path, path) == 0 && now - rf.checked_ms < 1000 &&
+        rf.size < DMARC_REPORT_MAX)
+        return 0;
     struct stat st;
-    if (stat(path, &st) == 0 && st.st_size >= DMARC_REPORT_MAX) {
+    int exists = stat(path, &st) == 0;
+    if (exists && st.st_size >= DMARC_REPORT_MAX) {
         char old[512];
         str_format(old, sizeof old, "%s.1", path);
         if (rename(path, old) < 0 && errno != ENOENT)
             return -1;
+        exists = 0;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
+    if (rf.fd >= 0 && (!exists || st.st_dev != rf.dev || st.st_ino != rf.ino ||
+                       strcmp(rf.path, path) != 0))
+        rf_close();
+    if (rf.fd < 0) {
+        rf.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (rf.fd < 0 || fstat(rf.fd, &st) < 0) {
+            int e = errno;
+            rf_close();
+            errno = e;
+            return -1;
+        }
+        str_copy(rf.path, sizeof rf.path, path);
+        rf.dev = st.st_dev;
+        rf.ino = st.st_ino;
+    }
+    rf.size = st.st_size;
+    rf.checked_ms = now;
+    return 0;
+}
+
+int dmarc_report_append(const char *path, const struct dmarc_report_row *row)
+{
+    if (rf_ready(path) < 0)
         return -1;
     buf_t line;
     buf_init(&line, 512);
     dmarc_report_line(row, &line);
     buf_append_char(&line, '\n');
-    int rc = fdio_write_all(fd, line.data, line.len) < 0 ? -1 : 0;
+    int rc = fdio_write_all(rf.fd, line.data, line.len) < 0 ? -1 : 0;
     int e = errno;
+    if (rc == 0)
+        rf.size += (off_t)line.len;
+    else
+        rf_close();                    /* opened again (and looked at) next time */
     buf_free(&line);
-    close(fd);
     errno = e;
     return rc;
 }

@@ -121,12 +121,18 @@ void dns_ctx_free(struct dns_ctx *ctx)
     if (ctx->ev)
         event_free(ctx->ev);
     ub_ctx_delete(ctx->ub);
+    dns_cache_free(ctx);
     free(ctx);
 }
 
 int dns_ctx_pending(const struct dns_ctx *ctx)
 {
     return ctx->nq;
+}
+
+long dns_ctx_cache_hits(const struct dns_ctx *ctx)
+{
+    return ctx->hits;
 }
 
 /* ---- the loop side ---------------------------------------------------- */
@@ -167,7 +173,8 @@ static void query_unlink(struct dns_query *q)
         q->next->prev = q->prev;
     if (q->timer)
         event_free(q->timer);
-    if (--ctx->nq == 0)
+    ctx->nq--;
+    if (!q->cached && --ctx->nub == 0)
         ctx_watch(ctx, 0);
 }
 
@@ -219,8 +226,10 @@ static void on_ub_answer(void *arg, int err, struct ub_result *r)
     struct dns_answer *a = answer_new(q);
     if (err != 0)
         str_format(a->why, sizeof a->why, "resolver: %s", ub_strerror(err));
-    else
+    else {
         dns_answer_fill(a, r);
+        dns_cache_put(q->ctx, q->name, q->type, q->kind, a, r->ttl < 0 ? 0 : (uint32_t)r->ttl);
+    }
     if (r)
         ub_resolve_free(r);
     query_done(q, a);
@@ -235,9 +244,21 @@ static void query_expire(struct dns_query *q)
     query_done(q, a);
 }
 
+/* A cached answer, delivered from the loop like any other. */
+static void query_hit(struct dns_query *q)
+{
+    struct dns_answer *a = q->hit;
+    q->hit = NULL;
+    query_done(q, a);
+}
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    query_expire(arg);
+    struct dns_query *q = arg;
+    if (q->hit)
+        query_hit(q);
+    else
+        query_expire(q);
 }
 
 /* Common start: checks the bounds, registers with libunbound and the loop. */
@@ -264,17 +285,26 @@ static struct dns_query *query_start(struct dns_ctx *ctx, const char *name, uint
         if (!q->timer || evtimer_add(q->timer, &tv) < 0)
             goto fail;
     }
-    int rc = ub_resolve_async(ctx->ub, name, type, 1, q, on_ub_answer, &q->async_id);
-    if (rc != 0) {
-        log_warn("dns: %s: %s", name, ub_strerror(rc));
-        goto fail;
+    q->hit = dns_cache_get(ctx, name, type, kind);
+    q->cached = q->hit != NULL;
+    if (q->hit) {
+        ctx->hits++;
+        if (q->timer)                  /* answered from the loop, never from here */
+            event_active(q->timer, EV_TIMEOUT, 0);
+    } else {
+        int rc = ub_resolve_async(ctx->ub, name, type, 1, q, on_ub_answer, &q->async_id);
+        if (rc != 0) {
+            log_warn("dns: %s: %s", name, ub_strerror(rc));
+            goto fail;
+        }
+        if (ctx->nub++ == 0 && ctx_watch(ctx, 1) < 0)
+            log_warn("dns: cannot watch the resolver");
     }
     q->next = ctx->head;
     if (ctx->head)
         ctx->head->prev = q;
     ctx->head = q;
-    if (ctx->nq++ == 0 && ctx_watch(ctx, 1) < 0)
-        log_warn("dns: cannot watch the resolver");
+    ctx->nq++;
     return q;
 fail:
     if (q->timer)
@@ -302,7 +332,10 @@ void dns_cancel(struct dns_query *q)
 {
     if (!q)
         return;
-    ub_cancel(q->ctx->ub, q->async_id);
+    if (q->hit)
+        dns_answer_free(q->hit);
+    else
+        ub_cancel(q->ctx->ub, q->async_id);
     query_unlink(q);
     free(q);
 }
@@ -315,6 +348,13 @@ void dns_wait(struct dns_ctx *ctx, const int *done)
 {
     int fd = ub_fd(ctx->ub);
     while (!*done && ctx->head) {
+        struct dns_query *hit = ctx->head;
+        while (hit && !hit->hit)
+            hit = hit->next;
+        if (hit) {                     /* answered from the cache */
+            query_hit(hit);
+            continue;
+        }
         int64_t now = clock_now_ms(), next = INT64_MAX;
         for (struct dns_query *q = ctx->head; q; q = q->next)
             if (q->deadline < next)

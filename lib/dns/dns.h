@@ -129,6 +129,9 @@ struct dns_ctx *dns_ctx_for_daemon(const struct config *cfg, const char *consequ
 void dns_ctx_attach(struct dns_ctx *ctx, struct event_base *base);
 void dns_ctx_free(struct dns_ctx *ctx);          /* cancels what is outstanding */
 int  dns_ctx_pending(const struct dns_ctx *ctx);  /* outstanding queries */
+/* Questions answered from the context's cache (lib/dns/dns_cache.c: an
+ * answer is kept for its TTL, at most an hour; never a temporary failure). */
+long dns_ctx_cache_hits(const struct dns_ctx *ctx);
 
 /* Asynchronous lookups: NULL when the query cannot start (bad name, too
  * many outstanding, no event base): the caller treats that as DNS_TEMPFAIL. */

@@ -393,6 +393,17 @@ uint64_t qf_write_size(const struct qf_writer *w)
     return w->content_len;
 }
 
+int qf_write_buffered(const struct qf_writer *w, const void **p, size_t *n)
+{
+    size_t start = (size_t)w->content_hdr + 8;
+    if (w->err || w->written != 0 || w->buf.len < start ||
+        w->buf.len - start != w->content_len)
+        return -1;
+    *p = w->buf.data + start;
+    *n = w->buf.len - start;
+    return 0;
+}
+
 /* Kept for qfile.h's callers: a short file is EIO (lib/util/fdio.h). */
 int qf_pread_all(int fd, void *p, size_t n, off_t off)
 {

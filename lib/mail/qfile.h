@@ -134,6 +134,11 @@ int  qf_write_content(struct qf_writer *w, const void *p, size_t n);
 int  qf_write_end(struct qf_writer *w);
 void qf_write_abort(struct qf_writer *w);      /* free without finishing */
 uint64_t qf_write_size(const struct qf_writer *w);   /* content bytes so far */
+/* The content so far, when all of it is still in w's buffer (nothing has
+ * reached the file yet, no error): 0 with *p and *n (valid until w changes),
+ * else -1. Lets cleanup write a small message once, with fields it adds in
+ * front, instead of writing it and rewriting it. */
+int  qf_write_buffered(const struct qf_writer *w, const void **p, size_t *n);
 
 /* ---- reader ------------------------------------------------------------ */
 /* Read and validate a whole queue file (envelope parsed, content located but

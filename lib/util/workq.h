@@ -29,7 +29,10 @@ struct workq_item {
                                  * requester is not to be told */
 };
 
-enum { WORKQ_DONE = 0, WORKQ_KEPT = 1 };    /* what run() returns */
+/* What run() returns. WORKQ_HANDED: run() passed the job on to another
+ * queue's completion (cleanup's auth job going straight to the commit):
+ * this queue neither posts it nor calls done() for it. */
+enum { WORKQ_DONE = 0, WORKQ_KEPT = 1, WORKQ_HANDED = 2 };
 
 struct workq_ops {
     /* Optional per-thread state, made and freed in the worker thread. */
@@ -38,7 +41,8 @@ struct workq_ops {
     /* Worker thread: the job's work. Touches only the job and tstate.
      * WORKQ_DONE: hand it back now; WORKQ_KEPT: workq_complete() follows. */
     int  (*run)(struct workq_item *it, void *tstate, void *arg);
-    /* Loop thread: always called once per submitted job, also cancelled ones. */
+    /* Loop thread: called once per submitted job, also cancelled ones
+     * (not for one run() returned WORKQ_HANDED). */
     void (*done)(struct workq_item *it, void *arg);
 };
 

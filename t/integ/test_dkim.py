@@ -19,6 +19,7 @@ test unbound.conf's local-data (nothing leaves the host):
 import base64
 import os
 import shutil
+import smtplib
 import subprocess
 import tempfile
 
@@ -298,6 +299,20 @@ def test_dkim():
         ars, _, data = ar_of(deliver(s, dkimpy_sign(big, b"s2", b"sender.test", f"{w.d}/ed.pem",
                                                     alg=b"ed25519-sha256"), n))
         assert len(data) > 4500000 and "dkim=pass" in ars[0], ars
+        # over the queue writer's 64 KiB buffer, under 4 MiB: read back and
+        # rewritten in place (small messages are written once, from memory)
+        mid = MSG.replace(b"world", b"\r\n".join([b"y" * 1000] * 300))
+        n += 1
+        ars, _, data = ar_of(deliver(s, dkimpy_sign(mid, b"s1", b"sender.test",
+                                                    f"{w.d}/rsa.pem"), n))
+        assert 300000 < len(data) < 400000 and "dkim=pass" in ars[0], ars
+        changed = dkimpy_sign(mid, b"s1", b"sender.test", f"{w.d}/rsa.pem")
+        try:                            # the rules refuse dkim.result == "fail"
+            s.send("alice@sender.test", ["user@example.test"],
+                   crlf(changed.replace(b"y" * 1000, b"z" * 1000, 1)))
+            raise AssertionError("a changed body passed DKIM")
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == 550 and b"dkim fail" in e.smtp_error, e
         sub = check_signing(s, w)
         # the submitted message was signed on its way in
         got = sorted(s.wait_delivered("user", n + 1), key=os.path.getmtime)[-1]

@@ -26,7 +26,7 @@ import authres
 import dkim
 
 from dnszone import dns_conf
-from suite import Suite
+from suite import Suite, wait_for
 from spfzone import unbound_conf
 from test_rules import rules_dir, write
 
@@ -85,9 +85,9 @@ class World:
             return self.txt.get(name.decode().rstrip("."), "").encode()
         return self.txt.get(name.rstrip("."), None)   # authheaders' DMARC lookups
 
-    def suite(self, failure, dkim_on=True, spf_on=True):
+    def suite(self, failure, dkim_on=True, spf_on=True, rules=True):
         return Suite(mynetworks="[]", extra_conf=(
-            f'rules = "{self.rules}"; {dns_conf(self.ub, timeout="3s")}'
+            (f'rules = "{self.rules}"; ' if rules else "") + f'{dns_conf(self.ub, timeout="3s")}'
             f' authentication {{ spf = {"true" if spf_on else "false"};'
             f' dkim = {"true" if dkim_on else "false"};'
             f' dmarc = true; dmarc_failure = "{failure}"; }}'))
@@ -139,7 +139,7 @@ def ours(data):
     parsed = authres.AuthenticationResultsHeader.parse(ar[0])
     assert parsed.authserv_id == "mx.example.test", ar[0]
     rules = [f for f in fields if f.startswith("X-Dmarc-Rules:")]
-    return {r.method: r for r in parsed.results}, rules[0].split(":", 1)[1].strip()
+    return {r.method: r for r in parsed.results}, (rules[0].split(":", 1)[1].strip() if rules else None)
 
 
 def prop(r, ptype, name):
@@ -202,6 +202,10 @@ def test_dmarc_reject():
                 assert res["dkim"].result == "pass", (name, str(res["dkim"]))
         quarantined = glob.glob(os.path.join(s.spool, "quarantine", "dmarc", "*"))
         assert len(quarantined) == 3, quarantined
+        # applied as a quarantine mutation: the queue file notes who decided
+        show = s.postern("queue", "show", os.path.basename(quarantined[0]),
+                         check=True).stdout.decode()
+        assert "authentication.dmarc_failure" in show and "dmarc" in show, show
         log = s.log()
         assert "dmarc=fail header.from=rejectdm.com policy=reject disposition=reject" in log, log
         assert "dmarc=temperror header.from=tempfaildm.com" in log, log
@@ -241,6 +245,41 @@ def test_dmarc_failure_none():
             assert prop(d, "policy", "dmarc") in ("reject", "quarantine"), str(d)
             assert "dis=none" in (d.reason or ""), str(d)
         assert not glob.glob(os.path.join(s.spool, "quarantine", "*", "*"))
+
+
+def test_dmarc_without_rules():
+    """No data-stage rules: a message DMARC lets through is committed by the
+    authentication worker itself (no trip back through cleanup's loop);
+    reject and quarantine still go through the loop. Logs, report lines and
+    Authentication-Results are the same either way."""
+    w = World()
+    os.environ["POSTERN_TRACE"] = "4"           # TRACE_QUEUE: how each was committed
+    try:
+        s = w.suite("reject", rules=False)
+    finally:
+        del os.environ["POSTERN_TRACE"]
+    with s:
+        assert send(s, "a@senderdm.com", w.message("x@dkdm.com", 1, "dkdm.com"))[0] == 250
+        code, text = send(s, "a@senderdm.com", w.message("x@rejectdm.com", 2, "otherdm.com"))
+        assert (code, text[:6]) == (550, b"5.7.1 "), (code, text)
+        assert send(s, "a@senderdm.com", w.message("x@quardm.com", 3))[0] == 250
+        got = s.wait_delivered("user", 1)
+        res, _ = ours(open(got[0], "rb").read())
+        assert res["dmarc"].result == "pass" and res["dkim"].result == "pass", res
+        assert res["spf"].result == "pass", res
+        wait_for(lambda: len(glob.glob(os.path.join(s.spool, "quarantine", "dmarc", "*"))) == 1,
+                 what="the quarantined message")
+        log = wait_for(lambda: "dmarc=fail header.from=quardm.com" in s.log() and s.log(),
+                       what="the quarantine's dmarc line")
+        assert "dkim=pass d=dkdm.com s=s1" in log, log
+        assert "dmarc=pass header.from=dkdm.com" in log, log
+        assert "dmarc=fail header.from=rejectdm.com policy=reject disposition=reject" in log, log
+        recs = open(os.path.join(s.spool, "dmarc", "records")).read().splitlines()
+        assert len(recs) == 3, recs
+        committed = [l for l in log.splitlines() if "committed: " in l]
+        assert len(committed) == 2, committed      # the passing one and the quarantined one
+        assert "incoming/" in committed[0] and "by the authentication worker" in committed[0]
+        assert "quarantine/" in committed[1] and "authentication worker" not in committed[1]
 
 
 def test_dmarc_without_dkim():

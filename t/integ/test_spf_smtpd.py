@@ -35,7 +35,9 @@ stage data {
 def spf_suite(spf=True):
     d = rules_dir()
     ub = unbound_conf(ZONE, os.path.join(d, "unbound.conf"))
-    return rules_suite(RULES, d=d, extra_conf=dns_conf(ub) +
+    # mynetworks leaves 127.0.0.1 out: mail from it is inbound, not a
+    # submission (which gets no Authentication-Results)
+    return rules_suite(RULES, d=d, mynetworks='["192.0.2.0/24"]', extra_conf=dns_conf(ub) +
                        f' authentication {{ spf = {"true" if spf else "false"}; }}')
 
 
@@ -65,12 +67,18 @@ def test_spf_smtpd():
         s.send("a@pass.test", ["user@example.test"], b"Subject: spf\r\n\r\nhello\r\n")
         got = s.wait_delivered("user", 1)
         data = open(got[0], "rb").read()
-        head = data.split(b"\n\n", 1)[0].replace(b"\n ", b" ")    # unfolded
+        head = data.split(b"\n\n", 1)[0].replace(b"\n ", b" ").replace(b"\n\t", b" ")  # unfolded
         assert b"Received-SPF: pass (mx.example.test: domain of a@pass.test designates " \
             b"127.0.0.1 as permitted sender)" in head, head
         assert head.index(b"Received-SPF:") < head.index(b"Received: from"), head
         assert b"client-ip=127.0.0.1;" in head and b"envelope-from=\"a@pass.test\";" in head, head
         assert b"identity=mailfrom" in head, head
+        # SPF alone: our Authentication-Results is written with the header
+        # section (no DKIM/DMARC pass), on top, once
+        ar = [f for f in head.split(b"\n") if f.startswith(b"Authentication-Results:")]
+        assert len(ar) == 1 and b"spf=pass" in ar[0] and b"smtp.mailfrom=" in ar[0], head
+        assert b"dkim=" not in ar[0] and b"dmarc=" not in ar[0], ar
+        assert head.index(b"Authentication-Results:") < head.index(b"Received-SPF:"), head
         log = s.log()
         assert "spf: [127.0.0.1]" in log and "fail for a@fail.test (mailfrom)" in log, log
 
@@ -80,4 +88,5 @@ def test_spf_off():
         assert mail(s, "a@fail.test")[0] == 250        # spf.result reads "none"
         s.send("a@pass.test", ["user@example.test"], b"Subject: spf\r\n\r\nhello\r\n")
         got = s.wait_delivered("user", 1)
-        assert b"Received-SPF" not in open(got[0], "rb").read()
+        data = open(got[0], "rb").read()
+        assert b"Received-SPF" not in data and b"Authentication-Results" not in data, data

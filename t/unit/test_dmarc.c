@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "dmarc/dmarc.h"
@@ -324,10 +326,49 @@ static void test_report(void **state)
     buf_free(&b);
 }
 
+/* The records file stays open between lines; one moved away (a report
+ * sender took it) is followed by a new file within a second. */
+static void test_report_append(void **state)
+{
+    struct dmarc_outcome o;
+    decide("example.com", "pass", "example.com", NULL, NULL, "v=DMARC1; p=none",
+           "example.com", 0, &o);
+    struct dmarc_report_row row = { 1700000000, "Q1", "192.0.2.1", "none", &o, "pass",
+                                    "example.com" };
+    char dir[] = "/tmp/test_dmarc.XXXXXX", path[64], moved[80];
+    assert_non_null(mkdtemp(dir));
+    str_format(path, sizeof path, "%s/records", dir);
+    str_format(moved, sizeof moved, "%s/taken", dir);
+    assert_int_equal(dmarc_report_append(path, &row), 0);
+    assert_int_equal(dmarc_report_append(path, &row), 0);
+    assert_int_equal(rename(path, moved), 0);
+    usleep(1100 * 1000);
+    assert_int_equal(dmarc_report_append(path, &row), 0);
+    buf_t a, b;
+    buf_init(&a, 256);
+    buf_init(&b, 256);
+    FILE *f = fopen(moved, "r");
+    for (int c; f && (c = fgetc(f)) != EOF;)
+        buf_append_char(&a, (char)c);
+    fclose(f);
+    f = fopen(path, "r");
+    for (int c; f && (c = fgetc(f)) != EOF;)
+        buf_append_char(&b, (char)c);
+    fclose(f);
+    assert_int_equal(b.len * 2, a.len);          /* two lines there, one here */
+    assert_int_equal(b.data[b.len - 1], '\n');
+    buf_free(&a);
+    buf_free(&b);
+    unlink(path);
+    unlink(moved);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_is_dmarc),
+        cmocka_unit_test(test_report_append),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_org_domain),
         cmocka_unit_test(test_alignment),

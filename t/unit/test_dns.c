@@ -47,6 +47,7 @@ static const char *conf_text =
     "    local-data: \"1.2.0.192.in-addr.arpa. 300 IN PTR mx1.example.test.\"\n"
     "    local-data: \"9.2.0.192.in-addr.arpa. 300 IN PTR liar.example.test.\"\n"
     "    local-data: \"liar.example.test. 300 IN A 192.0.2.10\"\n"
+    "    local-data: \"zero.test. 0 IN A 192.0.2.7\"\n"
     "    local-data: \"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. "
     "300 IN PTR mx1.example.test.\"\n"
     "stub-zone:\n"
@@ -287,6 +288,52 @@ static void test_async_loop(void **state)
     event_base_free(base);
 }
 
+/* The answer cache: a repeat is answered without libunbound (any case,
+ * with or without the final dot), a TTL of 0 is never kept, a temporary
+ * failure neither; an asynchronous hit still arrives from the loop, and a
+ * cancelled one never does. */
+static void test_cache(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct dns_ctx *ctx = ctx_make(base, 300, 8);
+    struct dns_answer *a = dns_resolve(ctx, "example.test", DNS_T_TXT);
+    assert_int_equal(a->status, DNS_FOUND);
+    assert_int_equal(dns_ctx_cache_hits(ctx), 0);
+    struct dns_answer *b = dns_resolve(ctx, "EXAMPLE.test.", DNS_T_TXT);
+    assert_int_equal(dns_ctx_cache_hits(ctx), 1);
+    assert_int_equal(b->status, DNS_FOUND);
+    assert_int_equal(b->n, 1);
+    assert_string_equal(b->rr[0].u.txt.text, a->rr[0].u.txt.text);
+    assert_string_equal(b->qname, "EXAMPLE.test.");
+    dns_answer_free(a);
+    dns_answer_free(b);
+    for (int i = 0; i < 2; i++) {            /* TTL 0 and a timeout: asked again */
+        dns_answer_free(dns_resolve(ctx, "zero.test", DNS_T_A));
+        a = dns_resolve(ctx, "www.slow.test", DNS_T_A);
+        assert_int_equal(a->status, DNS_TEMPFAIL);
+        dns_answer_free(a);
+    }
+    assert_int_equal(dns_ctx_cache_hits(ctx), 1);
+    a = dns_resolve(ctx, "nosuch.test", DNS_T_A);   /* NXDOMAIN, SOA-derived TTL */
+    assert_int_equal(a->status, DNS_NOTFOUND);
+    dns_answer_free(a);
+    struct async_seen s;
+    memset(&s, 0, sizeof s);
+    assert_non_null(dns_query(ctx, "example.test", DNS_T_TXT, on_async, &s));
+    assert_int_equal(s.n, 0);                 /* never from inside dns_query */
+    event_base_dispatch(base);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.st[0], DNS_FOUND);
+    assert_int_equal(dns_ctx_cache_hits(ctx), 2);
+    struct dns_query *q = dns_query(ctx, "example.test", DNS_T_TXT, on_async, &s);
+    dns_cancel(q);
+    event_base_dispatch(base);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(dns_ctx_pending(ctx), 0);
+    dns_ctx_free(ctx);
+    event_base_free(base);
+}
+
 static void test_config_errors(void **state)
 {
     struct dns_config dc = { .unbound_config = "/nonexistent/unbound.conf" };
@@ -448,6 +495,7 @@ int main(void)
         { "PTR and FCrDNS", test_ptr_fcrdns, NULL, NULL, NULL },
         { "timeout (blocking)", test_timeout_sync, NULL, NULL, NULL },
         { "libevent loop, bound, cancel", test_async_loop, NULL, NULL, NULL },
+        { "answer cache: hits, TTL 0, failures, async", test_cache, NULL, NULL, NULL },
         { "configuration errors", test_config_errors, NULL, NULL, NULL },
         { "DNSSEC: secure and bogus", test_dnssec, NULL, NULL, NULL },
         { "rdata parsers", test_rdata, NULL, NULL, NULL },
