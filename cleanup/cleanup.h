@@ -255,7 +255,7 @@ void clq_close(struct cl_ctx *ctx);
 int  cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size);
 /* A recycled file was overwritten from offset 0: cut what is left of the
  * old content past the new end (the file must end at END). 0 or -1. */
-int  cl_tmp_trim(struct cl_txn *t);
+int  cl_tmp_trim(struct cl_txn *t, off_t end);
 /* Rewrites (commit pool, auth workers): t's file opened for reading with
  * its content located (fd, or -1 with errno); a new file beside it,
  * tmp/ID<suffix> (fd or -1); and that file replacing t's (ok) or removed. */

@@ -280,7 +280,8 @@ static int write_once(struct cl_txn *t, const buf_t *add, const void *content, s
         return fail(t, "auth: write", errno);
     qf_write_content(w, add->data, add->len);
     qf_write_content(w, content, len);
-    if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0)
+    off_t end;
+    if (qf_write_end_at(w, &end) < 0 || cl_tmp_trim(t, end) < 0)
         return fail(t, "auth: write", errno);
     return 0;
 }

@@ -218,8 +218,8 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     pthread_mutex_lock(&p->mu);
     t->csyncs = 2;
     tq_push(&p->renamed, t);
-    pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    pthread_cond_signal(&p->cv);        /* unlocked: see workq_submit */
 
     int err = fsync(t->fd) < 0 ? errno : 0;
     if (close(t->fd) < 0 && err == 0)

@@ -303,7 +303,8 @@ static void txn_end(struct cl_conn *c, struct cl_txn *t, uint32_t abort_)
     }
     struct qf_writer *w = t->w;
     t->w = NULL;
-    if (qf_write_end(w) < 0 || cl_tmp_trim(t) < 0) {
+    off_t end;
+    if (qf_write_end_at(w, &end) < 0 || cl_tmp_trim(t, end) < 0) {
         int err = errno;
         log_error("write %s: %s", t->path, strerror(err));
         fail_and_drop(ctx, t, local_reply_errno(err, LR_WRITE));

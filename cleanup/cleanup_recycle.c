@@ -120,13 +120,10 @@ int cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size)
     return open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 }
 
-int cl_tmp_trim(struct cl_txn *t)
+int cl_tmp_trim(struct cl_txn *t, off_t end)
 {
     if (t->old_size == 0)
         return 0;
-    off_t end = lseek(t->fd, 0, SEEK_CUR);     /* the writer writes sequentially */
-    if (end < 0)
-        return -1;
     if (end < t->old_size && ftruncate(t->fd, end) < 0)
         return -1;
     t->old_size = 0;

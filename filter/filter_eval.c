@@ -579,8 +579,8 @@ static void pool_submit(struct fpool *P, struct fjob *j)
                      FILTER_WORKERS_MAX);
         }
     }
-    pthread_cond_signal(&P->work);
     pthread_mutex_unlock(&P->mu);
+    pthread_cond_signal(&P->work);      /* unlocked: the woken worker does not block on mu */
 }
 
 /* Also at shutdown (wq_cancelled): the job's memory and references go;

@@ -183,7 +183,6 @@ struct qf_writer {
     int err;                 /* sticky errno of the first failure */
     buf_t buf;               /* bytes not yet written */
     uint64_t written;        /* bytes handed to write(2) so far */
-    off_t base;              /* file offset where the queue file starts */
     uint64_t content_hdr;    /* offset of the CONTENT payload (u64 length) */
     uint64_t content_len;
     uint32_t crc;            /* END checksum of the bytes so far (qfile.h) */
@@ -350,9 +349,6 @@ struct qf_writer *qf_write_begin(int fd, const struct qf_env *env)
     }
     struct qf_writer *w = xcalloc(1, sizeof(*w));
     w->fd = fd;
-    w->base = lseek(fd, 0, SEEK_CUR);
-    if (w->base < 0)
-        w->base = 0;
     buf_init(&w->buf, WBUF_SIZE + 1024);
     write_envelope(w, env);
     /* open CONTENT: length patched by qf_write_end */
@@ -410,7 +406,7 @@ int qf_pread_all(int fd, void *p, size_t n, off_t off)
     return fdio_pread_all(fd, p, n, off);
 }
 
-int qf_write_end(struct qf_writer *w)
+int qf_write_end_at(struct qf_writer *w, off_t *end_r)
 {
     unsigned char x[8];
     rec_begin(w, rec_def_kind(K_END)->type, END_V2_LEN);
@@ -419,15 +415,26 @@ int qf_write_end(struct qf_writer *w)
     unsigned char c[4];
     be_put(c, w->crc, 4);
     buf_append(&w->buf, c, 4);
+    /* the CONTENT length is patched where it is: still in the buffer (the
+     * checksum saw 0 there either way: qfile.h), else in the file */
+    int in_buf = w->written == 0 && w->err == 0;
+    be_put(x, w->content_len, 8);
+    if (in_buf)
+        memcpy(w->buf.data + w->content_hdr, x, 8);
     int r = wflush(w);
-    if (r == 0) {
-        be_put(x, w->content_len, 8);
-        r = fdio_pwrite_all(w->fd, x, 8, w->base + (off_t)w->content_hdr);
-    }
+    if (r == 0 && !in_buf)
+        r = fdio_pwrite_all(w->fd, x, 8, (off_t)w->content_hdr);   /* the file starts at 0 */
+    if (r == 0 && end_r)
+        *end_r = (off_t)w->written;
     int e = errno;
     qf_write_abort(w);
     errno = e;
     return r;
+}
+
+int qf_write_end(struct qf_writer *w)
+{
+    return qf_write_end_at(w, NULL);
 }
 
 void qf_write_abort(struct qf_writer *w)

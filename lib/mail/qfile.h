@@ -121,7 +121,8 @@ void qf_env_add_note(struct qf_env *e, const char *text);
 
 /* ---- writer (cleanup) ------------------------------------------------ */
 struct qf_writer;
-/* Start a file on fd (already open, empty): writes VERSION + envelope +
+/* Start a file on fd (already open at offset 0: a new file, or a reused one
+ * being overwritten from the start): writes VERSION + envelope +
  * recipients from env, then opens the CONTENT record. NULL with errno EINVAL
  * when env would make a file the reader refuses (no recipient, bad queue id,
  * CR/LF in a text field, field too long...). */
@@ -132,6 +133,9 @@ int  qf_write_content(struct qf_writer *w, const void *p, size_t n);
  * errno (ENOSPC/EIO...) - the caller then discards the file. Does not fsync.
  * Frees w in both cases. */
 int  qf_write_end(struct qf_writer *w);
+/* The same, and *end_r = the file offset just past END (where a longer old
+ * file, reused, is to be cut). */
+int  qf_write_end_at(struct qf_writer *w, off_t *end_r);
 void qf_write_abort(struct qf_writer *w);      /* free without finishing */
 uint64_t qf_write_size(const struct qf_writer *w);   /* content bytes so far */
 /* The content so far, when all of it is still in w's buffer (nothing has

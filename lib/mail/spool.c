@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,6 +66,32 @@ static void b32(char **p, uint64_t v, int digits)
 
 /* seconds (7 digits = 35 bits), microseconds (4 digits), pid (4 digits),
  * counter (3 digits): 18 characters, sorts by arrival time. */
+/* The process id, asked once (a system call costs microseconds on some
+ * VMs) and again in a child after fork(). */
+static _Atomic pid_t id_pid;
+
+static void id_pid_forget(void)
+{
+    id_pid = 0;
+}
+
+static void id_pid_atfork(void)
+{
+    pthread_atfork(NULL, NULL, id_pid_forget);
+}
+
+static pid_t id_pid_get(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, id_pid_atfork);
+    pid_t p = id_pid;
+    if (p == 0) {
+        p = getpid();
+        id_pid = p;
+    }
+    return p;
+}
+
 void queue_id_new(char *id, size_t size)
 {
     static _Atomic uint32_t counter;
@@ -73,7 +100,7 @@ void queue_id_new(char *id, size_t size)
     char tmp[QUEUE_ID_MAX], *p = tmp;
     b32(&p, (uint64_t)tv.tv_sec, 7);
     b32(&p, (uint64_t)tv.tv_usec, 4);
-    b32(&p, (uint64_t)getpid(), 4);
+    b32(&p, (uint64_t)id_pid_get(), 4);
     b32(&p, atomic_fetch_add(&counter, 1), 3);
     *p = '\0';
     snprintf(id, size, "%s", tmp);

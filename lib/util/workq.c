@@ -189,8 +189,11 @@ void workq_submit(struct workq *q, struct workq_item *it)
     it->wq_cancelled = 0;
     pthread_mutex_lock(&q->mu);
     wl_push(&q->todo, it);
-    pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
+    /* after the unlock: the woken worker does not then block on the mutex
+     * we still hold (a futex wait and wake fewer per job); it re-checks
+     * the list under the lock, so a wake-up is never lost */
+    pthread_cond_signal(&q->cv);
 }
 
 void workq_cancel(struct workq *q, struct workq_item *it)
