@@ -185,6 +185,14 @@ static int send_statuses(struct ipc_conn *c, const struct req_rcpt *rr, uint32_t
  * qf_read's window and the content copied file to file. */
 #define QF_INMEM_MAX (1u << 20)
 
+/* A first read of this much takes a typical queue file whole, without an
+ * fstat for its size. */
+#define QF_FIRST_READ (64 * 1024)
+
+/* A first read of this much takes a typical queue file whole, without an
+ * fstat for its size. */
+#define QF_FIRST_READ (64 * 1024)
+
 /* Read all of a size-byte file into a new buffer; NULL with errno (EIO when
  * it is shorter). */
 static unsigned char *read_whole(int fd, size_t size)
@@ -197,6 +205,45 @@ static unsigned char *read_whole(int fd, size_t size)
     return p;
 }
 
+/* The whole file when it is shorter than QF_FIRST_READ (size in *size_r),
+ * from one pread; else NULL: larger, or the read failed (fstat decides). */
+static unsigned char *read_small(int fd, size_t *size_r)
+{
+    unsigned char *p = xmalloc(QF_FIRST_READ);
+    ssize_t n;
+    while ((n = pread(fd, p, QF_FIRST_READ, 0)) < 0 && errno == EINTR)
+        ;
+    if (n >= 0 && n < QF_FIRST_READ) {
+        *size_r = (size_t)n;
+        return p;
+    }
+    free(p);
+    return NULL;
+}
+
+/* Parse the opened queue file fd: files up to QF_INMEM_MAX whole from
+ * memory (kept in *mem_r), larger ones through qf_read's window. -1 with
+ * err set ("fstat: ...", "read: ...", or the validator's words). */
+static int parse_file(int fd, struct qf_env *env, unsigned char **mem_r, char *err,
+                      size_t errlen)
+{
+    struct stat st;
+    size_t size = 0;
+    if ((*mem_r = read_small(fd, &size)) != NULL)
+        return qf_parse(*mem_r, size, env, err, errlen);
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        return -1;
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > QF_INMEM_MAX)
+        return qf_read(fd, env, err, errlen);
+    if ((*mem_r = read_whole(fd, (size_t)st.st_size)) == NULL) {
+        snprintf(err, errlen, "read: %s", strerror(errno));
+        return -1;
+    }
+    return qf_parse(*mem_r, (size_t)st.st_size, env, err, errlen);
+}
+
 /* Open and parse the queue file named by the request; -1 with every
  * recipient's result set (deferred) on failure. Small files are kept in
  * *mem_r (caller frees). */
@@ -205,7 +252,6 @@ static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, i
 {
     char want[QUEUE_ID_MAX + 16], err[256] = "";
     const char *dsn = "4.3.0";
-    struct stat st;
     *fd_r = -1;
     *mem_r = NULL;
     qf_env_init(env);
@@ -219,13 +265,7 @@ static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, i
         dsn = "4.3.5";
     } else if ((*fd_r = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
         snprintf(err, sizeof(err), "open %s: %s", want, strerror(errno));
-    } else if (fstat(*fd_r, &st) < 0) {
-        snprintf(err, sizeof(err), "queue file %s: fstat: %s", want, strerror(errno));
-    } else if (st.st_size >= 0 && (uint64_t)st.st_size <= QF_INMEM_MAX &&
-               (*mem_r = read_whole(*fd_r, (size_t)st.st_size)) == NULL) {
-        snprintf(err, sizeof(err), "queue file %s: read: %s", want, strerror(errno));
-    } else if ((*mem_r != NULL ? qf_parse(*mem_r, (size_t)st.st_size, env, err, sizeof(err))
-                               : qf_read(*fd_r, env, err, sizeof(err))) < 0) {
+    } else if (parse_file(*fd_r, env, mem_r, err, sizeof(err)) < 0) {
         buf_t e2;
         buf_init(&e2, 256);
         buf_printf(&e2, "queue file %s: %s", want, err);

@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/fsuid.h>
 #include <sys/syscall.h>
@@ -38,14 +39,43 @@ int dlv_can_switch(void)
     return known;
 }
 
+/* The process's own identity: its effective ids change only in
+ * dlv_ident_become (a child, for good), so they are asked once; its
+ * name and home, read from the password database, are kept for
+ * SELF_CACHE_SECS (as delivery_path.c's home cache): a discard or a
+ * template mailbox otherwise costs a password lookup (open + read
+ * /etc/passwd) per recipient. */
+#define SELF_CACHE_SECS 30
+
+static struct {
+    int ids;                    /* uid, gid known */
+    int named;                  /* user, home known (at) */
+    time_t at;                  /* CLOCK_MONOTONIC_COARSE seconds */
+    struct dlv_ident id;
+} self;
+
+static void self_ids(void)
+{
+    if (!self.ids) {
+        self.id.uid = geteuid();
+        self.id.gid = getegid();
+        self.ids = 1;
+    }
+}
+
 void dlv_ident_self(struct dlv_ident *id)
 {
-    memset(id, 0, sizeof(*id));
-    id->uid = geteuid();
-    id->gid = getegid();
-    struct passwd *pw = getpwuid(id->uid);
-    str_copy(id->user, sizeof(id->user), pw ? pw->pw_name : "");
-    str_copy(id->home, sizeof(id->home), pw && pw->pw_dir ? pw->pw_dir : "/");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    self_ids();
+    if (!self.named || now.tv_sec - self.at >= SELF_CACHE_SECS) {
+        struct passwd *pw = getpwuid(self.id.uid);
+        str_copy(self.id.user, sizeof(self.id.user), pw ? pw->pw_name : "");
+        str_copy(self.id.home, sizeof(self.id.home), pw && pw->pw_dir ? pw->pw_dir : "/");
+        self.named = 1;
+        self.at = now.tv_sec;
+    }
+    *id = self.id;
 }
 
 static void ident_of(const struct passwd *pw, struct dlv_ident *id)
@@ -85,8 +115,9 @@ int dlv_ident_same(const struct dlv_ident *a, const struct dlv_ident *b)
 
 int dlv_ident_is_self(const struct dlv_ident *id)
 {
+    self_ids();
     return !dlv_can_switch() ||
-           (id->uid == geteuid() && id->gid == getegid() && !id->mail_group);
+           (id->uid == self.id.uid && id->gid == self.id.gid && !id->mail_group);
 }
 
 /* The gid of Debian's "mail" group (owner of /var/mail), or -1. */
@@ -117,6 +148,7 @@ int dlv_ident_become(const struct dlv_ident *id)
     uid_t r, e, s;
     if (getresuid(&r, &e, &s) < 0 || r != id->uid || e != id->uid || s != id->uid)
         return -1;
+    self.ids = self.named = 0;   /* another process now: ask again */
     return 0;
 }
 
@@ -132,6 +164,7 @@ void dlv_fs_restore(void)
 {
     if (!dlv_can_switch())
         return;
-    setfsuid(geteuid());
-    setfsgid(getegid());
+    self_ids();
+    setfsuid(self.id.uid);
+    setfsgid(self.id.gid);
 }

@@ -16,8 +16,9 @@
  * only when a Maildir is opened.
  *
  * <name> is deterministic (arrival, queue id, recipient index, host), so a
- * re-delivery after a crash finds new/<name> and reports delivered instead
- * of writing a duplicate. Must never deliver twice, never report delivered
+ * re-delivery after a crash finds new/<name> (the link fails with EEXIST,
+ * or a failed attempt finds it there) and reports delivered instead of
+ * writing a duplicate. Must never deliver twice, never report delivered
  * before the data and the directory entry are on disk.
  */
 #include <errno.h>
@@ -318,6 +319,24 @@ static int close_after(int fd, int rc, const char **op_r)
     return rc;
 }
 
+static void log_already(const struct md_dir *e, const char *name)
+{
+    log_info("%s already in %s/new: not delivering twice", name, e->path);
+}
+
+/* Is new/<name> there (delivered by an attempt that crashed before it
+ * could report)? Logged when it is; errno kept. */
+static int already_there(const struct md_dir *e, const char *name)
+{
+    int err = errno;
+    struct stat st;
+    int there = fstatat(e->newfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (there)
+        log_already(e, name);
+    errno = err;
+    return there;
+}
+
 /* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST = already
  * there), unlink tmp. 0, or -1 with errno and *op_r. */
 static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
@@ -337,9 +356,13 @@ static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, cons
     int err = errno;
     if (rc == 0) {
         *op_r = "link";
-        if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0 && errno != EEXIST) {
-            rc = -1;
-            err = errno;
+        if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0) {
+            if (errno == EEXIST)
+                log_already(e, name);
+            else {
+                rc = -1;
+                err = errno;
+            }
         }
     }
     unlinkat(e->tmpfd, name, 0);
@@ -398,7 +421,7 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             return 1;
         }
         if (rc < 0 && errno == EEXIST) {
-            log_info("%s already in %s/new: not delivering twice", name, e->path);
+            log_already(e, name);
             rc = 0;
         } else if (rc == 0) {
             *op_r = "fsync";
@@ -417,23 +440,20 @@ void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
     buf_t name;
     buf_init(&name, 128);
     mbox_maildir_name(&name, m->env->arrival / 1000000, m->qid, index, m->hostname);
-    const char *op = "stat";
+    const char *op = "create";
     int retried = 0, rc;
 again:
-    op = "stat";
-    struct stat st;
-    if (fstatat(e->newfd, name.data, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        log_info("%s already in %s/new: not delivering twice", name.data, dir);
-        rc = 0;
-    } else if (errno != ENOENT) {
-        rc = -1;
-    } else {
-        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
-        if (rc > 0) {
-            e->no_tmpfile = 1;
-            rc = deliver_classic(m, e, name.data, rcpt, &op);
-        }
+    /* no stat of new/<name> first (a syscall per message for a retry's
+     * sake): the link says EEXIST when it is there, and a failure looks
+     * for it before it counts (a full disk must not hold back the answer
+     * for a message delivered before a crash) */
+    rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
+    if (rc > 0) {
+        e->no_tmpfile = 1;
+        rc = deliver_classic(m, e, name.data, rcpt, &op);
     }
+    if (rc < 0 && already_there(e, name.data))
+        rc = 0;
     if (rc < 0 && !retried) {
         /* tmp/ or new/ removed or replaced under us (ENOENT, or EPERM for
          * O_TMPFILE in a removed directory)? Then open it again, once. */

@@ -56,11 +56,19 @@ struct qroute {
     char arg[256];              /* forward host / lmtp address / transport name */
 };
 
+/* Where one routed recipient goes (qmgr_route.c), resolved once per
+ * activation: its agent pool and DELIVER_RCPT.nexthop. */
+struct qhop {
+    int pool;                   /* QPOOL_* */
+    char *nexthop;              /* NULL = "" (the common case: nothing allocated) */
+};
+
 struct qmsg {
     char id[QUEUE_ID_MAX];
     int fd;                     /* active/ID, read-write */
     struct qf_env env;
     uint32_t *idx; int nidx;    /* recipients handed to the agent */
+    struct qhop *hops;          /* per idx entry: where it goes */
     unsigned char *got;         /* per idx entry: outcome received */
     unsigned char *dirty;       /* per recipient: to write back */
     int64_t retry_at;           /* 0, or the earliest next try (agent died) */
@@ -181,12 +189,17 @@ void qmgr_dest_rotate(struct qdest *d);
 /* qmgr_route.c: the agents (qmgr_deliver.c's pools) and their next hops */
 enum { QPOOL_LOCAL, QPOOL_SMTP, QPOOL_PIPE, QPOOL__COUNT };
 #define QMGR_NEXTHOP_MAX 300
-/* Can the deliver stage's choice for recipient index be used? 0: no, the
- * recipient was deferred (4.3.5, reason logged). */
-int  qmgr_route_ok(struct qmsg *m, uint32_t index);
-int  qmgr_route_pool(const struct qmsg *m, uint32_t index);
-/* DELIVER_RCPT.nexthop for recipient index (into out, returned). */
-const char *qmgr_route_nexthop(const struct qmsg *m, uint32_t index, char *out, size_t size);
+/* Resolve recipient index into *h (the deliver stage's choice, else the
+ * default). 1 = routed; 0 = the choice cannot be used: the recipient was
+ * deferred (4.3.5, reason logged) and *h is untouched. */
+int  qmgr_route_resolve(struct qmsg *m, uint32_t index, struct qhop *h);
+/* DELIVER_RCPT.nexthop of a resolved hop ("" when none). */
+static inline const char *qmgr_hop_nexthop(const struct qhop *h)
+{
+    return h->nexthop ? h->nexthop : "";
+}
+/* Free the hops of m's routed recipients. */
+void qmgr_route_free(struct qmsg *m);
 
 /* qmgr_deliver.c */
 void qmgr_deliver_submit(struct qmsg *m);

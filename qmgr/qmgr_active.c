@@ -100,6 +100,7 @@ static void forget(struct qmsg *m)
     if (m->fd >= 0)
         close(m->fd);
     qf_env_free(&m->env);
+    qmgr_route_free(m);
     free(m->idx);
     free(m->got);
     free(m->dirty);
@@ -314,12 +315,28 @@ void qmgr_active_finish(struct qmsg *m)
         qmgr_wake_at(now);
 }
 
+/* Files up to this size are parsed from one pread (no fstat, no window:
+ * nearly every message); larger ones through qf_read. */
+#define QF_SMALL (64 * 1024)
+
+/* Read and validate the queue file on fd into env (qf_read's contract). */
+static int read_qf(int fd, struct qf_env *env, char *err, size_t errlen)
+{
+    static unsigned char small[QF_SMALL];
+    ssize_t n;
+    while ((n = pread(fd, small, sizeof(small), 0)) < 0 && errno == EINTR)
+        ;
+    if (n >= 0 && (size_t)n < sizeof(small))   /* the whole file: it ends before the buffer */
+        return qf_parse(small, (size_t)n, env, err, errlen);
+    return qf_read(fd, env, err, errlen);
+}
+
 /* Parse an opened queue file (active/ID); on corruption (a torn file
  * included: END checksum, lib/mail/qfile.h) move it to corrupt/. */
 static int load(struct qmsg *m)
 {
     char err[256] = "";
-    if (qf_read(m->fd, &m->env, err, sizeof(err)) == 0) {
+    if (read_qf(m->fd, &m->env, err, sizeof(err)) == 0) {
         if (strcmp(m->env.queue_id, m->id) == 0)
             return 0;
         snprintf(err, sizeof(err), "queue id %s in the file does not match its name",
@@ -339,10 +356,12 @@ static int load(struct qmsg *m)
  * qmgr_deliver.c picks the agent). */
 static int route(struct qmsg *m)
 {
+    qmgr_route_free(m);
     free(m->idx);
     free(m->got);
     m->idx = xcalloc((size_t)m->env.nrcpts, sizeof(*m->idx));
     m->got = xcalloc((size_t)m->env.nrcpts, 1);
+    m->hops = xcalloc((size_t)m->env.nrcpts, sizeof(*m->hops));
     m->nidx = 0;
     for (int i = 0; i < m->env.nrcpts; i++) {
         struct qf_rcpt *r = &m->env.rcpts[i];
@@ -358,18 +377,10 @@ static int route(struct qmsg *m)
             log_set_qid(NULL);
             q->kind = QR_DEFAULT;
         }
-        switch (q ? q->kind : QR_DEFAULT) {
-        case QR_MAILDIR: case QR_MBOX: case QR_DISCARD:
+        /* qmgr_route.c: agent and next hop, once per activation (a choice
+         * that cannot be used is deferred there) */
+        if (qmgr_route_resolve(m, (uint32_t)i, &m->hops[m->nidx]))
             m->idx[m->nidx++] = (uint32_t)i;
-            break;
-        case QR_RELAY: case QR_FORWARD: case QR_LMTP: case QR_TRANSPORT:
-            if (qmgr_route_ok(m, (uint32_t)i))   /* qmgr_route.c: agent and next hop */
-                m->idx[m->nidx++] = (uint32_t)i;
-            break;
-        default:   /* local domain -> private/local, else private/smtp (qmgr_deliver.c) */
-            m->idx[m->nidx++] = (uint32_t)i;
-            break;
-        }
     }
     return m->nidx > 0;
 }

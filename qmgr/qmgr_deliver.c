@@ -283,8 +283,7 @@ static int agent_send(struct agent *a, struct qjob *j)
     for (int k = 0; k < j->n; k++) {
         uint32_t index = m->idx[j->pos[k]];
         const struct qf_rcpt *r = &m->env.rcpts[index];
-        char nh[QMGR_NEXTHOP_MAX];
-        const char *nexthop = qmgr_route_nexthop(m, index, nh, sizeof(nh));
+        const char *nexthop = qmgr_hop_nexthop(&m->hops[j->pos[k]]);
         struct ipc_deliver_rcpt dr = { index, r->addr, r->orig ? r->orig : "", nexthop };
         if (ipc_peer_send(a->ipc, IPC_DELIVER_RCPT, &dr) < 0)
             return -1;
@@ -330,7 +329,12 @@ static void dispatch(struct agent *a, struct qdest *d, int64_t now)
     if (agent_send(a, j) < 0) {
         log_warn("delivery request for %s cannot be sent: %m", j->m->id);
         agent_abort(a, "delivery request could not be sent");
+        return;
     }
+    /* written now, not after an EPOLLOUT round: saves an epoll_ctl pair
+     * and a loop pass per request (what the socket refuses, libevent
+     * writes later as before) */
+    ipc_peer_flush(a->ipc);
 }
 
 /* Idle agents that hold a session first get a job for its destination. */
@@ -391,29 +395,25 @@ static void kick(int pool)
         rate_wait(pool, rate_until, now);
 }
 
-/* Which agent serves recipient index of m: qmgr_route.c decides (the
- * deliver stage's choice; else local domains -> local, others -> smtp). */
-static int pool_of(const struct qmsg *m, uint32_t index)
+/* The destination of routed recipient i (position in m->idx) in its pool:
+ * for smtp the next hop the rules chose (forward(), lmtp(), a transport)
+ * or else deliver_nexthop, with delivery.concurrency and delivery.rate; a
+ * pipe transport is one destination; all local mail is one. */
+static struct qdest *dest_of(const struct qmsg *m, int i)
 {
-    return qmgr_route_pool(m, index);   /* qmgr_route.c */
-}
-
-/* The destination of recipient index in pool: for smtp the next hop the
- * rules chose (forward(), lmtp(), a transport) or else deliver_nexthop,
- * with delivery.concurrency and delivery.rate; a pipe transport is one
- * destination; all local mail is one. */
-static struct qdest *dest_of(const struct qmsg *m, uint32_t index, int pool)
-{
-    if (pool == POOL_LOCAL)
-        return qmgr_dest_get(pool, "", INT_MAX, 0);
+    const struct qhop *h = &m->hops[i];
+    if (h->pool == POOL_LOCAL)
+        return qmgr_dest_get(h->pool, "", INT_MAX, 0);
+    if (h->pool != POOL_SMTP)
+        return qmgr_dest_get(h->pool, qmgr_hop_nexthop(h), INT_MAX, 0);
     const struct config *cfg = qmgr_g->cfg;
-    char name[QMGR_NEXTHOP_MAX];
-    qmgr_route_nexthop(m, index, name, sizeof(name));
-    if (pool != POOL_SMTP)
-        return qmgr_dest_get(pool, name, INT_MAX, 0);
-    if (name[0] == '\0')
-        deliver_nexthop(cfg, m->env.rcpts[index].addr, name, sizeof(name));
-    return qmgr_dest_get(pool, name, cfg->concurrency, cfg->rate ? 60000 / cfg->rate : 0);
+    char buf[QMGR_NEXTHOP_MAX];
+    const char *name = h->nexthop;
+    if (name == NULL) {
+        deliver_nexthop(cfg, m->env.rcpts[m->idx[i]].addr, buf, sizeof(buf));
+        name = buf;
+    }
+    return qmgr_dest_get(h->pool, name, cfg->concurrency, cfg->rate ? 60000 / cfg->rate : 0);
 }
 
 void qmgr_deliver_submit(struct qmsg *m)
@@ -424,8 +424,8 @@ void qmgr_deliver_submit(struct qmsg *m)
     int njobs = 0;
     unsigned kicks = 0;
     for (int i = 0; i < m->nidx; i++) {
-        int p = pool_of(m, m->idx[i]);
-        struct qdest *d = dest_of(m, m->idx[i], p);
+        int p = m->hops[i].pool;   /* resolved by route() (qmgr_route.c) */
+        struct qdest *d = dest_of(m, i);
         struct qjob *j = NULL;
         for (int k = 0; k < njobs && j == NULL; k++)
             if (jobs[k]->d == d)

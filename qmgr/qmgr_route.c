@@ -26,6 +26,7 @@
  * transport maps do. A recipient that is done is never routed again.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
@@ -113,11 +114,15 @@ static int resolve(const struct qmsg *m, uint32_t index, char *nh, size_t nhlen,
     return -1;
 }
 
-int qmgr_route_ok(struct qmsg *m, uint32_t index)
+int qmgr_route_resolve(struct qmsg *m, uint32_t index, struct qhop *h)
 {
     char nh[QMGR_NEXTHOP_MAX], why[400];
-    if (resolve(m, index, nh, sizeof(nh), why, sizeof(why)) >= 0)
+    int pool = resolve(m, index, nh, sizeof(nh), why, sizeof(why));
+    if (pool >= 0) {
+        h->pool = pool;
+        h->nexthop = nh[0] ? xstrdup(nh) : NULL;
         return 1;
+    }
     char reason[512];
     snprintf(reason, sizeof(reason), "%s (chosen by rule \"%s\")", why,
              m->routes ? m->routes[index].rule : "");
@@ -125,17 +130,10 @@ int qmgr_route_ok(struct qmsg *m, uint32_t index)
     return 0;
 }
 
-int qmgr_route_pool(const struct qmsg *m, uint32_t index)
+void qmgr_route_free(struct qmsg *m)
 {
-    char nh[QMGR_NEXTHOP_MAX], why[400];
-    int p = resolve(m, index, nh, sizeof(nh), why, sizeof(why));
-    return p < 0 ? QPOOL_LOCAL : p;   /* checked by qmgr_route_ok before dispatch */
-}
-
-const char *qmgr_route_nexthop(const struct qmsg *m, uint32_t index, char *out, size_t size)
-{
-    char why[400];
-    if (resolve(m, index, out, size, why, sizeof(why)) < 0)
-        out[0] = '\0';
-    return out;
+    for (int i = 0; m->hops && i < m->nidx; i++)
+        free(m->hops[i].nexthop);
+    free(m->hops);
+    m->hops = NULL;
 }

@@ -276,7 +276,8 @@ typedef void smtpd_local_fn(int known, void *arg);
 #define SMTPD_LOCAL_ASKED 2
 /* SMTPD_LOCAL_ASKED: cb(known, arg) follows once from the loop (within a
  * bounded time, or at smtpd_local_shutdown with -1); else the answer now
- * (0 or -1) and cb is never called. */
+ * (1 or 0 kept from a recent question, 0 for an overlong address, -1) and
+ * cb is never called. */
 int smtpd_local_ask(const char *addr, smtpd_local_fn *cb, void *arg);
 void smtpd_local_shutdown(void);       /* open questions: cb(-1) */
 void smtpd_dns_init(struct event_base *base);

@@ -34,12 +34,16 @@
 
 #include "smtpd.h"
 #include "local/local_rcpt.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define LOCAL_CHECK_MS     5000
 #define LOCAL_ADDR_MAX     1024
 #define LOCAL_PENDING_MAX  256
 #define HELPER_THREADS     4
+#define LOCAL_CACHE_SLOTS  256        /* answers kept (direct-mapped by hash) */
+#define LOCAL_CACHE_ADDR   128        /* longer addresses are always asked */
+#define LOCAL_CACHE_MS     10000      /* how long a yes or no is believed */
 
 /* ---- the helper (its own process) ----------------------------------------- */
 
@@ -99,7 +103,49 @@ struct local_q {
     smtpd_local_fn *cb;
     void *arg;
     struct event *timer;
+    char addr[LOCAL_CACHE_ADDR];    /* for the cache; "" when too long */
 };
+
+/* ---- answers kept a little while --------------------------------------------
+ * The same recipients come again and again; each question costs a round
+ * trip to the helper (two wake-ups, a getpwnam reading /etc/passwd, an
+ * aliases lookup). A yes or a no is kept LOCAL_CACHE_MS, never a temporary
+ * failure: a user added or removed is seen within that time (as behind
+ * nscd, which keeps passwd answers longer). Bounded: LOCAL_CACHE_SLOTS
+ * entries, a newer answer takes the slot. */
+struct local_ans {
+    int64_t expires_ms;
+    int known;
+    char addr[LOCAL_CACHE_ADDR];
+};
+static struct local_ans cache[LOCAL_CACHE_SLOTS];
+
+static struct local_ans *cache_slot(const char *addr)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return &cache[h % LOCAL_CACHE_SLOTS];
+}
+
+/* 1 or 0 when a fresh answer is kept, else -1. */
+static int cache_get(const char *addr)
+{
+    struct local_ans *e = cache_slot(addr);
+    if (e->addr[0] == '\0' || strcmp(e->addr, addr) != 0 || e->expires_ms <= clock_now_ms())
+        return -1;
+    return e->known;
+}
+
+static void cache_put(const char *addr, int known)
+{
+    if (addr[0] == '\0' || known < 0)
+        return;
+    struct local_ans *e = cache_slot(addr);
+    str_copy(e->addr, sizeof(e->addr), addr);
+    e->known = known;
+    e->expires_ms = clock_now_ms() + LOCAL_CACHE_MS;
+}
 
 static int qfd = -1;
 static uint32_t next_id;
@@ -118,6 +164,7 @@ static void finish(struct local_q *q, int known)
     if (q->next)
         q->next->prev = q->prev;
     nopen--;
+    cache_put(q->addr, known);
     event_free(q->timer);
     smtpd_local_fn *cb = q->cb;
     void *arg = q->arg;
@@ -178,6 +225,9 @@ int smtpd_local_ask(const char *addr, smtpd_local_fn *cb, void *arg)
         return -1;
     if (len > LOCAL_ADDR_MAX)
         return 0;                   /* longer than any address we deliver to */
+    int kept = len < LOCAL_CACHE_ADDR ? cache_get(addr) : -1;
+    if (kept >= 0)
+        return kept;
     if (nopen >= LOCAL_PENDING_MAX) {
         log_warn("local recipient check: %d questions open: 451", nopen);
         return -1;
@@ -194,6 +244,8 @@ int smtpd_local_ask(const char *addr, smtpd_local_fn *cb, void *arg)
     q->id = id;
     q->cb = cb;
     q->arg = arg;
+    if (len < LOCAL_CACHE_ADDR)
+        memcpy(q->addr, addr, len + 1);
     q->timer = evtimer_new(lbase, on_timeout, q);
     struct timeval tv = { LOCAL_CHECK_MS / 1000, (LOCAL_CHECK_MS % 1000) * 1000 };
     evtimer_add(q->timer, &tv);

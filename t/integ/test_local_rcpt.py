@@ -76,3 +76,38 @@ def test_lookup_that_never_ends_is_451_and_session_goes_on():
         a.close()
         release(fifo)               # the helper thread still waiting on the FIFO
         assert "no answer within" in s.log()
+
+
+def test_answers_kept_ten_seconds():
+    """A yes or a no is kept 10 s (smtpd_local.c's cache): the same RCPT is
+    answered at once without the helper (which would wait on the FIFO),
+    another address is asked, and after 10 s the helper is asked again."""
+    s, text, fifo = fifo_users_suite()
+    with s.start_with_conf(text):
+        a = session_in_mail(s)
+        a.send("RCPT TO:<alice@example.test>\r\n")
+        time.sleep(0.2)
+        release(fifo, b"alice\n")
+        assert a.reply()[0] == 250
+        t0 = time.monotonic()
+        assert a.cmd("RCPT TO:<alice@example.test>")[0] == 250     # kept: no FIFO read
+        assert time.monotonic() - t0 < 1.0
+        a.send("RCPT TO:<bob@example.test>\r\n")                  # not kept: asked
+        time.sleep(0.2)
+        release(fifo, b"alice\n")
+        code, lines = a.reply()
+        assert code == 550 and "5.1.1" in lines[0], lines
+        code, lines = a.cmd("RCPT TO:<bob@example.test>")          # the no is kept too
+        assert code == 550, lines
+        time.sleep(10.2)
+        a.send("RCPT TO:<alice@example.test>\r\n")                # expired: asked again
+        a.s.settimeout(0.8)
+        try:
+            a.reply()
+            raise AssertionError("answered without asking the helper after 10 s")
+        except TimeoutError:
+            pass
+        a.s.settimeout(20)
+        release(fifo, b"alice\nbob\n")
+        assert a.reply()[0] == 250
+        a.close()
