@@ -534,7 +534,7 @@ static void conn_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 
 static const struct ipc_peer_ops conn_ops = {
     .proto = IPC_PROTO_CLEANUP, .server = 1, .on_frame = conn_on_frame,
-    .on_error = conn_error,
+    .on_error = conn_error, .read_direct = 1,
 };
 
 void cl_accept(struct cl_ctx *ctx, int fd)

@@ -113,6 +113,7 @@ static void client_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 
 static const struct ipc_peer_ops client_ops = {
     .proto = IPC_PROTO_QMGR, .server = 1, .on_frame = client_frame, .on_error = client_error,
+    .read_direct = 1,
 };
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,

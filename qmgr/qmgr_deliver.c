@@ -232,6 +232,7 @@ static void on_agent_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 
 static const struct ipc_peer_ops agent_ops = {
     .proto = IPC_PROTO_DELIVER, .on_frame = on_agent_frame, .on_error = on_agent_error,
+    .read_direct = 1,
 };
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
