@@ -185,14 +185,6 @@ static int send_statuses(struct ipc_conn *c, const struct req_rcpt *rr, uint32_t
  * qf_read's window and the content copied file to file. */
 #define QF_INMEM_MAX (1u << 20)
 
-/* A first read of this much takes a typical queue file whole, without an
- * fstat for its size. */
-#define QF_FIRST_READ (64 * 1024)
-
-/* A first read of this much takes a typical queue file whole, without an
- * fstat for its size. */
-#define QF_FIRST_READ (64 * 1024)
-
 /* Read all of a size-byte file into a new buffer; NULL with errno (EIO when
  * it is shorter). */
 static unsigned char *read_whole(int fd, size_t size)
@@ -205,22 +197,6 @@ static unsigned char *read_whole(int fd, size_t size)
     return p;
 }
 
-/* The whole file when it is shorter than QF_FIRST_READ (size in *size_r),
- * from one pread; else NULL: larger, or the read failed (fstat decides). */
-static unsigned char *read_small(int fd, size_t *size_r)
-{
-    unsigned char *p = xmalloc(QF_FIRST_READ);
-    ssize_t n;
-    while ((n = pread(fd, p, QF_FIRST_READ, 0)) < 0 && errno == EINTR)
-        ;
-    if (n >= 0 && n < QF_FIRST_READ) {
-        *size_r = (size_t)n;
-        return p;
-    }
-    free(p);
-    return NULL;
-}
-
 /* Parse the opened queue file fd: files up to QF_INMEM_MAX whole from
  * memory (kept in *mem_r), larger ones through qf_read's window. -1 with
  * err set ("fstat: ...", "read: ...", or the validator's words). */
@@ -229,7 +205,7 @@ static int parse_file(int fd, struct qf_env *env, unsigned char **mem_r, char *e
 {
     struct stat st;
     size_t size = 0;
-    if ((*mem_r = read_small(fd, &size)) != NULL)
+    if ((*mem_r = qf_pread_small(fd, QF_SMALL_READ, &size)) != NULL)
         return qf_parse(*mem_r, size, env, err, errlen);
     if (fstat(fd, &st) < 0) {
         snprintf(err, errlen, "fstat: %s", strerror(errno));

@@ -315,28 +315,12 @@ void qmgr_active_finish(struct qmsg *m)
         qmgr_wake_at(now);
 }
 
-/* Files up to this size are parsed from one pread (no fstat, no window:
- * nearly every message); larger ones through qf_read. */
-#define QF_SMALL (64 * 1024)
-
-/* Read and validate the queue file on fd into env (qf_read's contract). */
-static int read_qf(int fd, struct qf_env *env, char *err, size_t errlen)
-{
-    static unsigned char small[QF_SMALL];
-    ssize_t n;
-    while ((n = pread(fd, small, sizeof(small), 0)) < 0 && errno == EINTR)
-        ;
-    if (n >= 0 && (size_t)n < sizeof(small))   /* the whole file: it ends before the buffer */
-        return qf_parse(small, (size_t)n, env, err, errlen);
-    return qf_read(fd, env, err, errlen);
-}
-
 /* Parse an opened queue file (active/ID); on corruption (a torn file
  * included: END checksum, lib/mail/qfile.h) move it to corrupt/. */
 static int load(struct qmsg *m)
 {
     char err[256] = "";
-    if (read_qf(m->fd, &m->env, err, sizeof(err)) == 0) {
+    if (qf_read(m->fd, &m->env, err, sizeof(err)) == 0) {
         if (strcmp(m->env.queue_id, m->id) == 0)
             return 0;
         snprintf(err, sizeof(err), "queue id %s in the file does not match its name",

@@ -149,6 +149,13 @@ int  qf_write_buffered(const struct qf_writer *w, const void **p, size_t *n);
  * not loaded). 0 ok; -1 with err set (corrupt/incomplete/io). env needs no
  * qf_env_init first; on failure it is left empty (qf_env_free is harmless). */
 int  qf_read(int fd, struct qf_env *env, char *err, size_t errlen);
+/* A file shorter than QF_SMALL_READ (nearly every queue file) is read whole
+ * with one pread and parsed from memory: no fstat, no window. */
+#define QF_SMALL_READ (64 * 1024)
+/* The whole file when it is shorter than max, from one pread at offset 0
+ * (new buffer, caller frees; its length in *size_r); else NULL: larger, or
+ * the read failed (the caller looks with fstat). */
+unsigned char *qf_pread_small(int fd, size_t max, size_t *size_r);
 /* Same from memory (the fuzz target and tests). */
 int  qf_parse(const unsigned char *p, size_t len, struct qf_env *env, char *err, size_t errlen);
 

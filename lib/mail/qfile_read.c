@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/fdio.h"
 #include "mail/qfile.h"
@@ -356,8 +358,29 @@ int qf_parse(const unsigned char *p, size_t len, struct qf_env *env, char *err, 
     return parse_src(&s, env, err, errlen);
 }
 
+unsigned char *qf_pread_small(int fd, size_t max, size_t *size_r)
+{
+    unsigned char *p = xmalloc(max ? max : 1);
+    ssize_t n;
+    while ((n = pread(fd, p, max, 0)) < 0 && errno == EINTR)
+        ;
+    if (n >= 0 && (size_t)n < max) {   /* it ended before the buffer: all of it */
+        *size_r = (size_t)n;
+        return p;
+    }
+    free(p);
+    return NULL;
+}
+
 int qf_read(int fd, struct qf_env *env, char *err, size_t errlen)
 {
+    size_t n;
+    unsigned char *p = qf_pread_small(fd, QF_SMALL_READ, &n);
+    if (p != NULL) {                   /* nearly every file: no fstat, no window */
+        int r = qf_parse(p, n, env, err, errlen);
+        free(p);
+        return r;
+    }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         qf_env_init(env);
