@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <event2/event.h>
 
+#include "util/hash.h"
 #include "smtpd.h"
 #include "local/local_rcpt.h"
 #include "util/clock.h"
@@ -122,10 +123,7 @@ static struct local_ans cache[LOCAL_CACHE_SLOTS];
 
 static struct local_ans *cache_slot(const char *addr)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = addr; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    return &cache[h % LOCAL_CACHE_SLOTS];
+    return &cache[fnv1a_str(FNV1A_INIT, addr) % LOCAL_CACHE_SLOTS];
 }
 
 /* 1 or 0 when a fresh answer is kept, else -1. */

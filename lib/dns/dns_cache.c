@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
 #include "dns/dns_int.h"
 #include "util/clock.h"
 
@@ -64,10 +65,7 @@ static void fold(const char *in, char *out, size_t cap)
 
 static uint32_t hash_of(const char *name, uint16_t type, int kind)
 {
-    uint32_t h = 2166136261u ^ type ^ ((uint32_t)kind << 16);
-    for (const char *p = name; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    return h;
+    return fnv1a_str(FNV1A_INIT ^ type ^ ((uint32_t)kind << 16), name);
 }
 
 /* Bytes an answer's records hold (the bound and the budget). */

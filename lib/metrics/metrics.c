@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/hash.h"
 #include "metrics/metrics_int.h"
 
 const struct metric_def metric_defs[MET__COUNT] = {
@@ -39,13 +40,8 @@ void mlabel_copy(char *dst, const char *src)
 
 static uint32_t mhash(int id, int src, const char *l1, const char *l2)
 {
-    uint32_t h = 2166136261u ^ (uint32_t)id ^ ((uint32_t)src << 8);
-    for (const char *p = l1; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ 0xff) * 16777619u;
-    for (const char *p = l2; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h;
+    uint32_t h = fnv1a_str(FNV1A_INIT ^ (uint32_t)id ^ ((uint32_t)src << 8), l1);
+    return fnv1a_str(fnv1a_byte(h, 0xff), l2);     /* 0xff: between the labels */
 }
 
 struct mseries *mtab_get(struct mtab *t, int id, int src, const char *l1, const char *l2)

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "util/hash.h"
 #include "util/fdio.h"
 #include "util/log.h"
 #include "mail/qfile.h"
@@ -28,12 +29,7 @@
 /* ---- csv ------------------------------------------------------------------------------------------ */
 static uint32_t csv_hash(const char *k)
 {
-    uint32_t h = 2166136261u;
-    for (; *k; k++) {
-        h ^= (unsigned char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k);
-        h *= 16777619u;
-    }
-    return h;
+    return fnv1a_str_lower(FNV1A_INIT, k);
 }
 
 static void csv_rehash(struct rl_service *s)
