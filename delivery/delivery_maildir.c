@@ -2,12 +2,25 @@
  * delivery_maildir.c - Maildir delivery.
  *
  * Per recipient: an anonymous file (O_TMPFILE in <maildir>/tmp) gets the
- * headers + content and is fsynced, then linkat() gives it its name
- * new/<name>, then the file is fsynced again (its link count). new/ is
+ * headers + content, linkat() gives it its name new/<name>, then the file
+ * is fsynced once (data, and the inode with its link count). new/ is
  * fsynced once per request for all recipients delivered into that Maildir
- * (delivery_maildir_sync(), before any status is reported). Where O_TMPFILE
- * is unsupported: tmp/<name> written and fsynced, link()ed to new/<name>,
- * tmp unlinked (the classic way).
+ * (delivery_maildir_sync(), before any status is reported). Two syncs per
+ * delivery, the file's and a share of the directory's. Where O_TMPFILE is
+ * unsupported: tmp/<name> written and fsynced, link()ed to new/<name>, tmp
+ * unlinked (the classic way).
+ *
+ * Why linking before the sync is safe. A reader sees new/<name> only
+ * complete: every byte is written (page cache) before the link. Nothing is
+ * reported delivered until the file's fsync and new/'s fsync are both done.
+ * A power cut between the link and the syncs may leave new/<name> naming a
+ * file the disk kept only in part (or an inode fsck removed the name of);
+ * the message is still in the queue and comes again. Then new/<name> is
+ * there: it counts as delivered only if it holds exactly the bytes this
+ * delivery would write (same_content(): size, then every byte), and is
+ * fsynced again; a file that differs is removed and written anew. So a
+ * torn file is never taken for a delivered one, and a whole one is never
+ * delivered twice.
  *
  * The Maildir and its tmp/ and new/ are kept open in a small LRU cache
  * (keyed by path; the path is re-checked against the cached inode at most
@@ -17,9 +30,10 @@
  *
  * <name> is deterministic (arrival, queue id, recipient index, host), so a
  * re-delivery after a crash finds new/<name> (the link fails with EEXIST,
- * or a failed attempt finds it there) and reports delivered instead of
- * writing a duplicate. Must never deliver twice, never report delivered
- * before the data and the directory entry are on disk.
+ * or a failed attempt finds it there) and, when it holds the same bytes,
+ * reports delivered instead of writing a duplicate. Must never deliver
+ * twice, never report delivered before the data and the directory entry
+ * are on disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -324,21 +338,99 @@ static void log_already(const struct md_dir *e, const char *name)
     log_info("%s already in %s/new: not delivering twice", name, e->path);
 }
 
-/* Is new/<name> there (delivered by an attempt that crashed before it
- * could report)? Logged when it is; errno kept. */
-static int already_there(const struct md_dir *e, const char *name)
+/* Does fd hold exactly what write_message() writes for rcpt? 1 yes, 0 no,
+ * -1 error (errno). */
+static int same_content(const struct dlv_msg *m, int fd, const char *rcpt)
 {
-    int err = errno;
     struct stat st;
-    int there = fstatat(e->newfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (there)
-        log_already(e, name);
-    errno = err;
-    return there;
+    buf_t want, have;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    buf_init(&want, 256);
+    dlv_headers(&want, m->env->sender, rcpt);
+    uint64_t total = want.len + m->env->content_len;
+    int same = S_ISREG(st.st_mode) && (uint64_t)st.st_size == total;
+    buf_init(&have, 0);
+    /* the header lines, then the content chunk by chunk */
+    if (same && (fdio_pread_buf(fd, 0, want.len, &have) < 0 ||
+                 have.len != want.len || memcmp(have.data, want.data, want.len) != 0))
+        same = 0;
+    off_t at = (off_t)want.len;
+    uint64_t left = m->env->content_len, done = 0;
+    buf_t ref;
+    buf_init(&ref, 0);
+    while (same && left > 0) {
+        size_t n = left > 65536 ? 65536 : (size_t)left;
+        have.len = 0;
+        if (fdio_pread_buf(fd, at, n, &have) < 0 || have.len != n) {
+            same = 0;
+            break;
+        }
+        const void *r;
+        if (m->content != NULL) {
+            r = m->content + done;
+        } else {
+            ref.len = 0;
+            if (fdio_pread_buf(m->fd, m->env->content_off + (off_t)done, n, &ref) < 0 ||
+                ref.len != n) {
+                buf_free(&ref);
+                buf_free(&have);
+                buf_free(&want);
+                return -1;
+            }
+            r = ref.data;
+        }
+        if (memcmp(have.data, r, n) != 0)
+            same = 0;
+        at += (off_t)n;
+        done += n;
+        left -= n;
+    }
+    buf_free(&ref);
+    buf_free(&have);
+    buf_free(&want);
+    return same;
 }
 
-/* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST = already
- * there), unlink tmp. 0, or -1 with errno and *op_r. */
+/* new/<name> is there (an earlier attempt linked it and crashed, or failed
+ * after the link): 1 = it holds this delivery's bytes and is now fsynced
+ * (delivered), 0 = it was not there, or differed and was removed (deliver
+ * again), -1 = error (errno). Logged when it counts as delivered; errno
+ * kept when it was not there. */
+static int existing(const struct md_dir *e, const char *name, const struct dlv_msg *m,
+                    const char *rcpt)
+{
+    int err = errno;
+    int fd = openat(e->newfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return -1;
+        errno = err;
+        return 0;
+    }
+    int same = same_content(m, fd, rcpt);
+    if (same > 0 && fsync(fd) < 0)
+        same = -1;
+    int e2 = errno;
+    close(fd);
+    if (same > 0) {
+        log_already(e, name);
+        return 1;
+    }
+    if (same < 0) {
+        errno = e2;
+        return -1;
+    }
+    log_warn("%s in %s/new is not the whole message (left by a crash?): writing it again",
+             name, e->path);
+    if (unlinkat(e->newfd, name, 0) < 0 && errno != ENOENT)
+        return -1;
+    errno = err;
+    return 0;
+}
+
+/* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST: see
+ * existing()), unlink tmp. 0, or -1 with errno and *op_r. */
 static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
                            const char *rcpt, const char **op_r)
 {
@@ -357,11 +449,16 @@ static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, cons
     if (rc == 0) {
         *op_r = "link";
         if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0) {
-            if (errno == EEXIST)
-                log_already(e, name);
-            else {
-                rc = -1;
-                err = errno;
+            rc = -1;
+            err = errno;
+            if (err == EEXIST) {
+                int x = existing(e, name, m, rcpt);
+                if (x > 0)
+                    rc = 0;
+                else if (x == 0 && linkat(e->tmpfd, name, e->newfd, name, 0) == 0)
+                    rc = 0;
+                else
+                    err = errno;
             }
         }
     }
@@ -399,9 +496,10 @@ static int link_tmpfile(int fd, int newfd, const char *name)
     return -1;
 }
 
-/* O_TMPFILE in tmp/: write, fsync, link to new/<name>, fsync again (the
- * link count). 0, 1 = O_TMPFILE (or linking it) not supported, or -1 with errno and
- * *op_r. EEXIST on the link = already delivered (0). */
+/* O_TMPFILE in tmp/: write, link to new/<name>, fsync (data, and the
+ * link count). 0, 1 = O_TMPFILE (or linking it) not supported, or -1 with
+ * errno and *op_r. new/<name> already there (EEXIST): 0 if it holds this
+ * delivery's bytes (existing()), else it is replaced. */
 static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, const char *name,
                            const char *rcpt, const char **op_r)
 {
@@ -412,7 +510,8 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             return 1;
         return -1;
     }
-    int rc = write_synced(m, fd, rcpt, op_r);
+    *op_r = "write";
+    int rc = write_message(m, fd, rcpt);
     if (rc == 0) {
         *op_r = "link";
         rc = link_tmpfile(fd, e->newfd, name);
@@ -421,9 +520,12 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             return 1;
         }
         if (rc < 0 && errno == EEXIST) {
-            log_already(e, name);
-            rc = 0;
-        } else if (rc == 0) {
+            int x = existing(e, name, m, rcpt);
+            if (x > 0)
+                return close_after(fd, 0, op_r);    /* delivered by an earlier attempt */
+            rc = x < 0 ? -1 : link_tmpfile(fd, e->newfd, name);
+        }
+        if (rc == 0) {
             *op_r = "fsync";
             rc = fsync(fd);
         }
@@ -452,8 +554,13 @@ again:
         e->no_tmpfile = 1;
         rc = deliver_classic(m, e, name.data, rcpt, &op);
     }
-    if (rc < 0 && already_there(e, name.data))
-        rc = 0;
+    if (rc < 0) {
+        /* delivered before a crash, and now failing (a full disk, say)? */
+        int err = errno;
+        if (existing(e, name.data, m, rcpt) > 0)
+            rc = 0;
+        errno = err;
+    }
     if (rc < 0 && !retried) {
         /* tmp/ or new/ removed or replaced under us (ENOENT, or EPERM for
          * O_TMPFILE in a removed directory)? Then open it again, once. */

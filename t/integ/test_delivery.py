@@ -251,3 +251,59 @@ def test_recycled_queue_files_shrink_and_grow():
         bodies = sorted(strip_delivery_headers(open(p, "rb").read()) for p in got)
         assert bodies == sorted(want), "a message differs after inode reuse"
         assert os.listdir(os.path.join(s.spool, "corrupt")) == [], "a recycled file was refused"
+
+
+def _held_by_readonly_new(s, user, n):
+    """Send n messages to user while Maildir/new/ refuses links (mode 0500):
+    they stay deferred. Returns their queue ids."""
+    md = s.maildir(user)
+    for d in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(md, d), exist_ok=True)
+    for d in (os.path.join(s.mail, user), md, *(os.path.join(md, x) for x in ("tmp", "new", "cur"))):
+        os.chown(d, s.uid, s.gid)
+    os.chmod(os.path.join(md, "new"), 0o500)
+    for i in range(n):
+        s.send("sender@example.test", [f"{user}@example.test"], make_message(900 + i))
+    wait_for(lambda: len(s.queue_files("deferred")) == n, 30, f"{n} deferred messages")
+    return sorted(os.path.basename(p) for p in s.queue_files("deferred"))
+
+
+def _expected_file(s, qid, user):
+    """The name and bytes the Maildir delivery of queue id qid writes."""
+    show = json.loads(s.postern("queue", "show", qid, "--json", check=True).stdout)
+    arrival = int(time.mktime(time.strptime(show["metadata"]["arrival"], "%Y-%m-%dT%H:%M:%SZ"))
+                  - time.timezone)
+    raw = s.postern("queue", "show", qid, "--raw", check=True).stdout
+    sender = show["envelope"]["sender"]
+    data = (f"Return-Path: <{sender}>\nDelivered-To: {user}@example.test\n".encode() + raw)
+    return f"{arrival}.P{qid}R0.mx.example.test", data
+
+
+def test_maildir_leftover_counted_only_when_whole():
+    """A Maildir delivery links new/NAME before it syncs; a crash between the
+    two can leave new/NAME torn. The retry must replace a torn file and take
+    a whole one as delivered (no duplicate, same file)."""
+    with Suite() as s:
+        torn_id, whole_id = _held_by_readonly_new(s, "erin", 2)
+        new = os.path.join(s.maildir("erin"), "new")
+        files = {}
+        for qid, torn in ((torn_id, True), (whole_id, False)):
+            name, data = _expected_file(s, qid, "erin")
+            path = os.path.join(new, name)
+            with open(path, "wb") as f:
+                f.write(data[:len(data) // 2] if torn else data)
+            os.chown(path, s.uid, s.gid)
+            files[qid] = (path, data, os.stat(path).st_ino)
+        os.chmod(new, 0o700)
+        s.postern("queue", "flush", check=True)
+        s.wait_queue_empty()
+        got = s.wait_delivered("erin", 2)
+        for qid, (path, data, ino) in files.items():
+            assert path in got, f"{qid}: {path} not in {got}"
+            assert open(path, "rb").read() == data, f"{qid}: not the whole message"
+        assert os.stat(files[whole_id][0]).st_ino == files[whole_id][2], \
+            "a whole leftover must be kept, not written again"
+        assert os.stat(files[torn_id][0]).st_ino != files[torn_id][2], "torn file not replaced"
+        log = s.log()
+        assert f"{os.path.basename(files[torn_id][0])} in {s.maildir('erin')}/new is not the whole message" in log
+        assert f"{os.path.basename(files[whole_id][0])} already in {s.maildir('erin')}/new" in log
