@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "cleanup.h"
 #include "util/log.h"
 #include "ipc/ipc_report.h"
+#include "mail/queue.h"
 
 /* Remove files a previous run left half-written in tmp/. */
 static void purge_tmp(void)
@@ -94,8 +96,14 @@ static void on_stop(struct server *s)
 }
 
 /* server_init_ex hook: still root, outside the spool's jail */
+static int names_with_file;
+
 static void pre_drop(struct server *s, void *arg)
 {
+    int fd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    names_with_file = fd >= 0 && queue_names_follow_file(fd);   /* reads /proc: before a jail */
+    if (fd >= 0)
+        close(fd);
     cla_pre_drop(s);
     cld_pre_drop(s->cfg);
 }
@@ -113,10 +121,12 @@ int main(int argc, char **argv)
     purge_tmp();
     cl_limits_init(ctx);
     ctx->pool = clc_start(s->base, s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
-                          cl_txn_commit_done, ctx);
+                          names_with_file, cl_txn_commit_done, ctx);
     cla_start(ctx);
     server_listen(s, "cleanup", SOCK_CLEANUP, on_accept, ctx);
-    log_info("ready: %d fsync workers", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8);
+    log_info("ready: %d fsync workers; %s", s->cfg->cleanup_threads > 0 ? s->cfg->cleanup_threads : 8,
+             names_with_file ? "a file's fsync makes its name in incoming/ durable (ext4, XFS)"
+                             : "incoming/ fsynced once per batch of renames");
 
     ipc_report_start(s);   /* metrics to master, once a second */
     server_run(s);

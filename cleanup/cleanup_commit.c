@@ -42,6 +42,12 @@
  * may then be delivered besides the client's retry (a duplicate, never a
  * loss).
  *
+ * Where the spool's file system makes a renamed file's name durable with
+ * the file's own fsync (ext4, XFS: lib/mail/queue.h queue_names_follow_file
+ * says why), the directory fsync would only repeat it: there is no syncer
+ * thread, and the worker completes the entry after fsync(file). The crash
+ * argument is the same with "both syncs" read as "the file's sync".
+ *
  * This replaces the earlier order (fsync file, rename, fsync directory:
  * two disk latencies per message). It was kept then because a name could
  * point to a torn file after a crash; the END checksum now makes any such
@@ -79,6 +85,7 @@ struct cl_pool {
     pthread_cond_t cv;            /* renamed grew, or stop */
     struct tq renamed;            /* waiting for the next fsync(incoming/) */
     int stop;
+    int names_with_file;          /* no directory fsync: the file's covers it */
     pthread_t syncer;
     int inflight;                 /* submitted, not yet handed back (loop thread only) */
     int dirfd;                    /* incoming/ */
@@ -215,6 +222,24 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     }
     if (publish(t) < 0)
         return WORKQ_DONE;
+    if (p->names_with_file) {
+        if (fsync(t->fd) < 0) {
+            t->cerr = errno;
+            t->cwhere = "fsync";
+        }
+        if (close(t->fd) < 0 && t->cerr == 0) {
+            t->cerr = errno;
+            t->cwhere = "close";
+        }
+        t->fd = -1;
+        t->cbatch = 0;
+        if (t->cerr) {
+            char dst[160];
+            incoming_path(t, dst, sizeof(dst));
+            unlink(dst);
+        }
+        return WORKQ_DONE;
+    }
     pthread_mutex_lock(&p->mu);
     t->csyncs = 2;
     tq_push(&p->renamed, t);
@@ -281,7 +306,7 @@ static void pool_done(struct workq_item *it, void *arg)
 
 static const struct workq_ops pool_ops = { .run = pool_run, .done = pool_done };
 
-struct cl_pool *clc_start(struct event_base *base, int nthreads,
+struct cl_pool *clc_start(struct event_base *base, int nthreads, int names_with_file,
                           void (*done)(struct cl_txn *t, void *arg), void *arg)
 {
     struct cl_pool *p = xcalloc(1, sizeof(*p));
@@ -291,12 +316,15 @@ struct cl_pool *clc_start(struct event_base *base, int nthreads,
         nthreads = 256;
     p->done_fn = done;
     p->arg = arg;
+    p->names_with_file = names_with_file;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->dirfd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (p->dirfd < 0)
         log_fatal("open %s: %m", SPOOL_INCOMING);
     p->q = workq_new(base, nthreads, &pool_ops, p);
+    if (names_with_file)
+        return p;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);     /* signals stay with the loop thread */
@@ -343,7 +371,8 @@ void clc_stop(struct cl_pool *p)
     p->stop = 1;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->syncer, NULL);
+    if (!p->names_with_file)
+        pthread_join(p->syncer, NULL);
     workq_free(p->q, 1);
     close(p->dirfd);
     pthread_cond_destroy(&p->cv);

@@ -446,9 +446,13 @@ void cl_txn_commit_done(struct cl_txn *t, void *arg)
         fail_and_drop(ctx, t, local_reply_errno(t->cerr, LR_WRITE));
         return;
     }
-    log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d%s)",
-              t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch,
-              t->auth.fused ? ", by the authentication worker" : "");
+    if (t->cbatch > 0)
+        log_trace(TRACE_QUEUE, "committed: %s/%s (directory fsync batch of %d%s)",
+                  t->quarantine ? "quarantine" : "incoming", t->qid, t->cbatch,
+                  t->auth.fused ? ", by the authentication worker" : "");
+    else
+        log_trace(TRACE_QUEUE, "committed: incoming/%s (name synced with the file%s)", t->qid,
+                  t->auth.fused ? ", by the authentication worker" : "");
     struct log_ev e;
     cl_ev(&e, LE_CLEANUP, t);
     log_ev_num(&e, LF_SIZE, (long long)t->size);

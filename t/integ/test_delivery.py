@@ -307,3 +307,42 @@ def test_maildir_leftover_counted_only_when_whole():
         log = s.log()
         assert f"{os.path.basename(files[torn_id][0])} in {s.maildir('erin')}/new is not the whole message" in log
         assert f"{os.path.basename(files[whole_id][0])} already in {s.maildir('erin')}/new" in log
+
+
+def _fs_type(path):
+    import subprocess
+    return subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", path],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_commit_syncs_the_name_the_spool_fs_way():
+    """cleanup leaves out the directory fsync only where the file's fsync
+    makes its name durable (ext4, XFS); elsewhere (tmpfs here) incoming/ is
+    fsynced in batches. Both paths commit and deliver every message."""
+    import shutil
+    import tempfile
+    shm = tempfile.mkdtemp(prefix="postern-spool-", dir="/dev/shm")
+    os.chmod(shm, 0o755)
+    os.environ["POSTERN_TRACE"] = "4"           # TRACE_QUEUE: how each was committed
+    try:
+        for spool in (None, os.path.join(shm, "spool")):
+            s = Suite(start=False)
+            if spool:
+                s.conf_text = s.conf_text.replace(f'spool = "{s.spool}";', f'spool = "{spool}";')
+                s.spool = spool
+            with s.start_with_conf(s.conf_text):
+                for i in range(10):
+                    s.send("a@example.test", ["bob@example.test"], make_message(700 + i))
+                s.wait_delivered("bob", 10)
+                fs = _fs_type(os.path.dirname(s.spool))
+                with_file = fs in ("ext4", "xfs")
+                log = s.log()
+                committed = [l for l in log.splitlines() if "committed: incoming/" in l]
+                assert len(committed) == 10, committed
+                want = "name synced with the file" if with_file else "directory fsync batch of"
+                assert all(want in l for l in committed), (fs, committed[:2])
+                ready = "a file's fsync makes its name" if with_file else "incoming/ fsynced once per batch"
+                assert ready in log, (fs, [l for l in log.splitlines() if "ready:" in l])
+    finally:
+        del os.environ["POSTERN_TRACE"]
+        shutil.rmtree(shm, ignore_errors=True)

@@ -193,6 +193,42 @@ static void test_queue_path(void **st)
     assert_string_equal(p, "quarantine/junk");
 }
 
+/* findmnt's (util-linux) word for the file system holding dir: the
+ * oracle for queue_names_follow_file, independent of its mountinfo parse */
+static void fs_type_of(const char *dir, char *out, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "findmnt -n -o FSTYPE --target '%s'", dir);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    out[0] = '\0';
+    if (fgets(out, (int)size, f) == NULL)
+        out[0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    pclose(f);
+}
+
+/* Directory syncs are left out only where fsync(file) makes the name
+ * durable: ext4 and XFS; tmpfs, proc (and ext2/ext3) keep them. */
+static void test_queue_names_follow_file(void **st)
+{
+    (void)st;
+    const char *dirs[] = { "/tmp", "/var/tmp", "/dev/shm", "/proc", "/" };
+    int seen_no = 0;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char type[64];
+        int fd = open(dirs[i], O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            continue;
+        fs_type_of(dirs[i], type, sizeof(type));
+        int want = strcmp(type, "ext4") == 0 || strcmp(type, "xfs") == 0;
+        assert_int_equal(queue_names_follow_file(fd), want);
+        seen_no += !want;
+        close(fd);
+    }
+    assert_true(seen_no > 0);   /* /proc at least: the "keep the sync" answer was checked */
+}
+
 /* A scratch spool with the queue directories; returns its fd. */
 static int scratch_spool(char *dir, size_t size)
 {
@@ -274,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_spool_dirs),
         cmocka_unit_test(test_make_dir_refuses_symlinks),
         cmocka_unit_test(test_queue_path),
+        cmocka_unit_test(test_queue_names_follow_file),
         cmocka_unit_test(test_queue_move),
         cmocka_unit_test(test_queue_publish),
     };
