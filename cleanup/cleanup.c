@@ -25,7 +25,7 @@
 #include "cleanup.h"
 #include "util/log.h"
 #include "ipc/ipc_report.h"
-#include "mail/queue.h"
+#include "util/fsname.h"
 
 /* Remove files a previous run left half-written in tmp/. */
 static void purge_tmp(void)
@@ -101,7 +101,7 @@ static int names_with_file;
 static void pre_drop(struct server *s, void *arg)
 {
     int fd = open(SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    names_with_file = fd >= 0 && queue_names_follow_file(fd);   /* reads /proc: before a jail */
+    names_with_file = fd >= 0 && fs_fsync_covers_name(fd);   /* reads /proc: before a jail */
     if (fd >= 0)
         close(fd);
     cla_pre_drop(s);

@@ -264,7 +264,7 @@ int  cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, si
 void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok);
 
 /* cleanup_commit.c. names_with_file: fsync(file) also makes the name in
- * incoming/ durable (queue_names_follow_file(): no directory syncer). */
+ * incoming/ durable (fs_fsync_covers_name(): no directory syncer). */
 struct cl_pool *clc_start(struct event_base *base, int nthreads, int names_with_file,
                           void (*done)(struct cl_txn *t, void *arg), void *arg);
 void clc_submit(struct cl_pool *p, struct cl_txn *t);

@@ -43,7 +43,7 @@
  * loss).
  *
  * Where the spool's file system makes a renamed file's name durable with
- * the file's own fsync (ext4, XFS: lib/mail/queue.h queue_names_follow_file
+ * the file's own fsync (ext4, XFS: lib/util/fsname.h fs_fsync_covers_name
  * says why), the directory fsync would only repeat it: there is no syncer
  * thread, and the worker completes the entry after fsync(file). The crash
  * argument is the same with "both syncs" read as "the file's sync".

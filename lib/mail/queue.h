@@ -25,17 +25,9 @@
  * is never delivered: qmgr moves it to corrupt/ (never acknowledged: the
  * client retries).
  *
- * Where fsync(file) makes the file's newest name durable too, the
- * directory sync is redundant and cleanup leaves it out
- * (queue_names_follow_file()): ext4 and XFS. On ext4 with a journal, and on
- * XFS, the rename is a logged transaction that also changes the file's
- * inode (its ctime), and fsync(file) forces the log up to the inode's last
- * change, so the rename is committed with it. On ext4 without a journal,
- * a rename or link that adds a name marks the inode EXT4_STATE_NEWENTRY and
- * fsync(file) then writes the parent directory's blocks and inode before
- * its one cache flush (fs/ext4/fsync.c ext4_sync_parent(), there for
- * exactly this). Anything else (ext2/ext3 drivers, btrfs, network file
- * systems, unknown) keeps the explicit directory sync.
+ * Where fsync(file) makes the file's newest name durable too (ext4 and
+ * XFS: lib/util/fsname.h says why), the directory sync is redundant and
+ * cleanup leaves it out.
  */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
@@ -54,12 +46,6 @@ int queue_path(char *out, size_t size, const char *queue, const char *id);
 
 /* fsync directory dir (relative to base). 0, or -1 with errno. */
 int queue_fsync_dir(int base, const char *dir);
-
-/* Does fsync() of a file renamed into the directory dirfd also make its
- * new name durable (see above)? 1 for ext4 and XFS, else 0. Reads
- * /proc/self/mountinfo for ext4 (ext2 and ext3 share its magic number):
- * call it before a chroot. */
-int queue_names_follow_file(int dirfd);
 
 /* Move message id from queue `from` to queue `to` (rename, then the sync
  * asked for). 0, or -1 with errno: ENOENT when the file is gone (another

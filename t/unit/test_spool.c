@@ -20,6 +20,7 @@
 
 #include "util/buf.h"
 #include "mail/queue.h"
+#include "util/fsname.h"
 #include "mail/spool.h"
 #include "unit_tmpdir.h"
 
@@ -194,7 +195,7 @@ static void test_queue_path(void **st)
 }
 
 /* findmnt's (util-linux) word for the file system holding dir: the
- * oracle for queue_names_follow_file, independent of its mountinfo parse */
+ * oracle for fs_fsync_covers_name, independent of its mountinfo parse */
 static void fs_type_of(const char *dir, char *out, size_t size)
 {
     char cmd[512];
@@ -210,7 +211,7 @@ static void fs_type_of(const char *dir, char *out, size_t size)
 
 /* Directory syncs are left out only where fsync(file) makes the name
  * durable: ext4 and XFS; tmpfs, proc (and ext2/ext3) keep them. */
-static void test_queue_names_follow_file(void **st)
+static void test_fs_fsync_covers_name(void **st)
 {
     (void)st;
     const char *dirs[] = { "/tmp", "/var/tmp", "/dev/shm", "/proc", "/" };
@@ -222,7 +223,7 @@ static void test_queue_names_follow_file(void **st)
             continue;
         fs_type_of(dirs[i], type, sizeof(type));
         int want = strcmp(type, "ext4") == 0 || strcmp(type, "xfs") == 0;
-        assert_int_equal(queue_names_follow_file(fd), want);
+        assert_int_equal(fs_fsync_covers_name(fd), want);
         seen_no += !want;
         close(fd);
     }
@@ -310,7 +311,7 @@ int main(void)
         cmocka_unit_test(test_spool_dirs),
         cmocka_unit_test(test_make_dir_refuses_symlinks),
         cmocka_unit_test(test_queue_path),
-        cmocka_unit_test(test_queue_names_follow_file),
+        cmocka_unit_test(test_fs_fsync_covers_name),
         cmocka_unit_test(test_queue_move),
         cmocka_unit_test(test_queue_publish),
     };
