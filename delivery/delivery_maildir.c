@@ -1,7 +1,12 @@
 /*
  * delivery_maildir.c - Maildir delivery.
  *
- * Per recipient: an anonymous file (O_TMPFILE in <maildir>/tmp) gets the
+ * On ext4 and XFS (lib/util/fsname.h: there a file's fsync also makes the
+ * name a rename just gave it durable): tmp/<name> gets the headers +
+ * content, is renamed to new/<name> (RENAME_NOREPLACE), then fsynced: one
+ * sync per delivery, nothing else.
+ *
+ * Elsewhere: an anonymous file (O_TMPFILE in <maildir>/tmp) gets the
  * headers + content, linkat() gives it its name new/<name>, then the file
  * is fsynced once (data, and the inode with its link count). new/ is
  * fsynced once per request for all recipients delivered into that Maildir
@@ -10,9 +15,10 @@
  * unsupported: tmp/<name> written and fsynced, link()ed to new/<name>, tmp
  * unlinked (the classic way).
  *
- * Why linking before the sync is safe. A reader sees new/<name> only
+ * Why naming before the sync is safe. A reader sees new/<name> only
  * complete: every byte is written (page cache) before the link. Nothing is
- * reported delivered until the file's fsync and new/'s fsync are both done.
+ * reported delivered until the file's fsync (and new/'s, where needed) is
+ * done.
  * A power cut between the link and the syncs may leave new/<name> naming a
  * file the disk kept only in part (or an inode fsck removed the name of);
  * the message is still in the queue and comes again. Then new/<name> is
@@ -46,6 +52,7 @@
 #include <sys/uio.h>
 
 #include "delivery.h"
+#include "util/fsname.h"
 #include "util/log.h"
 #include "mail/mbox_path.h"
 
@@ -60,6 +67,7 @@ struct md_dir {
     time_t checked;             /* CLOCK_MONOTONIC_COARSE seconds */
     uint64_t used;              /* LRU tick */
     int no_tmpfile;             /* O_TMPFILE refused here: classic tmp/ files */
+    int name_with_file;         /* ext4/XFS: the file's fsync covers new/ (fsname.h) */
     /* recipients linked into new/ whose new/ is not fsynced yet */
     struct dlv_result **pend;
     size_t npend, cap;
@@ -139,6 +147,22 @@ static void md_close(struct md_dir *e)
     memset(e, 0, sizeof(*e));
 }
 
+/* fs_fsync_covers_name for new/ (fd), remembered for the last device
+ * seen: it reads /proc/self/mountinfo. */
+static int name_with_file(int fd)
+{
+    static dev_t last_dev;
+    static int last = -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return 0;
+    if (last < 0 || st.st_dev != last_dev) {
+        last = fs_fsync_covers_name(fd);
+        last_dev = st.st_dev;
+    }
+    return last;
+}
+
 /* Open the Maildir at dir into slot e, creating it and tmp/ new/ cur/ when
  * missing. 0, or -1 with r set. */
 static int md_open(struct md_dir *e, const char *dir, struct dlv_result *r)
@@ -179,6 +203,7 @@ static int md_open(struct md_dir *e, const char *dir, struct dlv_result *r)
     e->dev = st.st_dev;
     e->ino = st.st_ino;
     e->checked = now_coarse();
+    e->name_with_file = name_with_file(newfd);
     return 0;
 fail:;
     int err = errno;
@@ -496,6 +521,50 @@ static int link_tmpfile(int fd, int newfd, const char *name)
     return -1;
 }
 
+/* ext4/XFS: write tmp/<name>, rename it to new/<name> (never over
+ * another file), fsync it: that sync covers the new name too. 0 (*dirsync
+ * set when new/ must still be fsynced: an earlier attempt's file counted),
+ * or -1 with errno and *op_r. */
+static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, const char *name,
+                           const char *rcpt, const char **op_r, int *dirsync)
+{
+    *op_r = "create";
+    int fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        /* left over by an attempt that crashed before the rename */
+        if (unlinkat(e->tmpfd, name, 0) < 0)
+            return -1;
+        fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+    if (fd < 0)
+        return -1;
+    *op_r = "write";
+    int rc = write_message(m, fd, rcpt);
+    if (rc == 0) {
+        *op_r = "rename";
+        rc = renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE);
+        if (rc < 0 && errno == EEXIST) {
+            int x = existing(e, name, m, rcpt);
+            if (x > 0) {                /* delivered by an earlier attempt */
+                unlinkat(e->tmpfd, name, 0);
+                *dirsync = 1;           /* its name: not known to be synced */
+                return close_after(fd, 0, op_r);
+            }
+            rc = x < 0 ? -1 : renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE);
+        }
+        if (rc == 0) {
+            *op_r = "fsync";
+            rc = fsync(fd);
+        }
+    }
+    if (rc < 0) {
+        int err = errno;
+        unlinkat(e->tmpfd, name, 0);    /* gone already if renamed */
+        errno = err;
+    }
+    return close_after(fd, rc, op_r);
+}
+
 /* O_TMPFILE in tmp/: write, link to new/<name>, fsync (data, and the
  * link count). 0, 1 = O_TMPFILE (or linking it) not supported, or -1 with
  * errno and *op_r. new/<name> already there (EEXIST): 0 if it holds this
@@ -549,7 +618,13 @@ again:
      * sake): the link says EEXIST when it is there, and a failure looks
      * for it before it counts (a full disk must not hold back the answer
      * for a message delivered before a crash) */
-    rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
+    int dirsync = 1;
+    if (e->name_with_file) {
+        dirsync = 0;
+        rc = deliver_renamed(m, e, name.data, rcpt, &op, &dirsync);
+    } else {
+        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
+    }
     if (rc > 0) {
         e->no_tmpfile = 1;
         rc = deliver_classic(m, e, name.data, rcpt, &op);
@@ -557,8 +632,10 @@ again:
     if (rc < 0) {
         /* delivered before a crash, and now failing (a full disk, say)? */
         int err = errno;
-        if (existing(e, name.data, m, rcpt) > 0)
+        if (existing(e, name.data, m, rcpt) > 0) {
             rc = 0;
+            dirsync = 1;
+        }
         errno = err;
     }
     if (rc < 0 && !retried) {
@@ -577,9 +654,9 @@ again:
         set_fail(r, errno, dir, op);
         goto out;
     }
-    /* delivered once new/ is fsynced (delivery_maildir_sync) */
     dlv_result_set(r, DS_DELIVERED, "2.0.0", "delivered to maildir");
-    md_pend(e, r);
+    if (dirsync)
+        md_pend(e, r);          /* delivered once new/ is fsynced (delivery_maildir_sync) */
 out:
     buf_free(&name);
 }

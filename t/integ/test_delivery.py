@@ -279,11 +279,45 @@ def _expected_file(s, qid, user):
     return f"{arrival}.P{qid}R0.mx.example.test", data
 
 
+def _suite_on(base):
+    """A Suite (not started) whose spool and Maildirs are under base (None:
+    the usual place, /tmp)."""
+    s = Suite(start=False)
+    if base:
+        spool, mail = os.path.join(base, "spool"), os.path.join(base, "mail")
+        os.mkdir(mail)
+        os.chown(mail, s.uid, s.gid)
+        s.conf_text = (s.conf_text.replace(f'spool = "{s.spool}";', f'spool = "{spool}";')
+                       .replace(f'maildir = "{s.mail}/%u/Maildir"', f'maildir = "{mail}/%u/Maildir"'))
+        s.spool, s.mail = spool, mail
+    return s
+
+
+def _on_tmpfs(test):
+    """Run test(base) with everything under /tmp (ext4 here), then under a
+    tmpfs directory: the two ways Maildir delivery and the commit sync."""
+    import shutil
+    import tempfile
+    test(None)
+    shm = tempfile.mkdtemp(prefix="postern-t-", dir="/dev/shm")
+    os.chmod(shm, 0o755)
+    try:
+        test(shm)
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+
+
 def test_maildir_leftover_counted_only_when_whole():
-    """A Maildir delivery links new/NAME before it syncs; a crash between the
+    """A Maildir delivery names new/NAME before it syncs; a crash between the
     two can leave new/NAME torn. The retry must replace a torn file and take
-    a whole one as delivered (no duplicate, same file)."""
-    with Suite() as s:
+    a whole one as delivered (no duplicate, same file). Both ways: rename
+    and one fsync (ext4), O_TMPFILE + link + new/ fsync (tmpfs)."""
+    _on_tmpfs(_leftover_run)
+
+
+def _leftover_run(base):
+    s = _suite_on(base)
+    with s.start_with_conf(s.conf_text):
         torn_id, whole_id = _held_by_readonly_new(s, "erin", 2)
         new = os.path.join(s.maildir("erin"), "new")
         files = {}
@@ -318,31 +352,29 @@ def _fs_type(path):
 def test_commit_syncs_the_name_the_spool_fs_way():
     """cleanup leaves out the directory fsync only where the file's fsync
     makes its name durable (ext4, XFS); elsewhere (tmpfs here) incoming/ is
-    fsynced in batches. Both paths commit and deliver every message."""
-    import shutil
-    import tempfile
-    shm = tempfile.mkdtemp(prefix="postern-spool-", dir="/dev/shm")
-    os.chmod(shm, 0o755)
+    fsynced in batches. Maildir delivery likewise (rename + one fsync, or
+    link + new/ fsync). Both paths commit and deliver every message."""
     os.environ["POSTERN_TRACE"] = "4"           # TRACE_QUEUE: how each was committed
     try:
-        for spool in (None, os.path.join(shm, "spool")):
-            s = Suite(start=False)
-            if spool:
-                s.conf_text = s.conf_text.replace(f'spool = "{s.spool}";', f'spool = "{spool}";')
-                s.spool = spool
-            with s.start_with_conf(s.conf_text):
-                for i in range(10):
-                    s.send("a@example.test", ["bob@example.test"], make_message(700 + i))
-                s.wait_delivered("bob", 10)
-                fs = _fs_type(os.path.dirname(s.spool))
-                with_file = fs in ("ext4", "xfs")
-                log = s.log()
-                committed = [l for l in log.splitlines() if "committed: incoming/" in l]
-                assert len(committed) == 10, committed
-                want = "name synced with the file" if with_file else "directory fsync batch of"
-                assert all(want in l for l in committed), (fs, committed[:2])
-                ready = "a file's fsync makes its name" if with_file else "incoming/ fsynced once per batch"
-                assert ready in log, (fs, [l for l in log.splitlines() if "ready:" in l])
+        _on_tmpfs(_commit_run)
     finally:
         del os.environ["POSTERN_TRACE"]
-        shutil.rmtree(shm, ignore_errors=True)
+
+
+def _commit_run(base):
+    s = _suite_on(base)
+    with s.start_with_conf(s.conf_text):
+        for i in range(10):
+            s.send("a@example.test", ["bob@example.test"], make_message(700 + i))
+        got = s.wait_delivered("bob", 10)
+        assert all(os.path.dirname(g) == os.path.join(s.maildir("bob"), "new") for g in got)
+        fs = _fs_type(os.path.dirname(s.spool))
+        with_file = fs in ("ext4", "xfs")
+        log = s.log()
+        committed = [l for l in log.splitlines() if "committed: incoming/" in l]
+        assert len(committed) == 10, committed
+        want = "name synced with the file" if with_file else "directory fsync batch of"
+        assert all(want in l for l in committed), (fs, committed[:2])
+        ready = "a file's fsync makes its name" if with_file else "incoming/ fsynced once per batch"
+        assert ready in log, (fs, [l for l in log.splitlines() if "ready:" in l])
+        assert not os.listdir(os.path.join(s.maildir("bob"), "tmp"))
