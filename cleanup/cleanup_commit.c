@@ -149,6 +149,20 @@ static void sync_done_locked(struct cl_pool *p, struct cl_txn *t)
     workq_complete(p->q, &t->witem);
 }
 
+/* fsync and close t's file, the first failure kept in t->cerr/cwhere. */
+static void sync_close(struct cl_txn *t)
+{
+    if (fsync(t->fd) < 0 && t->cerr == 0) {
+        t->cerr = errno;
+        t->cwhere = "fsync";
+    }
+    if (close(t->fd) < 0 && t->cerr == 0) {
+        t->cerr = errno;
+        t->cwhere = "close";
+    }
+    t->fd = -1;
+}
+
 /* Quarantine: [mkdir,] fsync, close, rename, fsync quarantine/NAME/ -
  * serially, in the worker. 0 committed, -1 failed (cleaned up). */
 static int commit_quarantine(struct cl_txn *t)
@@ -158,15 +172,11 @@ static int commit_quarantine(struct cl_txn *t)
     if (e) {
         t->cerr = e;
         t->cwhere = "mkdir quarantine";
-    } else if (fsync(t->fd) < 0) {
-        t->cerr = errno;
-        t->cwhere = "fsync";
+        close(t->fd);
+        t->fd = -1;
+    } else {
+        sync_close(t);
     }
-    if (close(t->fd) < 0 && t->cerr == 0) {
-        t->cerr = errno;
-        t->cwhere = "close";
-    }
-    t->fd = -1;
     if (t->cerr == 0 && queue_publish(t->path, t->qname, t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
@@ -223,15 +233,7 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     if (publish(t) < 0)
         return WORKQ_DONE;
     if (p->names_with_file) {
-        if (fsync(t->fd) < 0) {
-            t->cerr = errno;
-            t->cwhere = "fsync";
-        }
-        if (close(t->fd) < 0 && t->cerr == 0) {
-            t->cerr = errno;
-            t->cwhere = "close";
-        }
-        t->fd = -1;
+        sync_close(t);
         t->cbatch = 0;
         if (t->cerr) {
             char dst[160];

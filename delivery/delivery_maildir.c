@@ -454,19 +454,26 @@ static int existing(const struct md_dir *e, const char *name, const struct dlv_m
     return 0;
 }
 
+/* tmp/<name> created for writing: a file left there by an attempt that
+ * crashed before naming it in new/ is removed first. fd, or -1 (errno). */
+static int create_tmp(const struct md_dir *e, const char *name)
+{
+    int fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        if (unlinkat(e->tmpfd, name, 0) < 0)
+            return -1;
+        fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+    return fd;
+}
+
 /* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST: see
  * existing()), unlink tmp. 0, or -1 with errno and *op_r. */
 static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
                            const char *rcpt, const char **op_r)
 {
     *op_r = "create";
-    int fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
-        /* left over by an attempt that crashed before link(): start again */
-        if (unlinkat(e->tmpfd, name, 0) < 0)
-            return -1;
-        fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    }
+    int fd = create_tmp(e, name);
     if (fd < 0)
         return -1;
     int rc = close_after(fd, write_synced(m, fd, rcpt, op_r), op_r);
@@ -529,13 +536,7 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
                            const char *rcpt, const char **op_r, int *dirsync)
 {
     *op_r = "create";
-    int fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
-        /* left over by an attempt that crashed before the rename */
-        if (unlinkat(e->tmpfd, name, 0) < 0)
-            return -1;
-        fd = openat(e->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    }
+    int fd = create_tmp(e, name);
     if (fd < 0)
         return -1;
     *op_r = "write";
