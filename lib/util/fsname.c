@@ -23,7 +23,13 @@ static int mount_type(dev_t dev, char *out, size_t size)
     char want[32], line[4096];
     snprintf(want, sizeof(want), "%u:%u", major(dev), minor(dev));
     int rc = -1;
+    int partial = 0;
     while (rc < 0 && fgets(line, sizeof(line), f) != NULL) {
+        int whole = strchr(line, '\n') != NULL;
+        int skip = partial;         /* the rest of a line too long for the buffer */
+        partial = !whole;
+        if (skip || !whole)
+            continue;
         /* id parent major:minor root mountpoint options [optional...] - type source super */
         char *save = NULL, *tok = strtok_r(line, " ", &save);
         for (int i = 0; tok != NULL && i < 2; i++)
