@@ -528,12 +528,31 @@ static int link_tmpfile(int fd, int newfd, const char *name)
     return -1;
 }
 
+/* fsync and close fd, just named new/<name> by this attempt. A failure
+ * takes the name back (unlinked): after a failed fsync the page cache may
+ * hold what the disk does not, and a later attempt must write the file
+ * again, never find this one and count it. 0, or -1 with errno and *op_r. */
+static int sync_named(const struct md_dir *e, int fd, const char *name, const char **op_r)
+{
+    *op_r = "fsync";
+    int rc = close_after(fd, fsync(fd), op_r);
+    if (rc < 0) {
+        int err = errno;
+        if (unlinkat(e->newfd, name, 0) < 0 && errno != ENOENT)
+            log_error("%s/new/%s could not be synced nor removed: %s", e->path, name,
+                      strerror(errno));
+        errno = err;
+    }
+    return rc;
+}
+
 /* ext4/XFS: write tmp/<name>, rename it to new/<name> (never over
  * another file), fsync it: that sync covers the new name too. 0 (*dirsync
  * set when new/ must still be fsynced: an earlier attempt's file counted),
- * or -1 with errno and *op_r. */
+ * or -1 with errno and *op_r (*named set when it failed after naming the
+ * file: see sync_named). */
 static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, const char *name,
-                           const char *rcpt, const char **op_r, int *dirsync)
+                           const char *rcpt, const char **op_r, int *dirsync, int *named)
 {
     *op_r = "create";
     int fd = create_tmp(e, name);
@@ -554,16 +573,14 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
             rc = x < 0 ? -1 : renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE);
         }
         if (rc == 0) {
-            *op_r = "fsync";
-            rc = fsync(fd);
+            *named = 1;
+            return sync_named(e, fd, name, op_r);
         }
     }
-    if (rc < 0) {
-        int err = errno;
-        unlinkat(e->tmpfd, name, 0);    /* gone already if renamed */
-        errno = err;
-    }
-    return close_after(fd, rc, op_r);
+    int err = errno;
+    unlinkat(e->tmpfd, name, 0);
+    errno = err;
+    return close_after(fd, -1, op_r);
 }
 
 /* O_TMPFILE in tmp/: write, link to new/<name>, fsync (data, and the
@@ -571,7 +588,7 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
  * errno and *op_r. new/<name> already there (EEXIST): 0 if it holds this
  * delivery's bytes (existing()), else it is replaced. */
 static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, const char *name,
-                           const char *rcpt, const char **op_r)
+                           const char *rcpt, const char **op_r, int *named)
 {
     *op_r = "create";
     int fd = openat(e->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
@@ -596,8 +613,8 @@ static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, cons
             rc = x < 0 ? -1 : link_tmpfile(fd, e->newfd, name);
         }
         if (rc == 0) {
-            *op_r = "fsync";
-            rc = fsync(fd);
+            *named = 1;
+            return sync_named(e, fd, name, op_r);
         }
     }
     return close_after(fd, rc, op_r);
@@ -619,18 +636,18 @@ again:
      * sake): the link says EEXIST when it is there, and a failure looks
      * for it before it counts (a full disk must not hold back the answer
      * for a message delivered before a crash) */
-    int dirsync = 1;
+    int dirsync = 1, named = 0;
     if (e->name_with_file) {
         dirsync = 0;
-        rc = deliver_renamed(m, e, name.data, rcpt, &op, &dirsync);
+        rc = deliver_renamed(m, e, name.data, rcpt, &op, &dirsync, &named);
     } else {
-        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op);
+        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op, &named);
     }
     if (rc > 0) {
         e->no_tmpfile = 1;
         rc = deliver_classic(m, e, name.data, rcpt, &op);
     }
-    if (rc < 0) {
+    if (rc < 0 && !named) {
         /* delivered before a crash, and now failing (a full disk, say)? */
         int err = errno;
         if (existing(e, name.data, m, rcpt) > 0) {
