@@ -378,3 +378,84 @@ def _commit_run(base):
         ready = "a file's fsync makes its name" if with_file else "incoming/ fsynced once per batch"
         assert ready in log, (fs, [l for l in log.splitlines() if "ready:" in l])
         assert not os.listdir(os.path.join(s.maildir("bob"), "tmp"))
+
+
+# An LD_PRELOAD shim for the test below: the first fsync() of a Maildir file
+# (any process, any uid) fails with EIO; the marker file says it has not
+# happened yet and is removed by the one call that fails.
+_FSYNC_FAIL_SHIM = r'''
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+int fsync(int fd)
+{
+    const char *marker = getenv("POSTERN_TEST_FSYNC_FAIL");
+    char link[64], path[4096];
+    struct stat st;
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (marker && n > 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        path[n] = '\0';
+        if (strstr(path, "/Maildir/") && unlink(marker) == 0) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+'''
+
+
+def test_maildir_name_taken_back_when_fsync_fails():
+    """When the fsync of a Maildir file fails after the file was named in
+    new/, the name is taken back and the delivery deferred: the page cache may
+    hold bytes the disk does not, so no attempt may find that file and count
+    it as delivered. The retry writes it again. Both ways (ext4, tmpfs)."""
+    import subprocess
+    import tempfile
+    work = tempfile.mkdtemp(prefix="postern-shim-")
+    os.chmod(work, 0o777)
+    shim = os.path.join(work, "failfsync.so")
+    src = os.path.join(work, "failfsync.c")
+    with open(src, "w") as f:
+        f.write(_FSYNC_FAIL_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, src], check=True)
+    os.chmod(shim, 0o755)
+    marker = os.path.join(work, "fail-next")
+
+    def run(base):
+        with open(marker, "w"):
+            pass
+        os.chmod(marker, 0o666)
+        os.environ["LD_PRELOAD"] = shim
+        os.environ["POSTERN_TEST_FSYNC_FAIL"] = marker
+        try:
+            s = _suite_on(base)
+            s.start_with_conf(s.conf_text)
+        finally:
+            del os.environ["LD_PRELOAD"]
+            del os.environ["POSTERN_TEST_FSYNC_FAIL"]
+        with s:
+            msg = make_message(800)
+            s.send("a@example.test", ["dora@example.test"], msg)
+            new = os.path.join(s.maildir("dora"), "new")
+            log = wait_for(lambda: "Input/output error" in s.log() and s.log(), 30,
+                           "the failed fsync to be logged")
+            assert not os.path.exists(marker), "the shim never failed an fsync"
+            # deferred, and the file is not left behind under its name
+            assert not (os.path.isdir(new) and os.listdir(new)), os.listdir(new)
+            assert "fsync" in log
+            got = s.wait_delivered("dora", 1, timeout=40)
+            data = open(got[0], "rb").read()
+            assert strip_delivery_headers(data) == msg.replace(b"\r\n", b"\n")
+            assert data.startswith(b"Return-Path: <a@example.test>\nDelivered-To: dora@example.test\n")
+    try:
+        _on_tmpfs(run)
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
