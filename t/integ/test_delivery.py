@@ -427,12 +427,18 @@ def test_maildir_name_taken_back_when_fsync_fails():
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, src], check=True)
     os.chmod(shim, 0o755)
     marker = os.path.join(work, "fail-next")
+    # an ASan build wants its runtime first in the preload list
+    from suite import ROOT
+    ldd = subprocess.run(["ldd", os.path.join(ROOT, "libexec", "delivery")],
+                         capture_output=True, text=True).stdout
+    asan = [w for l in ldd.splitlines() if "libasan" in l for w in l.split() if w.startswith("/")]
+    preload = " ".join(asan[:1] + [shim])
 
     def run(base):
         with open(marker, "w"):
             pass
         os.chmod(marker, 0o666)
-        os.environ["LD_PRELOAD"] = shim
+        os.environ["LD_PRELOAD"] = preload
         os.environ["POSTERN_TEST_FSYNC_FAIL"] = marker
         try:
             s = _suite_on(base)
