@@ -248,7 +248,7 @@ one_run() {
     [ "$scen" = maildir ] && { wait_done empty 30 $(queue_dirs "$m" "$d") >/dev/null || purge_queue "$m" "$d"; }
     # the delivered files are moved aside, not deleted: on ext4 without a
     # journal every inode allocation skips (reading each one) the inodes
-    # freed in the last 30 s, so deleting this run's 3000 files would slow
+    # freed in the last 60 s (360 s while their table block is dirty), so deleting this run's 3000 files would slow
     # the next run's Maildir deliveries, whichever MTA's, by an artifact of
     # the benchmark itself; the trash goes with $WORK at the end
     if [ -d "$new" ]; then

@@ -135,17 +135,22 @@ static int quarantine_dir(const struct cl_txn *t)
     return queue_quarantine_dir(AT_FDCWD, t->qname, dir, sizeof(dir)) < 0 ? errno : 0;
 }
 
-/* One of t's syncs is done (called locked): the last one completes it,
- * removing a failed entry's name first (gone already if qmgr took it). */
-static void sync_done_locked(struct cl_pool *p, struct cl_txn *t)
+/* A failed entry's name is removed (gone already if qmgr took it). */
+static void unlink_failed(const struct cl_txn *t)
 {
-    if (--t->csyncs > 0)
-        return;
     if (t->cerr) {
         char dst[160];
         incoming_path(t, dst, sizeof(dst));
         unlink(dst);
     }
+}
+
+/* One of t's syncs is done (called locked): the last one completes it. */
+static void sync_done_locked(struct cl_pool *p, struct cl_txn *t)
+{
+    if (--t->csyncs > 0)
+        return;
+    unlink_failed(t);
     workq_complete(p->q, &t->witem);
 }
 
@@ -235,11 +240,7 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     if (p->names_with_file) {
         sync_close(t);
         t->cbatch = 0;
-        if (t->cerr) {
-            char dst[160];
-            incoming_path(t, dst, sizeof(dst));
-            unlink(dst);
-        }
+        unlink_failed(t);
         return WORKQ_DONE;
     }
     pthread_mutex_lock(&p->mu);

@@ -1,32 +1,23 @@
 /*
  * delivery_maildir.c - Maildir delivery.
  *
- * On ext4 and XFS (lib/util/fsname.h: there a file's fsync also makes the
- * name a rename just gave it durable): tmp/<name> gets the headers +
- * content, is renamed to new/<name> (RENAME_NOREPLACE), then fsynced: one
- * sync per delivery, nothing else.
- *
- * Elsewhere: an anonymous file (O_TMPFILE in <maildir>/tmp) gets the
- * headers + content, linkat() gives it its name new/<name>, then the file
- * is fsynced once (data, and the inode with its link count). new/ is
- * fsynced once per request for all recipients delivered into that Maildir
- * (delivery_maildir_sync(), before any status is reported). Two syncs per
- * delivery, the file's and a share of the directory's. Where O_TMPFILE is
- * unsupported: tmp/<name> written and fsynced, link()ed to new/<name>, tmp
- * unlinked (the classic way).
+ * Per recipient: tmp/<name> gets the headers + content, is given its name
+ * new/<name> (renameat2 RENAME_NOREPLACE; link + unlink where the file
+ * system has no RENAME_NOREPLACE), then fsynced. On ext4 and XFS that one
+ * sync also makes the new name durable (lib/util/fsname.h); elsewhere new/
+ * is fsynced too, once per request for all recipients delivered into that
+ * Maildir (delivery_maildir_sync(), before any status is reported).
  *
  * Why naming before the sync is safe. A reader sees new/<name> only
- * complete: every byte is written (page cache) before the link. Nothing is
+ * complete: every byte is written (page cache) before the name. Nothing is
  * reported delivered until the file's fsync (and new/'s, where needed) is
- * done.
- * A power cut between the link and the syncs may leave new/<name> naming a
- * file the disk kept only in part (or an inode fsck removed the name of);
- * the message is still in the queue and comes again. Then new/<name> is
- * there: it counts as delivered only if it holds exactly the bytes this
- * delivery would write (same_content(): size, then every byte), and is
- * fsynced again; a file that differs is removed and written anew. So a
- * torn file is never taken for a delivered one, and a whole one is never
- * delivered twice.
+ * done. A power cut in between may leave new/<name> naming a file the disk
+ * kept only in part (or an inode fsck removed the name of); the message is
+ * still in the queue and comes again. Then new/<name> is there: it counts
+ * as delivered only if it holds exactly the bytes this delivery would
+ * write (same_content(): size, then every byte), and is fsynced again; a
+ * file that differs is removed and written anew. So a torn file is never
+ * taken for a delivered one, and a whole one is never delivered twice.
  *
  * The Maildir and its tmp/ and new/ are kept open in a small LRU cache
  * (keyed by path; the path is re-checked against the cached inode at most
@@ -66,16 +57,14 @@ struct md_dir {
     ino_t ino;
     time_t checked;             /* CLOCK_MONOTONIC_COARSE seconds */
     uint64_t used;              /* LRU tick */
-    int no_tmpfile;             /* O_TMPFILE refused here: classic tmp/ files */
     int name_with_file;         /* ext4/XFS: the file's fsync covers new/ (fsname.h) */
-    /* recipients linked into new/ whose new/ is not fsynced yet */
+    /* recipients named in new/ whose new/ is not fsynced yet */
     struct dlv_result **pend;
     size_t npend, cap;
 };
 
 static struct md_dir cache[MD_CACHE_MAX];
 static uint64_t tick;
-static int proc_link = -1;      /* -1 unknown, 0 AT_EMPTY_PATH works, 1 use /proc/self/fd */
 
 static time_t now_coarse(void)
 {
@@ -332,18 +321,6 @@ static int write_message(const struct dlv_msg *m, int fd, const char *rcpt)
     return rc;
 }
 
-/* The message to fd, then fsync: 0, or -1 with errno and *op_r. */
-static int write_synced(const struct dlv_msg *m, int fd, const char *rcpt, const char **op_r)
-{
-    *op_r = "write";
-    int rc = write_message(m, fd, rcpt);
-    if (rc == 0) {
-        *op_r = "fsync";
-        rc = fsync(fd);
-    }
-    return rc;
-}
-
 /* Close fd after rc: a close error fails what had succeeded; errno and
  * *op_r stay those of the first failure. */
 static int close_after(int fd, int rc, const char **op_r)
@@ -363,57 +340,50 @@ static void log_already(const struct md_dir *e, const char *name)
     log_info("%s already in %s/new: not delivering twice", name, e->path);
 }
 
+/* Does fd hold, at off, the n bytes at p (p NULL: the n bytes of the queue
+ * file m->fd at poff)? 1 yes, 0 no, -1 error reading the queue file. */
+static int bytes_equal(int fd, off_t off, const unsigned char *p, const struct dlv_msg *m,
+                       off_t poff, size_t n)
+{
+    static unsigned char have[65536], want[65536];
+    while (n > 0) {
+        size_t k = n < sizeof(have) ? n : sizeof(have);
+        if (fdio_pread_all(fd, have, k, off) < 0)
+            return 0;                   /* shorter, or unreadable: not the message */
+        const unsigned char *w = p;
+        if (w == NULL) {
+            if (fdio_pread_all(m->fd, want, k, poff) < 0)
+                return -1;
+            w = want;
+            poff += (off_t)k;
+        } else {
+            p += k;
+        }
+        if (memcmp(have, w, k) != 0)
+            return 0;
+        off += (off_t)k;
+        n -= k;
+    }
+    return 1;
+}
+
 /* Does fd hold exactly what write_message() writes for rcpt? 1 yes, 0 no,
  * -1 error (errno). */
 static int same_content(const struct dlv_msg *m, int fd, const char *rcpt)
 {
     struct stat st;
-    buf_t want, have;
     if (fstat(fd, &st) < 0)
         return -1;
-    buf_init(&want, 256);
-    dlv_headers(&want, m->env->sender, rcpt);
-    uint64_t total = want.len + m->env->content_len;
-    int same = S_ISREG(st.st_mode) && (uint64_t)st.st_size == total;
-    buf_init(&have, 0);
-    /* the header lines, then the content chunk by chunk */
-    if (same && (fdio_pread_buf(fd, 0, want.len, &have) < 0 ||
-                 have.len != want.len || memcmp(have.data, want.data, want.len) != 0))
-        same = 0;
-    off_t at = (off_t)want.len;
-    uint64_t left = m->env->content_len, done = 0;
-    buf_t ref;
-    buf_init(&ref, 0);
-    while (same && left > 0) {
-        size_t n = left > 65536 ? 65536 : (size_t)left;
-        have.len = 0;
-        if (fdio_pread_buf(fd, at, n, &have) < 0 || have.len != n) {
-            same = 0;
-            break;
-        }
-        const void *r;
-        if (m->content != NULL) {
-            r = m->content + done;
-        } else {
-            ref.len = 0;
-            if (fdio_pread_buf(m->fd, m->env->content_off + (off_t)done, n, &ref) < 0 ||
-                ref.len != n) {
-                buf_free(&ref);
-                buf_free(&have);
-                buf_free(&want);
-                return -1;
-            }
-            r = ref.data;
-        }
-        if (memcmp(have.data, r, n) != 0)
-            same = 0;
-        at += (off_t)n;
-        done += n;
-        left -= n;
-    }
-    buf_free(&ref);
-    buf_free(&have);
-    buf_free(&want);
+    buf_t h;
+    buf_init(&h, 256);
+    dlv_headers(&h, m->env->sender, rcpt);
+    int same = S_ISREG(st.st_mode) && (uint64_t)st.st_size == h.len + m->env->content_len;
+    if (same)
+        same = bytes_equal(fd, 0, (const unsigned char *)h.data, m, 0, h.len);
+    if (same > 0)
+        same = bytes_equal(fd, (off_t)h.len, m->content, m, m->env->content_off,
+                           (size_t)m->env->content_len);
+    buf_free(&h);
     return same;
 }
 
@@ -467,65 +437,19 @@ static int create_tmp(const struct md_dir *e, const char *name)
     return fd;
 }
 
-/* Classic: write tmp/<name>, fsync, link to new/<name> (EEXIST: see
- * existing()), unlink tmp. 0, or -1 with errno and *op_r. */
-static int deliver_classic(const struct dlv_msg *m, const struct md_dir *e, const char *name,
-                           const char *rcpt, const char **op_r)
+/* tmp/<name> becomes new/<name>, never over another file: renameat2 with
+ * RENAME_NOREPLACE, or link + unlink where the file system lacks it. 0, or
+ * -1 with errno (EEXIST: new/<name> is there). */
+static int name_file(const struct md_dir *e, const char *name)
 {
-    *op_r = "create";
-    int fd = create_tmp(e, name);
-    if (fd < 0)
-        return -1;
-    int rc = close_after(fd, write_synced(m, fd, rcpt, op_r), op_r);
-    int err = errno;
-    if (rc == 0) {
-        *op_r = "link";
-        if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0) {
-            rc = -1;
-            err = errno;
-            if (err == EEXIST) {
-                int x = existing(e, name, m, rcpt);
-                if (x > 0)
-                    rc = 0;
-                else if (x == 0 && linkat(e->tmpfd, name, e->newfd, name, 0) == 0)
-                    rc = 0;
-                else
-                    err = errno;
-            }
-        }
-    }
-    unlinkat(e->tmpfd, name, 0);
-    errno = err;
-    return rc;
-}
-
-/* Give the anonymous file fd the name new/<name>: 0, -1 (errno), or 1 =
- * this process cannot link anonymous files (no AT_EMPTY_PATH permission
- * and no /proc). */
-static int link_tmpfile(int fd, int newfd, const char *name)
-{
-    if (proc_link <= 0) {
-        if (linkat(fd, "", newfd, name, AT_EMPTY_PATH) == 0) {
-            proc_link = 0;
-            return 0;
-        }
-        /* without CAP_DAC_READ_SEARCH (kernels before 6.10): ENOENT or EPERM */
-        if (proc_link == 0 || (errno != ENOENT && errno != EPERM))
-            return -1;
-    }
-    char p[64];
-    snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-    if (linkat(AT_FDCWD, p, newfd, name, AT_SYMLINK_FOLLOW) == 0) {
-        proc_link = 1;
+    if (renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE) == 0)
         return 0;
-    }
-    int e = errno;
-    struct stat st;
-    if (proc_link < 0 && (e == ENOENT || e == EPERM || e == EACCES) &&
-        fstat(newfd, &st) == 0 && st.st_nlink > 0)
-        return 1;       /* new/ is there: it is the link method that fails */
-    errno = e;
-    return -1;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    if (linkat(e->tmpfd, name, e->newfd, name, 0) < 0)
+        return -1;
+    unlinkat(e->tmpfd, name, 0);
+    return 0;
 }
 
 /* fsync and close fd, just named new/<name> by this attempt. A failure
@@ -546,14 +470,14 @@ static int sync_named(const struct md_dir *e, int fd, const char *name, const ch
     return rc;
 }
 
-/* ext4/XFS: write tmp/<name>, rename it to new/<name> (never over
- * another file), fsync it: that sync covers the new name too. 0 (*dirsync
- * set when new/ must still be fsynced: an earlier attempt's file counted),
- * or -1 with errno and *op_r (*named set when it failed after naming the
- * file: see sync_named). */
-static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, const char *name,
-                           const char *rcpt, const char **op_r, int *dirsync, int *named)
+/* Write tmp/<name>, name it new/<name>, fsync it. 0 (*dirsync set when
+ * new/ must still be fsynced: the file system needs it, or an earlier
+ * attempt's file counted), or -1 with errno and *op_r (*named set when it
+ * failed after naming the file: see sync_named). */
+static int deliver(const struct dlv_msg *m, const struct md_dir *e, const char *name,
+                   const char *rcpt, const char **op_r, int *dirsync, int *named)
 {
+    *dirsync = !e->name_with_file;
     *op_r = "create";
     int fd = create_tmp(e, name);
     if (fd < 0)
@@ -562,7 +486,7 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
     int rc = write_message(m, fd, rcpt);
     if (rc == 0) {
         *op_r = "rename";
-        rc = renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE);
+        rc = name_file(e, name);
         if (rc < 0 && errno == EEXIST) {
             int x = existing(e, name, m, rcpt);
             if (x > 0) {                /* delivered by an earlier attempt */
@@ -570,7 +494,7 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
                 *dirsync = 1;           /* its name: not known to be synced */
                 return close_after(fd, 0, op_r);
             }
-            rc = x < 0 ? -1 : renameat2(e->tmpfd, name, e->newfd, name, RENAME_NOREPLACE);
+            rc = x < 0 ? -1 : name_file(e, name);
         }
         if (rc == 0) {
             *named = 1;
@@ -581,43 +505,6 @@ static int deliver_renamed(const struct dlv_msg *m, const struct md_dir *e, cons
     unlinkat(e->tmpfd, name, 0);
     errno = err;
     return close_after(fd, -1, op_r);
-}
-
-/* O_TMPFILE in tmp/: write, link to new/<name>, fsync (data, and the
- * link count). 0, 1 = O_TMPFILE (or linking it) not supported, or -1 with
- * errno and *op_r. new/<name> already there (EEXIST): 0 if it holds this
- * delivery's bytes (existing()), else it is replaced. */
-static int deliver_tmpfile(const struct dlv_msg *m, const struct md_dir *e, const char *name,
-                           const char *rcpt, const char **op_r, int *named)
-{
-    *op_r = "create";
-    int fd = openat(e->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
-            return 1;
-        return -1;
-    }
-    *op_r = "write";
-    int rc = write_message(m, fd, rcpt);
-    if (rc == 0) {
-        *op_r = "link";
-        rc = link_tmpfile(fd, e->newfd, name);
-        if (rc > 0) {
-            close(fd);
-            return 1;
-        }
-        if (rc < 0 && errno == EEXIST) {
-            int x = existing(e, name, m, rcpt);
-            if (x > 0)
-                return close_after(fd, 0, op_r);    /* delivered by an earlier attempt */
-            rc = x < 0 ? -1 : link_tmpfile(fd, e->newfd, name);
-        }
-        if (rc == 0) {
-            *named = 1;
-            return sync_named(e, fd, name, op_r);
-        }
-    }
-    return close_after(fd, rc, op_r);
 }
 
 void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
@@ -633,20 +520,11 @@ void delivery_maildir(const struct dlv_msg *m, unsigned index, const char *rcpt,
     int retried = 0, rc;
 again:
     /* no stat of new/<name> first (a syscall per message for a retry's
-     * sake): the link says EEXIST when it is there, and a failure looks
+     * sake): naming it says EEXIST when it is there, and a failure looks
      * for it before it counts (a full disk must not hold back the answer
      * for a message delivered before a crash) */
-    int dirsync = 1, named = 0;
-    if (e->name_with_file) {
-        dirsync = 0;
-        rc = deliver_renamed(m, e, name.data, rcpt, &op, &dirsync, &named);
-    } else {
-        rc = e->no_tmpfile ? 1 : deliver_tmpfile(m, e, name.data, rcpt, &op, &named);
-    }
-    if (rc > 0) {
-        e->no_tmpfile = 1;
-        rc = deliver_classic(m, e, name.data, rcpt, &op);
-    }
+    int dirsync, named = 0;
+    rc = deliver(m, e, name.data, rcpt, &op, &dirsync, &named);
     if (rc < 0 && !named) {
         /* delivered before a crash, and now failing (a full disk, say)? */
         int err = errno;
@@ -657,8 +535,8 @@ again:
         errno = err;
     }
     if (rc < 0 && !retried) {
-        /* tmp/ or new/ removed or replaced under us (ENOENT, or EPERM for
-         * O_TMPFILE in a removed directory)? Then open it again, once. */
+        /* tmp/ or new/ removed or replaced under us (ENOENT)? Then open
+         * it again, once. */
         int err = errno;
         retried = 1;
         int rr = md_reopen(&e, r);

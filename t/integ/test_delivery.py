@@ -311,7 +311,7 @@ def test_maildir_leftover_counted_only_when_whole():
     """A Maildir delivery names new/NAME before it syncs; a crash between the
     two can leave new/NAME torn. The retry must replace a torn file and take
     a whole one as delivered (no duplicate, same file). Both ways: rename
-    and one fsync (ext4), O_TMPFILE + link + new/ fsync (tmpfs)."""
+    and one fsync (ext4), rename + fsync + new/ fsync (tmpfs)."""
     _on_tmpfs(_leftover_run)
 
 
@@ -353,7 +353,7 @@ def test_commit_syncs_the_name_the_spool_fs_way():
     """cleanup leaves out the directory fsync only where the file's fsync
     makes its name durable (ext4, XFS); elsewhere (tmpfs here) incoming/ is
     fsynced in batches. Maildir delivery likewise (rename + one fsync, or
-    link + new/ fsync). Both paths commit and deliver every message."""
+    rename + fsync + new/ fsync). Both paths commit and deliver every message."""
     os.environ["POSTERN_TRACE"] = "4"           # TRACE_QUEUE: how each was committed
     try:
         _on_tmpfs(_commit_run)
