@@ -92,8 +92,11 @@ struct cl_txn {
     struct cl_conn *conn;       /* NULL once the smtpd connection is gone */
     enum cl_state state;
     char qid[QUEUE_ID_MAX];
-    char path[64];              /* tmp/ID */
+    char path[64];              /* tmp/ID, or tmp/.free-X (a recycled inode) */
     int fd;
+    int recycled;               /* holds the recycled file tmp/rname (cleanup_recycle.c) */
+    char rname[48];             /* .free-ID */
+    struct cl_txn *rnext, *rprev;
     off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
     uint64_t session;           /* smtpd's session id (filter requests) */
@@ -248,11 +251,14 @@ void clf_close(struct cl_ctx *ctx);
 void clq_wakeup(struct cl_ctx *ctx, const char *qid);
 void clq_close(struct cl_ctx *ctx);
 
-/* cleanup_recycle.c: tmp/ID for a new transaction (path, size >= 64), on a
- * recycled inode (tmp/.free-*, left by qmgr) when one is known; the fd
- * (O_WRONLY, empty) or -1 with errno. */
+/* cleanup_recycle.c: t's file in tmp/ (t->path, t->old_size): a recycled
+ * inode, tmp/.free-* left by qmgr, when one is known, else a new tmp/ID; the
+ * fd (O_WRONLY; a recycled file's old bytes are still there up to old_size)
+ * or -1 with errno. A recycled name is t's until cl_tmp_release(t) (when t
+ * is dropped): no scan hands it out again meanwhile. */
 #define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
-int  cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size);
+int  cl_tmp_create(struct cl_txn *t);
+void cl_tmp_release(struct cl_txn *t);
 /* A recycled file was overwritten from offset 0: cut what is left of the
  * old content past the new end (the file must end at END). 0 or -1. */
 int  cl_tmp_trim(struct cl_txn *t, off_t end);

@@ -2,10 +2,11 @@
  * cleanup_commit.c - making queue files durable: the fsync worker pool and
  * the group commit of incoming/, one disk sync deep.
  *
- * The commit protocol is lib/mail/queue.h's: the file is complete in tmp/ID,
+ * The commit protocol is lib/mail/queue.h's: the file is complete in tmp/
+ * (tmp/ID, or the recycled tmp/.free-X it was written into: t->path),
  * its END record holding a CRC-32C of every byte before it (lib/mail/qfile.h).
  * A worker thread takes it from the submit queue and
- *   1. renames tmp/ID -> incoming/ID (queue_publish: the rename point),
+ *   1. renames it to incoming/ID (queue_publish: the rename point),
  *   2. hands the entry to the directory syncer thread, and
  *   3. fsyncs the file itself, then closes it.
  * The syncer takes every entry renamed so far and fsyncs incoming/ once for
@@ -19,7 +20,8 @@
  * (TESTING.md item 9).
  *
  * Why every crash point is safe (kill -9 of any process, or power cut):
- *  - Before the rename: only tmp/ID exists; cleanup empties tmp/ at start.
+ *  - Before the rename: only the file in tmp/ exists; cleanup empties tmp/
+ *    at start.
  *    The client had no 250 and retries.
  *  - After the rename, before both syncs are done: incoming/ID may or may
  *    not survive, and its content may be anything the disk kept: complete,

@@ -107,6 +107,7 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
         log_warn("unlink %s: %m", t->path);
         log_set_qid(NULL);
     }
+    cl_tmp_release(t);
     qf_env_free(&t->env);
     free(t->spf_result);
     free(t->spf_domain);
@@ -215,7 +216,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
         cl_txn_fail(t, LR_RATE);
         return;
     }
-    t->fd = cl_tmp_create(t->path, sizeof(t->path), t->qid, &t->old_size);
+    t->fd = cl_tmp_create(t);
     if (t->fd < 0) {
         int err = errno;
         log_error("create %s: %m", t->path);

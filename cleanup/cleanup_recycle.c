@@ -9,15 +9,20 @@
  *
  * So qmgr does not unlink a finished queue file but renames it to
  * tmp/.free-<ID> (qmgr_active_finish), and here a new transaction takes such
- * a file: rename(tmp/.free-X -> tmp/ID), open without O_TRUNC - no inode
- * allocated, and the new content overwrites the old blocks in place (no block
- * allocation, no unwritten-extent conversion; cl_tmp_trim() cuts the old
- * tail once the new file is written),
- * and the file is tmp/ID as before (filter, logs and crash recovery see no
- * difference). When none is known, tmp/ is scanned again (at most every
- * RECYCLE_SCAN_US); else a new file is created as before. The names start
- * with a dot so that tools and tests listing the queue directories with
- * "*" never take them for messages.
+ * a file: open tmp/.free-X without O_TRUNC - no inode allocated, and the new
+ * content overwrites the old blocks in place (no block allocation, no
+ * unwritten-extent conversion; cl_tmp_trim() cuts the old tail once the new
+ * file is written). The file keeps that name until the commit renames it to
+ * incoming/ID (one rename per message, not two): the transaction's path is
+ * tmp/.free-X instead of tmp/ID, which the filter and crash recovery treat
+ * alike (both are in tmp/). A name handed out stays "in use" until the
+ * transaction gives it back (cl_tmp_release, when it is dropped): a scan
+ * while the file is being written or committed still lists the name, and
+ * must not hand the same inode to a second transaction. When no free name
+ * is known, tmp/ is scanned again (at most every RECYCLE_SCAN_US); else a
+ * new file tmp/ID is created. The names start with a dot so that tools and
+ * tests listing the queue directories with "*" never take them for
+ * messages.
  *
  * Crash safety. A recycled inode must not still be reachable under its old
  * name active/ID after a crash, or the old name would now hold another
@@ -51,6 +56,36 @@
 static char *free_names[RECYCLE_MAX];
 static int nfree;
 static int64_t last_scan_us;
+static struct cl_txn *inuse;        /* holding a recycled name: t->rnext/rprev */
+static size_t ninuse;
+
+/* t holds tmp/NAME (loop thread only, like release and scan: workers may
+ * change t->path meanwhile, never t->rname). */
+static void hold(struct cl_txn *t, const char *name)
+{
+    str_copy(t->rname, sizeof(t->rname), name);
+    t->recycled = 1;
+    t->rprev = NULL;
+    t->rnext = inuse;
+    if (inuse)
+        inuse->rprev = t;
+    inuse = t;
+    ninuse++;
+}
+
+void cl_tmp_release(struct cl_txn *t)
+{
+    if (!t->recycled)
+        return;
+    if (t->rprev)
+        t->rprev->rnext = t->rnext;
+    else
+        inuse = t->rnext;
+    if (t->rnext)
+        t->rnext->rprev = t->rprev;
+    t->recycled = 0;
+    ninuse--;
+}
 
 static int64_t mono_us(void)
 {
@@ -59,21 +94,53 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names transactions hold, sorted (NULL when none or out of memory:
+ * *n says which). */
+static const char **held_names(size_t *n)
+{
+    *n = 0;
+    if (ninuse == 0)
+        return NULL;
+    const char **v = malloc(ninuse * sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    for (struct cl_txn *t = inuse; t && *n < ninuse; t = t->rnext)
+        v[(*n)++] = t->rname;
+    qsort(v, *n, sizeof(*v), name_cmp);
+    return v;
+}
+
+/* Collect free names (the ones no transaction holds; at most RECYCLE_MAX,
+ * extra ones removed). */
 static void scan(void)
 {
+    size_t nheld;
+    const char **held = held_names(&nheld);
+    if (held == NULL && ninuse > 0)
+        return;                     /* cannot tell which are held: try later */
     DIR *d = opendir(SPOOL_TMP);
-    if (d == NULL)
+    if (d == NULL) {
+        free(held);
         return;
+    }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0)
+        const char *name = de->d_name;
+        if (strncmp(name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0 ||
+            (nheld && bsearch(&name, held, nheld, sizeof(*held), name_cmp)))
             continue;
         if (nfree < RECYCLE_MAX)
-            free_names[nfree++] = xstrdup(de->d_name);
+            free_names[nfree++] = xstrdup(name);
         else
-            unlinkat(dirfd(d), de->d_name, 0);
+            unlinkat(dirfd(d), name, 0);
     }
     closedir(d);
+    free(held);
     if (nfree == 0)
         return;
     /* their names are gone from active/ for good before the inodes change */
@@ -88,10 +155,9 @@ static void scan(void)
     }
 }
 
-int cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size)
+int cl_tmp_create(struct cl_txn *t)
 {
-    *old_size = 0;
-    str_format(path, size, "%s/%s", SPOOL_TMP, qid);
+    t->old_size = 0;
     if (nfree == 0) {
         int64_t now = mono_us();
         if (now - last_scan_us >= RECYCLE_SCAN_US) {
@@ -100,24 +166,29 @@ int cl_tmp_create(char *path, size_t size, const char *qid, off_t *old_size)
         }
     }
     while (nfree > 0) {
-        char from[64];
         char *name = free_names[--nfree];
-        int ok = str_format(from, sizeof(from), "%s/%s", SPOOL_TMP, name) == 0;
-        free(name);
-        if (!ok || rename(from, path) < 0)
-            continue;               /* gone (restart race) or odd: take another */
-        int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, name) < 0 ||
+            strlen(name) >= sizeof(t->rname)) {
+            free(name);
+            continue;
+        }
+        int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
             (st.st_mode & 07777) == 0600) {
-            *old_size = st.st_size;
+            t->old_size = st.st_size;
+            hold(t, name);
+            free(name);
             return fd;
         }
-        if (fd >= 0)
+        free(name);
+        if (fd >= 0) {              /* odd: not ours to reuse */
             close(fd);
-        unlink(path);
+            unlink(t->path);
+        }                           /* else gone (restart race): take another */
     }
-    return open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, t->qid);
+    return open(t->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 }
 
 int cl_tmp_trim(struct cl_txn *t, off_t end)
@@ -162,7 +233,7 @@ void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok)
         return;
     }
     close(t->fd);           /* the new file replaces the old one */
-    unlink(t->path);
+    unlink(t->path);        /* (its name stays held until t is dropped) */
     t->fd = nfd;
     t->old_size = 0;
     str_copy(t->path, sizeof(t->path), npath);

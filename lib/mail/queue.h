@@ -16,8 +16,9 @@
  * recovers active/ at start) and recorded outcomes live in the file.
  *
  * Commit protocol (cleanup, see cleanup/cleanup_commit.c for the crash
- * argument): write the whole file in tmp/ID, ending with the END record
- * whose checksum covers every byte before it (lib/mail/qfile.h); queue_publish()
+ * argument): write the whole file in tmp/ (tmp/ID, or a recycled
+ * tmp/.free-X), ending with the END record whose checksum covers every
+ * byte before it (lib/mail/qfile.h); queue_publish()
  * renames it into incoming/ID (the "rename point"); then fsync(file) and
  * fsync(incoming/) - in any order, concurrently - and only when both are
  * done may the client hear 250. Every reader refuses a file whose END

@@ -11,7 +11,7 @@ import smtplib
 import threading
 import time
 
-from suite import Suite, make_message, strip_delivery_headers, wait_for
+from suite import SmtpClient, Suite, make_message, strip_delivery_headers, wait_for
 
 USERS = ["alice", "bob", "carol", "dave"]
 
@@ -251,6 +251,65 @@ def test_recycled_queue_files_shrink_and_grow():
         bodies = sorted(strip_delivery_headers(open(p, "rb").read()) for p in got)
         assert bodies == sorted(want), "a message differs after inode reuse"
         assert os.listdir(os.path.join(s.spool, "corrupt")) == [], "a recycled file was refused"
+
+
+def test_recycled_file_held_by_a_slow_message_is_not_handed_out_twice():
+    """A transaction writes straight into the recycled file tmp/.free-X it
+    took (no rename first), so the name stays in tmp/ until its commit. A
+    later scan of tmp/ lists it again: it must not give that inode to a
+    second transaction while the first still writes it. Slow sessions take
+    every free file and stop mid-DATA; fast messages then make cleanup scan
+    tmp/; every message must arrive intact, none refused as corrupt."""
+    with Suite() as s:
+        for i in range(4):                     # four finished queue files: four free inodes
+            s.send("sender@example.test", ["alice@example.test"], make_message(i, subject=f"w{i}"))
+        s.wait_delivered("alice", 4)
+        s.wait_queue_empty()
+        tmp = os.path.join(s.spool, "tmp")
+        wait_for(lambda: len([n for n in os.listdir(tmp) if n.startswith(".free-")]) >= 4, 10,
+                 "four recycled files in tmp/")
+        want = []
+        slow = []
+        for i in range(6):                     # more than the free files: all are held
+            msg = make_message(100 + i, subject=f"slow{i}", body=f"slow body {i}\r\n" * 12000)
+            c = SmtpClient(s.port)
+            assert c.reply()[0] == 220
+            c.ehlo()
+            assert c.cmd("MAIL FROM:<sender@example.test>")[0] == 250
+            assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
+            assert c.cmd("DATA")[0] == 354
+            c.send(msg[:len(msg) // 2])        # over a chunk: cleanup has the file open and written
+            slow.append((c, msg))
+            want.append(msg.replace(b"\r\n", b"\n"))
+        cpid = s.child_pids("cleanup")[0]
+
+        def held():                            # recycled files cleanup has open now
+            names = []
+            for f in os.listdir(f"/proc/{cpid}/fd"):
+                try:
+                    names.append(os.path.basename(os.readlink(f"/proc/{cpid}/fd/{f}")))
+                except OSError:
+                    pass                       # closed meanwhile
+            return [n for n in names if n.startswith(".free-")]
+        wait_for(lambda: len(held()) >= 4, 10, "cleanup writing the four recycled files")
+        time.sleep(0.3)                        # past the rescan interval
+        for i in range(8):                     # each new transaction scans tmp/ again
+            msg = make_message(200 + i, subject=f"fast{i}", body=f"fast body {i}\r\n" * 300)
+            s.send("sender@example.test", ["alice@example.test"], msg)
+            want.append(msg.replace(b"\r\n", b"\n"))
+            time.sleep(0.12)
+        for c, msg in slow:
+            c.send(msg[len(msg) // 2:] + b".\r\n")
+            code, lines = c.reply()
+            assert code == 250, lines
+            c.cmd("QUIT")
+        got = s.wait_delivered("alice", 4 + len(want))
+        time.sleep(0.5)
+        assert len(s.delivered("alice")) == 4 + len(want), "a message was delivered twice"
+        bodies = [strip_delivery_headers(open(p, "rb").read()) for p in got]
+        for w in want:
+            assert bodies.count(w) == 1, f"lost or mixed: {w[60:100]!r} found {bodies.count(w)} times"
+        assert os.listdir(os.path.join(s.spool, "corrupt")) == [], "a shared inode was refused"
 
 
 def _held_by_readonly_new(s, user, n):
