@@ -88,14 +88,16 @@ struct cl_auth {
     const char *where;
 };
 
+#define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
+#define CL_RECYCLE_NAME_MAX (sizeof(CL_RECYCLE_PREFIX) - 1 + QUEUE_ID_MAX)   /* NUL included */
+
 struct cl_txn {
     struct cl_conn *conn;       /* NULL once the smtpd connection is gone */
     enum cl_state state;
     char qid[QUEUE_ID_MAX];
     char path[64];              /* tmp/ID, or tmp/.free-X (a recycled inode) */
     int fd;
-    int recycled;               /* holds the recycled file tmp/rname (cleanup_recycle.c) */
-    char rname[48];             /* .free-ID */
+    char rname[CL_RECYCLE_NAME_MAX];    /* the recycled file tmp/rname it holds, or "" */
     struct cl_txn *rnext, *rprev;
     off_t old_size;             /* a recycled file's length before (0: new file) */
     int64_t arrival_us;
@@ -256,7 +258,6 @@ void clq_close(struct cl_ctx *ctx);
  * fd (O_WRONLY; a recycled file's old bytes are still there up to old_size)
  * or -1 with errno. A recycled name is t's until cl_tmp_release(t) (when t
  * is dropped): no scan hands it out again meanwhile. */
-#define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
 int  cl_tmp_create(struct cl_txn *t);
 void cl_tmp_release(struct cl_txn *t);
 /* A recycled file was overwritten from offset 0: cut what is left of the

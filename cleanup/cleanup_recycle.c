@@ -44,14 +44,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define RECYCLE_MAX      512
 #define RECYCLE_SCAN_US  100000    /* rescan tmp/ at most this often when empty */
+
+_Static_assert(sizeof(SPOOL_TMP) + CL_RECYCLE_NAME_MAX <= sizeof(((struct cl_txn *)0)->path),
+               "tmp/ and a held name fit in a transaction's path");
 
 static char *free_names[RECYCLE_MAX];
 static int nfree;
@@ -60,11 +63,10 @@ static struct cl_txn *inuse;        /* holding a recycled name: t->rnext/rprev *
 static size_t ninuse;
 
 /* t holds tmp/NAME (loop thread only, like release and scan: workers may
- * change t->path meanwhile, never t->rname). */
+ * change t->path meanwhile, never t->rname). NAME fits: scan saw to it. */
 static void hold(struct cl_txn *t, const char *name)
 {
     str_copy(t->rname, sizeof(t->rname), name);
-    t->recycled = 1;
     t->rprev = NULL;
     t->rnext = inuse;
     if (inuse)
@@ -75,7 +77,7 @@ static void hold(struct cl_txn *t, const char *name)
 
 void cl_tmp_release(struct cl_txn *t)
 {
-    if (!t->recycled)
+    if (t->rname[0] == '\0')
         return;
     if (t->rprev)
         t->rprev->rnext = t->rnext;
@@ -83,15 +85,8 @@ void cl_tmp_release(struct cl_txn *t)
         inuse = t->rnext;
     if (t->rnext)
         t->rnext->rprev = t->rprev;
-    t->recycled = 0;
+    t->rname[0] = '\0';
     ninuse--;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -99,30 +94,24 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The names transactions hold, sorted (NULL when none or out of memory:
- * *n says which). */
-static const char **held_names(size_t *n)
+/* The names transactions hold, sorted (NULL when none). */
+static const char **held_names(void)
 {
-    *n = 0;
     if (ninuse == 0)
         return NULL;
-    const char **v = malloc(ninuse * sizeof(*v));
-    if (v == NULL)
-        return NULL;
-    for (struct cl_txn *t = inuse; t && *n < ninuse; t = t->rnext)
-        v[(*n)++] = t->rname;
-    qsort(v, *n, sizeof(*v), name_cmp);
+    const char **v = xmalloc(ninuse * sizeof(*v));
+    size_t n = 0;
+    for (struct cl_txn *t = inuse; t; t = t->rnext)
+        v[n++] = t->rname;
+    qsort(v, n, sizeof(*v), name_cmp);
     return v;
 }
 
-/* Collect free names (the ones no transaction holds; at most RECYCLE_MAX,
- * extra ones removed). */
+/* Collect free names (the ones no transaction holds; at most RECYCLE_MAX;
+ * extra ones, and any too long to hold, removed). */
 static void scan(void)
 {
-    size_t nheld;
-    const char **held = held_names(&nheld);
-    if (held == NULL && ninuse > 0)
-        return;                     /* cannot tell which are held: try later */
+    const char **held = held_names();
     DIR *d = opendir(SPOOL_TMP);
     if (d == NULL) {
         free(held);
@@ -132,9 +121,9 @@ static void scan(void)
     while ((de = readdir(d)) != NULL) {
         const char *name = de->d_name;
         if (strncmp(name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0 ||
-            (nheld && bsearch(&name, held, nheld, sizeof(*held), name_cmp)))
+            (held && bsearch(&name, held, ninuse, sizeof(*held), name_cmp)))
             continue;
-        if (nfree < RECYCLE_MAX)
+        if (nfree < RECYCLE_MAX && strlen(name) < CL_RECYCLE_NAME_MAX)
             free_names[nfree++] = xstrdup(name);
         else
             unlinkat(dirfd(d), name, 0);
@@ -159,7 +148,7 @@ int cl_tmp_create(struct cl_txn *t)
 {
     t->old_size = 0;
     if (nfree == 0) {
-        int64_t now = mono_us();
+        int64_t now = clock_now_us();
         if (now - last_scan_us >= RECYCLE_SCAN_US) {
             last_scan_us = now;
             scan();
@@ -167,11 +156,7 @@ int cl_tmp_create(struct cl_txn *t)
     }
     while (nfree > 0) {
         char *name = free_names[--nfree];
-        if (str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, name) < 0 ||
-            strlen(name) >= sizeof(t->rname)) {
-            free(name);
-            continue;
-        }
+        str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, name);   /* fits: scan kept short names (above) */
         int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
