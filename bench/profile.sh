@@ -28,12 +28,19 @@ switches() { local s=0 f; for f in /proc/"$1"/task/*/status; do
 cpu() { awk '{ print $14 + $15 }' /proc/"$1"/stat; }
 declare -A cs0 cpu0
 for p in $pids; do cs0[$p]=$(switches "$p"); cpu0[$p]=$(cpu "$p"); done
+stat_cpu() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+read -r busy0 idle0 < <(stat_cpu)
 t0=$(date +%s.%N)
 send "$C" "$N"
 t1=$(date +%s.%N)
+read -r busy1 idle1 < <(stat_cpu)
 hz=$(getconf CLK_TCK)
 printf '# %s, %d messages at %d sessions: %.0f accepted/s\n' "$SCEN" "$N" "$C" \
     "$(calc "$N / ($t1 - $t0)")"
+# the whole machine over the same window (smtp-source included): what a
+# message costs in all, and the CPU time left idle meanwhile
+printf '# machine: busy %.0f us/msg, idle %.0f us/msg\n' \
+    "$(calc "($busy1 - $busy0) * 1000000 / $hz / $N")" "$(calc "($idle1 - $idle0) * 1000000 / $hz / $N")"
 printf '%-10s %8s %12s %14s\n' process pid "CPU us/msg" "switches/msg"
 for p in $pids; do
     [ -e /proc/"$p"/stat ] || continue
