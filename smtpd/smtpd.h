@@ -45,8 +45,8 @@ struct smtpd_listener {
     const struct listener *conf;         /* listen block */
     const char *name;
     int fd;                              /* the listening socket, -1 once closed */
-    struct event *ev;                    /* its readiness (smtpd_io.c) unless excl */
-    int excl;                            /* watched through smtpd_io.c's EPOLLEXCLUSIVE set */
+    struct event *ev;                    /* its readiness, or its stand-in's (smtpd_io.c) */
+    int standin;                         /* the stand-in eventfd, -1 when none */
 };
 
 /* Mutations from filter that cleanup applies (header mutations,

@@ -1,15 +1,32 @@
 /*
- * smtpd_io.c - accepting connections with fewer system calls than
- * libevent's evconnlistener (client sockets are read through
+ * smtpd_io.c - accepting connections: the listening sockets, watched
+ * without libevent's evconnlistener (client sockets are read through
  * lib/util/bev_read.h, set up in smtpd_session.c).
  *
- * The smtpd processes share the listening sockets. Watched by every
- * process's loop, a connection wakes them all and all but one find nothing
- * to accept: a context switch and a failed accept4() each. So the
- * listening sockets sit in an epoll instance of our own with EPOLLEXCLUSIVE
- * (the kernel wakes one of the instances so attached), and the loop
- * watches that instance. Without EPOLLEXCLUSIVE (old kernels) each socket
- * gets a plain event, as before.
+ * The smtpd processes share the listening sockets. Watched plainly by
+ * every process's loop, a connection wakes them all and all but one go
+ * back to sleep: a context switch each. EPOLLEXCLUSIVE makes the kernel
+ * wake just one process (the first attached that is waiting), but only
+ * for an epoll instance that a thread waits on itself (fs/eventpoll.c
+ * ep_poll_callback counts a wake-up as exclusive only when the instance
+ * has waiters). Attached to an epoll instance of our own that the loop's
+ * instance watches, the socket woke every process again, and each then
+ * found our instance readable and failed an accept4(): 1.3 failed
+ * accept4() per connection at 10 sessions, worse than plain events.
+ *
+ * So the socket goes into the loop's own epoll instance (s->epfd, found by
+ * lib/daemon/server.c), attached with EPOLLEXCLUSIVE by us and not by
+ * libevent. Its event data names a stand-in: an eventfd nobody writes (so
+ * never readable by itself) that libevent watches with an ordinary
+ * event. libevent 2.1's epoll backend reports readiness by the descriptor
+ * in the event data, so a waiting connection runs the stand-in's callback,
+ * which accepts on the socket. libevent never sees the socket, so never
+ * changes that attachment; we remove it before closing our descriptor
+ * (master still holds the socket: closing ours alone would leave it
+ * attached, reporting for a stand-in that is gone). Where this is not
+ * possible (another libevent, another backend) the socket gets a plain
+ * event: every process woken, still correct.
+ *
  * One accept4() per readiness report (SOCK_NONBLOCK, so no fcntl per
  * connection): libevent's evconnlistener accepts until EAGAIN, a failed
  * accept4() on every wake-up. A second pending connection keeps the
@@ -21,17 +38,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <event2/event.h>
 #include "smtpd.h"
 #include "util/log.h"
-
-/* Listening sockets attached to excl_fd (EPOLLEXCLUSIVE), the event that
- * watches it, how many, and the one when there is one. */
-static int excl_fd = -1;
-static struct event *excl_ev;
-static int excl_n;
-static struct smtpd_listener *excl_one;
 
 /* One accept4() on l. */
 static void accept_one(struct smtpd_listener *l)
@@ -55,61 +66,37 @@ static void on_listen(evutil_socket_t fd, short what, void *arg)
     accept_one(arg);
 }
 
-/* excl_fd is readable: a connection waits on one of our listeners. */
-static void on_excl(evutil_socket_t fd, short what, void *arg)
-{
-    if (excl_n == 1 && excl_one != NULL) {
-        accept_one(excl_one);
-        return;
-    }
-    struct epoll_event evs[8];
-    int n = epoll_wait(excl_fd, evs, 8, 0);
-    for (int i = 0; i < n; i++) {
-        struct smtpd_listener *l = evs[i].data.ptr;
-        if (l->excl)                    /* not closed by an earlier accept */
-            accept_one(l);
-    }
-}
-
-/* Attach l to excl_fd; -1: not possible here (the caller falls back). */
+/* The socket attached with EPOLLEXCLUSIVE, readiness reported for a
+ * stand-in (above); -1: not possible here (the caller falls back). */
 static int excl_attach(struct smtpd_listener *l)
 {
-    if (excl_fd < 0) {
-        excl_fd = epoll_create1(EPOLL_CLOEXEC);
-        if (excl_fd < 0)
-            return -1;
-        excl_ev = event_new(smtpd_server->base, excl_fd, EV_READ | EV_PERSIST, on_excl, NULL);
-        if (excl_ev == NULL || event_add(excl_ev, NULL) < 0)
-            log_fatal("cannot watch the listeners' epoll descriptor");
-    }
-    struct epoll_event e = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = l };
-    if (epoll_ctl(excl_fd, EPOLL_CTL_ADD, l->fd, &e) < 0)
+    int epfd = smtpd_server->epfd;
+    if (epfd < 0 || (event_get_version_number() >> 16) != 0x0201)
+        return -1;                  /* only 2.1's epoll backend is known to fit */
+    int standin = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (standin < 0)
         return -1;
-    l->excl = 1;
-    excl_one = excl_n++ == 0 ? l : NULL;
+    struct epoll_event e;
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN | EPOLLEXCLUSIVE;
+    e.data.fd = standin;
+    l->ev = event_new(smtpd_server->base, standin, EV_READ | EV_PERSIST, on_listen, l);
+    if (l->ev == NULL || event_add(l->ev, NULL) < 0 ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd, &e) < 0) {
+        if (l->ev)
+            event_free(l->ev);
+        l->ev = NULL;
+        close(standin);
+        return -1;
+    }
+    l->standin = standin;
     return 0;
-}
-
-static void excl_detach(struct smtpd_listener *l)
-{
-    /* explicitly: master still holds the socket, so closing ours would
-     * leave it attached, and an attached epoll nobody polls would swallow
-     * the wake-ups the other smtpd processes need */
-    epoll_ctl(excl_fd, EPOLL_CTL_DEL, l->fd, NULL);
-    l->excl = 0;
-    if (excl_one == l)
-        excl_one = NULL;
-    if (--excl_n > 0)
-        return;
-    event_free(excl_ev);
-    excl_ev = NULL;
-    close(excl_fd);
-    excl_fd = -1;
 }
 
 int smtpd_io_listen(struct smtpd_listener *l, int fd)
 {
     l->fd = fd;
+    l->standin = -1;
     if (excl_attach(l) == 0)
         return 0;
     l->ev = event_new(smtpd_server->base, fd, EV_READ | EV_PERSIST, on_listen, l);
@@ -120,13 +107,15 @@ int smtpd_io_listen(struct smtpd_listener *l, int fd)
 
 void smtpd_io_unlisten(struct smtpd_listener *l)
 {
-    if (l->excl)
-        excl_detach(l);
-    else if (l->ev)
-        event_free(l->ev);
-    else
+    if (l->ev == NULL)
         return;
+    if (l->standin >= 0)        /* first: no report may name the stand-in after */
+        epoll_ctl(smtpd_server->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+    event_free(l->ev);
     l->ev = NULL;
+    if (l->standin >= 0)
+        close(l->standin);
+    l->standin = -1;
     close(l->fd);
     l->fd = -1;
 }

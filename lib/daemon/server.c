@@ -20,6 +20,8 @@
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -363,11 +365,37 @@ struct server *server_init(const char *name, int argc, char **argv, unsigned fla
     return server_init_ex(name, argc, argv, flags, NULL, NULL);
 }
 
+/* The descriptor the next open would get (the lowest free one). */
+static int next_fd(void)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
+/* fd is an epoll instance: only on one does removing a descriptor it does
+ * not hold fail with ENOENT (else EBADF or EINVAL). */
+static int is_epoll(int fd)
+{
+    int probe = eventfd(0, EFD_CLOEXEC);
+    if (fd < 0 || probe < 0) {
+        if (probe >= 0)
+            close(probe);
+        return 0;
+    }
+    struct epoll_event e = { 0 };
+    int yes = epoll_ctl(fd, EPOLL_CTL_DEL, probe, &e) < 0 && errno == ENOENT;
+    close(probe);
+    return yes;
+}
+
 struct server *server_init_ex(const char *name, int argc, char **argv, unsigned flags,
                               server_pre_drop_fn *fn, void *arg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
     s->name = name;
+    s->epfd = -1;
     int to_stderr = getenv("POSTERN_LOG_STDERR") && strcmp(getenv("POSTERN_LOG_STDERR"), "1") == 0;
     log_init(name, to_stderr, 0, LOG_L_INFO);
     int opt;
@@ -443,11 +471,16 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
         struct event_config *ec = event_config_new();
         if (ec)
             event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        /* libevent keeps its epoll descriptor to itself: it is the one
+         * epoll_create1() takes, the lowest free one (one thread here) */
+        int guess = next_fd();
         s->base = ec ? event_base_new_with_config(ec) : event_base_new();
         if (ec)
             event_config_free(ec);
         if (s->base == NULL)
             log_fatal("event_base_new failed");
+        /* "epoll", or "epoll (with changelist)" */
+        s->epfd = strncmp(event_base_get_method(s->base), "epoll", 5) == 0 && is_epoll(guess) ? guess : -1;
         ev_term = evsignal_new(s->base, SIGTERM, on_signal, s);
         ev_int = evsignal_new(s->base, SIGINT, on_signal, s);
         ev_hup = evsignal_new(s->base, SIGHUP, on_signal, s);

@@ -46,6 +46,8 @@ struct server {
     struct config *cfg;
     struct server_fd *fds; int nfds;
     struct event_base *base;     /* NULL with SERVER_F_NO_EVENT */
+    int epfd;                    /* base's epoll descriptor, -1 when not known
+                                    (another backend); see smtpd_io.c */
     int stopping;                /* set once SIGTERM arrived */
     void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
     void (*on_reload)(struct server *s); /* SIGHUP, NULL = ignored (master restarts us) */

@@ -172,3 +172,38 @@ def test_many_messages_per_connection_and_unstuffing():
         for p in got:
             body = strip_delivery_headers(open(p, "rb").read())
             assert b"\n\n.\n..\n...x\nmsg " in body, body[-80:]
+
+
+def _switches(pid):
+    """Context switches of every thread of pid so far."""
+    n = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/status") as f:
+            for line in f:
+                if "ctxt_switches:" in line:     # voluntary and nonvoluntary
+                    n += int(line.split()[1])
+    return n
+
+
+def test_a_connection_wakes_one_smtpd_process():
+    """The smtpd processes share the listening socket; a connection must
+    wake one of them, not all (smtpd_io.c: EPOLLEXCLUSIVE on the loop's own
+    epoll instance). A connection that arrives while both processes wait
+    wakes the first of them, so spaced-out sessions are all served by one
+    and the other sleeps through. Attached plainly, or through an epoll
+    instance of its own, each connection woke both processes."""
+    with Suite(processes='processes { smtpd = 2; delivery = 1; }') as s:
+        pids = s.child_pids("smtpd")
+        assert len(pids) == 2, pids
+        time.sleep(0.5)                        # start-up done in both
+        before = {p: _switches(p) for p in pids}
+        for i in range(100):
+            time.sleep(0.02)                   # both processes back to waiting
+            c = SmtpClient(s.port)
+            assert c.reply()[0] == 220
+            assert c.cmd("QUIT")[0] == 221
+            c.close()
+        time.sleep(0.02)
+        woke = sorted(_switches(p) - before[p] for p in pids)
+        assert woke[1] >= 100, woke            # the one serving: woken per session at least
+        assert woke[0] < 20, woke              # the other: not per connection
