@@ -60,7 +60,6 @@ static char *free_names[RECYCLE_MAX];
 static int nfree;
 static int64_t last_scan_us;
 static struct cl_txn *inuse;        /* holding a recycled name: t->rnext/rprev */
-static size_t ninuse;
 
 /* t holds tmp/NAME (loop thread only, like release and scan: workers may
  * change t->path meanwhile, never t->rname). NAME fits: scan saw to it. */
@@ -72,7 +71,6 @@ static void hold(struct cl_txn *t, const char *name)
     if (inuse)
         inuse->rprev = t;
     inuse = t;
-    ninuse++;
 }
 
 void cl_tmp_release(struct cl_txn *t)
@@ -86,7 +84,6 @@ void cl_tmp_release(struct cl_txn *t)
     if (t->rnext)
         t->rnext->rprev = t->rprev;
     t->rname[0] = '\0';
-    ninuse--;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -94,16 +91,19 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The names transactions hold, sorted (NULL when none). */
-static const char **held_names(void)
+/* The names transactions hold, sorted, and how many (*n; NULL when none). */
+static const char **held_names(size_t *n)
 {
-    if (ninuse == 0)
-        return NULL;
-    const char **v = xmalloc(ninuse * sizeof(*v));
-    size_t n = 0;
+    *n = 0;
     for (struct cl_txn *t = inuse; t; t = t->rnext)
-        v[n++] = t->rname;
-    qsort(v, n, sizeof(*v), name_cmp);
+        (*n)++;
+    if (*n == 0)
+        return NULL;
+    const char **v = xmalloc(*n * sizeof(*v));
+    size_t i = 0;
+    for (struct cl_txn *t = inuse; t; t = t->rnext)
+        v[i++] = t->rname;
+    qsort(v, *n, sizeof(*v), name_cmp);
     return v;
 }
 
@@ -111,7 +111,8 @@ static const char **held_names(void)
  * extra ones, and any too long to hold, removed). */
 static void scan(void)
 {
-    const char **held = held_names();
+    size_t nheld;
+    const char **held = held_names(&nheld);
     DIR *d = opendir(SPOOL_TMP);
     if (d == NULL) {
         free(held);
@@ -121,7 +122,7 @@ static void scan(void)
     while ((de = readdir(d)) != NULL) {
         const char *name = de->d_name;
         if (strncmp(name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0 ||
-            (held && bsearch(&name, held, ninuse, sizeof(*held), name_cmp)))
+            (held && bsearch(&name, held, nheld, sizeof(*held), name_cmp)))
             continue;
         if (nfree < RECYCLE_MAX && strlen(name) < CL_RECYCLE_NAME_MAX)
             free_names[nfree++] = xstrdup(name);

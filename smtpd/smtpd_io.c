@@ -15,7 +15,8 @@
  * accept4() per connection at 10 sessions, worse than plain events.
  *
  * So the socket goes into the loop's own epoll instance (s->epfd, found by
- * lib/daemon/server.c), attached with EPOLLEXCLUSIVE by us and not by
+ * lib/daemon/server.c, which also checks that the backend fits what
+ * follows), attached with EPOLLEXCLUSIVE by us and not by
  * libevent. Its event data names a stand-in: an eventfd nobody writes (so
  * never readable by itself) that libevent watches with an ordinary
  * event. libevent 2.1's epoll backend reports readiness by the descriptor
@@ -71,8 +72,8 @@ static void on_listen(evutil_socket_t fd, short what, void *arg)
 static int excl_attach(struct smtpd_listener *l)
 {
     int epfd = smtpd_server->epfd;
-    if (epfd < 0 || (event_get_version_number() >> 16) != 0x0201)
-        return -1;                  /* only 2.1's epoll backend is known to fit */
+    if (epfd < 0)
+        return -1;
     int standin = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (standin < 0)
         return -1;

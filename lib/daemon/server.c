@@ -378,16 +378,26 @@ static int next_fd(void)
  * not hold fail with ENOENT (else EBADF or EINVAL). */
 static int is_epoll(int fd)
 {
-    int probe = eventfd(0, EFD_CLOEXEC);
-    if (fd < 0 || probe < 0) {
-        if (probe >= 0)
-            close(probe);
+    if (fd < 0)
         return 0;
-    }
+    int probe = eventfd(0, EFD_CLOEXEC);
+    if (probe < 0)
+        return 0;
     struct epoll_event e = { 0 };
     int yes = epoll_ctl(fd, EPOLL_CTL_DEL, probe, &e) < 0 && errno == ENOENT;
     close(probe);
     return yes;
+}
+
+/* The loop's epoll descriptor when foreign registrations fit it (server.h:
+ * s->epfd): libevent 2.1's epoll backend ("epoll", or "epoll (with
+ * changelist)") reports readiness by the descriptor in the event data. */
+static int loop_epfd(struct event_base *base, int guess)
+{
+    if ((event_get_version_number() >> 16) != 0x0201 ||
+        strncmp(event_base_get_method(base), "epoll", 5) != 0)
+        return -1;
+    return is_epoll(guess) ? guess : -1;
 }
 
 struct server *server_init_ex(const char *name, int argc, char **argv, unsigned flags,
@@ -479,8 +489,7 @@ struct server *server_init_ex(const char *name, int argc, char **argv, unsigned 
             event_config_free(ec);
         if (s->base == NULL)
             log_fatal("event_base_new failed");
-        /* "epoll", or "epoll (with changelist)" */
-        s->epfd = strncmp(event_base_get_method(s->base), "epoll", 5) == 0 && is_epoll(guess) ? guess : -1;
+        s->epfd = loop_epfd(s->base, guess);
         ev_term = evsignal_new(s->base, SIGTERM, on_signal, s);
         ev_int = evsignal_new(s->base, SIGINT, on_signal, s);
         ev_hup = evsignal_new(s->base, SIGHUP, on_signal, s);

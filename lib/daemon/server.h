@@ -46,8 +46,13 @@ struct server {
     struct config *cfg;
     struct server_fd *fds; int nfds;
     struct event_base *base;     /* NULL with SERVER_F_NO_EVENT */
-    int epfd;                    /* base's epoll descriptor, -1 when not known
-                                    (another backend); see smtpd_io.c */
+    /* base's epoll descriptor, -1 when not known (another backend or
+     * libevent). A descriptor may be attached to it directly (epoll_ctl,
+     * e.g. with EPOLLEXCLUSIVE) with data.fd naming one that base watches
+     * with an event: readiness then runs that event's callback. Such an
+     * attachment must be removed before its descriptor is closed if another
+     * process still holds the file. See smtpd_io.c. */
+    int epfd;
     int stopping;                /* set once SIGTERM arrived */
     void (*on_stop)(struct server *s);   /* drain; call server_stop_loop when idle */
     void (*on_reload)(struct server *s); /* SIGHUP, NULL = ignored (master restarts us) */
