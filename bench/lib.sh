@@ -57,6 +57,32 @@ wait_port() {
     done
 }
 
+# Deleting files skews the next measurement on ext4 without a journal (this
+# VM's root): for 60 s after an inode is freed (360 s while its inode-table
+# block is still dirty), every inode allocation in that block group skips it
+# after looking at it (ialloc.c recently_deleted()). A sitting started right
+# after another one's clean-up (or a profile.sh run after the last one's)
+# creates its queue and Maildir files more slowly, by an artifact of the
+# benchmark: Maildir throughput was seen to drop by a third. bench_rm deletes,
+# syncs (so the 60 s rule applies) and stamps the time; bench_settle, before
+# anything is measured, waits until BENCH_SETTLE (61) seconds have passed
+# since the last stamp (BENCH_SETTLE=0: no wait).
+BENCH_STAMP=${BENCH_TMP:-/var/tmp}/.postern-bench-deleted
+bench_rm() {
+    rm -rf "$@"
+    sync
+    touch "$BENCH_STAMP" 2>/dev/null
+}
+bench_settle() {
+    [ -f "$BENCH_STAMP" ] || return 0
+    local age wait
+    age=$(( $(date +%s) - $(stat -c %Y "$BENCH_STAMP") ))
+    wait=$(( ${BENCH_SETTLE:-61} - age ))
+    [ "$wait" -gt 0 ] || return 0
+    say "waiting ${wait} s: files deleted by the last run are skipped by ext4 for 60 s (bench/README.md)"
+    sleep "$wait"
+}
+
 # descendants PID: PID and every process below it, one per line.
 descendants() {
     ps -eo pid=,ppid= | awk -v root="$1" '

@@ -16,8 +16,9 @@ N=${N:-3000} C=${C:-10}
 PT_PORT=${PT_PORT:-10040}
 T=$(mktemp -d "${BENCH_TMP:-/var/tmp}/postern-profile.XXXXXX") || die "mktemp failed"
 chmod 755 "$T"
+bench_settle
 pt_setup "$T" "$SCEN" && pt_start "$T" || die "postern does not start"
-trap 'pt_stop "$T"; rm -rf "$T"' EXIT
+trap 'pt_stop "$T"; bench_rm "$T"' EXIT
 SS=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 send() { "$SS" -s "$1" -m "$2" -l 2048 -f a@bench.test -t b@bench.test "127.0.0.1:$PT_PORT"; }
 send 10 300                                     # warm-up: caches, recycled files

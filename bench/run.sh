@@ -149,7 +149,7 @@ cleanup() {
     for r in $STARTED_PF; do pf_stop "$r"; done
     for r in $STARTED_PT; do pt_stop "$r"; done
     STARTED_PF="" STARTED_PT=""
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else bench_rm "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'say interrupted; exit 130' INT TERM
@@ -318,6 +318,7 @@ MTAS=""
 [ $DO_PF = 1 ] && MTAS="$MTAS pf"
 [ $DO_PT = 1 ] && MTAS="$MTAS pt"
 
+bench_settle
 T_START=$(now)
 for scen in $SCENARIOS; do
     case $scen in idle|hold|rules|auth|observe) continue;; esac
