@@ -76,7 +76,8 @@ bench_rm() {
 bench_settle() {
     [ -f "$BENCH_STAMP" ] || return 0
     local age wait
-    age=$(( $(date +%s) - $(stat -c %Y "$BENCH_STAMP") ))
+    age=$(( $(date +%s) - $(stat -c %Y "$BENCH_STAMP" 2>/dev/null || echo 0) ))
+    [ "$age" -ge 0 ] || age=0          # a stamp from the future: wait once, not for ever
     wait=$(( ${BENCH_SETTLE:-61} - age ))
     [ "$wait" -gt 0 ] || return 0
     say "waiting ${wait} s: files deleted by the last run are skipped by ext4 for 60 s (bench/README.md)"
