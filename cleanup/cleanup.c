@@ -41,7 +41,7 @@ static void purge_tmp(void)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;               /* .free-* (recycled inodes) go too */
         if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            n += strncmp(de->d_name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0;
+            n += strncmp(de->d_name, SPOOL_RECYCLE_PREFIX, sizeof(SPOOL_RECYCLE_PREFIX) - 1) != 0;
         else if (errno != ENOENT)
             log_warn("unlink %s/%s: %m", SPOOL_TMP, de->d_name);
     }

@@ -88,8 +88,7 @@ struct cl_auth {
     const char *where;
 };
 
-#define CL_RECYCLE_PREFIX ".free-"   /* qmgr_active.c writes the same */
-#define CL_RECYCLE_NAME_MAX (sizeof(CL_RECYCLE_PREFIX) - 1 + QUEUE_ID_MAX)   /* NUL included */
+#define CL_RECYCLE_NAME_MAX (sizeof(SPOOL_RECYCLE_PREFIX) - 1 + QUEUE_ID_MAX)   /* NUL included */
 
 struct cl_txn {
     struct cl_conn *conn;       /* NULL once the smtpd connection is gone */

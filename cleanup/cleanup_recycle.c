@@ -121,7 +121,7 @@ static void scan(void)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *name = de->d_name;
-        if (strncmp(name, CL_RECYCLE_PREFIX, sizeof(CL_RECYCLE_PREFIX) - 1) != 0 ||
+        if (strncmp(name, SPOOL_RECYCLE_PREFIX, sizeof(SPOOL_RECYCLE_PREFIX) - 1) != 0 ||
             (held && bsearch(&name, held, nheld, sizeof(*held), name_cmp)))
             continue;
         if (nfree < RECYCLE_MAX && strlen(name) < CL_RECYCLE_NAME_MAX)

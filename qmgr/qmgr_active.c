@@ -281,8 +281,8 @@ void qmgr_active_finish(struct qmsg *m)
         /* every recipient is done: the file itself is the only record left.
          * Its inode goes to cleanup for reuse (cleanup/cleanup_recycle.c:
          * inode allocation is costly on ext4 without a journal). */
-        char fpath[QUEUE_ID_MAX + 16];
-        snprintf(fpath, sizeof(fpath), SPOOL_TMP "/.free-%s", m->id);
+        char fpath[sizeof(SPOOL_TMP "/" SPOOL_RECYCLE_PREFIX) + QUEUE_ID_MAX];
+        str_format(fpath, sizeof(fpath), SPOOL_TMP "/" SPOOL_RECYCLE_PREFIX "%s", m->id);
         if (rename(path, fpath) < 0 && unlink(path) < 0)
             log_error("unlink %s: %m", path);
         else {

@@ -67,42 +67,33 @@ static void on_listen(evutil_socket_t fd, short what, void *arg)
     accept_one(arg);
 }
 
-/* The socket attached with EPOLLEXCLUSIVE, readiness reported for a
- * stand-in (above); -1: not possible here (the caller falls back). */
-static int excl_attach(struct smtpd_listener *l)
+/* Attach sock with EPOLLEXCLUSIVE, its readiness reported for a new
+ * stand-in (above): the stand-in, or -1 when not possible here (the socket
+ * is then watched plainly). The loop reads no report before its next
+ * epoll_wait, by when the stand-in is watched. */
+static int excl_standin(int sock)
 {
-    int epfd = smtpd_server->epfd;
-    if (epfd < 0)
+    if (smtpd_server->epfd < 0)
         return -1;
     int standin = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (standin < 0)
         return -1;
-    struct epoll_event e;
-    memset(&e, 0, sizeof(e));
-    e.events = EPOLLIN | EPOLLEXCLUSIVE;
-    e.data.fd = standin;
-    l->ev = event_new(smtpd_server->base, standin, EV_READ | EV_PERSIST, on_listen, l);
-    if (l->ev == NULL || event_add(l->ev, NULL) < 0 ||
-        epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd, &e) < 0) {
-        if (l->ev)
-            event_free(l->ev);
-        l->ev = NULL;
+    struct epoll_event e = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = standin };
+    if (epoll_ctl(smtpd_server->epfd, EPOLL_CTL_ADD, sock, &e) < 0) {
         close(standin);
         return -1;
     }
-    l->standin = standin;
-    return 0;
+    return standin;
 }
 
 int smtpd_io_listen(struct smtpd_listener *l, int fd)
 {
     l->fd = fd;
-    l->standin = -1;
-    if (excl_attach(l) == 0)
-        return 0;
-    l->ev = event_new(smtpd_server->base, fd, EV_READ | EV_PERSIST, on_listen, l);
+    l->standin = excl_standin(fd);
+    l->ev = event_new(smtpd_server->base, l->standin >= 0 ? l->standin : fd,
+                      EV_READ | EV_PERSIST, on_listen, l);
     if (l->ev == NULL || event_add(l->ev, NULL) < 0)
-        return -1;
+        return -1;              /* the caller exits */
     return 0;
 }
 

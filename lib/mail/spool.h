@@ -21,6 +21,9 @@
 #define SPOOL_PRIVATE    "private"   /* Unix sockets between processes */
 #define SPOOL_PUBLIC     "public"
 #define SPOOL_TMP        "tmp"       /* cleanup's files being written */
+/* tmp/.free-ID: a finished queue file, renamed there by qmgr for cleanup to
+ * write the next message into (cleanup/cleanup_recycle.c) */
+#define SPOOL_RECYCLE_PREFIX ".free-"
 #define SPOOL_STS        "sts"       /* the smtp agent's MTA-STS policy cache (lib/sts) */
 #define SPOOL_DMARC      "dmarc"     /* cleanup's DMARC aggregate-report data (lib/dmarc) */
 #define SPOOL_DMARC_RECORDS SPOOL_DMARC "/records"   /* one line per message */
