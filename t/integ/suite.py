@@ -238,6 +238,24 @@ delivery {{ retry = {retry}; lifetime = 1h;{" " + delivery if delivery else ""} 
         wait_for(self.port_open, 20, "SMTP port to open")
         # the banner needs filter up too: wait for a greeting
         wait_for(self.banner_ok, 20, "220 banner")
+        # and every child (pickup, the agents) to have told master it is
+        # ready: tests look at the process list right away, and a slow
+        # (ASan) child may not be forked yet, or not have dropped root
+        wait_for(self.all_ready, 60, "every process ready (daemons.status)")
+
+    def all_ready(self):
+        """master's <run_dir>/daemons.status names this master's children,
+        every one "running" (ready), none "starting" or "waiting"."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"postern run exited ({self.proc.returncode}):\n{self.log()}")
+        try:
+            with open(os.path.join(self.run_dir, "daemons.status")) as f:
+                rows = [l.split() for l in f if l.strip()]
+            kids = {p for p, _, _ in self.children()}
+        except (OSError, AssertionError):
+            return False
+        return bool(rows) and all(len(r) == 5 and r[2] == "running" and int(r[1]) in kids
+                                  for r in rows)
 
     def port_open(self):
         if self.proc.poll() is not None:
