@@ -1,9 +1,12 @@
 """Minimal test runner for t/integ: runs every test_* function of the given
 files (in order), prints PASS/FAIL per test and ends with the line
 'N passed, N failed'. Exit status 1 if anything failed.
-POSTERN_TEST=substring runs only matching tests."""
+POSTERN_TEST=substring runs only matching tests. A test that runs longer
+than POSTERN_TEST_TIMEOUT seconds (600) fails with a traceback of where it
+waited, so a hang costs one test, not the whole CI run."""
 import importlib.util
 import os
+import signal
 import sys
 import time
 import traceback
@@ -11,8 +14,20 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+class TestTimeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise TestTimeout(f"the test ran longer than {LIMIT} s")
+
+
+LIMIT = int(os.environ.get("POSTERN_TEST_TIMEOUT", "600"))
+
+
 def main(paths):
     only = os.environ.get("POSTERN_TEST", "")
+    signal.signal(signal.SIGALRM, on_alarm)
     passed = failed = 0
     failures = []
     for path in paths:
@@ -28,7 +43,11 @@ def main(paths):
                 continue
             t0 = time.time()
             try:
-                fn()
+                signal.alarm(LIMIT)
+                try:
+                    fn()
+                finally:
+                    signal.alarm(0)
                 passed += 1
                 print(f"PASS {full} ({time.time() - t0:.1f}s)", flush=True)
             except Exception:

@@ -31,6 +31,30 @@ def free_port():
     return port
 
 
+def procs():
+    """[(pid, ppid, effective user, comm)] of every process, read from /proc
+    (no ps: a test may have LD_PRELOAD set in this environment)."""
+    rows = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                st = f.read().decode(errors="replace")
+            with open(f"/proc/{d}/status") as f:
+                uid = next(int(l.split()[2]) for l in f if l.startswith("Uid:"))
+        except (OSError, StopIteration, ValueError):
+            continue                    # gone meanwhile
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        rows.append((int(d), ppid, user, comm))
+    return rows
+
+
 def wait_for(pred, timeout=20.0, what="condition", interval=0.05):
     end = time.time() + timeout
     while time.time() < end:
@@ -327,20 +351,13 @@ delivery {{ retry = {retry}; lifetime = 1h;{" " + delivery if delivery else ""} 
     # ---- processes ---------------------------------------------------------
     def children(self):
         """[(pid, user, comm)] of every process under master."""
-        out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,user=,comm="],
-                             capture_output=True, text=True).stdout
-        rows = [l.split(None, 3) for l in out.splitlines() if l.strip()]
         master = self.master_pid()
-        return [(int(p), u, c) for p, pp, u, c in rows if int(pp) == master]
+        return [(p, user, comm) for p, pp, user, comm in procs() if pp == master]
 
     def master_pid(self):
-        out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
-                             text=True).stdout
-        for l in out.splitlines():
-            p, pp, c = l.split(None, 2)
-            if int(pp) == self.proc.pid or int(p) == self.proc.pid:
-                if c.strip() == "master":
-                    return int(p)
+        for p, pp, _, comm in procs():
+            if (pp == self.proc.pid or p == self.proc.pid) and comm == "master":
+                return p
         raise AssertionError("master not found")
 
     def child_pids(self, name):
