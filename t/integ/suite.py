@@ -23,12 +23,22 @@ POSTERN = os.path.join(ROOT, "bin", "postern")
 USER = "postern"
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nobody listens on, never the same one twice in this
+    run: a test that takes one (metrics, a peer) before its Suite takes its
+    own must not get the same number twice from the kernel (test_metrics
+    once scraped smtpd)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def procs():

@@ -110,6 +110,37 @@ static int count_lines(const char *s)
     return n;
 }
 
+/* ---- metrics endpoint against the listeners -------------------------------- */
+static void test_metrics_not_on_a_listener_port(void **st)
+{
+    (void)st;
+    /* the same address, a wildcard of the family, or "::" takes the port */
+    expect_error("listen { smtp { address = [\"127.0.0.1:2525\"]; } }\n"
+                 "metrics { address = \"127.0.0.1:2525\"; }\n",
+                 "main.conf:2:21: metrics.address: \"127.0.0.1:2525\" takes the port of "
+                 "listen.smtp's address \"127.0.0.1:2525\"");
+    expect_error("listen { mx { address = [\"[::1]:26\", \"0.0.0.0:9153\"]; } }\n"
+                 "metrics { address = \"127.0.0.1:9153\"; }\n",
+                 "main.conf:2:21: metrics.address: \"127.0.0.1:9153\" takes the port of "
+                 "listen.mx's address \"0.0.0.0:9153\"");
+    expect_error("listen { smtp { address = [\"[::]:9153\"]; } }\n"
+                 "metrics { address = \"127.0.0.1:9153\"; }\n",
+                 "main.conf:2:21: metrics.address: \"127.0.0.1:9153\" takes the port of "
+                 "listen.smtp's address \"[::]:9153\"");
+    /* the default listener is 0.0.0.0:25 */
+    expect_error("metrics { address = \"127.0.0.1:25\"; }\n",
+                 "main.conf:1:21: metrics.address: \"127.0.0.1:25\" takes the port of "
+                 "listen.smtp's address \"0.0.0.0:25\"");
+    /* another port, another address, another family: fine */
+    const char *ok[] = {
+        "listen { smtp { address = [\"0.0.0.0:25\"]; } }\nmetrics { address = \"127.0.0.1:9153\"; }\n",
+        "listen { smtp { address = [\"127.0.0.2:9153\"]; } }\nmetrics { address = \"127.0.0.1:9153\"; }\n",
+        "listen { smtp { address = [\"0.0.0.0:9153\"]; } }\nmetrics { address = \"[::1]:9153\"; }\n",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        config_free(load_ok(ok[i]));
+}
+
 /* ---- defaults and full example ----------------------------------------- */
 
 static void test_defaults(void **st)
@@ -1017,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_tls_policy_map),
         cmocka_unit_test(test_tls_policy_default),
         cmocka_unit_test(test_tls_policy_errors),
+        cmocka_unit_test(test_metrics_not_on_a_listener_port),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
