@@ -224,35 +224,12 @@ static void check_pair(struct loadctx *lc, const struct table *t, const struct c
                   "%s is set but %s is not: both are needed", set, unset);
 }
 
-/* Would a and b (parsed listen addresses) take the same port? The same
- * address, or a wildcard of the same family, or "::" (dual-stack) against
- * anything. */
-static int addr_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    static const unsigned char any6[16];
-    if (a->ss_family == AF_INET6 && b->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port &&
-               (memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 ||
-                memcmp(&x->sin6_addr, any6, 16) == 0 || memcmp(&y->sin6_addr, any6, 16) == 0);
-    }
-    if (a->ss_family == AF_INET && b->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port &&
-               (x->sin_addr.s_addr == y->sin_addr.s_addr ||
-                x->sin_addr.s_addr == htonl(INADDR_ANY) || y->sin_addr.s_addr == htonl(INADDR_ANY));
-    }
-    const struct sockaddr_in6 *v6 = (const void *)(a->ss_family == AF_INET6 ? a : b);
-    const struct sockaddr_in *v4 = (const void *)(a->ss_family == AF_INET ? a : b);
-    return v6->sin6_port == v4->sin_port && memcmp(&v6->sin6_addr, any6, 16) == 0;
-}
-
 /* The metrics endpoint has no authentication: a non-loopback address only
  * when metrics.allow_remote says so. And it cannot share a listener's
  * port: master would serve SMTP there and run without metrics. */
 static void check_metrics(struct loadctx *lc, const struct table *t, const struct cnode **seen)
 {
-    struct sockaddr_storage ss, ls;
+    struct sockaddr_storage ss;
     socklen_t len;
     const char *a = lc->c->metrics_address;
     if (a == NULL || config_parse_address(a, &ss, &len) < 0)
@@ -261,7 +238,7 @@ static void check_metrics(struct loadctx *lc, const struct table *t, const struc
     for (int i = 0; i < lc->c->nlisteners; i++) {
         const struct listener *l = &lc->c->listeners[i];
         for (int k = 0; k < l->address.n; k++)
-            if (config_parse_address(l->address.v[k], &ls, &len) == 0 && addr_overlap(&ss, &ls)) {
+            if (config_address_overlap(a, l->address.v[k])) {
                 cfg_error_add(lc->errs, n ? n->file : lc->c->path, n ? n->line : 0,
                               n ? n->col : 0, "metrics.address",
                               "\"%s\" takes the port of listen.%s's address \"%s\"", a,

@@ -207,6 +207,10 @@ int cidr_parse(const char *s, struct cidr *r);           /* "10.0.0.0/8", "[::1]
 /* A listen address "a.b.c.d:port" or "[v6]:port" (literals only) into a
  * sockaddr; ss and len_r may be NULL (validation only). */
 int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r);
+/* Would listen addresses x and y take the same port: one family (v6
+ * sockets are IPV6_V6ONLY), one port, the same address or either the
+ * family's wildcard? 0 when either does not parse. */
+int config_address_overlap(const char *x, const char *y);
 /* Does a sockaddr (v4 or v6) fall in any of the networks? */
 int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa);
 /* Is d (case-insensitive) one of the local domains or a domain block? */

@@ -149,24 +149,51 @@ static int cidr_match16(const struct cidr *c, const unsigned char a[16])
     return (a[full] & m) == c->addr[full];
 }
 
-int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa)
+/* A v4 or v6 sockaddr as 16 bytes (v4 as ::ffff:a.b.c.d, as struct cidr)
+ * and its port (network order); -1 for another family. */
+static int sa16(const struct sockaddr *sa, unsigned char a[16], in_port_t *port)
 {
-    unsigned char a[16] = { 0 };
-    if (l == NULL || sa == NULL)
-        return 0;
+    memset(a, 0, 16);
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
         a[10] = a[11] = 0xff;
         memcpy(a + 12, &s4->sin_addr, 4);
+        *port = s4->sin_port;
     } else if (sa->sa_family == AF_INET6) {
         memcpy(a, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        *port = ((const struct sockaddr_in6 *)sa)->sin6_port;
     } else {
-        return 0;
+        return -1;
     }
+    return 0;
+}
+
+int cidr_match_sa(const struct cidrlist *l, const struct sockaddr *sa)
+{
+    unsigned char a[16];
+    in_port_t port;
+    if (l == NULL || sa == NULL || sa16(sa, a, &port) < 0)
+        return 0;
     for (int i = 0; i < l->n; i++)
         if (cidr_match16(&l->v[i], a))
             return 1;
     return 0;
+}
+
+int config_address_overlap(const char *x, const char *y)
+{
+    static const unsigned char any6[16], any4[16] = { [10] = 0xff, [11] = 0xff };
+    struct sockaddr_storage sx, sy;
+    unsigned char a[16], b[16];
+    in_port_t px, py;
+    if (config_parse_address(x, &sx, NULL) < 0 || config_parse_address(y, &sy, NULL) < 0 ||
+        sa16((struct sockaddr *)&sx, a, &px) < 0 || sa16((struct sockaddr *)&sy, b, &py) < 0)
+        return 0;
+    int v4 = memcmp(a, any4, 12) == 0;
+    if (px != py || v4 != (memcmp(b, any4, 12) == 0))
+        return 0;                   /* v6 listeners are IPV6_V6ONLY */
+    const unsigned char *any = v4 ? any4 : any6;
+    return memcmp(a, b, 16) == 0 || memcmp(a, any, 16) == 0 || memcmp(b, any, 16) == 0;
 }
 
 int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len_r)

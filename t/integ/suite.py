@@ -361,11 +361,12 @@ delivery {{ retry = {retry}; lifetime = 1h;{" " + delivery if delivery else ""} 
     # ---- processes ---------------------------------------------------------
     def children(self):
         """[(pid, user, comm)] of every process under master."""
-        master = self.master_pid()
-        return [(p, user, comm) for p, pp, user, comm in procs() if pp == master]
+        rows = procs()
+        master = self.master_pid(rows)
+        return [(p, user, comm) for p, pp, user, comm in rows if pp == master]
 
-    def master_pid(self):
-        for p, pp, _, comm in procs():
+    def master_pid(self, rows=None):
+        for p, pp, _, comm in rows or procs():
             if (pp == self.proc.pid or p == self.proc.pid) and comm == "master":
                 return p
         raise AssertionError("master not found")

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 
-from suite import Suite, rules_suite, make_message, wait_for
+from suite import Suite, rules_suite, make_message, procs, wait_for
 
 USER = "posterntest-pipe"
 
@@ -219,13 +219,11 @@ def test_runner_lost_or_missing_user_defers_then_recovers():
                    r'"no-such-user-here" of pipe transport "ghost" does not exist\)')
         agents = s.child_pids("pipe")
         assert len(agents) == 1, agents
-        ps = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,uid="], capture_output=True,
-                            text=True).stdout.split("\n")
-        rows = [[int(x) for x in l.split()] for l in ps if l.strip()]
-        runners = [(p, u) for p, pp, u in rows if pp == agents[0]]
+        rows = procs()
+        runners = [(p, u) for p, pp, u, _ in rows if pp == agents[0]]
         # one runner, for "t" (ghost has none), as t's user; the agent as postern's
-        assert [u for _, u in runners] == [pw.pw_uid], (runners, pw)
-        assert [u for p, _, u in rows if p == agents[0]] == [s.uid]
+        assert [u for _, u in runners] == [pw.pw_name], (runners, pw)
+        assert [u for p, _, u, _ in rows if p == agents[0]] == [pwd.getpwuid(s.uid).pw_name]
         os.kill(runners[0][0], signal.SIGKILL)
         s.send("alice@example.test", ["ok@pipe.test"], make_message(4))
         _logged(s, r"to=<ok@pipe\.test>, relay=pipe, .*status=deferred \(runner of pipe "

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from suite import POSTERN, USER, Suite, SmtpClient, make_message, wait_for
+from suite import POSTERN, USER, Suite, SmtpClient, make_message, procs, wait_for
 
 # ASan builds (make SAN=1) skip the chroots: LeakSanitizer needs /proc
 SMTPD = os.path.join(os.path.dirname(POSTERN), "..", "libexec", "smtpd")
@@ -45,10 +45,7 @@ def master_of(s):
 
 
 def children_of(pid):
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
-                         text=True).stdout
-    rows = [l.split(None, 2) for l in out.splitlines() if l.strip()]
-    return [(int(p), c.strip()) for p, pp, c in rows if int(pp) == pid]
+    return [(p, comm) for p, pp, _, comm in procs() if pp == pid]
 
 
 def stop_daemon(s):

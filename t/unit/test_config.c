@@ -114,7 +114,7 @@ static int count_lines(const char *s)
 static void test_metrics_not_on_a_listener_port(void **st)
 {
     (void)st;
-    /* the same address, a wildcard of the family, or "::" takes the port */
+    /* the same address, or the wildcard of its family, takes the port */
     expect_error("listen { smtp { address = [\"127.0.0.1:2525\"]; } }\n"
                  "metrics { address = \"127.0.0.1:2525\"; }\n",
                  "main.conf:2:21: metrics.address: \"127.0.0.1:2525\" takes the port of "
@@ -124,18 +124,20 @@ static void test_metrics_not_on_a_listener_port(void **st)
                  "main.conf:2:21: metrics.address: \"127.0.0.1:9153\" takes the port of "
                  "listen.mx's address \"0.0.0.0:9153\"");
     expect_error("listen { smtp { address = [\"[::]:9153\"]; } }\n"
-                 "metrics { address = \"127.0.0.1:9153\"; }\n",
-                 "main.conf:2:21: metrics.address: \"127.0.0.1:9153\" takes the port of "
+                 "metrics { address = \"[::1]:9153\"; }\n",
+                 "main.conf:2:21: metrics.address: \"[::1]:9153\" takes the port of "
                  "listen.smtp's address \"[::]:9153\"");
     /* the default listener is 0.0.0.0:25 */
     expect_error("metrics { address = \"127.0.0.1:25\"; }\n",
                  "main.conf:1:21: metrics.address: \"127.0.0.1:25\" takes the port of "
                  "listen.smtp's address \"0.0.0.0:25\"");
-    /* another port, another address, another family: fine */
+    /* another port, another address, another family (master binds v6
+     * listeners IPV6_V6ONLY, so [::]:9153 leaves 127.0.0.1:9153 free): fine */
     const char *ok[] = {
         "listen { smtp { address = [\"0.0.0.0:25\"]; } }\nmetrics { address = \"127.0.0.1:9153\"; }\n",
         "listen { smtp { address = [\"127.0.0.2:9153\"]; } }\nmetrics { address = \"127.0.0.1:9153\"; }\n",
         "listen { smtp { address = [\"0.0.0.0:9153\"]; } }\nmetrics { address = \"[::1]:9153\"; }\n",
+        "listen { smtp { address = [\"[::]:9153\"]; } }\nmetrics { address = \"127.0.0.1:9153\"; }\n",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         config_free(load_ok(ok[i]));
