@@ -197,12 +197,13 @@ static unsigned char *read_whole(int fd, size_t size)
     return p;
 }
 
-/* Parse the opened queue file fd: files up to QF_INMEM_MAX whole from
- * memory (kept in *mem_r), larger ones through qf_read's window. -1 with
- * err set ("fstat: ...", "read: ...", or the validator's words). */
-static int parse_file(int fd, struct qf_env *env, unsigned char **mem_r, char *err,
-                      size_t errlen)
+/* Parse the opened queue file fd (deliver_parse_fn): files up to
+ * QF_INMEM_MAX whole from memory (kept in *(unsigned char **)arg, which
+ * the caller frees), larger ones through qf_read's window. -1 with err set
+ * ("fstat: ...", "read: ...", or the validator's words). */
+static int parse_file(int fd, struct qf_env *env, void *arg, char *err, size_t errlen)
 {
+    unsigned char **mem_r = arg;
     struct stat st;
     size_t size = 0;
     if ((*mem_r = qf_pread_small(fd, QF_SMALL_READ, &size)) != NULL)
@@ -220,97 +221,39 @@ static int parse_file(int fd, struct qf_env *env, unsigned char **mem_r, char *e
     return qf_parse(*mem_r, (size_t)st.st_size, env, err, errlen);
 }
 
-/* Open and parse the queue file named by the request; -1 with every
- * recipient's result set (deferred) on failure. Small files are kept in
- * *mem_r (caller frees). */
-static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, int *fd_r,
-                        unsigned char **mem_r, struct req_rcpt *rr, uint32_t n)
-{
-    char want[QUEUE_ID_MAX + 16], err[256] = "";
-    const char *dsn = "4.3.0";
-    *fd_r = -1;
-    *mem_r = NULL;
-    qf_env_init(env);
-    if (!queue_id_valid(req->queue_id) ||
-        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", req->queue_id) < 0 ||
-        strcmp(want, req->path) != 0) {
-        snprintf(err, sizeof(err), "bad queue file path \"%s\"", req->path);
-        dsn = "4.3.5";
-    } else if (strcmp(req->transport, "local") != 0) {
-        snprintf(err, sizeof(err), "transport \"%s\" not served by this agent", req->transport);
-        dsn = "4.3.5";
-    } else if ((*fd_r = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-        snprintf(err, sizeof(err), "open %s: %s", want, strerror(errno));
-    } else if (parse_file(*fd_r, env, mem_r, err, sizeof(err)) < 0) {
-        buf_t e2;
-        buf_init(&e2, 256);
-        buf_printf(&e2, "queue file %s: %s", want, err);
-        str_copy(err, sizeof(err), e2.data);
-        buf_free(&e2);
-    } else if (strcmp(env->queue_id, req->queue_id) != 0) {
-        snprintf(err, sizeof(err), "queue file %s holds id %s", want, env->queue_id);
-    } else {
-        return 0;
-    }
-    log_warn("%s", err);
-    for (uint32_t i = 0; i < n; i++)
-        dlv_result_set(&rr[i].res, DS_DEFERRED, dsn, "%s", err);
-    return -1;
-}
-
-/* Read the recipients of a request; -1 on a protocol error. */
-static int read_rcpts(struct ipc_conn *c, struct req_rcpt *rr, uint32_t n)
-{
-    union ipc_msg m;
-    for (uint32_t i = 0; i < n; i++) {
-        if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
-            return -1;
-        rr[i].index = m.deliver_rcpt.index;
-        rr[i].kind = nexthop_kind(m.deliver_rcpt.nexthop);
-        dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.0", "not attempted");
-    }
-    return 0;
-}
-
 /* Serve one DELIVER_REQ (already received in m). -1 = drop the connection. */
 static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
 {
-    struct ipc_deliver_req req = m->deliver_req;
-    uint32_t n = req.nrcpt;
-    if (n == 0 || n > QF_MAX_RCPTS) {
-        log_warn("request with %u recipients: dropping connection", n);
+    struct deliver_req req;
+    if (deliver_agent_read(c, m, &req) < 0)
         return -1;
-    }
-    /* copy the strings: they point into the frame buffer */
-    char *qid = xstrdup(req.queue_id), *path = xstrdup(req.path);
-    char *transport = xstrdup(req.transport);
-    req.queue_id = qid;
-    req.path = path;
-    req.transport = transport;
+    uint32_t n = req.n;
     struct req_rcpt *rr = xcalloc(n, sizeof(*rr));
-    int rc = read_rcpts(c, rr, n);
-    if (rc == 0) {
-        log_set_qid(qid);
-        struct qf_env env;
-        int fd;
-        unsigned char *mem;
-        if (open_message(&req, &env, &fd, &mem, rr, n) == 0) {
-            struct dlv_msg msg = { s->cfg, qid, fd, &env, s->cfg->hostname,
-                                   mem ? mem + env.content_off : NULL };
-            deliver_all(&msg, rr, n);
-        }
-        delivery_maildir_sync();   /* fsync new/ once per Maildir before any status */
-        free(mem);
-        if (fd >= 0)
-            close(fd);
-        qf_env_free(&env);
-        log_set_qid(NULL);
-        rc = send_statuses(c, rr, n);
+    for (uint32_t i = 0; i < n; i++) {
+        rr[i].index = req.rcpt[i].index;
+        rr[i].kind = nexthop_kind(req.rcpt[i].nexthop);
+        dlv_result_set(&rr[i].res, DS_DEFERRED, "4.3.0", "not attempted");
     }
+    log_set_qid(req.queue_id);
+    struct qf_env env;
+    unsigned char *mem = NULL;      /* small files, read whole (parse_file) */
+    char err[QF_REASON_MAX + 1];
+    const char *edsn;
+    int fd = deliver_agent_open(&req, "local", parse_file, &mem, &env, &edsn, err, sizeof(err));
+    if (fd >= 0) {
+        struct dlv_msg msg = { s->cfg, req.queue_id, fd, &env, s->cfg->hostname,
+                               mem ? mem + env.content_off : NULL };
+        deliver_all(&msg, rr, n);
+    } else {
+        log_warn("%s", err);
+        for (uint32_t i = 0; i < n; i++)
+            dlv_result_set(&rr[i].res, DS_DEFERRED, edsn, "%s", err);
+    }
+    delivery_maildir_sync();   /* fsync new/ once per Maildir before any status */
+    free(mem);
+    deliver_agent_end(fd, &env, &req);
+    int rc = send_statuses(c, rr, n);
     free(rr);
-    free(qid);
-    free(path);
-    free(transport);
     return rc;
 }
 

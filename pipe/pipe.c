@@ -108,15 +108,15 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
     log_set_qid(req.queue_id);
     struct qf_env env;
     char err[QF_REASON_MAX + 1];
-    int fd = deliver_agent_open(req.queue_id, req.path, req.transport, "pipe", &env, err,
-                                sizeof(err));
+    const char *edsn;
+    int fd = deliver_agent_open(&req, "pipe", NULL, NULL, &env, &edsn, err, sizeof(err));
     if (fd < 0)
         log_warn("%s", err);
     for (uint32_t i = 0; i < n; i++) {
         rr[i].index = req.rcpt[i].index;
         str_copy(rr[i].transport, sizeof(rr[i].transport), req.rcpt[i].nexthop);
         if (fd < 0)
-            set_result(&rr[i], DS_DEFERRED, "4.3.0", err);
+            set_result(&rr[i], DS_DEFERRED, edsn, err);
         else if (rr[i].index >= (uint32_t)env.nrcpts)
             set_result(&rr[i], DS_DEFERRED, "4.3.5", "no such recipient");
         else if (clock_now_ms() - start > PIPE_REQUEST_BUDGET * 1000LL)
@@ -127,10 +127,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
             log_result(&env, &rr[i]);
         }
     }
-    if (fd >= 0)
-        close(fd);
-    qf_env_free(&env);
-    log_set_qid(NULL);
+    deliver_agent_end(fd, &env, &req);
     int rc = 0;
     for (uint32_t i = 0; i < n && rc == 0; i++)
         rc = deliver_agent_status(c, rr[i].index, (uint32_t)rr[i].status, rr[i].dsn,
@@ -138,7 +135,6 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
     if (rc == 0)
         rc = deliver_agent_done(c, n);
     free(rr);
-    deliver_req_free(&req);
     if (pipe_runners_lost())
         raise(SIGTERM);   /* finish here; master starts us again with new runners */
     return rc;

@@ -47,14 +47,6 @@ static const char *rcpt_domain(const char *addr)
     return at ? at + 1 : "";
 }
 
-/* Open and parse the queue file of the request: fd, or -1 (why in err). */
-static int open_message(const struct ipc_deliver_req *req, struct qf_env *env, char *err,
-                        size_t errlen)
-{
-    return deliver_agent_open(req->queue_id, req->path, req->transport, "smtp", env, err,
-                              errlen);
-}
-
 /* Deliver every recipient, one session per next hop. */
 static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t n)
 {
@@ -108,59 +100,38 @@ static int send_statuses(struct ipc_conn *c, const struct smtp_rcpt *rr, uint32_
 /* Serve one DELIVER_REQ (already received in msg). -1 = drop the connection. */
 static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *msg)
 {
-    struct ipc_deliver_req req = msg->deliver_req;
-    uint32_t n = req.nrcpt;
-    if (n == 0 || n > QF_MAX_RCPTS) {
-        log_warn("request with %u recipients: dropping connection", n);
+    struct deliver_req req;
+    if (deliver_agent_read(c, msg, &req) < 0)
         return -1;
-    }
-    char *qid = xstrdup(req.queue_id), *path = xstrdup(req.path), *tr = xstrdup(req.transport);
-    req.queue_id = qid;
-    req.path = path;
-    req.transport = tr;
+    uint32_t n = req.n;
     struct smtp_rcpt *rr = xcalloc(n, sizeof(*rr));
-    int rc = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
-        union ipc_msg m;
-        if (ipc_expect(c, IPC_DELIVER_RCPT, &m) != 1)
-            rc = -1;
-        else {
-            rr[i].index = m.deliver_rcpt.index;
-            str_copy(rr[i].nexthop, sizeof(rr[i].nexthop), m.deliver_rcpt.nexthop);
+    log_set_qid(req.queue_id);
+    smtp_times_start();   /* lines logged before any next hop (no queue file...) */
+    struct qf_env env;
+    char err[QF_REASON_MAX + 1];
+    const char *edsn;
+    int fd = deliver_agent_open(&req, "smtp", NULL, NULL, &env, &edsn, err, sizeof(err));
+    struct smtp_msg sm = { s->cfg, tls_ctx, fd, &env };
+    for (uint32_t i = 0; i < n; i++) {
+        rr[i].index = req.rcpt[i].index;
+        str_copy(rr[i].nexthop, sizeof(rr[i].nexthop), req.rcpt[i].nexthop);
+        if (fd < 0 || rr[i].index >= (uint32_t)env.nrcpts) {
+            rr[i].done = 1;
+            rr[i].status = DS_DEFERRED;
+            str_copy(rr[i].dsn, sizeof(rr[i].dsn), fd < 0 ? edsn : "4.3.5");
+            snprintf(rr[i].reason, sizeof(rr[i].reason), "%s",
+                     fd < 0 ? err : "no such recipient");
+        } else {
+            rr[i].q = &env.rcpts[rr[i].index];
         }
     }
-    if (rc == 0) {
-        log_set_qid(qid);
-        smtp_times_start();   /* lines logged before any next hop (no queue file...) */
-        struct qf_env env;
-        char err[QF_REASON_MAX + 1];
-        int fd = open_message(&req, &env, err, sizeof(err));
-        struct smtp_msg sm = { s->cfg, tls_ctx, fd, &env };
-        for (uint32_t i = 0; i < n; i++) {
-            if (fd < 0 || rr[i].index >= (uint32_t)env.nrcpts) {
-                rr[i].done = 1;
-                rr[i].status = DS_DEFERRED;
-                str_copy(rr[i].dsn, sizeof(rr[i].dsn), fd < 0 ? "4.3.0" : "4.3.5");
-                snprintf(rr[i].reason, sizeof(rr[i].reason), "%s",
-                         fd < 0 ? err : "no such recipient");
-            } else {
-                rr[i].q = &env.rcpts[rr[i].index];
-            }
-        }
-        if (fd < 0)
-            log_warn("%s", err);
-        else
-            deliver_all(&sm, rr, n);
-        if (fd >= 0)
-            close(fd);
-        qf_env_free(&env);
-        log_set_qid(NULL);
-        rc = send_statuses(c, rr, n);
-    }
+    if (fd < 0)
+        log_warn("%s", err);
+    else
+        deliver_all(&sm, rr, n);
+    deliver_agent_end(fd, &env, &req);
+    int rc = send_statuses(c, rr, n);
     free(rr);
-    free(qid);
-    free(path);
-    free(tr);
     return rc;
 }
 

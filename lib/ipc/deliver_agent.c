@@ -173,33 +173,36 @@ void deliver_req_free(struct deliver_req *r)
     memset(r, 0, sizeof(*r));
 }
 
-int deliver_agent_open(const char *queue_id, const char *path, const char *req_transport,
-                       const char *transport, struct qf_env *env, char *err, size_t errlen)
+int deliver_agent_open(const struct deliver_req *r, const char *transport,
+                       deliver_parse_fn parse, void *arg, struct qf_env *env,
+                       const char **dsn_r, char *err, size_t errlen)
 {
     char want[QUEUE_ID_MAX + 16], e2[200] = "";
     qf_env_init(env);
-    if (!queue_id_valid(queue_id) ||
-        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", queue_id) < 0 ||
-        strcmp(want, path) != 0) {
-        snprintf(err, errlen, "bad queue file path \"%.100s\"", path);
+    *dsn_r = "4.3.5";
+    if (!queue_id_valid(r->queue_id) ||
+        str_format(want, sizeof(want), SPOOL_ACTIVE "/%s", r->queue_id) < 0 ||
+        strcmp(want, r->path) != 0) {
+        snprintf(err, errlen, "bad queue file path \"%.100s\"", r->path);
         return -1;
     }
-    if (strcmp(req_transport, transport) != 0) {
-        snprintf(err, errlen, "transport \"%.40s\" not served by this agent", req_transport);
+    if (strcmp(r->transport, transport) != 0) {
+        snprintf(err, errlen, "transport \"%.40s\" not served by this agent", r->transport);
         return -1;
     }
+    *dsn_r = "4.3.0";
     int fd = open(want, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         snprintf(err, errlen, "open %s: %s", want, strerror(errno));
         return -1;
     }
-    if (qf_read(fd, env, e2, sizeof(e2)) < 0) {
+    if ((parse ? parse(fd, env, arg, e2, sizeof(e2)) : qf_read(fd, env, e2, sizeof(e2))) < 0) {
         buf_t b;   /* (a buffer: snprintf of two bounded strings trips -Wformat-truncation) */
         buf_init(&b, 256);
         buf_printf(&b, "queue file %s: %s", want, e2);
         str_copy(err, errlen, b.data);
         buf_free(&b);
-    } else if (strcmp(env->queue_id, queue_id) != 0) {
+    } else if (strcmp(env->queue_id, r->queue_id) != 0) {
         snprintf(err, errlen, "queue file %s holds id %.40s", want, env->queue_id);
     } else {
         return fd;
@@ -208,4 +211,13 @@ int deliver_agent_open(const char *queue_id, const char *path, const char *req_t
     qf_env_free(env);
     qf_env_init(env);
     return -1;
+}
+
+void deliver_agent_end(int fd, struct qf_env *env, struct deliver_req *r)
+{
+    if (fd >= 0)
+        close(fd);
+    qf_env_free(env);
+    deliver_req_free(r);
+    log_set_qid(NULL);
 }

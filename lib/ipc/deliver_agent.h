@@ -58,10 +58,21 @@ struct deliver_req {
 int  deliver_agent_read(struct ipc_conn *c, const union ipc_msg *m, struct deliver_req *r);
 void deliver_req_free(struct deliver_req *r);
 
-/* Open and parse the request's queue file, which must be active/<its
- * valid queue id> holding that id, for an agent serving `transport`:
- * fd (read-only), or -1 with err set (env is then empty). */
-int  deliver_agent_open(const char *queue_id, const char *path, const char *req_transport,
-                        const char *transport, struct qf_env *env, char *err, size_t errlen);
+/* How an agent parses its opened queue file (NULL: qf_read): 0, or -1
+ * with err set. arg is deliver_agent_open's. */
+typedef int (*deliver_parse_fn)(int fd, struct qf_env *env, void *arg, char *err,
+                                size_t errlen);
+
+/* Open and parse request r's queue file, which must be active/<its valid
+ * queue id> holding that id, for an agent serving `transport`: fd
+ * (read-only), or -1 with err set, env empty and *dsn_r the enhanced code
+ * to defer with: 4.3.5 for a request this agent cannot serve (bad path,
+ * another transport), 4.3.0 for a file it cannot open or read. */
+int  deliver_agent_open(const struct deliver_req *r, const char *transport,
+                        deliver_parse_fn parse, void *arg, struct qf_env *env,
+                        const char **dsn_r, char *err, size_t errlen);
+/* A request's file work is over: close fd (if >= 0), free env and r, and
+ * log lines name no queue id again. */
+void deliver_agent_end(int fd, struct qf_env *env, struct deliver_req *r);
 
 #endif

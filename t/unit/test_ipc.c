@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "util/buf.h"
@@ -24,6 +26,7 @@
 #include "ipc/deliver_agent.h"
 #include "util/log.h"
 #include "mail/qfile.h"
+#include "mail/spool.h"
 #include "filter/filter_mut.h"
 #include "mail/stage.h"
 
@@ -731,6 +734,123 @@ static void test_deliver_nexthop(void **state)
     assert_string_equal(out, "[Relay.example]:2525");
 }
 
+/* active/NAME holding a one-recipient message whose id is qid. */
+static void write_active(const char *name, const char *qid)
+{
+    struct qf_env e;
+    qf_env_init(&e);
+    e.queue_id = xstrdup(qid);       /* (qf_env_init's strings are not the heap's) */
+    e.sender = xstrdup("a@example.org");
+    qf_env_add_rcpt(&e, "b@example.org", "", 0);
+    char path[64];
+    snprintf(path, sizeof(path), SPOOL_ACTIVE "/%s", name);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    struct qf_writer *w = qf_write_begin(fd, &e);
+    assert_non_null(w);
+    assert_int_equal(qf_write_content(w, "x\n", 2), 0);
+    assert_int_equal(qf_write_end(w), 0);
+    close(fd);
+    qf_env_free(&e);
+}
+
+static int parse_calls;
+static int parse_ok(int fd, struct qf_env *env, void *arg, char *err, size_t errlen)
+{
+    parse_calls++;
+    *(int *)arg = 7;
+    return qf_read(fd, env, err, errlen);
+}
+static int parse_fails(int fd, struct qf_env *env, void *arg, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "boom");
+    return -1;
+}
+
+/* The one check every agent makes of a request's queue file
+ * (deliver_agent_open): the path must be active/<the id>, the transport the
+ * agent's own, the file must hold that id; the refusals say so with 4.3.5
+ * (a request the agent cannot serve) or 4.3.0 (a file it cannot read), and
+ * an agent's own parser (the local agent's read-whole) is used when given. */
+static void test_deliver_agent_open(void **state)
+{
+    char dir[] = "/tmp/test_ipc.XXXXXX", cwd[4096];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(mkdir(SPOOL_ACTIVE, 0700), 0);
+    char id[QUEUE_ID_MAX], other[QUEUE_ID_MAX], apath[64], opath[64];
+    queue_id_new(id, sizeof(id));
+    do
+        queue_id_new(other, sizeof(other));
+    while (strcmp(id, other) == 0);
+    snprintf(apath, sizeof(apath), SPOOL_ACTIVE "/%s", id);
+    snprintf(opath, sizeof(opath), SPOOL_ACTIVE "/%s", other);
+    write_active(id, id);
+    write_active(other, id);            /* the name of one message, the id of another */
+
+    struct qf_env env;
+    char err[256];
+    const char *dsn = NULL;
+    struct deliver_req r = { id, apath, "local", 0, NULL };
+    int fd = deliver_agent_open(&r, "local", NULL, NULL, &env, &dsn, err, sizeof(err));
+    assert_true(fd >= 0);
+    assert_string_equal(env.queue_id, id);
+    assert_int_equal(env.nrcpts, 1);
+    close(fd);
+    qf_env_free(&env);
+
+    int seen = 0;
+    parse_calls = 0;
+    fd = deliver_agent_open(&r, "local", parse_ok, &seen, &env, &dsn, err, sizeof(err));
+    assert_true(fd >= 0);
+    assert_int_equal(parse_calls, 1);
+    assert_int_equal(seen, 7);
+    close(fd);
+    qf_env_free(&env);
+
+    assert_int_equal(deliver_agent_open(&r, "smtp", NULL, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.5");
+    assert_non_null(strstr(err, "not served by this agent"));
+
+    struct deliver_req bad = { id, "incoming/x", "local", 0, NULL };
+    assert_int_equal(deliver_agent_open(&bad, "local", NULL, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.5");
+    assert_non_null(strstr(err, "bad queue file path"));
+    struct deliver_req dots = { "../../etc/passwd", "active/../../etc/passwd", "local", 0, NULL };
+    assert_int_equal(deliver_agent_open(&dots, "local", NULL, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.5");
+
+    struct deliver_req mism = { other, opath, "local", 0, NULL };
+    assert_int_equal(deliver_agent_open(&mism, "local", NULL, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.0");
+    assert_non_null(strstr(err, "holds id"));
+    assert_int_equal(env.nrcpts, 0);    /* left empty */
+
+    assert_int_equal(deliver_agent_open(&r, "local", parse_fails, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.0");
+    assert_non_null(strstr(err, "boom"));
+
+    assert_int_equal(unlink(apath), 0);
+    assert_int_equal(deliver_agent_open(&r, "local", NULL, NULL, &env, &dsn, err, sizeof(err)), -1);
+    assert_string_equal(dsn, "4.3.0");
+    assert_non_null(strstr(err, "open "));
+
+    /* deliver_agent_end takes what deliver_agent_read allocated */
+    struct deliver_req owned = { strdup(id), strdup(apath), strdup("local"), 1,
+                                 calloc(1, sizeof(*owned.rcpt)) };
+    owned.rcpt[0].nexthop = strdup("");
+    qf_env_init(&env);
+    deliver_agent_end(-1, &env, &owned);
+    assert_null(owned.queue_id);
+    assert_null(owned.rcpt);
+
+    unlink(opath);
+    rmdir(SPOOL_ACTIVE);
+    assert_int_equal(chdir(cwd), 0);
+    rmdir(dir);
+}
+
 int main(void)
 {
     log_init("test_ipc", 1, 0, LOG_L_ERROR);
@@ -748,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_conn_proto_mismatch),
         cmocka_unit_test(test_conn_errors),
         cmocka_unit_test(test_deliver_nexthop),
+        cmocka_unit_test(test_deliver_agent_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
