@@ -15,6 +15,7 @@
 #include "util/buf.h"
 #include "config/config.h"
 #include "filter/filter_mut.h"
+#include "mail/addr.h"
 #include "mail/hdr.h"
 #include "ipc/ipc.h"
 #include "mail/local_reply.h"
@@ -61,6 +62,8 @@ struct cl_reply {
     char text[CL_TEXT_MAX];
 };
 
+#define CLA_AUTHORS_MAX 8       /* author domains DMARC evaluates per message */
+
 /* Email authentication of one message (cleanup_auth.c). Set in the loop
  * before the job, filled by a worker while state == T_AUTH, read by the
  * loop afterwards. SPF itself comes from smtpd (cl_txn.spf_*). */
@@ -72,7 +75,10 @@ struct cl_auth {
     int fuse;                   /* the commit may follow in the worker (cla_submit) */
     int fused;                  /* it did: the loop hears of t at commit done */
     int stripped;               /* spoofed Authentication-Results dropped */
-    char from_domain[256];      /* the From field's domain, lower case, or "" */
+    char from_domain[ADDR_DOMAIN_MAX + 1];  /* the first author domain, lower case, or "" */
+    char (*from_more)[ADDR_DOMAIN_MAX + 1]; /* the other ones (malloc'd), or NULL */
+    int nfrom;                  /* distinct author domains in all From fields (may
+                                 * exceed CLA_AUTHORS_MAX: only that many are kept) */
     struct pdk_verdict dkim;    /* one result per DKIM-Signature */
     buf_t sigs;                 /* the DKIM-Signature fields we made */
     char sign_err[192];
@@ -214,6 +220,9 @@ void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
 int  cla_wanted(struct cl_ctx *ctx, struct cl_txn *t);   /* the job has work */
 void cla_submit(struct cl_ctx *ctx, struct cl_txn *t);   /* -> cl_txn_auth_done */
 void cla_txn_free(struct cl_txn *t);
+/* The k-th distinct author domain of the message's From fields (k from 0),
+ * or NULL past the last one kept (t->auth.nfrom, CLA_AUTHORS_MAX). */
+const char *cla_author_domain(const struct cl_txn *t, int k);
 /* The loop's part once the job is done: its log lines. */
 void cla_log(const struct cl_txn *t);
 const char *cla_dkim_result(const struct cl_txn *t);     /* dkim.result */

@@ -151,17 +151,28 @@ static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
         .spf_sender = t->env.sender, .spf_helo = t->env.sender[0] == '\0',
         .dkim_on = a->verify, .dkim = &a->dkim,
         .dmarc_result = a->dmarc_result[0] ? a->dmarc_result : NULL,
-        .dmarc_header_from = a->from_domain, .dmarc_policy = a->dmarc_policy,
+        /* the author domain whose outcome speaks for the message */
+        .dmarc_header_from = a->dmarc ? a->dmarc->from_domain : a->from_domain,
+        .dmarc_policy = a->dmarc_policy,
         .dmarc_reason = a->dmarc_reason,
     };
     authres_format(out, ctx->cfg->authserv_id, &ar);
 }
 
 
-/* The domain of the (first) From field's address, lower case, or "". */
-static void from_domain(const char *hdr, size_t len, char *out, size_t cap)
+/* The author domains of every From field (RFC 7489 6.6.1: each domain of
+ * a multi-valued From is checked; a second From field, which RFC 5322
+ * forbids, counts the same way rather than being overlooked), through
+ * addr_author_domains: quoted display names and comments are no addresses.
+ * a->from_domain is the first (signing uses it), a->from_more the others
+ * up to CLA_AUTHORS_MAX in all, a->nfrom how many distinct ones there are. */
+static void from_domains(struct cl_auth *a, const char *hdr, size_t len)
 {
-    out[0] = '\0';
+    char dom[CLA_AUTHORS_MAX][ADDR_DOMAIN_MAX + 1];
+    a->from_domain[0] = '\0';
+    free(a->from_more);
+    a->from_more = NULL;
+    a->nfrom = 0;
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(hdr + i, '\n', len - i);
@@ -170,34 +181,44 @@ static void from_domain(const char *hdr, size_t len, char *out, size_t cap)
             nl = memchr(hdr + e, '\n', len - e);
             e = nl ? (size_t)(nl - hdr) + 1 : len;
         }
-        if (qfm_field_is(hdr + i, e - i, "From")) {
-            const char *f = hdr + i, *at = NULL;
-            const char *lt = memchr(f, '<', e - i);
-            const char *s = lt ? lt : f;
-            const char *end = hdr + e;
-            for (const char *p = s; p < end && *p != '>' && *p != ','; p++)
-                if (*p == '@')
-                    at = p;
-            size_t j = 0;
-            for (const char *p = at ? at + 1 : end; p < end && j + 1 < cap; p++) {
-                char c = *p;
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '-' || c == '.'))
-                    break;
-                out[j++] = (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+        const char *colon = memchr(hdr + i, ':', e - i);
+        if (colon && qfm_field_is(hdr + i, e - i, "From")) {
+            size_t b = (size_t)(colon + 1 - hdr);
+            int n = addr_author_domains(hdr + b, e - b, dom, CLA_AUTHORS_MAX);
+            for (int k = 0; k < n; k++) {
+                const char *d = k < CLA_AUTHORS_MAX ? dom[k] : NULL;
+                int seen = 0;
+                for (int m = 0; d && m < a->nfrom && m < CLA_AUTHORS_MAX && !seen; m++)
+                    seen = strcmp(m == 0 ? a->from_domain : a->from_more[m - 1], d) == 0;
+                if (seen)
+                    continue;
+                if (d && a->nfrom == 0) {
+                    str_copy(a->from_domain, sizeof(a->from_domain), d);
+                } else if (d && a->nfrom < CLA_AUTHORS_MAX) {
+                    if (a->from_more == NULL)
+                        a->from_more = xcalloc(CLA_AUTHORS_MAX - 1, sizeof(*a->from_more));
+                    str_copy(a->from_more[a->nfrom - 1], sizeof(a->from_more[0]), d);
+                }
+                a->nfrom++;     /* past the cap: counted, not kept */
             }
-            out[j] = '\0';
-            return;
         }
         i = e;
     }
+}
+
+const char *cla_author_domain(const struct cl_txn *t, int k)
+{
+    const struct cl_auth *a = &t->auth;
+    if (k < 0 || k >= a->nfrom || k >= CLA_AUTHORS_MAX)
+        return NULL;
+    return k == 0 ? a->from_domain : a->from_more[k - 1];
 }
 
 void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
                  const char *hdr, size_t len)
 {
     struct cl_auth *a = &t->auth;
-    from_domain(hdr, len, a->from_domain, sizeof(a->from_domain));
+    from_domains(a, hdr, len);
     decide(ctx, t);
     if (a->add_ar && !a->verify && !a->dmarc_on && !a->sign) {
         compose(ctx, t, ar);            /* SPF alone: known since MAIL FROM */
@@ -470,6 +491,8 @@ void cla_txn_free(struct cl_txn *t)
     buf_free(&t->auth.sigs);
     free(t->auth.dmarc);
     t->auth.dmarc = NULL;
+    free(t->auth.from_more);
+    t->auth.from_more = NULL;
 }
 
 const char *cla_dkim_result(const struct cl_txn *t)

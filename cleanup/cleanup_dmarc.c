@@ -21,6 +21,7 @@
 
 #include "cleanup.h"
 #include "dmarc/dmarc.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define CLD_OVERALL_MS   15000
@@ -43,6 +44,26 @@ static enum dmarc_policy disposition(const struct config *cfg, const struct dmar
     return o->policy;
 }
 
+/* How bad an outcome is, to pick the one that speaks for a message with
+ * several author domains: a failure (the stricter its policy, the worse),
+ * then temperror, permerror, none, pass. */
+static int badness(const struct dmarc_outcome *o)
+{
+    switch (o->result) {
+    case DMARC_R_FAIL:      return 10 + (int)o->policy;
+    case DMARC_R_TEMPERROR: return 4;
+    case DMARC_R_PERMERROR: return 3;
+    case DMARC_R_NONE:      return 2;
+    default:                return 1;
+    }
+}
+
+/* Every author domain is evaluated (RFC 7489 6.6.1), within one overall
+ * time budget; the worst outcome decides. More than CLA_AUTHORS_MAX
+ * distinct author domains cannot all be checked: the message then fails
+ * as under p=reject (what authentication.dmarc_failure makes of it is
+ * still up to the configuration), so that no domain's policy can be pushed
+ * out of sight behind others. */
 void cld_evaluate(struct cl_ctx *ctx, struct cl_txn *t, struct dns_ctx *dns)
 {
     struct cl_auth *a = &t->auth;
@@ -55,11 +76,31 @@ void cld_evaluate(struct cl_ctx *ctx, struct cl_txn *t, struct dns_ctx *dns)
     struct dmarc_input in = { .from_domain = a->from_domain, .spf_result = t->spf_result,
                               .spf_domain = t->spf_domain, .dkim = k, .ndkim = n,
                               .draw = -1 };
-    struct dmarc_outcome *o = xmalloc(sizeof *o);
-    if (dns)
-        dmarc_check_sync(dns, &in, CLD_OVERALL_MS, o);
-    else
-        dmarc_decide(&in, NULL, NULL, 1, o);     /* no resolver: temperror */
+    struct dmarc_outcome *o = xmalloc(sizeof *o), *x = NULL;
+    int64_t deadline = clock_now_ms() + CLD_OVERALL_MS;
+    for (int i = 0; i == 0 || cla_author_domain(t, i) != NULL; i++) {
+        struct dmarc_outcome *cur = i == 0 ? o : (x ? x : (x = xmalloc(sizeof *x)));
+        in.from_domain = i == 0 ? a->from_domain : cla_author_domain(t, i);
+        int64_t left = deadline - clock_now_ms();
+        if (dns && left > 0)
+            dmarc_check_sync(dns, &in, (int)left, cur);
+        else
+            dmarc_decide(&in, NULL, NULL, 1, cur);      /* no resolver or no time: temperror */
+        if (i > 0 && badness(cur) > badness(o)) {
+            x = o;
+            o = cur;
+        }
+    }
+    free(x);
+    if (a->nfrom > CLA_AUTHORS_MAX) {
+        o->result = DMARC_R_FAIL;
+        o->policy = o->published = DMARC_P_REJECT;
+        o->has_record = 0;
+        o->sampled_out = 0;
+        str_format(o->reason, sizeof o->reason,
+                   "%d author domains in From, more than the %d that are checked",
+                   a->nfrom, CLA_AUTHORS_MAX);
+    }
     free(a->dmarc);
     a->dmarc = o;
     a->dmarc_disposition = disposition(ctx->cfg, o);
@@ -102,9 +143,13 @@ int cld_after(struct cl_ctx *ctx, struct cl_txn *t, struct cl_reply *rep)
             log_warn("dmarc: quarantine over the mutation cap: the message is delivered");
     } else if (a->dmarc_disposition == DMARC_P_REJECT) {
         *rep = (struct cl_reply){ V_REJECT, LR_NONE, 550, "5.7.1", "" };
-        str_format(rep->text, sizeof rep->text,
-                   "Message rejected: DMARC policy of %.180s", o->from_domain);
-        log_info("rejected: DMARC policy of %s", o->from_domain);
+        if (a->nfrom > CLA_AUTHORS_MAX)
+            str_format(rep->text, sizeof rep->text,
+                       "Message rejected: DMARC cannot check %d author domains", a->nfrom);
+        else
+            str_format(rep->text, sizeof rep->text,
+                       "Message rejected: DMARC policy of %.180s", o->from_domain);
+        log_info("rejected: %s", rep->text + sizeof("Message rejected: ") - 1);
         reject = 1;
     }
     log_set_qid(NULL);

@@ -190,21 +190,6 @@ void sm_list_free(struct sm_list *l)
     l->n = 0;
 }
 
-/* Skip a (nested) comment at s[i] == '('; returns the index after it. */
-static size_t skip_comment(const char *s, size_t n, size_t i)
-{
-    int depth = 0;
-    for (; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n)
-            i++;
-        else if (s[i] == '(')
-            depth++;
-        else if (s[i] == ')' && --depth == 0)
-            return i + 1;
-    }
-    return n;
-}
-
 /* Copy a quoted string at s[i] == '"' into b; returns the index after it. */
 static size_t copy_quoted(const char *s, size_t n, size_t i, buf_t *b)
 {
@@ -250,7 +235,7 @@ void sm_addr_list(const char *s, size_t n, struct sm_list *out)
     while (i < n) {
         char c = s[i];
         if (c == '(') {
-            i = skip_comment(s, n, i);
+            i = addr_skip_qc(s, n, i);
         } else if (c == '"') {
             i = copy_quoted(s, n, i, in_angle ? &angle : &elem);
         } else if (in_angle) {

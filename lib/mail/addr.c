@@ -8,6 +8,7 @@
  * bytes). Lengths are checked against the RFC limits (addr.h).
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 #include "mail/addr.h"
@@ -490,3 +491,117 @@ int addr_same(const char *a, const char *b)
     b = unbracket(b, &nb);
     return na == nb && strncasecmp(a, b, na) == 0;
 }
+
+/* ---- author domains of a From field ------------------------------------ */
+
+size_t addr_skip_qc(const char *s, size_t n, size_t i)
+{
+    int depth = 0;
+    if (s[i] == '"') {
+        for (i++; i < n; i++) {
+            if (s[i] == '\\' && i + 1 < n)
+                i++;
+            else if (s[i] == '"')
+                return i + 1;
+        }
+        return n;
+    }
+    for (; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n)
+            i++;
+        else if (s[i] == '(')
+            depth++;
+        else if (s[i] == ')' && --depth == 0)
+            return i + 1;
+    }
+    return n;
+}
+
+/* The domain of the address in s[a, b) (comments and quoted strings
+ * skipped): the letters, digits, '-', '_' and '.' after its last '@' (white
+ * space after the '@' skipped; whatever follows the run ignored, as a
+ * reader's eye would), lower case, one final '.' dropped, into d: 1, or 0
+ * when there is none (no '@', a literal, over ADDR_DOMAIN_MAX, an empty
+ * label). */
+static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
+{
+    size_t at = (size_t)-1;
+    for (size_t i = a; i < b;) {
+        if (s[i] == '"' || s[i] == '(') {
+            i = addr_skip_qc(s, b, i);
+            continue;
+        }
+        if (s[i] == '@')
+            at = i;
+        i++;
+    }
+    if (at == (size_t)-1)
+        return 0;
+    size_t i = at + 1, j = 0;
+    while (i < b && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    for (; i < b; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isascii(c) && isalnum(c)) && c != '-' && c != '_' && c != '.')
+            break;
+        if (j >= ADDR_DOMAIN_MAX)
+            return 0;
+        d[j++] = (char)tolower(c);
+    }
+    if (j > 0 && d[j - 1] == '.')
+        j--;
+    d[j] = '\0';
+    /* no empty label (".x", "x..y", "x.." ): no domain anyone reads as one */
+    return j > 0 && d[0] != '.' && d[j - 1] != '.' && strstr(d, "..") == NULL;
+}
+
+int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max)
+{
+    int count = 0;
+    size_t start = 0;                   /* the current mailbox */
+    size_t la = 0, lb = 0;              /* its last angle-addr's content, if lb > la */
+    char d[ADDR_DOMAIN_MAX + 1];
+    for (size_t i = 0; i <= n;) {
+        char c = i < n ? s[i] : ',';
+        if (c == '"' || c == '(') {
+            i = addr_skip_qc(s, n, i);
+            continue;
+        }
+        if (c == '<') {
+            size_t k = i + 1;
+            while (k < n && s[k] != '>') {
+                if (s[k] == '"' || s[k] == '(')
+                    k = addr_skip_qc(s, n, k);
+                else
+                    k++;
+            }
+            la = i + 1;
+            lb = k;
+            i = k < n ? k + 1 : n;
+            continue;
+        }
+        if (c == ':') {                 /* a group's name: its members follow */
+            start = i + 1;
+            la = lb = 0;
+        } else if (c == ',' || c == ';') {
+            int got = lb > la ? addr_span_domain(s, la, lb, d)
+                              : addr_span_domain(s, start, i < n ? i : n, d);
+            if (got) {
+                int seen = 0;
+                for (int k = 0; k < count && k < max && !seen; k++)
+                    seen = strcmp(out[k], d) == 0;
+                /* past max, a repeat cannot be told apart: counted */
+                if (!seen) {
+                    if (count < max)
+                        memcpy(out[count], d, strlen(d) + 1);
+                    count++;
+                }
+            }
+            start = i + 1;
+            la = lb = 0;
+        }
+        i++;
+    }
+    return count;
+}
+

@@ -88,4 +88,23 @@ int esmtp_param_is(const struct esmtp_param *p, const char *key);
  * result would hold a control character, "+" unescaped, or a NUL. */
 int xtext_decode(const char *s, size_t n, buf_t *out);
 
+/* Skip the quoted string or (nested) comment that starts at s[i] (a '"'
+ * or a '('), quoted pairs included: the index after it, or n when it is
+ * not closed within s[0, n). */
+size_t addr_skip_qc(const char *s, size_t n, size_t i);
+
+/* The author domains of a From field's body (RFC 5322 3.4 mailbox-list;
+ * a group's members too): the domain of each address, lower case, each
+ * once, in order, stored in out[0..max-1]. An address is an angle-addr's
+ * content when the mailbox has one, else the mailbox without its comments;
+ * its domain is the run of letters, digits, '-', '_' and '.' after its
+ * last '@' outside quoted strings and comments (anything after the run is
+ * ignored; one final '.' dropped). Quoted strings and comments (nested,
+ * with quoted pairs) are never addresses, so "<a@x>" in a display name or
+ * a comment is not one. An address with no such run (no '@', a literal),
+ * one with an empty label or one longer than ADDR_DOMAIN_MAX adds nothing. Returns how many
+ * distinct domains the field has, which may exceed max (only max are
+ * stored). CR and LF (folding) are white space. */
+int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * fuzz_addr.c - libFuzzer target for lib/mail/addr.c: paths under every flag
  * combination, bare mailboxes, addr_domain/local part on what parsed,
- * ESMTP parameter lists and xtext.
+ * ESMTP parameter lists, xtext, and the author domains of a From field.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *        t/fuzz/fuzz_addr.c lib/mail/addr.c lib/util/buf.c lib/util/log.c
  * Seeds: t/fuzz/corpus/addr/
@@ -53,6 +53,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (xtext_decode(p, size, &x) == 0 && (memchr(x.data, '\n', x.len) || memchr(x.data, '\0', x.len)))
         abort();
+    /* author domains: distinct, lower case, domain characters only */
+    char dom[4][ADDR_DOMAIN_MAX + 1];
+    int nd = addr_author_domains(p, size, dom, 4);
+    if (nd < 0)
+        abort();
+    for (int i = 0; i < nd && i < 4; i++) {
+        size_t l = strnlen(dom[i], sizeof(dom[i]));
+        if (l == 0 || l > ADDR_DOMAIN_MAX || dom[i][l - 1] == '.')
+            abort();
+        for (size_t j = 0; j < l; j++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789-_.", dom[i][j]))
+                abort();
+        for (int k = 0; k < i; k++)
+            if (strcmp(dom[k], dom[i]) == 0)
+                abort();
+    }
     buf_free(&a);
     buf_free(&x);
     free(p);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 #include "mail/addr.h"
@@ -244,6 +245,65 @@ static void test_xtext(void **state)
     buf_free(&b);
 }
 
+/* The author domains of From field bodies (addr_author_domains): "want" is
+ * the domains found, space-separated, in order. */
+static void test_author_domains(void **state)
+{
+    static const struct { const char *body, *want; } t[] = {
+        { " ceo@bank.example", "bank.example" },
+        { " Ceo <CEO@Bank.Example>", "bank.example" },
+        { " \"Mallory <a@evil.example>\" <ceo@bank.example>", "bank.example" },
+        { " \"x\\\" <a@evil.example>\" <ceo@bank.example>", "bank.example" },
+        { " ceo@bank.example (via <a@evil.example>)", "bank.example" },
+        { " ceo@bank.example (a (nested <b@evil.example>) c)", "bank.example" },
+        { " (<a@evil.example>) ceo@bank.example", "bank.example" },
+        { " \"ceo@bank.example\" <a@evil.example>", "evil.example" },
+        { " a@evil.example, ceo@bank.example", "evil.example bank.example" },
+        { " \"A, B\" <a@evil.example>, \"C\" <ceo@bank.example>", "evil.example bank.example" },
+        { " a@x.example, b@X.EXAMPLE, c@y.example, d@x.example", "x.example y.example" },
+        { " Team: a@x.example, b@y.example;", "x.example y.example" },
+        { " undisclosed-recipients:;", "" },
+        { " \"a@b\"@quoted.example", "quoted.example" },
+        { " <\"a@b\"@quoted.example>", "quoted.example" },
+        { " ceo@bank.example.", "bank.example" },
+        { " ceo@ bank.example", "bank.example" },
+        { " ceo@bank.example>", "bank.example" },
+        { "\n ceo@bank.example\n", "bank.example" },
+        { " a@[192.0.2.1]", "" },
+        { " no address", "" },
+        { "", "" },
+        { " \"unterminated <a@evil.example>", "" },
+        { " (unterminated <a@evil.example>", "" },
+        { " <a@evil.example", "evil.example" },
+        { " @", "" },
+        { " e<b@..:v", "" },
+        { " a@.x.example, b@x..example, c@x.example..", "" },
+        { " ,,, ;;; :::", "" },
+    };
+    char out[4][ADDR_DOMAIN_MAX + 1];
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        int n = addr_author_domains(t[i].body, strlen(t[i].body), out, 4);
+        char got[1024] = "";
+        size_t len = 0;
+        for (int k = 0; k < n && k < 4; k++)
+            len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%s", k ? " " : "", out[k]);
+        if (strcmp(got, t[i].want) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", t[i].body, got, t[i].want);
+    }
+    /* more distinct domains than stored: all counted */
+    const char *many = "a@a.example, b@b.example, c@c.example, d@d.example, e@e.example, a@a.example";
+    assert_int_equal(addr_author_domains(many, strlen(many), out, 4), 5);
+    assert_string_equal(out[3], "d.example");
+    /* a domain over 255 octets is none */
+    char lng[400] = "a@";
+    memset(lng + 2, 'x', 300);
+    lng[302] = '\0';
+    assert_int_equal(addr_author_domains(lng, strlen(lng), out, 4), 0);
+    /* bytes are read only within n */
+    assert_int_equal(addr_author_domains("a@b.example, c@d.example", 12, out, 4), 1);
+    assert_string_equal(out[0], "b.example");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +314,7 @@ int main(void)
         { "bare mailbox", test_check_mailbox, NULL, NULL, NULL },
         { "ESMTP parameters", test_params, NULL, NULL, NULL },
         { "xtext", test_xtext, NULL, NULL, NULL },
+        { "author domains of From", test_author_domains, NULL, NULL, NULL },
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
