@@ -250,6 +250,8 @@ FROM_TRICKS = [
     ("a comment naming the victim", "a@aligneddm.com (not ceo@rejectdm.com)", "aligneddm.com"),
     ("one author twice", "a@aligneddm.com, b@ALIGNEDDM.com", "aligneddm.com"),
     ("two From fields", "a@aligneddm.com\r\nFrom: ceo@rejectdm.com", "reject"),
+    ("a second From with a blank before its colon", "a@aligneddm.com\r\nFROM : ceo@rejectdm.com",
+     "reject"),
     ("quarantine first, reject second", "x@quardm.com, ceo@rejectdm.com", "reject"),
     ("the second author decides", "a@aligneddm.com, x@nodmarcdm.com", ("none", "nodmarcdm.com")),
     ("reject behind seven others", ", ".join(f"x@n{k}dm.com" for k in range(7)) +
