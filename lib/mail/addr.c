@@ -517,8 +517,8 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i)
     return n;
 }
 
-/* The domain of the address in s[a, b) (comments and quoted strings
- * skipped): the letters, digits, '-', '_' and '.' after its last '@' (white
+/* The domain of the address in s[a, b) (comments, quoted strings and any
+ * angle-addr skipped): the letters, digits, '-', '_' and '.' after its last '@' (white
  * space after the '@' skipped; whatever follows the run ignored, as a
  * reader's eye would), lower case, one final '.' dropped, into d: 1, or 0
  * when there is none (no '@', a literal, over ADDR_DOMAIN_MAX, an empty
@@ -529,6 +529,11 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
     for (size_t i = a; i < b;) {
         if (s[i] == '"' || s[i] == '(') {
             i = addr_skip_qc(s, b, i);
+            continue;
+        }
+        if (s[i] == '<') {              /* an angle-addr: its caller's business */
+            while (i < b && s[i] != '>')
+                i = s[i] == '"' || s[i] == '(' ? addr_skip_qc(s, b, i) : i + 1;
             continue;
         }
         if (s[i] == '@')
@@ -555,11 +560,21 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
     return j > 0 && d[0] != '.' && d[j - 1] != '.' && strstr(d, "..") == NULL;
 }
 
+/* Add d to out[] unless there already (addr_author_domains' count). */
+static void author_add(const char *d, char out[][ADDR_DOMAIN_MAX + 1], int max, int *count)
+{
+    for (int k = 0; k < *count && k < max; k++)
+        if (strcmp(out[k], d) == 0)
+            return;
+    if (*count < max)       /* past max, a repeat cannot be told apart: counted */
+        memcpy(out[*count], d, strlen(d) + 1);
+    (*count)++;
+}
+
 int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max)
 {
     int count = 0;
     size_t start = 0;                   /* the current mailbox */
-    size_t la = 0, lb = 0;              /* its last angle-addr's content, if lb > la */
     char d[ADDR_DOMAIN_MAX + 1];
     for (size_t i = 0; i <= n;) {
         char c = i < n ? s[i] : ',';
@@ -567,7 +582,8 @@ int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1]
             i = addr_skip_qc(s, n, i);
             continue;
         }
-        if (c == '<') {
+        if (c == '<') {                 /* every angle-addr is an author, should a
+                                         * mailbox (wrongly) have two */
             size_t k = i + 1;
             while (k < n && s[k] != '>') {
                 if (s[k] == '"' || s[k] == '(')
@@ -575,30 +591,19 @@ int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1]
                 else
                     k++;
             }
-            la = i + 1;
-            lb = k;
+            if (addr_span_domain(s, i + 1, k, d))
+                author_add(d, out, max, &count);
             i = k < n ? k + 1 : n;
             continue;
         }
-        if (c == ':') {                 /* a group's name: its members follow */
+        if (c == ':')                   /* a group's name: its members follow */
             start = i + 1;
-            la = lb = 0;
-        } else if (c == ',' || c == ';') {
-            int got = lb > la ? addr_span_domain(s, la, lb, d)
-                              : addr_span_domain(s, start, i < n ? i : n, d);
-            if (got) {
-                int seen = 0;
-                for (int k = 0; k < count && k < max && !seen; k++)
-                    seen = strcmp(out[k], d) == 0;
-                /* past max, a repeat cannot be told apart: counted */
-                if (!seen) {
-                    if (count < max)
-                        memcpy(out[count], d, strlen(d) + 1);
-                    count++;
-                }
-            }
+        else if (c == ',' || c == ';') {
+            /* an address outside the angle-addr too (a display name with an
+             * unquoted '@', which RFC 5322 does not allow): an author as well */
+            if (addr_span_domain(s, start, i < n ? i : n, d))
+                author_add(d, out, max, &count);
             start = i + 1;
-            la = lb = 0;
         }
         i++;
     }

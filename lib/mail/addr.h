@@ -96,7 +96,10 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i);
 /* The author domains of a From field's body (RFC 5322 3.4 mailbox-list;
  * a group's members too): the domain of each address, lower case, each
  * once, in order, stored in out[0..max-1]. An address is an angle-addr's
- * content when the mailbox has one, else the mailbox without its comments;
+ * content (each of them, should a mailbox wrongly have two), and the
+ * mailbox's text outside its angle-addr, comments and quoted strings when
+ * that holds an '@' (a bare addr-spec, or an unquoted display name that
+ * looks like one);
  * its domain is the run of letters, digits, '-', '_' and '.' after its
  * last '@' outside quoted strings and comments (anything after the run is
  * ignored; one final '.' dropped). Quoted strings and comments (nested,

@@ -247,6 +247,7 @@ FROM_TRICKS = [
     ("two authors in angle brackets", '"A" <a@aligneddm.com>, "B" <ceo@rejectdm.com>', "reject"),
     ("the victim in the display name only", '"ceo@rejectdm.com" <a@aligneddm.com>',
      "aligneddm.com"),
+    ("the victim as an unquoted display name", "ceo@rejectdm.com <a@aligneddm.com>", "reject"),
     ("a comment naming the victim", "a@aligneddm.com (not ceo@rejectdm.com)", "aligneddm.com"),
     ("one author twice", "a@aligneddm.com, b@ALIGNEDDM.com", "aligneddm.com"),
     ("two From fields", "a@aligneddm.com\r\nFrom: ceo@rejectdm.com", "reject"),
