@@ -522,7 +522,8 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i)
  * space after the '@' skipped; whatever follows the run ignored, as a
  * reader's eye would), lower case, one final '.' dropped, into d: 1, or 0
  * when there is none (no '@', a literal, over ADDR_DOMAIN_MAX, an empty
- * label). */
+ * label, or UTF-8 in the domain: an IDN is not looked up by its ASCII
+ * start, which would be another domain). */
 static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
 {
     size_t at = (size_t)-1;
@@ -553,6 +554,8 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
             return 0;
         d[j++] = (char)tolower(c);
     }
+    if (i < b && (unsigned char)s[i] >= 0x80)
+        return 0;           /* a UTF-8 (U-label) domain: its ASCII start is another name */
     if (j > 0 && d[j - 1] == '.')
         j--;
     d[j] = '\0';

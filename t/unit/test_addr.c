@@ -277,6 +277,8 @@ static void test_author_domains(void **state)
         { " <a@evil.example", "evil.example" },
         { " @", "" },
         { " <ceo@bank.example> <a@evil.example>", "bank.example evil.example" },
+        { " ceo@bank.example\xc3\xa4.example, x@b\xc3\xa4nk.example", "" },
+        { " \"B\xc3\xa4nk\" <ceo@bank.example>", "bank.example" },
         { " Bank <ceo@bank.example> a@evil.example", "bank.example evil.example" },
         { " ceo@bank.example <a@evil.example>", "evil.example bank.example" },
         { " <a@evil.example> (ceo@bank.example)", "evil.example" },
