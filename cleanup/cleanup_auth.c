@@ -169,10 +169,7 @@ static void compose(struct cl_ctx *ctx, struct cl_txn *t, buf_t *out)
 static void from_domains(struct cl_auth *a, const char *hdr, size_t len)
 {
     char dom[CLA_AUTHORS_MAX][ADDR_DOMAIN_MAX + 1];
-    a->from_domain[0] = '\0';
-    free(a->from_more);
-    a->from_more = NULL;
-    a->nfrom = 0;
+    int n = 0;
     size_t i = 0;
     while (i < len) {
         const char *nl = memchr(hdr + i, '\n', len - i);
@@ -184,25 +181,18 @@ static void from_domains(struct cl_auth *a, const char *hdr, size_t len)
         const char *colon = memchr(hdr + i, ':', e - i);
         if (colon && qfm_field_is(hdr + i, e - i, "From")) {
             size_t b = (size_t)(colon + 1 - hdr);
-            int n = addr_author_domains(hdr + b, e - b, dom, CLA_AUTHORS_MAX);
-            for (int k = 0; k < n; k++) {
-                const char *d = k < CLA_AUTHORS_MAX ? dom[k] : NULL;
-                int seen = 0;
-                for (int m = 0; d && m < a->nfrom && m < CLA_AUTHORS_MAX && !seen; m++)
-                    seen = strcmp(m == 0 ? a->from_domain : a->from_more[m - 1], d) == 0;
-                if (seen)
-                    continue;
-                if (d && a->nfrom == 0) {
-                    str_copy(a->from_domain, sizeof(a->from_domain), d);
-                } else if (d && a->nfrom < CLA_AUTHORS_MAX) {
-                    if (a->from_more == NULL)
-                        a->from_more = xcalloc(CLA_AUTHORS_MAX - 1, sizeof(*a->from_more));
-                    str_copy(a->from_more[a->nfrom - 1], sizeof(a->from_more[0]), d);
-                }
-                a->nfrom++;     /* past the cap: counted, not kept */
-            }
+            n = addr_author_domains(hdr + b, e - b, dom, CLA_AUTHORS_MAX, n);
         }
         i = e;
+    }
+    int kept = n < CLA_AUTHORS_MAX ? n : CLA_AUTHORS_MAX;
+    a->nfrom = n;
+    str_copy(a->from_domain, sizeof(a->from_domain), n > 0 ? dom[0] : "");
+    free(a->from_more);
+    a->from_more = NULL;
+    if (kept > 1) {         /* the rare message with several authors */
+        a->from_more = xmalloc((size_t)(kept - 1) * sizeof(*a->from_more));
+        memcpy(a->from_more, dom + 1, (size_t)(kept - 1) * sizeof(*a->from_more));
     }
 }
 

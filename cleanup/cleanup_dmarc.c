@@ -73,25 +73,22 @@ void cld_evaluate(struct cl_ctx *ctx, struct cl_txn *t, struct dns_ctx *dns)
         k[n].domain = a->dkim.sig[i].domain;
         k[n].result = pdk_result_name(a->dkim.sig[i].result);
     }
-    struct dmarc_input in = { .from_domain = a->from_domain, .spf_result = t->spf_result,
+    struct dmarc_input in = { .spf_result = t->spf_result,
                               .spf_domain = t->spf_domain, .dkim = k, .ndkim = n,
                               .draw = -1 };
-    struct dmarc_outcome *o = xmalloc(sizeof *o), *x = NULL;
+    struct dmarc_outcome *o = xmalloc(sizeof *o), cur;
     int64_t deadline = clock_now_ms() + CLD_OVERALL_MS;
+    /* (no author domain at all: evaluated once, as none) */
     for (int i = 0; i == 0 || cla_author_domain(t, i) != NULL; i++) {
-        struct dmarc_outcome *cur = i == 0 ? o : (x ? x : (x = xmalloc(sizeof *x)));
-        in.from_domain = i == 0 ? a->from_domain : cla_author_domain(t, i);
+        in.from_domain = cla_author_domain(t, i);
         int64_t left = deadline - clock_now_ms();
         if (dns && left > 0)
-            dmarc_check_sync(dns, &in, (int)left, cur);
+            dmarc_check_sync(dns, &in, (int)left, &cur);
         else
-            dmarc_decide(&in, NULL, NULL, 1, cur);      /* no resolver or no time: temperror */
-        if (i > 0 && badness(cur) > badness(o)) {
-            x = o;
-            o = cur;
-        }
+            dmarc_decide(&in, NULL, NULL, 1, &cur);     /* no resolver or no time: temperror */
+        if (i == 0 || badness(&cur) > badness(o))
+            *o = cur;
     }
-    free(x);
     if (a->nfrom > CLA_AUTHORS_MAX) {
         o->result = DMARC_R_FAIL;
         o->policy = o->published = DMARC_P_REJECT;

@@ -574,9 +574,9 @@ static void author_add(const char *d, char out[][ADDR_DOMAIN_MAX + 1], int max, 
     (*count)++;
 }
 
-int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max)
+int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max,
+                        int count)
 {
-    int count = 0;
     size_t start = 0;                   /* the current mailbox */
     char d[ADDR_DOMAIN_MAX + 1];
     for (size_t i = 0; i <= n;) {

@@ -106,9 +106,13 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i);
  * with quoted pairs) are never addresses, so "<a@x>" in a display name or
  * a comment is not one. An address with no such run (no '@', a literal),
  * one with an empty label, one longer than ADDR_DOMAIN_MAX, or one whose
- * domain goes on in UTF-8 (an IDN in U-labels, not converted) adds nothing. Returns how many
- * distinct domains the field has, which may exceed max (only max are
- * stored). CR and LF (folding) are white space. */
-int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max);
+ * domain goes on in UTF-8 (an IDN in U-labels, not converted) adds nothing.
+ * CR and LF (folding) are white space.
+ * count is how many domains out[] holds already (0, or what the call for
+ * an earlier From field returned): they are not added again. Returns the
+ * new count of distinct domains, which may exceed max (only max are
+ * stored). */
+int addr_author_domains(const char *s, size_t n, char out[][ADDR_DOMAIN_MAX + 1], int max,
+                        int count);
 
 #endif

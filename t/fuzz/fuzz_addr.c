@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     /* author domains: distinct, lower case, domain characters only */
     char dom[4][ADDR_DOMAIN_MAX + 1];
-    int nd = addr_author_domains(p, size, dom, 4);
+    int nd = addr_author_domains(p, size, dom, 4, 0);
     if (nd < 0)
         abort();
     for (int i = 0; i < nd && i < 4; i++) {

@@ -288,7 +288,7 @@ static void test_author_domains(void **state)
     };
     char out[4][ADDR_DOMAIN_MAX + 1];
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        int n = addr_author_domains(t[i].body, strlen(t[i].body), out, 4);
+        int n = addr_author_domains(t[i].body, strlen(t[i].body), out, 4, 0);
         char got[1024] = "";
         size_t len = 0;
         for (int k = 0; k < n && k < 4; k++)
@@ -298,15 +298,20 @@ static void test_author_domains(void **state)
     }
     /* more distinct domains than stored: all counted */
     const char *many = "a@a.example, b@b.example, c@c.example, d@d.example, e@e.example, a@a.example";
-    assert_int_equal(addr_author_domains(many, strlen(many), out, 4), 5);
+    assert_int_equal(addr_author_domains(many, strlen(many), out, 4, 0), 5);
     assert_string_equal(out[3], "d.example");
     /* a domain over 255 octets is none */
     char lng[400] = "a@";
     memset(lng + 2, 'x', 300);
     lng[302] = '\0';
-    assert_int_equal(addr_author_domains(lng, strlen(lng), out, 4), 0);
+    assert_int_equal(addr_author_domains(lng, strlen(lng), out, 4, 0), 0);
+    /* a second From field adds only what the first did not have */
+    int c = addr_author_domains("a@x.example, b@y.example", 24, out, 4, 0);
+    assert_int_equal(c, 2);
+    assert_int_equal(addr_author_domains(" b@Y.example, c@z.example", 25, out, 4, c), 3);
+    assert_string_equal(out[2], "z.example");
     /* bytes are read only within n */
-    assert_int_equal(addr_author_domains("a@b.example, c@d.example", 12, out, 4), 1);
+    assert_int_equal(addr_author_domains("a@b.example, c@d.example", 12, out, 4, 0), 1);
     assert_string_equal(out[0], "b.example");
 }
 
