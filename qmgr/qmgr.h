@@ -99,6 +99,7 @@ struct qdest {
     int64_t gap_ms;             /* rate: ms between two dispatches, 0 = none */
     int64_t next_ms;            /* rate: no dispatch before (clock_now_ms) */
     struct qjob *head, *tail;
+    int pushed;                 /* has had a job: only then may an idle one be freed */
     struct qdest *hnext;        /* hash chain */
     struct qdest *wnext, *wprev;/* the pool's list of destinations with jobs */
 };

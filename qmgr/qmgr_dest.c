@@ -28,9 +28,13 @@ static unsigned dest_hash(int pool, const char *name)
     return (str_hash(name) + (unsigned)pool * 7919u) % DEST_HASH;
 }
 
+/* Nothing queued or running, the rate gap passed, and it has had a job: a
+ * destination qmgr_dest_get just returned is its caller's until pushed (a
+ * message's jobs are built from several gets before the first push, and a
+ * later get walking the same hash chain must not free an earlier one). */
 static int dest_idle(const struct qdest *d, int64_t now_ms)
 {
-    return d->busy == 0 && d->head == NULL && d->next_ms <= now_ms;
+    return d->pushed && d->busy == 0 && d->head == NULL && d->next_ms <= now_ms;
 }
 
 static void dest_unlink(struct qdest **pp)
@@ -105,6 +109,7 @@ void qmgr_dest_push(struct qdest *d, struct qjob *j)
 {
     j->d = d;
     j->next = NULL;
+    d->pushed = 1;
     if (d->tail) {
         d->tail->next = j;
     } else {

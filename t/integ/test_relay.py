@@ -7,6 +7,7 @@ message with a local and a remote recipient is split between the agents."""
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 
@@ -46,9 +47,9 @@ class Peer:
         return AuthResult(success=ok, handled=False)
 
 
-def start_peer(tls_context=None, **kw):
+def start_peer(tls_context=None, port=None, **kw):
     peer = Peer()
-    port = free_port()
+    port = port or free_port()
     if tls_context is not None:
         kw.update(tls_context=tls_context, authenticator=peer.authenticate,
                   auth_require_tls=True)
@@ -126,6 +127,46 @@ def test_relay_byte_exact_and_split_local_remote():
             c2 = peer.got[1][2]
             assert max(len(l) for l in c2.split(b"\r\n")) <= 998
             assert b"y" * 2500 in c2.replace(b"\r\n", b"")
+    finally:
+        ctl.stop()
+
+
+def bucket_mate_port():
+    """A free loopback port whose relayhost name "[127.0.0.1]:PORT" falls in
+    qmgr's destination hash bucket of the local destination (qmgr_dest.c:
+    (str_hash(name) + pool * 7919) % 1024, pool smtp 1, local 0 with name
+    ""). Such a port once lost a message with a local and a remote
+    recipient: building its second job freed the first one's destination."""
+    def str_hash(s):
+        h = 5381
+        for c in s.encode():
+            h = (h * 33 + c) & 0xffffffff
+        return h
+    want = str_hash("") % 1024
+    for port in range(20000, 60000):
+        if (str_hash(f"[127.0.0.1]:{port}") + 7919) % 1024 != want:
+            continue
+        probe = socket.socket()
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return port
+    raise AssertionError("no free port in the local destination's bucket")
+
+
+def test_relay_split_in_one_hash_bucket():
+    peer, port, ctl = start_peer(port=bucket_mate_port())
+    try:
+        with Suite(extra_conf=relay_conf(port)) as s:
+            for n in range(3):
+                s.send("sender@example.test", ["far@remote.test", "bob@example.test"],
+                       make_message(n))
+                s.wait_delivered("bob", n + 1)
+                wait_for(lambda: len(peer.got) == n + 1, 20, "the relayed message")
+            s.wait_queue_empty()
     finally:
         ctl.stop()
 
