@@ -132,6 +132,7 @@ struct cl_txn {
     int rewrite;                /* the pool rewrites the file first (data mutations) */
     /* SPF from smtpd (CLEANUP_BEGIN): for the data stage and Received-SPF */
     char *spf_result, *spf_domain, *received_spf;
+    char *auth_domain;          /* a tenant login's domain (signs only its mail), or NULL */
     struct cl_auth auth;        /* DKIM, Authentication-Results (cleanup_auth.c) */
     struct workq_item awitem;   /* its job */
     /* commit pool (touched by worker threads while state == T_COMMIT) */

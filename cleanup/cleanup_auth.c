@@ -127,6 +127,13 @@ static void decide(struct cl_ctx *ctx, struct cl_txn *t)
     a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf ||
                                    cfg->authentication_dmarc);
     a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;
+    if (a->sign && t->auth_domain && t->auth_domain[0] &&
+        strcasecmp(a->from_domain, t->auth_domain) != 0) {
+        /* a tenant's user (smtpd_auth.c) never signs as another domain */
+        a->sign = 0;
+        log_warn("dkim: not signed: From domain %s is not %s, the domain of user %s",
+                 a->from_domain, t->auth_domain, t->env.auth_user);
+    }
     a->decided = 1;
 }
 

@@ -112,6 +112,7 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
     free(t->spf_result);
     free(t->spf_domain);
     free(t->received_spf);
+    free(t->auth_domain);
     cla_txn_free(t);
     filter_muts_free(&t->muts);
     filter_muts_free(&t->dmuts);
@@ -192,6 +193,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     t->spf_result = dupinfo(b->spf_result);
     t->spf_domain = dupinfo(b->spf_domain);
     t->received_spf = dupinfo(b->received_spf);
+    t->auth_domain = dupinfo(b->auth_domain);
     if (b->local_user && *b->local_user) {
         /* pickup: kept for the Received field and noted in the queue file */
         buf_t note, who;

@@ -140,6 +140,7 @@ struct smtpd_session {
     int      tls_on;                     /* TLS is up (STARTTLS or implicit) */
     char    *tls_info;                   /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once up */
     char    *auth_user;                  /* authenticated user, NULL before AUTH */
+    const char *auth_domain;             /* a tenant login's domain (config-owned), else NULL */
     struct smtpd_auth *auth;             /* AUTH exchange in progress, else NULL */
     struct filter_muts muts;             /* from connect/helo/auth verdicts, for cleanup */
     /* client.ptr (smtpd_dns.c) */
@@ -310,6 +311,9 @@ void smtpd_auth_line(struct smtpd_session *s, const char *line, size_t len);  /*
 void smtpd_auth_verdict(struct smtpd_session *s, const struct smtpd_verdict *v);
 /* MAIL gate: listen.X.auth = "required" and not authenticated -> 530; 0 ok. */
 int  smtpd_auth_mail_check(struct smtpd_session *s);
+/* A tenant login may send only as <> or from its own domain: 553 5.7.1
+ * (replied and logged) and -1 otherwise. */
+int  smtpd_auth_sender_check(struct smtpd_session *s, const char *sender);
 /* MAIL ... AUTH=xtext (RFC 4954 5): checked, then ignored; 0 ok, -1 replied. */
 int  smtpd_auth_mail_param(struct smtpd_session *s, const struct esmtp_param *p);
 void smtpd_auth_reset(struct smtpd_session *s);           /* STARTTLS: forget AUTH */

@@ -1,8 +1,15 @@
 /*
  * smtpd_auth.c - SMTP AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN
- * against the auth.users file (lib/mail/auth.c).
+ * against the auth.users file and the domains' users files
+ * (lib/mail/auth.c).
  *
- * Offered on listeners with auth != "none" when auth.users is loaded, and
+ * A login local@domain where the domain block has a users file that gives
+ * local a hash is that domain's user (a tenant login): checked against that
+ * file, and bound to the domain: its MAIL FROM must be <> or an address at
+ * the domain (553 5.7.1), and cleanup signs its mail only for that domain.
+ * Any other login is checked against auth.users and bound to nothing.
+ *
+ * Offered on listeners with auth != "none" when a users file is loaded, and
  * only over TLS unless auth.plaintext_without_tls (never before TLS on a
  * listener that requires TLS). Both mechanisms take an initial response
  * ("=" is an empty one) or ask with 334; "*" cancels (501 5.7.0). PLAIN's
@@ -22,6 +29,7 @@
  * after use. The authenticated user goes to cleanup (Received: "with
  * ESMTPSA", the queue file) and to filter (relaying is allowed for it).
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,12 +52,16 @@ struct smtpd_auth {
     enum auth_step step;
     const char *mech;
     char *user;                 /* authentication identity (decoded) */
+    const char *domain;         /* a tenant login's domain (config-owned), else NULL */
     struct auth_job *job;       /* password check in flight */
     struct event *timer;        /* delayed failure reply */
 };
 
 static struct auth_users *users;
 static struct auth_pool *pool;
+/* The domains' users files: domain is the config's name of the block. */
+static struct tenant { const char *domain; struct auth_users *u; } *tenants;
+static int ntenants;
 
 /* ---- per-client failure counts -------------------------------------------- */
 #define FAIL_BUCKETS 256
@@ -103,19 +115,32 @@ static int fail_blocked(const char *ip)
 
 void smtpd_auth_load(const struct config *cfg)
 {
-    if (cfg->auth_users == NULL)
-        return;
     buf_t err;
     buf_init(&err, 128);
-    users = auth_users_load(cfg->auth_users, &err);
-    if (users == NULL)
-        log_error("auth.users: %s: AUTH is not offered", err.data);
+    if (cfg->auth_users != NULL) {
+        users = auth_users_load(cfg->auth_users, &err);
+        if (users == NULL)
+            log_error("auth.users: %s: its users cannot log in", err.data);
+    }
+    for (int i = 0; i < cfg->ndomains; i++) {
+        const struct domain_conf *d = &cfg->domains[i];
+        if (d->users == NULL || d->users[0] == '\0')
+            continue;
+        buf_reset(&err);
+        struct auth_users *u = auth_users_load_domain(d->users, d->name, &err);
+        if (u == NULL) {
+            log_error("domain %s users: %s: its users cannot log in", d->name, err.data);
+            continue;
+        }
+        tenants = xrealloc(tenants, sizeof(*tenants) * (size_t)(ntenants + 1));
+        tenants[ntenants++] = (struct tenant){ d->name, u };
+    }
     buf_free(&err);
 }
 
 void smtpd_auth_init(struct event_base *base)
 {
-    if (users)
+    if (users || ntenants)
         pool = auth_pool_new(base, AUTH_THREADS);
 }
 
@@ -125,11 +150,16 @@ void smtpd_auth_shutdown(void)
     pool = NULL;
     auth_users_free(users);
     users = NULL;
+    for (int i = 0; i < ntenants; i++)
+        auth_users_free(tenants[i].u);
+    free(tenants);
+    tenants = NULL;
+    ntenants = 0;
 }
 
 static int auth_enabled(const struct smtpd_session *s)
 {
-    return users != NULL && pool != NULL && s->lis->conf->auth_offered;
+    return (users != NULL || ntenants > 0) && pool != NULL && s->lis->conf->auth_offered;
 }
 
 /* AUTH may be used now (TLS condition met). */
@@ -153,6 +183,23 @@ int smtpd_auth_mail_check(struct smtpd_session *s)
     if (!s->lis->conf->auth_required || s->auth_user)
         return 0;
     smtpd_reply(s, 530, "5.7.0", "Authentication required");
+    return -1;
+}
+
+int smtpd_auth_sender_check(struct smtpd_session *s, const char *sender)
+{
+    if (s->auth_domain == NULL || sender[0] == '\0')
+        return 0;
+    const char *at = strrchr(sender, '@');
+    if (at != NULL && strcasecmp(at + 1, s->auth_domain) == 0)
+        return 0;
+    buf_t text;
+    buf_init(&text, 128);
+    buf_printf(&text, "<%s>: Sender address rejected: not owned by the authenticated user",
+               sender);
+    smtpd_reply(s, 553, "5.7.1", "%s", text.data);
+    smtpd_log_reject(s, "MAIL", 553, "5.7.1", text.data, NULL);
+    buf_free(&text);
     return -1;
 }
 
@@ -202,6 +249,7 @@ void smtpd_auth_reset(struct smtpd_session *s)
     auth_end(s);
     free(s->auth_user);
     s->auth_user = NULL;
+    s->auth_domain = NULL;
 }
 
 void smtpd_auth_session_free(struct smtpd_session *s)
@@ -313,6 +361,7 @@ static void on_checked(void *arg, int ok)
     s->auth->step = A_FILTER;
     free(s->auth_user);
     s->auth_user = xstrdup(s->auth->user);      /* filter's auth stage sees it */
+    s->auth_domain = s->auth->domain;
     smtpd_cmd_ask_verb(s, "AUTH");
     if (s->wait == W_NONE)
         smtpd_session_resume(s);                /* the verdict came at once */
@@ -327,6 +376,7 @@ void smtpd_auth_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
     if (!go) {
         free(s->auth_user);
         s->auth_user = NULL;
+        s->auth_domain = NULL;
         smtpd_reply_verdict(s, "AUTH", STAGE_AUTH, v);
         auth_end(s);
         return;
@@ -338,6 +388,35 @@ void smtpd_auth_verdict(struct smtpd_session *s, const struct smtpd_verdict *v)
     log_ev_emit(&e);
     smtpd_reply(s, 235, "2.7.0", "Authentication successful");
     auth_end(s);
+}
+
+/* The stored hash for login user, or NULL: from the users file of its
+ * domain when that gives its local part one (*domain: that domain), else
+ * from auth.users (*domain NULL). */
+static const char *login_hash(const char *user, const char **domain)
+{
+    *domain = NULL;
+    const char *at = strrchr(user, '@');
+    size_t ll = at ? (size_t)(at - user) : 0;
+    for (int i = 0; at && ll > 0 && ll <= AUTH_FIELD_MAX && i < ntenants; i++) {
+        if (strcasecmp(at + 1, tenants[i].domain) != 0)
+            continue;
+        char local[AUTH_FIELD_MAX + 1];
+        for (size_t k = 0; k < ll; k++)
+            local[k] = (char)tolower((unsigned char)user[k]);
+        local[ll] = '\0';
+        auth_users_refresh(&tenants[i].u);
+        const char *h = auth_users_hash(tenants[i].u, local);
+        if (h != NULL) {
+            *domain = tenants[i].domain;
+            return h;
+        }
+        break;
+    }
+    if (users == NULL)
+        return NULL;
+    auth_users_refresh(&users);
+    return auth_users_hash(users, user);
 }
 
 /* User and password decoded: start the check (or fail at once). */
@@ -352,8 +431,7 @@ static void check(struct smtpd_session *s, const char *user, size_t ulen, const 
         failed(s, "malformed credentials");
         return;
     }
-    auth_users_refresh(&users);
-    const char *hash = auth_users_hash(users, a->user);
+    const char *hash = login_hash(a->user, &a->domain);
     a->step = A_CHECK;
     a->job = auth_pool_submit(pool, hash, pass, plen, on_checked, s);
     s->wait = W_AUTH;

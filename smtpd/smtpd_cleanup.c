@@ -210,6 +210,7 @@ int smtpd_cleanup_begin(struct smtpd_session *s)
         .client_ip = s->ip, .client_port = s->port, .client_ptr = smtpd_dns_ptr(s),
         .helo = s->helo ? s->helo : "", .protocol = smtpd_tls_protocol(s),
         .auth_user = s->auth_user ? s->auth_user : "",
+        .auth_domain = s->auth_domain ? s->auth_domain : "",
         .tls = s->tls_info ? s->tls_info : "", .envid = t->envid ? t->envid : "", .ret = t->ret,
         .flags = t->flags | (s->faccept || t->faccept ? QF_F_FACCEPT : 0),
         .size_hint = t->size_hint, .spf_result = smtpd_spf_result(t),

@@ -441,7 +441,8 @@ static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
         return;
     }
     struct smtpd_txn *t = xcalloc(1, sizeof(*t));
-    if (mail_params(s, &r, t) < 0 || smtpd_esmtp_mail_check(s, addr.data, t) < 0) {
+    if (mail_params(s, &r, t) < 0 || smtpd_esmtp_mail_check(s, addr.data, t) < 0 ||
+        smtpd_auth_sender_check(s, addr.data) < 0) {
         smtpd_txn_free(t);
         buf_free(&addr);
         return;

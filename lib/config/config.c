@@ -469,6 +469,15 @@ static const char *const main_extra[] = { "listen", "domain", "transport", "incl
 /* DANE trusts only DNSSEC-validated answers: with validation off (and no
  * unbound config that could carry its own trust anchor) it could never
  * apply, which is a mistake worth saying rather than a silent "may". */
+/* A domain block with a users file: its users may log in (smtpd_auth.c). */
+static int any_domain_users(const struct config *c)
+{
+    for (int i = 0; i < c->ndomains; i++)
+        if (c->domains[i].users != NULL && c->domains[i].users[0] != '\0')
+            return 1;
+    return 0;
+}
+
 static void check_dane_dnssec(struct loadctx *lc, const struct table *t,
                               const struct cnode *root)
 {
@@ -543,10 +552,10 @@ static void finish(struct loadctx *lc, const struct table *t, const struct cnode
                           "tls = \"%s\" needs tls.certificate and tls.key",
                           l->tls == TLSM_REQUIRED ? "required" : "implicit");
         }
-        if (l->auth_required && c->auth_users == NULL) {
+        if (l->auth_required && c->auth_users == NULL && !any_domain_users(c)) {
             join(ekey, sizeof(ekey), "listen", l->name);
             cfg_error_add(lc->errs, root->file, 0, 0, ekey,
-                          "auth = \"required\" needs auth.users");
+                          "auth = \"required\" needs auth.users or a domain's users");
         }
     }
 }

@@ -8,12 +8,14 @@
  * happens in the loop thread, so callers need no locks.
  */
 #include <crypt.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <openssl/crypto.h>
@@ -26,6 +28,7 @@ struct auth_entry { char *user, *hash; };
 
 struct auth_users {
     char *path;
+    char *domain;            /* a domain's users file (auth_users_load_domain), else NULL */
     int fd;                  /* the file, kept open: re-read through it from a
                                 chroot where path is not visible */
     int gone_warned;         /* the open file was removed: said once */
@@ -54,6 +57,25 @@ static int hash_ok(const char *h)
     return 1;
 }
 
+/* A domain's users file also lists recipients without a password: such a
+ * line is no login. Its names are local parts (or local@domain), matched
+ * without regard to case as at RCPT: kept in lower case, the domain cut. */
+static int domain_user(const struct auth_users *u, char *name, int lineno)
+{
+    char *at = strchr(name, '@');
+    if (at != NULL) {
+        if (strcasecmp(at + 1, u->domain) != 0) {
+            log_warn("%s:%d: user of another domain than %s: line ignored", u->path, lineno,
+                     u->domain);
+            return -1;
+        }
+        *at = '\0';
+    }
+    for (char *c = name; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return *name ? 0 : -1;
+}
+
 /* One line (no LF); adds to u or logs why not. */
 static void parse_line(struct auth_users *u, char *line, int lineno, int *cap)
 {
@@ -66,6 +88,8 @@ static void parse_line(struct auth_users *u, char *line, int lineno, int *cap)
     if (*p == '\0' || *p == '#')
         return;
     char *colon = strchr(p, ':');
+    if (colon == NULL && u->domain != NULL)
+        return;           /* a recipient with no password */
     if (colon == NULL || colon == p || colon - p > AUTH_FIELD_MAX) {
         log_warn("%s:%d: expected user:hash: line ignored", u->path, lineno);
         return;
@@ -74,10 +98,14 @@ static void parse_line(struct auth_users *u, char *line, int lineno, int *cap)
     char *hash = colon + 1, *end = strchr(hash, ':');
     if (end)
         *end = '\0';      /* passwd-style trailing fields are ignored */
+    if (u->domain != NULL && *hash == '\0')
+        return;           /* "user:" - a recipient with no password */
     if (!hash_ok(hash)) {
         log_warn("%s:%d: bad hash for user: line ignored", u->path, lineno);
         return;
     }
+    if (u->domain != NULL && domain_user(u, p, lineno) < 0)
+        return;
     if (u->n == *cap) {
         *cap = *cap ? *cap * 2 : 16;
         u->v = xrealloc(u->v, sizeof(*u->v) * (size_t)*cap);
@@ -103,8 +131,8 @@ static void drop_duplicates(struct auth_users *u)
 }
 
 /* Read the file open at fd (from its start; fd stays open and is owned by
- * the result). */
-static struct auth_users *load_fd(const char *path, int fd, buf_t *err)
+ * the result); domain: a domain's users file. */
+static struct auth_users *load_fd(const char *path, const char *domain, int fd, buf_t *err)
 {
     int rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     FILE *f = rfd >= 0 ? fdopen(rfd, "re") : NULL;
@@ -124,6 +152,7 @@ static struct auth_users *load_fd(const char *path, int fd, buf_t *err)
     }
     struct auth_users *u = xcalloc(1, sizeof(*u));
     u->path = xstrdup(path);
+    u->domain = domain ? xstrdup(domain) : NULL;
     u->fd = -1;
     u->dev = st.st_dev;
     u->ino = st.st_ino;
@@ -161,17 +190,32 @@ static struct auth_users *load_fd(const char *path, int fd, buf_t *err)
     return u;
 }
 
-struct auth_users *auth_users_load(const char *path, buf_t *err)
+static struct auth_users *load_path(const char *path, const char *domain, buf_t *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         buf_printf(err, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    struct auth_users *u = load_fd(path, fd, err);
+    struct auth_users *u = load_fd(path, domain, fd, err);
     if (u == NULL)
         close(fd);
     return u;
+}
+
+struct auth_users *auth_users_load(const char *path, buf_t *err)
+{
+    return load_path(path, NULL, err);
+}
+
+struct auth_users *auth_users_load_domain(const char *path, const char *domain, buf_t *err)
+{
+    return load_path(path, domain, err);
+}
+
+const char *auth_users_domain(const struct auth_users *u)
+{
+    return u ? u->domain : NULL;
 }
 
 void auth_users_free(struct auth_users *u)
@@ -185,9 +229,16 @@ void auth_users_free(struct auth_users *u)
     }
     free(u->v);
     free(u->path);
+    free(u->domain);
     if (u->fd >= 0)
         close(u->fd);
     free(u);
+}
+
+/* Which file, in log lines. */
+static const char *kind(const struct auth_users *u)
+{
+    return u->domain ? "users file" : "auth.users";
 }
 
 int auth_users_refresh(struct auth_users **up)
@@ -198,7 +249,7 @@ int auth_users_refresh(struct auth_users **up)
      * its name out of sight (smtpd's chroot), through the open file */
     int by_name = stat(u->path, &st) == 0;
     if (!by_name && errno != ENOENT) {
-        log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
+        log_warn("%s %s: %s: keeping the %d users loaded before", kind(u), u->path,
                  strerror(errno), u->n);
         return -1;
     }
@@ -211,7 +262,7 @@ int auth_users_refresh(struct auth_users **up)
         if (fstat(u->fd, &st) == 0 && st.st_nlink == 0)
             e = ENOENT;
         if (!u->gone_warned)
-            log_warn("auth.users %s: %s: keeping the %d users loaded before", u->path,
+            log_warn("%s %s: %s: keeping the %d users loaded before", kind(u), u->path,
                      strerror(e), u->n);
         u->gone_warned = 1;
         return -1;
@@ -223,17 +274,18 @@ int auth_users_refresh(struct auth_users **up)
     }
     buf_t err;
     buf_init(&err, 64);
-    struct auth_users *n = by_name ? auth_users_load(u->path, &err) : load_fd(u->path, u->fd, &err);
+    struct auth_users *n = by_name ? load_path(u->path, u->domain, &err)
+                                   : load_fd(u->path, u->domain, u->fd, &err);
     if (n != NULL && !by_name)
         u->fd = -1;   /* now n's */
     if (n == NULL) {
-        log_warn("auth.users changed but cannot be read: %s: keeping the %d users loaded "
-                 "before", err.data, u->n);
+        log_warn("%s changed but cannot be read: %s: keeping the %d users loaded "
+                 "before", kind(u), err.data, u->n);
         buf_free(&err);
         return -1;
     }
     buf_free(&err);
-    log_info("auth.users %s re-read: %d users", n->path, n->n);
+    log_info("%s %s re-read: %d users", kind(n), n->path, n->n);
     auth_users_free(u);
     *up = n;
     return 1;

@@ -27,6 +27,12 @@ struct auth_job;
 /* Load a users file; NULL (and why in err) when it cannot be read. Lines
  * that are not user:hash are logged with their line number and skipped. */
 struct auth_users *auth_users_load(const char *path, buf_t *err);
+/* A domain block's users file: `local:hash` or `local@domain:hash` lines
+ * (names without regard to case, kept in lower case without the domain);
+ * lines without a hash list recipients only and are no logins. */
+struct auth_users *auth_users_load_domain(const char *path, const char *domain, buf_t *err);
+/* The domain of a table from auth_users_load_domain, else NULL. */
+const char *auth_users_domain(const struct auth_users *u);
 void auth_users_free(struct auth_users *u);
 /* Re-read *u's file if it changed since it was loaded. 1 re-read, 0
  * unchanged, -1 the new file could not be read (*u kept, warning logged). */

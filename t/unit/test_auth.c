@@ -104,6 +104,52 @@ static void test_users_file(void **st)
     free(hb);
 }
 
+/* A domain's users file: recipients without a hash are no logins, names
+ * are kept in lower case without their domain, other domains' lines are
+ * ignored; a re-read keeps the domain. */
+static void test_domain_users_file(void **st)
+{
+    (void)st;
+    char *h6 = hash_of("$6$", 0, "six"), *hy = hash_of("$y$", 0, "why");
+    buf_t t;
+    buf_init(&t, 512);
+    buf_printf(&t, "# tenant\nrcpt\nblank:\nAlice:%s\nbob@T.Example:%s\n"
+               "carol@other.example:%s\n@t.example:%s\n", h6, hy, h6, h6);
+    write_file(t.data);
+    buf_t err;
+    buf_init(&err, 64);
+    struct auth_users *u = auth_users_load_domain(path, "t.example", &err);
+    assert_non_null(u);
+    assert_string_equal(auth_users_domain(u), "t.example");
+    assert_int_equal(auth_users_count(u), 2);
+    assert_string_equal(auth_users_hash(u, "alice"), h6);
+    assert_string_equal(auth_users_hash(u, "bob"), hy);
+    assert_null(auth_users_hash(u, "Alice"));     /* callers look up in lower case */
+    assert_null(auth_users_hash(u, "rcpt"));
+    assert_null(auth_users_hash(u, "blank"));
+    assert_null(auth_users_hash(u, "carol"));
+    assert_null(auth_users_hash(u, "carol@other.example"));
+    assert_null(auth_users_hash(u, ""));
+    usleep(10000);
+    buf_printf(&t, "Dan@t.example:%s\n", hy);
+    write_file(t.data);
+    assert_int_equal(auth_users_refresh(&u), 1);
+    assert_string_equal(auth_users_domain(u), "t.example");
+    assert_string_equal(auth_users_hash(u, "dan"), hy);
+    auth_users_free(u);
+    /* the plain auth.users reading of the same file: names as written */
+    u = auth_users_load(path, &err);
+    assert_non_null(u);
+    assert_null(auth_users_domain(u));
+    assert_string_equal(auth_users_hash(u, "Alice"), h6);
+    assert_string_equal(auth_users_hash(u, "bob@T.Example"), hy);
+    auth_users_free(u);
+    buf_free(&err);
+    buf_free(&t);
+    free(h6);
+    free(hy);
+}
+
 static void on_done(void *arg, int ok)
 {
     int *slot = arg;
@@ -140,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_users_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_domain_users_file, setup, teardown),
         cmocka_unit_test(test_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -537,7 +537,7 @@ static void test_err_cross_checks(void **st)
     expect_error("listen {\n  sub { address = \"0.0.0.0:587\"; tls = implicit; auth = none; }\n}\n",
                  "main.conf:2:3: listen.sub: tls = \"implicit\" needs tls.certificate and tls.key");
     expect_error("listen {\n  sub { address = \"0.0.0.0:587\"; auth = required; }\n}\n",
-                 "main.conf:2:3: listen.sub: auth = \"required\" needs auth.users");
+                 "main.conf:2:3: listen.sub: auth = \"required\" needs auth.users or a domain's users");
     expect_error("domain \"d.test\" { dkim { key = \"k\"; } }\n",
                  "main.conf:1:26: domain.d.test.dkim.key: dkim.key is set but dkim.selector is not: both are needed");
     expect_error("spool = \"\";\n", "main.conf:1:9: spool: must not be empty");

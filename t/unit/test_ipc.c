@@ -153,7 +153,8 @@ static void s_cleanup_begin(union ipc_msg *m)
     m->cleanup_begin = (struct ipc_cleanup_begin){
         .session = 1, .listener = "submission", .sender = "", .client_ip = "::1",
         .client_port = 587, .client_ptr = "localhost", .helo = "me", .protocol = "ESMTPSA",
-        .auth_user = "bob", .tls = "TLSv1.3 X", .envid = "e1", .ret = 1,
+        .auth_user = "bob@t.example", .auth_domain = "t.example", .tls = "TLSv1.3 X",
+        .envid = "e1", .ret = 1,
         .flags = QF_F_SMTPUTF8, .size_hint = 1048576, .spf_result = "pass",
         .spf_domain = "x.example", .received_spf = "Received-SPF: pass (h: ok) identity=helo",
         .local_user = "bob", .local_uid = 1001 };
