@@ -52,6 +52,7 @@ static void scan(int flush)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     scan(0);
+    qmgr_dest_sweep();   /* destinations kept for a rate gap that has passed */
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)

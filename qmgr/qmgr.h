@@ -99,7 +99,6 @@ struct qdest {
     int64_t gap_ms;             /* rate: ms between two dispatches, 0 = none */
     int64_t next_ms;            /* rate: no dispatch before (clock_now_ms) */
     struct qjob *head, *tail;
-    int pushed;                 /* has had a job: only then may an idle one be freed */
     struct qdest *hnext;        /* hash chain */
     struct qdest *wnext, *wprev;/* the pool's list of destinations with jobs */
 };
@@ -173,6 +172,9 @@ int  qmgr_rules_postq_due(const struct qmsg *m);
 #define QMGR_POOLS 8
 struct qdest *qmgr_dest_get(int pool, const char *name, int limit, int64_t gap_ms);
 struct qdest *qmgr_dest_find(int pool, const char *name);
+/* Free the idle destinations kept for their rate gap once it has passed.
+ * From a timer only: never while a caller holds destinations it got. */
+void qmgr_dest_sweep(void);
 void qmgr_dest_push(struct qdest *d, struct qjob *j);
 /* Can d start one more job now (concurrency and rate)? */
 int  qmgr_dest_open(const struct qdest *d, int64_t now_ms);

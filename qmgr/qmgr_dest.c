@@ -6,8 +6,13 @@
  * cannot starve the others. A destination starts at most `limit` jobs at
  * once (delivery.concurrency for the smtp pool) and, with delivery.rate,
  * one job per gap_ms; the rest wait here in memory, never deferred.
- * A destination with nothing queued or running is freed (lazily when a
- * rate gap is still running, so the gap holds across messages).
+ * A destination with nothing queued or running is freed when its last job
+ * is done, or, when a rate gap is still running (so the gap holds across
+ * messages), by the sweep from qmgr's tick once the gap has passed. Never
+ * by qmgr_dest_get: qmgr_deliver_submit gets all of a message's
+ * destinations before it pushes onto any, and a get that freed an idle one
+ * on its hash chain freed one the caller held (its memory then became the
+ * next destination: two jobs merged, queued in the wrong pool).
  * Must never lose a job: push, pop and drop are the only ways in and out.
  */
 #include <stdlib.h>
@@ -28,13 +33,9 @@ static unsigned dest_hash(int pool, const char *name)
     return (str_hash(name) + (unsigned)pool * 7919u) % DEST_HASH;
 }
 
-/* Nothing queued or running, the rate gap passed, and it has had a job: a
- * destination qmgr_dest_get just returned is its caller's until pushed (a
- * message's jobs are built from several gets before the first push, and a
- * later get walking the same hash chain must not free an earlier one). */
 static int dest_idle(const struct qdest *d, int64_t now_ms)
 {
-    return d->pushed && d->busy == 0 && d->head == NULL && d->next_ms <= now_ms;
+    return d->busy == 0 && d->head == NULL && d->next_ms <= now_ms;
 }
 
 static void dest_unlink(struct qdest **pp)
@@ -55,21 +56,13 @@ struct qdest *qmgr_dest_find(int pool, const char *name)
 
 struct qdest *qmgr_dest_get(int pool, const char *name, int limit, int64_t gap_ms)
 {
-    int64_t now = clock_now_ms();
-    struct qdest **pp = &table[dest_hash(pool, name)];
-    while (*pp) {
-        struct qdest *d = *pp;
-        if (d->pool == pool && strcmp(d->name, name) == 0) {
-            d->limit = limit;    /* the config may have been reloaded */
-            d->gap_ms = gap_ms;
-            return d;
-        }
-        if (dest_idle(d, now))   /* an idle one whose rate gap passed: free it */
-            dest_unlink(pp);
-        else
-            pp = &d->hnext;
+    struct qdest *d = qmgr_dest_find(pool, name);
+    if (d != NULL) {
+        d->limit = limit;        /* the config may have been reloaded */
+        d->gap_ms = gap_ms;
+        return d;
     }
-    struct qdest *d = xcalloc(1, sizeof(*d));
+    d = xcalloc(1, sizeof(*d));
     d->name = xstrdup(name);
     d->pool = pool;
     d->limit = limit;
@@ -109,7 +102,6 @@ void qmgr_dest_push(struct qdest *d, struct qjob *j)
 {
     j->d = d;
     j->next = NULL;
-    d->pushed = 1;
     if (d->tail) {
         d->tail->next = j;
     } else {
@@ -170,6 +162,17 @@ void qmgr_dest_done(struct qdest *d)
         pp = &(*pp)->hnext;
     if (*pp)
         dest_unlink(pp);
+}
+
+void qmgr_dest_sweep(void)
+{
+    int64_t now = clock_now_ms();
+    for (int b = 0; b < DEST_HASH; b++)
+        for (struct qdest **pp = &table[b]; *pp;)
+            if (dest_idle(*pp, now))
+                dest_unlink(pp);
+            else
+                pp = &(*pp)->hnext;
 }
 
 struct qdest *qmgr_dest_waiting(int pool)

@@ -293,6 +293,30 @@ def test_rate_spaces_deliveries_to_one_destination():
         sink.close()
 
 
+def test_rate_kept_destination_and_a_bucket_mate_in_one_message():
+    """With delivery.rate a destination stays known for its gap after its
+    last job. qmgr once freed such a one when the next message also had a
+    recipient in its hash bucket ([127.0.0.1] and [127.0.1.79] share one),
+    while it still held it: use after free (ASan stops qmgr), two jobs
+    merged. Both recipients must go out, each to its own destination."""
+    sink = Sink(host="0.0.0.0")
+    a, b = "[127.0.0.1]", "[127.0.1.79]"
+    try:
+        with Suite(extra_conf=f"delivery {{ smtp_port = {sink.port}; rate = 60; }}\n",
+                   processes='processes { smtpd = 1; delivery = 2; }') as s:
+            s.send(SENDER, [f"first@{a}"], make_message(1))
+            wait_for(lambda: len(sink.delivered()) == 1, 20, "the first message")
+            s.wait_queue_empty()
+            time.sleep(1.5)            # the 1 s gap has passed (the sweep may not have run)
+            s.send(SENDER, [f"x@{a}", f"y@{b}"], make_message(2))
+            wait_for(lambda: len(sink.delivered()) == 3, 20, "both recipients")
+            s.wait_queue_empty()
+            assert sorted(sink.delivered()[1:]) == [f"x@{a}", f"y@{b}"], sink.messages
+            assert sink.max_by_ip.get("127.0.1.79") == 1, sink.max_by_ip
+    finally:
+        sink.close()
+
+
 def test_active_queue_bound_leaves_the_rest_on_disk():
     sink = Sink(delay=0.2)
     try:

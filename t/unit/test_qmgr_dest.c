@@ -3,9 +3,10 @@
  * in: it lives in the process folder): a destination just returned by
  * qmgr_dest_get survives the next get that walks its hash chain (a message
  * with a local and a remote recipient lost both when the relayhost's name
- * hashed into the local destination's bucket), push/pop/done keep the
+ * hashed into the local destination's bucket; with delivery.rate, one kept
+ * idle for its rate gap was freed the same way), push/pop/done keep the
  * waiting list and the table in step, and a rate gap keeps an idle
- * destination until it has passed.
+ * destination until the sweep after it has passed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,7 +84,8 @@ static void test_rate_gap_kept(void **st)
     assert_ptr_equal(qmgr_dest_find(QPOOL_SMTP, "slow.example"), d);
     struct timespec ts = { 0, 120 * 1000 * 1000 };
     nanosleep(&ts, NULL);
-    /* a get walking the chain frees it once the gap has passed */
+    /* the gap has passed: the next message has recipients there and at a
+     * destination in the same bucket; both gets come before any push */
     unsigned b = dest_hash(QPOOL_SMTP, "slow.example");
     char other[64];
     for (int i = 0;; i++) {
@@ -91,14 +93,26 @@ static void test_rate_gap_kept(void **st)
         if (dest_hash(QPOOL_SMTP, other) == b)
             break;
     }
-    struct qdest *o = qmgr_dest_get(QPOOL_SMTP, other, 20, 0);
-    assert_null(qmgr_dest_find(QPOOL_SMTP, "slow.example"));
-    /* the fresh one was not pushed: a second get keeps it */
-    assert_ptr_equal(qmgr_dest_get(QPOOL_SMTP, other, 20, 0), o);
-    struct qjob j3 = { 0 };
-    qmgr_dest_push(o, &j3);
-    assert_ptr_equal(qmgr_dest_pop(o, clock_now_ms()), &j3);
+    assert_ptr_equal(qmgr_dest_get(QPOOL_SMTP, "slow.example", 20, 50), d);
+    struct qdest *o = qmgr_dest_get(QPOOL_SMTP, other, 20, 50);
+    assert_ptr_not_equal(o, d);
+    assert_ptr_equal(qmgr_dest_find(QPOOL_SMTP, "slow.example"), d);
+    struct qjob j3 = { 0 }, j4 = { 0 };
+    qmgr_dest_push(d, &j3);
+    qmgr_dest_push(o, &j4);
+    assert_int_equal(qmgr_dest_nwaiting(QPOOL_SMTP), 2);
+    int64_t now2 = clock_now_ms();
+    assert_ptr_equal(qmgr_dest_pop(d, now2), &j3);
+    assert_ptr_equal(qmgr_dest_pop(o, now2), &j4);
+    qmgr_dest_done(d);
     qmgr_dest_done(o);
+    /* kept for their gaps; a sweep before the gaps pass keeps them */
+    qmgr_dest_sweep();
+    assert_ptr_equal(qmgr_dest_find(QPOOL_SMTP, "slow.example"), d);
+    assert_ptr_equal(qmgr_dest_find(QPOOL_SMTP, other), o);
+    nanosleep(&ts, NULL);
+    qmgr_dest_sweep();
+    assert_null(qmgr_dest_find(QPOOL_SMTP, "slow.example"));
     assert_null(qmgr_dest_find(QPOOL_SMTP, other));
 }
 
