@@ -496,7 +496,14 @@ static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg
         txn_begin(c, &m->cleanup_begin);
         return 0;
     }
-    if (t == NULL || t->state >= T_FILTER)
+    if (t != NULL && t->state >= T_AUTH && type == IPC_CLEANUP_END && m->cleanup_end.abort) {
+        /* smtpd's client left while its END was being worked on (an smtpd
+         * before this one said so; now it closes): the work in flight (auth
+         * worker, filter, commit) owns t, conn_free says who ends it */
+        log_info("lost connection with %s after the end of data", c->peer);
+        return -1;
+    }
+    if (t == NULL || t->state >= T_AUTH)
         goto bad;
     switch (type) {
     case IPC_CLEANUP_RCPT:

@@ -272,13 +272,15 @@ int smtpd_cleanup_end(struct smtpd_session *s, int abort)
 
 /* Drop the session's connection (never back to the pool: a reply may still
  * come); an open transaction is aborted first (best effort: cleanup also
- * treats EOF inside a transaction as an abort). */
+ * treats EOF inside a transaction as an abort). After END (SS_WAIT_DATA)
+ * there is nothing to abort: cleanup may be signing, filtering or
+ * committing the message, and the close alone tells it the client left. */
 void smtpd_cleanup_close(struct smtpd_session *s)
 {
     struct smtpd_cconn *cc = s->cleanup;
     if (cc == NULL)
         return;
-    if (s->cleanup_busy) {
+    if (s->cleanup_busy && s->state != SS_WAIT_DATA) {
         struct ipc_cleanup_end e = { 1 };
         c_send(s, IPC_CLEANUP_END, &e);
         ipc_peer_flush(cc->ipc);
