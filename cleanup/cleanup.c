@@ -74,7 +74,9 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct cl_ctx *ctx = arg;
     ctx->drain_ticks++;
-    if (ctx->ntxn == 0 && clc_inflight(ctx->pool) == 0) {
+    /* done when every connection is gone too: smtpd closes each after
+     * CLEANUP_DRAIN or a last reply, so no transaction it sends is cut */
+    if (ctx->ntxn == 0 && clc_inflight(ctx->pool) == 0 && ctx->conns == NULL) {
         log_debug("drained: exiting");
         server_stop_loop(ctx->srv);
     } else if (ctx->drain_ticks >= CL_DRAIN_SECS * 5) {
@@ -88,6 +90,7 @@ static void on_stop(struct server *s)
 {
     struct cl_ctx *ctx = s->ctx;
     server_unlisten(s);
+    cl_conn_drain(ctx);
     struct timeval tv = { 0, 200 * 1000 };
     ctx->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_tick, ctx);
     event_add(ctx->drain_timer, &tv);

@@ -149,6 +149,7 @@ struct cl_conn {
     struct ipc_peer *ipc;
     struct cl_txn *txn;
     uint64_t serial;
+    uint64_t served;            /* replies sent on it */
     char peer[32];
     struct cl_conn *next, *prev;
 };
@@ -176,6 +177,11 @@ struct cl_ctx {
 /* cleanup_conn.c */
 void cl_accept(struct cl_ctx *ctx, int fd);
 void cl_conn_close_all(struct cl_ctx *ctx);
+/* Draining: tell smtpd's idle connections (no transaction, one served) to
+ * go (CLEANUP_DRAIN): smtpd closes them and opens new ones, to the new
+ * cleanup. Nothing is closed here: a transaction smtpd sent before it
+ * heard is still served. */
+void cl_conn_drain(struct cl_ctx *ctx);
 void cl_txn_filter_done(struct cl_ctx *ctx, struct cl_txn *t, const struct ipc_filter_reply *r);
 void cl_txn_commit_done(struct cl_txn *t, void *arg);
 void cl_txn_fail(struct cl_txn *t, enum local_status ls);

@@ -52,6 +52,7 @@
 #include "dns/dns.h"
 #include "filter/filter_policy.h"
 #include "filter/qf_mutate.h"
+#include "ipc/ipc_report.h"
 #include "util/clock.h"
 #include "util/fdio.h"
 #include "util/log.h"
@@ -73,6 +74,8 @@ static int ndkeys;
 static struct dns_ctx *dctx[CL_AUTH_THREADS];
 static int dctx_next;
 static struct workq *wq;
+static const struct config *acfg;         /* cla_start's */
+static unsigned long ed25519_signed;      /* signatures made with Ed25519 keys (loop) */
 
 void cla_pre_drop(struct server *s)
 {
@@ -417,6 +420,25 @@ static void *auth_thread_start(void *arg)
     return i < CL_AUTH_THREADS ? dctx[i] : NULL;
 }
 
+/* libopendkim 2.11 does not free an Ed25519 signing key at dkim_free
+ * (about 0.5 KiB per signature, lib/dkim/pdk.h): after
+ * processes.cleanup_max_ed25519 of them this process asks master for a
+ * replacement, which starts another and lets this one drain (as at reload). */
+static void count_ed25519(const struct cla_domain_keys *dk)
+{
+    static int asked;
+    for (int i = 0; dk && i < dk->n; i++)
+        ed25519_signed += dk->keys[i].alg == PDK_ED25519_SHA256;
+    long max = acfg ? acfg->cleanup_max_ed25519 : 0;
+    if (asked || max <= 0 || ed25519_signed < (unsigned long)max)
+        return;
+    asked = 1;
+    if (ipc_report_retire("libopendkim's Ed25519 signing leak: processes.cleanup_max_ed25519 "
+                          "signatures made") == 0)
+        log_info("%lu Ed25519 signatures made (libopendkim does not free their keys): "
+                 "asked master for a new cleanup", ed25519_signed);
+}
+
 void cla_log(const struct cl_txn *t)
 {
     const struct cl_auth *a = &t->auth;
@@ -432,6 +454,8 @@ void cla_log(const struct cl_txn *t)
     else if (a->sign)
         log_info("dkim: signed for %s", a->from_domain);
     log_set_qid(NULL);
+    if (a->sign)
+        count_ed25519(keys_for(a->from_domain));
 }
 
 static void auth_done(struct workq_item *it, void *arg)
@@ -450,6 +474,7 @@ void cla_start(struct cl_ctx *ctx)
         .thread_start = auth_thread_start, .run = auth_run, .done = auth_done,
     };
     const struct config *cfg = ctx->cfg;
+    acfg = cfg;
     if (!cfg->authentication_dkim && !cfg->authentication_spf && !cfg->authentication_dmarc &&
         ndkeys == 0)
         return;                     /* nothing to do: no threads (cla_wanted says 0) */

@@ -76,23 +76,27 @@ void cl_txn_fail(struct cl_txn *t, enum local_status ls)
  * local failure (by number: smtpd renders it) or a filter's refusal. */
 static void send_reply(struct cl_conn *c, const char *qid, const struct cl_reply *r)
 {
-    struct ipc_cleanup_reply m = { V_ACCEPT, qid, 0, "", "", LR_NONE };
+    /* a draining cleanup (reload, replacement, stop) serves the transactions
+     * smtpd started on its connections, and says not to start another */
+    uint32_t last = c->ctx->srv->stopping != 0;
+    struct ipc_cleanup_reply m = { V_ACCEPT, qid, 0, "", "", LR_NONE, last };
     if (r && r->local != LR_NONE) {
         m.status = (uint32_t)r->status;
         m.local = (uint32_t)r->local;
     } else if (r) {
         m = (struct ipc_cleanup_reply){ (uint32_t)r->status, "", (uint32_t)r->code,
-                                        r->enhanced, r->text, LR_NONE };
+                                        r->enhanced, r->text, LR_NONE, last };
     }
     if (ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &m) < 0) {
         /* only a refusal's text can be long: fall back to the plain 451
          * (an accept is short and, queued, must never be turned into one) */
         log_warn("cannot send the reply to %s: %m", c->peer);
-        struct ipc_cleanup_reply f = { V_TEMPFAIL, "", 0, "", "", LR_TEMP };
+        struct ipc_cleanup_reply f = { V_TEMPFAIL, "", 0, "", "", LR_TEMP, last };
         if (r == NULL || ipc_peer_send(c->ipc, IPC_CLEANUP_REPLY, &f) < 0)
             log_error("no reply sent to %s: smtpd answers 451 at its timeout", c->peer);
     }
     ipc_peer_flush(c->ipc);     /* now, without an EPOLLOUT round */
+    c->served++;
 }
 
 /* Forget a transaction that will not be queued: file gone, memory freed. */
@@ -487,12 +491,9 @@ static int conn_frame(struct cl_conn *c, enum ipc_type type, const union ipc_msg
     if (t)
         log_set_qid(t->qid);
     if (type == IPC_CLEANUP_BEGIN && t == NULL) {
-        if (c->ctx->srv->stopping) {
-            /* still answer: the transaction gets a clean 4xx at END */
-            txn_begin(c, &m->cleanup_begin);
-            cl_txn_fail(c->txn, LR_SHUTDOWN);
-            return 0;
-        }
+        /* also while draining: sent before smtpd heard CLEANUP_DRAIN (or on
+         * a connection that had served none); served, and its reply says
+         * not to reuse the connection */
         txn_begin(c, &m->cleanup_begin);
         return 0;
     }
@@ -596,6 +597,14 @@ static void conn_free(struct cl_conn *c)
         c->next->prev = c->prev;
     ipc_peer_free(c->ipc);
     free(c);
+}
+
+void cl_conn_drain(struct cl_ctx *ctx)
+{
+    struct ipc_cleanup_drain d = { 0 };
+    for (struct cl_conn *c = ctx->conns; c; c = c->next)
+        if (c->txn == NULL && c->served > 0 && ipc_peer_send(c->ipc, IPC_CLEANUP_DRAIN, &d) == 0)
+            ipc_peer_flush(c->ipc);
 }
 
 void cl_conn_close_all(struct cl_ctx *ctx)

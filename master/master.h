@@ -92,9 +92,10 @@ void master_write_run_file(const char *name, const buf_t *b, mode_t mode);
 
 /* master_metrics.c: the store, queue gauges, last errors, run_dir files */
 void mmetrics_init(void);
-/* Decode the METRICS frames in in (consumed); src is the child's slot.
+/* Decode the METRICS frames in in (consumed); src is the child's slot;
+ * *retire is set when the child asked for a replacement (IPC_RETIRE).
  * -1 on a protocol error: stop reading that child. */
-int  mmetrics_input(int src, const char *proc, buf_t *in);
+int  mmetrics_input(int src, const char *proc, buf_t *in, int *retire);
 void mmetrics_child_gone(int src);
 void mmetrics_set(enum metric_id id, int64_t v, const char *l1);
 void mmetrics_render(buf_t *out);           /* the Prometheus text, gauges fresh */

@@ -71,7 +71,7 @@ static void on_child_error(int64_t when, const char *text, void *arg)
     error_add(when, c->proc, text);
 }
 
-int mmetrics_input(int src, const char *proc, buf_t *in)
+int mmetrics_input(int src, const char *proc, buf_t *in, int *retire)
 {
     size_t off = 0;
     int rc = 0;
@@ -83,6 +83,12 @@ int mmetrics_input(int src, const char *proc, buf_t *in)
                          proc);
         if (r == 0)
             break;
+        if (r > 0 && t == IPC_RETIRE) {
+            log_info("process %s asks to be replaced: %.200s", proc, m.retire.reason);
+            *retire = 1;
+            off += used;
+            continue;
+        }
         if (r < 0 || t != IPC_METRICS) {
             log_error("process %s: bad metrics report: no more reports read", proc);
             rc = -1;

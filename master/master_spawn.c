@@ -422,6 +422,53 @@ void spawn_reap(int64_t now)
             reap_slot(pid, status, now);
 }
 
+/* Slot k of service i lets its process go: told with the service's retire
+ * signal, it drains among the retired (reporting until it exits); the
+ * slot's pipe and report buffer are handed over or closed. The slot itself
+ * is the caller's to reuse or free. */
+static void retire_slot(int i, int k)
+{
+    struct slot *sl = &state[i].slots[k];
+    mmetrics_child_gone(SLOT_SRC(i, k));
+    if (sl->pid == 0 || !sl->ready || sl->rfd < 0) {
+        if (sl->rfd >= 0)
+            close(sl->rfd);
+        buf_free(&sl->in);
+    }
+    if (sl->pid == 0)
+        return;
+    kill(sl->pid, services[i].retire_sig);
+    retired = xrealloc(retired, sizeof(*retired) * (size_t)(nretired + 1));
+    struct retired *r = &retired[nretired++];
+    r->pid = sl->pid;
+    r->svc = i;
+    r->rfd = -1;
+    memset(&r->in, 0, sizeof(r->in));
+    if (sl->ready && sl->rfd >= 0) {   /* it keeps reporting while it drains */
+        r->rfd = sl->rfd;
+        r->in = sl->in;
+    }
+}
+
+/* A child asked for a replacement (ipc_report_retire): a new process takes
+ * its slot now (spawn_due) while the old one drains, as at reload. Not for
+ * singletons, whose successor may only start after them. */
+static void replace_slot(int i, int k)
+{
+    struct slot *sl = &state[i].slots[k];
+    if (services[i].singleton || M.stopping || sl->pid == 0)
+        return;
+    log_info("process %s pid %ld replaced: a new one starts, the old one drains",
+             services[i].name, (long)sl->pid);
+    retire_slot(i, k);
+    sl->pid = 0;
+    sl->rfd = -1;
+    sl->ready = 0;
+    memset(&sl->in, 0, sizeof(sl->in));
+    sl->next = clock_now_ms();
+    status_dirty = 1;
+}
+
 void spawn_reload(void)
 {
     int64_t now = clock_now_ms();
@@ -434,28 +481,8 @@ void spawn_reload(void)
                     kill(state[i].slots[k].pid, SIGHUP);
             continue;
         }
-        for (int k = 0; k < state[i].n; k++) {
-            struct slot *sl = &state[i].slots[k];
-            mmetrics_child_gone(SLOT_SRC(i, k));
-            if (sl->pid == 0 || !sl->ready || sl->rfd < 0) {
-                if (sl->rfd >= 0)
-                    close(sl->rfd);
-                buf_free(&sl->in);
-            }
-            if (sl->pid == 0)
-                continue;
-            kill(sl->pid, services[i].retire_sig);
-            retired = xrealloc(retired, sizeof(*retired) * (size_t)(nretired + 1));
-            struct retired *r = &retired[nretired++];
-            r->pid = sl->pid;
-            r->svc = i;
-            r->rfd = -1;
-            memset(&r->in, 0, sizeof(r->in));
-            if (sl->ready && sl->rfd >= 0) {   /* it keeps reporting while it drains */
-                r->rfd = sl->rfd;
-                r->in = sl->in;
-            }
-        }
+        for (int k = 0; k < state[i].n; k++)
+            retire_slot(i, k);
         free(state[i].slots);
         state[i].n = svc_count(M.cfg, i);
         state[i].slots = xcalloc((size_t)state[i].n, sizeof(struct slot));
@@ -489,12 +516,13 @@ int spawn_poll_fds(struct pollfd *p, int max)
 
 /* Append n bytes read from a child's pipe and decode its reports; 0, or
  * -1 when the pipe is to be closed (a bad report). */
-static int reports_in(buf_t *in, const char *b, size_t n, int src, const char *proc)
+static int reports_in(buf_t *in, const char *b, size_t n, int src, const char *proc,
+                      int *retire)
 {
     if (in->data == NULL)
         buf_init(in, 1024);
     buf_append(in, b, n);
-    return mmetrics_input(src, proc, in);
+    return mmetrics_input(src, proc, in, retire);
 }
 
 /* The ready byte, then metrics reports (lib/ipc/ipc_report.h). */
@@ -512,8 +540,12 @@ static void slot_input(int i, int k, struct slot *sl)
         log_debug("process %s pid %ld ready", services[i].name, (long)sl->pid);
     }
     if (n > off) {
-        if (reports_in(&sl->in, b + off, (size_t)(n - off), SLOT_SRC(i, k),
-                       services[i].name) == 0)
+        int retire = 0;
+        int r = reports_in(&sl->in, b + off, (size_t)(n - off), SLOT_SRC(i, k),
+                           services[i].name, &retire);
+        if (retire)
+            replace_slot(i, k);     /* the pipe went with the old process */
+        if (r == 0 || retire)
             return;
     } else if (n > 0) {
         return;
@@ -530,8 +562,9 @@ static void drain_reports(int fd, buf_t *in, int src, int svc)
 {
     char b[16384];
     ssize_t n;
+    int retire = 0;   /* too late: it is gone */
     for (int i = 0; i < 64 && (n = read(fd, b, sizeof(b))) > 0; i++)
-        if (reports_in(in, b, (size_t)n, src, services[svc].name) < 0)
+        if (reports_in(in, b, (size_t)n, src, services[svc].name, &retire) < 0)
             return;
 }
 
@@ -542,8 +575,9 @@ static void retired_input(struct retired *r)
     ssize_t n = read(r->rfd, b, sizeof(b));
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
+    int retire = 0;   /* already going */
     if (n > 0 && reports_in(&r->in, b, (size_t)n, RETIRED_SRC(r->pid),
-                            services[r->svc].name) == 0)
+                            services[r->svc].name, &retire) == 0)
         return;
     close(r->rfd);
     r->rfd = -1;

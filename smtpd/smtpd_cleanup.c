@@ -38,6 +38,7 @@
 struct smtpd_cconn {
     struct ipc_peer *ipc;
     struct smtpd_session *s;        /* NULL while idle in the pool */
+    int last;                       /* cleanup is draining: not back to the pool */
     struct smtpd_cconn *next;       /* idle list */
 };
 
@@ -60,8 +61,9 @@ static void cc_unidle(struct smtpd_cconn *cc)
         }
 }
 
-/* The transaction is over and its reply read: keep the connection. */
-static void cc_release(struct smtpd_session *s)
+/* The transaction is over and its reply read: keep the connection (unless
+ * cleanup said it is draining: last). */
+static void cc_release(struct smtpd_session *s, int last)
 {
     struct smtpd_cconn *cc = s->cleanup;
     s->cleanup = NULL;
@@ -71,7 +73,7 @@ static void cc_release(struct smtpd_session *s)
         cc_free(cc);
         return;
     }
-    if (cc_nidle >= CC_IDLE_MAX || smtpd_server->stopping) {
+    if (last || cc_nidle >= CC_IDLE_MAX || smtpd_server->stopping) {
         cc_free(cc);
         return;
     }
@@ -128,6 +130,12 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
 {
     struct smtpd_cconn *cc = arg;
     struct smtpd_session *s = cc->s;
+    if (t == IPC_CLEANUP_DRAIN) {
+        if (s == NULL)
+            return -1;              /* idle: dropped (c_broken), the next is new */
+        cc->last = 1;               /* taken meanwhile: served, then closed */
+        return 0;
+    }
     if (t != IPC_CLEANUP_REPLY || s == NULL || !s->cleanup_busy ||
         s->state != SS_WAIT_DATA)
         return -1;
@@ -137,7 +145,7 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     str_copy(enh, sizeof(enh), cr->enhanced);
     str_copy(text, sizeof(text), cr->text);   /* replies are cut at 400 anyway */
     unsigned status = cr->status, code = cr->code, local = cr->local;
-    cc_release(s);                  /* may free the frame: everything is copied */
+    cc_release(s, cr->last != 0 || cc->last);   /* may free the frame: all is copied */
     log_set_session(s->sid);
     smtpd_data_cleanup_reply(s, 1, status, local, qid, code, enh, text);   /* may free s */
     log_set_session(NULL);

@@ -166,6 +166,8 @@ struct config {
 
     int      smtpd_processes;    /* processes.smtpd  (default: number of cores) */
     int      cleanup_threads;    /* processes.cleanup_threads: fsync workers (default 8) */
+    int      cleanup_max_ed25519;/* processes.cleanup_max_ed25519: Ed25519 signatures before
+                                    cleanup is replaced (a libopendkim leak), 0 = never */
     int      delivery_processes; /* processes.delivery: local agents (default 4) */
 };
 

@@ -130,6 +130,10 @@ const struct param cfg_params[] = {
     { "limits.rules_timeout", P_DUR, C(rules_timeout), 0, "30s", 1, 100, NULL, 0, NULL },
     { "processes.smtpd", P_INT, C(smtpd_processes), 0, NULL, 1, 1024, NULL, 0, NULL },
     { "processes.cleanup_threads", P_INT, C(cleanup_threads), 0, "8", 1, 256, NULL, 0, NULL },
+    /* libopendkim 2.11 leaks ~0.5 KiB per Ed25519 signature: cleanup asks
+     * master for a replacement after this many (0 = never) */
+    { "processes.cleanup_max_ed25519", P_INT, C(cleanup_max_ed25519), 0, "20000", 0, 1000000000,
+      NULL, 0, NULL },
     /* master's metrics endpoint; unset = off. Loopback only unless allow_remote
      * (there is no authentication: config.c checks the pair) */
     { "metrics.address", P_STR, C(metrics_address), 0, NULL, 0, 0, NULL, 0, check_address },

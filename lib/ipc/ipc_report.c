@@ -54,6 +54,23 @@ static void report(void)
     }
 }
 
+int ipc_report_retire(const char *reason)
+{
+    static int asked;
+    if (server_master_pipe() < 0 || closed)
+        return -1;
+    if (asked)
+        return 0;
+    asked = 1;
+    if (pending.data == NULL)
+        buf_init(&pending, 1024);
+    struct ipc_retire r = { reason };
+    if (ipc_put_retire(&pending, &r) < 0)
+        return -1;
+    report();   /* written now, or with the next tick (behind a metrics report) */
+    return 0;
+}
+
 /* The counts of a child's last second reach master when it exits normally
  * (a retired smtpd after its last session, a stop). */
 static void report_at_exit(void)

@@ -20,5 +20,9 @@ void ipc_report_start(struct server *s);
 /* Blocking daemons: report when a second has passed since the last one
  * (call between requests, at least once a second). */
 void ipc_report_poll(struct server *s);
+/* Ask master for a replacement (once: later calls do nothing): master
+ * starts another process in this one's place and sends this one its retire
+ * signal, as at reload. Non-blocking; 0 sent or queued, -1 no master. */
+int  ipc_report_retire(const char *reason);
 
 #endif

@@ -172,7 +172,7 @@ static void s_cleanup_end(union ipc_msg *m) { m->cleanup_end = (struct ipc_clean
 static void s_cleanup_reply(union ipc_msg *m)
 {
     m->cleanup_reply = (struct ipc_cleanup_reply){ V_ACCEPT, "4Q7ZK2M0001ABCD042", 250, "2.0.0",
-                                                   "Ok: queued", 2 };
+                                                   "Ok: queued", 2, 1 };
 }
 static void s_qmgr_wakeup(union ipc_msg *m) { m->qmgr_wakeup = (struct ipc_qmgr_wakeup){ "", 1 }; }
 static void s_qmgr_audit(union ipc_msg *m)
@@ -198,6 +198,16 @@ static void s_metrics(union ipc_msg *m)
     m->metrics = (struct ipc_metrics){ { (const unsigned char *)text, sizeof(text) - 1 } };
 }
 
+static void s_cleanup_drain(union ipc_msg *m)
+{
+    m->cleanup_drain = (struct ipc_cleanup_drain){ 0 };
+}
+
+static void s_retire(union ipc_msg *m)
+{
+    m->retire = (struct ipc_retire){ "a library's leak bound" };
+}
+
 static const struct sample {
     enum ipc_type t;
     void (*build)(union ipc_msg *m);
@@ -221,6 +231,8 @@ static const struct sample {
     { IPC_CLEANUP_MUT, s_cleanup_mut },
     { IPC_QMGR_AUDIT, s_qmgr_audit },
     { IPC_METRICS, s_metrics },
+    { IPC_RETIRE, s_retire },
+    { IPC_CLEANUP_DRAIN, s_cleanup_drain },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
@@ -592,7 +604,7 @@ static void *server_main(void *va)
         if (ipc_expect(&c, IPC_CLEANUP_DATA, &m) == 1) {
             a->got_data = 1;
             a->data_len = m.cleanup_data.data.len;
-            struct ipc_cleanup_reply r = { V_ACCEPT, "ABC", 250, "2.0.0", "Ok", 0 };
+            struct ipc_cleanup_reply r = { V_ACCEPT, "ABC", 250, "2.0.0", "Ok", 0, 0 };
             ipc_send(&c, IPC_CLEANUP_REPLY, &r);
         }
         enum ipc_type t;
