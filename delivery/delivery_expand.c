@@ -215,10 +215,15 @@ static int virtual_mailbox(struct exp *e, const struct domain_conf *d, const cha
 }
 
 /* Read a .forward (owned: it and its directory must be id's or root's) or
- * :include: file as id; neither may be group or world writable.
+ * :include: file as id; neither may be group or world writable. The
+ * directory is opened once (O_PATH) and the file under it (openat,
+ * O_NOFOLLOW), and every check and *owner (who the file's commands run as
+ * for :include:) come from those descriptors: a path whose directory is
+ * swapped between two lookups (a symlink flipped by the includer) cannot
+ * lend one file's owner to another's content.
  * 1 = items in out, 0 = no usable file (logged when refused), -1 = try later. */
 static int read_list(const char *path, const struct dlv_ident *id, int owned,
-                     struct alias_list *out)
+                     struct alias_list *out, uid_t *owner)
 {
     const char *slash = strrchr(path, '/');
     buf_t dir, text, err;
@@ -226,12 +231,15 @@ static int read_list(const char *path, const struct dlv_ident *id, int owned,
     buf_init(&text, 1024);
     buf_init(&err, 128);
     buf_set(&dir, path, slash && slash != path ? (size_t)(slash - path) : 1);
-    int rc = 0, fd = -1;
+    const char *base = slash ? slash + 1 : path;
+    int rc = 0, fd = -1, dfd = -1;
     struct stat sd, sf;
     dlv_fs_as(id);
-    if (stat(dir.data, &sd) < 0 || (fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-                                                   O_CLOEXEC | O_NOCTTY)) < 0) {
-        if (errno != ENOENT && errno != ENOTDIR)
+    if (*base == '\0' ||
+        (dfd = open(dir.data, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(dfd, &sd) < 0 ||
+        (fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                                O_NOCTTY)) < 0) {
+        if (*base != '\0' && errno != ENOENT && errno != ENOTDIR)
             log_warn("%s: %s: ignored", path, strerror(errno));
     } else if (fstat(fd, &sf) < 0 || !S_ISREG(sf.st_mode)) {
         log_warn("%s: not a regular file: ignored", path);
@@ -251,11 +259,15 @@ static int read_list(const char *path, const struct dlv_ident *id, int owned,
             alias_list_free(out);
         } else {
             rc = out->n > 0;
+            if (owner)
+                *owner = sf.st_uid;
         }
     }
     dlv_fs_restore();
     if (fd >= 0)
         close(fd);
+    if (dfd >= 0)
+        close(dfd);
     buf_free(&dir);
     buf_free(&text);
     buf_free(&err);
@@ -287,15 +299,14 @@ static int item(struct exp *e, const struct alias_item *it, const char *name,
         break;
     case AK_INCLUDE: {
         struct alias_list inc;
-        struct stat st;
         struct dlv_ident iid = *id;
+        uid_t owner = 0;
         alias_list_init(&inc);
-        dlv_fs_as(id);
-        int have = stat(it->value, &st) == 0;
-        dlv_fs_restore();
-        if (have && st.st_uid != 0 && dlv_ident_of_uid(st.st_uid, &iid) < 0)
+        /* its commands and files run as the owner of the file read (root's:
+         * as the includer's identity) */
+        int r = read_list(it->value, id, 0, &inc, &owner);
+        if (r > 0 && owner != 0 && dlv_ident_of_uid(owner, &iid) < 0)
             iid = *id;
-        int r = read_list(it->value, id, 0, &inc);
         if (r < 0)
             dlv_result_set(e->r, DS_DEFERRED, "4.3.0", "cannot read %s", it->value);
         for (size_t i = 0; r > 0 && rc == 0 && i < inc.n; i++)
@@ -370,7 +381,7 @@ static int forward(struct exp *e, const char *local, const char *domain, const c
     buf_printf(&path, "%s/.forward", strcmp(id.home, "/") == 0 ? "" : id.home);
     struct alias_list l;
     alias_list_init(&l);
-    int r = read_list(path.data, &id, 1, &l);
+    int r = read_list(path.data, &id, 1, &l, NULL);
     if (r < 0)
         dlv_result_set(e->r, DS_DEFERRED, "4.3.0", "cannot read %s", path.data);
     struct dlv_ident run = id;
