@@ -133,6 +133,7 @@ struct cl_txn {
     /* SPF from smtpd (CLEANUP_BEGIN): for the data stage and Received-SPF */
     char *spf_result, *spf_domain, *received_spf;
     char *auth_domain;          /* a tenant login's domain (signs only its mail), or NULL */
+    int forwarded;              /* CLEANUP_BEGIN QF_F_FORWARDED: the local agent's copy */
     struct cl_auth auth;        /* DKIM, Authentication-Results (cleanup_auth.c) */
     struct workq_item awitem;   /* its job */
     /* commit pool (touched by worker threads while state == T_COMMIT) */

@@ -115,6 +115,11 @@ static const struct cla_domain_keys *keys_for(const char *domain)
 
 int cl_txn_submitted(const struct cl_ctx *ctx, const struct cl_txn *t)
 {
+    /* a forwarded copy comes from the local agent on 127.0.0.1, but its
+     * content is whoever sent the original: never a submission (it would be
+     * signed with our keys: a forged From made genuine) */
+    if (t->forwarded)
+        return 0;
     /* the same question as the default relay policy's (lib/filter) */
     return t->local || policy_client_trusted(ctx->cfg, t->env.client_ip, t->env.auth_user);
 }
@@ -125,10 +130,13 @@ static void decide(struct cl_ctx *ctx, struct cl_txn *t)
     const struct config *cfg = ctx->cfg;
     struct cl_auth *a = &t->auth;
     a->submission = cl_txn_submitted(ctx, t);
-    a->verify = !a->submission && cfg->authentication_dkim;
-    a->dmarc_on = !a->submission && cfg->authentication_dmarc;
-    a->add_ar = !a->submission && (cfg->authentication_dkim || cfg->authentication_spf ||
-                                   cfg->authentication_dmarc);
+    /* a forwarded copy was checked when the original arrived (its
+     * Authentication-Results is in it) and is not ours to sign */
+    int inbound = !a->submission && !t->forwarded;
+    a->verify = inbound && cfg->authentication_dkim;
+    a->dmarc_on = inbound && cfg->authentication_dmarc;
+    a->add_ar = inbound && (cfg->authentication_dkim || cfg->authentication_spf ||
+                            cfg->authentication_dmarc);
     a->sign = a->submission && a->from_domain[0] && keys_for(a->from_domain) != NULL;
     if (a->sign && t->auth_domain && t->auth_domain[0] &&
         strcasecmp(a->from_domain, t->auth_domain) != 0) {
@@ -223,6 +231,10 @@ void cla_headers(struct cl_ctx *ctx, struct cl_txn *t, buf_t *own, buf_t *ar,
     if (a->add_ar && !a->verify && !a->dmarc_on && !a->sign) {
         compose(ctx, t, ar);            /* SPF alone: known since MAIL FROM */
         a->add_ar = 0;
+    }
+    if (t->forwarded) {                 /* our own field from the first pass stays */
+        buf_append(own, hdr, len);
+        return;
     }
     int n = authres_strip(own, hdr, len, ctx->cfg->authserv_id);
     if (n > 0) {

@@ -194,6 +194,7 @@ static void txn_begin(struct cl_conn *c, const struct ipc_cleanup_begin *b)
     e->ret = b->ret <= 2 ? b->ret : 0;
     e->flags = b->flags & (QF_F_SMTPUTF8 | QF_F_8BITMIME | QF_F_BINARYMIME);
     t->faccept = (b->flags & QF_F_FACCEPT) != 0;     /* no data stage */
+    t->forwarded = (b->flags & QF_F_FORWARDED) != 0;
     t->spf_result = dupinfo(b->spf_result);
     t->spf_domain = dupinfo(b->spf_domain);
     t->received_spf = dupinfo(b->received_spf);

@@ -87,7 +87,7 @@ static void forward_group(const struct dlv_msg *m, struct dlv_target **ts, size_
         .session = 0, .listener = "local", .sender = sender, .client_ip = "127.0.0.1",
         .client_port = 0, .client_ptr = "localhost", .helo = "localhost", .protocol = "local",
         .auth_user = "", .tls = "", .envid = m->env->envid ? m->env->envid : "",
-        .ret = m->env->ret, .flags = 0, .size_hint = 0,
+        .ret = m->env->ret, .flags = QF_F_FORWARDED, .size_hint = 0,
     };
     int ok = ipc_hello_client(&c, IPC_PROTO_CLEANUP) == 0 && ipc_queue(&c, IPC_CLEANUP_BEGIN, &b) == 0;
     for (size_t i = 0; ok && i < n; i++) {

@@ -64,7 +64,11 @@ enum { NOTIFY_NONE = 0, NOTIFY_NEVER = 1, NOTIFY_SUCCESS = 2, NOTIFY_FAILURE = 4
  * stage); it is never stored in a queue file. */
 enum { QF_F_SMTPUTF8 = 1, QF_F_8BITMIME = 2, QF_F_BINARYMIME = 4, QF_F_FACCEPT = 8,
        QF_F_DSN = 16,        /* a delivery report qmgr made (qmgr/qmgr_bounce.c) */
-       QF_F_DSN2 = 32 };     /* a double bounce to postmaster: never reported on */
+       QF_F_DSN2 = 32,       /* a double bounce to postmaster: never reported on */
+       /* CLEANUP_BEGIN only: a copy the local agent forwards (alias, .forward):
+        * not a submission whoever sent the original, so neither signed nor
+        * counted against a tenant, and not checked again */
+       QF_F_FORWARDED = 64 };
 
 /* qf_rcpt.rflags: the RCPT head's second byte (was a zero pad before; files
  * without any flag set read the same in older readers). Updated in place. */
