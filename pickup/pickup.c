@@ -8,6 +8,9 @@
  * (retries after a temporary failure, events lost to an overflow) and the
  * first sweep at start takes what was submitted while the daemons were
  * down. At most PK_BATCH files per loop turn, so SIGTERM is heard soon.
+ * A file cleanup deferred (a tenant over its limit, cleanup restarting) is
+ * remembered and skipped for PK_RETRY_SECS: sweeps neither resubmit it in a
+ * loop nor let it hold back the files behind it.
  * Temporary files older than PK_STALE_SECS (a postdrop that died) are
  * removed, and any other name is moved to corrupt/: pickup owns the
  * sticky directory, so it may. Never exits because of what it finds.
@@ -16,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -27,6 +31,7 @@
 #include "pickup.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "ipc/ipc_report.h"
 
@@ -36,6 +41,73 @@ struct pk_ctx {
     int ifd;                        /* inotify, -1 = none (timer only) */
     struct event *ev_inotify, *ev_timer, *ev_sweep;
 };
+
+/* ---- files cleanup deferred ---------------------------------------------- */
+#define DEFER_BUCKETS 1024
+struct pk_defer { struct pk_defer *next; time_t until; char name[33]; };
+static struct pk_defer *deferred[DEFER_BUCKETS];
+static int ndeferred;
+
+static struct pk_defer **defer_slot(const char *name)
+{
+    struct pk_defer **pp = &deferred[fnv1a_str(FNV1A_INIT, name) % DEFER_BUCKETS];
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void defer_unlink(struct pk_defer **pp)
+{
+    struct pk_defer *d = *pp;
+    *pp = d->next;
+    free(d);
+    ndeferred--;
+}
+
+/* Deferred and not due yet? (a due one is forgotten) */
+static int defer_waiting(const char *name, time_t now)
+{
+    struct pk_defer **pp = defer_slot(name);
+    if (*pp == NULL)
+        return 0;
+    if ((*pp)->until > now)
+        return 1;
+    defer_unlink(pp);
+    return 0;
+}
+
+/* Remember a deferral; 0, or -1 when the table is full. */
+static int defer_add(const char *name, time_t now)
+{
+    struct pk_defer **pp = defer_slot(name);
+    if (*pp == NULL) {
+        if (ndeferred >= PK_DEFERRED_MAX)
+            return -1;
+        *pp = xcalloc(1, sizeof(**pp));
+        str_copy((*pp)->name, sizeof((*pp)->name), name);
+        ndeferred++;
+    }
+    (*pp)->until = now + PK_RETRY_SECS;
+    return 0;
+}
+
+static void defer_forget(const char *name)
+{
+    struct pk_defer **pp = defer_slot(name);
+    if (*pp)
+        defer_unlink(pp);
+}
+
+/* Entries of files long gone (removed by hand, `postern queue`...). */
+static void defer_prune(time_t now)
+{
+    for (int b = 0; b < DEFER_BUCKETS; b++)
+        for (struct pk_defer **pp = &deferred[b]; *pp;)
+            if ((*pp)->until + PK_STALE_SECS < now)
+                defer_unlink(pp);
+            else
+                pp = &(*pp)->next;
+}
 
 static int is_hex_name(const char *s, size_t want)
 {
@@ -88,6 +160,7 @@ static int sweep_batch(struct pk_ctx *c)
         return 0;
     }
     int done = 0, more = 0;
+    time_t now = time(NULL);
     struct dirent *de;
     while ((de = readdir(d)) != NULL && !c->srv->stopping) {
         const char *name = de->d_name;
@@ -97,16 +170,25 @@ static int sweep_batch(struct pk_ctx *c)
             odd_name(c, name);
             continue;
         }
+        if (defer_waiting(name, now))
+            continue;               /* deferred a moment ago: its time comes */
         if (done++ >= PK_BATCH) {
             more = 1;
             break;
         }
         enum pk_result r = pickup_file(c->srv->cfg, c->dirfd, name);
+        if (r == PK_RETRY) {
+            if (defer_add(name, now) < 0) {
+                more = 0;           /* too many to remember: the timer comes back */
+                break;
+            }
+            continue;
+        }
+        defer_forget(name);
         if (r == PK_DONE && unlinkat(c->dirfd, name, 0) < 0 && errno != ENOENT)
             log_error("maildrop/%s: queued, but cannot remove it: %m", name);
         else if (r == PK_REJECT)
             to_corrupt(c, name);
-        /* PK_RETRY: the timer comes back to it */
     }
     closedir(d);
     return more;
@@ -117,6 +199,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     struct pk_ctx *c = arg;
     if (c->srv->stopping)
         return;
+    defer_prune(time(NULL));
     if (sweep_batch(c))
         event_active(c->ev_sweep, EV_TIMEOUT, 0);
 }

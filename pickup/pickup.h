@@ -20,6 +20,8 @@
 
 #define PK_SWEEP_SECS     5       /* rescan maildrop/ (retries, missed events) */
 #define PK_BATCH          50      /* files per loop turn (SIGTERM is heard between) */
+#define PK_RETRY_SECS     30      /* a file cleanup deferred is not tried again before */
+#define PK_DEFERRED_MAX   10000   /* deferred files remembered (then sweeps stop short) */
 #define PK_STALE_SECS     3600    /* a postdrop temporary file this old is dead */
 #define PK_REPLY_TIMEOUT  300     /* seconds cleanup may take to answer END */
 #define PK_SEND_TIMEOUT   60      /* seconds one write to cleanup may block */
