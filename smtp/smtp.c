@@ -28,6 +28,7 @@
 #include "ipc/deliver_agent.h"
 #include "ipc/ipc.h"
 #include "tls/tls_client.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "daemon/server.h"
 #include "mail/spool.h"
@@ -54,6 +55,12 @@ static void deliver_all(const struct smtp_msg *m, struct smtp_rcpt *rr, uint32_t
     for (uint32_t i = 0; i < n; i++) {
         if (rr[i].done)
             continue;
+        if (sio_request_over()) {   /* the rest waits for the next attempt */
+            smtp_rcpt_set(m, &rr[i], "none", DS_DEFERRED, "4.4.7",
+                          "delivery attempt took longer than %d s: tried again later",
+                          SMTP_REQUEST_BUDGET);
+            continue;
+        }
         if (rr[i].nexthop[0]) {   /* forward(), lmtp(), a transport: smtp_lmtp.c */
             smtp_lmtp_deliver(m, rr, n, i);
             continue;
@@ -125,10 +132,12 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
             rr[i].q = &env.rcpts[rr[i].index];
         }
     }
+    sio_request_deadline(clock_now_ms() + (int64_t)SMTP_REQUEST_BUDGET * 1000);
     if (fd < 0)
         log_warn("%s", err);
     else
         deliver_all(&sm, rr, n);
+    sio_request_deadline(0);
     deliver_agent_end(fd, &env, &req);
     int rc = send_statuses(c, rr, n);
     free(rr);

@@ -57,6 +57,13 @@ struct smtp_msg {
 
 /* ---- next hop (smtp_resolve.c) ---- */
 #define SMTP_MAX_ADDRS 10       /* addresses tried per delivery, all MX hosts */
+#define SMTP_MAX_MX_HOSTS 10    /* MX hosts whose addresses are looked up (each two
+                                   lookups of up to dns.timeout) */
+/* qmgr gives one request QMGR_AGENT_TIMEOUT (900 s) before it defers what
+ * is unanswered while the agent may still deliver it (a duplicate later):
+ * every wait of a request, DNS included, ends by SMTP_REQUEST_BUDGET
+ * seconds after it began; what is left then is deferred (4.4.7) */
+#define SMTP_REQUEST_BUDGET 600
 struct smtp_hop {
     char host[256];             /* name for logs, TLS SNI/verify and credentials */
     char key[300];              /* as configured: "[host]:port" (credentials lookup) */
@@ -123,6 +130,11 @@ int  sio_write(struct sio *s, const void *p, size_t n, int timeout);
 int  sio_starttls(struct sio *s, SSL_CTX *ctx, const struct tls_client_peer *peer,
                   int timeout);
 void sio_close(struct sio *s);
+/* The request's end (clock_now_ms), 0 = none: every socket wait ends by it
+ * (the error says "request time budget spent"). */
+void sio_request_deadline(int64_t ms);
+/* The request's budget is spent: start nothing more. */
+int  sio_request_over(void);
 
 /* ---- credentials (smtp_auth.c) ---- */
 /* Look up hop in the delivery.relay_auth file: 1 found (user/pass set),

@@ -24,14 +24,30 @@ static int seterr(struct sio *s, const char *fmt, const char *arg)
     return -1;
 }
 
-/* Wait for events on the socket until deadline (ms): 0 ready, -1 timeout/error. */
+static int64_t request_end;   /* sio_request_deadline */
+
+void sio_request_deadline(int64_t ms)
+{
+    request_end = ms;
+}
+
+int sio_request_over(void)
+{
+    return request_end > 0 && clock_now_ms() >= request_end;
+}
+
+/* Wait for events on the socket until deadline (ms), and never past the
+ * request's end: 0 ready, -1 timeout/error. */
 static int wait_fd(struct sio *s, short events, int64_t deadline)
 {
+    int budget = request_end > 0 && request_end < deadline;
+    if (budget)
+        deadline = request_end;
     for (;;) {
         int64_t left = deadline - clock_now_ms();
         if (left <= 0) {
             s->timed_out = 1;
-            return seterr(s, "%s", "timeout");
+            return seterr(s, "%s", budget ? "timeout (request time budget spent)" : "timeout");
         }
         struct pollfd p = { .fd = s->fd, .events = events };
         int r = poll(&p, 1, left > 1000 ? 1000 : (int)left);

@@ -186,11 +186,19 @@ static int mx_hosts(const struct config *cfg, const struct dns_answer *a, struct
                     int *tempfail, const struct sts_policy *sts, const char *domain)
 {
     int group = 0, pref = -1;     /* first address of the current preference */
+    int hosts = 0;
     for (int i = 0; i < a->n && hop->naddr < SMTP_MAX_ADDRS; i++) {
         if (a->rr[i].type != DNS_T_MX || a->rr[i].u.mx.host == NULL)
             continue;
         if (!smtp_sts_mx_ok(sts, domain, a->rr[i].u.mx.host))   /* MTA-STS enforce */
             continue;
+        /* a domain with 100 slow MX hosts must not hold the agent: the best
+         * SMTP_MAX_MX_HOSTS, and none once the request's time is spent */
+        if (hosts++ >= SMTP_MAX_MX_HOSTS || sio_request_over()) {
+            if (hop->naddr == 0)
+                *tempfail = 1;
+            break;
+        }
         if (a->rr[i].u.mx.pref != pref) {
             pref = a->rr[i].u.mx.pref;
             group = hop->naddr;

@@ -27,6 +27,8 @@ ZONE = [
     "noaddr.test. 300 IN MX 10 gone.noaddr.test.",
     "loop.test. 300 IN MX 10 mx.a.test.",
     "loop.test. 300 IN MX 20 mx.b.test.",
+] + [f"many.test. 300 IN MX {i} h{i}.many.test." for i in range(1, 12)] + [
+    "many.test. 300 IN MX 12 mx.b.test.",   # the 12th host: past SMTP_MAX_MX_HOSTS
 ]
 
 
@@ -88,6 +90,10 @@ def test_mx_without_address_defers_and_unknown_domain_bounces():
     with a, b:
         a.send("alice@a.test", ["x@noaddr.test"], make_message(5))
         logged(a, r"to=<x@noaddr\.test>, relay=none, .*dsn=4\.4\.3, status=deferred")
+        # at most 10 MX hosts are looked up (each costs two lookups of up to
+        # dns.timeout): eleven without address before the one that has one
+        a.send("alice@a.test", ["x@many.test"], make_message(6))
+        logged(a, r"to=<x@many\.test>, relay=none, .*dsn=4\.4\.3, status=deferred")
         a.send("alice@a.test", ["x@nx.test"], make_message(6))
         logged(a, r"to=<x@nx\.test>, .*dsn=5\.1\.2, status=bounced")
         # A is the best MX of loop.test but not its final destination
