@@ -101,8 +101,13 @@ static int write_quoted(const struct dlv_msg *m, int fd, buf_t *out)
     return rc;
 }
 
-/* Append one message to an open, locked mailbox; truncate back on error. */
-static int mbox_append(const struct dlv_msg *m, int fd, const char *rcpt, const char **op_r)
+/* Append one message to an open, locked mailbox; truncate back on error.
+ * The file must be a regular one with one link (a hard link would put the
+ * mail into another file), and a mailbox the delivering user's own: one
+ * that someone else made in a shared spool (/var/mail is writable by the
+ * mail group) would be theirs to read. */
+static int mbox_append(const struct dlv_msg *m, int fd, const char *rcpt, int mailbox,
+                       const char **op_r)
 {
     struct stat st;
     *op_r = "fstat";
@@ -111,6 +116,16 @@ static int mbox_append(const struct dlv_msg *m, int fd, const char *rcpt, const 
     if (!S_ISREG(st.st_mode)) {
         errno = EINVAL;
         *op_r = "not a regular file";
+        return -1;
+    }
+    if (st.st_nlink != 1) {
+        errno = EPERM;
+        *op_r = "more than one link to the file";
+        return -1;
+    }
+    if (mailbox && st.st_uid != geteuid()) {
+        errno = EPERM;
+        *op_r = "the mailbox belongs to another user";
         return -1;
     }
     buf_t out;
@@ -171,7 +186,7 @@ void delivery_mbox(const struct dlv_msg *m, const char *rcpt, const char *path, 
         dlv_result_set(r, DS_DEFERRED, "4.2.0", "mbox %s: locked by another process", path);
         goto out;
     }
-    if (lr < 0 || mbox_append(m, fd, rcpt, &op) < 0)
+    if (lr < 0 || mbox_append(m, fd, rcpt, dotlock, &op) < 0)
         goto fail;
     dlv_result_set(r, DS_DELIVERED, "2.0.0", dotlock ? "delivered to mailbox" : "delivered to file");
     goto out;

@@ -51,6 +51,28 @@ def test_mbox_in_var_mail_is_user_mail_0660():
             assert open(path, "rb").read().startswith(b"From x@example.test ")
 
 
+def test_mbox_made_by_another_user_is_not_written():
+    """/var/mail is writable by the mail group: a member who makes
+    /var/mail/ann as their own file must not get ann's mail in it."""
+    s, text = _suite()
+    text = text.replace('mailbox = "maildir";', 'mailbox = "mbox"; mbox = "/var/mail/%u";')
+    with system_users(s.dir, 2) as (ann, ben):
+        path = "/var/mail/" + ann.pw_name
+        with open(path, "w"):
+            pass
+        os.chown(path, ben.pw_uid, 8)
+        os.chmod(path, 0o666)
+        try:
+            with s.start_with_conf(text):
+                s.send("x@example.test", [f"{ann.pw_name}@example.test"], make_message(3))
+                wait_for(lambda: "the mailbox belongs to another user" in s.log(), 30,
+                         "the deferral")
+                assert os.path.getsize(path) == 0
+                assert re.search(rf"to=<{ann.pw_name}@example\.test>.*status=deferred", s.log())
+        finally:
+            os.unlink(path)
+
+
 def test_unknown_local_user_refused_at_rcpt():
     s, text = _suite()
     with system_users(s.dir, 1) as (ann,):
