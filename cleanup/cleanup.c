@@ -26,26 +26,18 @@
 #include "util/log.h"
 #include "ipc/ipc_report.h"
 #include "util/fsname.h"
+#include "mail/queue.h"
 
-/* Remove files a previous run left half-written in tmp/. */
+/* Remove files left half-written in tmp/ by a cleanup that is gone: not
+ * the ones a draining cleanup or qmgr is writing now (they hold them
+ * locked: lib/mail/queue.h). */
 static void purge_tmp(void)
 {
-    DIR *d = opendir(SPOOL_TMP);
-    if (d == NULL) {
+    int n;
+    if (queue_tmp_purge(AT_FDCWD, SPOOL_TMP, SPOOL_RECYCLE_PREFIX, &n) < 0) {
         log_error("opendir %s: %m", SPOOL_TMP);
         return;
     }
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;               /* .free-* (recycled inodes) go too */
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            n += strncmp(de->d_name, SPOOL_RECYCLE_PREFIX, sizeof(SPOOL_RECYCLE_PREFIX) - 1) != 0;
-        else if (errno != ENOENT)
-            log_warn("unlink %s/%s: %m", SPOOL_TMP, de->d_name);
-    }
-    closedir(d);
     if (n)
         log_info("removed %d unfinished file%s from %s/", n, n == 1 ? "" : "s", SPOOL_TMP);
 }

@@ -20,8 +20,8 @@
  * (TESTING.md item 9).
  *
  * Why every crash point is safe (kill -9 of any process, or power cut):
- *  - Before the rename: only the file in tmp/ exists; cleanup empties tmp/
- *    at start.
+ *  - Before the rename: only the file in tmp/ exists; a cleanup starting
+ *    removes it (it holds no lock any more: lib/mail/queue.h).
  *    The client had no 250 and retries.
  *  - After the rename, before both syncs are done: incoming/ID may or may
  *    not survive, and its content may be anything the disk kept: complete,
@@ -179,19 +179,29 @@ static int commit_quarantine(struct cl_txn *t)
     if (e) {
         t->cerr = e;
         t->cwhere = "mkdir quarantine";
-        close(t->fd);
-        t->fd = -1;
-    } else {
-        sync_close(t);
+    } else if (fsync(t->fd) < 0) {
+        t->cerr = errno;
+        t->cwhere = "fsync";
     }
+    /* renamed before the close: the file's lock keeps it ours in tmp/ */
     if (t->cerr == 0 && queue_publish(t->path, t->qname, t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
     }
     if (t->cerr) {
         unlink(t->path);
+        close(t->fd);
+        t->fd = -1;
         return -1;
     }
+    if (close(t->fd) < 0) {
+        t->fd = -1;
+        unlink(dst);
+        t->cerr = errno;
+        t->cwhere = "close";
+        return -1;
+    }
+    t->fd = -1;
     queue_dir_of(t->qname, dir, sizeof(dir));
     e = fsync_dir(dir);
     if (e) {
@@ -212,9 +222,9 @@ static int publish(struct cl_txn *t)
     if (queue_publish(t->path, "", t->qid, dst, sizeof(dst)) < 0) {
         t->cerr = errno;
         t->cwhere = "rename";
+        unlink(t->path);            /* (before the close: still ours) */
         close(t->fd);
         t->fd = -1;
-        unlink(t->path);
         return -1;
     }
     return 0;

@@ -29,9 +29,11 @@
  * message (a duplicate delivery). qmgr's rename is not synced, so every
  * batch found by a scan is only used after one fsync(active/), which makes
  * the names' removal from active/ durable. tmp/ is never trusted: cleanup
- * removes everything in it at start (.free-* included), exactly like
- * unfinished files. Files that are not regular, single-link files are not
- * reused. At most RECYCLE_MAX are kept per scan; extra ones are removed.
+ * removes at start everything in it that no live process holds (.free-*
+ * included), exactly like unfinished files. A name is taken only with its
+ * flock (queue_tmp_claim, without waiting): a draining cleanup and its
+ * replacement both scan tmp/, and the one that holds the file keeps it.
+ * Files that are not regular, single-link files are not reused. At most RECYCLE_MAX are kept per scan; extra ones are removed.
  * Since the commit renames before it fsyncs (cleanup_commit.c), a power cut
  * can also leave incoming/ID naming a recycled inode that still holds some
  * or all of the old message's blocks: never acknowledged, and refused by
@@ -49,6 +51,7 @@
 #include "cleanup.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "mail/queue.h"
 
 #define RECYCLE_MAX      512
 #define RECYCLE_SCAN_US  100000    /* rescan tmp/ at most this often when empty */
@@ -127,7 +130,7 @@ static void scan(void)
         if (nfree < RECYCLE_MAX && strlen(name) < CL_RECYCLE_NAME_MAX)
             free_names[nfree++] = xstrdup(name);
         else
-            unlinkat(dirfd(d), name, 0);
+            queue_tmp_remove(dirfd(d), name);   /* unless another cleanup holds it */
     }
     closedir(d);
     free(held);
@@ -158,23 +161,28 @@ int cl_tmp_create(struct cl_txn *t)
     while (nfree > 0) {
         char *name = free_names[--nfree];
         str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, name);   /* fits: scan kept short names (above) */
-        int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        free(name);
+        /* claimed without waiting: one another cleanup (a draining one, or
+         * its replacement) holds, or took and renamed, is not ours */
+        int fd = open(t->path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;               /* gone (restart race): take another */
+        if (queue_tmp_claim(fd, t->path, 0) < 0) {
+            close(fd);
+            continue;
+        }
         struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
             (st.st_mode & 07777) == 0600) {
             t->old_size = st.st_size;
-            hold(t, name);
-            free(name);
+            hold(t, t->path + sizeof(SPOOL_TMP));
             return fd;
         }
-        free(name);
-        if (fd >= 0) {              /* odd: not ours to reuse */
-            close(fd);
-            unlink(t->path);
-        }                           /* else gone (restart race): take another */
+        unlink(t->path);            /* odd (and ours: locked): not reused */
+        close(fd);
     }
     str_format(t->path, sizeof(t->path), "%s/%s", SPOOL_TMP, t->qid);
-    return open(t->path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    return queue_tmp_create(t->path);
 }
 
 int cl_tmp_trim(struct cl_txn *t, off_t end)
@@ -208,7 +216,7 @@ int cl_tmp_content(const struct cl_txn *t, off_t *off_r, uint64_t *len_r)
 int cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, size_t size)
 {
     str_format(path, size, "%s/%s%s", SPOOL_TMP, t->qid, suffix);
-    return open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    return queue_tmp_create(path);
 }
 
 void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok)

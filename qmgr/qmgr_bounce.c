@@ -139,19 +139,23 @@ static int commit(const char *id, const char *to, uint32_t flags, const char *no
 {
     char path[QUEUE_ID_MAX + 16], dst[QUEUE_ID_MAX + 64];
     queue_path(path, sizeof(path), SPOOL_TMP, id);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = queue_tmp_create(path);    /* locked: a cleanup starting leaves it */
     if (fd < 0) {
         log_error("create %s: %m", path);
         return -1;
     }
     const char *where = write_file(fd, id, to, flags, note, text, now);
-    if (close(fd) < 0 && where == NULL)
-        where = "close";
     if (where == NULL && queue_publish(path, "", id, dst, sizeof(dst)) < 0)
         where = "rename";
     if (where) {
         log_error("cannot queue delivery status notification %s (%s): %m", id, where);
         unlink(path);
+        close(fd);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        log_error("cannot queue delivery status notification %s (close): %m", id);
+        unlink(dst);
         return -1;
     }
     if (queue_fsync_dir(AT_FDCWD, SPOOL_INCOMING) < 0) {

@@ -131,8 +131,10 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     struct smtpd_cconn *cc = arg;
     struct smtpd_session *s = cc->s;
     if (t == IPC_CLEANUP_DRAIN) {
-        if (s == NULL)
-            return -1;              /* idle: dropped (c_broken), the next is new */
+        if (s == NULL) {
+            cc->last = 1;           /* idle: dropped (c_error), the next is new */
+            return -1;
+        }
         cc->last = 1;               /* taken meanwhile: served, then closed */
         return 0;
     }
@@ -156,8 +158,11 @@ static void c_error(struct ipc_peer *p, enum ipc_peer_why why, void *arg)
 {
     struct smtpd_cconn *cc = arg;
     if (why == IPC_PEER_REFUSED && cc->s == NULL) {
-        /* nothing may follow a REPLY: don't reuse the connection */
-        log_warn("cleanup connection: unexpected data after the reply");
+        /* nothing but CLEANUP_DRAIN may follow a REPLY: don't reuse it */
+        if (cc->last)
+            log_debug("idle cleanup connection: cleanup is draining");
+        else
+            log_warn("cleanup connection: unexpected data after the reply");
         cc_unidle(cc);
         cc_free(cc);
         return;

@@ -2,9 +2,12 @@
  * queue.c - message paths, moves between queues, the directory sync and
  * the rename point of the commit protocol (see queue.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,4 +79,76 @@ int queue_publish(const char *tmp_path, const char *qname, const char *id,
     if (queue_dir_of(qname, dir, sizeof(dir)) < 0 || queue_path(dst, dstsize, dir, id) < 0)
         return -1;
     return rename(tmp_path, dst);
+}
+
+int queue_tmp_claim(int fd, const char *path, int wait)
+{
+    struct stat st, pst;
+    int r;
+    while ((r = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
+        ;
+    if (r < 0 || fstat(fd, &st) < 0)
+        return -1;
+    if (lstat(path, &pst) < 0 || pst.st_dev != st.st_dev || pst.st_ino != st.st_ino) {
+        errno = ENOENT;             /* purged, or taken and renamed, meanwhile */
+        return -1;
+    }
+    return 0;
+}
+
+int queue_tmp_create(const char *path)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -1;
+        if (queue_tmp_claim(fd, path, 1) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        if (e != ENOENT) {
+            errno = e;
+            return -1;
+        }
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+int queue_tmp_remove(int dfd, const char *name)
+{
+    /* O_NONBLOCK: never wait on a FIFO; what cannot be opened (a symlink,
+     * another user's file) is nobody's of ours */
+    int fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return 0;                   /* in use */
+    }
+    int r = unlinkat(dfd, name, 0) == 0;    /* (while locked) */
+    if (fd >= 0)
+        close(fd);
+    return r;
+}
+
+int queue_tmp_purge(int base, const char *dir, const char *skip_prefix, int *removed)
+{
+    *removed = 0;
+    int dfd = openat(base, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
+        return -1;
+    }
+    size_t skiplen = skip_prefix ? strlen(skip_prefix) : 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (queue_tmp_remove(dfd, name))
+            *removed += !(skiplen && strncmp(name, skip_prefix, skiplen) == 0);
+    }
+    closedir(d);
+    return 0;
 }

@@ -70,4 +70,29 @@ int queue_quarantine_dir(int base, const char *name, char *dir, size_t size);
  * "quarantine/NAME". 0 or -1 (ENAMETOOLONG). */
 int queue_dir_of(const char *qname, char *out, size_t size);
 
+/* Files in tmp/ (SPOOL_TMP) belong to the live process writing them while
+ * it holds an flock(LOCK_EX) on them: several processes write there at
+ * once (a draining cleanup beside its replacement, qmgr's reports), so a
+ * cleanup starting removes only files nobody holds (queue_tmp_purge), and
+ * two cleanups never take the same recycled file.
+ * queue_tmp_claim locks fd, a file opened by its name path, and checks
+ * that path still names it. wait: block for the lock (a file just created:
+ * a purge holds it for an instant at most), else give up at once. 0, or
+ * -1 with errno: ENOENT (path gone or renamed meanwhile: close fd), or
+ * EWOULDBLOCK (!wait: another process holds it). */
+int queue_tmp_claim(int fd, const char *path, int wait);
+
+/* Create tmp file path (O_EXCL, 0600, write-only) and claim it; a name a
+ * purge removed meanwhile is made again. The fd, or -1 with errno. */
+int queue_tmp_create(const char *path);
+
+/* Remove dfd/name unless a live process holds it: 1 removed, 0 held (or
+ * already gone). */
+int queue_tmp_remove(int dfd, const char *name);
+
+/* Remove every file in directory dir (relative to base) that no live
+ * process holds. *removed counts them, names starting with skip_prefix
+ * (when non-NULL) not counted. 0, or -1 with errno (opendir). */
+int queue_tmp_purge(int base, const char *dir, const char *skip_prefix, int *removed);
+
 #endif

@@ -75,6 +75,7 @@ def test_cleanup_replaced_after_ed25519_signatures():
         assert log.count("asks to be replaced") >= 4, log[-3000:]
         assert "asked master for a new cleanup" in log
         assert "while draining" not in log and "killed by signal" not in log, log[-3000:]
+        assert "unexpected data" not in log and "write error" not in log, log[-3000:]
         # the replaced ones have exited; one cleanup runs
         first = pids()[0]
         wait_for(lambda: not os.path.exists(f"/proc/{first}"), 20, "the first cleanup to exit")
