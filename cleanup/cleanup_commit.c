@@ -238,9 +238,9 @@ static int pool_run(struct workq_item *it, void *tstate, void *arg)
     struct cl_txn *t = txn_of(it);
     t->cerr = 0;
     if (t->rewrite && clr_rewrite(t) < 0) {     /* data-stage mutations (cleanup_rules.c) */
+        unlink(t->path);            /* (before the close: still ours) */
         close(t->fd);
         t->fd = -1;
-        unlink(t->path);
         return WORKQ_DONE;
     }
     if (t->qname[0]) {

@@ -104,13 +104,14 @@ static void txn_drop(struct cl_ctx *ctx, struct cl_txn *t)
 {
     if (t->w)
         qf_write_abort(t->w);
-    if (t->fd >= 0)
-        close(t->fd);
+    /* removed before the close drops its lock: the name is still ours */
     if (t->path[0] && unlink(t->path) < 0 && errno != ENOENT) {
         log_set_qid(t->qid);
         log_warn("unlink %s: %m", t->path);
         log_set_qid(NULL);
     }
+    if (t->fd >= 0)
+        close(t->fd);
     cl_tmp_release(t);
     qf_env_free(&t->env);
     free(t->spf_result);

@@ -222,12 +222,12 @@ int cl_tmp_side_open(const struct cl_txn *t, const char *suffix, char *path, siz
 void cl_tmp_side_done(struct cl_txn *t, int nfd, const char *npath, int ok)
 {
     if (!ok) {
-        close(nfd);
         unlink(npath);
+        close(nfd);
         return;
     }
-    close(t->fd);           /* the new file replaces the old one */
-    unlink(t->path);        /* (its name stays held until t is dropped) */
+    unlink(t->path);        /* the new file replaces the old one (removed */
+    close(t->fd);           /* while locked; its name stays held until t is dropped) */
     t->fd = nfd;
     t->old_size = 0;
     str_copy(t->path, sizeof(t->path), npath);
