@@ -167,12 +167,12 @@ int cl_tmp_create(struct cl_txn *t)
         int fd = open(t->path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             continue;               /* gone (restart race): take another */
-        if (queue_tmp_claim(fd, t->path, 0) < 0) {
+        struct stat st;
+        if (queue_tmp_claim(fd, t->path, 0, &st) < 0) {
             close(fd);
             continue;
         }
-        struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        if (S_ISREG(st.st_mode) && st.st_nlink == 1 &&
             (st.st_mode & 07777) == 0600) {
             t->old_size = st.st_size;
             hold(t, t->path + sizeof(SPOOL_TMP));

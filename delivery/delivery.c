@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "delivery.h"
+#include "util/clock.h"
 #include "ipc/deliver_agent.h"
 #include "ipc/ipc.h"
 #include "util/log.h"
@@ -242,7 +243,8 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *m)
     int fd = deliver_agent_open(&req, "local", parse_file, &mem, &env, &edsn, err, sizeof(err));
     if (fd >= 0) {
         struct dlv_msg msg = { s->cfg, req.queue_id, fd, &env, s->cfg->hostname,
-                               mem ? mem + env.content_off : NULL };
+                               mem ? mem + env.content_off : NULL,
+                               clock_now_ms() + deliver_agent_budget_ms(DLV_REQUEST_BUDGET_MS) };
         deliver_all(&msg, rr, n);
     } else {
         log_warn("%s", err);

@@ -38,7 +38,17 @@ struct dlv_msg {
     const char *hostname;          /* for Maildir names */
     const unsigned char *content;  /* the content in memory (content_len bytes), or NULL:
                                     * then read from fd at env->content_off */
+    int64_t deadline_ms;           /* the request's budget ends (clock_now_ms) */
 };
+
+/* qmgr gives one request QMGR_AGENT_TIMEOUT (900 s), then defers it and
+ * may hand it out again: so every target starts within DLV_REQUEST_BUDGET
+ * of the request's start or is deferred (4.4.7, not tried), a command's
+ * time is cut to what is left of it, and a child delivering as a user is
+ * waited for at most DLV_CHILD_GRACE past it. Slow .forward commands thus
+ * delay mail, never deliver it twice. */
+#define DLV_REQUEST_BUDGET_MS (600 * 1000)
+#define DLV_CHILD_GRACE_MS    (60 * 1000)
 
 void dlv_result_set(struct dlv_result *r, enum dstatus s, const char *dsn,
                     const char *fmt, ...) PRINTF_LIKE(4, 5);

@@ -138,7 +138,8 @@ static int reap(pid_t pid, int64_t deadline)
     }
 }
 
-static void set_outcome(struct dlv_result *r, int st, int timed_out, buf_t *output)
+static void set_outcome(struct dlv_result *r, int st, int timed_out, int budget_cut,
+                        buf_t *output)
 {
     buf_append_char(output, '\0');
     char *nl = strpbrk(output->data, "\r\n");
@@ -147,7 +148,10 @@ static void set_outcome(struct dlv_result *r, int st, int timed_out, buf_t *outp
     buf_t why;
     buf_init(&why, 64);
     buf_append_printable(&why, output->data, strlen(output->data));
-    if (timed_out)
+    if (timed_out && budget_cut)        /* not the command's fault: again later */
+        dlv_result_set(r, DS_DEFERRED, "4.4.7",
+                       "command stopped: this delivery request's time budget is used up");
+    else if (timed_out)
         dlv_result_set(r, DS_BOUNCED, "5.3.0", "command time limit (%ds) exceeded",
                        PIPE_TIMEOUT_SECS);
     else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
@@ -178,6 +182,9 @@ void delivery_pipe(const struct dlv_msg *m, const struct dlv_target *t, struct d
         return;
     }
     int64_t deadline = clock_now_ms() + PIPE_TIMEOUT_SECS * 1000LL;
+    int budget_cut = deadline > m->deadline_ms;
+    if (budget_cut)
+        deadline = m->deadline_ms;      /* what is left of the request's budget */
     pid_t pid = fork();
     if (pid == 0)
         exec_child(t, m, in[0], out[1]);
@@ -198,7 +205,7 @@ void delivery_pipe(const struct dlv_msg *m, const struct dlv_target *t, struct d
     int timed_out = pump(m, &head, in[1], out[0], &output, deadline) < 0;
     close(out[0]);
     int st = reap(pid, timed_out ? 0 : deadline);
-    set_outcome(r, st, timed_out || st < 0, &output);
+    set_outcome(r, st, timed_out || st < 0, budget_cut, &output);
     buf_free(&head);
     buf_free(&output);
 }

@@ -25,10 +25,6 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* A child's whole group: the pipe commands are bounded on their own
- * (delivery_pipe.c), this is the backstop. */
-#define GROUP_TIMEOUT_MS (15 * 60 * 1000)
-
 /* Deliver one target as the current process. */
 static void run_one(const struct dlv_msg *m, uint32_t qf_index, struct dlv_target *t)
 {
@@ -70,15 +66,20 @@ static void run_group(const struct dlv_msg *m, const uint32_t *qf_index, struct 
     for (size_t i = 0; i < n; i++) {
         struct dlv_target *x = &t->v[members[i]];
         log_set_qid(m->qid);
+        if (clock_now_ms() >= m->deadline_ms) {     /* delivery.h: DLV_REQUEST_BUDGET_MS */
+            dlv_result_set(&x->res, DS_DEFERRED, "4.4.7",
+                           "this delivery request's time budget is used up: tried later");
+            continue;
+        }
         run_one(m, qf_index[x->slot], x);
     }
     delivery_maildir_sync();
 }
 
 /* Read the child's results; 0 when all came, -1 otherwise. */
-static int read_results(int fd, struct dlv_targets *t, const size_t *members, size_t n)
+static int read_results(int fd, int64_t deadline, struct dlv_targets *t, const size_t *members,
+                        size_t n)
 {
-    int64_t deadline = clock_now_ms() + GROUP_TIMEOUT_MS;
     for (size_t i = 0; i < n; i++) {
         struct dlv_result r;
         size_t got = 0;
@@ -132,7 +133,8 @@ static void fork_group(const struct dlv_msg *m, const uint32_t *qf_index, struct
     int ok = -1;
     if (pid > 0) {
         close(p[1]);
-        ok = read_results(p[0], t, members, n);
+        /* the child keeps to the budget itself: this is the backstop */
+        ok = read_results(p[0], m->deadline_ms + DLV_CHILD_GRACE_MS, t, members, n);
         if (ok < 0)
             kill(pid, SIGKILL);
         int st;

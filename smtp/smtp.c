@@ -132,7 +132,7 @@ static int serve_request(struct server *s, struct ipc_conn *c, union ipc_msg *ms
             rr[i].q = &env.rcpts[rr[i].index];
         }
     }
-    sio_request_deadline(clock_now_ms() + (int64_t)SMTP_REQUEST_BUDGET * 1000);
+    sio_request_deadline(clock_now_ms() + deliver_agent_budget_ms((int64_t)SMTP_REQUEST_BUDGET * 1000));
     if (fd < 0)
         log_warn("%s", err);
     else

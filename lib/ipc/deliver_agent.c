@@ -221,3 +221,13 @@ void deliver_agent_end(int fd, struct qf_env *env, struct deliver_req *r)
     deliver_req_free(r);
     log_set_qid(NULL);
 }
+
+int64_t deliver_agent_budget_ms(int64_t dflt_ms)
+{
+    const char *e = getenv("POSTERN_TEST_REQUEST_BUDGET_MS");
+    char *end;
+    long long v = e ? strtoll(e, &end, 10) : -1;
+    if (e && *end == '\0' && v > 0 && v < dflt_ms)
+        return (int64_t)v;
+    return dflt_ms;
+}

@@ -41,6 +41,12 @@ int deliver_agent_done_held(struct ipc_conn *c, uint32_t n, const char *held,
 typedef int (*deliver_idle_fn)(void);
 void deliver_agent_set_idle(deliver_idle_fn fn);
 
+/* How long one request may take before what is left of it is deferred:
+ * the agents' answer to qmgr's QMGR_AGENT_TIMEOUT (after which qmgr may
+ * hand the request out again). dflt_ms, or less when the environment has
+ * POSTERN_TEST_REQUEST_BUDGET_MS (for tests: it can only shorten it). */
+int64_t deliver_agent_budget_ms(int64_t dflt_ms);
+
 /* The destination a remote recipient's mail is scheduled under, shared by
  * qmgr (per-destination concurrency, connection reuse) and the smtp agent
  * (its connection cache): delivery.relayhost when set, else the address's

@@ -81,19 +81,27 @@ int queue_publish(const char *tmp_path, const char *qname, const char *id,
     return rename(tmp_path, dst);
 }
 
-int queue_tmp_claim(int fd, const char *path, int wait)
+int queue_tmp_claim(int fd, const char *path, int wait, struct stat *st)
 {
-    struct stat st, pst;
     int r;
     while ((r = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
         ;
-    if (r < 0 || fstat(fd, &st) < 0)
+    if (r < 0 || fstat(fd, st) < 0)
         return -1;
-    if (lstat(path, &pst) < 0 || pst.st_dev != st.st_dev || pst.st_ino != st.st_ino) {
-        errno = ENOENT;             /* purged, or taken and renamed, meanwhile */
-        return -1;
+    if (wait) {
+        /* a file this process just created: only a purge (which unlinks
+         * before it lets go) can have had it first */
+        if (st->st_nlink > 0)
+            return 0;
+    } else {
+        /* another process may have taken it, written it and renamed it
+         * away (still linked) before letting go */
+        struct stat pst;
+        if (lstat(path, &pst) == 0 && pst.st_dev == st->st_dev && pst.st_ino == st->st_ino)
+            return 0;
     }
-    return 0;
+    errno = ENOENT;
+    return -1;
 }
 
 int queue_tmp_create(const char *path)
@@ -102,7 +110,8 @@ int queue_tmp_create(const char *path)
         int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
             return -1;
-        if (queue_tmp_claim(fd, path, 1) == 0)
+        struct stat st;
+        if (queue_tmp_claim(fd, path, 1, &st) == 0)
             return fd;
         int e = errno;
         close(fd);

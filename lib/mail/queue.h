@@ -34,6 +34,7 @@
 #define POSTERN_QUEUE_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include "mail/spool.h"
 
 /* queue_move flags */
@@ -76,11 +77,14 @@ int queue_dir_of(const char *qname, char *out, size_t size);
  * cleanup starting removes only files nobody holds (queue_tmp_purge), and
  * two cleanups never take the same recycled file.
  * queue_tmp_claim locks fd, a file opened by its name path, and checks
- * that path still names it. wait: block for the lock (a file just created:
- * a purge holds it for an instant at most), else give up at once. 0, or
- * -1 with errno: ENOENT (path gone or renamed meanwhile: close fd), or
- * EWOULDBLOCK (!wait: another process holds it). */
-int queue_tmp_claim(int fd, const char *path, int wait);
+ * that path still names it (*st: its fstat). wait: a file this process
+ * just created (O_EXCL), so only a purge can hold it, for an instant: block
+ * for the lock, then check it is still linked. !wait: an existing file
+ * (recycled), which another process may hold or have taken and renamed:
+ * give up at once if locked, else compare path's inode. 0, or -1 with
+ * errno: ENOENT (path gone or renamed meanwhile: close fd), EWOULDBLOCK
+ * (!wait: another process holds it). */
+int queue_tmp_claim(int fd, const char *path, int wait, struct stat *st);
 
 /* Create tmp file path (O_EXCL, 0600, write-only) and claim it; a name a
  * purge removed meanwhile is made again. The fd, or -1 with errno. */

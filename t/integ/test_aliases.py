@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 from suite import POSTERN, Suite, make_message, wait_for
 from sysusers import system_conf, system_users, user_maildir_new
@@ -169,3 +170,33 @@ def test_one_copy_per_mailbox_per_message():
         s.wait_delivered("bob", 1)
         s.wait_queue_empty()
         assert len(s.delivered("alice")) == 1 and len(s.delivered("bob")) == 1
+
+
+def test_slow_pipes_stop_at_the_request_budget_and_are_deferred():
+    """qmgr gives one delivery request 900 s, then may hand it out again:
+    the local agent keeps each request within its own budget (600 s; 2 s
+    here through the test knob) so slow commands are deferred (4.4.7) and
+    tried later, never run on past qmgr's timeout to be delivered twice.
+    Two pipe aliases that take 4 s each, in one message: the first is
+    stopped at the budget, the second is not started."""
+    s, text = _suite()
+    out = os.path.join(s.dir, "pipe-out")
+    os.mkdir(out)
+    os.chmod(out, 0o1777)
+    _aliases(s, f'slow1: "|sleep 4; echo 1 >> {out}/ran"\n'
+                f'slow2: "|sleep 4; echo 2 >> {out}/ran"\n')
+    os.environ["POSTERN_TEST_REQUEST_BUDGET_MS"] = "2000"
+    try:
+        with s.start_with_conf(text):
+            s.send("x@example.test", ["slow1@example.test", "slow2@example.test"],
+                   make_message(6))
+            deferred = lambda: re.findall(r"to=<slow\d@example.test>.*dsn=4\.4\.7, "
+                                          r"status=deferred \(([^)]*)\)", s.log())
+            wait_for(lambda: len(deferred()) == 2, 30, "both recipients deferred")
+            why = deferred()
+            assert any("command stopped" in w for w in why), why
+            assert any("not started" in w or "tried later" in w for w in why), why
+            time.sleep(3)       # a command left running would have written by now
+            assert not os.path.exists(f"{out}/ran"), open(f"{out}/ran").read()
+    finally:
+        del os.environ["POSTERN_TEST_REQUEST_BUDGET_MS"]

@@ -384,3 +384,27 @@ def test_relay_pipelining_and_dsn_pass_through():
         assert "MAIL FROM:<sender@example.test> RET=HDRS ENVID=abc+2B1" in peer.lines, peer.lines
         assert ("RCPT TO:<far@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@remote.test"
                 in peer.lines), peer.lines
+
+
+def test_silent_relayhost_is_given_up_at_the_request_budget():
+    """A relayhost that accepts the connection and never says a word: each
+    wait of the smtp agent is cut to what is left of its request budget
+    (600 s; 2 s here through the test knob), well before qmgr's 900 s, so
+    the recipient is deferred and tried again later instead of qmgr giving
+    up on a request the agent is still working on."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    port = lst.getsockname()[1]
+    os.environ["POSTERN_TEST_REQUEST_BUDGET_MS"] = "2000"
+    try:
+        with Suite(extra_conf=relay_conf(port, 'tls = "none";')) as s:
+            s.send("sender@example.test", ["mute@remote.test"], make_message(1))
+            conn, _ = lst.accept()
+            m = logged(s, r"to=<mute@remote.test>, relay=.*status=deferred", 15)
+            line = s.log()[m.start():].splitlines()[0]
+            assert "timed out" in line and re.search(r" delay=[23]\.\d\d,", line), line
+            conn.close()
+    finally:
+        del os.environ["POSTERN_TEST_REQUEST_BUDGET_MS"]
+        lst.close()

@@ -301,6 +301,57 @@ static void test_queue_publish(void **st)
     assert_int_equal(tmpdir_remove(dir), 0);
 }
 
+/* tmp/ belongs to whoever holds a file's flock: the purge a starting
+ * cleanup runs leaves held files, claims notice a file purged or taken
+ * and renamed away meanwhile, and a held recycled file is not taken twice. */
+static void test_queue_tmp_ownership(void **st)
+{
+    (void)st;
+    char dir[64];
+    int base = scratch_spool(dir, sizeof(dir));
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(fchdir(base), 0);
+    int held = queue_tmp_create("tmp/HELD1");
+    assert_true(held >= 0);
+    assert_int_equal(queue_tmp_create("tmp/HELD1"), -1);     /* O_EXCL */
+    assert_int_equal(errno, EEXIST);
+    put(AT_FDCWD, "tmp/LEFT1", "crashed");
+    put(AT_FDCWD, "tmp/.free-OLD1", "recycled");
+    assert_int_equal(symlink("/etc/passwd", "tmp/LINK1"), 0);
+    int n = -1;
+    assert_int_equal(queue_tmp_purge(AT_FDCWD, "tmp", ".free-", &n), 0);
+    assert_int_equal(n, 2);                   /* LEFT1 and LINK1 (.free- not counted) */
+    assert_int_equal(access("tmp/HELD1", F_OK), 0);
+    assert_int_equal(access("tmp/LEFT1", F_OK), -1);
+    assert_int_equal(access("tmp/.free-OLD1", F_OK), -1);
+    assert_int_equal(faccessat(AT_FDCWD, "tmp/LINK1", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+    assert_int_equal(access("/etc/passwd", F_OK), 0);
+
+    /* a recycled file another holder has is not claimed */
+    struct stat sb;
+    put(AT_FDCWD, "tmp/.free-R1", "recycled");
+    int a = open("tmp/.free-R1", O_WRONLY);
+    int b = open("tmp/.free-R1", O_WRONLY);
+    assert_int_equal(queue_tmp_claim(a, "tmp/.free-R1", 0, &sb), 0);
+    assert_int_equal(queue_tmp_claim(b, "tmp/.free-R1", 0, &sb), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    /* ... nor once the holder renamed it away (still linked) and let go */
+    assert_int_equal(rename("tmp/.free-R1", "incoming/R1"), 0);
+    close(a);
+    assert_int_equal(queue_tmp_claim(b, "tmp/.free-R1", 0, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+    close(b);
+    /* a held file is removed once its holder is gone */
+    assert_int_equal(queue_tmp_remove(AT_FDCWD, "tmp/HELD1"), 0);
+    close(held);
+    assert_int_equal(queue_tmp_remove(AT_FDCWD, "tmp/HELD1"), 1);
+    assert_int_equal(access("tmp/HELD1", F_OK), -1);
+    assert_int_equal(chdir(cwd), 0);
+    close(base);
+    assert_int_equal(tmpdir_remove(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_fs_fsync_covers_name),
         cmocka_unit_test(test_queue_move),
         cmocka_unit_test(test_queue_publish),
+        cmocka_unit_test(test_queue_tmp_ownership),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
