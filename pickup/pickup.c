@@ -187,6 +187,10 @@ static int sweep_batch(struct pk_ctx *c)
         defer_forget(name);
         if (r == PK_DONE && unlinkat(c->dirfd, name, 0) < 0 && errno != ENOENT)
             log_error("maildrop/%s: queued, but cannot remove it: %m", name);
+        else if (r == PK_DROP && unlinkat(c->dirfd, name, 0) < 0 && errno != ENOENT)
+            log_error("maildrop/%s: refused, but cannot remove it: %m", name);
+        else if (r == PK_DROP)
+            log_warn("maildrop/%s: refused submission removed", name);
         else if (r == PK_REJECT)
             to_corrupt(c, name);
     }

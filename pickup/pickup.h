@@ -8,9 +8,10 @@
  * with the postdrop group kept (SERVER_F_POSTDROP) to read the files,
  * which belong to the users who submitted them and which they may still
  * change: nothing in them is trusted (lib/mail/maildrop.h, md_check), the
- * uid is the file's owner, the login getpwuid()'s. A file is removed only
- * after cleanup said the message is queued; an invalid one goes to
- * corrupt/ (logged), a temporary failure leaves it for the next sweep.
+ * uid is the file's owner, the login getpwuid()'s. A file is removed
+ * after cleanup said the message is queued, or when it is refused for good
+ * (logged); an invalid one goes to corrupt/ (logged), a temporary failure
+ * leaves it for the next sweep.
  */
 #ifndef POSTERN_PICKUP_H
 #define POSTERN_PICKUP_H
@@ -29,7 +30,10 @@
 enum pk_result {
     PK_DONE,        /* queued by cleanup: remove the file */
     PK_RETRY,       /* cleanup unavailable or a temporary failure: keep it */
-    PK_REJECT,      /* invalid or refused for good: move it to corrupt/ */
+    PK_REJECT,      /* invalid (not what postdrop writes): move it to corrupt/ */
+    PK_DROP,        /* well-formed but refused for good (too big, too many
+                     * recipients, cleanup said no): remove it, as keeping
+                     * what any user may submit would let them fill the disk */
 };
 
 /* One maildrop file (name inside the directory dirfd): hand it to cleanup. */

@@ -141,7 +141,7 @@ static enum pk_result pk_end(struct pk *p)
              p->name, (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
              verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
              (unsigned)r->code, r->enhanced, r->text);
-    return temp ? PK_RETRY : PK_REJECT;
+    return temp ? PK_RETRY : PK_DROP;
 }
 
 /* One checked record. 0 = go on, else the file's fate. */
@@ -161,7 +161,7 @@ static int pk_record(struct pk *p, const struct md_rec *r)
         if (p->cfg->recipients > 0 && p->nrcpts > p->cfg->recipients) {
             log_warn("maildrop/%s: %d recipients (limits.recipients is %d)", p->name,
                      p->nrcpts, p->cfg->recipients);
-            return PK_REJECT + 1;
+            return PK_DROP + 1;
         }
         if (pk_begin(p) < 0)
             return PK_RETRY + 1;
@@ -169,7 +169,7 @@ static int pk_record(struct pk *p, const struct md_rec *r)
     if (r->type == MD_CONTENT) {
         if (p->cfg->message_size > 0 && p->md.content > (uint64_t)p->cfg->message_size) {
             log_warn("maildrop/%s: message over limits.message_size", p->name);
-            return PK_REJECT + 1;
+            return PK_DROP + 1;
         }
         struct ipc_cleanup_data d = { { r->p, r->len } };
         if (ipc_send(&p->c, IPC_CLEANUP_DATA, &d) < 0)
@@ -186,7 +186,7 @@ static enum pk_result pk_stream(struct pk *p, int fd)
     char err[128] = "";
     uint64_t total = 0, max = (p->cfg->message_size > 0 ? (uint64_t)p->cfg->message_size :
                                 (1ULL << 30)) + PK_OVERHEAD;
-    int rc = 0, eof = 0;
+    int rc = 0, eof = 0, too_big = 0;
     while (rc == 0 && !p->md.done) {
         struct md_rec r;
         long n = md_rec_next((const unsigned char *)in.data, in.len, &r, err, sizeof(err));
@@ -212,6 +212,7 @@ static enum pk_result pk_stream(struct pk *p, int fd)
         total += (uint64_t)got;
         if (total > max) {
             snprintf(err, sizeof(err), "file larger than %llu bytes", (unsigned long long)max);
+            too_big = 1;
             break;
         }
     }
@@ -225,7 +226,7 @@ static enum pk_result pk_stream(struct pk *p, int fd)
     if (err[0] == '\0')
         str_copy(err, sizeof(err), p->md.done ? "data after END" : "no END record");
     log_warn("maildrop/%s (uid %u): refused: %s", p->name, (unsigned)p->st.st_uid, err);
-    return PK_REJECT;
+    return too_big ? PK_DROP : PK_REJECT;
 }
 
 enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name)

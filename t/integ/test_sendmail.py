@@ -310,3 +310,50 @@ def test_root_submits_without_the_setgid_bit():
         assert b"Received: from local (uid 0, user root)" in data, data
         assert b"Return-Path: <root@example.test>" in data
         assert "open: Permission denied" not in s.log()
+
+
+def md_rec(kind, payload):
+    return kind + len(payload).to_bytes(4, "big") + payload
+
+
+def md_message(content, rcpts=(b"kim@example.test",), empty_records=0):
+    """What sendmail writes to postdrop (lib/mail/maildrop.h), built by hand:
+    a caller running libexec/postdrop directly is bound by nothing else."""
+    out = md_rec(b"S", b"me@example.test") + b"".join(md_rec(b"R", r) for r in rcpts)
+    out += md_rec(b"M", b"") * empty_records
+    for i in range(0, len(content), 65536):
+        out += md_rec(b"M", content[i:i + 65536])
+    return out + md_rec(b"Z", str(len(content)).encode())
+
+
+def test_refused_submissions_are_not_kept():
+    """postdrop reads no configuration, so it takes up to 1 GiB whatever
+    limits.message_size says. pickup used to move every refused file to
+    corrupt/, where nothing ever removes it: any local user could fill the
+    spool's file system 1 GiB at a time, past every limit, by running
+    postdrop directly (or 50 MiB at a time with sendmail and a message
+    cleanup refuses). A well-formed submission refused for its size, its
+    recipients or by cleanup is now removed and logged, not kept."""
+    limits = "limits { message_size = 1M; recipients = 5; }"
+    with local_users() as (u,), Suite(limits=limits) as s:
+        corrupt = os.path.join(s.spool, "corrupt")
+        big = b"Subject: big\n\n" + b"x" * (2 << 20)
+        many = [f"r{i}@example.test".encode() for i in range(6)]
+        looping = b"Received: from somewhere\n" * 120 + b"\nbody\n"       # cleanup: 5.4.6
+        framing = b"Subject: framing\n\n" + b"z" * 1000
+        cases = [md_message(big), md_message(b"Subject: many\n\nhi\n", rcpts=many),
+                 md_message(looping),
+                 md_message(framing, empty_records=(18 << 20) // 5)]      # past 1 MiB + 16 MiB
+        for data in cases:
+            r = as_user(u, [POSTDROP, s.spool], s, input=data, timeout=120)
+            assert r.returncode == 0, r.stderr
+        wait_for(lambda: not maildrop(s) and s.log().count("refused submission removed") >= 4,
+                 60, "pickup took every file")
+        log = s.log()
+        assert "over limits.message_size" in log and "limits.recipients is 5" in log, log
+        assert "cleanup refused it" in log and "file larger than" in log, log
+        assert log.count("refused submission removed") == 4, log
+        assert os.listdir(corrupt) == [], os.listdir(corrupt)
+        r = sendmail(u, s, "kim@example.test", input=b"Subject: still fine\n\nok\n")
+        assert r.returncode == 0, r.stderr
+        s.wait_delivered("kim", 1)
