@@ -3,7 +3,8 @@
  * links, a regular file with one link and bounded size, every record framed
  * and checked (md_rec_next, md_check) as it is read; the envelope goes out
  * as CLEANUP_BEGIN/RCPT when the first content record arrives, the content
- * as CLEANUP_DATA, and END only after the file's own END record was read
+ * as CLEANUP_DATA in pieces of about MD_REC_MAX (however the caller cut its
+ * records), and END only after the file's own END record was read
  * and checked. Anything wrong after BEGIN aborts the transaction (END
  * abort=1), so cleanup never queues a half-checked message.
  */
@@ -42,6 +43,9 @@ struct pk {
     int utf8;
     struct ipc_conn c;
     int connected;                  /* BEGIN sent */
+    buf_t data;                     /* content not yet sent: the caller cuts the
+                                     * records (1 byte each is valid), we send
+                                     * CLEANUP_DATA in pieces of MD_REC_MAX */
 };
 
 static void pk_free(struct pk *p)
@@ -50,6 +54,7 @@ static void pk_free(struct pk *p)
     for (int i = 0; i < p->nrcpts; i++)
         free(p->rcpts[i]);
     free(p->rcpts);
+    buf_free(&p->data);
     if (p->c.fd >= 0)
         ipc_conn_close(&p->c);
 }
@@ -171,9 +176,13 @@ static int pk_record(struct pk *p, const struct md_rec *r)
             log_warn("maildrop/%s: message over limits.message_size", p->name);
             return PK_DROP + 1;
         }
-        struct ipc_cleanup_data d = { { r->p, r->len } };
+        buf_append(&p->data, r->p, r->len);
+    }
+    if (p->data.len >= MD_REC_MAX || (r->type == MD_END && p->data.len > 0)) {
+        struct ipc_cleanup_data d = { { (const unsigned char *)p->data.data, p->data.len } };
         if (ipc_send(&p->c, IPC_CLEANUP_DATA, &d) < 0)
             return PK_RETRY + 1;
+        buf_reset(&p->data);
     }
     return 0;
 }
@@ -187,18 +196,22 @@ static enum pk_result pk_stream(struct pk *p, int fd)
     uint64_t total = 0, max = (p->cfg->message_size > 0 ? (uint64_t)p->cfg->message_size :
                                 (1ULL << 30)) + PK_OVERHEAD;
     int rc = 0, eof = 0, too_big = 0;
+    size_t off = 0;                 /* in.data up to off is done */
     while (rc == 0 && !p->md.done) {
         struct md_rec r;
-        long n = md_rec_next((const unsigned char *)in.data, in.len, &r, err, sizeof(err));
+        long n = md_rec_next((const unsigned char *)in.data + off, in.len - off, &r, err,
+                             sizeof(err));
         if (n > 0) {
             if (md_check(&p->md, &r, 0, err, sizeof(err)) < 0)
                 break;
             rc = pk_record(p, &r);
-            buf_consume(&in, (size_t)n);
+            off += (size_t)n;
             continue;
         }
         if (n < 0 || eof)
             break;
+        buf_consume(&in, off);      /* once per read, not once per record */
+        off = 0;
         buf_reserve(&in, MD_REC_MAX);
         ssize_t got = read(fd, in.data + in.len, MD_REC_MAX);
         if (got < 0 && errno == EINTR)
@@ -216,7 +229,7 @@ static enum pk_result pk_stream(struct pk *p, int fd)
             break;
         }
     }
-    size_t left = in.len;
+    size_t left = in.len - off;
     buf_free(&in);
     if (rc != 0)
         return (enum pk_result)(rc - 1);
@@ -249,6 +262,7 @@ enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name
     }
     struct pk p = { .cfg = cfg, .name = name, .connected = 0 };
     p.c.fd = -1;
+    buf_init(&p.data, 0);
     md_state_init(&p.md);
     enum pk_result res;
     if (fstat(fd, &p.st) < 0 || !S_ISREG(p.st.st_mode) || p.st.st_nlink != 1) {
