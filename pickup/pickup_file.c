@@ -22,6 +22,7 @@
 #include "pickup.h"
 #include "ipc/ipc.h"
 #include "mail/addr.h"
+#include "mail/local_reply.h"
 #include "mail/maildrop.h"
 #include "mail/qfile.h"
 #include "mail/spool.h"
@@ -43,6 +44,7 @@ struct pk {
     int utf8;
     struct ipc_conn c;
     int connected;                  /* BEGIN sent */
+    int ended;                      /* END sent: cleanup answered or is gone */
     buf_t data;                     /* content not yet sent: the caller cuts the
                                      * records (1 byte each is valid), we send
                                      * CLEANUP_DATA in pieces of MD_REC_MAX */
@@ -122,6 +124,7 @@ static enum pk_result pk_end(struct pk *p)
 {
     struct ipc_cleanup_end e = { 0 };
     union ipc_msg m;
+    p->ended = 1;                   /* the transaction is over: no abort after it */
     if (ipc_send(&p->c, IPC_CLEANUP_END, &e) < 0 ||
         ipc_expect(&p->c, IPC_CLEANUP_REPLY, &m) != 1) {
         log_warn("maildrop/%s: no answer from cleanup (will retry)", p->name);
@@ -142,10 +145,14 @@ static enum pk_result pk_end(struct pk *p)
         return PK_DONE;
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;
+    /* a local failure (limits, loops, disk) is named by its row, not spelt out */
+    const struct local_reply *lr = r->local != LR_NONE ?
+                                   local_reply((enum local_status)r->local) : NULL;
     log_warn("maildrop/%s: uid=%u from=<%s>: cleanup refused it%s (status %s, %u %s %s)",
              p->name, (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
              verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
-             (unsigned)r->code, r->enhanced, r->text);
+             lr ? (unsigned)lr->code : (unsigned)r->code, lr ? lr->enhanced : r->enhanced,
+             lr ? lr->text : r->text);
     return temp ? PK_RETRY : PK_DROP;
 }
 
@@ -271,7 +278,7 @@ enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name
     } else {
         res = pk_stream(&p, fd);
     }
-    if (p.connected && res != PK_DONE && p.c.fd >= 0) {
+    if (p.connected && !p.ended && res != PK_DONE && p.c.fd >= 0) {
         struct ipc_cleanup_end e = { 1 };   /* abort: nothing is queued */
         ipc_send(&p.c, IPC_CLEANUP_END, &e);
     }

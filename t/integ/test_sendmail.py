@@ -352,6 +352,10 @@ def test_refused_submissions_are_not_kept():
         log = s.log()
         assert "over limits.message_size" in log and "limits.recipients is 5" in log, log
         assert "cleanup refused it" in log and "file larger than" in log, log
+        # the reason is cleanup's (its local-failure row), and pickup sends
+        # no second END after the reply (cleanup called that a protocol error)
+        assert "554 5.4.6 Too many hops" in log.split("cleanup refused it")[1], log
+        assert "unexpected cleanup_end" not in log, log
         assert log.count("refused submission removed") == 4, log
         assert os.listdir(corrupt) == [], os.listdir(corrupt)
         r = sendmail(u, s, "kim@example.test", input=b"Subject: still fine\n\nok\n")
