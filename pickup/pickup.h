@@ -32,8 +32,9 @@ enum pk_result {
     PK_RETRY,       /* cleanup unavailable or a temporary failure: keep it */
     PK_REJECT,      /* invalid (not what postdrop writes): move it to corrupt/ */
     PK_DROP,        /* well-formed but refused for good (too big, too many
-                     * recipients, cleanup said no): remove it, as keeping
-                     * what any user may submit would let them fill the disk */
+                     * recipients, cleanup said no): the sender was sent a
+                     * failure report; remove it, as keeping what any user
+                     * may submit would let them fill the disk */
 };
 
 /* One maildrop file (name inside the directory dirfd): hand it to cleanup. */

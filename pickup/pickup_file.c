@@ -17,11 +17,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pickup.h"
 #include "ipc/ipc.h"
 #include "mail/addr.h"
+#include "mail/dsn.h"
 #include "mail/local_reply.h"
 #include "mail/maildrop.h"
 #include "mail/qfile.h"
@@ -32,6 +34,7 @@
 #include "metrics/metrics.h"
 
 #define PK_OVERHEAD (16u << 20)     /* envelope and framing beyond the content */
+#define PK_ORIG_MAX (64u << 10)     /* the start of the content a report quotes */
 
 struct pk {
     const struct config *cfg;
@@ -48,6 +51,8 @@ struct pk {
     buf_t data;                     /* content not yet sent: the caller cuts the
                                      * records (1 byte each is valid), we send
                                      * CLEANUP_DATA in pieces of MD_REC_MAX */
+    buf_t orig;                     /* the first PK_ORIG_MAX bytes of content:
+                                     * the header section a report quotes */
 };
 
 static void pk_free(struct pk *p)
@@ -57,6 +62,7 @@ static void pk_free(struct pk *p)
         free(p->rcpts[i]);
     free(p->rcpts);
     buf_free(&p->data);
+    buf_free(&p->orig);
     if (p->c.fd >= 0)
         ipc_conn_close(&p->c);
 }
@@ -87,8 +93,10 @@ static void set_timeouts(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st));
 }
 
-/* Connect, HELLO, BEGIN, RCPT x n. 0, or -1 (cleanup unavailable). */
-static int pk_begin(struct pk *p)
+/* Connect c to cleanup, HELLO, BEGIN (sender, flags, p's user), RCPT x n.
+ * 0, or -1 (cleanup unavailable). */
+static int pk_open(struct pk *p, struct ipc_conn *c, const char *sender, char *const *rcpts,
+                   int n, uint32_t notify, uint32_t flags)
 {
     static uint64_t counter;
     int fd = ipc_connect_unix(SOCK_CLEANUP);
@@ -97,26 +105,91 @@ static int pk_begin(struct pk *p)
         return -1;
     }
     set_timeouts(fd);
-    ipc_conn_init(&p->c, fd, "cleanup");
-    p->connected = 1;
-    if (ipc_hello_client(&p->c, IPC_PROTO_CLEANUP) < 0)
+    ipc_conn_init(c, fd, "cleanup");
+    if (ipc_hello_client(c, IPC_PROTO_CLEANUP) < 0)
         return -1;
-    uint32_t flags = (p->md.body_8bit ? QF_F_8BITMIME : 0) | (p->utf8 ? QF_F_SMTPUTF8 : 0);
     struct ipc_cleanup_begin b = {
         .session = (uint64_t)getpid() << 32 | ++counter, .listener = "pickup",
-        .sender = p->sender, .client_ip = "", .client_port = 0, .client_ptr = "", .helo = "",
+        .sender = sender, .client_ip = "", .client_port = 0, .client_ptr = "", .helo = "",
         .protocol = "local", .auth_user = "", .tls = "", .envid = "", .ret = p->md.ret,
         .flags = flags, .size_hint = 0, .local_user = p->login,
         .local_uid = (uint32_t)p->st.st_uid,
     };
-    if (ipc_queue(&p->c, IPC_CLEANUP_BEGIN, &b) < 0)
+    if (ipc_queue(c, IPC_CLEANUP_BEGIN, &b) < 0)
         return -1;
-    for (int i = 0; i < p->nrcpts; i++) {
-        struct ipc_cleanup_rcpt r = { p->rcpts[i], "", p->md.notify };
-        if (ipc_queue(&p->c, IPC_CLEANUP_RCPT, &r) < 0)
+    for (int i = 0; i < n; i++) {
+        struct ipc_cleanup_rcpt r = { rcpts[i], "", notify };
+        if (ipc_queue(c, IPC_CLEANUP_RCPT, &r) < 0)
             return -1;
     }
-    return ipc_flush(&p->c);
+    return ipc_flush(c);
+}
+
+static int pk_begin(struct pk *p)
+{
+    p->connected = 1;
+    uint32_t flags = (p->md.body_8bit ? QF_F_8BITMIME : 0) | (p->utf8 ? QF_F_SMTPUTF8 : 0);
+    return pk_open(p, &p->c, p->sender, p->rcpts, p->nrcpts, p->md.notify, flags);
+}
+
+/* A well-formed submission refused for good: sendmail has long exited 0
+ * and there is no SMTP client to answer, so the sender gets a failure
+ * report (from <>, like qmgr's: lib/mail/dsn.h), as Postfix's local
+ * submission does. None for a <> sender or when no recipient wants one.
+ * 0 queued (or none due), -1 not queued (logged; the file is kept and
+ * tried again). */
+static int pk_bounce(struct pk *p, const char *enh, const char *why)
+{
+    if (p->sender == NULL || p->sender[0] == '\0' ||
+        !dsn_wanted(p->md.notify, DSN_FAILED) || p->nrcpts == 0)
+        return 0;
+    char id[QUEUE_ID_MAX + 1], msgid[QUEUE_ID_MAX + 300], boundary[QUEUE_ID_MAX + 300];
+    queue_id_new(id, sizeof(id));
+    int64_t now = (int64_t)time(NULL);
+    snprintf(msgid, sizeof(msgid), "%s.pickup@%s", id, p->cfg->hostname);
+    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", id, (long long)now, p->cfg->hostname);
+    struct dsn_rcpt *rr = xcalloc((size_t)p->nrcpts, sizeof(*rr));
+    for (int i = 0; i < p->nrcpts; i++)
+        rr[i] = (struct dsn_rcpt){ p->rcpts[i], "", enh, why, now, 0 };
+    struct dsn_msg d = {
+        .action = DSN_FAILED, .hostname = p->cfg->hostname, .to = p->sender,
+        .queue_id = p->name, .message_id = msgid, .boundary = boundary, .envid = "",
+        .arrival = (int64_t)p->st.st_mtime, .now = now, .full = 0,
+        .rcpts = rr, .nrcpts = p->nrcpts,
+    };
+    buf_t text;
+    buf_init(&text, 4096);
+    dsn_format(&text, &d, p->orig.data ? p->orig.data : "",
+               dsn_header_len(p->orig.data ? p->orig.data : "", p->orig.len));
+    free(rr);
+    struct ipc_conn c;
+    c.fd = -1;
+    char *to[1] = { p->sender };
+    uint32_t flags = QF_F_DSN | (p->utf8 ? QF_F_SMTPUTF8 : 0);
+    int ok = pk_open(p, &c, "", to, 1, NOTIFY_NONE, flags) == 0;
+    for (size_t off = 0; ok && off < text.len; off += MD_REC_MAX) {
+        size_t n = text.len - off < MD_REC_MAX ? text.len - off : MD_REC_MAX;
+        struct ipc_cleanup_data dd = { { (const unsigned char *)text.data + off, n } };
+        ok = ipc_send(&c, IPC_CLEANUP_DATA, &dd) == 0;
+    }
+    union ipc_msg m;
+    struct ipc_cleanup_end e = { 0 };
+    ok = ok && ipc_send(&c, IPC_CLEANUP_END, &e) == 0 &&
+         ipc_expect(&c, IPC_CLEANUP_REPLY, &m) == 1;
+    /* only "not now" keeps the file: a report refused for good (a rule, a
+     * bad address) is logged, never retried in a loop */
+    unsigned st = ok ? m.cleanup_reply.status : V_TEMPFAIL;
+    int again = st == V_DEFER || st == V_TEMPFAIL;
+    if (st == V_ACCEPT || st == V_NEXT)
+        log_info("maildrop/%s: failure report to <%s> queued as %s", p->name, p->sender,
+                 m.cleanup_reply.queue_id);
+    else
+        log_warn("maildrop/%s: the failure report to <%s> was %s", p->name, p->sender,
+                 again ? "not queued (will retry)" : "refused: the sender is not told");
+    if (c.fd >= 0)
+        ipc_conn_close(&c);
+    buf_free(&text);
+    return again ? -1 : 0;
 }
 
 /* END and the reply. */
@@ -153,7 +226,13 @@ static enum pk_result pk_end(struct pk *p)
              verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
              lr ? (unsigned)lr->code : (unsigned)r->code, lr ? lr->enhanced : r->enhanced,
              lr ? lr->text : r->text);
-    return temp ? PK_RETRY : PK_DROP;
+    if (temp)
+        return PK_RETRY;
+    char why[600];
+    snprintf(why, sizeof(why), "%u %s %s", lr ? (unsigned)lr->code : (unsigned)r->code,
+             lr ? lr->enhanced : r->enhanced, lr ? lr->text : r->text);
+    return pk_bounce(p, lr ? lr->enhanced : r->enhanced[0] ? r->enhanced : "5.0.0", why) == 0 ?
+           PK_DROP : PK_RETRY;
 }
 
 /* One checked record. 0 = go on, else the file's fate. */
@@ -173,7 +252,8 @@ static int pk_record(struct pk *p, const struct md_rec *r)
         if (p->cfg->recipients > 0 && p->nrcpts > p->cfg->recipients) {
             log_warn("maildrop/%s: %d recipients (limits.recipients is %d)", p->name,
                      p->nrcpts, p->cfg->recipients);
-            return PK_DROP + 1;
+            return pk_bounce(p, "5.5.3", "552 5.5.3 Too many recipients") == 0 ? PK_DROP + 1 :
+                   PK_RETRY + 1;
         }
         if (pk_begin(p) < 0)
             return PK_RETRY + 1;
@@ -181,9 +261,13 @@ static int pk_record(struct pk *p, const struct md_rec *r)
     if (r->type == MD_CONTENT) {
         if (p->cfg->message_size > 0 && p->md.content > (uint64_t)p->cfg->message_size) {
             log_warn("maildrop/%s: message over limits.message_size", p->name);
-            return PK_DROP + 1;
+            return pk_bounce(p, "5.3.4", "552 5.3.4 Message size exceeds fixed limit") == 0 ?
+                   PK_DROP + 1 : PK_RETRY + 1;
         }
         buf_append(&p->data, r->p, r->len);
+        if (p->orig.len < PK_ORIG_MAX)
+            buf_append(&p->orig, r->p, r->len < PK_ORIG_MAX - p->orig.len ? r->len :
+                                       PK_ORIG_MAX - p->orig.len);
     }
     if (p->data.len >= MD_REC_MAX || (r->type == MD_END && p->data.len > 0)) {
         struct ipc_cleanup_data d = { { (const unsigned char *)p->data.data, p->data.len } };
@@ -270,6 +354,7 @@ enum pk_result pickup_file(const struct config *cfg, int dirfd, const char *name
     struct pk p = { .cfg = cfg, .name = name, .connected = 0 };
     p.c.fd = -1;
     buf_init(&p.data, 0);
+    buf_init(&p.orig, 0);
     md_state_init(&p.md);
     enum pk_result res;
     if (fstat(fd, &p.st) < 0 || !S_ISREG(p.st.st_mode) || p.st.st_nlink != 1) {

@@ -395,3 +395,34 @@ def test_tiny_content_records_cost_pickup_little():
         assert read(path).endswith(b"\n\n" + b"x" * (2 << 20) + b"\nend\n")
         used = daemon_cpu(s, "pickup"), daemon_cpu(s, "cleanup")
         assert used[0] < 1.0 and used[1] < 1.5, f"pickup {used[0]} s, cleanup {used[1]} s of CPU"
+
+
+def test_refused_local_mail_is_bounced_to_its_sender():
+    """sendmail has exited 0 long before cleanup sees a message, and there
+    is no SMTP client to answer: a message cleanup refuses for good (here
+    too many Received lines, 554 5.4.6) gets a failure report to its
+    sender, from <>, quoting its header, as Postfix's local submission
+    does. A <> sender gets none. The file is removed either way."""
+    with local_users() as (u,), Suite() as s:
+        looping = (b"Received: from somewhere\n" * 120 +
+                   b"Subject: round and round\n\nbody\n")
+        r = as_user(u, [POSTDROP, s.spool], s, input=md_message(looping))
+        assert r.returncode == 0, r.stderr
+        (path,) = s.wait_delivered("me", 1)
+        data = read(path)
+        assert data.startswith(b"Return-Path: <>"), data[:300]
+        assert b"Content-Type: multipart/report; report-type=delivery-status" in data, data
+        assert b"Final-Recipient: rfc822; kim@example.test" in data, data
+        assert b"Status: 5.4.6" in data and b"554 5.4.6 Too many hops" in data, data
+        assert b"Subject: round and round" in data, data       # the quoted header
+        assert b"\nbody\n" not in data.split(b"text/rfc822-headers")[-1], data
+        # the null sender: no report (no loop of reports)
+        nul = md_rec(b"S", b"") + md_message(looping)[len(md_rec(b"S", b"me@example.test")):]
+        r = as_user(u, [POSTDROP, s.spool], s, input=nul)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not maildrop(s) and s.log().count("refused submission removed") >= 2,
+                 30, "pickup took the second file")
+        s.wait_queue_empty()
+        assert len(s.delivered("me")) == 1 and not s.delivered("kim")
+        assert s.log().count("failure report to <me@example.test> queued") == 1, s.log()
+        assert os.listdir(os.path.join(s.spool, "corrupt")) == []
