@@ -234,7 +234,9 @@ void clh_content(struct cl_ctx *ctx, struct cl_txn *t, const unsigned char *p, s
     }
     buf_append(&t->hbuf, p, n);
     hdr_scan_feed(&t->hs, p, n);
-    if (t->hs.end != HDR_END_NONE) {
+    /* the limit holds however the content was cut: a header section that
+     * ends in the same piece that takes it past CL_HDR_MAX is refused too */
+    if (t->hs.end != HDR_END_NONE && t->hs.end_off <= CL_HDR_MAX) {
         emit_headers(ctx, t);
         return;
     }
@@ -247,5 +249,9 @@ void clh_finish(struct cl_ctx *ctx, struct cl_txn *t)
     if (t->failed || !t->in_headers)
         return;
     hdr_scan_finish(&t->hs);
+    if (t->hs.end_off > CL_HDR_MAX) {
+        cl_txn_fail(t, LR_HEADER_TOO_BIG);
+        return;
+    }
     emit_headers(ctx, t);
 }

@@ -97,3 +97,25 @@ def test_size_limit_10m_exact():
 
 def test_size_limit_50m_exact():
     check_limit("50M", 50 * 1024 * 1024)
+
+
+def test_header_section_limit_holds_however_the_content_is_cut():
+    """A header section over 256 KiB (cleanup's CL_HDR_MAX) is refused with
+    552 5.3.4 whether it arrives in many pieces or ends in the piece that
+    takes it past the limit: a 300 KiB field in one BDAT chunk (one piece
+    to cleanup) was accepted before. 250 KiB passes; the session goes on."""
+    def msg(kib):
+        return (b"Subject: long header\r\nX-Long: " + b"h" * (kib * 1024) +
+                b"\r\n\r\nbody\r\n")
+    with Suite() as s:
+        c, _ = session(s)
+        for kib, ok in ((300, False), (250, True)):
+            replies = send_bdat(c, msg(kib))
+            code, lines = replies[-1]
+            assert (code == 250) == ok, (kib, lines)
+            if not ok:
+                assert code == 552 and "5.3.4" in lines[0], lines
+            code, lines = send_data(c, msg(kib))
+            assert (code == 250) == ok, (kib, lines)
+        c.cmd("QUIT")
+        s.wait_delivered("alice", 2)
