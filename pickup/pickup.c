@@ -9,8 +9,10 @@
  * first sweep at start takes what was submitted while the daemons were
  * down. At most PK_BATCH files per loop turn, so SIGTERM is heard soon.
  * A file cleanup deferred (a tenant over its limit, cleanup restarting) is
- * remembered and skipped for PK_RETRY_SECS: sweeps neither resubmit it in a
- * loop nor let it hold back the files behind it.
+ * remembered and skipped for PK_RETRY_SECS, twice that after each further
+ * deferral up to PK_RETRY_MAX_SECS (each try sends the whole file again):
+ * sweeps neither resubmit it in a loop nor let it hold back the files
+ * behind it.
  * Temporary files older than PK_STALE_SECS (a postdrop that died) are
  * removed, and any other name is moved to corrupt/: pickup owns the
  * sticky directory, so it may. Never exits because of what it finds.
@@ -44,7 +46,7 @@ struct pk_ctx {
 
 /* ---- files cleanup deferred ---------------------------------------------- */
 #define DEFER_BUCKETS 1024
-struct pk_defer { struct pk_defer *next; time_t until; char name[33]; };
+struct pk_defer { struct pk_defer *next; time_t until; unsigned tries; char name[33]; };
 static struct pk_defer *deferred[DEFER_BUCKETS];
 static int ndeferred;
 
@@ -64,16 +66,12 @@ static void defer_unlink(struct pk_defer **pp)
     ndeferred--;
 }
 
-/* Deferred and not due yet? (a due one is forgotten) */
+/* Deferred and not due yet? (a due one is kept: its count of tries sets
+ * the next wait, until the file is queued or gone) */
 static int defer_waiting(const char *name, time_t now)
 {
     struct pk_defer **pp = defer_slot(name);
-    if (*pp == NULL)
-        return 0;
-    if ((*pp)->until > now)
-        return 1;
-    defer_unlink(pp);
-    return 0;
+    return *pp != NULL && (*pp)->until > now;
 }
 
 /* Remember a deferral; 0, or -1 when the table is full. */
@@ -87,7 +85,12 @@ static int defer_add(const char *name, time_t now)
         str_copy((*pp)->name, sizeof((*pp)->name), name);
         ndeferred++;
     }
-    (*pp)->until = now + PK_RETRY_SECS;
+    /* 30 s, then doubling up to PK_RETRY_MAX_SECS: each try sends the
+     * whole file to cleanup again */
+    unsigned t = (*pp)->tries < 8 ? (*pp)->tries : 8;
+    time_t wait = (time_t)PK_RETRY_SECS << t;
+    (*pp)->until = now + (wait < PK_RETRY_MAX_SECS ? wait : PK_RETRY_MAX_SECS);
+    (*pp)->tries++;
     return 0;
 }
 

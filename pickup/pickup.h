@@ -21,7 +21,8 @@
 
 #define PK_SWEEP_SECS     5       /* rescan maildrop/ (retries, missed events) */
 #define PK_BATCH          50      /* files per loop turn (SIGTERM is heard between) */
-#define PK_RETRY_SECS     30      /* a file cleanup deferred is not tried again before */
+#define PK_RETRY_SECS     30      /* a file cleanup deferred is not tried again before; */
+#define PK_RETRY_MAX_SECS 300     /* doubling each time up to this */
 #define PK_DEFERRED_MAX   10000   /* deferred files remembered (then sweeps stop short) */
 #define PK_STALE_SECS     3600    /* a postdrop temporary file this old is dead */
 #define PK_REPLY_TIMEOUT  300     /* seconds cleanup may take to answer END */
