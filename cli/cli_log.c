@@ -9,11 +9,13 @@
  * facility), else /var/log/mail.log, /var/log/maillog, /var/log/syslog.
  *
  * ID is a queue id or a session id. A line belongs to it when it names
- * the id as a whole token; the lines that name both ids (smtpd's
- * "queued", cleanup's) link a session to its queue id and back, so the
+ * the id as a whole token; the lines that carry both ids (smtpd's
+ * "queued", cleanup's) link a session to its queue ids and back, so the
  * output runs from connect through every delivery attempt to the end.
- * Two passes over the source: the first finds the linked ids, the second
- * prints, so memory stays bounded whatever the log's size.
+ * Links are read only where Postern writes ids (line_ids), never from
+ * client values. Two passes over the source: the first finds the linked
+ * ids, the second prints, so memory stays bounded by the ids
+ * (LOG_IDS_MAX), whatever the log's size.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -27,91 +29,134 @@
 #include "cli.h"
 #include "daemon/logdest.h"
 #include "mail/spool.h"
+#include "util/hash.h"
 #include "util/log.h"
 
-#define LOG_IDS_MAX 16
+#define LOG_IDS_MAX 65536       /* linked ids kept (a session's messages); more: said */
 #define LOG_LINE_READ 65536
+#define ID_MAX 40
 
-struct idset { char v[LOG_IDS_MAX][40]; int n; };
+/* The ids followed: a hash set (open addressing, cap a power of two). */
+struct idset { char (*v)[ID_MAX]; size_t n, cap; int over; };
 
 static int id_char(int c) { return isalnum((unsigned char)c); }
 
+static size_t id_slot(const struct idset *s, const char *id, size_t n)
+{
+    uint32_t h = FNV1A_INIT;
+    for (size_t i = 0; i < n; i++)
+        h = fnv1a_byte(h, (unsigned char)id[i]);
+    size_t k = h & (s->cap - 1);
+    while (s->v[k][0] && (strlen(s->v[k]) != n || memcmp(s->v[k], id, n) != 0))
+        k = (k + 1) & (s->cap - 1);
+    return k;
+}
+
 static int has_id(const struct idset *s, const char *id, size_t n)
 {
-    for (int i = 0; i < s->n; i++)
-        if (strlen(s->v[i]) == n && memcmp(s->v[i], id, n) == 0)
-            return 1;
-    return 0;
+    return n > 0 && n < ID_MAX && s->v[id_slot(s, id, n)][0] != '\0';
 }
 
 static void add_id(struct idset *s, const char *id, size_t n)
 {
-    if (n == 0 || n >= sizeof(s->v[0]) || s->n >= LOG_IDS_MAX || has_id(s, id, n))
+    if (n == 0 || n >= ID_MAX || has_id(s, id, n))
         return;
-    memcpy(s->v[s->n], id, n);
-    s->v[s->n++][n] = '\0';
+    if (s->n >= LOG_IDS_MAX) {
+        s->over = 1;
+        return;
+    }
+    if (2 * (s->n + 1) > s->cap) {          /* at most half full: short probes */
+        struct idset g = { xcalloc(s->cap * 2, ID_MAX), 0, s->cap * 2, s->over };
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->v[i][0])
+                memcpy(g.v[id_slot(&g, s->v[i], strlen(s->v[i]))], s->v[i], ID_MAX);
+        g.n = s->n;
+        free(s->v);
+        *s = g;
+    }
+    char *slot = s->v[id_slot(s, id, n)];
+    memcpy(slot, id, n);
+    slot[n] = '\0';
+    s->n++;
 }
 
-/* Does line name id as a whole token? */
-static int names(const char *line, const char *id)
+/* Does line name one of the ids as a whole token (a maximal alphanumeric run)? */
+static int matches(const struct idset *s, const char *line)
 {
-    size_t n = strlen(id);
-    for (const char *p = line; (p = strstr(p, id)) != NULL; p += n)
-        if ((p == line || !id_char(p[-1])) && !id_char(p[n]))
-            return 1;
-    return 0;
-}
-
-/* The token after key in line, if any (an id is alphanumeric). */
-static void take_after(struct idset *s, const char *line, const char *key)
-{
-    for (const char *p = line; (p = strstr(p, key)) != NULL; ) {
-        p += strlen(key);
+    for (const char *p = line; *p; ) {
+        if (!id_char(*p)) {
+            p++;
+            continue;
+        }
         size_t n = 0;
         while (id_char(p[n]))
             n++;
-        char tmp[40];
-        if (n > 0 && n < sizeof(tmp)) {
-            memcpy(tmp, p, n);
-            tmp[n] = '\0';
-            if (queue_id_valid(tmp) || n == 16)
-                add_id(s, p, n);
-        }
+        if (has_id(s, p, n))
+            return 1;
+        p += n;
     }
+    return 0;
 }
 
-/* The ids a line links: JSON fields, a text line's "ID: " prefix and session=. */
-static void linked_ids(struct idset *s, const char *line)
+/* An id-shaped token at p (a queue id, or a session id: 16 characters)
+ * into out; its length, 0 when there is none. */
+static size_t take_id(const char *p, char out[ID_MAX])
 {
-    take_after(s, line, "\"queue_id\":\"");
-    take_after(s, line, "\"session\":\"");
-    take_after(s, line, "session=");
-    const char *p = strstr(line, "]: ");
-    if (p == NULL || line[0] == '{')
-        return;
-    p += 3;
-    static const char *const levels[] = { "warning: ", "error: ", "fatal: ", "panic: ", "debug: " };
-    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-        if (strncmp(p, levels[i], strlen(levels[i])) == 0)
-            p += strlen(levels[i]);
     size_t n = 0;
     while (id_char(p[n]))
         n++;
-    if (n > 0 && n < 40 && p[n] == ':' && p[n + 1] == ' ') {
-        char tmp[40];
-        memcpy(tmp, p, n);
-        tmp[n] = '\0';
-        if (queue_id_valid(tmp) || n == 16)
-            add_id(s, p, n);
-    }
+    if (n == 0 || n >= ID_MAX)
+        return 0;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return queue_id_valid(out) || n == 16 ? n : 0;
 }
 
-static int matches(const struct idset *s, const char *line)
+/*
+ * The ids a line is about, taken only from where Postern itself writes
+ * them, never from values a client chose (HELO, addresses, reply texts
+ * hold any printable text, "session=..." and queue ids included):
+ *  - a JSON line's "queue_id" and "session" keys: a quote inside a value
+ *    is always escaped, so a value cannot contain `"session":"`;
+ *  - a text line's "ID: " prefix, right after the "prog[pid]: " head;
+ *  - the session= that ends smtpd's "queued" line (`ID: client=...,
+ *    session=SID`): it is that layout's last field, after every value
+ *    from the client, so only the last one counts, at the very end.
+ * Returns how many (0..2) went into ids.
+ */
+static int line_ids(const char *line, char ids[2][ID_MAX])
 {
-    for (int i = 0; i < s->n; i++)
-        if (names(line, s->v[i]))
-            return 1;
-    return 0;
+    int k = 0;
+    const char *head = strstr(line, "]: ");
+    const char *body = line[0] == '{' ? line : head ? head + 3 : NULL;
+    if (body == NULL)
+        return 0;
+    if (body[0] == '{') {
+        static const char *const keys[] = { "\"queue_id\":\"", "\"session\":\"" };
+        for (int i = 0; i < 2; i++) {
+            const char *p = strstr(body, keys[i]);
+            if (p && take_id(p + strlen(keys[i]), ids[k]))
+                k++;
+        }
+        return k;
+    }
+    static const char *const levels[] = { "warning: ", "error: ", "fatal: ", "panic: ", "debug: " };
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (strncmp(body, levels[i], strlen(levels[i])) == 0)
+            body += strlen(levels[i]);
+    size_t n = take_id(body, ids[k]);
+    if (n == 0 || body[n] != ':' || body[n + 1] != ' ')
+        return 0;
+    k++;
+    body += n + 2;
+    size_t len = strcspn(body, "\r\n");
+    static const char key[] = ", session=";
+    size_t kl = sizeof(key) - 1;
+    if (strncmp(body, "client=", 7) == 0 && len > kl + 16 &&
+        memcmp(body + len - 16 - kl, key, kl) == 0 &&
+        take_id(body + len - 16, ids[k]) == 16)
+        k++;
+    return k;
 }
 
 /* One pass over f: link (pass 1) or print (pass 2). Returns lines printed. */
@@ -121,8 +166,12 @@ static int scan(FILE *f, struct idset *s, const char *id, int print)
     int printed = 0;
     while (fgets(line, sizeof(line), f)) {
         if (!print) {
-            if (names(line, id))
-                linked_ids(s, line);
+            char ids[2][ID_MAX];
+            int n = line_ids(line, ids), hit = 0;
+            for (int i = 0; i < n; i++)
+                hit |= strcmp(ids[i], id) == 0;
+            for (int i = 0; hit && i < n; i++)
+                add_id(s, ids[i], strlen(ids[i]));
         } else if (matches(s, line)) {
             fputs(line, stdout);
             if (strchr(line, '\n') == NULL)
@@ -202,12 +251,16 @@ static int scan_journal(struct idset *s, const char *id, int print)
 /* Both passes over one kind of source; -1 = source not there. */
 static int run_source(int journal, const char *const *paths, int n, const char *id)
 {
-    struct idset s = { .n = 0 };
+    struct idset s = { xcalloc(64, ID_MAX), 0, 64, 0 };
     add_id(&s, id, strlen(id));
     int r = journal ? scan_journal(&s, id, 0) : scan_files(paths, n, &s, id, 0);
-    if (r < 0)
-        return -1;
-    return journal ? scan_journal(&s, id, 1) : scan_files(paths, n, &s, id, 1);
+    if (r >= 0)
+        r = journal ? scan_journal(&s, id, 1) : scan_files(paths, n, &s, id, 1);
+    if (r >= 0 && s.over)
+        cli_err("log: %s links more than %d ids: the lines of the others are not shown",
+                id, LOG_IDS_MAX);
+    free(s.v);
+    return r;
 }
 
 int cli_log(struct cli *c, int argc, char **argv)
