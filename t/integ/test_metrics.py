@@ -287,3 +287,49 @@ def test_dns_counters():
                     type="A")
         m = scrape(port)
         assert value(m, "postern_dns_failures_total", process="smtpd", type="PTR") == 0, m
+
+
+def test_slow_clients_cannot_hold_the_endpoint():
+    """Slowloris: 8 connections from 127.0.0.1 (the per-address limit) each
+    send a request a byte at a time, well inside the idle timeout. Each
+    connection lives at most 20 s whatever it sends, so a scraper on the
+    same address gets its answer again once they are cut."""
+    import socket
+    port = free_port()
+    with Suite(extra_conf=f'metrics {{ address = "127.0.0.1:{port}"; }}') as s:
+        scrape(port)
+        slow = []
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            slow.append(c)
+        time.sleep(0.5)
+        try:
+            scrape(port)
+            held = False
+        except (urllib.error.URLError, ConnectionError, OSError):
+            held = True
+        assert held, "8 slow connections did not fill the per-address limit"
+        start, ok, cut = time.time(), False, 0
+        while time.time() - start < 35 and not ok:
+            for c in slow:      # a byte every 2 s: never idle for 10 s
+                try:
+                    c.sendall(b"X")
+                except OSError:
+                    pass
+            time.sleep(2)
+            try:
+                scrape(port)
+                ok = True
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+        for c in slow:
+            c.settimeout(1)
+            try:
+                cut += c.recv(1) == b""
+            except OSError:
+                cut += 1
+            c.close()
+        assert ok, "slow clients held the metrics endpoint for 35 s"
+        assert cut == 8, cut
+        assert "panic" not in s.log(), s.log()
