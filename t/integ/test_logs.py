@@ -229,6 +229,9 @@ def test_postern_log_shows_deferred_then_delivered():
             qid = text.decode().rsplit(" ", 1)[-1]
             wait_for(lambda: peer.got, 30, "the retried delivery")
             s.wait_queue_empty()
+            # master writes the log file: the last lines may lag the queue
+            wait_for(lambda: f"{qid}: removed" in open(path, errors="replace").read(), 10,
+                     "the removed line in the log file")
             r = s.postern("log", qid)
             assert r.returncode == 0, r.stderr
             out = r.stdout.decode()
