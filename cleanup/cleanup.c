@@ -11,7 +11,6 @@
  * accepting, let in-flight transactions finish (bounded), exit.
  * Never talks to the outside network.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

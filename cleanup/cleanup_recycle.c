@@ -31,9 +31,10 @@
  * the names' removal from active/ durable. tmp/ is never trusted: cleanup
  * removes at start everything in it that no live process holds (.free-*
  * included), exactly like unfinished files. A name is taken only with its
- * flock (queue_tmp_claim, without waiting): a draining cleanup and its
+ * flock (queue_tmp_take, without waiting): a draining cleanup and its
  * replacement both scan tmp/, and the one that holds the file keeps it.
- * Files that are not regular, single-link files are not reused. At most RECYCLE_MAX are kept per scan; extra ones are removed.
+ * Files that are not regular, single-link files are not reused. At most
+ * RECYCLE_MAX are kept per scan; extra ones are removed (unless held).
  * Since the commit renames before it fsyncs (cleanup_commit.c), a power cut
  * can also leave incoming/ID naming a recycled inode that still holds some
  * or all of the old message's blocks: never acknowledged, and refused by
@@ -168,7 +169,7 @@ int cl_tmp_create(struct cl_txn *t)
         if (fd < 0)
             continue;               /* gone (restart race): take another */
         struct stat st;
-        if (queue_tmp_claim(fd, t->path, 0, &st) < 0) {
+        if (queue_tmp_take(fd, t->path, &st) < 0) {
             close(fd);
             continue;
         }

@@ -132,6 +132,14 @@ static int pk_begin(struct pk *p)
     return pk_open(p, &p->c, p->sender, p->rcpts, p->nrcpts, p->md.notify, flags);
 }
 
+/* END of c's transaction and cleanup's reply into *m: 0, or -1 (no answer). */
+static int pk_finish(struct ipc_conn *c, union ipc_msg *m)
+{
+    struct ipc_cleanup_end e = { 0 };
+    return ipc_send(c, IPC_CLEANUP_END, &e) == 0 && ipc_expect(c, IPC_CLEANUP_REPLY, m) == 1 ?
+           0 : -1;
+}
+
 /* A well-formed submission refused for good: sendmail has long exited 0
  * and there is no SMTP client to answer, so the sender gets a failure
  * report (from <>, like qmgr's: lib/mail/dsn.h), as Postfix's local
@@ -146,8 +154,7 @@ static int pk_bounce(struct pk *p, const char *enh, const char *why)
     char id[QUEUE_ID_MAX + 1], msgid[QUEUE_ID_MAX + 300], boundary[QUEUE_ID_MAX + 300];
     queue_id_new(id, sizeof(id));
     int64_t now = (int64_t)time(NULL);
-    snprintf(msgid, sizeof(msgid), "%s.pickup@%s", id, p->cfg->hostname);
-    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", id, (long long)now, p->cfg->hostname);
+    dsn_names(msgid, sizeof(msgid), boundary, sizeof(boundary), id, now, p->cfg->hostname);
     struct dsn_rcpt *rr = xcalloc((size_t)p->nrcpts, sizeof(*rr));
     for (int i = 0; i < p->nrcpts; i++)
         rr[i] = (struct dsn_rcpt){ p->rcpts[i], "", enh, why, now, 0 };
@@ -173,9 +180,7 @@ static int pk_bounce(struct pk *p, const char *enh, const char *why)
         ok = ipc_send(&c, IPC_CLEANUP_DATA, &dd) == 0;
     }
     union ipc_msg m;
-    struct ipc_cleanup_end e = { 0 };
-    ok = ok && ipc_send(&c, IPC_CLEANUP_END, &e) == 0 &&
-         ipc_expect(&c, IPC_CLEANUP_REPLY, &m) == 1;
+    ok = ok && pk_finish(&c, &m) == 0;
     /* only "not now" keeps the file: a report refused for good (a rule, a
      * bad address) is logged, never retried in a loop */
     unsigned st = ok ? m.cleanup_reply.status : V_TEMPFAIL;
@@ -195,11 +200,9 @@ static int pk_bounce(struct pk *p, const char *enh, const char *why)
 /* END and the reply. */
 static enum pk_result pk_end(struct pk *p)
 {
-    struct ipc_cleanup_end e = { 0 };
     union ipc_msg m;
     p->ended = 1;                   /* the transaction is over: no abort after it */
-    if (ipc_send(&p->c, IPC_CLEANUP_END, &e) < 0 ||
-        ipc_expect(&p->c, IPC_CLEANUP_REPLY, &m) != 1) {
+    if (pk_finish(&p->c, &m) < 0) {
         log_warn("maildrop/%s: no answer from cleanup (will retry)", p->name);
         return PK_RETRY;
     }
@@ -219,20 +222,22 @@ static enum pk_result pk_end(struct pk *p)
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;
     /* a local failure (limits, loops, disk) is named by its row, not spelt out */
-    const struct local_reply *lr = r->local != LR_NONE ?
-                                   local_reply((enum local_status)r->local) : NULL;
-    log_warn("maildrop/%s: uid=%u from=<%s>: cleanup refused it%s (status %s, %u %s %s)",
-             p->name, (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
-             verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
-             lr ? (unsigned)lr->code : (unsigned)r->code, lr ? lr->enhanced : r->enhanced,
-             lr ? lr->text : r->text);
+    unsigned code = r->code;
+    const char *enh = r->enhanced[0] ? r->enhanced : "5.0.0", *text = r->text;
+    if (r->local != LR_NONE) {
+        const struct local_reply *lr = local_reply((enum local_status)r->local);
+        code = lr->code;
+        enh = lr->enhanced;
+        text = lr->text;
+    }
+    char why[600];
+    snprintf(why, sizeof(why), "%u %s %s", code, enh, text);
+    log_warn("maildrop/%s: uid=%u from=<%s>: cleanup refused it%s (status %s, %s)", p->name,
+             (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
+             verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)), why);
     if (temp)
         return PK_RETRY;
-    char why[600];
-    snprintf(why, sizeof(why), "%u %s %s", lr ? (unsigned)lr->code : (unsigned)r->code,
-             lr ? lr->enhanced : r->enhanced, lr ? lr->text : r->text);
-    return pk_bounce(p, lr ? lr->enhanced : r->enhanced[0] ? r->enhanced : "5.0.0", why) == 0 ?
-           PK_DROP : PK_RETRY;
+    return pk_bounce(p, enh, why) == 0 ? PK_DROP : PK_RETRY;
 }
 
 /* One checked record. 0 = go on, else the file's fate. */

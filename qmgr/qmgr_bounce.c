@@ -79,8 +79,7 @@ static int format(const struct qmsg *m, const struct event *ev, const char *newi
                                    (r->rflags & QF_R_RELAYED) != 0 };
     }
     char msgid[QUEUE_ID_MAX + 300], boundary[QUEUE_ID_MAX + 300];
-    snprintf(msgid, sizeof(msgid), "%s.dsn@%s", newid, cfg->hostname);
-    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", newid, (long long)now, cfg->hostname);
+    dsn_names(msgid, sizeof(msgid), boundary, sizeof(boundary), newid, now, cfg->hostname);
     struct dsn_msg d = {
         .action = ev->action, .hostname = cfg->hostname, .to = to, .queue_id = m->id,
         .message_id = msgid, .boundary = boundary, .envid = m->env.envid,

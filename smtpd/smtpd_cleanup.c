@@ -131,12 +131,10 @@ static int c_frame(struct ipc_peer *p, enum ipc_type t, union ipc_msg *m, void *
     struct smtpd_cconn *cc = arg;
     struct smtpd_session *s = cc->s;
     if (t == IPC_CLEANUP_DRAIN) {
-        if (s == NULL) {
-            cc->last = 1;           /* idle: dropped (c_error), the next is new */
-            return -1;
-        }
-        cc->last = 1;               /* taken meanwhile: served, then closed */
-        return 0;
+        /* idle: dropped now (c_error), the next one is new; taken
+         * meanwhile: its transaction is served, then it is closed */
+        cc->last = 1;
+        return s == NULL ? -1 : 0;
     }
     if (t != IPC_CLEANUP_REPLY || s == NULL || !s->cleanup_busy ||
         s->state != SS_WAIT_DATA)

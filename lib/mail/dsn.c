@@ -10,6 +10,13 @@
 #include "mail/hdr.h"
 #include "mail/qfile.h"
 
+void dsn_names(char *msgid, size_t msize, char *boundary, size_t bsize, const char *id,
+               int64_t now, const char *hostname)
+{
+    snprintf(msgid, msize, "%s.dsn@%s", id, hostname);
+    snprintf(boundary, bsize, "%s.%lld/%s", id, (long long)now, hostname);
+}
+
 const char *dsn_subject(enum dsn_action a)
 {
     switch (a) {

@@ -63,6 +63,11 @@ void dsn_date(char *out, size_t size, int64_t t);
 
 const char *dsn_subject(enum dsn_action a);
 
+/* A report's Message-ID (without <>) and MIME boundary, named after the
+ * report's own fresh queue id (qmgr's and pickup's reports alike). */
+void dsn_names(char *msgid, size_t msize, char *boundary, size_t bsize, const char *id,
+               int64_t now, const char *hostname);
+
 /* Length of the header section of content p[0..n) including the blank line
  * that ends it (lib/mail/hdr.h rules); n when it never ends. */
 size_t dsn_header_len(const char *p, size_t n);

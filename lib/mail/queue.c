@@ -81,46 +81,43 @@ int queue_publish(const char *tmp_path, const char *qname, const char *id,
     return rename(tmp_path, dst);
 }
 
-int queue_tmp_claim(int fd, const char *path, int wait, struct stat *st)
-{
-    int r;
-    while ((r = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
-        ;
-    if (r < 0 || fstat(fd, st) < 0)
-        return -1;
-    if (wait) {
-        /* a file this process just created: only a purge (which unlinks
-         * before it lets go) can have had it first */
-        if (st->st_nlink > 0)
-            return 0;
-    } else {
-        /* another process may have taken it, written it and renamed it
-         * away (still linked) before letting go */
-        struct stat pst;
-        if (lstat(path, &pst) == 0 && pst.st_dev == st->st_dev && pst.st_ino == st->st_ino)
-            return 0;
-    }
-    errno = ENOENT;
-    return -1;
-}
-
 int queue_tmp_create(const char *path)
 {
     for (int tries = 0; tries < 3; tries++) {
         int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
             return -1;
+        /* only a purge can hold a file just made, for an instant (it
+         * unlinks before it lets go): wait, then see it is still linked */
+        int r;
         struct stat st;
-        if (queue_tmp_claim(fd, path, 1, &st) == 0)
-            return fd;
+        while ((r = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+            ;
+        if (r == 0 && fstat(fd, &st) == 0) {
+            if (st.st_nlink > 0)
+                return fd;
+            close(fd);              /* purged meanwhile: made again */
+            continue;
+        }
         int e = errno;
         close(fd);
-        if (e != ENOENT) {
-            errno = e;
-            return -1;
-        }
+        errno = e;
+        return -1;
     }
     errno = EAGAIN;
+    return -1;
+}
+
+int queue_tmp_take(int fd, const char *path, struct stat *st)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, st) < 0)
+        return -1;
+    /* another process may have taken it, written it and renamed it away
+     * (still linked) before letting go */
+    struct stat pst;
+    if (lstat(path, &pst) == 0 && pst.st_dev == st->st_dev && pst.st_ino == st->st_ino)
+        return 0;
+    errno = ENOENT;
     return -1;
 }
 

@@ -76,19 +76,17 @@ int queue_dir_of(const char *qname, char *out, size_t size);
  * once (a draining cleanup beside its replacement, qmgr's reports), so a
  * cleanup starting removes only files nobody holds (queue_tmp_purge), and
  * two cleanups never take the same recycled file.
- * queue_tmp_claim locks fd, a file opened by its name path, and checks
- * that path still names it (*st: its fstat). wait: a file this process
- * just created (O_EXCL), so only a purge can hold it, for an instant: block
- * for the lock, then check it is still linked. !wait: an existing file
- * (recycled), which another process may hold or have taken and renamed:
- * give up at once if locked, else compare path's inode. 0, or -1 with
- * errno: ENOENT (path gone or renamed meanwhile: close fd), EWOULDBLOCK
- * (!wait: another process holds it). */
-int queue_tmp_claim(int fd, const char *path, int wait, struct stat *st);
+ */
 
-/* Create tmp file path (O_EXCL, 0600, write-only) and claim it; a name a
+/* Create tmp file path (O_EXCL, 0600, write-only) and hold it; a name a
  * purge removed meanwhile is made again. The fd, or -1 with errno. */
 int queue_tmp_create(const char *path);
+
+/* Take an existing file in tmp/ (a recycled one), opened as fd by its name
+ * path: lock it without waiting and check path still names it (*st: its
+ * fstat). 0, or -1 with errno: EWOULDBLOCK (another process holds it) or
+ * ENOENT (gone, or taken and renamed away meanwhile): close fd. */
+int queue_tmp_take(int fd, const char *path, struct stat *st);
 
 /* Remove dfd/name unless a live process holds it: 1 removed, 0 held (or
  * already gone). */

@@ -333,13 +333,13 @@ static void test_queue_tmp_ownership(void **st)
     put(AT_FDCWD, "tmp/.free-R1", "recycled");
     int a = open("tmp/.free-R1", O_WRONLY);
     int b = open("tmp/.free-R1", O_WRONLY);
-    assert_int_equal(queue_tmp_claim(a, "tmp/.free-R1", 0, &sb), 0);
-    assert_int_equal(queue_tmp_claim(b, "tmp/.free-R1", 0, &sb), -1);
+    assert_int_equal(queue_tmp_take(a, "tmp/.free-R1", &sb), 0);
+    assert_int_equal(queue_tmp_take(b, "tmp/.free-R1", &sb), -1);
     assert_int_equal(errno, EWOULDBLOCK);
     /* ... nor once the holder renamed it away (still linked) and let go */
     assert_int_equal(rename("tmp/.free-R1", "incoming/R1"), 0);
     close(a);
-    assert_int_equal(queue_tmp_claim(b, "tmp/.free-R1", 0, &sb), -1);
+    assert_int_equal(queue_tmp_take(b, "tmp/.free-R1", &sb), -1);
     assert_int_equal(errno, ENOENT);
     close(b);
     /* a held file is removed once its holder is gone */
