@@ -198,6 +198,7 @@ one_run() {
     local sink0=0 sunk
     [ "$scen" = relay ] && { rcpt=b@relay.test; sink0=$(sink_count); }
     gate=$WORK/gate; out=$WORK/waitq.out; rm -f "$gate" "$out"
+    mkfifo "$gate" || return 1
     new=$(maildir_new "$m" "$d")
     if [ "$scen" = maildir ]; then
         "$PY" "$BENCH_DIR/waitq.py" --after "$gate" count "$BENCH_TIMEOUT" "$new" "$n" > "$out" &
@@ -216,7 +217,9 @@ one_run() {
     fi
     rc=$?
     t1=$(now)
-    touch "$gate"
+    # open the gate: waitq.py sleeps in open(FIFO) until now (no polling
+    # during the load); timeout: it may have died
+    timeout 5 sh -c 'echo > "$1"' sh "$gate"
     acc=$(calc "$n / ($t1 - $t0)") del=n/a st=0
     if [ $rc != 0 ] || [ -s "$WORK/ss.err" ]; then
         [ $rc = 124 ] && echo "timed out after $BENCH_TIMEOUT s" >> "$WORK/ss.err"
