@@ -5,7 +5,7 @@
 PREFIX  ?= /usr/local
 SAN     ?= 0
 CC      ?= cc
-PKGS     = libevent libevent_openssl openssl libcrypt libpcre2-8
+PKGS     = libevent libevent_openssl openssl libcrypt libpcre2-8 libidn2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libunbound (lib/dns/) is linked only into the programs that resolve names

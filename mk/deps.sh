@@ -11,6 +11,7 @@
 #   build:  cc, make, ar (build-essential), pkg-config, the -dev libraries
 #           (libcurl4-openssl-dev: the MTA-STS policy fetch over HTTPS, lib/sts/)
 #           (libcdb-dev: tinycdb, the compiled local.aliases index)
+#           (libidn2-dev: U-labels to A-labels before SPF/DKIM/DMARC, lib/mail/idna.c)
 #   fuzz:   clang + libFuzzer (libclang-rt-14-dev)
 #   tests:  python3 (/usr/bin/python3), swaks (SMTP client) with
 #           libnet-ssleay-perl (swaks --tls/--tlsc: Net::SSLeay, only a
@@ -43,7 +44,7 @@
 #           (the reference DMARC evaluator the tests compare with)
 set -e
 PKGS="build-essential make pkg-config libevent-dev libssl-dev libcrypt-dev libcmocka-dev
-libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev
+libunbound-dev libpcre2-dev libcurl4-openssl-dev libcdb-dev libidn2-dev
 dns-root-data ldnsutils
 clang libclang-rt-14-dev
 python3 python3-aiosmtpd swaks libnet-ssleay-perl openssl whois procps psmisc

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include "mail/addr.h"
+#include "dns/idna.h"
 #include "util/buf.h"
 
 /* atext per RFC 5322 3.2.3 (ASCII part) */
@@ -518,12 +519,13 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i)
 }
 
 /* The domain of the address in s[a, b) (comments, quoted strings and any
- * angle-addr skipped): the letters, digits, '-', '_' and '.' after its last '@' (white
- * space after the '@' skipped; whatever follows the run ignored, as a
- * reader's eye would), lower case, one final '.' dropped, into d: 1, or 0
- * when there is none (no '@', a literal, over ADDR_DOMAIN_MAX, an empty
- * label, or UTF-8 in the domain: an IDN is not looked up by its ASCII
- * start, which would be another domain). */
+ * angle-addr skipped): the letters, digits, '-', '_', '.' and UTF-8 bytes
+ * after its last '@' (white space after the '@' skipped; whatever follows
+ * the run ignored, as a reader's eye would), lower case, U-labels turned
+ * into A-labels (RFC 8616: a Unicode domain is looked up as such, not by
+ * its ASCII start, which would be another domain), one final '.' dropped,
+ * into d: 1, or 0 when there is none (no '@', a literal, over
+ * ADDR_DOMAIN_MAX, an empty label, or no valid IDN). */
 static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
 {
     size_t at = (size_t)-1;
@@ -543,22 +545,24 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
     }
     if (at == (size_t)-1)
         return 0;
-    size_t i = at + 1, j = 0;
+    size_t i = at + 1;
     while (i < b && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
         i++;
+    size_t start = i;
     for (; i < b; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(isascii(c) && isalnum(c)) && c != '-' && c != '_' && c != '.')
+        if (!(isascii(c) && isalnum(c)) && c != '-' && c != '_' && c != '.' && c < 0x80)
             break;
-        if (j >= ADDR_DOMAIN_MAX)
-            return 0;
-        d[j++] = (char)tolower(c);
     }
-    if (i < b && (unsigned char)s[i] >= 0x80)
-        return 0;           /* a UTF-8 (U-label) domain: its ASCII start is another name */
-    if (j > 0 && d[j - 1] == '.')
+    size_t j = i - start;
+    int dot = j > 0 && s[i - 1] == '.';
+    if (dot)
         j--;
-    d[j] = '\0';
+    if (j == 0 || idna_domain_ascii(s + start, j, d, ADDR_DOMAIN_MAX + 1) < 0)
+        return 0;
+    j = strlen(d);
+    if (!dot && j > 0 && d[j - 1] == '.')       /* a final full stop that was not ASCII */
+        d[--j] = '\0';
     /* no empty label (".x", "x..y", "x.." ): no domain anyone reads as one */
     return j > 0 && d[0] != '.' && d[j - 1] != '.' && strstr(d, "..") == NULL;
 }

@@ -106,7 +106,8 @@ size_t addr_skip_qc(const char *s, size_t n, size_t i);
  * with quoted pairs) are never addresses, so "<a@x>" in a display name or
  * a comment is not one. An address with no such run (no '@', a literal),
  * one with an empty label, one longer than ADDR_DOMAIN_MAX, or one whose
- * domain goes on in UTF-8 (an IDN in U-labels, not converted) adds nothing.
+ * UTF-8 is no valid IDN adds nothing. U-labels are returned as A-labels
+ * (RFC 8616), every domain in lower case.
  * CR and LF (folding) are white space.
  * count is how many domains out[] holds already (0, or what the call for
  * an earlier From field returned): they are not added again. Returns the

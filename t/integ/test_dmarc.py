@@ -388,3 +388,48 @@ def test_dmarc_cli():
         s.write_conf(good)
         assert r.returncode == 1 and b"authentication.dmarc_failure: DMARC can only pass" \
             in r.stderr, r.stderr
+
+
+# RFC 8616 4 / 6: an author domain in U-labels (an SMTPUTF8 message's
+# From, RFC 6532) is looked up by its A-labels. Before, it was read as no
+# author domain at all, so a p=reject domain's policy was never applied to
+# mail written in its Unicode name.
+def test_dmarc_idn_author():
+    w = World()
+    w.txt["_dmarc.xn--bnk-qla.com"] = "v=DMARC1; p=reject"
+    w.txt["_dmarc.xn--bcher-kva.com"] = "v=DMARC1; p=none"
+    unbound_conf({name: [{"TXT": v}] for name, v in w.txt.items()}, w.ub)
+    with w.suite("reject") as s:
+        def sendu(hfrom, n):
+            msg = w.message(hfrom, n)
+            c = smtplib.SMTP("127.0.0.1", s.port, timeout=30)
+            c.ehlo("client.example.test")
+            try:
+                c.sendmail("a@aligneddm.com", ["user@example.test"], msg,
+                           mail_options=["SMTPUTF8"])
+                return 250, b""
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code, e.smtp_error
+            finally:
+                c.quit()
+        code, text = sendu("ceo@b\u00e4nk.com", 200)
+        assert (code, text) == (550, b"5.7.1 Message rejected: DMARC policy of "
+                                b"xn--bnk-qla.com"), (code, text)
+        # the same domain written in A-labels, and in upper case U-labels
+        code, text = sendu("ceo@xn--bnk-qla.com", 201)
+        assert code == 550, (code, text)
+        code, text = sendu("ceo@B\u00c4NK.com", 202)
+        assert code == 550, (code, text)
+        # an aligned-looking but different Unicode domain: its own policy
+        assert sendu("\"B\" <x@b\u00fccher.com>", 203)[0] == 250
+        got = s.wait_delivered("user", 1)
+        d = ours(open(got[0], "rb").read())[0]["dmarc"]
+        assert (d.result, prop(d, "header", "from"), prop(d, "policy", "dmarc")) == \
+            ("fail", "xn--bcher-kva.com", "none"), str(d)
+        # a domain that is no valid IDN (U+2028 in a label) is no author
+        # domain: dmarc=none, as a From without one
+        assert sendu("x@b\u00e4nk\u2028.com", 204)[0] == 250
+        got = s.wait_delivered("user", 2)
+        data = [open(p, "rb").read() for p in got]
+        data = [x for x in data if b"Subject: dmarc 204\n" in x][0]
+        assert ours(data)[0]["dmarc"].result == "none", data

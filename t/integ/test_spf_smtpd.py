@@ -17,6 +17,7 @@ ZONE = {
     "soft.test": [{"TXT": "v=spf1 ~all"}],
     "helo.test": [{"TXT": "v=spf1 -all"}],
     "slow.test": ["TIMEOUT"],
+    "xn--bnk-qla.test": [{"TXT": "v=spf1 ip4:192.0.2.1 -all"}],      # bänk.test
 }
 
 RULES = '''
@@ -90,3 +91,21 @@ def test_spf_off():
         got = s.wait_delivered("user", 1)
         data = open(got[0], "rb").read()
         assert b"Received-SPF" not in data and b"Authentication-Results" not in data, data
+
+
+# RFC 8616 4: an SMTPUTF8 MAIL FROM in U-labels is checked as its A-labels
+# (before, the UTF-8 name was looked up as it stood, found nothing and got
+# "none": a -all domain's mail passed when written in its Unicode name).
+def test_spf_idn_sender():
+    with spf_suite() as s:
+        for sender in ("a@b\u00e4nk.test", "a@B\u00c4NK.test", "a@xn--bnk-qla.test"):
+            c = s.smtp()
+            c.ehlo("client.example.test")
+            r = c.mail(sender, ["SMTPUTF8"])
+            c.quit()
+            assert r == (550, b"5.7.23 SPF fail for xn--bnk-qla.test"), (sender, r)
+        # a name that is no IDN is no domain: "none", as before
+        c = s.smtp()
+        c.ehlo("client.example.test")
+        assert c.mail("a@b\u00e4nk\u2028.test", ["SMTPUTF8"])[0] == 250
+        c.quit()

@@ -277,7 +277,14 @@ static void test_author_domains(void **state)
         { " <a@evil.example", "evil.example" },
         { " @", "" },
         { " <ceo@bank.example> <a@evil.example>", "bank.example evil.example" },
-        { " ceo@bank.example\xc3\xa4.example, x@b\xc3\xa4nk.example", "" },
+        /* U-labels (SMTPUTF8, RFC 6532) as A-labels (RFC 8616) */
+        { " ceo@bank.example\xc3\xa4.example, x@b\xc3\xa4nk.example",
+          "bank.xn--example-cxa.example xn--bnk-qla.example" },
+        { " x@B\xc3\x84NK.Example, y@xn--bnk-qla.example", "xn--bnk-qla.example" },
+        { " x@b\xc3\xa4nk.example\xe3\x80\x82", "xn--bnk-qla.example" },
+        { " x@b\xc3\xa4nk\xe2\x80\xa8.example", "" },     /* U+2028: no IDN */
+        { " x@b\xff\xfenk.example", "" },                   /* not UTF-8 */
+        { " x@example.com\xc2\xa0", "" },                   /* NBSP: no IDN */
         { " \"B\xc3\xa4nk\" <ceo@bank.example>", "bank.example" },
         { " Bank <ceo@bank.example> a@evil.example", "bank.example evil.example" },
         { " ceo@bank.example <a@evil.example>", "evil.example bank.example" },
