@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "config/config_private.h"
+#include "util/idna.h"
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum tls_mode) == sizeof(int), "enum width");
@@ -194,6 +195,9 @@ int cfg_check_hostname(const char *s, buf_t *msg)
     return 0;
 bad:
     buf_append_str(msg, "expected a domain name like mx.example.com");
+    char ace[IDNA_ASCII_MAX];
+    if (n > 0 && idna_domain_ascii(s, n, ace, sizeof ace) == 0 && strcmp(ace, s) != 0)
+        buf_printf(msg, " (an internationalized name in its A-label form: \"%s\")", ace);
     got_text(msg, s);
     return -1;
 }

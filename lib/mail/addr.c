@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include "mail/addr.h"
-#include "dns/idna.h"
+#include "util/idna.h"
 #include "util/buf.h"
 
 /* atext per RFC 5322 3.2.3 (ASCII part) */

@@ -9,6 +9,7 @@
 
 #include "mail/mbox_path.h"
 #include "mail/addr.h"
+#include "util/idna.h"
 
 static void append_lower(buf_t *b, const char *p, size_t n)
 {
@@ -96,9 +97,13 @@ enum mbox_path_rc mbox_path_expand(const char *tmpl, const char *local, const ch
         } else if (*p == 'u') {
             buf_append_str(out, local);
         } else if (*p == 'd') {
-            if (!mbox_domain_ok(domain))
+            /* a domain in U-labels (SMTPUTF8) names the folder of its
+             * A-labels, as the configuration spells the domain */
+            char ace[IDNA_ASCII_MAX];
+            if (idna_domain_ascii(domain, strlen(domain), ace, sizeof ace) < 0 ||
+                !mbox_domain_ok(ace))
                 return MBP_BAD_ADDR;
-            append_lower(out, domain, strlen(domain));
+            buf_append_str(out, ace);
         } else {
             buf_reset(out);
             return MBP_BAD_TEMPLATE;   /* also a trailing '%' (*p == '\0') */

@@ -17,10 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "dns/idna.h"
+#include "util/idna.h"
 #include "spf/spf_eval_int.h"
-
-#define SPF_DOMAIN_ASCII_MAX 256     /* a domain: at most 255 octets */
 
 static const char *const names[] = {
     [SPF_NONE] = "none", [SPF_NEUTRAL] = "neutral", [SPF_PASS] = "pass", [SPF_FAIL] = "fail",
@@ -103,7 +101,7 @@ static void set_identity(struct spf_eval *e, const struct spf_request *rq)
     }
     /* RFC 8616 4: an SMTPUTF8 sender's U-labels are looked up as A-labels;
      * one that is no valid IDN stays as it is (and is no valid domain) */
-    char a[SPF_DOMAIN_ASCII_MAX];
+    char a[IDNA_ASCII_MAX];
     for (const char *p = e->o; *p; p++)
         if ((unsigned char)*p >= 0x80) {
             if (idna_domain_ascii(e->o, strlen(e->o), a, sizeof a) == 0) {

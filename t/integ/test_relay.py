@@ -47,13 +47,13 @@ class Peer:
         return AuthResult(success=ok, handled=False)
 
 
-def start_peer(tls_context=None, port=None, **kw):
+def start_peer(tls_context=None, port=None, host="127.0.0.1", **kw):
     peer = Peer()
     port = port or free_port()
     if tls_context is not None:
         kw.update(tls_context=tls_context, authenticator=peer.authenticate,
                   auth_require_tls=True)
-    ctl = Controller(peer, hostname="127.0.0.1", port=port, **kw)
+    ctl = Controller(peer, hostname=host, port=port, **kw)
     ctl.start()
     return peer, port, ctl
 

@@ -8,12 +8,13 @@ delivery.source_address; a domain that does not exist
 bounces (5.1.2); being the best MX of a domain that is not ours
 defers 4.4.6 (mail loops back to myself)."""
 import os
+import smtplib
 import tempfile
 
 import peerutil
 from dnszone import dns_conf
 from peerutil import logged
-from suite import Suite, free_port, make_message
+from suite import Suite, free_port, make_message, wait_for
 
 ZONE = [
     "a.test. 300 IN MX 10 mx.a.test.",
@@ -29,6 +30,8 @@ ZONE = [
     "loop.test. 300 IN MX 20 mx.b.test.",
 ] + [f"many.test. 300 IN MX {i} h{i}.many.test." for i in range(1, 12)] + [
     "many.test. 300 IN MX 12 mx.b.test.",   # the 12th host: past SMTP_MAX_MX_HOSTS
+    "xn--bcher-kva.test. 300 IN MX 10 mx.u.test.",     # bücher.test
+    "mx.u.test. 300 IN A 127.0.0.4",
 ]
 
 
@@ -100,3 +103,30 @@ def test_mx_without_address_defers_and_unknown_domain_bounces():
         a.send("alice@a.test", ["x@loop.test"], make_message(7))
         logged(a, r"to=<x@loop\.test>, .*dsn=4\.4\.6, status=deferred \(mail for loop\.test "
                   r"loops back to myself")
+
+
+def test_mx_of_a_unicode_domain_is_its_a_label():
+    """RFC 6531 / 8616: an SMTPUTF8 recipient in U-labels is routed by the
+    MX of its A-labels (before, the UTF-8 name was looked up as it stood:
+    "domain not found", a bounce); a name that is no IDN bounces 5.1.2."""
+    from test_relay import start_peer
+    port = free_port()
+    peer, _, ctl = start_peer(port=port, host="127.0.0.4", enable_SMTPUTF8=True)
+    try:
+        with Suite(host="127.0.0.1", port=port, local_domains='["localhost", "a.test"]',
+                   delivery=f"smtp_port = {port};",
+                   extra_conf=dns_conf(unbound_conf(), dnssec=False)) as a:
+            c = smtplib.SMTP("127.0.0.1", a.port, timeout=30)
+            c.ehlo("client.example.test")
+            c.sendmail("alice@a.test", ["carol@B\u00fccher.test", "dan@b\u00fccher\u2028.test"],
+                       make_message(8, subject="unicode"), mail_options=["SMTPUTF8"])
+            c.quit()
+            # (the log shows bytes outside ASCII as \xHH)
+            logged(a, r"to=<carol@B\\xc3\\xbccher\.test>, relay=mx\.u\.test\[127\.0\.0\.4\]:\d+, "
+                      r".*status=sent")
+            logged(a, r"to=<dan@.*dsn=5\.1\.2, status=bounced .*no valid internationalized name")
+            wait_for(lambda: len(peer.got) == 1, 10, "the peer's copy")
+            assert peer.got[0][1] == ["carol@B\u00fccher.test"], peer.got
+            assert "SMTPUTF8" in peer.got[0][3], peer.got
+    finally:
+        ctl.stop()

@@ -98,6 +98,13 @@ static void test_sanitise(void **st)
     assert_string_equal(o.data, "/var/mail/j\xc3\xb6rg");
     assert_false(mbox_local_ok(""));
     assert_false(mbox_local_ok(".."));
+    /* %d of a domain in U-labels (SMTPUTF8): its A-labels, as configured */
+    assert_int_equal(expand("/v/%d/%u", "a@B\xc3\x9c" "cher.Test", NULL, &o), MBP_OK);
+    assert_string_equal(o.data, "/v/xn--bcher-kva.test/a");
+    assert_int_equal(expand("/v/%d/%u", "a@b\xc3\xbc" "cher\xe2\x80\xa8.test", NULL, &o),
+                     MBP_BAD_ADDR);                   /* U+2028: no IDN */
+    assert_int_equal(expand("/v/%d/%u", "a@b\xc3\xbc/../x", NULL, &o), MBP_BAD_ADDR);
+    assert_int_equal(expand("/v/%d/%u", "a@\xc3\xbc\xff", NULL, &o), MBP_BAD_ADDR);
     assert_true(mbox_domain_ok("ex-ample.test"));
     assert_false(mbox_domain_ok("a..b"));
     buf_free(&o);

@@ -12,6 +12,8 @@
 #define POSTERN_IDNA_H
 #include <stddef.h>
 
+#define IDNA_ASCII_MAX 256      /* room for a domain (at most 255 octets) and its NUL */
+
 /* The n bytes at in (no NUL needed), ASCII or UTF-8, into out (NUL-ended,
  * lower case, A-labels) of size outsz. 0 = done; -1 = no such domain: not
  * UTF-8, a label IDNA2008 refuses, a byte outside letters, digits, '-',

@@ -7,7 +7,7 @@
 
 #include <idn2.h>
 
-#include "dns/idna.h"
+#include "util/idna.h"
 
 #define IDNA_IN_MAX 1024        /* bytes of UTF-8 looked at; a domain is <= 255 octets */
 
