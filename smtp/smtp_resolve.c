@@ -321,13 +321,9 @@ int smtp_resolve(const struct config *cfg, const char *domain, struct smtp_hop *
     /* RFC 8616 / 6531: a domain in U-labels (an SMTPUTF8 recipient) is
      * looked up - MX, addresses, MTA-STS, TLSA - by its A-labels */
     char ace[IDNA_ASCII_MAX];
-    for (const char *p = domain; *p; p++)
-        if ((unsigned char)*p >= 0x80) {
-            if (idna_domain_ascii(domain, dl, ace, sizeof ace) < 0)
-                return fail(dsn, dsnlen, "5.1.2", why, whylen,
-                            "domain %s is no valid internationalized name", domain);
-            domain = ace;
-            break;
-        }
-    return mx_lookup(cfg, domain, hop, dsn, dsnlen, why, whylen);
+    const char *name = idna_lookup_name(domain, ace);
+    if (name == NULL)
+        return fail(dsn, dsnlen, "5.1.2", why, whylen,
+                    "domain %s is no valid internationalized name", domain);
+    return mx_lookup(cfg, name, hop, dsn, dsnlen, why, whylen);
 }

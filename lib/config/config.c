@@ -743,21 +743,10 @@ static int domain_eq(const char *a, const char *d, size_t dl)
     return strlen(a) == dl && strncasecmp(a, d, dl) == 0;
 }
 
-/* d in A-labels when it has U-labels (an SMTPUTF8 address, RFC 6531):
- * the configuration names domains in A-labels (cfg_check_hostname). NULL
- * when d is UTF-8 that is no valid IDN (it names no configured domain). */
-static const char *ascii_domain(const char *d, char ace[IDNA_ASCII_MAX])
-{
-    for (const char *p = d; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            return idna_domain_ascii(d, strlen(d), ace, IDNA_ASCII_MAX) == 0 ? ace : NULL;
-    return d;
-}
-
 const struct domain_conf *config_domain(const struct config *c, const char *d)
 {
-    char ace[IDNA_ASCII_MAX];
-    if ((d = ascii_domain(d, ace)) == NULL)
+    char ace[IDNA_ASCII_MAX];           /* the configuration names A-labels */
+    if ((d = idna_lookup_name(d, ace)) == NULL)
         return NULL;
     size_t dl = strlen(d);
     if (dl > 0 && d[dl - 1] == '.')
@@ -771,7 +760,7 @@ const struct domain_conf *config_domain(const struct config *c, const char *d)
 int config_is_local_domain(const struct config *c, const char *d)
 {
     char ace[IDNA_ASCII_MAX];
-    if ((d = ascii_domain(d, ace)) == NULL)
+    if ((d = idna_lookup_name(d, ace)) == NULL)
         return 0;
     size_t dl = strlen(d);
     if (dl > 0 && d[dl - 1] == '.')

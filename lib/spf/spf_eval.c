@@ -102,14 +102,11 @@ static void set_identity(struct spf_eval *e, const struct spf_request *rq)
     /* RFC 8616 4: an SMTPUTF8 sender's U-labels are looked up as A-labels;
      * one that is no valid IDN stays as it is (and is no valid domain) */
     char a[IDNA_ASCII_MAX];
-    for (const char *p = e->o; *p; p++)
-        if ((unsigned char)*p >= 0x80) {
-            if (idna_domain_ascii(e->o, strlen(e->o), a, sizeof a) == 0) {
-                free(e->o);
-                e->o = xstrdup(a);
-            }
-            break;
-        }
+    const char *ace = idna_lookup_name(e->o, a);
+    if (ace != NULL && ace != e->o) {
+        free(e->o);
+        e->o = xstrdup(ace);
+    }
     buf_t b;
     buf_init(&b, 64);
     buf_printf(&b, "%s@%s", e->l, e->o);

@@ -59,3 +59,11 @@ int idna_domain_ascii(const char *in, size_t n, char *out, size_t outsz)
     idn2_free(a);
     return ok ? 0 : -1;
 }
+
+const char *idna_lookup_name(const char *d, char ace[IDNA_ASCII_MAX])
+{
+    for (const char *p = d; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            return idna_domain_ascii(d, strlen(d), ace, IDNA_ASCII_MAX) == 0 ? ace : NULL;
+    return d;
+}

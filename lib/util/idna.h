@@ -20,4 +20,9 @@
  * '_', '.' after conversion, or too long for out. */
 int idna_domain_ascii(const char *in, size_t n, char *out, size_t outsz);
 
+/* For lookups and comparisons: d itself when it is all ASCII (as it is:
+ * not checked, not lower-cased), else its A-labels in ace, or NULL when its
+ * UTF-8 is no valid IDN. */
+const char *idna_lookup_name(const char *d, char ace[IDNA_ASCII_MAX]);
+
 #endif
