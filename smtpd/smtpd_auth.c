@@ -38,6 +38,7 @@
 #include "smtpd.h"
 #include "mail/addr.h"
 #include "mail/auth.h"
+#include "util/idna.h"
 #include "util/log.h"
 
 #define AUTH_THREADS      2
@@ -191,7 +192,9 @@ int smtpd_auth_sender_check(struct smtpd_session *s, const char *sender)
     if (s->auth_domain == NULL || sender[0] == '\0')
         return 0;
     const char *at = strrchr(sender, '@');
-    if (at != NULL && strcasecmp(at + 1, s->auth_domain) == 0)
+    char ace[IDNA_ASCII_MAX];           /* U-labels (SMTPUTF8): the A-labels configured */
+    const char *d = at != NULL ? idna_lookup_name(at + 1, ace) : NULL;
+    if (d != NULL && strcasecmp(d, s->auth_domain) == 0)
         return 0;
     buf_t text;
     buf_init(&text, 128);

@@ -174,3 +174,23 @@ def test_tenant_login_without_auth_users():
         r, (code, _) = login(s, "admin", "pw-admin", source="127.0.0.20")
         assert code == 535
         r.close()
+
+
+def test_tenant_of_an_internationalized_domain():
+    """A tenant named by A-labels owns its domain in U-labels too (an
+    SMTPUTF8 MAIL FROM, RFC 6531): before, x@bücher.test got 553 for the
+    user of xn--bcher-kva.test. Another domain in Unicode is still not its."""
+    s = Suite(start=False, mynetworks='["10.255.255.1/32"]')
+    write(f"{s.dir}/u.users", f"carl:{mkpasswd('sha512crypt', 'pw-u')}\n")
+    conf = (f'auth {{ plaintext_without_tls = true; }}\n'
+            f'domain "xn--bcher-kva.test" {{ users = "{s.dir}/u.users"; }}\n')
+    with s.start_with_conf(s.conf_text + conf) as s:
+        r, (code, lines) = login(s, "carl@xn--bcher-kva.test", "pw-u")
+        assert code == 235, lines
+        for sender in ("carl@B\u00fccher.test", "carl@xn--bcher-kva.test"):
+            code, lines = r.cmd(f"MAIL FROM:<{sender}> SMTPUTF8")
+            assert code == 250, (sender, lines)
+            r.cmd("RSET")
+        code, lines = r.cmd("MAIL FROM:<carl@b\u00e4cher.test> SMTPUTF8")
+        assert code == 553, lines
+        r.close()
