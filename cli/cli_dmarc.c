@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "dmarc/dmarc.h"
 #include "dns/dns.h"
+#include "util/idna.h"
 
 static void print_outcome(const struct dmarc_outcome *o)
 {
@@ -38,13 +39,19 @@ int cli_dmarc(struct cli *c, int argc, char **argv)
         fputs("usage: postern [-c FILE] dmarc DOMAIN\n", stderr);
         return EX_USAGE_;
     }
+    char ace[IDNA_ASCII_MAX];           /* a Unicode name: its A-labels (RFC 8616) */
+    const char *domain = idna_lookup_name(argv[1], ace);
+    if (domain == NULL) {
+        cli_err("dmarc: %s: not a valid internationalized domain name", argv[1]);
+        return EX_USAGE_;
+    }
     struct config *cfg;
     struct dns_ctx *ctx = cli_resolver(c->config_path, &cfg);
     if (!ctx)
         return EX_FAIL;
     dmarc_init(NULL);
     /* no SPF or DKIM: only discovery; draw 0 keeps pct= from lowering it */
-    struct dmarc_input in = { .from_domain = argv[1], .draw = 0 };
+    struct dmarc_input in = { .from_domain = domain, .draw = 0 };
     struct dmarc_outcome o;
     dmarc_check_sync(ctx, &in, 0, &o);
     dns_ctx_free(ctx);

@@ -433,3 +433,7 @@ def test_dmarc_idn_author():
         data = [open(p, "rb").read() for p in got]
         data = [x for x in data if b"Subject: dmarc 204\n" in x][0]
         assert ours(data)[0]["dmarc"].result == "none", data
+        # postern dmarc takes the Unicode name too
+        out = s.postern("dmarc", "B\u00e4nk.com", check=True).stdout.decode()
+        assert "domain: xn--bnk-qla.com\n" in out and "policy: reject" in out, out
+        assert s.postern("dmarc", "b\u00e4nk\u2028.com").returncode == 2
