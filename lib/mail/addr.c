@@ -553,6 +553,8 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
         unsigned char c = (unsigned char)s[i];
         if (!(isascii(c) && isalnum(c)) && c != '-' && c != '_' && c != '.' && c < 0x80)
             break;
+        if (i - start > 4 * ADDR_DOMAIN_MAX)
+            return 0;           /* longer than any domain, even in 4-byte UTF-8 */
     }
     size_t j = i - start;
     int dot = j > 0 && s[i - 1] == '.';
