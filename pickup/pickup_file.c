@@ -222,22 +222,22 @@ static enum pk_result pk_end(struct pk *p)
     }
     int temp = r->status == V_DEFER || r->status == V_TEMPFAIL;
     /* a local failure (limits, loops, disk) is named by its row, not spelt out */
-    unsigned code = r->code;
-    const char *enh = r->enhanced[0] ? r->enhanced : "5.0.0", *text = r->text;
+    buf_t why;
+    buf_init(&why, 128);
+    const char *enh = r->enhanced[0] ? r->enhanced : "5.0.0";
     if (r->local != LR_NONE) {
-        const struct local_reply *lr = local_reply((enum local_status)r->local);
-        code = lr->code;
-        enh = lr->enhanced;
-        text = lr->text;
+        local_reply_format(&why, (enum local_status)r->local);
+        enh = local_reply((enum local_status)r->local)->enhanced;
+    } else {
+        buf_printf(&why, "%u %s %s", (unsigned)r->code, enh, r->text);
     }
-    char why[600];
-    snprintf(why, sizeof(why), "%u %s %s", code, enh, text);
     log_warn("maildrop/%s: uid=%u from=<%s>: cleanup refused it%s (status %s, %s)", p->name,
              (unsigned)p->st.st_uid, p->sender, temp ? " for now" : "",
-             verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)), why);
-    if (temp)
-        return PK_RETRY;
-    return pk_bounce(p, enh, why) == 0 ? PK_DROP : PK_RETRY;
+             verdict_name((enum verdict)(r->status < V__COUNT ? r->status : V_TEMPFAIL)),
+             why.data);
+    enum pk_result res = temp ? PK_RETRY : pk_bounce(p, enh, why.data) == 0 ? PK_DROP : PK_RETRY;
+    buf_free(&why);
+    return res;
 }
 
 /* One checked record. 0 = go on, else the file's fate. */
@@ -257,6 +257,8 @@ static int pk_record(struct pk *p, const struct md_rec *r)
         if (p->cfg->recipients > 0 && p->nrcpts > p->cfg->recipients) {
             log_warn("maildrop/%s: %d recipients (limits.recipients is %d)", p->name,
                      p->nrcpts, p->cfg->recipients);
+            /* not LR_TOO_MANY_RCPTS: that row is RCPT's "452, try the
+             * rest later"; a submission over the limit fails for good */
             return pk_bounce(p, "5.5.3", "552 5.5.3 Too many recipients") == 0 ? PK_DROP + 1 :
                    PK_RETRY + 1;
         }
@@ -266,8 +268,12 @@ static int pk_record(struct pk *p, const struct md_rec *r)
     if (r->type == MD_CONTENT) {
         if (p->cfg->message_size > 0 && p->md.content > (uint64_t)p->cfg->message_size) {
             log_warn("maildrop/%s: message over limits.message_size", p->name);
-            return pk_bounce(p, "5.3.4", "552 5.3.4 Message size exceeds fixed limit") == 0 ?
-                   PK_DROP + 1 : PK_RETRY + 1;
+            buf_t why;
+            buf_init(&why, 64);
+            local_reply_format(&why, LR_TOO_BIG);
+            int rc = pk_bounce(p, local_reply(LR_TOO_BIG)->enhanced, why.data);
+            buf_free(&why);
+            return rc == 0 ? PK_DROP + 1 : PK_RETRY + 1;
         }
         buf_append(&p->data, r->p, r->len);
         if (p->orig.len < PK_ORIG_MAX)

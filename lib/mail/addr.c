@@ -553,17 +553,13 @@ static int addr_span_domain(const char *s, size_t a, size_t b, char *d)
         unsigned char c = (unsigned char)s[i];
         if (!(isascii(c) && isalnum(c)) && c != '-' && c != '_' && c != '.' && c < 0x80)
             break;
-        if (i - start > 4 * ADDR_DOMAIN_MAX)
-            return 0;           /* longer than any domain, even in 4-byte UTF-8 */
+        if (i - start >= IDNA_UTF8_MAX)
+            return 0;           /* longer than any domain */
     }
-    size_t j = i - start;
-    int dot = j > 0 && s[i - 1] == '.';
-    if (dot)
-        j--;
-    if (j == 0 || idna_domain_ascii(s + start, j, d, ADDR_DOMAIN_MAX + 1) < 0)
+    if (i == start || idna_domain_ascii(s + start, i - start, d, ADDR_DOMAIN_MAX + 1) < 0)
         return 0;
-    j = strlen(d);
-    if (!dot && j > 0 && d[j - 1] == '.')       /* a final full stop that was not ASCII */
+    size_t j = strlen(d);
+    if (j > 0 && d[j - 1] == '.')   /* one final full stop (ASCII or not) */
         d[--j] = '\0';
     /* no empty label (".x", "x..y", "x.." ): no domain anyone reads as one */
     return j > 0 && d[0] != '.' && d[j - 1] != '.' && strstr(d, "..") == NULL;

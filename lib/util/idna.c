@@ -9,8 +9,6 @@
 
 #include "util/idna.h"
 
-#define IDNA_IN_MAX 1024        /* bytes of UTF-8 looked at; a domain is <= 255 octets */
-
 static int ascii_ok(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -37,9 +35,9 @@ int idna_domain_ascii(const char *in, size_t n, char *out, size_t outsz)
         out[n] = '\0';
         return 0;
     }
-    if (n > IDNA_IN_MAX || memchr(in, '\0', n) != NULL)
+    if (n > IDNA_UTF8_MAX || memchr(in, '\0', n) != NULL)
         return -1;
-    char z[IDNA_IN_MAX + 1];
+    char z[IDNA_UTF8_MAX + 1];
     memcpy(z, in, n);
     z[n] = '\0';
     char *a = NULL;

@@ -13,6 +13,8 @@
 #include <stddef.h>
 
 #define IDNA_ASCII_MAX 256      /* room for a domain (at most 255 octets) and its NUL */
+#define IDNA_UTF8_MAX  1024     /* UTF-8 bytes looked at: no longer name has <= 255 octets
+                                 * of A-labels (4 bytes a character at most) */
 
 /* The n bytes at in (no NUL needed), ASCII or UTF-8, into out (NUL-ended,
  * lower case, A-labels) of size outsz. 0 = done; -1 = no such domain: not
